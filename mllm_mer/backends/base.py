@@ -1,0 +1,28 @@
+"""The backend protocol: prompts in, raw text (or continuation log-likelihoods) out.
+
+Backends know nothing of labels or parsing; `mllm_mer.pipeline` turns their output
+into Predictions the same way for all of them. An adapter is chosen per call, by
+the name it was registered under (as vLLM's LoRARequest does).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from mllm_mer.prompting import Prompt
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+
+    def generate(self, prompts: Sequence[Prompt], adapter: str | None = None) -> list[str]:
+        """Answer text per prompt, constrained to each prompt's JSON schema, in input order."""
+        ...
+
+    def score(self, requests: Sequence[tuple[Prompt, str]], adapter: str | None = None) -> list[float]:
+        """Sum of log-probabilities of each continuation text right after its prompt."""
+        ...
+
+    def close(self) -> None:
+        ...

@@ -1,0 +1,174 @@
+"""transformers backend: AutoModelForImageTextToText + AutoProcessor, optional PEFT adapters.
+
+Generation is batched and constrained to each prompt's JSON schema by xgrammar, the
+grammar engine vLLM uses too, so both backends can only emit labels of the set.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from mllm_mer.config import BackendConfig
+from mllm_mer.models import explain_load_error, family_for, resolve_model
+from mllm_mer.prompting import Prompt
+
+
+def torch_dtype(name: str, device: str) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def render(processor: Any, prompt: Prompt) -> str:
+    """The prompt text through the model's own chat template, ending where the answer starts."""
+    return processor.apply_chat_template(prompt.messages, tokenize=False, add_generation_prompt=True)
+
+
+def processor_inputs(processor: Any, prompts: Sequence[Prompt], texts: Sequence[str]) -> dict[str, Any]:
+    """Tokenise texts and preprocess the prompts' images and frames in one batched call."""
+    images = [im for p in prompts for im in p.images]
+    videos = [list(v) for p in prompts for v in p.videos]
+    kwargs: dict[str, Any] = {"text": list(texts), "padding": True, "return_tensors": "pt"}
+    if images:
+        kwargs["images"] = images
+    if videos:
+        kwargs["videos"] = videos
+    return processor(**kwargs)
+
+
+def load_model_and_processor(config: BackendConfig, device: str, **model_kwargs: Any):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    model_id = resolve_model(config.model)
+    try:
+        processor = AutoProcessor.from_pretrained(model_id, trust_remote_code=config.trust_remote_code)
+        model = AutoModelForImageTextToText.from_pretrained(
+            model_id, dtype=model_kwargs.pop("dtype", torch_dtype(config.dtype, device)),
+            trust_remote_code=config.trust_remote_code, use_safetensors=True, **model_kwargs)
+    except OSError as error:
+        raise explain_load_error(config.model, error) from error
+    processor.tokenizer.padding_side = "left"
+    return model, processor
+
+
+class TransformersBackend:
+    name = "transformers"
+
+    def __init__(self, config: BackendConfig, device: str | None = None):
+        self.config = config
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.family = family_for(resolve_model(config.model))
+        model, self.processor = load_model_and_processor(config, self.device)
+        self.adapters = dict(config.adapters)
+        if self.adapters:
+            from peft import PeftModel
+
+            names = list(self.adapters)
+            model = PeftModel.from_pretrained(model, self.adapters[names[0]], adapter_name=names[0])
+            for name in names[1:]:
+                model.load_adapter(self.adapters[name], adapter_name=name)
+        self.model = model.to(self.device).eval()
+        self.tokenizer = self.processor.tokenizer
+        self._grammar_compiler = None
+        self._grammars: dict[str, Any] = {}
+
+    # -- adapters ---------------------------------------------------------------------------
+    def _adapter_context(self, adapter: str | None):
+        import contextlib
+
+        if not self.adapters:
+            if adapter:
+                raise ValueError(f"adapter {adapter!r} requested, but none was loaded")
+            return contextlib.nullcontext()
+        if adapter is None:
+            return self.model.disable_adapter()
+        if adapter not in self.adapters:
+            raise ValueError(f"unknown adapter {adapter!r}; loaded: {', '.join(self.adapters)}")
+        self.model.set_adapter(adapter)
+        return contextlib.nullcontext()
+
+    # -- constrained generation -------------------------------------------------------------
+    def _compiled_grammar(self, schema: dict[str, Any]):
+        key = json.dumps(schema)  # key order is the answer order: never sort
+        if key not in self._grammars:
+            # Compact separators: the same answer form vLLM produces with disable_any_whitespace.
+            self._grammars[key] = self._compiler().compile_json_schema(key, any_whitespace=False,
+                                                                       separators=(",", ":"))
+        return self._grammars[key]
+
+    def _compiler(self):
+        if self._grammar_compiler is None:
+            import xgrammar as xgr
+
+            vocab = self.model.config.get_text_config().vocab_size
+            info = xgr.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=vocab)
+            self._grammar_compiler = xgr.GrammarCompiler(info)
+        return self._grammar_compiler
+
+    @torch.inference_mode()
+    def generate(self, prompts: Sequence[Prompt], adapter: str | None = None) -> list[str]:
+        from xgrammar.contrib.hf import LogitsProcessor
+
+        answers: list[str] = []
+        for start in range(0, len(prompts), self.config.batch_size):
+            batch = prompts[start:start + self.config.batch_size]
+            inputs = processor_inputs(self.processor, batch, [render(self.processor, p) for p in batch])
+            inputs = inputs.to(self.device)
+            constrain = LogitsProcessor([self._compiled_grammar(p.schema) for p in batch])
+            with self._adapter_context(adapter):
+                out = self.model.generate(**inputs, max_new_tokens=self.config.max_new_tokens, do_sample=False,
+                                          logits_processor=[constrain])
+            new_tokens = out[:, inputs["input_ids"].shape[1]:]
+            answers += self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        return answers
+
+    def generate_token_ids(self, prompts: Sequence[Prompt], adapter: str | None = None,
+                           max_new_tokens: int = 16) -> list[list[int]]:
+        """Unconstrained greedy token ids (for parity checks against other backends)."""
+        with torch.inference_mode():
+            inputs = processor_inputs(self.processor, prompts, [render(self.processor, p) for p in prompts])
+            inputs = inputs.to(self.device)
+            with self._adapter_context(adapter):
+                out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+        eos = set(self.model.generation_config.eos_token_id or [])
+        result = []
+        for row in out[:, inputs["input_ids"].shape[1]:].tolist():
+            ids = []
+            for token in row:
+                ids.append(token)
+                if token in eos:
+                    break
+            result.append(ids)
+        return result
+
+    # -- scoring ----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def score(self, requests: Sequence[tuple[Prompt, str]], adapter: str | None = None) -> list[float]:
+        scores: list[float] = []
+        for start in range(0, len(requests), self.config.batch_size):
+            batch = requests[start:start + self.config.batch_size]
+            prompts = [p for p, _ in batch]
+            continuation_ids = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for _, c in batch]
+            texts = [render(self.processor, p) + c for p, c in batch]
+            inputs = processor_inputs(self.processor, prompts, texts).to(self.device)
+            with self._adapter_context(adapter):
+                logits = self.model(**inputs).logits.float()
+            logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
+            targets = inputs["input_ids"][:, 1:]
+            token_logprobs = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+            for row, ids in enumerate(continuation_ids):
+                n = len(ids)
+                # Left padding: the continuation is the last n tokens of every row.
+                if inputs["input_ids"][row, -n:].tolist() != ids:
+                    raise RuntimeError("continuation tokenised differently inside the prompt; "
+                                       "cannot score it exactly")
+                scores.append(float(token_logprobs[row, -n:].sum()))
+        return scores
+
+    def close(self) -> None:
+        self.model = None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

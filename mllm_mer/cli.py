@@ -1,0 +1,164 @@
+"""`mllm-mer VERB ...`: one command, each verb a small function over the shared stages."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from mllm_mer.config import BackendConfig, PromptConfig
+from mllm_mer.models import DEFAULT_MODEL
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+
+
+def parse_adapters(values: list[str] | None) -> dict[str, str]:
+    """`name=path` pairs (a bare path is named after its directory)."""
+    adapters = {}
+    for value in values or []:
+        name, sep, path = value.partition("=")
+        if not sep:
+            name, path = Path(value).name or "adapter", value
+        adapters[name] = path
+    return adapters
+
+
+def read_context(path: str | None):
+    from mllm_mer.types import Turn
+
+    if not path:
+        return ()
+    turns = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}:{number}: not a JSON line ({error})") from None
+            turns.append(Turn(speaker=str(data.get("speaker", "")), text=str(data.get("text", "")),
+                              emotion=data.get("emotion")))
+    return tuple(turns)
+
+
+def _backend_config(args: argparse.Namespace) -> BackendConfig:
+    return BackendConfig(
+        model=args.model, backend=args.backend, adapters=parse_adapters(args.adapter), dtype=args.dtype,
+        max_new_tokens=args.max_new_tokens, base_url=args.base_url, api_key=args.api_key,
+        enforce_eager=args.enforce_eager, max_model_len=args.max_model_len, kv_cache_gb=args.kv_cache_gb)
+
+
+def _add_backend_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=DEFAULT_MODEL, help="hub id or local checkpoint directory")
+    p.add_argument("--adapter", action="append", help="LoRA adapter: PATH or NAME=PATH (repeatable)")
+    p.add_argument("--backend", default="transformers", choices=["transformers", "vllm", "openai"])
+    p.add_argument("--base-url", help="OpenAI-compatible server URL (backend openai)")
+    p.add_argument("--api-key", default=os.environ.get("MLLM_MER_API_KEY"))
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--max-new-tokens", type=int, default=BackendConfig.max_new_tokens)
+    p.add_argument("--max-model-len", type=int, default=BackendConfig.max_model_len)
+    p.add_argument("--kv-cache-gb", type=float, default=BackendConfig.kv_cache_gb, help="vLLM CPU KV cache")
+    p.add_argument("--enforce-eager", action="store_true", help="vLLM: no graph compilation (faster start)")
+
+
+def _add_prompt_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--labels", default=PromptConfig.labels, help="label set name or YAML file")
+    p.add_argument("--template", default=PromptConfig.template, help="zero_shot | label_only | few_shot | .jinja")
+    p.add_argument("--mode", default=PromptConfig.mode, choices=["generate", "score"])
+    p.add_argument("--modalities", default="text,video,audio", help="subset of text,video,audio")
+    p.add_argument("--max-frames", type=int, default=8)
+    p.add_argument("--fps", type=float, help="sample frames at this rate (at most --max-frames)")
+    p.add_argument("--asr-model", help="Whisper id or directory, used when no transcript is given")
+
+
+def _prompt_config(args: argparse.Namespace) -> PromptConfig:
+    return PromptConfig(labels=args.labels, template=args.template, mode=args.mode,
+                        modalities=tuple(m.strip() for m in args.modalities.split(",") if m.strip()))
+
+
+def _media_settings(args: argparse.Namespace):
+    from mllm_mer.media import MediaSettings
+
+    return MediaSettings(max_frames=args.max_frames, fps=args.fps, asr_model=args.asr_model)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from mllm_mer.backends import load_backend
+    from mllm_mer.labels import load_label_spec
+    from mllm_mer.pipeline import predict
+    from mllm_mer.types import Sample
+
+    frames: tuple = ()
+    if args.frames_dir:
+        folder = Path(args.frames_dir)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: no such directory")
+        frames = tuple(str(p) for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not frames:
+            raise FileNotFoundError(f"{folder}: no image files")
+    sample = Sample(id=args.id, transcript=args.transcript, speaker=args.speaker, context=read_context(args.context),
+                    video=args.video, audio=args.audio, image=args.image, frames=frames)
+    spec = load_label_spec(args.labels)
+    config = _backend_config(args)
+    backend = load_backend(config)
+    try:
+        adapter = next(iter(config.adapters), None)
+        [prediction] = predict(backend, [sample], spec, _prompt_config(args), _media_settings(args), adapter=adapter)
+    finally:
+        backend.close()
+    print(json.dumps(prediction.to_dict(), ensure_ascii=False, indent=2))
+    return 0 if prediction.ok else 1
+
+
+def cmd_make_tiny(args: argparse.Namespace) -> int:
+    from mllm_mer.tiny import make_tiny
+
+    out = make_tiny(args.dir, arch=args.arch, size=args.size, seed=args.seed)
+    print(f"wrote a random-weight {args.size} {args.arch} checkpoint to {out}")
+    if args.whisper:
+        from mllm_mer.tiny_whisper import make_tiny_whisper
+
+        print(f"wrote a random-weight tiny Whisper to {make_tiny_whisper(Path(args.dir) / 'whisper')}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mllm-mer", description=__doc__)
+    verbs = parser.add_subparsers(dest="verb", required=True)
+
+    p = verbs.add_parser("predict", help="classify one clip/image/utterance and print the Prediction as JSON")
+    _add_backend_args(p)
+    _add_prompt_args(p)
+    p.add_argument("--id", default="input")
+    p.add_argument("--image")
+    p.add_argument("--frames-dir", help="directory of frames (sorted by name)")
+    p.add_argument("--video")
+    p.add_argument("--audio")
+    p.add_argument("--transcript")
+    p.add_argument("--speaker")
+    p.add_argument("--context", help="JSONL file of earlier turns: {speaker, text, emotion?}")
+    p.set_defaults(func=cmd_predict)
+
+    p = verbs.add_parser("make-tiny", help="build a random-weight checkpoint of a real architecture, offline")
+    p.add_argument("dir")
+    p.add_argument("--arch", default="qwen2_vl", choices=["qwen2_vl", "qwen2_5_vl"])
+    p.add_argument("--size", default="tiny", choices=["tiny", "small"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--whisper", action="store_true", help="also build a tiny Whisper in DIR/whisper")
+    p.set_defaults(func=cmd_make_tiny)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from mllm_mer.media import MediaError
+
+    try:
+        return args.func(args)
+    except (FileNotFoundError, MediaError, ValueError, RuntimeError, ConnectionError) as error:
+        print(f"mllm-mer {args.verb}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

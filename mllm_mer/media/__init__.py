@@ -1,0 +1,80 @@
+"""Media stage: a Sample's files -> frames, transcript and vocal cues for the prompt."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
+
+from mllm_mer.media.errors import MediaError
+from mllm_mer.prompting import MediaInputs
+from mllm_mer.types import Sample
+
+__all__ = ["MediaError", "MediaSettings", "load_media", "load_image"]
+
+
+@dataclass(frozen=True)
+class MediaSettings:
+    max_frames: int = 8  # frames sampled per clip
+    fps: float | None = None  # sample at this rate instead of uniformly (still at most max_frames)
+    max_pixels: int | None = 448 * 448  # frames are downscaled to fit this budget when decoded
+    vocal_cues: bool = True  # describe loudness, pitch, pauses, speech rate from the audio
+    asr_model: str | None = None  # Whisper id/path: transcribe when a sample has no transcript
+
+
+def load_image(source) -> Image.Image:
+    if isinstance(source, Image.Image):
+        return source.convert("RGB")
+    path = str(source)
+    if not os.path.exists(path):
+        raise MediaError(path, "file not found")
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except (UnidentifiedImageError, OSError) as error:
+        raise MediaError(path, f"not a readable image ({error})") from None
+
+
+def load_media(sample: Sample, settings: MediaSettings, modalities: tuple[str, ...] = ("text", "video", "audio")
+               ) -> MediaInputs:
+    """Decode what the prompt will use; MediaError names the file and the reason."""
+    from mllm_mer.media import audio as audio_mod
+    from mllm_mer.media import video as video_mod
+
+    frames: tuple = ()
+    times: tuple[float, ...] = ()
+    image = None
+    fps = duration = None
+    if "video" in modalities:
+        if sample.frames:
+            frames = tuple(load_image(f) for f in sample.frames)
+        elif sample.video and video_mod.has_video(sample.video):
+            clip = video_mod.read_frames(sample.video, settings.max_frames, settings.fps, sample.start, sample.end,
+                                         settings.max_pixels)
+            frames, times, fps, duration = clip.images, clip.times, clip.fps, clip.duration
+        if sample.image:
+            image = load_image(sample.image)
+
+    transcript = None
+    cues = None
+    sound = sample.audio or sample.video
+    need_asr = not sample.transcript and settings.asr_model and "text" in modalities
+    need_cues = settings.vocal_cues and "audio" in modalities and not sample.vocal_cues
+    if sound and (need_asr or need_cues) and audio_mod.has_audio(sound):
+        # A window applies to the video's own track; a separate audio file is the utterance already.
+        window = (sample.start, sample.end) if not sample.audio else (None, None)
+        waveform = audio_mod.load_audio(sound, *window)
+        if need_asr:
+            from mllm_mer.media.asr import transcribe
+
+            transcript = transcribe(waveform, settings.asr_model)
+        if need_cues:
+            from mllm_mer.media.cues import vocal_cues
+
+            cues = vocal_cues(waveform, sample.transcript or transcript).describe()
+    elif sample.audio and not sample.video:
+        audio_mod.has_audio(sample.audio)  # raises MediaError for a missing or broken file
+    if "video" in modalities and sample.video and not frames and not (sound and audio_mod.has_audio(sound)):
+        raise MediaError(sample.video, "neither a video nor an audio stream")
+    return MediaInputs(frames=frames, frame_times=times, image=image, vocal_cues=cues, transcript=transcript,
+                       fps=fps, duration=duration)

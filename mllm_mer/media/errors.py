@@ -1,0 +1,7 @@
+class MediaError(ValueError):
+    """A media file that cannot be used, with the file and the reason in the message."""
+
+    def __init__(self, path: object, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason

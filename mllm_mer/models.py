@@ -1,0 +1,89 @@
+"""Model registry: every model-family quirk lives here and nowhere else.
+
+A family says how its processor takes video (plain frames, or frames plus sampling
+metadata), the default frame and pixel budgets, which modules LoRA may target so
+that vLLM can serve the adapter (language model only), and how to build a tiny
+random checkpoint of it for offline tests.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
+
+# Language-model projections only: vLLM applies LoRA to the language model, not the vision tower.
+_LM_PROJECTIONS = r"(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    name: str
+    model_types: tuple[str, ...]  # config.json `model_type` values of this family
+    id_pattern: str  # regex on a hub id, for ids whose config cannot be read offline
+    video_with_metadata: bool  # vLLM wants (frames, metadata) instead of bare frames
+    max_frames: int  # default frames sampled per clip
+    max_pixels: int  # default pixel budget per frame (processor resizes to fit)
+    min_pixels: int = 56 * 56
+    patch_multiple: int = 28  # frames are resized to multiples of patch * merge size
+    vision_module_pattern: str = r"(^|\.)(visual|vision_tower|vision_model)\."
+
+    @property
+    def lora_target_modules(self) -> str:
+        """PEFT `target_modules` regex: language-model projections only."""
+        return rf".*language_model.*\.{_LM_PROJECTIONS}$"
+
+    def is_vision_module(self, module_name: str) -> bool:
+        return re.search(self.vision_module_pattern, module_name) is not None
+
+
+FAMILIES: dict[str, ModelFamily] = {
+    f.name: f
+    for f in (
+        ModelFamily("qwen2_vl", ("qwen2_vl",), r"qwen2-vl", False, max_frames=8, max_pixels=448 * 448),
+        ModelFamily("qwen2_5_vl", ("qwen2_5_vl",), r"qwen2\.5-vl", True, max_frames=8, max_pixels=448 * 448),
+        ModelFamily("qwen3_vl", ("qwen3_vl", "qwen3_vl_moe"), r"qwen3-vl", True, max_frames=8, max_pixels=448 * 448,
+                    patch_multiple=32),
+    )
+}
+
+
+def family_for(model: str | Path) -> ModelFamily:
+    """The family of a local checkpoint (from its config.json) or of a hub id (from its name)."""
+    config_file = Path(model) / "config.json"
+    if config_file.is_file():
+        model_type = json.loads(config_file.read_text()).get("model_type", "")
+        for family in FAMILIES.values():
+            if model_type in family.model_types:
+                return family
+        raise ValueError(f"{model}: model_type {model_type!r} is not a supported family ({', '.join(FAMILIES)})")
+    for family in FAMILIES.values():
+        if re.search(family.id_pattern, str(model), re.IGNORECASE):
+            return family
+    raise ValueError(f"{model}: not a supported model family ({', '.join(FAMILIES)}); "
+                     "pass a local checkpoint directory or a Qwen2-VL / Qwen2.5-VL / Qwen3-VL hub id")
+
+
+def resolve_model(model: str) -> str:
+    """`model` if it is a local directory or looks like a hub id; a clear error otherwise.
+
+    Hub ids are passed through untouched (the libraries download them); when the hub is
+    unreachable the loaders' own error is wrapped by `explain_load_error`.
+    """
+    path = Path(model).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{model}: no config.json; not a model checkpoint directory")
+        return str(path)
+    if model.count("/") == 1 and not model.startswith((".", "/")):
+        return model
+    raise FileNotFoundError(f"{model}: no such model directory. Build an offline test model with "
+                            "`mllm-mer make-tiny DIR`, or pass a hub id such as " + DEFAULT_MODEL)
+
+
+def explain_load_error(model: str, error: Exception) -> RuntimeError:
+    return RuntimeError(
+        f"could not load model {model!r}: {error}. Without network access, download it elsewhere and "
+        "pass its directory, or build an offline test model with `mllm-mer make-tiny DIR`.")

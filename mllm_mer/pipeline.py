@@ -1,0 +1,110 @@
+"""Composes the stages: sample -> media -> prompt -> backend -> parse (-> label probabilities).
+
+Every entry point (CLI, app, evaluate, benchmarks) calls these functions; none
+re-implements a stage. A sample whose media fails becomes a failed Prediction with
+the reason, and the rest of the batch goes on.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mllm_mer.backends.base import Backend
+from mllm_mer.config import PromptConfig
+from mllm_mer.labels import LabelSpec
+from mllm_mer.media import MediaError, MediaSettings, load_media
+from mllm_mer.parsing import parse_answer
+from mllm_mer.prompting import Prompt, answer_prefix, build_prompt
+from mllm_mer.types import Prediction, Sample, TaskPrediction
+
+
+@dataclass
+class Prepared:
+    """A sample made ready for a backend: its prompt, or why it could not get one."""
+
+    sample: Sample
+    prompt: Prompt | None = None
+    error: str | None = None
+
+
+def prepare(samples: Sequence[Sample], spec: LabelSpec, prompt_cfg: PromptConfig,
+            media: MediaSettings | None = None) -> list[Prepared]:
+    media = media or MediaSettings()
+    prepared = []
+    for sample in samples:
+        try:
+            inputs = load_media(sample, media, modalities=prompt_cfg.modalities)
+            prompt = build_prompt(sample, spec, prompt_cfg.template, inputs, prompt_cfg.modalities)
+            prepared.append(Prepared(sample, prompt))
+        except MediaError as error:
+            prepared.append(Prepared(sample, error=str(error)))
+    return prepared
+
+
+def score_labels(backend: Backend, prompts: Sequence[Prompt], adapter: str | None = None,
+                 fixed: Sequence[dict[str, str]] | None = None) -> list[dict[str, TaskPrediction]]:
+    """Label probabilities per task from the likelihood of each label as the answer's value.
+
+    Tasks are scored in answer order; each later task is conditioned on the labels
+    already in the answer (`fixed`, e.g. generated ones) or else on the best-scored
+    label of the earlier tasks. One batched backend call per task.
+    """
+    results: list[dict[str, TaskPrediction]] = [{} for _ in prompts]
+    chosen: list[dict[str, str]] = [{} for _ in prompts]
+    for k in range(max((len(p.label_sets) for p in prompts), default=0)):
+        requests, owners = [], []
+        for i, prompt in enumerate(prompts):
+            if k >= len(prompt.label_sets):
+                continue
+            ls = prompt.label_sets[k]
+            prefix = answer_prefix(chosen[i], ls.task)
+            for label in ls.labels:
+                requests.append((prompt, prefix + label + '"'))
+                owners.append(i)
+        logps = backend.score(requests, adapter=adapter)
+        per_prompt: dict[int, list[float]] = {}
+        for i, lp in zip(owners, logps):
+            per_prompt.setdefault(i, []).append(lp)
+        for i, values in per_prompt.items():
+            ls = prompts[i].label_sets[k]
+            top = max(values)
+            weights = [math.exp(v - top) for v in values]
+            total = sum(weights)
+            probs = {label: w / total for label, w in zip(ls.labels, weights)}
+            best = max(probs, key=probs.get)
+            label = (fixed[i].get(ls.task) if fixed and fixed[i] else None) or best
+            results[i][ls.task] = TaskPrediction(label=label, probabilities=probs)
+            chosen[i][ls.task] = label
+    return results
+
+
+def run_prompts(backend: Backend, prompts: Sequence[Prompt], mode: str = "generate", adapter: str | None = None,
+                with_probabilities: bool = True) -> list[Prediction]:
+    """Predictions for ready prompts, in input order."""
+    if mode == "score":
+        scored = score_labels(backend, prompts, adapter)
+        return [Prediction(sample_id=p.sample_id, tasks=t) for p, t in zip(prompts, scored)]
+    if mode != "generate":
+        raise ValueError(f"mode must be 'generate' or 'score', not {mode!r}")
+    raws = backend.generate(prompts, adapter=adapter)
+    predictions = [parse_answer(raw, p.label_sets, p.sample_id) for p, raw in zip(prompts, raws)]
+    if with_probabilities:
+        ok = [i for i, pred in enumerate(predictions) if pred.ok]
+        fixed = [{t: tp.label for t, tp in predictions[i].tasks.items()} for i in ok]
+        scored = score_labels(backend, [prompts[i] for i in ok], adapter, fixed=fixed)
+        for i, tasks in zip(ok, scored):
+            predictions[i].tasks = tasks
+    return predictions
+
+
+def predict(backend: Backend, samples: Sequence[Sample], spec: LabelSpec, prompt_cfg: PromptConfig,
+            media: MediaSettings | None = None, adapter: str | None = None,
+            with_probabilities: bool = True) -> list[Prediction]:
+    """The whole path for a batch of samples; one Prediction per sample, in input order."""
+    prepared = prepare(samples, spec, prompt_cfg, media)
+    ready = [p for p in prepared if p.prompt is not None]
+    answered = iter(run_prompts(backend, [p.prompt for p in ready], prompt_cfg.mode, adapter, with_probabilities)
+                    if ready else [])
+    return [next(answered) if p.prompt is not None else Prediction.failure(p.sample.id, p.error or "no prompt")
+            for p in prepared]

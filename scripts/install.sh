@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Sets up a local virtual environment (.venv) with everything the project and its tests need.
+#   bash scripts/install.sh            CPU build of vLLM (this is what CI uses)
+#   MLLM_MER_FLAVOUR=gpu bash scripts/install.sh    CUDA build of vLLM
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+FLAVOUR=${MLLM_MER_FLAVOUR:-cpu}
+
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+pip_() {  # pip, minus this machine's noise about absent local index folders
+    "$VENV/bin/python" -m pip "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+}
+PIP=pip_
+$PIP install --quiet --upgrade pip
+# pip (not uv/poetry): the CPU torch wheel is found through pip's find-links on this machine.
+$PIP install --quiet -e ".[${FLAVOUR},train,app,dev]"
+
+if [ "$FLAVOUR" = cpu ]; then
+    # CUDA-built wheels that break `import vllm` beside the CPU torch; nothing here needs them.
+    $PIP uninstall --quiet -y torchaudio torchcodec >/dev/null 2>&1 || true
+    # torchvision's PyPI build is CUDA-only: register its op schemas before it loads (see the hook).
+    SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    cp scripts/torchvision_cpu_hook.py "$SITE/_mllm_mer_torchvision_hook.py"
+    echo "import _mllm_mer_torchvision_hook" > "$SITE/_mllm_mer_torchvision_hook.pth"
+fi
+
+# Headless Chromium for the browser tests (Debian's build; Playwright must not download its own).
+if ! command -v chromium >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+        echo "warning: chromium not found and cannot be installed here; browser tests will fail" >&2
+    fi
+fi
+"$VENV/bin/python" -c "import vllm, transformers, torch; print('mllm-mer env ready: torch', torch.__version__, 'transformers', transformers.__version__, 'vllm', vllm.__version__)"

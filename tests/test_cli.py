@@ -1,0 +1,51 @@
+"""The console script end to end, as a user runs it (subprocesses, offline)."""
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+
+def run_cli(*args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "mllm_mer.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def cli_model(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "t"
+    run_cli("make-tiny", out)
+    assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
+    return out
+
+
+@pytest.mark.parametrize("mode", ["generate", "score"])
+def test_predict_prints_a_prediction_in_the_meld_sets(cli_model, face_png, mode):
+    proc = run_cli("predict", "--model", cli_model, "--image", face_png, "--transcript", "You did WHAT?",
+                   "--labels", "meld", "--mode", mode)
+    pred = json.loads(proc.stdout)
+    assert pred["ok"] is True
+    emotion, sentiment = pred["tasks"]["emotion"], pred["tasks"]["sentiment"]
+    assert emotion["label"] in {"neutral", "joy", "sadness", "anger", "surprise", "fear", "disgust"}
+    assert sentiment["label"] in {"neutral", "positive", "negative"}
+    for task in (emotion, sentiment):
+        assert math.isclose(sum(task["probabilities"].values()), 1.0, rel_tol=1e-6)
+    assert "rationale" in pred
+    if mode == "generate":
+        assert isinstance(pred["rationale"], str)
+
+
+def test_missing_model_names_make_tiny(tmp_path):
+    proc = run_cli("predict", "--model", tmp_path / "nothing-here", "--transcript", "hi", check=False)
+    assert proc.returncode == 2
+    assert "make-tiny" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unreachable_hub_id_is_explained(tmp_path):
+    proc = run_cli("predict", "--model", "Qwen/Qwen2.5-VL-7B-Instruct", "--transcript", "hi", check=False)
+    assert proc.returncode == 2
+    assert "make-tiny" in proc.stderr and "Traceback" not in proc.stderr

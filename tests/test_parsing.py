@@ -1,0 +1,44 @@
+from mllm_mer.parsing import parse_answer
+
+
+def test_valid_json_answer(meld_spec):
+    raw = '{"emotion":"anger","sentiment":"negative","rationale":"shouting","cues":{"vocal":"loud","visual":""}}'
+    pred = parse_answer(raw, meld_spec.label_sets, "s1")
+    assert pred.ok and pred.label("emotion") == "anger" and pred.label("sentiment") == "negative"
+    assert pred.rationale == "shouting" and pred.cues == {"vocal": "loud"} and pred.raw == raw
+
+
+def test_synonyms_in_a_fenced_answer_with_preamble(meld_spec):
+    raw = 'Sure! Here it is:\n```json\n{"emotion": "Happy", "sentiment": "pos"}\n```'
+    pred = parse_answer(raw, meld_spec.label_sets, "s1")
+    assert pred.ok and pred.label("emotion") == "joy" and pred.label("sentiment") == "positive"
+
+
+def test_label_outside_the_set_is_a_failure_not_a_guess(meld_spec):
+    pred = parse_answer('{"emotion":"banana","sentiment":"neutral"}', meld_spec.label_sets, "s1")
+    assert not pred.ok and "banana" in pred.error and pred.label("emotion") is None
+
+
+def test_missing_task_is_a_failure(meld_spec):
+    pred = parse_answer('{"emotion":"joy"}', meld_spec.label_sets, "s1")
+    assert not pred.ok and "sentiment" in pred.error
+
+
+def test_garbage_keeps_the_raw_text(meld_spec):
+    for raw in ["", "I think they are sad and angry", "{not json"]:
+        pred = parse_answer(raw, meld_spec.label_sets, "s1")
+        assert not pred.ok and pred.raw == raw and pred.tasks == {}
+
+
+def test_bare_label_is_accepted_only_for_a_single_task(meld_spec):
+    from mllm_mer.labels import load_label_spec
+
+    assert parse_answer("Angry.", load_label_spec("iemocap4").label_sets, "s").label("emotion") == "angry"
+    assert not parse_answer("anger", meld_spec.label_sets, "s").ok
+
+
+def test_prediction_round_trips_through_a_dict(meld_spec):
+    from mllm_mer.types import Prediction
+
+    pred = parse_answer('{"emotion":"joy","sentiment":"positive"}', meld_spec.label_sets, "s1")
+    assert Prediction.from_dict(pred.to_dict()) == pred
