@@ -57,7 +57,7 @@ def _add_backend_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     p.add_argument("--max-new-tokens", type=int, default=BackendConfig.max_new_tokens)
     p.add_argument("--max-model-len", type=int, default=BackendConfig.max_model_len)
-    p.add_argument("--kv-cache-gb", type=float, default=BackendConfig.kv_cache_gb, help="vLLM CPU KV cache")
+    p.add_argument("--kv-cache-gb", type=int, default=BackendConfig.kv_cache_gb, help="vLLM CPU KV cache")
     p.add_argument("--enforce-eager", action="store_true", help="vLLM: no graph compilation (faster start)")
 
 
@@ -122,6 +122,19 @@ def cmd_make_tiny(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from mllm_mer.serve import ServeConfig, serve_forever
+
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not args.api_key:
+        print(f"warning: serving on {args.host} without --api-key: anyone who reaches it can use it",
+              file=sys.stderr)
+    return serve_forever(ServeConfig(
+        model=args.model, adapters=parse_adapters(args.adapter), host=args.host, port=args.port,
+        api_key=args.api_key, served_name=args.served_name, dtype=args.dtype, max_model_len=args.max_model_len,
+        kv_cache_gb=args.kv_cache_gb, enforce_eager=args.enforce_eager, max_images=args.max_images,
+        max_videos=args.max_videos, log_file=args.log_file))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mllm-mer", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -138,6 +151,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speaker")
     p.add_argument("--context", help="JSONL file of earlier turns: {speaker, text, emotion?}")
     p.set_defaults(func=cmd_predict)
+
+    p = verbs.add_parser("serve", help="run the OpenAI-compatible vLLM server with LoRA adapters")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="hub id or local checkpoint directory")
+    p.add_argument("--adapter", action="append", help="LoRA adapter NAME=PATH (repeatable)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    p.add_argument("--api-key", default=os.environ.get("MLLM_MER_API_KEY"))
+    p.add_argument("--served-name", help="model name clients use (default: the model's name)")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--max-model-len", type=int, default=BackendConfig.max_model_len)
+    p.add_argument("--kv-cache-gb", type=int, default=BackendConfig.kv_cache_gb, help="CPU build: KV cache GiB")
+    p.add_argument("--enforce-eager", action="store_true")
+    p.add_argument("--max-images", type=int, default=1, help="images per prompt")
+    p.add_argument("--max-videos", type=int, default=1, help="videos per prompt")
+    p.add_argument("--log-file", help="write the server's output here")
+    p.set_defaults(func=cmd_serve)
 
     p = verbs.add_parser("make-tiny", help="build a random-weight checkpoint of a real architecture, offline")
     p.add_argument("dir")

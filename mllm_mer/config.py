@@ -20,7 +20,7 @@ class BackendConfig:
     # vLLM engine
     max_model_len: int = 8192
     gpu_memory_utilization: float = 0.85
-    kv_cache_gb: float = 1.0  # CPU build: KV cache space in GiB
+    kv_cache_gb: int = 1  # CPU build: KV cache space in GiB
     tensor_parallel_size: int = 1
     data_parallel_size: int = 1
     enforce_eager: bool = False  # skip graph capture/compilation: faster start, slower decode

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
 
@@ -37,6 +39,25 @@ class ModelFamily:
 
     def is_vision_module(self, module_name: str) -> bool:
         return re.search(self.vision_module_pattern, module_name) is not None
+
+    def video_for_vllm(self, frames: Sequence[Any], times: Sequence[float] = ()) -> Any:
+        """A clip as this family's vLLM video input: a (T, H, W, 3) array, plus metadata if it wants it."""
+        import numpy as np
+
+        array = np.stack([np.asarray(f.convert("RGB")) for f in frames])
+        if not self.video_with_metadata:
+            return array
+        fps = video_fps(times)
+        metadata = {"fps": fps, "total_num_frames": len(frames), "frames_indices": list(range(len(frames))),
+                    "duration": len(frames) / fps, "video_backend": "pyav", "do_sample_frames": False}
+        return array, metadata
+
+
+def video_fps(times: Sequence[float]) -> float:
+    """Effective rate of sampled frames (Qwen's 2 fps default when their times are unknown)."""
+    if len(times) >= 2 and times[-1] > times[0]:
+        return (len(times) - 1) / (times[-1] - times[0])
+    return 2.0
 
 
 FAMILIES: dict[str, ModelFamily] = {

@@ -22,7 +22,8 @@ from mllm_mer.types import CUE_MODALITIES, LabelSet, Sample
 
 TEMPLATES_DIR = PROMPTS_DIR / "templates"
 MODALITIES = ("text", "video", "audio")  # what an ablation can switch off
-# Bounded strings keep a constrained answer finite even from a random model.
+# Bounded strings keep a constrained answer finite even from a random model. In the worst
+# case (3 tokens per character) the whole answer stays under 2048 tokens.
 RATIONALE_MAX_CHARS = 240
 CUE_MAX_CHARS = 80
 
@@ -67,6 +68,15 @@ class Prompt:
     @property
     def videos(self) -> list[tuple[Any, ...]]:
         return [self.media.frames] if self.media.frames else []
+
+
+def render(processor: Any, prompt: Prompt) -> str:
+    """The prompt text through the model's own chat template, ending where the answer starts.
+
+    `processor` is the model's processor or tokenizer (anything with the HF
+    `apply_chat_template`); every backend renders prompts through this one call.
+    """
+    return processor.apply_chat_template(prompt.messages, tokenize=False, add_generation_prompt=True)
 
 
 def answer_schema(label_sets: tuple[LabelSet, ...], with_rationale: bool) -> dict[str, Any]:

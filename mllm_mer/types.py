@@ -34,7 +34,7 @@ class Sample:
     start: float | None = None  # seconds: utterance window inside a longer video
     end: float | None = None
     audio: str | None = None  # path to an audio file (else the video's audio track)
-    image: str | None = None  # a single still (e.g. a face crop)
+    image: Any = None  # a single still (path or PIL image), e.g. a face crop
     frames: tuple[Any, ...] = ()  # already decoded frames (PIL images or paths), in time order
     vocal_cues: str | None = None  # paralinguistic cues already put into words
     gold: dict[str, Any] = field(default_factory=dict)  # task name -> gold label (or score)

@@ -35,7 +35,7 @@ def hf_backend(tiny_model):
     from mllm_mer.backends.hf import TransformersBackend
     from mllm_mer.config import BackendConfig
 
-    backend = TransformersBackend(BackendConfig(model=str(tiny_model), dtype="float32", max_new_tokens=400,
+    backend = TransformersBackend(BackendConfig(model=str(tiny_model), dtype="float32", max_new_tokens=2048,
                                                 batch_size=16))
     yield backend
     backend.close()
@@ -48,3 +48,34 @@ def face_png(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("media") / "face.png"
     Image.new("RGB", (96, 96), (200, 120, 90)).save(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_lora(tiny_model, tmp_path_factory) -> Path:
+    """A LoRA adapter on the language model only, with random (non-zero) weights so that it changes outputs."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    from mllm_mer.models import family_for
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model, dtype=torch.float32)
+    torch.manual_seed(1)
+    config = LoraConfig(r=8, lora_alpha=32, target_modules=family_for(tiny_model).lora_target_modules,
+                        init_lora_weights=False)
+    out = tmp_path_factory.mktemp("adapters") / "probe"
+    get_peft_model(model, config).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def vllm_backend(tiny_model, tiny_lora):
+    """One vLLM engine for the whole session (start-up is the expensive part), with the probe adapter."""
+    from mllm_mer.backends.vllm_engine import VLLMEngineBackend
+    from mllm_mer.config import BackendConfig
+
+    backend = VLLMEngineBackend(BackendConfig(model=str(tiny_model), adapters={"probe": str(tiny_lora)},
+                                              dtype="float32", enforce_eager=True, max_new_tokens=2048,
+                                              max_model_len=4096, kv_cache_gb=1, max_lora_rank=8))
+    yield backend
+    backend.close()

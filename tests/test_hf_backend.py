@@ -1,28 +1,10 @@
 """transformers backend on the tiny random checkpoint: constraint, scoring, batching."""
 import math
-import random
-
-from PIL import Image
-
 from mllm_mer.config import PromptConfig
 from mllm_mer.pipeline import predict
-from mllm_mer.types import Sample, Turn
+from mllm_mer.types import Sample
 
-WORDS = "you did what never again fine okay wow really no yes please stop now great terrible".split()
-
-
-def _random_samples(n, seed=0):
-    rng = random.Random(seed)
-    samples = []
-    for i in range(n):
-        image = Image.new("RGB", (rng.randint(40, 120), rng.randint(40, 120)),
-                          tuple(rng.randint(0, 255) for _ in range(3)))
-        text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 12)))
-        context = tuple(Turn(rng.choice(["A", "B"]), rng.choice(WORDS)) for _ in range(rng.randint(0, 3)))
-        samples.append(Sample(id=f"r{i}", transcript=text, context=context, frames=(image,) if i % 2 else (),
-                              image=None if i % 2 else image))
-    return samples
-
+from helpers import random_samples
 
 def _assert_in_set(pred, spec):
     assert pred.ok, pred.error
@@ -31,7 +13,7 @@ def _assert_in_set(pred, spec):
 
 
 def test_constrained_generation_keeps_every_label_in_the_set(hf_backend, meld_spec):
-    samples = _random_samples(50)
+    samples = random_samples(50)
     preds = predict(hf_backend, samples, meld_spec, PromptConfig(template="zero_shot"), with_probabilities=False)
     assert [p.sample_id for p in preds] == [s.id for s in samples]
     for pred in preds:
@@ -47,7 +29,7 @@ def test_injection_in_the_transcript_still_yields_a_valid_prediction(hf_backend,
 
 
 def test_score_mode_gives_normalised_probabilities_and_argmax_label(hf_backend, meld_spec):
-    preds = predict(hf_backend, _random_samples(4, seed=1), meld_spec, PromptConfig(mode="score"))
+    preds = predict(hf_backend, random_samples(4, seed=1), meld_spec, PromptConfig(mode="score"))
     for pred in preds:
         _assert_in_set(pred, meld_spec)
         assert pred.raw is None  # no free generation
@@ -57,7 +39,7 @@ def test_score_mode_gives_normalised_probabilities_and_argmax_label(hf_backend, 
 
 
 def test_scores_do_not_depend_on_the_batch(hf_backend, meld_spec):
-    samples = _random_samples(5, seed=2)
+    samples = random_samples(5, seed=2)
     alone = predict(hf_backend, samples[:1], meld_spec, PromptConfig(mode="score"))[0]
     batched = predict(hf_backend, samples, meld_spec, PromptConfig(mode="score"))[0]
     for task, pred in alone.tasks.items():
@@ -66,7 +48,7 @@ def test_scores_do_not_depend_on_the_batch(hf_backend, meld_spec):
 
 
 def test_batched_generation_equals_one_at_a_time(hf_backend, meld_spec):
-    samples = _random_samples(3, seed=3)
+    samples = random_samples(3, seed=3)
     cfg = PromptConfig(template="label_only")
     batched = predict(hf_backend, samples, meld_spec, cfg, with_probabilities=False)
     single = [predict(hf_backend, [s], meld_spec, cfg, with_probabilities=False)[0] for s in samples]
@@ -74,7 +56,7 @@ def test_batched_generation_equals_one_at_a_time(hf_backend, meld_spec):
 
 
 def test_generate_mode_reports_probabilities_for_its_labels(hf_backend, meld_spec):
-    [pred] = predict(hf_backend, _random_samples(1, seed=4), meld_spec, PromptConfig())
+    [pred] = predict(hf_backend, random_samples(1, seed=4), meld_spec, PromptConfig())
     _assert_in_set(pred, meld_spec)
     for task in pred.tasks.values():
         assert math.isclose(sum(task.probabilities.values()), 1.0, rel_tol=1e-6)

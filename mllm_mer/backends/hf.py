@@ -13,18 +13,13 @@ import torch
 
 from mllm_mer.config import BackendConfig
 from mllm_mer.models import explain_load_error, family_for, resolve_model
-from mllm_mer.prompting import Prompt
+from mllm_mer.prompting import Prompt, render
 
 
 def torch_dtype(name: str, device: str) -> torch.dtype:
     if name == "auto":
         return torch.bfloat16 if device.startswith("cuda") else torch.float32
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
-
-
-def render(processor: Any, prompt: Prompt) -> str:
-    """The prompt text through the model's own chat template, ending where the answer starts."""
-    return processor.apply_chat_template(prompt.messages, tokenize=False, add_generation_prompt=True)
 
 
 def processor_inputs(processor: Any, prompts: Sequence[Prompt], texts: Sequence[str]) -> dict[str, Any]:

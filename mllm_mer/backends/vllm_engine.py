@@ -1,0 +1,117 @@
+"""In-process vLLM engine backend (`vllm.LLM`).
+
+Takes the same Prompts as the transformers backend, renders them with the same
+chat template, passes frames in the form the model family wants, enforces each
+prompt's answer schema with structured outputs, and sends the whole batch in one
+`generate` call (vLLM schedules it; prefix caching shares the system prompt).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from mllm_mer.config import BackendConfig
+from mllm_mer.models import explain_load_error, family_for, resolve_model
+from mllm_mer.prompting import Prompt, render
+
+
+class VLLMEngineBackend:
+    name = "vllm"
+
+    def __init__(self, config: BackendConfig):
+        from vllm import LLM
+        from vllm.lora.request import LoRARequest
+
+        self.config = config
+        model_id = resolve_model(config.model)
+        self.family = family_for(model_id)
+        # The CPU build sizes its KV cache from this variable (GiB); GPU builds ignore it.
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(config.kv_cache_gb))
+        self.adapters = {name: LoRARequest(name, i + 1, path) for i, (name, path) in enumerate(config.adapters.items())}
+        engine_args: dict[str, Any] = dict(
+            model=model_id, dtype="float32" if config.dtype == "auto" and _cpu_only() else config.dtype,
+            trust_remote_code=config.trust_remote_code, max_model_len=config.max_model_len,
+            enforce_eager=config.enforce_eager, enable_prefix_caching=True, seed=config.seed,
+            tensor_parallel_size=config.tensor_parallel_size, gpu_memory_utilization=config.gpu_memory_utilization,
+            limit_mm_per_prompt={"image": 1, "video": 1},
+            # Per request this flag is ignored; without it a random model emits whitespace until max_tokens.
+            structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True},
+        )
+        if config.data_parallel_size > 1:
+            engine_args["data_parallel_size"] = config.data_parallel_size
+        if self.adapters:
+            engine_args.update(enable_lora=True, max_lora_rank=config.max_lora_rank, max_loras=len(self.adapters))
+        try:
+            self.llm = LLM(**engine_args)
+        except OSError as error:
+            raise explain_load_error(config.model, error) from error
+        self.tokenizer = self.llm.get_tokenizer()
+
+    def _lora(self, adapter: str | None):
+        if adapter is None:
+            return None
+        if adapter not in self.adapters:
+            raise ValueError(f"unknown adapter {adapter!r}; loaded: {', '.join(self.adapters) or 'none'}")
+        return self.adapters[adapter]
+
+    def _request(self, prompt: Prompt, text: str) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        if prompt.images:
+            data["image"] = prompt.images
+        if prompt.videos:
+            data["video"] = [self.family.video_for_vllm(v, prompt.media.frame_times) for v in prompt.videos]
+        request: dict[str, Any] = {"prompt": text}
+        if data:
+            request["multi_modal_data"] = data
+        return request
+
+    def generate(self, prompts: Sequence[Prompt], adapter: str | None = None) -> list[str]:
+        from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
+
+        params = [SamplingParams(temperature=0.0, max_tokens=self.config.max_new_tokens,
+                                 structured_outputs=StructuredOutputsParams(json=p.schema)) for p in prompts]
+        requests = [self._request(p, render(self.tokenizer, p)) for p in prompts]
+        outputs = self.llm.generate(requests, params, lora_request=self._lora(adapter), use_tqdm=False)
+        return [out.outputs[0].text for out in outputs]
+
+    def generate_token_ids(self, prompts: Sequence[Prompt], adapter: str | None = None,
+                           max_new_tokens: int = 16) -> list[list[int]]:
+        """Unconstrained greedy token ids (for parity checks against other backends)."""
+        from vllm import SamplingParams
+
+        params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
+        requests = [self._request(p, render(self.tokenizer, p)) for p in prompts]
+        outputs = self.llm.generate(requests, params, lora_request=self._lora(adapter), use_tqdm=False)
+        return [list(out.outputs[0].token_ids) for out in outputs]
+
+    def score(self, requests: Sequence[tuple[Prompt, str]], adapter: str | None = None) -> list[float]:
+        from vllm import SamplingParams
+
+        params = SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=0)
+        batch = [self._request(p, render(self.tokenizer, p) + c) for p, c in requests]
+        outputs = self.llm.generate(batch, params, lora_request=self._lora(adapter), use_tqdm=False)
+        scores = []
+        for (_, continuation), out in zip(requests, outputs):
+            ids = self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
+            prompt_ids = list(out.prompt_token_ids)
+            if prompt_ids[-len(ids):] != ids:
+                raise RuntimeError("continuation tokenised differently inside the prompt; cannot score it exactly")
+            start = len(prompt_ids) - len(ids)
+            scores.append(sum(out.prompt_logprobs[i][prompt_ids[i]].logprob for i in range(start, len(prompt_ids))))
+        return scores
+
+    def close(self) -> None:
+        llm, self.llm = getattr(self, "llm", None), None
+        if llm is not None:
+            engine = getattr(llm, "llm_engine", None)
+            shutdown = getattr(engine, "engine_core", None)
+            if shutdown is not None and hasattr(shutdown, "shutdown"):
+                shutdown.shutdown()
+
+
+def _cpu_only() -> bool:
+    import torch
+
+    return not torch.cuda.is_available()
