@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -82,6 +83,22 @@ def _media_settings(args: argparse.Namespace):
     return MediaSettings(max_frames=args.max_frames, fps=args.fps, asr_model=args.asr_model)
 
 
+@contextlib.contextmanager
+def results_stdout():
+    """Yield the real stdout for results; everything else (library logs, engine worker processes,
+    which inherit file descriptor 1) goes to stderr meanwhile, so stdout stays machine-readable."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with os.fdopen(os.dup(saved), "w") as out:
+            yield out
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from mllm_mer.backends import load_backend
     from mllm_mer.labels import load_label_spec
@@ -100,13 +117,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
                     video=args.video, audio=args.audio, image=args.image, frames=frames)
     spec = load_label_spec(args.labels)
     config = _backend_config(args)
-    backend = load_backend(config)
-    try:
-        adapter = next(iter(config.adapters), None)
-        [prediction] = predict(backend, [sample], spec, _prompt_config(args), _media_settings(args), adapter=adapter)
-    finally:
-        backend.close()
-    print(json.dumps(prediction.to_dict(), ensure_ascii=False, indent=2))
+    with results_stdout() as out:
+        backend = load_backend(config)
+        try:
+            adapter = next(iter(config.adapters), None)
+            [prediction] = predict(backend, [sample], spec, _prompt_config(args), _media_settings(args),
+                                   adapter=adapter)
+        finally:
+            backend.close()
+        print(json.dumps(prediction.to_dict(), ensure_ascii=False, indent=2), file=out, flush=True)
     return 0 if prediction.ok else 1
 
 

@@ -39,6 +39,15 @@ def test_predict_prints_a_prediction_in_the_meld_sets(cli_model, face_png, mode)
         assert isinstance(pred["rationale"], str)
 
 
+@pytest.mark.vllm
+def test_predict_with_the_vllm_backend(cli_model, face_png):
+    proc = run_cli("predict", "--backend", "vllm", "--enforce-eager", "--max-model-len", "4096", "--model", cli_model,
+                   "--image", face_png, "--transcript", "You did WHAT?", "--labels", "meld", "--max-new-tokens", "2048")
+    pred = json.loads(proc.stdout)
+    assert pred["ok"] is True
+    assert pred["tasks"]["sentiment"]["label"] in {"neutral", "positive", "negative"}
+
+
 def test_missing_model_names_make_tiny(tmp_path):
     proc = run_cli("predict", "--model", tmp_path / "nothing-here", "--transcript", "hi", check=False)
     assert proc.returncode == 2

@@ -1,0 +1,128 @@
+"""`mllm-mer serve` as a user runs it, and the OpenAI client backend against it (one server per module)."""
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import psutil
+import pytest
+
+from mllm_mer.config import BackendConfig, PromptConfig
+from mllm_mer.pipeline import predict
+from mllm_mer.serve import free_port
+from mllm_mer.types import Sample
+
+from helpers import random_samples
+
+pytestmark = pytest.mark.vllm
+
+
+class ServeProcess:
+    def __init__(self, model, adapter, log):
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mllm_mer.cli", "serve", "--model", str(model), "--adapter", f"probe={adapter}",
+             "--port", str(self.port), "--enforce-eager", "--max-model-len", "4096", "--log-file", str(log)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.banner = ""
+        deadline = time.monotonic() + 400
+        while time.monotonic() < deadline and "serving" not in self.banner:
+            line = self.proc.stdout.readline()
+            if not line and self.proc.poll() is not None:
+                raise AssertionError(f"serve exited early:\n{self.banner}\n{log.read_text()[-3000:]}")
+            self.banner += line
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> list[int]:
+        """SIGTERM the command; return the pids of its process tree still alive afterwards."""
+        if self.proc.poll() is not None:
+            return []
+        tree = [self.proc] + psutil.Process(self.proc.pid).children(recursive=True)
+        tree_pids = [p.pid for p in tree]
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=120)
+        _, alive = psutil.wait_procs([p for p in tree if p.pid != self.proc.pid], timeout=30)
+        return [p.pid for p in alive if p.pid in tree_pids]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model, tiny_lora, tmp_path_factory):
+    handle = ServeProcess(tiny_model, tiny_lora, tmp_path_factory.mktemp("serve") / "server.log")
+    yield handle
+    for pid in handle.stop():
+        psutil.Process(pid).kill()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    from mllm_mer.backends.openai_client import OpenAIBackend
+
+    backend = OpenAIBackend(BackendConfig(backend="openai", base_url=server.url, max_new_tokens=2048))
+    yield backend
+    backend.close()
+
+
+def test_serves_on_loopback_and_prints_the_url(server):
+    assert f"http://127.0.0.1:{server.port}/v1" in server.banner
+    listening = {c.laddr.ip for c in psutil.net_connections("tcp") if c.laddr.port == server.port
+                 and c.status == psutil.CONN_LISTEN}
+    assert listening == {"127.0.0.1"}
+
+
+def test_models_endpoint_lists_base_and_adapter(server, tiny_model):
+    ids = [m["id"] for m in httpx.get(f"{server.url}/v1/models", timeout=10).json()["data"]]
+    assert tiny_model.name in ids and "probe" in ids
+
+
+@pytest.mark.parametrize("adapter", [None, "probe"])
+def test_video_chat_completion_returns_a_valid_prediction(client, meld_spec, adapter):
+    clip = next(s for s in random_samples(4, seed=20) if s.frames)
+    [pred] = predict(client, [clip], meld_spec, PromptConfig(), adapter=adapter)
+    assert pred.ok, (pred.error, pred.raw)
+    assert pred.label("emotion") in meld_spec.task("emotion").labels
+    assert pred.label("sentiment") in meld_spec.task("sentiment").labels
+    assert abs(sum(pred.tasks["emotion"].probabilities.values()) - 1) < 1e-6
+
+
+def test_label_scores_over_the_server_match_the_engine(client, vllm_backend, meld_spec):
+    samples = [Sample(id="t", transcript="You did WHAT?")]  # text only: identical inputs on both paths
+    got = predict(client, samples, meld_spec, PromptConfig(mode="score"))[0]
+    want = predict(vllm_backend, samples, meld_spec, PromptConfig(mode="score"))[0]
+    for task, pred in want.tasks.items():
+        for label, p in pred.probabilities.items():
+            assert abs(got.tasks[task].probabilities[label] - p) < 1e-4
+
+
+def test_cli_predict_over_the_server(server, face_png):
+    import json
+
+    proc = subprocess.run([sys.executable, "-m", "mllm_mer.cli", "predict", "--backend", "openai", "--base-url",
+                           server.url, "--adapter", "probe", "--image", str(face_png), "--transcript", "Really?",
+                           "--max-new-tokens", "2048"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    pred = json.loads(proc.stdout)
+    assert pred["ok"] and pred["tasks"]["emotion"]["label"] in {"neutral", "joy", "sadness", "anger", "surprise",
+                                                                 "fear", "disgust"}
+
+
+def test_down_server_is_a_clear_error_naming_the_url():
+    from mllm_mer.backends.openai_client import OpenAIBackend
+
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(ConnectionError, match=url.replace(".", r"\.")):
+        OpenAIBackend(BackendConfig(backend="openai", base_url=url, retries=0, timeout_s=5))
+
+
+def test_cli_predict_against_a_down_server_prints_no_traceback():
+    url = f"http://127.0.0.1:{free_port()}"
+    proc = subprocess.run([sys.executable, "-m", "mllm_mer.cli", "predict", "--backend", "openai", "--base-url", url,
+                           "--transcript", "hi"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and url in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_stopping_serve_leaves_no_orphan(server):
+    # Last in this module: the server goes away here (the fixture's own stop is then a no-op).
+    assert server.stop() == []
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{server.url}/health", timeout=3)
