@@ -75,6 +75,6 @@ def load_media(sample: Sample, settings: MediaSettings, modalities: tuple[str, .
     elif sample.audio and not sample.video:
         audio_mod.has_audio(sample.audio)  # raises MediaError for a missing or broken file
     if "video" in modalities and sample.video and not frames and not (sound and audio_mod.has_audio(sound)):
-        raise MediaError(sample.video, "neither a video nor an audio stream")
+        raise MediaError(sample.video, "no video or audio stream (zero-length or empty media)")
     return MediaInputs(frames=frames, frame_times=times, image=image, vocal_cues=cues, transcript=transcript,
                        fps=fps, duration=duration)

@@ -1,0 +1,80 @@
+"""Synthetic clips with known content, for tests, demos and benchmarks (PyAV writes them).
+
+Frame i is painted a colour that encodes i (`frame_colour`), so a test can tell
+which frames came back; the audio is a sine tone (or silence) of known pitch and level.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+
+def frame_colour(index: int) -> tuple[int, int, int]:
+    """Index -> colour on a 16-level grid per channel (robust to lossy coding)."""
+    return ((index % 16) * 16 + 8, (index // 16 % 16) * 16 + 8, (index // 256 % 16) * 16 + 8)
+
+
+def frame_index(rgb) -> int:
+    r, g, b = (int(round((float(c) - 8) / 16)) for c in rgb[:3])
+    return r + 16 * g + 256 * b
+
+
+def write_clip(path: str | Path, seconds: float = 2.0, fps: int = 10, size: tuple[int, int] = (64, 48),
+               tone_hz: float | None = 220.0, amplitude: float = 0.3, audio: bool = True, gop: int = 12,
+               sample_rate: int = 16_000, colour=None) -> Path:
+    """An H.264 mp4 (+AAC audio unless audio=False; tone_hz=None gives silence)."""
+    path = Path(path)
+    width, height = size
+    n_frames = int(round(seconds * fps))
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.options = {"crf": "12", "preset": "ultrafast", "g": str(gop), "keyint_min": str(gop),
+                         "sc_threshold": "0"}
+        sound = None
+        if n_frames == 0:
+            container.start_encoding()  # write the header: a valid, zero-length file
+        if audio:
+            sound = container.add_stream("aac", rate=sample_rate)
+            sound.layout = "mono"
+        for i in range(n_frames):
+            pixel = colour(i) if colour else frame_colour(i)
+            image = np.empty((height, width, 3), np.uint8)
+            image[:] = pixel
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            frame.time_base = Fraction(1, fps)
+            container.mux(video.encode(frame))
+        container.mux(video.encode())
+        if sound is not None:
+            t = np.arange(int(seconds * sample_rate)) / sample_rate
+            wave = amplitude * np.sin(2 * np.pi * tone_hz * t) if tone_hz else np.zeros_like(t)
+            wave = wave.astype(np.float32)
+            chunk = 1024
+            for start in range(0, wave.size, chunk):
+                piece = wave[start:start + chunk]
+                frame = av.AudioFrame.from_ndarray(piece[None, :], format="flt", layout="mono")
+                frame.sample_rate = sample_rate
+                frame.pts = start
+                container.mux(sound.encode(frame))
+            container.mux(sound.encode())
+    return path
+
+
+def write_wav(path: str | Path, seconds: float = 1.0, tone_hz: float | None = 220.0, amplitude: float = 0.3,
+              sample_rate: int = 16_000) -> Path:
+    path = Path(path)
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    wave = (amplitude * np.sin(2 * np.pi * tone_hz * t) if tone_hz else np.zeros_like(t))
+    pcm = (wave * 32767).astype(np.int16)
+    with av.open(str(path), "w", format="wav") as container:
+        stream = container.add_stream("pcm_s16le", rate=sample_rate)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(pcm[None, :], format="s16", layout="mono")
+        frame.sample_rate = sample_rate
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path

@@ -1,0 +1,149 @@
+"""Media stage on clips the tests write: the right frames, audio, cues, and clear errors."""
+import os
+
+import numpy as np
+import pytest
+
+from mllm_mer.media import MediaError, MediaSettings, load_media
+from mllm_mer.media.audio import SAMPLE_RATE, load_audio
+from mllm_mer.media.cues import vocal_cues
+from mllm_mer.media.synth import frame_index, write_clip, write_wav
+from mllm_mer.media.video import read_frames
+from mllm_mer.types import Sample
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return write_clip(tmp_path_factory.mktemp("clips") / "clip.mp4", seconds=4, fps=10, gop=5)
+
+
+def _indices(frames):
+    return [frame_index(np.asarray(im)[2, 2]) for im in frames.images]
+
+
+def test_uniform_sampling_returns_the_frames_at_their_times(clip):
+    frames = read_frames(str(clip), n=8)
+    assert len(frames.images) == 8 and frames.fps == 10 and frames.duration == pytest.approx(4.0)
+    assert _indices(frames) == [round(t * 10) for t in frames.times]
+    assert list(frames.times) == sorted(frames.times)
+    # one frame from each eighth of the clip
+    assert [int(t // 0.5) for t in frames.times] == list(range(8))
+
+
+def test_window_sampling_stays_inside_the_window(clip):
+    frames = read_frames(str(clip), n=5, start=1.0, end=2.0)
+    assert len(frames.images) == 5
+    assert all(1.0 <= t < 2.0 for t in frames.times)
+    assert _indices(frames) == [round(t * 10) for t in frames.times]
+
+
+def test_fps_sampling(clip):
+    frames = read_frames(str(clip), n=100, fps=2)
+    assert len(frames.images) == 8
+    assert np.allclose(np.diff(frames.times), 0.5, atol=0.11)
+
+
+def test_frames_are_downscaled_to_the_pixel_budget(tmp_path):
+    path = write_clip(tmp_path / "big.mp4", seconds=1, fps=5, size=(640, 480), audio=False)
+    frames = read_frames(str(path), n=2, max_pixels=160 * 120)
+    assert frames.images[0].size[0] * frames.images[0].size[1] <= 160 * 120
+
+
+def test_a_clip_is_decoded_once_per_settings(clip):
+    assert read_frames(str(clip), n=3) is read_frames(str(clip), n=3)
+    assert read_frames(str(clip), n=3) is not read_frames(str(clip), n=4)
+
+
+def test_audio_track_is_extracted_at_16k_mono(clip):
+    audio = load_audio(str(clip))
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    assert abs(audio.size / SAMPLE_RATE - 4.0) < 0.1
+    window = load_audio(str(clip), 1.0, 2.0)
+    assert abs(window.size / SAMPLE_RATE - 1.0) < 0.02
+
+
+def test_cues_follow_the_signal(tmp_path):
+    quiet = vocal_cues(load_audio(str(write_wav(tmp_path / "q.wav", tone_hz=200, amplitude=0.02))))
+    loud = vocal_cues(load_audio(str(write_wav(tmp_path / "l.wav", tone_hz=200, amplitude=0.5))))
+    high = vocal_cues(load_audio(str(write_wav(tmp_path / "h.wav", tone_hz=400, amplitude=0.5))))
+    assert loud.loudness_db > quiet.loudness_db + 20
+    assert loud.pitch_median_hz == pytest.approx(200, rel=0.03)
+    assert high.pitch_median_hz == pytest.approx(400, rel=0.03)
+    half_silent = np.concatenate([load_audio(str(tmp_path / "l.wav")), np.zeros(SAMPLE_RATE, np.float32)])
+    assert vocal_cues(half_silent).pause_ratio == pytest.approx(0.5, abs=0.05)
+    rated = vocal_cues(load_audio(str(tmp_path / "l.wav")), transcript="one two three four")
+    assert rated.speech_rate_wps == pytest.approx(4.0, rel=0.1)
+    assert "400 Hz" in high.describe()
+
+
+def test_load_media_for_a_clip_gives_frames_and_vocal_cues(clip):
+    media = load_media(Sample(id="c", video=str(clip), transcript="hi"), MediaSettings(max_frames=4))
+    assert len(media.frames) == 4 and len(media.frame_times) == 4
+    assert "Hz" in media.vocal_cues and media.fps == 10
+
+
+def test_video_without_audio_still_gives_frames(tmp_path):
+    path = write_clip(tmp_path / "mute.mp4", seconds=1, audio=False)
+    media = load_media(Sample(id="m", video=str(path)), MediaSettings(max_frames=2))
+    assert len(media.frames) == 2 and media.vocal_cues is None
+
+
+def test_audio_only_input_gives_cues_and_no_frames(tmp_path):
+    path = write_wav(tmp_path / "a.wav", seconds=1)
+    media = load_media(Sample(id="a", audio=str(path)), MediaSettings())
+    assert media.frames == () and "Hz" in media.vocal_cues
+
+
+def _expect_media_error(sample, fragment):
+    with pytest.raises(MediaError) as info:
+        load_media(sample, MediaSettings())
+    message = str(info.value)
+    assert fragment in message
+    assert (sample.video or sample.audio or sample.image) in message  # names the file
+    return message
+
+
+def test_missing_file(tmp_path):
+    _expect_media_error(Sample(id="x", video=str(tmp_path / "nope.mp4")), "file not found")
+
+
+def test_zero_byte_file(tmp_path):
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    _expect_media_error(Sample(id="x", video=str(tmp_path / "empty.mp4")), "empty file")
+
+
+def test_corrupt_file(tmp_path):
+    (tmp_path / "bad.mp4").write_bytes(os.urandom(4096))
+    _expect_media_error(Sample(id="x", video=str(tmp_path / "bad.mp4")), "not a readable media file")
+
+
+def test_unsupported_container(tmp_path):
+    (tmp_path / "notes.mkv").write_text("this is just text, not a container\n" * 50)
+    _expect_media_error(Sample(id="x", video=str(tmp_path / "notes.mkv")), "not a readable media file")
+
+
+def test_huge_resolution_is_refused(tmp_path):
+    path = write_clip(tmp_path / "huge.mp4", seconds=0.2, fps=5, size=(4096, 2160), audio=False)
+    _expect_media_error(Sample(id="x", video=str(path)), "exceeds the limit")
+
+
+def test_zero_length_clip(tmp_path):
+    path = write_clip(tmp_path / "zero.mp4", seconds=0, audio=False)
+    _expect_media_error(Sample(id="x", video=str(path)), "zero-length")
+
+
+def test_missing_audio_file(tmp_path):
+    _expect_media_error(Sample(id="x", audio=str(tmp_path / "nope.wav")), "file not found")
+
+
+def test_in_a_batch_a_bad_clip_fails_alone(hf_backend, meld_spec, clip, tmp_path):
+    from mllm_mer.config import PromptConfig
+    from mllm_mer.pipeline import predict
+
+    (tmp_path / "bad.mp4").write_bytes(os.urandom(2048))
+    samples = [Sample(id="bad", video=str(tmp_path / "bad.mp4"), transcript="hi"),
+               Sample(id="good", video=str(clip), transcript="hi")]
+    bad, good = predict(hf_backend, samples, meld_spec, PromptConfig(template="label_only"),
+                        MediaSettings(max_frames=4))
+    assert not bad.ok and "bad.mp4" in bad.error
+    assert good.ok and good.label("emotion") in meld_spec.task("emotion").labels
