@@ -69,6 +69,8 @@ def _add_prompt_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--modalities", default="text,video,audio", help="subset of text,video,audio")
     p.add_argument("--max-frames", type=int, default=8)
     p.add_argument("--fps", type=float, help="sample frames at this rate (at most --max-frames)")
+    p.add_argument("--keyframe-snap", type=float, default=0.0,
+                   help="take a keyframe within this fraction of the sampling interval (faster decoding)")
     p.add_argument("--asr-model", help="Whisper id or directory, used when no transcript is given")
 
 
@@ -80,7 +82,8 @@ def _prompt_config(args: argparse.Namespace) -> PromptConfig:
 def _media_settings(args: argparse.Namespace):
     from mllm_mer.media import MediaSettings
 
-    return MediaSettings(max_frames=args.max_frames, fps=args.fps, asr_model=args.asr_model)
+    return MediaSettings(max_frames=args.max_frames, fps=args.fps, asr_model=args.asr_model,
+                         keyframe_snap=args.keyframe_snap)
 
 
 @contextlib.contextmanager

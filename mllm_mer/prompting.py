@@ -30,7 +30,8 @@ CUE_MAX_CHARS = 80
 # Delimiters of quoted data and chat-control tokens: removed from data so that a transcript
 # cannot close its own block or inject a turn.
 _USER_MARKER = "=====USER====="  # base.jinja separates the system and user blocks with it
-_DATA_HAZARDS = re.compile(r"</?\s*(transcript|context|vocal_cues)\s*>|<\|[^|<>]{1,40}\|>", re.IGNORECASE)
+_DATA_HAZARDS = re.compile(r"</?\s*(transcript|context|vocal_cues)\s*>|<\|[^|<>]{1,40}\|>|[\x00-\x08\x0b-\x1f\x7f]",
+                           re.IGNORECASE)
 
 
 def as_data(text: str | None) -> str | None:

@@ -147,3 +147,46 @@ def test_in_a_batch_a_bad_clip_fails_alone(hf_backend, meld_spec, clip, tmp_path
                         MediaSettings(max_frames=4))
     assert not bad.ok and "bad.mp4" in bad.error
     assert good.ok and good.label("emotion") in meld_spec.task("emotion").labels
+
+
+@pytest.fixture(scope="module")
+def tiny_whisper(tmp_path_factory):
+    from mllm_mer.tiny_whisper import make_tiny_whisper
+
+    return make_tiny_whisper(tmp_path_factory.mktemp("whisper") / "w")
+
+
+def test_asr_fills_a_missing_transcript_offline(clip, tiny_whisper, meld_spec):
+    from mllm_mer.prompting import build_prompt
+
+    sample = Sample(id="c", video=str(clip))
+    media = load_media(sample, MediaSettings(max_frames=2, asr_model=str(tiny_whisper)))
+    assert media.transcript  # the random model says something
+    text = build_prompt(sample, meld_spec, media=media).messages[1]["content"][-1]["text"]
+    assert "no transcript available" not in text and "<transcript>" in text
+    given = load_media(Sample(id="c", video=str(clip), transcript="given"),
+                       MediaSettings(max_frames=2, asr_model=str(tiny_whisper)))
+    assert given.transcript is None  # a given transcript is never replaced
+
+
+def test_cli_predict_on_a_video_with_asr(clip, tmp_path):
+    import json
+
+    from test_cli import run_cli
+
+    run_cli("make-tiny", tmp_path / "m", "--whisper")
+    proc = run_cli("predict", "--model", tmp_path / "m", "--video", clip, "--asr-model", tmp_path / "m" / "whisper",
+                   "--max-frames", "4", "--max-new-tokens", "2048")
+    pred = json.loads(proc.stdout)
+    assert pred["ok"] and pred["tasks"]["emotion"]["label"] in {"neutral", "joy", "sadness", "anger", "surprise",
+                                                                 "fear", "disgust"}
+
+
+def test_keyframe_snapping_takes_distinct_nearby_keyframes(clip):
+    from mllm_mer.media.video import snap_to_keyframes
+
+    assert snap_to_keyframes([0.9, 1.1, 3.0], [0.0, 1.0, 2.0], tolerance=0.2) == [1.0, 1.1, 3.0]
+    snapped = read_frames(str(clip), n=4, keyframe_snap=0.5)  # keyframes every 0.5 s (gop 5 at 10 fps)
+    assert len(set(snapped.times)) == 4
+    assert all(round(t * 10) % 5 == 0 for t in snapped.times)
+    assert _indices(snapped) == [round(t * 10) for t in snapped.times]

@@ -18,6 +18,7 @@ class MediaSettings:
     max_frames: int = 8  # frames sampled per clip
     fps: float | None = None  # sample at this rate instead of uniformly (still at most max_frames)
     max_pixels: int | None = 448 * 448  # frames are downscaled to fit this budget when decoded
+    keyframe_snap: float = 0.0  # >0: take a keyframe within this fraction of the sampling interval (faster)
     vocal_cues: bool = True  # describe loudness, pitch, pauses, speech rate from the audio
     asr_model: str | None = None  # Whisper id/path: transcribe when a sample has no transcript
 
@@ -50,7 +51,7 @@ def load_media(sample: Sample, settings: MediaSettings, modalities: tuple[str, .
             frames = tuple(load_image(f) for f in sample.frames)
         elif sample.video and video_mod.has_video(sample.video):
             clip = video_mod.read_frames(sample.video, settings.max_frames, settings.fps, sample.start, sample.end,
-                                         settings.max_pixels)
+                                         settings.max_pixels, settings.keyframe_snap)
             frames, times, fps, duration = clip.images, clip.times, clip.fps, clip.duration
         if sample.image:
             image = load_image(sample.image)

@@ -24,15 +24,19 @@ def frame_index(rgb) -> int:
 
 def write_clip(path: str | Path, seconds: float = 2.0, fps: int = 10, size: tuple[int, int] = (64, 48),
                tone_hz: float | None = 220.0, amplitude: float = 0.3, audio: bool = True, gop: int = 12,
-               sample_rate: int = 16_000, colour=None) -> Path:
-    """An H.264 mp4 (+AAC audio unless audio=False; tone_hz=None gives silence)."""
+               sample_rate: int = 16_000, colour=None, texture: bool = False, preset: str = "ultrafast") -> Path:
+    """An H.264 mp4 (+AAC audio unless audio=False; tone_hz=None gives silence).
+
+    texture=True overlays moving noise on the lower half, so decoding costs what real footage
+    costs (flat colour decodes almost for free); the top rows keep the index colour.
+    """
     path = Path(path)
     width, height = size
     n_frames = int(round(seconds * fps))
     with av.open(str(path), "w") as container:
         video = container.add_stream("libx264", rate=fps)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        video.options = {"crf": "12", "preset": "ultrafast", "g": str(gop), "keyint_min": str(gop),
+        video.options = {"crf": "12", "preset": preset, "g": str(gop), "keyint_min": str(gop),
                          "sc_threshold": "0"}
         sound = None
         if n_frames == 0:
@@ -40,10 +44,14 @@ def write_clip(path: str | Path, seconds: float = 2.0, fps: int = 10, size: tupl
         if audio:
             sound = container.add_stream("aac", rate=sample_rate)
             sound.layout = "mono"
+        noise = np.random.default_rng(0).integers(0, 256, (height, width * 2, 3), dtype=np.uint8) if texture else None
         for i in range(n_frames):
             pixel = colour(i) if colour else frame_colour(i)
             image = np.empty((height, width, 3), np.uint8)
             image[:] = pixel
+            if noise is not None:
+                shift = (7 * i) % width
+                image[height // 2:] = noise[height // 2:, shift:shift + width]
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             frame.pts = i
             frame.time_base = Fraction(1, fps)
