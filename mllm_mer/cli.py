@@ -157,6 +157,44 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_videos=args.max_videos, log_file=args.log_file))
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from mllm_mer.datasets.manifest import Columns
+    from mllm_mer.evaluate import EvaluateConfig, run_evaluation
+
+    options: dict = {}
+    if args.context_window is not None and args.dataset in ("meld", "iemocap", "iemocap4", "manifest"):
+        options["context"] = args.context_window
+    if args.video_dir:
+        options["video_dir"] = args.video_dir
+    if args.dataset == "manifest":
+        options["columns"] = Columns(id=args.id_col, text=args.text_col, label=args.label_col, video=args.video_col,
+                                     speaker=args.speaker_col, dialogue=args.dialogue_col)
+        options["labels"] = args.labels or "meld"
+        options["task"] = args.task
+    prompt = _prompt_config(args)
+    cfg = EvaluateConfig(dataset=args.dataset, data_dir=args.data_dir, split=args.split, out=args.out,
+                         limit=args.limit, batch_size=args.batch_size, adapter=next(iter(parse_adapters(args.adapter)),
+                                                                                   None),
+                         probabilities=args.probabilities, dataset_options=options, labels=args.labels,
+                         prompt=prompt, media=_media_settings(args), backend=_backend_config(args))
+    with results_stdout() as out:
+        metrics = run_evaluation(cfg)
+        for task, m in metrics["tasks"].items():
+            print(f"{task}: accuracy {m['accuracy']:.4f}  weighted F1 {m['weighted_f1']:.4f}  "
+                  f"macro F1 {m['macro_f1']:.4f}  UAR {m['uar']:.4f}  "
+                  f"parse failures {m['parse_failure_rate']:.2%}", file=out)
+        print(f"{metrics['n_samples']} samples, {metrics['n_failed']} failed; report: {Path(args.out) / 'report.md'}",
+              file=out)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from mllm_mer.report import compare_runs
+
+    print(compare_runs(args.runs))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mllm-mer", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -173,6 +211,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speaker")
     p.add_argument("--context", help="JSONL file of earlier turns: {speaker, text, emotion?}")
     p.set_defaults(func=cmd_predict)
+
+    p = verbs.add_parser("evaluate", help="batch-prompt a benchmark split; resumable; metrics and report")
+    _add_backend_args(p)
+    _add_prompt_args(p)
+    p.set_defaults(labels=None)
+    p.add_argument("--dataset", required=True,
+                   help="meld | iemocap | iemocap4 | mer2024 | ravdess | mosi | mosi7 | mosei | mosei7 | manifest")
+    p.add_argument("--data-dir", required=True, help="release folder (the CSV/JSONL file for manifest)")
+    p.add_argument("--split", required=True)
+    p.add_argument("--out", required=True, help="run directory (rerun the same command to resume)")
+    p.add_argument("--limit", type=int)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--context-window", type=int, help="previous turns given as context (-1: all)")
+    p.add_argument("--video-dir", help="clips folder, if not in the release layout")
+    p.add_argument("--probabilities", action="store_true", help="generate mode: also score label probabilities")
+    for col, default in (("id", "id"), ("text", "text"), ("label", "label"), ("video", "video"),
+                         ("speaker", "speaker"), ("dialogue", "dialogue")):
+        p.add_argument(f"--{col}-col", default=default, help=f"manifest: column of the {col}")
+    p.add_argument("--task", default="emotion", help="manifest: the task its label column annotates")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = verbs.add_parser("compare", help="side-by-side Markdown table of finished runs")
+    p.add_argument("runs", nargs="+")
+    p.set_defaults(func=cmd_compare)
 
     p = verbs.add_parser("serve", help="run the OpenAI-compatible vLLM server with LoRA adapters")
     p.add_argument("--model", default=DEFAULT_MODEL, help="hub id or local checkpoint directory")
@@ -206,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (FileNotFoundError, MediaError, ValueError, RuntimeError, ConnectionError) as error:
+    except (FileNotFoundError, MediaError, ValueError, RuntimeError, ConnectionError, OSError) as error:
         print(f"mllm-mer {args.verb}: error: {error}", file=sys.stderr)
         return 2
 

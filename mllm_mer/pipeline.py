@@ -15,7 +15,7 @@ from mllm_mer.config import PromptConfig
 from mllm_mer.labels import LabelSpec
 from mllm_mer.media import MediaError, MediaSettings, load_media
 from mllm_mer.parsing import parse_answer
-from mllm_mer.prompting import Prompt, answer_prefix, build_prompt
+from mllm_mer.prompting import MediaInputs, Prompt, answer_prefix, build_prompt
 from mllm_mer.types import Prediction, Sample, TaskPrediction
 
 
@@ -28,6 +28,14 @@ class Prepared:
     error: str | None = None
 
 
+def has_evidence(sample: Sample, media: MediaInputs, modalities: Sequence[str]) -> bool:
+    """Whether anything is left to classify once absent and ablated modalities are gone."""
+    text = "text" in modalities and bool((sample.transcript or media.transcript or "").strip())
+    visual = "video" in modalities and bool(media.frames or media.image is not None)
+    vocal = "audio" in modalities and bool(media.vocal_cues or sample.vocal_cues)
+    return text or visual or vocal
+
+
 def prepare(samples: Sequence[Sample], spec: LabelSpec, prompt_cfg: PromptConfig,
             media: MediaSettings | None = None) -> list[Prepared]:
     media = media or MediaSettings()
@@ -35,10 +43,15 @@ def prepare(samples: Sequence[Sample], spec: LabelSpec, prompt_cfg: PromptConfig
     for sample in samples:
         try:
             inputs = load_media(sample, media, modalities=prompt_cfg.modalities)
-            prompt = build_prompt(sample, spec, prompt_cfg.template, inputs, prompt_cfg.modalities)
-            prepared.append(Prepared(sample, prompt))
         except MediaError as error:
             prepared.append(Prepared(sample, error=str(error)))
+            continue
+        if not has_evidence(sample, inputs, prompt_cfg.modalities):
+            prepared.append(Prepared(sample, error="no usable input: empty transcript and no media "
+                                                   f"(modalities {', '.join(prompt_cfg.modalities)})"))
+            continue
+        prompt = build_prompt(sample, spec, prompt_cfg.template, inputs, prompt_cfg.modalities)
+        prepared.append(Prepared(sample, prompt))
     return prepared
 
 

@@ -1,0 +1,85 @@
+"""Run reports: report.md, confusion.png, and side-by-side comparison of runs."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+HEADLINE = ("accuracy", "weighted_f1", "macro_f1", "uar", "parse_failure_rate")
+
+
+def plot_confusions(metrics: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    tasks = metrics.get("tasks", {})
+    if not tasks:
+        return
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 5), squeeze=False)
+    for ax, (task, m) in zip(axes[0], tasks.items()):
+        labels = m["confusion"]["labels"]
+        matrix = np.array(m["confusion"]["matrix"], dtype=float)
+        rows = matrix.sum(axis=1, keepdims=True)
+        normalised = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
+        ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+        ax.set_yticks(range(len(labels)), labels)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("gold")
+        ax.set_title(f"{task} (acc {m['accuracy']:.3f}, n={m['n']})")
+        for i in range(len(labels)):
+            for j in range(len(labels)):
+                if matrix[i, j]:
+                    ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=8,
+                            color="white" if normalised[i, j] > 0.5 else "black")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(metrics: dict[str, Any], path: Path) -> None:
+    run = metrics.get("run", {})
+    lines = [f"# {run.get('dataset', '?')} / {run.get('split', '?')}", "",
+             f"model `{run.get('model')}`" + (f", adapter `{run['adapter']}`" if run.get("adapter") else "")
+             + f", backend {run.get('backend')}, template `{run.get('template')}`, mode {run.get('mode')}, "
+             f"modalities {', '.join(run.get('modalities', []))}", "",
+             f"{metrics['n_samples']} samples, {metrics['n_failed']} failed"
+             + (f", {metrics['throughput_samples_per_s']:.2f} samples/s"
+                if metrics.get("throughput_samples_per_s") else ""), "",
+             "| task | " + " | ".join(HEADLINE) + " |", "|---" * (len(HEADLINE) + 1) + "|"]
+    for task, m in metrics["tasks"].items():
+        lines.append(f"| {task} | " + " | ".join(f"{m[k]:.4f}" for k in HEADLINE) + " |")
+    if reg := metrics.get("regression"):
+        lines += ["", "| acc-2 | acc-7 | MAE | corr |", "|---|---|---|---|",
+                  "| " + " | ".join("-" if reg.get(k) is None else f"{reg[k]:.4f}"
+                                    for k in ("acc2", "acc7", "mae", "corr")) + " |"]
+    for task, m in metrics["tasks"].items():
+        lines += ["", f"## {task}: per class", "", "| label | precision | recall | F1 | support |",
+                  "|---|---|---|---|---|"]
+        for label, c in m["per_class"].items():
+            lines.append(f"| {label} | {c['precision']:.4f} | {c['recall']:.4f} | {c['f1']:.4f} | {c['support']} |")
+    lines += ["", "![confusion matrices](confusion.png)"]
+    if metrics["failures"]:
+        lines += ["", "## Failures", ""] + [f"- `{f['id']}`: {f['error']}" for f in metrics["failures"][:100]]
+        if len(metrics["failures"]) > 100:
+            lines.append(f"- ... and {len(metrics['failures']) - 100} more (metrics.json lists all)")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def compare_runs(run_dirs: list[str | Path]) -> str:
+    """A Markdown table of the headline metrics of several runs, one row per run and task."""
+    header = "| run | task | modalities | " + " | ".join(HEADLINE) + " |"
+    lines = [header, "|---" * (len(HEADLINE) + 3) + "|"]
+    for run_dir in run_dirs:
+        path = Path(run_dir) / "metrics.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: not found (has the run finished?)")
+        metrics = json.loads(path.read_text())
+        modalities = ",".join(metrics.get("run", {}).get("modalities", []))
+        for task, m in metrics["tasks"].items():
+            lines.append(f"| {Path(run_dir).name} | {task} | {modalities} | "
+                         + " | ".join(f"{m[k]:.4f}" for k in HEADLINE) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,163 @@
+"""`evaluate`: outputs, metrics against scikit-learn, failures, crash safety, ablation, compare."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+
+from conftest import MELD_DIR
+from mllm_mer.config import BackendConfig, PromptConfig
+from mllm_mer.evaluate import EvaluateConfig, read_predictions, run_evaluation
+from mllm_mer.media import MediaSettings
+from mllm_mer.media.synth import write_clip
+from mllm_mer.metrics import FAILED, classification_metrics
+
+
+def make_meld_split(root, n=10, corrupt=1, empty=1):
+    """A MELD-layout dev split: real CSV rows, generated clips, a corrupt clip, an empty transcript."""
+    with open(MELD_DIR / "dev_sent_emo.csv", encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))[:n]
+    clips = root / "dev_splits_complete"
+    clips.mkdir(parents=True)
+    for i, row in enumerate(rows):
+        stem = f"dia{row['Dialogue_ID']}_utt{row['Utterance_ID']}"
+        if i < corrupt:
+            (clips / f"{stem}.mp4").write_bytes(os.urandom(3000))
+        elif i < corrupt + empty:
+            row["Utterance"] = ""  # and no clip: nothing to classify
+        else:
+            write_clip(clips / f"{stem}.mp4", seconds=1.0, fps=8, colour=lambda k, i=i: (30 * i % 256, 90, 160))
+    with open(root / "dev_sent_emo.csv", "w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return root, [f"dia{r['Dialogue_ID']}_utt{r['Utterance_ID']}" for r in rows]
+
+
+def test_metrics_match_scikit_learn_and_count_failures_as_wrong():
+    gold = ["joy", "anger", "joy", "neutral", "anger", "joy"]
+    pred = ["joy", "joy", None, "neutral", "anger", "anger"]
+    m = classification_metrics(gold, pred, ["neutral", "joy", "anger", "fear"])
+    filled = [p or FAILED for p in pred]
+    assert m["accuracy"] == pytest.approx(accuracy_score(gold, filled)) == pytest.approx(0.5)
+    assert m["weighted_f1"] == pytest.approx(f1_score(gold, filled, labels=["neutral", "joy", "anger"],
+                                                      average="weighted"))
+    assert m["macro_f1"] == pytest.approx(f1_score(gold, filled, labels=["neutral", "joy", "anger"], average="macro"))
+    assert m["uar"] == pytest.approx(balanced_accuracy_score(gold, filled))
+    assert m["parse_failure_rate"] == pytest.approx(1 / 6)
+    assert m["confusion"]["labels"][-1] == FAILED and sum(map(sum, m["confusion"]["matrix"])) == 6
+
+
+@pytest.mark.vllm
+def test_evaluate_meld_clips_on_vllm_writes_all_outputs(tmp_path, vllm_backend):
+    data_dir, ids = make_meld_split(tmp_path / "meld")
+    cfg = EvaluateConfig(dataset="meld", data_dir=str(data_dir), split="dev", out=str(tmp_path / "run"),
+                         batch_size=4, media=MediaSettings(max_frames=4),
+                         backend=BackendConfig(model=vllm_backend.config.model, backend="vllm"))
+    metrics = run_evaluation(cfg, backend=vllm_backend, progress=False)
+    out = tmp_path / "run"
+    for name in ("predictions.jsonl", "metrics.json", "report.md", "confusion.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0
+    records = read_predictions(out / "predictions.jsonl")
+    assert sorted(records) == sorted(ids)
+    failed = {r["id"]: r["prediction"]["error"] for r in records.values() if not r["prediction"]["ok"]}
+    assert set(failed) == {ids[0], ids[1]}
+    assert "not a readable media file" in failed[ids[0]] and "no usable input" in failed[ids[1]]
+    assert metrics["n_failed"] == 2 and {f["id"] for f in metrics["failures"]} == set(failed)
+    for task in ("emotion", "sentiment"):
+        gold = [records[i]["gold"][task] for i in ids]
+        pred = [records[i]["prediction"]["tasks"].get(task, {}).get("label") or FAILED for i in ids]
+        assert metrics["tasks"][task]["accuracy"] == pytest.approx(accuracy_score(gold, pred))
+        assert metrics["tasks"][task]["macro_f1"] == pytest.approx(
+            f1_score(gold, pred, labels=sorted(set(gold)), average="macro", zero_division=0))
+    report = (out / "report.md").read_text()
+    assert "| emotion |" in report and ids[0] in report
+
+
+def _evaluate_cmd(data_dir, out, *extra):
+    return [sys.executable, "-m", "mllm_mer.cli", "evaluate", "--dataset", "meld", "--data-dir", str(data_dir),
+            "--split", "dev", "--out", str(out), "--batch-size", "2", "--template", "label_only",
+            "--max-frames", "2", *extra]
+
+
+@pytest.fixture(scope="module")
+def cli_split(tmp_path_factory, tiny_model):
+    root = tmp_path_factory.mktemp("evalcli")
+    data_dir, ids = make_meld_split(root / "meld", n=12)
+    return data_dir, ids, ["--model", str(tiny_model)]
+
+
+def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path, cli_split):
+    data_dir, ids, model = cli_split
+    reference = tmp_path / "reference"
+    subprocess.run(_evaluate_cmd(data_dir, reference, *model), check=True, capture_output=True, timeout=600)
+
+    crashed = tmp_path / "crashed"
+    proc = subprocess.Popen(_evaluate_cmd(data_dir, crashed, *model), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    predictions = crashed / "predictions.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if predictions.is_file() and 2 <= predictions.read_text().count("\n") < len(ids):
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = predictions.read_text().count("\n")
+    assert 0 < partial < len(ids), "the kill should land mid-run"
+    resumed = subprocess.run(_evaluate_cmd(data_dir, crashed, *model), capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+
+    lines = [json.loads(x) for x in predictions.read_text().splitlines()]
+    assert sorted(r["id"] for r in lines) == sorted(ids)  # exactly one line per sample
+    expected = read_predictions(reference / "predictions.jsonl")
+    assert {r["id"]: r["prediction"] for r in lines} == {k: v["prediction"] for k, v in expected.items()}
+    assert json.loads((crashed / "metrics.json").read_text())["tasks"] == \
+        json.loads((reference / "metrics.json").read_text())["tasks"]
+
+
+def test_a_torn_last_line_is_dropped_and_redone(tmp_path, cli_split):
+    data_dir, ids, model = cli_split
+    out = tmp_path / "torn"
+    subprocess.run(_evaluate_cmd(data_dir, out, *model, "--limit", "4"), check=True, capture_output=True)
+    path = out / "predictions.jsonl"
+    text = path.read_text()
+    path.write_text(text + text.splitlines()[0][:25])  # a write cut off mid-line
+    subprocess.run(_evaluate_cmd(data_dir, out, *model, "--limit", "6"), check=True, capture_output=True)
+    assert sorted(read_predictions(path)) == sorted(ids[:6])
+    assert all(line.startswith("{") and line.endswith("}") for line in path.read_text().splitlines())
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path, cli_split):
+    data_dir, ids, model = cli_split
+    out = tmp_path / "run"
+    subprocess.run(_evaluate_cmd(data_dir, out, *model, "--limit", "2"), check=True, capture_output=True)
+    proc = subprocess.run(_evaluate_cmd(data_dir, out, *model, "--limit", "2", "--mode", "score"),
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "other settings (prompt)" in proc.stderr
+
+
+def test_modality_ablation_and_compare(tmp_path, cli_split):
+    data_dir, ids, model = cli_split
+    runs = []
+    for modalities in ("text", "video", "text,video,audio"):
+        out = tmp_path / modalities.replace(",", "+")
+        proc = subprocess.run(_evaluate_cmd(data_dir, out, *model, "--limit", "4", "--modalities", modalities),
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        assert "emotion: accuracy" in proc.stdout
+        runs.append(out)
+    video_only = read_predictions(runs[1] / "predictions.jsonl")
+    # the sample with an empty transcript and no clip has nothing in any ablation; text-less runs also
+    # lose the corrupt clip, and the clips carry the video-only evidence
+    assert not video_only[ids[0]]["prediction"]["ok"] and video_only[ids[2]]["prediction"]["ok"]
+    table = subprocess.run([sys.executable, "-m", "mllm_mer.cli", "compare", *map(str, runs)], capture_output=True,
+                           text=True, check=True).stdout
+    assert table.splitlines()[0].startswith("| run | task | modalities | accuracy")
+    assert "| text | emotion | text |" in table and "| video | sentiment | video |" in table
+    assert len(table.splitlines()) == 2 + 3 * 2
