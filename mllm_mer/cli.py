@@ -137,6 +137,10 @@ def cmd_make_tiny(args: argparse.Namespace) -> int:
 
     out = make_tiny(args.dir, arch=args.arch, size=args.size, seed=args.seed)
     print(f"wrote a random-weight {args.size} {args.arch} checkpoint to {out}")
+    if args.task:
+        from mllm_mer.synthetic import make_task
+
+        print(f"wrote the colour x wording task to {make_task(args.task).parent}")
     if args.whisper:
         from mllm_mer.tiny_whisper import make_tiny_whisper
 
@@ -195,6 +199,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from mllm_mer.training import TrainConfig, train
+
+    adapter = train(TrainConfig.from_yaml(args.config, args.overrides))
+    print(f"adapter: {adapter}")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from mllm_mer.training import merge
+
+    print(f"merged model: {merge(args.model, args.adapter, args.out)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mllm-mer", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -236,6 +255,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+")
     p.set_defaults(func=cmd_compare)
 
+    p = verbs.add_parser("finetune", help="LoRA/QLoRA fine-tuning from a recipe (finetune/configs/*.yaml)")
+    p.add_argument("--config", required=True)
+    p.add_argument("overrides", nargs="*", help="recipe fields as key=value (YAML values)")
+    p.set_defaults(func=cmd_finetune)
+
+    p = verbs.add_parser("merge", help="merge a LoRA adapter into the base weights")
+    p.add_argument("--model", required=True)
+    p.add_argument("--adapter", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_merge)
+
     p = verbs.add_parser("serve", help="run the OpenAI-compatible vLLM server with LoRA adapters")
     p.add_argument("--model", default=DEFAULT_MODEL, help="hub id or local checkpoint directory")
     p.add_argument("--adapter", action="append", help="LoRA adapter NAME=PATH (repeatable)")
@@ -258,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", default="tiny", choices=["tiny", "small"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--whisper", action="store_true", help="also build a tiny Whisper in DIR/whisper")
+    p.add_argument("--task", metavar="TASK_DIR", help="also write the synthetic colour x wording task there")
     p.set_defaults(func=cmd_make_tiny)
     return parser
 

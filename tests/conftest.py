@@ -76,6 +76,6 @@ def vllm_backend(tiny_model, tiny_lora):
 
     backend = VLLMEngineBackend(BackendConfig(model=str(tiny_model), adapters={"probe": str(tiny_lora)},
                                               dtype="float32", enforce_eager=True, max_new_tokens=2048,
-                                              max_model_len=4096, kv_cache_gb=1, max_lora_rank=8))
+                                              max_model_len=4096, kv_cache_gb=1, max_lora_rank=32))
     yield backend
     backend.close()

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from mllm_mer.config import BackendConfig
-from mllm_mer.models import explain_load_error, family_for, resolve_model
+from mllm_mer.models import explain_load_error, resolve_model
 from mllm_mer.prompting import Prompt, render
 
 
@@ -55,8 +55,7 @@ class TransformersBackend:
     def __init__(self, config: BackendConfig, device: str | None = None):
         self.config = config
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.family = family_for(resolve_model(config.model))
-        model, self.processor = load_model_and_processor(config, self.device)
+        model, processor = load_model_and_processor(config, self.device)
         self.adapters = dict(config.adapters)
         if self.adapters:
             from peft import PeftModel
@@ -65,8 +64,22 @@ class TransformersBackend:
             model = PeftModel.from_pretrained(model, self.adapters[names[0]], adapter_name=names[0])
             for name in names[1:]:
                 model.load_adapter(self.adapters[name], adapter_name=name)
-        self.model = model.to(self.device).eval()
-        self.tokenizer = self.processor.tokenizer
+        self._attach(model.to(self.device).eval(), processor)
+
+    @classmethod
+    def wrap(cls, model: Any, processor: Any, config: BackendConfig) -> TransformersBackend:
+        """A backend over a model already in memory (e.g. one being trained), as it is."""
+        self = cls.__new__(cls)
+        self.config = config
+        self.device = str(next(model.parameters()).device)
+        self.adapters = {}
+        self._attach(model, processor)
+        return self
+
+    def _attach(self, model: Any, processor: Any) -> None:
+        self.model = model
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
         self._grammar_compiler = None
         self._grammars: dict[str, Any] = {}
 

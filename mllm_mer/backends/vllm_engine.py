@@ -48,6 +48,14 @@ class VLLMEngineBackend:
             raise explain_load_error(config.model, error) from error
         self.tokenizer = self.llm.get_tokenizer()
 
+    def register_adapter(self, name: str, path: str) -> None:
+        """Make another adapter available to later calls (the engine must have started with LoRA on)."""
+        from vllm.lora.request import LoRARequest
+
+        if not self.adapters:
+            raise ValueError("this engine was started without adapters, so LoRA is off; pass one at start")
+        self.adapters[name] = LoRARequest(name, len(self.adapters) + 1, path)
+
     def _lora(self, adapter: str | None):
         if adapter is None:
             return None

@@ -1,0 +1,53 @@
+"""A synthetic task that needs both frames and words: the honest learnability check.
+
+Each clip is red or blue; each transcript says the weather is sunny or rainy. Each of
+the four combinations has its own emotion, so the colour alone or the wording alone
+can reach at most 50% accuracy (chance is 25%); 100% needs both modalities.
+"""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from mllm_mer.media.synth import write_clip
+
+COLOURS = {"red": (220, 40, 40), "blue": (40, 60, 220)}
+SENTENCES = {"sunny": ["It is sunny today.", "What a sunny morning.", "The sun is out again."],
+             "rainy": ["It is rainy today.", "What a rainy morning.", "The rain is back again."]}
+COMBINATIONS = {("red", "sunny"): "joy", ("red", "rainy"): "anger", ("blue", "sunny"): "surprise",
+                ("blue", "rainy"): "sadness"}
+LABELS_YAML = """name: colour-x-weather
+tasks:
+  - task: emotion
+    labels: [joy, anger, surprise, sadness]
+    descriptions: {joy: pleased, anger: annoyed, surprise: astonished, sadness: sorrowful}
+"""
+
+
+def combined_label(colour: str, weather: str) -> str:
+    return COMBINATIONS[(colour, weather)]
+
+
+def make_task(out_dir: str | Path, n_train: int = 128, n_dev: int = 32, n_test: int = 64,
+                  seed: int = 0) -> Path:
+    """Writes clips/, manifest.jsonl (with a split column) and labels.yaml; returns the manifest path."""
+    out = Path(out_dir)
+    (out / "clips").mkdir(parents=True, exist_ok=True)
+    (out / "labels.yaml").write_text(LABELS_YAML)
+    for name, rgb in COLOURS.items():  # one clip per colour: the frames are all that differ
+        write_clip(out / "clips" / f"{name}.mp4", seconds=1.0, fps=4, size=(56, 56), audio=False,
+                   colour=lambda i, rgb=rgb: rgb)
+    rng = random.Random(seed)
+    rows = []
+    for split, count in (("train", n_train), ("dev", n_dev), ("test", n_test)):
+        # Balanced: every combination equally often, so one modality alone is worth exactly 50%.
+        combos = [list(COMBINATIONS)[i % len(COMBINATIONS)] for i in range(count)]
+        rng.shuffle(combos)
+        for i, (colour, weather) in enumerate(combos):
+            rows.append({"id": f"{split}{i:04d}", "split": split, "text": rng.choice(SENTENCES[weather]),
+                         "video": f"clips/{colour}.mp4", "label": combined_label(colour, weather),
+                         "colour": colour, "weather": weather})
+    manifest = out / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return manifest

@@ -1,0 +1,168 @@
+"""Fine-tuning: prompt parity, learnability on the colour x wording task, vLLM serving, resume, QLoRA."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mllm_mer.config import BackendConfig, PromptConfig
+from mllm_mer.labels import load_label_spec
+from mllm_mer.training import Collator, TrainConfig, load_trainable_model
+
+RECIPE = "finetune/configs/tiny_lora.yaml"
+
+
+@pytest.fixture(scope="module")
+def task(tmp_path_factory):
+    from mllm_mer.synthetic import make_task
+
+    return make_task(tmp_path_factory.mktemp("task") / "colour-weather").parent
+
+
+def overrides(model, task, out, *extra):
+    return [f"model={model}", f"output_dir={out}", f"data_dir={task / 'manifest.jsonl'}",
+            f"labels={task / 'labels.yaml'}", f"dataset_options={{labels: {task / 'labels.yaml'}, task: emotion}}",
+            *extra]
+
+
+def recipe(model, task, out, *extra) -> TrainConfig:
+    return TrainConfig.from_yaml(RECIPE, overrides(model, task, out, *extra))
+
+
+def split_samples(task, split):
+    from mllm_mer.datasets import load_split
+
+    return list(load_split("manifest", task / "manifest.jsonl", split, labels=str(task / "labels.yaml")).samples)
+
+
+def accuracy(preds, samples):
+    return sum(p.label("emotion") == s.gold["emotion"] for p, s in zip(preds, samples)) / len(samples)
+
+
+def test_training_tokens_are_the_inference_prompt_then_the_answer(tiny_model, task, tmp_path):
+    from mllm_mer.backends.hf import processor_inputs
+    from mllm_mer.prompting import render
+
+    cfg = recipe(tiny_model, task, tmp_path)
+    spec = load_label_spec(cfg.labels)
+    _, processor = load_trainable_model(cfg)
+    collator = Collator(processor, spec, cfg.prompt_config(spec), cfg.media_settings())
+    sample = split_samples(task, "train")[0]
+    batch = collator([sample])
+    prompt, answer = collator.example(sample)
+    inference_ids = processor_inputs(processor, [prompt], [render(processor, prompt)])["input_ids"][0].tolist()
+    answer_ids = processor.tokenizer(answer + "<|im_end|>\n", add_special_tokens=False)["input_ids"]
+    assert batch["input_ids"][0].tolist() == inference_ids + answer_ids
+    labels = batch["labels"][0].tolist()
+    assert labels[:len(inference_ids)] == [-100] * len(inference_ids)  # prompt and video tokens masked
+    assert labels[len(inference_ids):] == answer_ids
+    assert json.loads(answer) == {"emotion": sample.gold["emotion"]}
+
+
+def test_vision_tower_targets_are_refused_unless_allowed(tiny_model, task, tmp_path):
+    with pytest.raises(ValueError, match="vision tower"):
+        load_trainable_model(recipe(tiny_model, task, tmp_path, "target_modules=.*visual.*qkv"))
+    model, _ = load_trainable_model(recipe(tiny_model, task, tmp_path, "target_modules=.*visual.*qkv",
+                                           "allow_vision_lora=true"))
+    assert any("visual" in n and "lora_A" in n for n, _ in model.named_parameters())
+
+
+@pytest.mark.vllm
+def test_learnability_needs_both_modalities_and_vllm_serves_the_adapter(tiny_model, task, tmp_path, vllm_backend):
+    from mllm_mer.backends.hf import TransformersBackend
+    from mllm_mer.pipeline import predict
+
+    spec = load_label_spec(task / "labels.yaml")
+    test = split_samples(task, "test")
+    colours = {s.metadata["colour"] for s in test}
+    assert colours == {"red", "blue"}
+    # one modality alone is worth at most 50% (the best guess per colour, or per wording)
+    for factor in ("colour", "weather"):
+        best = sum(max(sum(s.gold["emotion"] == lab for s in test if s.metadata[factor] == v) for lab in spec.task(
+            "emotion").labels) for v in {s.metadata[factor] for s in test}) / len(test)
+        assert best == 0.5
+
+    prompt_cfg = PromptConfig(labels="x", template="label_only", modalities=("text", "video"))
+    from mllm_mer.media import MediaSettings
+
+    media = MediaSettings(max_frames=2, max_pixels=12544)
+    base = TransformersBackend(BackendConfig(model=str(tiny_model), dtype="float32"))
+    untrained = accuracy(predict(base, test, spec, prompt_cfg, media, with_probabilities=False), test)
+    assert untrained <= 0.5
+
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "mllm_mer.cli", "finetune", "--config", RECIPE,
+                           *overrides(tiny_model, task, out)], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    adapter = out / "adapter"
+    assert (adapter / "adapter_model.safetensors").is_file() and (out / "config.yaml").is_file()
+    assert json.loads((out / "dev_metrics.json").read_text())["tasks"]["emotion"]["accuracy"] >= 0.9
+    assert list((out / "checkpoints").glob("runs/*")) or list((out / "checkpoints").rglob("events.out.*"))
+
+    tuned = TransformersBackend(BackendConfig(model=str(tiny_model), dtype="float32",
+                                              adapters={"tuned": str(adapter)}))
+    hf_preds = predict(tuned, test, spec, prompt_cfg, media, adapter="tuned", with_probabilities=False)
+    assert accuracy(hf_preds, test) >= 0.9
+
+    vllm_backend.register_adapter("tuned", str(adapter))
+    vllm_preds = predict(vllm_backend, test, spec, prompt_cfg, media, adapter="tuned", with_probabilities=False)
+    assert [p.label("emotion") for p in vllm_preds] == [p.label("emotion") for p in hf_preds]
+
+
+def _lora_state(adapter_dir):
+    from safetensors.torch import load_file
+
+    return load_file(str(adapter_dir / "adapter_model.safetensors"))
+
+
+def test_resume_ends_with_the_same_adapter(tiny_model, task, tmp_path):
+    from mllm_mer.training import train
+
+    from transformers import TrainerCallback
+
+    class StopAfter4(TrainerCallback):  # an interruption right after the step-4 checkpoint
+        def on_step_end(self, args, state, control, **kwargs):
+            control.should_training_stop = state.global_step >= 4
+
+    common = ["max_steps=8", "dev_split=null", "eval_steps=null", "save_steps=4", "logging_steps=2",
+              "report_to=[]", "lr_scheduler=linear"]
+    straight = train(recipe(tiny_model, task, tmp_path / "straight", *common))
+    train(recipe(tiny_model, task, tmp_path / "split", *common), callbacks=[StopAfter4()])
+    checkpoint = tmp_path / "split" / "checkpoints" / "checkpoint-4"
+    assert checkpoint.is_dir() and not (tmp_path / "split" / "checkpoints" / "checkpoint-8").exists()
+    resumed = train(recipe(tiny_model, task, tmp_path / "split", *common, f"resume_from_checkpoint={checkpoint}"))
+    a, b = _lora_state(straight), _lora_state(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6)
+    assert any(a[k].abs().sum() > 0 for k in a if "lora_B" in k)  # it did train
+
+
+def test_qlora_nf4_takes_training_steps_on_cpu(tiny_model, task, tmp_path):
+    from mllm_mer.training import train
+
+    cfg = recipe(tiny_model, task, tmp_path, "quantization=nf4", "max_steps=3", "dev_split=null",
+                 "eval_steps=null", "save_steps=3", "report_to=[]", "dtype=float32")
+    model, _ = load_trainable_model(cfg)
+    assert any("4bit" in type(m).__name__ for m in model.modules())
+    adapter = train(cfg)
+    state = _lora_state(adapter)
+    assert any(v.abs().sum() > 0 for k, v in state.items() if "lora_B" in k)
+
+
+def test_merge_gives_the_adapter_outputs(tiny_model, tiny_lora, tmp_path, meld_spec):
+    from mllm_mer.backends.hf import TransformersBackend
+    from mllm_mer.pipeline import prepare
+
+    from helpers import random_samples
+
+    proc = subprocess.run([sys.executable, "-m", "mllm_mer.cli", "merge", "--model", str(tiny_model), "--adapter",
+                           str(tiny_lora), "--out", str(tmp_path / "merged")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    prompts = [p.prompt for p in prepare(random_samples(2, seed=30), meld_spec, PromptConfig())]
+    with_adapter = TransformersBackend(BackendConfig(model=str(tiny_model), dtype="float32",
+                                                     adapters={"probe": str(tiny_lora)}))
+    merged = TransformersBackend(BackendConfig(model=str(tmp_path / "merged"), dtype="float32"))
+    assert merged.generate_token_ids(prompts, max_new_tokens=16) == \
+        with_adapter.generate_token_ids(prompts, adapter="probe", max_new_tokens=16)
