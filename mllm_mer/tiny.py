@@ -145,7 +145,7 @@ def make_tiny(out_dir: str | Path, arch: str = "qwen2_vl", size: str = "tiny", s
     )
     torch.manual_seed(seed)
     model = model_cls(config).to(torch.float32).eval()
-    model.generation_config.eos_token_id = [ids["<|im_end|>"], ids["<|endoftext|>"]]
+    model.generation_config.eos_token_id = ids["<|im_end|>"]
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     model.generation_config.do_sample = False
     model.save_pretrained(out, safe_serialization=True)

@@ -98,6 +98,11 @@ class TransformersBackend:
         self.model.set_adapter(adapter)
         return contextlib.nullcontext()
 
+    def _eos_ids(self) -> set[int]:
+        eos = self.model.generation_config.eos_token_id
+        ids = set(eos) if isinstance(eos, list) else {eos} if eos is not None else set()
+        return ids | ({self.tokenizer.eos_token_id} if self.tokenizer.eos_token_id is not None else set())
+
     # -- constrained generation -------------------------------------------------------------
     def _compiled_grammar(self, schema: dict[str, Any]):
         key = json.dumps(schema)  # key order is the answer order: never sort
@@ -112,7 +117,10 @@ class TransformersBackend:
             import xgrammar as xgr
 
             vocab = self.model.config.get_text_config().vocab_size
-            info = xgr.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=vocab)
+            # Every end-of-sequence id is a stop token: otherwise the grammar would take e.g.
+            # <|endoftext|> as literal text inside a string, and generation would end mid-answer.
+            stops = sorted(self._eos_ids())
+            info = xgr.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=vocab, stop_token_ids=stops)
             self._grammar_compiler = xgr.GrammarCompiler(info)
         return self._grammar_compiler
 
@@ -141,7 +149,7 @@ class TransformersBackend:
             inputs = inputs.to(self.device)
             with self._adapter_context(adapter):
                 out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-        eos = set(self.model.generation_config.eos_token_id or [])
+        eos = self._eos_ids()
         result = []
         for row in out[:, inputs["input_ids"].shape[1]:].tolist():
             ids = []
