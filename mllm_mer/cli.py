@@ -214,6 +214,17 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_app(args: argparse.Namespace) -> int:
+    import runpy
+
+    app_file = Path(__file__).resolve().parents[1] / "app.py"
+    if not app_file.is_file():
+        raise FileNotFoundError(f"{app_file}: the Gradio app ships with the source tree")
+    module = runpy.run_path(str(app_file), run_name="mllm_mer_app")
+    module["main"](args.app_args)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mllm-mer", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -265,6 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapter", required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_merge)
+
+    p = verbs.add_parser("app", help="the Gradio front end (options: mllm-mer app -- --help)")
+    p.add_argument("app_args", nargs=argparse.REMAINDER, help="options of app.py")
+    p.set_defaults(func=cmd_app)
 
     p = verbs.add_parser("serve", help="run the OpenAI-compatible vLLM server with LoRA adapters")
     p.add_argument("--model", default=DEFAULT_MODEL, help="hub id or local checkpoint directory")

@@ -6,7 +6,7 @@ the name it was registered under (as vLLM's LoRARequest does).
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from mllm_mer.prompting import Prompt
@@ -22,6 +22,10 @@ class Backend(Protocol):
 
     def score(self, requests: Sequence[tuple[Prompt, str]], adapter: str | None = None) -> list[float]:
         """Sum of log-probabilities of each continuation text right after its prompt."""
+        ...
+
+    def chat(self, prompt: Prompt, adapter: str | None = None, max_new_tokens: int = 256) -> Iterator[str]:
+        """Free-text answer to a conversation (no schema), as a stream of the text so far."""
         ...
 
     def close(self) -> None:

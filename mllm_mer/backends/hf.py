@@ -6,7 +6,7 @@ grammar engine vLLM uses too, so both backends can only emit labels of the set.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -159,6 +159,28 @@ class TransformersBackend:
                     break
             result.append(ids)
         return result
+
+    def chat(self, prompt: Prompt, adapter: str | None = None, max_new_tokens: int = 256) -> Iterator[str]:
+        """Free-text answer, streamed as it is generated (accumulated text so far)."""
+        from threading import Thread
+
+        from transformers import TextIteratorStreamer
+
+        inputs = processor_inputs(self.processor, [prompt], [render(self.processor, prompt)]).to(self.device)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        context = self._adapter_context(adapter)
+
+        def run():
+            with torch.inference_mode(), context:
+                self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, streamer=streamer)
+
+        thread = Thread(target=run, daemon=True)
+        thread.start()
+        text = ""
+        for piece in streamer:
+            text += piece
+            yield text
+        thread.join()
 
     # -- scoring ----------------------------------------------------------------------------
     @torch.inference_mode()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -119,6 +119,17 @@ class OpenAIBackend:
         model = self._model_for(adapter)
         with ThreadPoolExecutor(self.max_concurrency) as pool:  # the server batches concurrent requests
             return list(pool.map(lambda p: self._one(p, model), prompts))
+
+    def chat(self, prompt: Prompt, adapter: str | None = None, max_new_tokens: int = 256) -> Iterator[str]:
+        """Free-text answer, streamed token by token from the server (accumulated text so far)."""
+        stream = self._call(self.client.chat.completions.create, model=self._model_for(adapter),
+                            messages=to_openai_messages(prompt), temperature=0.0, max_tokens=max_new_tokens,
+                            stream=True)
+        text = ""
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                text += chunk.choices[0].delta.content
+                yield text
 
     def _score_one(self, prompt: Prompt, continuation: str, model: str) -> float:
         import httpx

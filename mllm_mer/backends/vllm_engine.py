@@ -8,7 +8,7 @@ prompt's answer schema with structured outputs, and sends the whole batch in one
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from mllm_mer.config import BackendConfig
@@ -93,6 +93,15 @@ class VLLMEngineBackend:
         requests = [self._request(p, render(self.tokenizer, p)) for p in prompts]
         outputs = self.llm.generate(requests, params, lora_request=self._lora(adapter), use_tqdm=False)
         return [list(out.outputs[0].token_ids) for out in outputs]
+
+    def chat(self, prompt: Prompt, adapter: str | None = None, max_new_tokens: int = 256) -> Iterator[str]:
+        """Free-text answer. The offline engine returns it whole (use the server backend for token streaming)."""
+        from vllm import SamplingParams
+
+        params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
+        [out] = self.llm.generate([self._request(prompt, render(self.tokenizer, prompt))], params,
+                                  lora_request=self._lora(adapter), use_tqdm=False)
+        yield out.outputs[0].text
 
     def score(self, requests: Sequence[tuple[Prompt, str]], adapter: str | None = None) -> list[float]:
         from vllm import SamplingParams
