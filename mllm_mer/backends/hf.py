@@ -142,20 +142,21 @@ class TransformersBackend:
         return answers
 
     def generate_token_ids(self, prompts: Sequence[Prompt], adapter: str | None = None,
-                           max_new_tokens: int = 16) -> list[list[int]]:
-        """Unconstrained greedy token ids (for parity checks against other backends)."""
+                           max_new_tokens: int = 16, ignore_eos: bool = False) -> list[list[int]]:
+        """Unconstrained greedy token ids (parity checks; fixed-length runs for benchmarks)."""
         with torch.inference_mode():
             inputs = processor_inputs(self.processor, prompts, [render(self.processor, p) for p in prompts])
             inputs = inputs.to(self.device)
             with self._adapter_context(adapter):
-                out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+                out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                                          min_new_tokens=max_new_tokens if ignore_eos else 0)
         eos = self._eos_ids()
         result = []
         for row in out[:, inputs["input_ids"].shape[1]:].tolist():
             ids = []
             for token in row:
                 ids.append(token)
-                if token in eos:
+                if token in eos and not ignore_eos:
                     break
             result.append(ids)
         return result

@@ -85,11 +85,11 @@ class VLLMEngineBackend:
         return [out.outputs[0].text for out in outputs]
 
     def generate_token_ids(self, prompts: Sequence[Prompt], adapter: str | None = None,
-                           max_new_tokens: int = 16) -> list[list[int]]:
-        """Unconstrained greedy token ids (for parity checks against other backends)."""
+                           max_new_tokens: int = 16, ignore_eos: bool = False) -> list[list[int]]:
+        """Unconstrained greedy token ids (parity checks; fixed-length runs for benchmarks)."""
         from vllm import SamplingParams
 
-        params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
+        params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, ignore_eos=ignore_eos)
         requests = [self._request(p, render(self.tokenizer, p)) for p in prompts]
         outputs = self.llm.generate(requests, params, lora_request=self._lora(adapter), use_tqdm=False)
         return [list(out.outputs[0].token_ids) for out in outputs]

@@ -1,0 +1,32 @@
+"""Smoke test: every benchmark runs end to end (tiny sizes), so that the scripts never rot.
+
+Performance itself is measured by `python benchmarks/run_all.py`, never asserted here.
+"""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.vllm
+def test_run_all_writes_every_ratio(tiny_model, tmp_path):
+    out = tmp_path / "RESULTS.md"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "run_all.py"), "--quick", "--model",
+                           str(tiny_model), "--n", "3", "--tokens", "4", "--media-seconds", "2", "--out", str(out)],
+                          capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = out.read_text()
+    for measure in ("vLLM engine vs per-sample transformers loop", "label scoring vs generate-with-rationale",
+                    "few-shot cost / zero-shot cost", "sampled frames vs decode everything"):
+        row = next(line for line in table.splitlines() if line.startswith(f"| {measure}"))
+        assert row.split("|")[2].strip().endswith("x")
+
+
+def test_media_benchmark_alone(tmp_path):
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "media.py"), "--quick", "--seconds", "2"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "ratio" in proc.stdout and "machine:" in proc.stdout
