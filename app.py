@@ -197,6 +197,7 @@ def parse_args(argv: list[str] | None = None, base: AppConfig | None = None) -> 
     parser.add_argument("--labels", default=config.labels)
     parser.add_argument("--template", default=config.template)
     parser.add_argument("--max-frames", type=int, default=config.max_frames)
+    parser.add_argument("--asr-model", default=config.asr_model, help="Whisper id/path for empty transcripts")
     parser.add_argument("--dtype", default=config.dtype)
     parser.add_argument("--enforce-eager", action="store_true", default=config.enforce_eager)
     parser.add_argument("--max-model-len", type=int, default=config.max_model_len)

@@ -67,7 +67,7 @@ def _add_prompt_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--template", default=PromptConfig.template, help="zero_shot | label_only | few_shot | .jinja")
     p.add_argument("--mode", default=PromptConfig.mode, choices=["generate", "score"])
     p.add_argument("--modalities", default="text,video,audio", help="subset of text,video,audio")
-    p.add_argument("--max-frames", type=int, default=8)
+    p.add_argument("--max-frames", type=int, help="frames per clip (default: the model family's)")
     p.add_argument("--fps", type=float, help="sample frames at this rate (at most --max-frames)")
     p.add_argument("--keyframe-snap", type=float, default=0.0,
                    help="take a keyframe within this fraction of the sampling interval (faster decoding)")
@@ -80,10 +80,17 @@ def _prompt_config(args: argparse.Namespace) -> PromptConfig:
 
 
 def _media_settings(args: argparse.Namespace):
+    """Frame budget: the flags, else the model family's defaults (registry), else MediaSettings'."""
     from mllm_mer.media import MediaSettings
+    from mllm_mer.models import family_for
 
-    return MediaSettings(max_frames=args.max_frames, fps=args.fps, asr_model=args.asr_model,
-                         keyframe_snap=args.keyframe_snap)
+    try:
+        family = family_for(args.model)
+        max_frames, max_pixels = family.max_frames, family.max_pixels
+    except ValueError:  # e.g. a served model name the registry cannot tell
+        max_frames, max_pixels = MediaSettings.max_frames, MediaSettings.max_pixels
+    return MediaSettings(max_frames=args.max_frames or max_frames, fps=args.fps, asr_model=args.asr_model,
+                         keyframe_snap=args.keyframe_snap, max_pixels=max_pixels)
 
 
 @contextlib.contextmanager

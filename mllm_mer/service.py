@@ -33,6 +33,7 @@ class AppConfig:
     labels: str = "meld"
     template: str = "zero_shot"
     max_frames: int = 8
+    asr_model: str | None = None  # Whisper id/path: fills an empty transcript from the audio
     dtype: str = "auto"
     enforce_eager: bool = False
     kv_cache_gb: int = 1
@@ -87,6 +88,9 @@ class Service:
                 self._backend = load_backend(self.config.backend_config())
             return self._backend
 
+    def media_settings(self) -> MediaSettings:
+        return MediaSettings(max_frames=self.config.max_frames, asr_model=self.config.asr_model)
+
     def adapters(self) -> list[str]:
         return list(getattr(self._backend, "adapters", None) or self.config.adapters)
 
@@ -104,7 +108,7 @@ class Service:
             spec = load_label_spec(labels)
             prompt_cfg = PromptConfig(labels=labels, template=template)
             samples = [self._sample(requests[i], n) for n, i in enumerate(indices)]
-            prepared = prepare(samples, spec, prompt_cfg, MediaSettings(max_frames=self.config.max_frames))
+            prepared = prepare(samples, spec, prompt_cfg, self.media_settings())
             ready = [p for p in prepared if p.prompt is not None]
             with self._lock:
                 answered = iter(run_prompts(backend, [p.prompt for p in ready], "generate", adapter) if ready else [])
@@ -146,7 +150,7 @@ class Service:
         cfg = EvaluateConfig(dataset="manifest", data_dir=manifest, split=None, out=str(out), limit=limit,
                              dataset_options={"labels": labels, "task": task}, labels=labels,
                              prompt=PromptConfig(labels=labels, template="label_only"),
-                             media=MediaSettings(max_frames=self.config.max_frames),
+                             media=self.media_settings(),
                              backend=self.config.backend_config())
         backend = self.backend
         with self._lock:

@@ -11,7 +11,7 @@ import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
 from conftest import MELD_DIR
-from mllm_mer.config import BackendConfig, PromptConfig
+from mllm_mer.config import BackendConfig
 from mllm_mer.evaluate import EvaluateConfig, read_predictions, run_evaluation
 from mllm_mer.media import MediaSettings
 from mllm_mer.media.synth import write_clip

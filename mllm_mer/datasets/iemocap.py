@@ -7,7 +7,6 @@ other four; `all` is everything. 6-way labels (neu hap sad ang exc fru) or 4-way
 from __future__ import annotations
 
 import re
-from collections import defaultdict
 from pathlib import Path
 
 from mllm_mer.datasets.base import DatasetError, Split, context_window, non_empty, require_dir
