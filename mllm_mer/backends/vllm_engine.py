@@ -104,20 +104,44 @@ class VLLMEngineBackend:
         yield out.outputs[0].text
 
     def score(self, requests: Sequence[tuple[Prompt, str]], adapter: str | None = None) -> list[float]:
+        """Continuation log-likelihoods from one-token decode steps over a trie of continuation tokens.
+
+        Each distinct (prompt, continuation prefix) is one request that asks only for the
+        log-probabilities of the tokens that follow it. Unlike prompt log-probabilities, which
+        make vLLM bypass its prefix cache, these requests share the cached prompt: scoring N
+        labels costs about N short decode steps, not N full prompts.
+        """
         from vllm import SamplingParams
 
-        params = SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=0)
-        batch = [self._request(p, render(self.tokenizer, p) + c) for p, c in requests]
+        prompt_ids: dict[int, list[int]] = {}
+        for prompt, _ in requests:
+            if id(prompt) not in prompt_ids:
+                prompt_ids[id(prompt)] = self.tokenizer(render(self.tokenizer, prompt),
+                                                        add_special_tokens=False)["input_ids"]
+        continuations = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for _, c in requests]
+        children: dict[tuple[int, tuple[int, ...]], set[int]] = {}
+        owner: dict[int, Prompt] = {}
+        for (prompt, _), ids in zip(requests, continuations):
+            owner[id(prompt)] = prompt
+            for i, token in enumerate(ids):
+                children.setdefault((id(prompt), tuple(ids[:i])), set()).add(token)
+        nodes = list(children)
+        batch = []
+        for key, prefix in nodes:
+            request = self._request(owner[key], "")
+            request.pop("prompt")
+            request["prompt_token_ids"] = prompt_ids[key] + list(prefix)
+            batch.append(request)
+        params = [SamplingParams(temperature=0.0, max_tokens=1, logprob_token_ids=sorted(children[n]))
+                  for n in nodes]
         outputs = self.llm.generate(batch, params, lora_request=self._lora(adapter), use_tqdm=False)
-        scores = []
-        for (_, continuation), out in zip(requests, outputs):
-            ids = self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
-            prompt_ids = list(out.prompt_token_ids)
-            if prompt_ids[-len(ids):] != ids:
-                raise RuntimeError("continuation tokenised differently inside the prompt; cannot score it exactly")
-            start = len(prompt_ids) - len(ids)
-            scores.append(sum(out.prompt_logprobs[i][prompt_ids[i]].logprob for i in range(start, len(prompt_ids))))
-        return scores
+        logprob = {}
+        for node, out in zip(nodes, outputs):
+            step = out.outputs[0].logprobs[0]
+            for token in children[node]:
+                logprob[(node, token)] = step[token].logprob
+        return [sum(logprob[((id(prompt), tuple(ids[:i])), token)] for i, token in enumerate(ids))
+                for (prompt, _), ids in zip(requests, continuations)]
 
     def close(self) -> None:
         llm, self.llm = getattr(self, "llm", None), None
