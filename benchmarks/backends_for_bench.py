@@ -33,3 +33,20 @@ def load_vllm(args):
 
 def load_both(args):
     return load_hf(args), load_vllm(args)
+
+
+def script_main(doc: str, run, report, needs_hf: bool, **defaults) -> None:
+    """The command line shared by the model benchmarks: load the backends, run, print the ratio line."""
+    from common import machine
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_args(parser)
+    for name, value in defaults.items():
+        parser.add_argument(f"--{name}", type=type(value), default=value)
+    args = parser.parse_args()
+    backends = ([load_hf(args)] if needs_hf else []) + [load_vllm(args)]
+    print(f"machine: {machine()}")
+    try:
+        print(report(run(*backends, **{k: getattr(args, k) for k in defaults})))
+    finally:
+        backends[-1].close()

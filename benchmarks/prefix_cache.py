@@ -12,7 +12,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_inputs import bench_samples  # noqa: E402
-from common import machine  # noqa: E402
 
 from mllm_mer.config import PromptConfig  # noqa: E402
 from mllm_mer.labels import load_label_spec  # noqa: E402
@@ -43,14 +42,6 @@ def report(r: dict) -> str:
 
 
 if __name__ == "__main__":
-    from backends_for_bench import add_model_args, load_vllm
+    from backends_for_bench import script_main
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(parser)
-    parser.add_argument("--n", type=int, default=32)
-    parser.add_argument("--tokens", type=int, default=16)
-    args = parser.parse_args()
-    vllm = load_vllm(args)
-    print(f"machine: {machine()}")
-    print(report(run(vllm, args.n, args.tokens)))
-    vllm.close()
+    script_main(__doc__, run, report, needs_hf=False, n=32, tokens=16)

@@ -11,7 +11,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine  # noqa: E402
 from throughput import prompts_for  # noqa: E402
 
 from mllm_mer.pipeline import run_prompts  # noqa: E402
@@ -37,13 +36,6 @@ def report(r: dict) -> str:
 
 
 if __name__ == "__main__":
-    from backends_for_bench import add_model_args, load_vllm
+    from backends_for_bench import script_main
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(parser)
-    parser.add_argument("--n", type=int, default=32)
-    args = parser.parse_args()
-    vllm = load_vllm(args)
-    print(f"machine: {machine()}")
-    print(report(run(vllm, args.n)))
-    vllm.close()
+    script_main(__doc__, run, report, needs_hf=False, n=32)

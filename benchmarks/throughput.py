@@ -15,7 +15,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_inputs import bench_samples  # noqa: E402
-from common import machine  # noqa: E402
 
 from mllm_mer.config import PromptConfig  # noqa: E402
 from mllm_mer.labels import load_label_spec  # noqa: E402
@@ -54,14 +53,6 @@ def report(r: dict) -> str:
 
 
 if __name__ == "__main__":
-    from backends_for_bench import add_model_args, load_both
+    from backends_for_bench import script_main
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(parser)
-    parser.add_argument("--n", type=int, default=32)
-    parser.add_argument("--tokens", type=int, default=32)
-    args = parser.parse_args()
-    hf, vllm = load_both(args)
-    print(f"machine: {machine()}")
-    print(report(run(hf, vllm, args.n, args.tokens)))
-    vllm.close()
+    script_main(__doc__, run, report, needs_hf=True, n=32, tokens=32)

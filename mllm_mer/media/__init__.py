@@ -42,6 +42,9 @@ def load_media(sample: Sample, settings: MediaSettings, modalities: tuple[str, .
     from mllm_mer.media import audio as audio_mod
     from mllm_mer.media import video as video_mod
 
+    # Each file is opened once to see what it holds (missing or broken files fail here).
+    video_streams = video_mod.probe(sample.video) if sample.video else (False, False)
+    audio_streams = video_mod.probe(sample.audio) if sample.audio else (False, False)
     frames: tuple = ()
     times: tuple[float, ...] = ()
     image = None
@@ -49,7 +52,7 @@ def load_media(sample: Sample, settings: MediaSettings, modalities: tuple[str, .
     if "video" in modalities:
         if sample.frames:
             frames = tuple(load_image(f) for f in sample.frames)
-        elif sample.video and video_mod.has_video(sample.video):
+        elif video_streams[0]:
             clip = video_mod.read_frames(sample.video, settings.max_frames, settings.fps, sample.start, sample.end,
                                          settings.max_pixels, settings.keyframe_snap)
             frames, times, fps, duration = clip.images, clip.times, clip.fps, clip.duration
@@ -58,12 +61,12 @@ def load_media(sample: Sample, settings: MediaSettings, modalities: tuple[str, .
 
     transcript = None
     cues = None
-    sound = sample.audio or sample.video
+    # A separate audio file is the utterance already; a window applies to the video's own track.
+    sound, window = ((sample.audio, (None, None)) if audio_streams[1]
+                     else (sample.video, (sample.start, sample.end)) if video_streams[1] else (None, (None, None)))
     need_asr = not sample.transcript and settings.asr_model and "text" in modalities
     need_cues = settings.vocal_cues and "audio" in modalities and not sample.vocal_cues
-    if sound and (need_asr or need_cues) and audio_mod.has_audio(sound):
-        # A window applies to the video's own track; a separate audio file is the utterance already.
-        window = (sample.start, sample.end) if not sample.audio else (None, None)
+    if sound and (need_asr or need_cues):
         waveform = audio_mod.load_audio(sound, *window)
         if need_asr:
             from mllm_mer.media.asr import transcribe
@@ -73,9 +76,7 @@ def load_media(sample: Sample, settings: MediaSettings, modalities: tuple[str, .
             from mllm_mer.media.cues import vocal_cues
 
             cues = vocal_cues(waveform, sample.transcript or transcript).describe()
-    elif sample.audio and not sample.video:
-        audio_mod.has_audio(sample.audio)  # raises MediaError for a missing or broken file
-    if "video" in modalities and sample.video and not frames and not (sound and audio_mod.has_audio(sound)):
+    if "video" in modalities and sample.video and not frames and not any(video_streams):
         raise MediaError(sample.video, "no video or audio stream (zero-length or empty media)")
     return MediaInputs(frames=frames, frame_times=times, image=image, vocal_cues=cues, transcript=transcript,
                        fps=fps, duration=duration)

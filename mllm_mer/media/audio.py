@@ -10,11 +10,6 @@ from mllm_mer.media.video import _open
 SAMPLE_RATE = 16_000
 
 
-def has_audio(path: str) -> bool:
-    with _open(path) as container:
-        return bool(container.streams.audio)
-
-
 def load_audio(path: str, start: float | None = None, end: float | None = None) -> np.ndarray:
     """The (windowed) audio track resampled to 16 kHz mono; MediaError when there is none."""
     with _open(path) as container:

@@ -60,9 +60,10 @@ def _fit(width: int, height: int, max_pixels: int | None) -> tuple[int, int]:
     return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
 
 
-def has_video(path: str) -> bool:
+def probe(path: str) -> tuple[bool, bool]:
+    """(has a video stream, has an audio stream); MediaError for a missing or unreadable file."""
     with _open(path) as container:
-        return bool(container.streams.video)
+        return bool(container.streams.video), bool(container.streams.audio)
 
 
 def read_frames(path: str, n: int = 8, fps: float | None = None, start: float | None = None,
