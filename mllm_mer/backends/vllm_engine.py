@@ -23,6 +23,8 @@ class VLLMEngineBackend:
         from vllm import LLM
         from vllm.lora.request import LoRARequest
 
+        from mllm_mer.backends.forced_tokens import ForcedTokens
+
         self.config = config
         model_id = resolve_model(config.model)
         self.family = family_for(model_id)
@@ -37,7 +39,13 @@ class VLLMEngineBackend:
             limit_mm_per_prompt={"image": 1, "video": 1},
             # Per request this flag is ignored; without it a random model emits whitespace until max_tokens.
             structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True},
+            logits_processors=[ForcedTokens],
         )
+        if _cpu_only():
+            # Prefix-cache hits come in whole KV blocks; with the CPU default of 128 tokens each
+            # label scored would recompute up to 127 prompt tokens. 32 is the smallest the CPU
+            # attention kernel takes, and decoding is no slower with it.
+            engine_args["block_size"] = 32
         if config.data_parallel_size > 1:
             engine_args["data_parallel_size"] = config.data_parallel_size
         if self.adapters:
@@ -104,43 +112,51 @@ class VLLMEngineBackend:
         yield out.outputs[0].text
 
     def score(self, requests: Sequence[tuple[Prompt, str]], adapter: str | None = None) -> list[float]:
-        """Continuation log-likelihoods from one-token decode steps over a trie of continuation tokens.
+        """Continuation log-likelihoods, read while forced decoding walks down each continuation.
 
-        Each distinct (prompt, continuation prefix) is one request that asks only for the
-        log-probabilities of the tokens that follow it. Unlike prompt log-probabilities, which
-        make vLLM bypass its prefix cache, these requests share the cached prompt: scoring N
-        labels costs about N short decode steps, not N full prompts.
+        Per prompt, the first continuation is one request that prefills the prompt and then
+        decodes the continuation's tokens (forced, see `forced_tokens`), reading each one's
+        log-probability. Every later continuation starts where it leaves those already read
+        (`{"emotion":"` is shared by all labels) and runs after the first wave, so the prompt
+        comes from the prefix cache: N labels cost one prefill plus N short cached requests.
+        (Prompt log-probabilities would make vLLM bypass the prefix cache entirely.)
         """
         from vllm import SamplingParams
 
+        from mllm_mer.backends.forced_tokens import FORCED_TOKENS
+
         prompt_ids: dict[int, list[int]] = {}
-        for prompt, _ in requests:
-            if id(prompt) not in prompt_ids:
-                prompt_ids[id(prompt)] = self.tokenizer(render(self.tokenizer, prompt),
-                                                        add_special_tokens=False)["input_ids"]
         continuations = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for _, c in requests]
-        children: dict[tuple[int, tuple[int, ...]], set[int]] = {}
-        owner: dict[int, Prompt] = {}
+        read: dict[int, list[list[int]]] = {}  # prompt -> continuations whose tokens are (to be) read
+        waves: tuple[list, list] = ([], [])  # (prompt, tokens already read, tokens to read)
         for (prompt, _), ids in zip(requests, continuations):
-            owner[id(prompt)] = prompt
-            for i, token in enumerate(ids):
-                children.setdefault((id(prompt), tuple(ids[:i])), set()).add(token)
-        nodes = list(children)
-        batch = []
-        for key, prefix in nodes:
-            request = self._request(owner[key], "")
-            request.pop("prompt")
-            request["prompt_token_ids"] = prompt_ids[key] + list(prefix)
-            batch.append(request)
-        params = [SamplingParams(temperature=0.0, max_tokens=1, logprob_token_ids=sorted(children[n]))
-                  for n in nodes]
-        outputs = self.llm.generate(batch, params, lora_request=self._lora(adapter), use_tqdm=False)
-        logprob = {}
-        for node, out in zip(nodes, outputs):
-            step = out.outputs[0].logprobs[0]
-            for token in children[node]:
-                logprob[(node, token)] = step[token].logprob
-        return [sum(logprob[((id(prompt), tuple(ids[:i])), token)] for i, token in enumerate(ids))
+            key = id(prompt)
+            if key not in prompt_ids:
+                prompt_ids[key] = self.tokenizer(render(self.tokenizer, prompt), add_special_tokens=False)["input_ids"]
+            earlier = read.setdefault(key, [])
+            start = max((_shared_length(ids, e) for e in earlier), default=0)
+            if start < len(ids):
+                waves[bool(earlier)].append((prompt, ids[:start], ids[start:]))
+            earlier.append(ids)
+        logprob: dict[tuple[int, tuple[int, ...]], float] = {}  # (prompt, tokens up to and incl. one) -> its logprob
+        for wave in waves:
+            if not wave:
+                continue
+            batch, params = [], []
+            for prompt, done, todo in wave:
+                request = self._request(prompt, "")
+                request.pop("prompt")
+                request["prompt_token_ids"] = prompt_ids[id(prompt)] + done
+                batch.append(request)
+                params.append(SamplingParams(temperature=0.0, max_tokens=len(todo), ignore_eos=True, detokenize=False,
+                                             logprob_token_ids=sorted(set(todo)), extra_args={FORCED_TOKENS: todo}))
+            outputs = self.llm.generate(batch, params, lora_request=self._lora(adapter), use_tqdm=False)
+            for (prompt, done, todo), out in zip(wave, outputs):
+                if list(out.outputs[0].token_ids) != todo:
+                    raise RuntimeError("the engine did not follow the forced continuation; cannot score it")
+                for i, (token, step) in enumerate(zip(todo, out.outputs[0].logprobs)):
+                    logprob[(id(prompt), tuple(done + todo[:i + 1]))] = step[token].logprob
+        return [sum(logprob[(id(prompt), tuple(ids[:i + 1]))] for i in range(len(ids)))
                 for (prompt, _), ids in zip(requests, continuations)]
 
     def close(self) -> None:
@@ -150,6 +166,13 @@ class VLLMEngineBackend:
             shutdown = getattr(engine, "engine_core", None)
             if shutdown is not None and hasattr(shutdown, "shutdown"):
                 shutdown.shutdown()
+
+
+def _shared_length(a: list[int], b: list[int]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
 
 
 def _cpu_only() -> bool:

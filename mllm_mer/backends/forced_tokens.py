@@ -1,0 +1,33 @@
+"""A vLLM logits processor that makes a request emit a given token sequence.
+
+Label scoring reads the model's log-probability of each token of a label in turn.
+vLLM computes returned log-probabilities from the raw logits, before logits
+processors run, so forcing the sampled token leaves them untouched: a request walks
+down a label's tokens as cheap decode steps instead of one prefill per token.
+A request opts in through `SamplingParams.extra_args[FORCED_TOKENS]`.
+"""
+from __future__ import annotations
+
+import torch
+from vllm.v1.sample.logits_processor import AdapterLogitsProcessor
+
+FORCED_TOKENS = "mllm_mer_forced_tokens"
+
+
+class ForcedTokens(AdapterLogitsProcessor):
+    def is_argmax_invariant(self) -> bool:
+        return False
+
+    def new_req_logits_processor(self, params):
+        forced = (params.extra_args or {}).get(FORCED_TOKENS)
+        if not forced:
+            return None
+
+        def force(output_ids: list[int], logits: torch.Tensor) -> torch.Tensor:
+            step = len(output_ids)
+            if step < len(forced):
+                logits.fill_(float("-inf"))
+                logits[forced[step]] = 0.0
+            return logits
+
+        return force
