@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from mllm_mer.backends.vllm_engine import cpu_engine_env
 from mllm_mer.models import family_for, resolve_model
 
 
@@ -87,8 +88,7 @@ class Server:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> Server:
-        env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE=os.environ.get("VLLM_CPU_KVCACHE_SPACE",
-                                                                       str(self.config.kv_cache_gb)))
+        env = {**cpu_engine_env(self.config.kv_cache_gb), **os.environ}
         out = open(self.config.log_file, "ab") if self.config.log_file else None
         # A new session: the server and its engine workers share one process group to stop together.
         self.process = subprocess.Popen(server_command(self.config), env=env, stdout=out, stderr=out,
