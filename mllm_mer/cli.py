@@ -69,8 +69,9 @@ def _add_prompt_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--modalities", default="text,video,audio", help="subset of text,video,audio")
     p.add_argument("--max-frames", type=int, help="frames per clip (default: the model family's)")
     p.add_argument("--fps", type=float, help="sample frames at this rate (at most --max-frames)")
-    p.add_argument("--keyframe-snap", type=float, default=0.0,
-                   help="take a keyframe within this fraction of the sampling interval (faster decoding)")
+    p.add_argument("--keyframe-snap", type=float,
+                   help="move a sampled time onto a keyframe within this fraction of the sampling interval "
+                        "(faster decoding; default 0.25); 0 = exact times")
     p.add_argument("--asr-model", help="Whisper id or directory, used when no transcript is given")
 
 
@@ -89,8 +90,9 @@ def _media_settings(args: argparse.Namespace):
         max_frames, max_pixels = family.max_frames, family.max_pixels
     except ValueError:  # e.g. a served model name the registry cannot tell
         max_frames, max_pixels = MediaSettings.max_frames, MediaSettings.max_pixels
+    snap = MediaSettings.keyframe_snap if args.keyframe_snap is None else args.keyframe_snap
     return MediaSettings(max_frames=args.max_frames or max_frames, fps=args.fps, asr_model=args.asr_model,
-                         keyframe_snap=args.keyframe_snap, max_pixels=max_pixels)
+                         keyframe_snap=snap, max_pixels=max_pixels)
 
 
 @contextlib.contextmanager

@@ -190,3 +190,25 @@ def test_keyframe_snapping_takes_distinct_nearby_keyframes(clip):
     assert len(set(snapped.times)) == 4
     assert all(round(t * 10) % 5 == 0 for t in snapped.times)
     assert _indices(snapped) == [round(t * 10) for t in snapped.times]
+
+
+def test_exact_frames_with_b_frames_decode_in_parallel_runs(tmp_path):
+    # x264 "veryfast" uses B-frames (reordered, some skipped on the run-up); 1 s GOPs give
+    # the sampled times separate runs, which decode on separate threads.
+    from mllm_mer.media.video import _parallel_runs
+
+    path = write_clip(tmp_path / "bframes.mp4", seconds=6, fps=10, gop=10, audio=False, preset="veryfast")
+    frames = read_frames(str(path), n=6)
+    assert _indices(frames) == [round(t * 10) for t in frames.times] == [5, 15, 25, 35, 45, 55]
+    runs = _parallel_runs([float(k) for k in range(6)], [0.5 + k for k in range(6)], rate=10.0, workers=2)
+    assert len(runs) == 2 and sorted(t for run in runs for t in run) == [0.5 + k for k in range(6)]
+    assert _parallel_runs([0.0], [0.2, 0.4, 0.6], rate=10.0, workers=2) == [[0.2, 0.4, 0.6]]  # one GOP, one run
+
+
+def test_the_pipeline_snaps_to_nearby_keyframes_by_default(tmp_path):
+    path = write_clip(tmp_path / "long.mp4", seconds=8, fps=10, gop=12, audio=False)  # keyframes every 1.2 s
+    # sampled at 1, 3, 5, 7 s; a keyframe within 0.5 s (a quarter of the interval) is taken instead
+    media = load_media(Sample(id="s", video=str(path)), MediaSettings(max_frames=4))
+    assert tuple(media.frame_times) == (1.2, 3.0, 4.8, 7.2)
+    exact = load_media(Sample(id="s", video=str(path)), MediaSettings(max_frames=4, keyframe_snap=0))
+    assert tuple(exact.frame_times) == (1.0, 3.0, 5.0, 7.0)

@@ -2,13 +2,15 @@
 
 The packets are demuxed first (cheap, no decoding) to find the keyframes; each
 sampled time is then decoded from the keyframe that governs it, so 8 frames of a
-long clip cost a few GOPs of decoding, never the whole file.
+long clip cost a few GOPs of decoding, never the whole file. Runs in different GOPs
+are independent and decode on separate threads.
 """
 from __future__ import annotations
 
 import bisect
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -17,6 +19,7 @@ import av
 from mllm_mer.media.errors import MediaError
 
 MAX_SOURCE_PIXELS = 3840 * 2160  # larger sources are refused (decoding cost, decompression bombs)
+MAX_DECODE_THREADS = 4  # per clip; batches of clips gain more from parallel clips than from more threads
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,11 @@ def _read_frames_cached(key, n, fps, start, end, max_pixels, keyframe_snap=0.0) 
         if keyframe_snap > 0 and len(targets) > 1:
             targets = snap_to_keyframes(targets, keyframes, keyframe_snap * (targets[1] - targets[0]))
         out_w, out_h = _fit(width, height, max_pixels)
-        images, times = _decode_at(container, stream, keyframes, targets, rate, out_w, out_h)
+        runs = _parallel_runs(keyframes, targets, rate, workers=min(os.cpu_count() or 1, MAX_DECODE_THREADS))
+        if len(runs) == 1:  # one run: decode here, with the codec's own frame threads
+            images, times = _decode_at(container, stream, keyframes, targets, rate, out_w, out_h)
+    if len(runs) > 1:
+        images, times = _decode_runs_in_parallel(path, keyframes, runs, rate, out_w, out_h)
     if not images:
         raise MediaError(path, "no frame could be decoded")
     return Frames(tuple(images), tuple(times), rate, duration)
@@ -135,6 +142,41 @@ def _keyframe_times(container, stream, path) -> tuple[list[float], float | None]
     return sorted(keyframes) or [0.0], last
 
 
+def _parallel_runs(keyframes: list[float], targets: list[float], rate: float, workers: int) -> list[list[float]]:
+    """Targets split into at most `workers` runs that share no GOP, balanced by run-up length.
+
+    Targets under one keyframe stay together (one run-up serves them all); across GOPs the
+    decoding is independent, so the runs can go to separate threads.
+    """
+    groups: dict[float, list[float]] = {}
+    for t in targets:
+        groups.setdefault(_governing_keyframe(keyframes, t, rate), []).append(t)
+    runs: list[list[float]] = [[] for _ in range(min(workers, len(groups)))]
+    load = [0.0] * len(runs)
+    for key, ts in sorted(groups.items(), key=lambda g: g[0] - max(g[1])):  # longest run-up first
+        i = load.index(min(load))
+        runs[i] += ts
+        load[i] += max(ts) - key + 1.0 / rate
+    return [sorted(run) for run in runs if run]
+
+
+def _decode_runs_in_parallel(path, keyframes, runs, rate, out_w, out_h):
+    """Each run in its own thread and container (PyAV releases the GIL while decoding)."""
+    def decode(run):
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            return _decode_at(container, stream, keyframes, run, rate, out_w, out_h)
+
+    with ThreadPoolExecutor(len(runs)) as pool:
+        decoded = sorted(((t, image) for images, times in pool.map(decode, runs) for image, t in zip(images, times)),
+                         key=lambda pair: pair[0])
+    return [image for _, image in decoded], [t for t, _ in decoded]
+
+
+def _governing_keyframe(keyframes: list[float], t: float, rate: float) -> float:
+    return keyframes[max(0, bisect.bisect_right(keyframes, t + 0.5 / rate) - 1)]
+
+
 def _decode_at(container, stream, keyframes, targets, rate, out_w, out_h):
     """Decode the frame shown at each target time.
 
@@ -149,7 +191,7 @@ def _decode_at(container, stream, keyframes, targets, rate, out_w, out_h):
     position = -math.inf  # time of the last decoded frame
     frames = None
     for t in targets:
-        key = keyframes[max(0, bisect.bisect_right(keyframes, t + half) - 1)]
+        key = _governing_keyframe(keyframes, t, rate)
         if frames is None or key > position:
             codec.skip_frame = "NONREF" if t - key > lead else "DEFAULT"
             container.seek(int(key / stream.time_base), stream=stream, backward=True)
