@@ -4,7 +4,7 @@
 """
 from __future__ import annotations
 
-import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -22,14 +22,16 @@ from mllm_mer.prompting import render  # noqa: E402
 def run(vllm, n: int = 32, tokens: int = 16) -> dict:
     spec = load_label_spec("meld")
     samples = bench_samples(n, seed=1)
-    timings, lengths = {}, {}
-    for template in ("zero_shot", "few_shot"):
-        prompts = [p.prompt for p in prepare(samples, spec, PromptConfig(template=template))]
-        lengths[template] = len(vllm.tokenizer(render(vllm.tokenizer, prompts[0]))["input_ids"])
-        vllm.generate_token_ids(prompts[:1], max_new_tokens=1)  # the shared prefix enters the cache once
-        start = time.perf_counter()
-        vllm.generate_token_ids(prompts, max_new_tokens=tokens, ignore_eos=True)
-        timings[template] = time.perf_counter() - start
+    timings, lengths = {"zero_shot": math.inf, "few_shot": math.inf}, {}
+    for _ in range(2):  # alternating, best of two: neither template pays for the engine's first calls
+        for template in ("zero_shot", "few_shot"):
+            prompts = [p.prompt for p in prepare(samples, spec, PromptConfig(template=template))]
+            lengths[template] = len(vllm.tokenizer(render(vllm.tokenizer, prompts[0]))["input_ids"])
+            vllm.llm.reset_prefix_cache()
+            vllm.generate_token_ids(prompts[:1], max_new_tokens=1)  # the shared prefix enters the cache once
+            start = time.perf_counter()
+            vllm.generate_token_ids(prompts, max_new_tokens=tokens, ignore_eos=True)
+            timings[template] = min(timings[template], time.perf_counter() - start)
     return {"n": n, "tokens": tokens, "zero_shot_s": timings["zero_shot"], "few_shot_s": timings["few_shot"],
             "zero_shot_prompt_tokens": lengths["zero_shot"], "few_shot_prompt_tokens": lengths["few_shot"],
             "ratio": timings["few_shot"] / timings["zero_shot"]}
