@@ -42,4 +42,4 @@ class PromptConfig:
     labels: str = "meld"  # bundled label set name or YAML path
     template: str = "zero_shot"  # zero_shot | label_only | few_shot | path to a .jinja
     modalities: tuple[str, ...] = ("text", "video", "audio")
-    mode: str = "generate"  # generate (constrained JSON with rationale) | score (label likelihoods only)
+    mode: str = "generate"  # generate (constrained JSON with rationale) | score (label probabilities only)

@@ -57,32 +57,26 @@ def prepare(samples: Sequence[Sample], spec: LabelSpec, prompt_cfg: PromptConfig
 
 def score_labels(backend: Backend, prompts: Sequence[Prompt], adapter: str | None = None,
                  fixed: Sequence[dict[str, str]] | None = None) -> list[dict[str, TaskPrediction]]:
-    """Label probabilities per task from the likelihood of each label as the answer's value.
+    """Label probabilities per task, as a decoder constrained to the label set would choose the answer's value.
 
     Tasks are scored in answer order; each later task is conditioned on the labels
-    already in the answer (`fixed`, e.g. generated ones) or else on the best-scored
+    already in the answer (`fixed`, e.g. generated ones) or else on the most probable
     label of the earlier tasks. One batched backend call per task.
     """
     results: list[dict[str, TaskPrediction]] = [{} for _ in prompts]
     chosen: list[dict[str, str]] = [{} for _ in prompts]
     for k in range(max((len(p.label_sets) for p in prompts), default=0)):
-        requests, owners = [], []
-        for i, prompt in enumerate(prompts):
-            if k >= len(prompt.label_sets):
-                continue
-            ls = prompt.label_sets[k]
-            prefix = answer_prefix(chosen[i], ls.task)
-            for label in ls.labels:
-                requests.append((prompt, prefix + label + '"'))
-                owners.append(i)
-        logps = backend.score(requests, adapter=adapter)
-        per_prompt: dict[int, list[float]] = {}
-        for i, lp in zip(owners, logps):
-            per_prompt.setdefault(i, []).append(lp)
-        for i, values in per_prompt.items():
+        owners = [i for i, p in enumerate(prompts) if k < len(p.label_sets)]
+        requests = []
+        for i in owners:
             ls = prompts[i].label_sets[k]
-            top = max(values)
-            weights = [math.exp(v - top) for v in values]
+            prefix = answer_prefix(chosen[i], ls.task)
+            requests.append((prompts[i], [prefix + label + '"' for label in ls.labels]))
+        for i, logps in zip(owners, backend.score(requests, adapter=adapter)):
+            ls = prompts[i].label_sets[k]
+            # The log-probabilities already form a distribution; normalising again only absorbs rounding.
+            top = max(logps)
+            weights = [math.exp(v - top) for v in logps]
             total = sum(weights)
             probs = {label: w / total for label, w in zip(ls.labels, weights)}
             best = max(probs, key=probs.get)

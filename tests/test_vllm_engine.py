@@ -76,6 +76,14 @@ def test_label_scores_match_transformers(vllm_backend, hf_lora_backend, meld_spe
                     assert math.isclose(p, w.tasks[task].probabilities[label], rel_tol=1e-3, abs_tol=1e-5)
 
 
+def test_backend_scores_are_a_distribution_over_the_candidates(vllm_backend, meld_spec):
+    [prepared] = prepare(random_samples(1, seed=15), meld_spec, PromptConfig(mode="score"))
+    labels = meld_spec.label_sets[0].labels
+    [logps] = vllm_backend.score([(prepared.prompt, ['{"emotion":"' + label + '"' for label in labels])])
+    assert len(logps) == len(labels) and all(v <= 0 for v in logps)
+    assert math.isclose(sum(math.exp(v) for v in logps), 1.0, rel_tol=1e-6)
+
+
 def test_unknown_adapter_is_a_clear_error(vllm_backend, meld_spec):
     with pytest.raises(ValueError, match="unknown adapter 'nope'"):
         vllm_backend.generate(_prompts(random_samples(1), meld_spec), adapter="nope")

@@ -1,4 +1,4 @@
-"""The backend protocol: prompts in, raw text (or continuation log-likelihoods) out.
+"""The backend protocol: prompts in, raw text (or candidate log-probabilities) out.
 
 Backends know nothing of labels or parsing; `mllm_mer.pipeline` turns their output
 into Predictions the same way for all of them. An adapter is chosen per call, by
@@ -20,8 +20,10 @@ class Backend(Protocol):
         """Answer text per prompt, constrained to each prompt's JSON schema, in input order."""
         ...
 
-    def score(self, requests: Sequence[tuple[Prompt, str]], adapter: str | None = None) -> list[float]:
-        """Sum of log-probabilities of each continuation text right after its prompt."""
+    def score(self, requests: Sequence[tuple[Prompt, Sequence[str]]],
+              adapter: str | None = None) -> list[list[float]]:
+        """Per prompt, the log-probability of each candidate continuation when decoding right
+        after the prompt is constrained to its candidates (`mllm_mer.backends.choice`)."""
         ...
 
     def chat(self, prompt: Prompt, adapter: str | None = None, max_new_tokens: int = 256) -> Iterator[str]:

@@ -1,9 +1,9 @@
 """A vLLM logits processor that makes a request emit a given token sequence.
 
-Label scoring reads the model's log-probability of each token of a label in turn.
-vLLM computes returned log-probabilities from the raw logits, before logits
-processors run, so forcing the sampled token leaves them untouched: a request walks
-down a label's tokens as cheap decode steps instead of one prefill per token.
+Label scoring reads the model's next-token log-probabilities at each point where the
+labels diverge. vLLM computes returned log-probabilities from the raw logits, before
+logits processors run, so forcing the sampled token leaves them untouched: a request
+walks down the label trie as cheap decode steps instead of one prefill per point.
 A request opts in through `SamplingParams.extra_args[FORCED_TOKENS]`.
 """
 from __future__ import annotations

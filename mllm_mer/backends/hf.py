@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from mllm_mer.backends.choice import constrained_logprobs, readings_from_token_logprobs
 from mllm_mer.config import BackendConfig
 from mllm_mer.models import explain_load_error, resolve_model
 from mllm_mer.prompting import Prompt, render
@@ -185,10 +186,23 @@ class TransformersBackend:
 
     # -- scoring ----------------------------------------------------------------------------
     @torch.inference_mode()
-    def score(self, requests: Sequence[tuple[Prompt, str]], adapter: str | None = None) -> list[float]:
-        scores: list[float] = []
-        for start in range(0, len(requests), self.config.batch_size):
-            batch = requests[start:start + self.config.batch_size]
+    def score(self, requests: Sequence[tuple[Prompt, Sequence[str]]],
+              adapter: str | None = None) -> list[list[float]]:
+        pairs = [(prompt, text) for prompt, texts in requests for text in texts]
+        token_logprobs = self._token_logprobs(pairs, adapter)
+        out, at = [], 0
+        for _, texts in requests:
+            ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+            readings = readings_from_token_logprobs(ids, token_logprobs[at:at + len(texts)])
+            out.append(constrained_logprobs(ids, readings))
+            at += len(texts)
+        return out
+
+    def _token_logprobs(self, pairs: Sequence[tuple[Prompt, str]], adapter: str | None) -> list[list[float]]:
+        """Log-probability of each token of each continuation right after its prompt."""
+        result: list[list[float]] = []
+        for start in range(0, len(pairs), self.config.batch_size):
+            batch = pairs[start:start + self.config.batch_size]
             prompts = [p for p, _ in batch]
             continuation_ids = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for _, c in batch]
             texts = [render(self.processor, p) + c for p, c in batch]
@@ -204,8 +218,8 @@ class TransformersBackend:
                 if inputs["input_ids"][row, -n:].tolist() != ids:
                     raise RuntimeError("continuation tokenised differently inside the prompt; "
                                        "cannot score it exactly")
-                scores.append(float(token_logprobs[row, -n:].sum()))
-        return scores
+                result.append(token_logprobs[row, -n:].tolist())
+        return result
 
     def close(self) -> None:
         self.model = None

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from mllm_mer.backends.choice import constrained_logprobs, readings_from_token_logprobs
 from mllm_mer.config import BackendConfig
 from mllm_mer.models import video_fps
 from mllm_mer.prompting import Prompt
@@ -131,7 +132,8 @@ class OpenAIBackend:
                 text += chunk.choices[0].delta.content
                 yield text
 
-    def _score_one(self, prompt: Prompt, continuation: str, model: str) -> float:
+    def _token_logprobs(self, prompt: Prompt, continuation: str,
+                        model: str) -> tuple[list[int], list[float]]:
         import httpx
 
         headers = {"Authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else {}
@@ -145,15 +147,20 @@ class OpenAIBackend:
             extra_body={"prompt_logprobs": 0, "continue_final_message": True, "add_generation_prompt": False})
         prompt_logprobs = response.model_extra["prompt_logprobs"]
         tail = prompt_logprobs[-len(ids):]
-        total = 0.0
-        for token_id, entry in zip(ids, tail):
-            total += entry[str(token_id)]["logprob"]
-        return total
+        return ids, [entry[str(token_id)]["logprob"] for token_id, entry in zip(ids, tail)]
 
-    def score(self, requests: Sequence[tuple[Prompt, str]], adapter: str | None = None) -> list[float]:
+    def score(self, requests: Sequence[tuple[Prompt, Sequence[str]]],
+              adapter: str | None = None) -> list[list[float]]:
         model = self._model_for(adapter)
+        pairs = [(prompt, text) for prompt, texts in requests for text in texts]
         with ThreadPoolExecutor(self.max_concurrency) as pool:
-            return list(pool.map(lambda r: self._score_one(r[0], r[1], model), requests))
+            scored = list(pool.map(lambda r: self._token_logprobs(r[0], r[1], model), pairs))
+        out, at = [], 0
+        for _, texts in requests:
+            ids, logprobs = zip(*scored[at:at + len(texts)])
+            out.append(constrained_logprobs(ids, readings_from_token_logprobs(ids, logprobs)))
+            at += len(texts)
+        return out
 
     def close(self) -> None:
         self.client.close()

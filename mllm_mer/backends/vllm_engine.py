@@ -111,53 +111,48 @@ class VLLMEngineBackend:
                                   lora_request=self._lora(adapter), use_tqdm=False)
         yield out.outputs[0].text
 
-    def score(self, requests: Sequence[tuple[Prompt, str]], adapter: str | None = None) -> list[float]:
-        """Continuation log-likelihoods, read while forced decoding walks down each continuation.
+    def score(self, requests: Sequence[tuple[Prompt, Sequence[str]]],
+              adapter: str | None = None) -> list[list[float]]:
+        """Per prompt, each candidate's log-probability under decoding constrained to the candidates.
 
-        Per prompt, the first continuation is one request that prefills the prompt and then
-        decodes the continuation's tokens (forced, see `forced_tokens`), reading each one's
-        log-probability. Every later continuation starts where it leaves those already read
-        (`{"emotion":"` is shared by all labels) and runs after the first wave, so the prompt
-        comes from the prefix cache: N labels cost one prefill plus N short cached requests.
-        (Prompt log-probabilities would make vLLM bypass the prefix cache entirely.)
+        Only the branch points of the candidates' token trie need reading (see `choice`).
+        One request per reading path walks down it by forced decoding (`forced_tokens`),
+        reading the branch tokens' log-probabilities at each step: usually one request per
+        prompt. Later paths of a prompt go in a later wave, so its prompt comes from the
+        prefix cache. (Prompt log-probabilities would make vLLM bypass the prefix cache.)
         """
         from vllm import SamplingParams
 
+        from mllm_mer.backends.choice import constrained_logprobs, reading_paths
         from mllm_mer.backends.forced_tokens import FORCED_TOKENS
 
-        prompt_ids: dict[int, list[int]] = {}
-        continuations = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for _, c in requests]
-        read: dict[int, list[list[int]]] = {}  # prompt -> continuations whose tokens are (to be) read
-        waves: tuple[list, list] = ([], [])  # (prompt, tokens already read, tokens to read)
-        for (prompt, _), ids in zip(requests, continuations):
-            key = id(prompt)
-            if key not in prompt_ids:
-                prompt_ids[key] = self.tokenizer(render(self.tokenizer, prompt), add_special_tokens=False)["input_ids"]
-            earlier = read.setdefault(key, [])
-            start = max((_shared_length(ids, e) for e in earlier), default=0)
-            if start < len(ids):
-                waves[bool(earlier)].append((prompt, ids[:start], ids[start:]))
-            earlier.append(ids)
-        logprob: dict[tuple[int, tuple[int, ...]], float] = {}  # (prompt, tokens up to and incl. one) -> its logprob
-        for wave in waves:
-            if not wave:
-                continue
+        candidates = [[self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in texts]
+                      for _, texts in requests]
+        paths = [reading_paths(ids) for ids in candidates]
+        readings: list[dict] = [{} for _ in requests]
+        for wave in range(max(map(len, paths), default=0)):
+            owners = [i for i, p in enumerate(paths) if wave < len(p)]
             batch, params = [], []
-            for prompt, done, todo in wave:
+            for i in owners:
+                prompt, walk = requests[i][0], paths[i][wave]
                 request = self._request(prompt, "")
                 request.pop("prompt")
-                request["prompt_token_ids"] = prompt_ids[id(prompt)] + done
+                prompt_ids = self.tokenizer(render(self.tokenizer, prompt), add_special_tokens=False)["input_ids"]
+                request["prompt_token_ids"] = prompt_ids + list(walk.path[:walk.start])
                 batch.append(request)
-                params.append(SamplingParams(temperature=0.0, max_tokens=len(todo), ignore_eos=True, detokenize=False,
-                                             logprob_token_ids=sorted(set(todo)), extra_args={FORCED_TOKENS: todo}))
+                forced = list(walk.path[walk.start:walk.reads[-1] + 1])
+                params.append(SamplingParams(temperature=0.0, max_tokens=len(forced), ignore_eos=True,
+                                             detokenize=False, logprob_token_ids=list(walk.tokens),
+                                             extra_args={FORCED_TOKENS: forced}))
             outputs = self.llm.generate(batch, params, lora_request=self._lora(adapter), use_tqdm=False)
-            for (prompt, done, todo), out in zip(wave, outputs):
-                if list(out.outputs[0].token_ids) != todo:
+            for i, out in zip(owners, outputs):
+                walk, steps = paths[i][wave], out.outputs[0].logprobs
+                if list(out.outputs[0].token_ids) != list(walk.path[walk.start:walk.reads[-1] + 1]):
                     raise RuntimeError("the engine did not follow the forced continuation; cannot score it")
-                for i, (token, step) in enumerate(zip(todo, out.outputs[0].logprobs)):
-                    logprob[(id(prompt), tuple(done + todo[:i + 1]))] = step[token].logprob
-        return [sum(logprob[(id(prompt), tuple(ids[:i + 1]))] for i in range(len(ids)))
-                for (prompt, _), ids in zip(requests, continuations)]
+                for depth in walk.reads:
+                    step = steps[depth - walk.start]
+                    readings[i][walk.path[:depth]] = {t: step[t].logprob for t in walk.tokens}
+        return [constrained_logprobs(ids, r) for ids, r in zip(candidates, readings)]
 
     def close(self) -> None:
         llm, self.llm = getattr(self, "llm", None), None
@@ -176,13 +171,6 @@ def cpu_engine_env(kv_cache_gb: int) -> dict[str, str]:
         # the compute (measured: 2 cores, prefill 12.5 s -> 6.6 s with both).
         env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = "0"
     return env
-
-
-def _shared_length(a: list[int], b: list[int]) -> int:
-    n = 0
-    while n < min(len(a), len(b)) and a[n] == b[n]:
-        n += 1
-    return n
 
 
 def _cpu_only() -> bool:
