@@ -94,6 +94,31 @@ def test_label_scores_over_the_server_match_the_engine(client, vllm_backend, mel
             assert abs(got.tasks[task].probabilities[label] - p) < 1e-4
 
 
+def test_server_scoring_reads_only_branch_points(client, vllm_backend, meld_spec, monkeypatch):
+    def whole_candidate(*_):
+        raise AssertionError("fell back to whole-candidate prompt log-probabilities")
+
+    monkeypatch.setattr(client, "_candidate_logprobs", whole_candidate)
+    samples = [Sample(id="t", transcript="Oh no, not again.")]
+    got = predict(client, samples, meld_spec, PromptConfig(mode="score"))[0]
+    want = predict(vllm_backend, samples, meld_spec, PromptConfig(mode="score"))[0]
+    for task, pred in want.tasks.items():
+        for label, p in pred.probabilities.items():
+            assert abs(got.tasks[task].probabilities[label] - p) < 1e-4
+
+
+def test_server_scoring_falls_back_when_a_branch_prefix_tokenises_differently(client, vllm_backend, meld_spec,
+                                                                               monkeypatch):
+    detokenize = client._detokenize
+    monkeypatch.setattr(client, "_detokenize", lambda ids, model: detokenize(ids, model) + " ")
+    samples = [Sample(id="t", transcript="Fine. Whatever.")]
+    got = predict(client, samples, meld_spec, PromptConfig(mode="score"))[0]
+    want = predict(vllm_backend, samples, meld_spec, PromptConfig(mode="score"))[0]
+    for task, pred in want.tasks.items():
+        for label, p in pred.probabilities.items():
+            assert abs(got.tasks[task].probabilities[label] - p) < 1e-4
+
+
 def test_cli_predict_over_the_server(server, face_png):
     import json
 

@@ -58,12 +58,14 @@ def readings_from_token_logprobs(candidates: Sequence[Sequence[int]],
 
 @dataclass(frozen=True)
 class ReadingPath:
-    """One forced walk that reads the next-token distribution at several branch points.
+    """One forced walk down a candidate that reads the next-token distribution at branch points.
 
-    `start` tokens of `path` are given (prompt side); then `path[start:]` is forced one
-    token per step, and step j shows the distribution after `path[:start + j]`.
+    The first `start` tokens of `path` are given (prompt side); then the rest is forced
+    one token per step, and step j shows the distribution after `path[:start + j]`.
+    Steps past the last read are not needed.
     """
 
+    candidate: int  # index of the candidate walked (`path` is its tokens)
     path: tuple[int, ...]
     start: int
     reads: tuple[int, ...]  # depths (prefix lengths) read, ascending, the first == start
@@ -79,8 +81,9 @@ def reading_paths(candidates: Sequence[Sequence[int]]) -> list[ReadingPath]:
     for prefix in sorted(deepest):
         on_path = sorted((p for p in branches if prefix[:len(p)] == p and p not in read), key=len)
         read.update(on_path)
-        path = prefix + (min(branches[prefix]),)  # the walk only has to get past the last read
-        paths.append(ReadingPath(path=path, start=len(on_path[0]), reads=tuple(len(p) for p in on_path),
+        k = next(k for k, ids in enumerate(candidates) if tuple(ids[:len(prefix)]) == prefix)
+        paths.append(ReadingPath(candidate=k, path=tuple(candidates[k]), start=len(on_path[0]),
+                                 reads=tuple(len(p) for p in on_path),
                                  tokens=tuple(sorted(set().union(*(branches[p] for p in on_path))))))
     return paths
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from mllm_mer.backends.choice import constrained_logprobs, readings_from_token_logprobs
+from mllm_mer.backends.choice import constrained_logprobs, reading_paths
 from mllm_mer.config import BackendConfig
 from mllm_mer.models import explain_load_error, resolve_model
 from mllm_mer.prompting import Prompt, render
@@ -188,38 +188,29 @@ class TransformersBackend:
     @torch.inference_mode()
     def score(self, requests: Sequence[tuple[Prompt, Sequence[str]]],
               adapter: str | None = None) -> list[list[float]]:
-        pairs = [(prompt, text) for prompt, texts in requests for text in texts]
-        token_logprobs = self._token_logprobs(pairs, adapter)
-        out, at = [], 0
-        for _, texts in requests:
-            ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-            readings = readings_from_token_logprobs(ids, token_logprobs[at:at + len(texts)])
-            out.append(constrained_logprobs(ids, readings))
-            at += len(texts)
-        return out
-
-    def _token_logprobs(self, pairs: Sequence[tuple[Prompt, str]], adapter: str | None) -> list[list[float]]:
-        """Log-probability of each token of each continuation right after its prompt."""
-        result: list[list[float]] = []
-        for start in range(0, len(pairs), self.config.batch_size):
-            batch = pairs[start:start + self.config.batch_size]
-            prompts = [p for p, _ in batch]
-            continuation_ids = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for _, c in batch]
-            texts = [render(self.processor, p) + c for p, c in batch]
+        """One forward pass per reading path (usually one per prompt), read at its branch points."""
+        candidates = [[self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+                      for _, texts in requests]
+        walks = [(i, walk) for i, ids in enumerate(candidates) for walk in reading_paths(ids)]
+        readings: list[dict] = [{} for _ in requests]
+        for start in range(0, len(walks), self.config.batch_size):
+            batch = walks[start:start + self.config.batch_size]
+            prompts = [requests[i][0] for i, _ in batch]
+            texts = [render(self.processor, requests[i][0]) + requests[i][1][walk.candidate] for i, walk in batch]
             inputs = processor_inputs(self.processor, prompts, texts).to(self.device)
             with self._adapter_context(adapter):
-                logits = self.model(**inputs).logits.float()
-            logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
-            targets = inputs["input_ids"][:, 1:]
-            token_logprobs = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-            for row, ids in enumerate(continuation_ids):
-                n = len(ids)
-                # Left padding: the continuation is the last n tokens of every row.
-                if inputs["input_ids"][row, -n:].tolist() != ids:
+                logits = self.model(**inputs).logits
+            for row, (i, walk) in enumerate(batch):
+                n = len(walk.path)
+                # Left padding: the walked candidate is the last n tokens of every row.
+                if inputs["input_ids"][row, -n:].tolist() != list(walk.path):
                     raise RuntimeError("continuation tokenised differently inside the prompt; "
                                        "cannot score it exactly")
-                result.append(token_logprobs[row, -n:].tolist())
-        return result
+                for depth in walk.reads:
+                    # The logits at a prefix's last token are the distribution after it.
+                    logprobs = torch.log_softmax(logits[row, depth - n - 1].float(), dim=-1)
+                    readings[i][walk.path[:depth]] = {t: float(logprobs[t]) for t in walk.tokens}
+        return [constrained_logprobs(ids, r) for ids, r in zip(candidates, readings)]
 
     def close(self) -> None:
         self.model = None

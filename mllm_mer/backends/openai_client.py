@@ -12,7 +12,11 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from mllm_mer.backends.choice import constrained_logprobs, readings_from_token_logprobs
+from mllm_mer.backends.choice import (
+    branch_points,
+    constrained_logprobs,
+    readings_from_token_logprobs,
+)
 from mllm_mer.config import BackendConfig
 from mllm_mer.models import video_fps
 from mllm_mer.prompting import Prompt
@@ -79,6 +83,7 @@ class OpenAIBackend:
         self.client = openai.OpenAI(base_url=self.base_url, api_key=config.api_key or "EMPTY",
                                     timeout=config.timeout_s, max_retries=config.retries)
         self.max_concurrency = max_concurrency
+        self._token_cache: dict[tuple, Any] = {}  # labels repeat across prompts
         self.served = self._served_models()
         self.model_name = config.model if config.model in self.served else self.served[0]
 
@@ -132,35 +137,83 @@ class OpenAIBackend:
                 text += chunk.choices[0].delta.content
                 yield text
 
-    def _token_logprobs(self, prompt: Prompt, continuation: str,
-                        model: str) -> tuple[list[int], list[float]]:
+    # -- scoring ----------------------------------------------------------------------------
+    def score(self, requests: Sequence[tuple[Prompt, Sequence[str]]],
+              adapter: str | None = None) -> list[list[float]]:
+        """One short request per branch point of each prompt's candidates (see `choice`).
+
+        Each continues the assistant message up to the branch point and asks for the log-
+        probabilities of the branch tokens at the next position (`logprob_token_ids`); the
+        server's prefix cache serves the prompt after the first. A prompt whose branch
+        prefix the server tokenises differently falls back to whole-candidate prompt
+        log-probabilities (exact, but they bypass the prefix cache).
+        """
+        model = self._model_for(adapter)
+        with ThreadPoolExecutor(self.max_concurrency) as pool:
+            candidates = [list(pool.map(lambda text: self._tokenize(text, model), texts)) for _, texts in requests]
+            messages = list(pool.map(lambda r: to_openai_messages(r[0]), requests))
+            points = [sorted(branch_points(ids).items(), key=lambda item: len(item[0])) for ids in candidates]
+            readings: list[dict | None] = [{} for _ in requests]
+            for rank in range(max(map(len, points), default=0)):  # shallow first: later ones hit the cache
+                jobs = [(i, *points[i][rank]) for i in range(len(requests))
+                        if rank < len(points[i]) and readings[i] is not None]
+                read = pool.map(lambda job: self._read_branch(messages[job[0]], job[1], job[2], model), jobs)
+                for (i, prefix, _), reading in zip(jobs, read):
+                    readings[i] = None if reading is None else {**readings[i], prefix: reading}
+            fallback = [(i, text) for i, r in enumerate(readings) if r is None for text in requests[i][1]]
+            logprobs = list(pool.map(lambda job: self._candidate_logprobs(messages[job[0]], job[1], model), fallback))
+        for i in {i for i, _ in fallback}:
+            readings[i] = readings_from_token_logprobs(
+                candidates[i], [lp for (j, _), lp in zip(fallback, logprobs) if j == i])
+        return [constrained_logprobs(ids, r) for ids, r in zip(candidates, readings)]
+
+    def _read_branch(self, messages: list[dict], prefix: tuple[int, ...], tokens: set[int],
+                     model: str) -> dict[int, float] | None:
+        """Next-token log-probabilities of `tokens` after the assistant has written `prefix`."""
+        text = self._detokenize(prefix, model)
+        response = self._call(
+            self.client.chat.completions.create, model=model, max_tokens=1, temperature=0.0, logprobs=True,
+            messages=messages + [{"role": "assistant", "content": text}],
+            extra_body={"continue_final_message": True, "add_generation_prompt": False,
+                        "logprob_token_ids": sorted(tokens), "return_tokens_as_token_ids": True,
+                        "return_token_ids": True})
+        prompt_ids = response.model_extra.get("prompt_token_ids") or []
+        if prefix and list(prompt_ids[-len(prefix):]) != list(prefix):
+            return None
+        [step] = response.choices[0].logprobs.content
+        found = {int(entry.token.removeprefix("token_id:")): entry.logprob for entry in step.top_logprobs}
+        return {t: found[t] for t in tokens}
+
+    def _candidate_logprobs(self, messages: list[dict], continuation: str, model: str) -> list[float]:
+        ids = self._tokenize(continuation, model)
+        response = self._call(
+            self.client.chat.completions.create, model=model, max_tokens=1, temperature=0.0,
+            messages=messages + [{"role": "assistant", "content": continuation}],
+            extra_body={"prompt_logprobs": 0, "continue_final_message": True, "add_generation_prompt": False})
+        tail = response.model_extra["prompt_logprobs"][-len(ids):]
+        return [entry[str(token_id)]["logprob"] for token_id, entry in zip(ids, tail)]
+
+    def _tokenize(self, text: str, model: str) -> tuple[int, ...]:
+        key = ("tokenize", model, text)
+        if key not in self._token_cache:
+            body = {"model": model, "prompt": text, "add_special_tokens": False}
+            self._token_cache[key] = tuple(self._post("tokenize", body)["tokens"])
+        return self._token_cache[key]
+
+    def _detokenize(self, ids: tuple[int, ...], model: str) -> str:
+        key = ("detokenize", model, ids)
+        if key not in self._token_cache:
+            self._token_cache[key] = self._post("detokenize", {"model": model, "tokens": list(ids)})["prompt"] \
+                if ids else ""
+        return self._token_cache[key]
+
+    def _post(self, route: str, body: dict) -> dict:
         import httpx
 
         headers = {"Authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else {}
         root = self.base_url[: -len("/v1")]
-        ids = self._call(lambda: httpx.post(f"{root}/tokenize", json={"model": model, "prompt": continuation,
-                                                                      "add_special_tokens": False},
-                                            headers=headers, timeout=self.config.timeout_s).json()["tokens"])
-        messages = to_openai_messages(prompt) + [{"role": "assistant", "content": continuation}]
-        response = self._call(
-            self.client.chat.completions.create, model=model, messages=messages, max_tokens=1, temperature=0.0,
-            extra_body={"prompt_logprobs": 0, "continue_final_message": True, "add_generation_prompt": False})
-        prompt_logprobs = response.model_extra["prompt_logprobs"]
-        tail = prompt_logprobs[-len(ids):]
-        return ids, [entry[str(token_id)]["logprob"] for token_id, entry in zip(ids, tail)]
-
-    def score(self, requests: Sequence[tuple[Prompt, Sequence[str]]],
-              adapter: str | None = None) -> list[list[float]]:
-        model = self._model_for(adapter)
-        pairs = [(prompt, text) for prompt, texts in requests for text in texts]
-        with ThreadPoolExecutor(self.max_concurrency) as pool:
-            scored = list(pool.map(lambda r: self._token_logprobs(r[0], r[1], model), pairs))
-        out, at = [], 0
-        for _, texts in requests:
-            ids, logprobs = zip(*scored[at:at + len(texts)])
-            out.append(constrained_logprobs(ids, readings_from_token_logprobs(ids, logprobs)))
-            at += len(texts)
-        return out
+        return self._call(lambda: httpx.post(f"{root}/{route}", json=body, headers=headers,
+                                             timeout=self.config.timeout_s).json())
 
     def close(self) -> None:
         self.client.close()
