@@ -85,13 +85,17 @@ def test_video_chat_completion_returns_a_valid_prediction(client, meld_spec, ada
     assert abs(sum(pred.tasks["emotion"].probabilities.values()) - 1) < 1e-6
 
 
-def test_label_scores_over_the_server_match_the_engine(client, vllm_backend, meld_spec):
-    samples = [Sample(id="t", transcript="You did WHAT?")]  # text only: identical inputs on both paths
+def assert_server_scores_match_the_engine(client, vllm_backend, meld_spec, transcript):
+    samples = [Sample(id="t", transcript=transcript)]  # text only: identical inputs on both paths
     got = predict(client, samples, meld_spec, PromptConfig(mode="score"))[0]
     want = predict(vllm_backend, samples, meld_spec, PromptConfig(mode="score"))[0]
     for task, pred in want.tasks.items():
         for label, p in pred.probabilities.items():
             assert abs(got.tasks[task].probabilities[label] - p) < 1e-4
+
+
+def test_label_scores_over_the_server_match_the_engine(client, vllm_backend, meld_spec):
+    assert_server_scores_match_the_engine(client, vllm_backend, meld_spec, "You did WHAT?")
 
 
 def test_server_scoring_reads_only_branch_points(client, vllm_backend, meld_spec, monkeypatch):
@@ -99,24 +103,17 @@ def test_server_scoring_reads_only_branch_points(client, vllm_backend, meld_spec
         raise AssertionError("fell back to whole-candidate prompt log-probabilities")
 
     monkeypatch.setattr(client, "_candidate_logprobs", whole_candidate)
-    samples = [Sample(id="t", transcript="Oh no, not again.")]
-    got = predict(client, samples, meld_spec, PromptConfig(mode="score"))[0]
-    want = predict(vllm_backend, samples, meld_spec, PromptConfig(mode="score"))[0]
-    for task, pred in want.tasks.items():
-        for label, p in pred.probabilities.items():
-            assert abs(got.tasks[task].probabilities[label] - p) < 1e-4
+    assert_server_scores_match_the_engine(client, vllm_backend, meld_spec, "Oh no, not again.")
 
 
 def test_server_scoring_falls_back_when_a_branch_prefix_tokenises_differently(client, vllm_backend, meld_spec,
                                                                                monkeypatch):
-    detokenize = client._detokenize
+    detokenize, candidate_logprobs, fallbacks = client._detokenize, client._candidate_logprobs, []
     monkeypatch.setattr(client, "_detokenize", lambda ids, model: detokenize(ids, model) + " ")
-    samples = [Sample(id="t", transcript="Fine. Whatever.")]
-    got = predict(client, samples, meld_spec, PromptConfig(mode="score"))[0]
-    want = predict(vllm_backend, samples, meld_spec, PromptConfig(mode="score"))[0]
-    for task, pred in want.tasks.items():
-        for label, p in pred.probabilities.items():
-            assert abs(got.tasks[task].probabilities[label] - p) < 1e-4
+    monkeypatch.setattr(client, "_candidate_logprobs",
+                        lambda *args: fallbacks.append(args) or candidate_logprobs(*args))
+    assert_server_scores_match_the_engine(client, vllm_backend, meld_spec, "Fine. Whatever.")
+    assert fallbacks
 
 
 def test_cli_predict_over_the_server(server, face_png):
