@@ -1,52 +1,79 @@
-"""Loading the backends the model benchmarks compare, from common arguments."""
+"""The model benchmarks' shared config and command line: which checkpoint, which engine, and loading both backends.
+
+Each model benchmark declares its own options section (`bench`) and composes it with
+the sections here; the flags come from these dataclasses, through the package's own
+parser generator (`mllm_mer.cli_args`).
+"""
 from __future__ import annotations
 
-import argparse
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
 
-from mllm_mer.config import BackendConfig
+from mllm_mer.config import BackendConfig, EngineConfig, ModelConfig, build, option
 
-
-def add_model_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    parser.add_argument("--model", required=required, help="checkpoint (mllm-mer make-tiny DIR --size small)")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    parser.add_argument("--batch-size", type=int, default=8, help="transformers batch size")
-    parser.add_argument("--kv-cache-gb", type=int, default=4)
+from .common import machine, parse_config
 
 
-def engine_config(args) -> BackendConfig:
-    return BackendConfig(model=args.model, backend="vllm", dtype=args.dtype, enforce_eager=False,
-                         max_model_len=4096, kv_cache_gb=args.kv_cache_gb, max_new_tokens=1024)
+def _same_help(section: type, name: str, default):
+    """A field of a package section with the benchmarks' own default (its help is written once, there)."""
+    return option(default, next(f for f in dataclasses.fields(section) if f.name == name).metadata["help"])
 
 
-def load_hf(args):
+@dataclass
+class BenchModel:
+    """The checkpoint both backends load."""
+
+    model: str | None = option(None, "checkpoint directory (mllm-mer make-tiny DIR --size small)")
+    dtype: Literal["float32", "bfloat16"] = option("float32", "weights dtype")
+    forward_batch_size: int = _same_help(ModelConfig, "forward_batch_size", 8)
+
+
+@dataclass
+class BenchEngine(EngineConfig):
+    """The vLLM engine (as mllm-mer's, with the benchmarks' defaults)."""
+
+    max_model_len: int = _same_help(EngineConfig, "max_model_len", 4096)
+    kv_cache_gb: int = _same_help(EngineConfig, "kv_cache_gb", 4)
+
+
+@dataclass
+class ModelBenchConfig:
+    """The sections every model benchmark shares; each adds its own `bench` section."""
+
+    model: BenchModel = field(default_factory=BenchModel)
+    engine: BenchEngine = field(default_factory=BenchEngine)
+
+
+def backend_config(cfg: ModelBenchConfig, backend: str) -> BackendConfig:
+    return build(BackendConfig, model=cfg.model.model, backend=backend, dtype=cfg.model.dtype,
+                 forward_batch_size=cfg.model.forward_batch_size, max_new_tokens=1024,
+                 **dataclasses.asdict(cfg.engine))
+
+
+def load_hf(cfg: ModelBenchConfig):
     from mllm_mer.backends.hf import TransformersBackend
 
-    return TransformersBackend(BackendConfig(model=args.model, dtype=args.dtype, batch_size=args.batch_size,
-                                             max_new_tokens=1024))
+    return TransformersBackend(backend_config(cfg, "transformers"))
 
 
-def load_vllm(args):
+def load_vllm(cfg: ModelBenchConfig):
     from mllm_mer.backends.vllm_engine import VLLMEngineBackend
 
-    return VLLMEngineBackend(engine_config(args))
+    return VLLMEngineBackend(backend_config(cfg, "vllm"))
 
 
-def load_both(args):
-    return load_hf(args), load_vllm(args)
-
-
-def script_main(doc: str, run, report, needs_hf: bool, **defaults) -> None:
-    """The command line shared by the model benchmarks: load the backends, run, print the ratio line."""
-    from common import machine
-
-    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(parser)
-    for name, value in defaults.items():
-        parser.add_argument(f"--{name}", type=type(value), default=value)
-    args = parser.parse_args()
-    backends = ([load_hf(args)] if needs_hf else []) + [load_vllm(args)]
+def script_main(doc: str | None, run: Callable[..., dict], report: Callable[[dict], str],
+                config: type[ModelBenchConfig], needs_hf: bool, argv: list[str] | None = None) -> dict:
+    """The command line shared by the model benchmarks: load the backends, run with the `bench`
+    options, print the ratio line."""
+    cfg = parse_config(config, doc, argv, required=("model",))
+    backends = ([load_hf(cfg)] if needs_hf else []) + [load_vllm(cfg)]
     print(f"machine: {machine()}")
     try:
-        print(report(run(*backends, **{k: getattr(args, k) for k in defaults})))
+        result = run(*backends, **dataclasses.asdict(cfg.bench))  # type: ignore[attr-defined]
+        print(report(result))
     finally:
         backends[-1].close()
+    return result

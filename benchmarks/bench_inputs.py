@@ -7,7 +7,8 @@ from PIL import Image
 
 from mllm_mer.types import Sample, Turn
 
-WORDS = "you did what never again fine okay wow really no yes please stop now great terrible honestly".split()
+WORDS = ("you", "did", "what", "never", "again", "fine", "okay", "wow", "really", "no", "yes", "please", "stop", "now",
+         "great", "terrible", "honestly")
 
 
 def bench_samples(n: int, seed: int = 0, size: int = 224) -> list[Sample]:

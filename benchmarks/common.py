@@ -1,10 +1,50 @@
-"""Shared bits of the benchmark scripts: the machine line and timing."""
+"""Shared bits of the benchmarks: the command line, the machine line and timing."""
 from __future__ import annotations
 
+import argparse
 import os
 import platform
+import sys
 import time
 from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+from mllm_mer.cli_args import add_config_arguments, config_from_namespace, reject_unknown, split_overrides
+from mllm_mer.config import ConfigError, to_flat
+
+BENCH_DIR = Path(__file__).resolve().parent
+C = TypeVar("C")
+
+
+def parse_config(cls: type[C], description: str | None, argv: list[str] | None = None,
+                 required: tuple[str, ...] = ()) -> C:
+    """A benchmark's config from its command line: flags generated from `cls` (as `mllm-mer`'s are),
+    `--config FILE.yaml` and `key=value` words. `required` names leaves that must be set."""
+    parser = argparse.ArgumentParser(prog=f"python -m {_module_name(cls)}", description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser, cls)
+    namespace, rest = parser.parse_known_args(argv)
+    overrides, rest = split_overrides(rest)
+    try:
+        if rest:
+            reject_unknown(rest, parser)
+        config = config_from_namespace(cls, namespace, overrides)
+    except (ConfigError, FileNotFoundError, TypeError, ValueError) as error:
+        parser.error(str(error))
+    values = to_flat(config)
+    for name in required:
+        if values[name] is None:
+            parser.error(f"--{name.replace('_', '-')} is required")
+    return config
+
+
+def _module_name(cls: type) -> str:
+    """The benchmark's module as `python -m` runs it (where it is `__main__`)."""
+    if cls.__module__ == "__main__":
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        return spec.name if spec else "benchmarks"
+    return cls.__module__
 
 
 def machine() -> str:
@@ -27,9 +67,12 @@ def timer(result: dict, key: str):
     result[key] = time.perf_counter() - start
 
 
-def best_of(fn, repeats: int = 3) -> float:
+def best_of(fn, repeats: int = 3, setup=None) -> float:
+    """The fastest of `repeats` calls of `fn`; `setup`, if given, runs untimed before each."""
     times = []
     for _ in range(repeats):
+        if setup is not None:
+            setup()
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)

@@ -8,30 +8,56 @@ an array does), with the codec's frame threads. How much sampling saves depends 
 clips are measured: a 2 s GOP (the usual streaming/web setting) and x264's default
 250-frame GOP (the worst case: exact frames then need most of the file decoded).
 
-    python benchmarks/media.py [--quick] [--seconds 30] [--frames 8]
+    python -m benchmarks.media [--quick] [--seconds 30] [--frames 8]
 """
 from __future__ import annotations
 
-import argparse
-import sys
+import itertools
+import os
+import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mllm_mer.config import option
+from mllm_mer.media import MediaSettings
+from mllm_mer.media.synth import write_clip
+from mllm_mer.media.video import decode_all, read_frames
 
-from common import best_of, machine  # noqa: E402
+from .common import best_of, machine, parse_config
 
-from mllm_mer.media import MediaSettings  # noqa: E402
-from mllm_mer.media.synth import write_clip  # noqa: E402
-from mllm_mer.media.video import _read_frames_cached, decode_all, read_frames  # noqa: E402
+DEFAULT_SNAP = MediaSettings().keyframe_snap
 
 
-def measure(clip: str, frames: int, repeats: int, snap: float = 0.0) -> float:
-    def sampled():
-        _read_frames_cached.cache_clear()  # measure decoding, not the cache
-        read_frames(clip, n=frames, keyframe_snap=snap)
+@dataclass
+class MediaOptions:
+    """Clips generated and frames sampled."""
 
-    return best_of(sampled, repeats)
+    quick: bool = option(False, "one repeat instead of the best of three")
+    seconds: float = option(30.0, "length of each generated 720p clip, in seconds")
+    frames: int = option(8, "frames sampled per clip")
+
+
+@dataclass
+class MediaBenchConfig:
+    bench: MediaOptions = field(default_factory=MediaOptions)
+
+
+def measure(clip: Path, frames: int, repeats: int, snap: float = 0.0) -> float:
+    """Sampled decoding, best of `repeats`. `read_frames` caches per file version, so each repeat
+    reads a new name of the clip (a hard link, made untimed): decoding is measured, not the cache."""
+    counter = itertools.count()
+    current: list[Path] = []
+
+    def new_name() -> None:
+        path = clip.with_name(f"{clip.stem}-snap{snap}-{next(counter)}{clip.suffix}")
+        try:
+            os.link(clip, path)
+        except OSError:  # a file system without hard links
+            shutil.copyfile(clip, path)
+        current[:] = [path]
+
+    return best_of(lambda: read_frames(str(current[0]), n=frames, keyframe_snap=snap), repeats, setup=new_name)
 
 
 def run(seconds: float = 30.0, frames: int = 8, size=(1280, 720), fps: int = 30, repeats: int = 3) -> dict:
@@ -40,14 +66,14 @@ def run(seconds: float = 30.0, frames: int = 8, size=(1280, 720), fps: int = 30,
         for name, gop in (("gop2s", 2 * fps), ("gop250", 250)):
             clip = write_clip(Path(tmp) / f"{name}.mp4", seconds=seconds, fps=fps, size=size, gop=gop,
                               audio=False, texture=True, preset="veryfast")
-            t_all = best_of(lambda: decode_all(str(clip)), repeats)
-            t_exact = measure(str(clip), frames, repeats)
-            t_snap = measure(str(clip), frames, repeats, snap=MediaSettings.keyframe_snap)
+            t_all = best_of(lambda clip=clip: decode_all(str(clip)), repeats)
+            t_exact = measure(clip, frames, repeats)
+            t_snap = measure(clip, frames, repeats, snap=DEFAULT_SNAP)
             results[name] = {"decode_all_s": t_all, "sampled_s": t_exact, "snapped_s": t_snap,
                              "ratio": t_all / t_exact, "ratio_snapped": t_all / t_snap}
     results["clip"] = f"{seconds:.0f} s {size[0]}x{size[1]} @ {fps} fps"
     results["frames"] = frames
-    results["snap"] = MediaSettings.keyframe_snap
+    results["snap"] = DEFAULT_SNAP
     results["ratio"] = results["gop2s"]["ratio_snapped"]
     return results
 
@@ -59,16 +85,11 @@ def report(result: dict, name: str = "gop2s", label: str = "2 s GOP") -> str:
             f"({r['ratio_snapped']:.1f}x), exact times {r['sampled_s']:.2f} s ({r['ratio']:.1f}x)")
 
 
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="one repeat")
-    parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--frames", type=int, default=8)
-    args = parser.parse_args(argv)
-    result = run(args.seconds, args.frames, repeats=1 if args.quick else 3)
+def main(argv: list[str] | None = None) -> dict:
+    options = parse_config(MediaBenchConfig, __doc__, argv).bench
+    result = run(options.seconds, options.frames, repeats=1 if options.quick else 3)
     print(f"machine: {machine()}")
     for name, label in (("gop2s", "2 s GOP"), ("gop250", "250-frame GOP")):
-        r = result[name]
         print(report(result, name, label))
     return result
 

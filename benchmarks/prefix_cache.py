@@ -1,31 +1,43 @@
 """Few-shot (a long shared system prefix) vs zero-shot on vLLM with prefix caching.
 
-    python benchmarks/prefix_cache.py --model runs/small-model [--n 32] [--tokens 16]
+    python -m benchmarks.prefix_cache --model runs/small-model [--n 32] [--tokens 16]
 """
 from __future__ import annotations
 
 import math
-import sys
 import time
-from pathlib import Path
+from dataclasses import dataclass, field
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mllm_mer.backends.base import render
+from mllm_mer.config import option
+from mllm_mer.labels import load_label_scheme
+from mllm_mer.pipeline import prepare
+from mllm_mer.types import PromptSetup
 
-from bench_inputs import bench_samples  # noqa: E402
+from .backends_for_bench import ModelBenchConfig, script_main
+from .bench_inputs import bench_samples
 
-from mllm_mer.config import PromptConfig  # noqa: E402
-from mllm_mer.labels import load_label_spec  # noqa: E402
-from mllm_mer.pipeline import prepare  # noqa: E402
-from mllm_mer.prompting import render  # noqa: E402
+
+@dataclass
+class PrefixCacheOptions:
+    """Samples and answer length."""
+
+    n: int = option(32, "samples")
+    tokens: int = option(16, "tokens generated per sample (EOS ignored)")
+
+
+@dataclass
+class PrefixCacheConfig(ModelBenchConfig):
+    bench: PrefixCacheOptions = field(default_factory=PrefixCacheOptions)
 
 
 def run(vllm, n: int = 32, tokens: int = 16) -> dict:
-    spec = load_label_spec("meld")
+    scheme = load_label_scheme("meld")
     samples = bench_samples(n, seed=1)
     timings, lengths = {"zero_shot": math.inf, "few_shot": math.inf}, {}
     for _ in range(2):  # alternating, best of two: neither template pays for the engine's first calls
         for template in ("zero_shot", "few_shot"):
-            prompts = [p.prompt for p in prepare(samples, spec, PromptConfig(template=template))]
+            prompts = [p.prompt for p in prepare(samples, PromptSetup(scheme=scheme, template=template))]
             lengths[template] = len(vllm.tokenizer(render(vllm.tokenizer, prompts[0]))["input_ids"])
             vllm.llm.reset_prefix_cache()
             vllm.generate_token_ids(prompts[:1], max_new_tokens=1)  # the shared prefix enters the cache once
@@ -43,7 +55,9 @@ def report(r: dict) -> str:
             f"({r['few_shot_prompt_tokens']} prompt tokens): cost ratio {r['ratio']:.2f}x")
 
 
-if __name__ == "__main__":
-    from backends_for_bench import script_main
+def main(argv: list[str] | None = None) -> dict:
+    return script_main(__doc__, run, report, PrefixCacheConfig, needs_hf=False, argv=argv)
 
-    script_main(__doc__, run, report, needs_hf=False, n=32, tokens=16)
+
+if __name__ == "__main__":
+    main()

@@ -1,52 +1,58 @@
 """Runs every benchmark with one engine and writes benchmarks/RESULTS.md.
 
-    python benchmarks/run_all.py [--quick] [--model DIR]
+    python -m benchmarks.run_all [--quick] [--model DIR]
 
 Without --model it builds the `small` random checkpoint (Qwen2-0.5B text dimensions)
 into runs/bench-small first. Each line of RESULTS.md is a ratio measured in this run.
 """
 from __future__ import annotations
 
-import argparse
 import datetime
-import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mllm_mer.config import option
 
-import media  # noqa: E402
-import prefix_cache  # noqa: E402
-import scoring  # noqa: E402
-import throughput  # noqa: E402
-from backends_for_bench import add_model_args, load_hf, load_vllm  # noqa: E402
-from common import machine  # noqa: E402
+from . import media, prefix_cache, scoring, throughput
+from .backends_for_bench import ModelBenchConfig, load_hf, load_vllm
+from .common import BENCH_DIR, machine, parse_config
 
 
-def main(argv=None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(parser, required=False)
-    parser.add_argument("--quick", action="store_true", help="fewer samples and repeats (under 10 minutes)")
-    parser.add_argument("--n", type=int, help="samples per model benchmark (default 32, 16 with --quick)")
-    parser.add_argument("--tokens", type=int, default=32)
-    parser.add_argument("--media-seconds", type=float, default=30.0)
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "RESULTS.md"))
-    args = parser.parse_args(argv)
-    n = args.n or (16 if args.quick else 32)
-    if args.model is None:
+@dataclass
+class RunAllOptions:
+    """How much to measure, and where the table goes."""
+
+    quick: bool = option(False, "fewer samples and repeats (under 10 minutes)")
+    n: int | None = option(None, "samples per model benchmark (default 32, 16 with --quick)")
+    tokens: int = option(32, "tokens generated per sample (the prefix-cache benchmark uses half, at least 4)")
+    media_seconds: float = option(30.0, "length of the media benchmark's generated clips, in seconds")
+    out: str | None = option(None, "where the Markdown table is written (default benchmarks/RESULTS.md)")
+
+
+@dataclass
+class RunAllConfig(ModelBenchConfig):
+    bench: RunAllOptions = field(default_factory=RunAllOptions)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    cfg = parse_config(RunAllConfig, __doc__, argv)
+    options = cfg.bench
+    n = options.n or (16 if options.quick else 32)
+    if cfg.model.model is None:
         from mllm_mer.tiny import make_tiny
 
-        args.model = str(Path("runs/bench-small"))
-        if not (Path(args.model) / "config.json").is_file():
-            make_tiny(args.model, size="small")
+        cfg.model.model = str(Path("runs/bench-small"))
+        if not (Path(cfg.model.model) / "config.json").is_file():
+            make_tiny(cfg.model.model, size="small")
 
-    results = {"media": media.run(args.media_seconds, repeats=1 if args.quick else 3)}
-    hf = load_hf(args)
-    vllm = load_vllm(args)
+    results = {"media": media.run(options.media_seconds, repeats=1 if options.quick else 3)}
+    hf = load_hf(cfg)
+    vllm = load_vllm(cfg)
     try:
-        results["throughput"] = throughput.run(hf, vllm, n, args.tokens)
+        results["throughput"] = throughput.run(hf, vllm, n, options.tokens)
         del hf
         results["scoring"] = scoring.run(vllm, n)
-        results["prefix"] = prefix_cache.run(vllm, n, max(4, args.tokens // 2))
+        results["prefix"] = prefix_cache.run(vllm, n, max(4, options.tokens // 2))
     finally:
         vllm.close()
 
@@ -64,12 +70,12 @@ def main(argv=None) -> Path:
         ("same, exact times (--keyframe-snap 0)", f"{m['gop250']['ratio']:.1f}x", "", ""),
     ]
     lines = ["# Benchmark results", "",
-             f"{datetime.date.today().isoformat()}, {machine()}, model `{args.model}` ({args.dtype}), "
-             f"{'quick' if args.quick else 'full'} run, {n} samples.", "",
+             f"{datetime.date.today().isoformat()}, {machine()}, model `{cfg.model.model}` ({cfg.model.dtype}), "
+             f"{'quick' if options.quick else 'full'} run, {n} samples.", "",
              "| measure | ratio | target |", "|---|---|---|"]
     lines += [f"| {name} | {ratio} | {target} |" for name, ratio, target, _ in rows]
     lines += ["", "Details:", ""] + [f"- {detail}" for *_, detail in rows if detail]
-    out = Path(args.out)
+    out = Path(options.out) if options.out else BENCH_DIR / "RESULTS.md"
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return out

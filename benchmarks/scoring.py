@@ -1,18 +1,29 @@
 """One-pass label scoring vs generate-with-rationale, on the vLLM engine, same samples.
 
-    python benchmarks/scoring.py --model runs/small-model [--n 32]
+    python -m benchmarks.scoring --model runs/small-model [--n 32]
 """
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
+from dataclasses import dataclass, field
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mllm_mer.config import option
+from mllm_mer.pipeline import run_prompts
 
-from throughput import prompts_for  # noqa: E402
+from .backends_for_bench import ModelBenchConfig, script_main
+from .throughput import prompts_for
 
-from mllm_mer.pipeline import run_prompts  # noqa: E402
+
+@dataclass
+class ScoringOptions:
+    """Samples."""
+
+    n: int = option(32, "samples")
+
+
+@dataclass
+class ScoringConfig(ModelBenchConfig):
+    bench: ScoringOptions = field(default_factory=ScoringOptions)
 
 
 def run(vllm, n: int = 32) -> dict:
@@ -42,7 +53,9 @@ def report(r: dict) -> str:
             f"method can exceed {r['ceiling']:.1f}x here")
 
 
-if __name__ == "__main__":
-    from backends_for_bench import script_main
+def main(argv: list[str] | None = None) -> dict:
+    return script_main(__doc__, run, report, ScoringConfig, needs_hf=False, argv=argv)
 
-    script_main(__doc__, run, report, needs_hf=False, n=32)
+
+if __name__ == "__main__":
+    main()

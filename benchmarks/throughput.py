@@ -3,27 +3,38 @@
 Same checkpoint, same prompts (one 224x224 frame + transcript + context), same
 output length (fixed, EOS ignored). Prints (c)/(a) and (c)/(b).
 
-    python benchmarks/throughput.py --model runs/small-model [--n 32] [--tokens 32]
+    python -m benchmarks.throughput --model runs/small-model [--n 32] [--tokens 32]
 """
 from __future__ import annotations
 
-import argparse
-import sys
 import time
-from pathlib import Path
+from dataclasses import dataclass, field
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mllm_mer.config import option
+from mllm_mer.labels import load_label_scheme
+from mllm_mer.pipeline import prepare
+from mllm_mer.types import PromptSetup
 
-from bench_inputs import bench_samples  # noqa: E402
+from .backends_for_bench import ModelBenchConfig, script_main
+from .bench_inputs import bench_samples
 
-from mllm_mer.config import PromptConfig  # noqa: E402
-from mllm_mer.labels import load_label_spec  # noqa: E402
-from mllm_mer.pipeline import prepare  # noqa: E402
+
+@dataclass
+class ThroughputOptions:
+    """Samples and answer length."""
+
+    n: int = option(32, "samples")
+    tokens: int = option(32, "tokens generated per sample (EOS ignored)")
+
+
+@dataclass
+class ThroughputConfig(ModelBenchConfig):
+    bench: ThroughputOptions = field(default_factory=ThroughputOptions)
 
 
 def prompts_for(n: int):
-    spec = load_label_spec("meld")
-    return [p.prompt for p in prepare(bench_samples(n), spec, PromptConfig(template="zero_shot"))]
+    setup = PromptSetup(scheme=load_label_scheme("meld"), template="zero_shot")
+    return [p.prompt for p in prepare(bench_samples(n), setup)]
 
 
 def run(hf, vllm, n: int = 32, tokens: int = 32) -> dict:
@@ -35,8 +46,9 @@ def run(hf, vllm, n: int = 32, tokens: int = 32) -> dict:
         hf.generate_token_ids([p], max_new_tokens=tokens, ignore_eos=True)
     loop = time.perf_counter() - start
     start = time.perf_counter()
-    for i in range(0, n, hf.config.batch_size):
-        hf.generate_token_ids(prompts[i:i + hf.config.batch_size], max_new_tokens=tokens, ignore_eos=True)
+    batch = hf.config.model.forward_batch_size
+    for i in range(0, n, batch):
+        hf.generate_token_ids(prompts[i:i + batch], max_new_tokens=tokens, ignore_eos=True)
     batched = time.perf_counter() - start
     start = time.perf_counter()
     out = vllm.generate_token_ids(prompts, max_new_tokens=tokens, ignore_eos=True)
@@ -52,7 +64,9 @@ def report(r: dict) -> str:
             f"vLLM/loop {r['vllm_vs_loop']:.1f}x, vLLM/batched {r['vllm_vs_batched']:.1f}x")
 
 
-if __name__ == "__main__":
-    from backends_for_bench import script_main
+def main(argv: list[str] | None = None) -> dict:
+    return script_main(__doc__, run, report, ThroughputConfig, needs_hf=True, argv=argv)
 
-    script_main(__doc__, run, report, needs_hf=True, n=32, tokens=32)
+
+if __name__ == "__main__":
+    main()

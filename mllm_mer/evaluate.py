@@ -10,44 +10,28 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from mllm_mer.config import BackendConfig, PromptConfig
+from mllm_mer.config import EvaluateConfig
 from mllm_mer.datasets import DatasetError, load_split
-from mllm_mer.labels import LabelSpec, load_label_spec
-from mllm_mer.media import MediaSettings
 from mllm_mer.metrics import classification_metrics, sentiment_regression_metrics
-from mllm_mer.types import Prediction, Sample
+from mllm_mer.types import LabelScheme, Prediction, PromptSetup, Sample
 
 PREDICTIONS = "predictions.jsonl"
 
 
-@dataclass
-class EvaluateConfig:
-    dataset: str  # meld | iemocap | iemocap4 | mer2024 | ravdess | mosi | mosi7 | mosei | mosei7 | manifest
-    data_dir: str  # release folder (a CSV/JSONL file for `manifest`)
-    split: str
-    out: str  # run directory
-    limit: int | None = None  # first N samples of the split
-    batch_size: int = 16  # samples per backend call and per fsync
-    adapter: str | None = None  # name of one of backend.adapters
-    probabilities: bool = False  # generate mode: also score label probabilities (one extra pass)
-    dataset_options: dict[str, Any] = field(default_factory=dict)  # loader keywords (context, video_dir, ...)
-    labels: str | None = None  # label set (default: the dataset's own)
-    prompt: PromptConfig = field(default_factory=PromptConfig)
-    media: MediaSettings = field(default_factory=MediaSettings)
-    backend: BackendConfig = field(default_factory=BackendConfig)
-
-    def fingerprint(self) -> dict[str, Any]:
-        """Settings that must not change between a run and its resumption."""
-        return {
-            "dataset": self.dataset, "data_dir": str(Path(self.data_dir).resolve()), "split": self.split,
-            "dataset_options": self.dataset_options, "labels": self.labels, "adapter": self.adapter,
-            "prompt": asdict(self.prompt) | {"labels": None}, "media": asdict(self.media),
-            "model": self.backend.model, "adapters": self.backend.adapters, "probabilities": self.probabilities,
-        }
+def fingerprint(cfg: EvaluateConfig, setup: PromptSetup) -> dict[str, Any]:
+    """Settings that must not change between a run and its resumption (JSON-safe)."""
+    data = cfg.data
+    return {
+        "dataset": data.dataset, "data_dir": str(Path(data.data_dir).resolve()), "split": cfg.run.split,
+        "data": data.describe(), "labels": setup.scheme.name, "tasks": list(setup.scheme.tasks),
+        "prompt": {"template": setup.template, "modalities": list(setup.modalities), "mode": setup.mode},
+        "media": asdict(setup.media), "model": cfg.model.model, "backend": cfg.model.backend,
+        "adapters": cfg.model.adapters, "probabilities": cfg.run.probabilities,
+    }
 
 
 # -- the append-only predictions file --------------------------------------------------------
@@ -104,13 +88,22 @@ def run_evaluation(cfg: EvaluateConfig, backend=None, progress: bool = True) -> 
     from tqdm import tqdm
 
     from mllm_mer.pipeline import predict
+    from mllm_mer.resolve import resolve_prompt
 
-    split = load_split(cfg.dataset, cfg.data_dir, cfg.split, **cfg.dataset_options)
-    samples = list(split.samples[: cfg.limit] if cfg.limit else split.samples)
-    spec = load_label_spec(cfg.labels or split.labels)
-    prompt_cfg = PromptConfig(**(asdict(cfg.prompt) | {"labels": spec.name}))
-    out = Path(cfg.out)
-    _check_run_dir(out, cfg.fingerprint())
+    data, run = cfg.data, cfg.run
+    for name in ("dataset", "data_dir"):
+        if not getattr(data, name):
+            raise ValueError(f"evaluate needs --{name.replace('_', '-')}")
+    if not run.out:
+        raise ValueError("evaluate needs --out (the run directory)")
+    if run.limit is not None and run.limit < 1:
+        raise ValueError(f"--limit must be at least 1 (got {run.limit}); leave it out for the whole split")
+    split = load_split(data.dataset, data.data_dir, run.split, **data.loader_options(cfg.prompt.labels))
+    samples = list(split.samples[: run.limit] if run.limit else split.samples)
+    setup = resolve_prompt(cfg.model, cfg.prompt, cfg.media, default_labels=split.labels)
+    adapter = next(iter(cfg.model.adapters), None)
+    out = Path(run.out)
+    _check_run_dir(out, fingerprint(cfg, setup))
     path = out / PREDICTIONS
     done = read_predictions(path)
     pending = [s for s in samples if s.id not in done]
@@ -125,11 +118,11 @@ def run_evaluation(cfg: EvaluateConfig, backend=None, progress: bool = True) -> 
         try:
             bar = tqdm(total=len(samples), initial=len(samples) - len(pending), unit="sample", disable=not progress,
                        desc=f"{split.name}", smoothing=0.1)
-            for start in range(0, len(pending), cfg.batch_size):
-                batch = pending[start:start + cfg.batch_size]
-                preds = predict(backend, batch, spec, prompt_cfg, cfg.media, adapter=cfg.adapter,
-                                with_probabilities=cfg.probabilities or prompt_cfg.mode == "score")
-                append_records(path, [record_for(s, p) for s, p in zip(batch, preds)])
+            for start in range(0, len(pending), run.batch_size):
+                batch = pending[start:start + run.batch_size]
+                preds = predict(backend, batch, setup, adapter=adapter,
+                                with_probabilities=run.probabilities or setup.mode == "score")
+                append_records(path, [record_for(s, p) for s, p in zip(batch, preds, strict=True)])
                 bar.update(len(batch))
             bar.close()
         finally:
@@ -139,10 +132,11 @@ def run_evaluation(cfg: EvaluateConfig, backend=None, progress: bool = True) -> 
 
     records = read_predictions(path)
     wanted = [records[s.id] for s in samples if s.id in records]
-    metrics = compute_metrics(wanted, spec, cfg.dataset)
-    metrics["run"] = {"dataset": cfg.dataset, "split": cfg.split, "model": cfg.backend.model,
-                      "adapter": cfg.adapter, "template": prompt_cfg.template, "mode": prompt_cfg.mode,
-                      "modalities": list(prompt_cfg.modalities), "labels": spec.name, "backend": cfg.backend.backend}
+    metrics = compute_metrics(wanted, setup.scheme, data.dataset)
+    metrics["run"] = {"dataset": data.dataset, "split": run.split, "model": cfg.model.model,
+                      "adapter": adapter, "template": setup.template, "mode": setup.mode,
+                      "modalities": list(setup.modalities), "labels": setup.scheme.name,
+                      "backend": cfg.model.backend}
     if pending:
         metrics["throughput_samples_per_s"] = len(pending) / elapsed if elapsed > 0 else None
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
@@ -154,7 +148,7 @@ def run_evaluation(cfg: EvaluateConfig, backend=None, progress: bool = True) -> 
     return metrics
 
 
-def compute_metrics(records: list[dict[str, Any]], spec: LabelSpec, dataset: str) -> dict[str, Any]:
+def compute_metrics(records: list[dict[str, Any]], spec: LabelScheme, dataset: str) -> dict[str, Any]:
     if not records:
         raise DatasetError("no predictions to score")
     predictions = [Prediction.from_dict(r["prediction"]) for r in records]
@@ -163,7 +157,7 @@ def compute_metrics(records: list[dict[str, Any]], spec: LabelSpec, dataset: str
                               "tasks": {}}
     for ls in spec.label_sets:
         gold, pred, outside = [], [], 0
-        for record, prediction in zip(records, predictions):
+        for record, prediction in zip(records, predictions, strict=True):
             raw_gold = record["gold"].get(ls.task)
             if raw_gold is None:
                 continue

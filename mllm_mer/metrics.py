@@ -10,8 +10,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score,
-                             precision_recall_fscore_support)
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+)
 
 FAILED = "<failed>"
 
@@ -51,7 +56,7 @@ def balanced_accuracy(gold: Sequence[str], predicted: Sequence[str]) -> float:
 def sentiment_regression_metrics(gold_scores: Sequence[float], predicted_scores: Sequence[float | None]
                                  ) -> dict[str, Any]:
     """MOSI/MOSEI: acc-2 (negative < 0 <= positive), acc-7, MAE and Pearson r of the scores."""
-    pairs = [(g, p) for g, p in zip(gold_scores, predicted_scores) if p is not None]
+    pairs = [(g, p) for g, p in zip(gold_scores, predicted_scores, strict=True) if p is not None]
     n_failed = len(gold_scores) - len(pairs)
     if not pairs:
         return {"n": len(gold_scores), "n_failed": n_failed}

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import jinja2
+from jinja2.sandbox import SandboxedEnvironment
 
-from mllm_mer.labels import LabelSpec
 from mllm_mer.paths import PROMPTS_DIR
-from mllm_mer.types import CUE_MODALITIES, LabelSet, Sample
+from mllm_mer.types import CUE_MODALITIES, LabelScheme, LabelSet, MediaInputs, Prompt, Sample, Turn
 
 TEMPLATES_DIR = PROMPTS_DIR / "templates"
 MODALITIES = ("text", "video", "audio")  # what an ablation can switch off
@@ -38,46 +37,6 @@ def as_data(text: str | None) -> str | None:
     if text is None:
         return None
     return " ".join(_DATA_HAZARDS.sub(" ", str(text)).split())
-
-
-@dataclass(frozen=True)
-class MediaInputs:
-    """What the media stage produced for one sample."""
-
-    frames: tuple[Any, ...] = ()  # PIL images in time order: the clip as video
-    frame_times: tuple[float, ...] = ()  # seconds, one per frame
-    image: Any = None  # a single still (PIL image)
-    vocal_cues: str | None = None
-    transcript: str | None = None  # from ASR when the sample had none
-    fps: float | None = None  # source frame rate (video metadata for families that want it)
-    duration: float | None = None
-
-
-@dataclass
-class Prompt:
-    sample_id: str
-    messages: list[dict[str, Any]]
-    schema: dict[str, Any]
-    label_sets: tuple[LabelSet, ...]
-    with_rationale: bool
-    media: MediaInputs = field(default_factory=MediaInputs)
-
-    @property
-    def images(self) -> list[Any]:
-        return [self.media.image] if self.media.image is not None else []
-
-    @property
-    def videos(self) -> list[tuple[Any, ...]]:
-        return [self.media.frames] if self.media.frames else []
-
-
-def render(processor: Any, prompt: Prompt) -> str:
-    """The prompt text through the model's own chat template, ending where the answer starts.
-
-    `processor` is the model's processor or tokenizer (anything with the HF
-    `apply_chat_template`); every backend renders prompts through this one call.
-    """
-    return processor.apply_chat_template(prompt.messages, tokenize=False, add_generation_prompt=True)
 
 
 def answer_schema(label_sets: tuple[LabelSet, ...], with_rationale: bool) -> dict[str, Any]:
@@ -115,9 +74,10 @@ def answer_prefix(previous: dict[str, str], task: str) -> str:
     return head + sep + json.dumps(task) + ':"'
 
 
-@lru_cache(maxsize=None)
+@cache
 def _environment(directory: str) -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader([directory, str(TEMPLATES_DIR)]),
+    # Sandboxed: a user's template file must not reach Python internals.
+    return SandboxedEnvironment(loader=jinja2.FileSystemLoader([directory, str(TEMPLATES_DIR)]),
                               undefined=jinja2.StrictUndefined, keep_trailing_newline=False,
                               autoescape=False)
 
@@ -126,7 +86,7 @@ def available_templates() -> list[str]:
     return sorted(p.stem for p in TEMPLATES_DIR.glob("*.jinja") if p.stem != "base")
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_template(name_or_path: str) -> jinja2.Template:
     """A bundled template by name (`zero_shot`) or a .jinja file that extends base.jinja."""
     path = Path(name_or_path)
@@ -154,7 +114,7 @@ def _evidence_view(sample: Sample, media: MediaInputs, modalities: frozenset[str
     }
 
 
-def _example_view(example: dict[str, Any], spec: LabelSpec, with_rationale: bool) -> dict[str, Any]:
+def _example_view(example: dict[str, Any], spec: LabelScheme, with_rationale: bool) -> dict[str, Any]:
     view = _evidence_view(
         Sample(id="example", transcript=example.get("transcript"), speaker=example.get("speaker"),
                context=tuple(_turn(t) for t in example.get("context") or ())),
@@ -163,12 +123,11 @@ def _example_view(example: dict[str, Any], spec: LabelSpec, with_rationale: bool
     return view
 
 
-def _turn(data: dict[str, Any]):
-    from mllm_mer.types import Turn
+def _turn(data: dict[str, Any]) -> Turn:
     return Turn(speaker=str(data.get("speaker", "")), text=str(data.get("text", "")), emotion=data.get("emotion"))
 
 
-def build_prompt(sample: Sample, spec: LabelSpec, template: str = "zero_shot",
+def build_prompt(sample: Sample, spec: LabelScheme, template: str = "zero_shot",
                  media: MediaInputs | None = None, modalities: tuple[str, ...] | None = None) -> Prompt:
     media = media or MediaInputs()
     chosen = frozenset(modalities or MODALITIES)
@@ -194,11 +153,11 @@ def build_prompt(sample: Sample, spec: LabelSpec, template: str = "zero_shot",
                        duration=media.duration)
     if "video" in chosen:
         if media.frames:
-            visual_parts.append({"type": "video", "video": list(media.frames)})
+            visual_parts.append({"type": "video"})  # the frames themselves live once, in Prompt.media
             used = MediaInputs(frames=media.frames, frame_times=media.frame_times, transcript=media.transcript,
                                vocal_cues=media.vocal_cues, fps=media.fps, duration=media.duration)
         elif media.image is not None:
-            visual_parts.append({"type": "image", "image": media.image})
+            visual_parts.append({"type": "image"})
             used = MediaInputs(image=media.image, transcript=media.transcript, vocal_cues=media.vocal_cues)
     messages = [
         {"role": "system", "content": system},

@@ -19,7 +19,7 @@ def plot_confusions(metrics: dict[str, Any], path: Path) -> None:
     if not tasks:
         return
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 5), squeeze=False)
-    for ax, (task, m) in zip(axes[0], tasks.items()):
+    for ax, (task, m) in zip(axes[0], tasks.items(), strict=False):
         labels = m["confusion"]["labels"]
         matrix = np.array(m["confusion"]["matrix"], dtype=float)
         rows = matrix.sum(axis=1, keepdims=True)

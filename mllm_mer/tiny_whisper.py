@@ -11,8 +11,13 @@ WHISPER_SPECIALS = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|trans
 def make_tiny_whisper(out_dir: str | Path, seed: int = 0) -> Path:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import (WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration,
-                              WhisperProcessor, WhisperTokenizerFast)
+    from transformers import (
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+        WhisperTokenizerFast,
+    )
 
     from mllm_mer.tiny import _training_text
 
@@ -45,6 +50,7 @@ def make_tiny_whisper(out_dir: str | Path, seed: int = 0) -> Path:
     gen.forced_decoder_ids = None
     gen.max_length = 64
     model.save_pretrained(out, safe_serialization=True)
-    WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=80), tokenizer=tokenizer).save_pretrained(out)
+    processor = WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=80), tokenizer=tokenizer)
+    processor.save_pretrained(out)
     (out / "mllm_mer_tiny.json").write_text(json.dumps({"arch": "whisper", "seed": seed}) + "\n")
     return out

@@ -72,6 +72,88 @@ class LabelSet:
         return self.synonyms.get(key)
 
 
+@dataclass(frozen=True)
+class LabelScheme:
+    """The tasks asked together (MELD: emotion + sentiment), with optional worked examples."""
+
+    name: str
+    label_sets: tuple[LabelSet, ...]
+    examples: tuple[dict[str, Any], ...] = ()
+    source: str | None = field(default=None, compare=False)  # the YAML file it was read from
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return tuple(ls.task for ls in self.label_sets)
+
+    def task(self, name: str) -> LabelSet:
+        for ls in self.label_sets:
+            if ls.task == name:
+                return ls
+        raise KeyError(f"label set {self.name!r} has no task {name!r} (tasks: {', '.join(self.tasks)})")
+
+
+@dataclass(frozen=True)
+class MediaSettings:
+    """How a clip is decoded: the frame and pixel budget and the audio analyses (resolved, see config.MediaConfig)."""
+
+    max_frames: int = 8  # frames sampled per clip
+    fps: float | None = None  # sample at this rate instead of uniformly (still at most max_frames)
+    max_pixels: int | None = 448 * 448  # frames are downscaled to fit this budget when decoded
+    # A sampled time moves onto a keyframe within this fraction of the sampling interval, when
+    # there is one: a keyframe decodes alone, with no run-up (12x vs 4x on a 30 s clip, 2 s GOP);
+    # frames keep their true times. 0 = exact times.
+    keyframe_snap: float = 0.25
+    vocal_cues: bool = True  # describe loudness, pitch, pauses, speech rate from the audio
+    asr_model: str | None = None  # Whisper id/path: transcribe when a sample has no transcript
+
+
+@dataclass(frozen=True)
+class PromptSetup:
+    """A run's prompt, resolved once from the configs (and an adapter's saved prompt)."""
+
+    scheme: LabelScheme
+    template: str = "zero_shot"
+    modalities: tuple[str, ...] = ("text", "video", "audio")
+    mode: str = "generate"  # generate | score
+    media: MediaSettings = field(default_factory=MediaSettings)
+
+
+@dataclass(frozen=True)
+class MediaInputs:
+    """What the media stage produced for one sample (and, in a Prompt, what the prompt used)."""
+
+    frames: tuple[Any, ...] = ()  # PIL images in time order: the clip as video
+    frame_times: tuple[float, ...] = ()  # seconds, one per frame
+    image: Any = None  # a single still (PIL image)
+    vocal_cues: str | None = None
+    transcript: str | None = None  # from ASR when the sample had none
+    fps: float | None = None  # source frame rate (video metadata for families that want it)
+    duration: float | None = None
+
+
+@dataclass
+class Prompt:
+    """Chat messages for one sample, the answer schema, and the media the messages point to.
+
+    The messages hold media as placeholders (`{"type": "video"}`); the frames live once, in `media`.
+    """
+
+    sample_id: str
+    messages: list[dict[str, Any]]
+    schema: dict[str, Any]
+    label_sets: tuple[LabelSet, ...]
+    with_rationale: bool
+    media: MediaInputs = field(default_factory=MediaInputs)
+
+    @property
+    def images(self) -> list[Any]:
+        return [self.media.image] if self.media.image is not None else []
+
+    @property
+    def videos(self) -> list[tuple[Any, ...]]:
+        return [self.media.frames] if self.media.frames else []
+
+
 @dataclass
 class TaskPrediction:
     label: str

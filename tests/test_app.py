@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from mllm_mer.app.service import Service
+from mllm_mer.config import AppConfig, build
 from mllm_mer.media.synth import write_clip
-from mllm_mer.serve import free_port
-from mllm_mer.service import AppConfig, Service
+from mllm_mer.vllm_server import free_port
 
 pytestmark = pytest.mark.vllm
 MELD_EMOTIONS = {"neutral", "joy", "sadness", "anger", "surprise", "fear", "disgust"}
@@ -16,12 +17,13 @@ ARTIFACTS = Path(os.environ.get("MLLM_MER_TEST_ARTIFACTS", Path(__file__).resolv
 
 @pytest.fixture(scope="module")
 def app_url(tiny_model, vllm_backend, tmp_path_factory):
-    import app
+    from mllm_mer.app.ui import build_demo, launch
 
-    config = AppConfig(model=str(tiny_model), backend="vllm", max_frames=4, max_new_tokens=2048,
-                       runs_dir=str(tmp_path_factory.mktemp("app-runs")), port=free_port(), max_upload_mb=20)
-    demo = app.build_demo(Service(config, backend=vllm_backend))
-    _, url, _ = app.launch(demo, config, prevent_thread_lock=True, quiet=True)
+    config = build(AppConfig, model=str(tiny_model), backend="vllm", max_frames=4, max_new_tokens=2048,
+                   runs_dir=str(tmp_path_factory.mktemp("app-runs")), port=free_port(), max_upload_mb=20)
+    service = Service(config, backend=vllm_backend)
+    demo = build_demo(service)
+    _, url, _ = launch(demo, service, prevent_thread_lock=True, quiet=True)
     yield url
     demo.close()
 
@@ -75,7 +77,7 @@ def test_chat_answers_a_follow_up_about_the_same_clip(app_url, clip):
     assert_valid(analyse(client, clip))
     history, cleared = client.predict("Which cue weighed most?", [], api_name="/chat")
     assert [m["role"] for m in history] == ["user", "assistant"]
-    from app import _text
+    from mllm_mer.app.ui import _text
 
     assert _text(history[0]["content"]) == "Which cue weighed most?"
     assert isinstance(_text(history[1]["content"]), str)

@@ -1,6 +1,6 @@
-"""Smoke test: every benchmark runs end to end (tiny sizes), so that the scripts never rot.
+"""Smoke test: every benchmark runs end to end (tiny sizes), so that the benchmarks never rot.
 
-Performance itself is measured by `python benchmarks/run_all.py`, never asserted here.
+Performance itself is measured by `python -m benchmarks.run_all`, never asserted here.
 """
 import subprocess
 import sys
@@ -14,9 +14,9 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.vllm
 def test_run_all_writes_every_ratio(tiny_model, tmp_path):
     out = tmp_path / "RESULTS.md"
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "run_all.py"), "--quick", "--model",
-                           str(tiny_model), "--n", "3", "--tokens", "4", "--media-seconds", "2", "--out", str(out)],
-                          capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.run_all", "--quick", "--model", str(tiny_model),
+                           "--n", "3", "--tokens", "4", "--media-seconds", "2", "--out", str(out)],
+                          capture_output=True, text=True, timeout=900, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = out.read_text()
     for measure in ("vLLM engine vs per-sample transformers loop", "label scoring vs generate-with-rationale",
@@ -25,8 +25,23 @@ def test_run_all_writes_every_ratio(tiny_model, tmp_path):
         assert row.split("|")[2].strip().endswith("x")
 
 
-def test_media_benchmark_alone(tmp_path):
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "media.py"), "--quick", "--seconds", "2"],
-                          capture_output=True, text=True, timeout=300)
+def test_media_benchmark_alone():
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.media", "--quick", "--seconds", "2"],
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert "decode everything" in proc.stdout and "x)" in proc.stdout and "machine:" in proc.stdout
+
+
+@pytest.mark.parametrize("module", ["run_all", "media", "throughput", "scoring", "prefix_cache"])
+def test_benchmark_command_lines(module):
+    """Each benchmark's flags come from its config dataclasses (no engine is started)."""
+    proc = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", "--help"],
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    expected = {"run_all": ["--quick", "--model", "--n", "--tokens", "--media-seconds", "--out"],
+                "media": ["--quick", "--seconds", "--frames"],
+                "throughput": ["--model", "--n", "--tokens", "--forward-batch-size", "--kv-cache-gb"],
+                "scoring": ["--model", "--n"],
+                "prefix_cache": ["--model", "--n", "--tokens"]}[module]
+    for flag in expected:
+        assert flag in proc.stdout, f"{module}: {flag} missing from --help"

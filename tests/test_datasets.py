@@ -4,8 +4,8 @@ import json
 from collections import Counter
 
 import pytest
+from conftest import MELD_DIR, requires_meld
 
-from conftest import MELD_DIR
 from mllm_mer.datasets import DatasetError, from_hf_dataset, load_hf, load_split
 
 EXPECTED_SIZES = {"train": 9989, "dev": 1109, "test": 2610}
@@ -18,6 +18,7 @@ def _csv_rows(split):
 
 
 @pytest.mark.parametrize("split", ["train", "dev", "test"])
+@requires_meld
 def test_meld_real_csvs_sizes_and_label_counts(split):
     data = load_split("meld", MELD_DIR, split)
     rows = _csv_rows(split)
@@ -26,6 +27,7 @@ def test_meld_real_csvs_sizes_and_label_counts(split):
     assert Counter(s.gold["sentiment"] for s in data.samples) == Counter(r["Sentiment"] for r in rows)
 
 
+@requires_meld
 def test_meld_context_is_the_dialogue_so_far_in_utterance_order():
     data = {s.id: s for s in load_split("meld", MELD_DIR, "dev", context=-1).samples}
     rows = [r for r in _csv_rows("dev") if r["Dialogue_ID"] == "1"]
@@ -74,6 +76,7 @@ def test_meld_finds_clips_in_the_release_folders(tmp_path):
     assert sum(s.video is not None for s in data.values()) == 1
 
 
+@requires_meld
 def test_split_round_trips_through_a_hf_dataset():
     ds = load_hf("meld", MELD_DIR, "dev")
     assert len(ds) == 1109 and "transcript" in ds.column_names
@@ -171,6 +174,7 @@ def test_manifest_csv_and_jsonl_with_column_mapping(tmp_path):
         load_split("manifest", tmp_path / "bad.jsonl", None)
 
 
+@requires_meld
 def test_clear_errors_for_missing_data_and_unknown_splits(tmp_path):
     with pytest.raises(DatasetError, match="MELD dev CSV not found"):
         load_split("meld", tmp_path, "dev")

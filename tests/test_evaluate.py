@@ -8,12 +8,11 @@ import sys
 import time
 
 import pytest
+from conftest import MELD_DIR, requires_meld
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
-from conftest import MELD_DIR
-from mllm_mer.config import BackendConfig
-from mllm_mer.evaluate import EvaluateConfig, read_predictions, run_evaluation
-from mllm_mer.media import MediaSettings
+from mllm_mer.config import EvaluateConfig, build
+from mllm_mer.evaluate import read_predictions, run_evaluation
 from mllm_mer.media.synth import write_clip
 from mllm_mer.metrics import FAILED, classification_metrics
 
@@ -54,11 +53,11 @@ def test_metrics_match_scikit_learn_and_count_failures_as_wrong():
 
 
 @pytest.mark.vllm
+@requires_meld
 def test_evaluate_meld_clips_on_vllm_writes_all_outputs(tmp_path, vllm_backend):
     data_dir, ids = make_meld_split(tmp_path / "meld")
-    cfg = EvaluateConfig(dataset="meld", data_dir=str(data_dir), split="dev", out=str(tmp_path / "run"),
-                         batch_size=4, media=MediaSettings(max_frames=4),
-                         backend=BackendConfig(model=vllm_backend.config.model, backend="vllm"))
+    cfg = build(EvaluateConfig, dataset="meld", data_dir=str(data_dir), split="dev", out=str(tmp_path / "run"),
+                batch_size=4, max_frames=4, model=vllm_backend.config.model.model, backend="vllm")
     metrics = run_evaluation(cfg, backend=vllm_backend, progress=False)
     out = tmp_path / "run"
     for name in ("predictions.jsonl", "metrics.json", "report.md", "confusion.png"):
@@ -92,6 +91,7 @@ def cli_split(tmp_path_factory, tiny_model):
     return data_dir, ids, ["--model", str(tiny_model)]
 
 
+@requires_meld
 def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path, cli_split):
     data_dir, ids, model = cli_split
     reference = tmp_path / "reference"
@@ -121,6 +121,7 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path, cli_s
         json.loads((reference / "metrics.json").read_text())["tasks"]
 
 
+@requires_meld
 def test_a_torn_last_line_is_dropped_and_redone(tmp_path, cli_split):
     data_dir, ids, model = cli_split
     out = tmp_path / "torn"
@@ -133,6 +134,7 @@ def test_a_torn_last_line_is_dropped_and_redone(tmp_path, cli_split):
     assert all(line.startswith("{") and line.endswith("}") for line in path.read_text().splitlines())
 
 
+@requires_meld
 def test_resuming_with_other_settings_is_refused(tmp_path, cli_split):
     data_dir, ids, model = cli_split
     out = tmp_path / "run"
@@ -142,6 +144,7 @@ def test_resuming_with_other_settings_is_refused(tmp_path, cli_split):
     assert proc.returncode == 2 and "other settings (prompt)" in proc.stderr
 
 
+@requires_meld
 def test_modality_ablation_and_compare(tmp_path, cli_split):
     data_dir, ids, model = cli_split
     runs = []

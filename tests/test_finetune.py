@@ -6,9 +6,11 @@ import sys
 import pytest
 import torch
 
-from mllm_mer.config import BackendConfig, PromptConfig
-from mllm_mer.labels import load_label_spec
-from mllm_mer.training import Collator, TrainConfig, load_trainable_model
+from mllm_mer.config import BackendConfig, MediaConfig, ModelConfig, PromptConfig, TrainConfig, build
+from mllm_mer.labels import load_label_scheme
+from mllm_mer.resolve import resolve_prompt
+from mllm_mer.training import Collator, load_trainable_model
+from mllm_mer.types import MediaSettings, PromptSetup
 
 RECIPE = "finetune/configs/tiny_lora.yaml"
 
@@ -37,17 +39,16 @@ def split_samples(task, split):
 
 
 def accuracy(preds, samples):
-    return sum(p.label("emotion") == s.gold["emotion"] for p, s in zip(preds, samples)) / len(samples)
+    return sum(p.label("emotion") == s.gold["emotion"] for p, s in zip(preds, samples, strict=True)) / len(samples)
 
 
 def test_training_tokens_are_the_inference_prompt_then_the_answer(tiny_model, task, tmp_path):
-    from mllm_mer.backends.hf import processor_inputs
-    from mllm_mer.prompting import render
+    from mllm_mer.backends.base import render
+    from mllm_mer.hf_loading import processor_inputs
 
     cfg = recipe(tiny_model, task, tmp_path)
-    spec = load_label_spec(cfg.labels)
     _, processor = load_trainable_model(cfg)
-    collator = Collator(processor, spec, cfg.prompt_config(spec), cfg.media_settings())
+    collator = Collator(processor, resolve_prompt(cfg.model, cfg.prompt, cfg.media, default_template="label_only"))
     sample = split_samples(task, "train")[0]
     batch = collator([sample])
     prompt, answer = collator.example(sample)
@@ -73,7 +74,7 @@ def test_learnability_needs_both_modalities_and_vllm_serves_the_adapter(tiny_mod
     from mllm_mer.backends.hf import TransformersBackend
     from mllm_mer.pipeline import predict
 
-    spec = load_label_spec(task / "labels.yaml")
+    spec = load_label_scheme(task / "labels.yaml")
     test = split_samples(task, "test")
     colours = {s.metadata["colour"] for s in test}
     assert colours == {"red", "blue"}
@@ -83,12 +84,10 @@ def test_learnability_needs_both_modalities_and_vllm_serves_the_adapter(tiny_mod
             "emotion").labels) for v in {s.metadata[factor] for s in test}) / len(test)
         assert best == 0.5
 
-    prompt_cfg = PromptConfig(labels="x", template="label_only", modalities=("text", "video"))
-    from mllm_mer.media import MediaSettings
-
-    media = MediaSettings(max_frames=2, max_pixels=12544)
-    base = TransformersBackend(BackendConfig(model=str(tiny_model), dtype="float32"))
-    untrained = accuracy(predict(base, test, spec, prompt_cfg, media, with_probabilities=False), test)
+    setup = PromptSetup(spec, template="label_only", modalities=("text", "video"),
+                        media=MediaSettings(max_frames=2, max_pixels=12544))
+    base = TransformersBackend(build(BackendConfig, model=str(tiny_model), dtype="float32"))
+    untrained = accuracy(predict(base, test, setup, with_probabilities=False), test)
     assert untrained <= 0.5
 
     out = tmp_path / "run"
@@ -100,14 +99,27 @@ def test_learnability_needs_both_modalities_and_vllm_serves_the_adapter(tiny_mod
     assert json.loads((out / "dev_metrics.json").read_text())["tasks"]["emotion"]["accuracy"] >= 0.9
     assert list((out / "checkpoints").glob("runs/*")) or list((out / "checkpoints").rglob("events.out.*"))
 
-    tuned = TransformersBackend(BackendConfig(model=str(tiny_model), dtype="float32",
-                                              adapters={"tuned": str(adapter)}))
-    hf_preds = predict(tuned, test, spec, prompt_cfg, media, adapter="tuned", with_probabilities=False)
+    # The adapter carries its prompt: resolving with no prompt options gives the training prompt.
+    tuned_model = ModelConfig(model=str(tiny_model), dtype="float32", adapter=[f"tuned={adapter}"])
+    saved = resolve_prompt(tuned_model, PromptConfig(), MediaConfig())
+    assert saved == setup, "the adapter's saved prompt differs from the one it was trained with"
+    tuned = TransformersBackend(BackendConfig(model=tuned_model))
+    hf_preds = predict(tuned, test, saved, adapter="tuned", with_probabilities=False)
     assert accuracy(hf_preds, test) >= 0.9
 
     vllm_backend.register_adapter("tuned", str(adapter))
-    vllm_preds = predict(vllm_backend, test, spec, prompt_cfg, media, adapter="tuned", with_probabilities=False)
+    vllm_preds = predict(vllm_backend, test, saved, adapter="tuned", with_probabilities=False)
     assert [p.label("emotion") for p in vllm_preds] == [p.label("emotion") for p in hf_preds]
+
+    # ... and through the CLI: no --labels/--template, yet the task's own label set and template
+    sample = test[0]
+    proc = subprocess.run([sys.executable, "-m", "mllm_mer.cli", "predict", "--model", str(tiny_model),
+                           "--adapter", str(adapter), "--video", sample.video, "--transcript", sample.transcript,
+                           "--mode", "score", "--dtype", "float32"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    answer = json.loads(proc.stdout)
+    assert set(answer["tasks"]) == {"emotion"}  # meld, the default, would add sentiment
+    assert set(answer["tasks"]["emotion"]["probabilities"]) == set(spec.task("emotion").labels)
 
 
 def _lora_state(adapter_dir):
@@ -117,9 +129,9 @@ def _lora_state(adapter_dir):
 
 
 def test_resume_ends_with_the_same_adapter(tiny_model, task, tmp_path):
-    from mllm_mer.training import train
-
     from transformers import TrainerCallback
+
+    from mllm_mer.training import train
 
     class StopAfter4(TrainerCallback):  # an interruption right after the step-4 checkpoint
         def on_step_end(self, args, state, control, **kwargs):
@@ -152,17 +164,17 @@ def test_qlora_nf4_takes_training_steps_on_cpu(tiny_model, task, tmp_path):
 
 
 def test_merge_gives_the_adapter_outputs(tiny_model, tiny_lora, tmp_path, meld_spec):
+    from helpers import random_samples
+
     from mllm_mer.backends.hf import TransformersBackend
     from mllm_mer.pipeline import prepare
-
-    from helpers import random_samples
 
     proc = subprocess.run([sys.executable, "-m", "mllm_mer.cli", "merge", "--model", str(tiny_model), "--adapter",
                            str(tiny_lora), "--out", str(tmp_path / "merged")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    prompts = [p.prompt for p in prepare(random_samples(2, seed=30), meld_spec, PromptConfig())]
-    with_adapter = TransformersBackend(BackendConfig(model=str(tiny_model), dtype="float32",
-                                                     adapters={"probe": str(tiny_lora)}))
-    merged = TransformersBackend(BackendConfig(model=str(tmp_path / "merged"), dtype="float32"))
+    prompts = [p.prompt for p in prepare(random_samples(2, seed=30), PromptSetup(meld_spec))]
+    with_adapter = TransformersBackend(build(BackendConfig, model=str(tiny_model), dtype="float32",
+                                                     adapter=[f"probe={tiny_lora}"]))
+    merged = TransformersBackend(build(BackendConfig, model=str(tmp_path / "merged"), dtype="float32"))
     assert merged.generate_token_ids(prompts, max_new_tokens=16) == \
         with_adapter.generate_token_ids(prompts, adapter="probe", max_new_tokens=16)

@@ -1,6 +1,6 @@
 import pytest
 
-from mllm_mer.labels import available, load_label_spec
+from mllm_mer.labels import available, load_label_scheme
 from mllm_mer.types import LabelSet
 
 EXPECTED = {
@@ -16,7 +16,7 @@ EXPECTED = {
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_bundled_label_sets_load_with_their_sizes(name):
-    spec = load_label_spec(name)
+    spec = load_label_scheme(name)
     assert {ls.task: len(ls.labels) for ls in spec.label_sets} == EXPECTED[name]
     for ls in spec.label_sets:
         assert set(ls.descriptions) == set(ls.labels)
@@ -27,7 +27,7 @@ def test_every_bundled_file_is_known():
 
 
 def test_synonyms_and_case_normalise_to_labels():
-    emotion = load_label_spec("meld").task("emotion")
+    emotion = load_label_scheme("meld").task("emotion")
     assert emotion.normalise("happy") == "joy"
     assert emotion.normalise(" Anger. ") == "anger"
     assert emotion.normalise("banana") is None
@@ -40,4 +40,4 @@ def test_label_set_rejects_synonym_to_unknown_label():
 
 def test_unknown_label_set_names_the_bundled_ones():
     with pytest.raises(FileNotFoundError, match="meld"):
-        load_label_spec("nope")
+        load_label_scheme("nope")

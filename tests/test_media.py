@@ -137,14 +137,14 @@ def test_missing_audio_file(tmp_path):
 
 
 def test_in_a_batch_a_bad_clip_fails_alone(hf_backend, meld_spec, clip, tmp_path):
-    from mllm_mer.config import PromptConfig
     from mllm_mer.pipeline import predict
+    from mllm_mer.types import PromptSetup
 
     (tmp_path / "bad.mp4").write_bytes(os.urandom(2048))
     samples = [Sample(id="bad", video=str(tmp_path / "bad.mp4"), transcript="hi"),
                Sample(id="good", video=str(clip), transcript="hi")]
-    bad, good = predict(hf_backend, samples, meld_spec, PromptConfig(template="label_only"),
-                        MediaSettings(max_frames=4))
+    setup = PromptSetup(meld_spec, template="label_only", media=MediaSettings(max_frames=4))
+    bad, good = predict(hf_backend, samples, setup)
     assert not bad.ok and "bad.mp4" in bad.error
     assert good.ok and good.label("emotion") in meld_spec.task("emotion").labels
 

@@ -31,9 +31,9 @@ def test_garbage_keeps_the_raw_text(meld_spec):
 
 
 def test_bare_label_is_accepted_only_for_a_single_task(meld_spec):
-    from mllm_mer.labels import load_label_spec
+    from mllm_mer.labels import load_label_scheme
 
-    assert parse_answer("Angry.", load_label_spec("iemocap4").label_sets, "s").label("emotion") == "angry"
+    assert parse_answer("Angry.", load_label_scheme("iemocap4").label_sets, "s").label("emotion") == "angry"
     assert not parse_answer("anger", meld_spec.label_sets, "s").ok
 
 

@@ -3,7 +3,7 @@ import json
 import pytest
 from PIL import Image
 
-from mllm_mer.prompting import (MediaInputs, answer_prefix, answer_schema, build_prompt, format_answer)
+from mllm_mer.prompting import MediaInputs, answer_prefix, answer_schema, build_prompt, format_answer
 from mllm_mer.types import Sample, Turn
 
 
@@ -32,7 +32,7 @@ def test_frames_become_one_video_part_before_the_text(meld_spec):
                           media=MediaInputs(frames=frames, frame_times=(0.5, 1.5, 2.5, 3.5)))
     parts = prompt.messages[1]["content"]
     assert [p["type"] for p in parts] == ["video", "text"]
-    assert len(parts[0]["video"]) == 4
+    assert parts[0] == {"type": "video"} and len(prompt.videos[0]) == 4  # frames live once, in prompt.media
     assert "4 frames above, in time order (at 0.5, 1.5, 2.5, 3.5 s)" in parts[1]["text"]
 
 
@@ -74,10 +74,10 @@ def test_few_shot_puts_examples_in_the_shared_system_prefix(meld_spec):
 
 
 def test_few_shot_without_examples_is_a_clear_error():
-    from mllm_mer.labels import load_label_spec
+    from mllm_mer.labels import load_label_scheme
 
     with pytest.raises(ValueError, match="worked examples"):
-        build_prompt(Sample(id="s", transcript="Hi"), load_label_spec("ravdess"), template="few_shot")
+        build_prompt(Sample(id="s", transcript="Hi"), load_label_scheme("ravdess"), template="few_shot")
 
 
 def test_label_only_template_has_no_rationale(meld_spec):

@@ -7,13 +7,12 @@ import time
 import httpx
 import psutil
 import pytest
-
-from mllm_mer.config import BackendConfig, PromptConfig
-from mllm_mer.pipeline import predict
-from mllm_mer.serve import free_port
-from mllm_mer.types import Sample
-
 from helpers import random_samples
+
+from mllm_mer.config import BackendConfig, build
+from mllm_mer.pipeline import predict
+from mllm_mer.types import PromptSetup, Sample
+from mllm_mer.vllm_server import free_port
 
 pytestmark = pytest.mark.vllm
 
@@ -58,7 +57,7 @@ def server(tiny_model, tiny_lora, tmp_path_factory):
 def client(server):
     from mllm_mer.backends.openai_client import OpenAIBackend
 
-    backend = OpenAIBackend(BackendConfig(backend="openai", base_url=server.url, max_new_tokens=2048))
+    backend = OpenAIBackend(build(BackendConfig, backend="openai", base_url=server.url, max_new_tokens=2048))
     yield backend
     backend.close()
 
@@ -78,7 +77,7 @@ def test_models_endpoint_lists_base_and_adapter(server, tiny_model):
 @pytest.mark.parametrize("adapter", [None, "probe"])
 def test_video_chat_completion_returns_a_valid_prediction(client, meld_spec, adapter):
     clip = next(s for s in random_samples(4, seed=20) if s.frames)
-    [pred] = predict(client, [clip], meld_spec, PromptConfig(), adapter=adapter)
+    [pred] = predict(client, [clip], PromptSetup(meld_spec), adapter=adapter)
     assert pred.ok, (pred.error, pred.raw)
     assert pred.label("emotion") in meld_spec.task("emotion").labels
     assert pred.label("sentiment") in meld_spec.task("sentiment").labels
@@ -87,8 +86,8 @@ def test_video_chat_completion_returns_a_valid_prediction(client, meld_spec, ada
 
 def assert_server_scores_match_the_engine(client, vllm_backend, meld_spec, transcript):
     samples = [Sample(id="t", transcript=transcript)]  # text only: identical inputs on both paths
-    got = predict(client, samples, meld_spec, PromptConfig(mode="score"))[0]
-    want = predict(vllm_backend, samples, meld_spec, PromptConfig(mode="score"))[0]
+    got = predict(client, samples, PromptSetup(meld_spec, mode="score"))[0]
+    want = predict(vllm_backend, samples, PromptSetup(meld_spec, mode="score"))[0]
     for task, pred in want.tasks.items():
         for label, p in pred.probabilities.items():
             assert abs(got.tasks[task].probabilities[label] - p) < 1e-4
@@ -133,7 +132,7 @@ def test_down_server_is_a_clear_error_naming_the_url():
 
     url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(ConnectionError, match=url.replace(".", r"\.")):
-        OpenAIBackend(BackendConfig(backend="openai", base_url=url, retries=0, timeout_s=5))
+        OpenAIBackend(build(BackendConfig, backend="openai", base_url=url, retries=0, timeout_s=5))
 
 
 def test_cli_predict_against_a_down_server_prints_no_traceback():

@@ -2,11 +2,10 @@
 import math
 
 import pytest
-
-from mllm_mer.config import PromptConfig
-from mllm_mer.pipeline import predict, prepare
-
 from helpers import random_samples
+
+from mllm_mer.pipeline import predict, prepare
+from mllm_mer.types import PromptSetup
 
 pytestmark = pytest.mark.vllm
 
@@ -14,16 +13,16 @@ pytestmark = pytest.mark.vllm
 @pytest.fixture(scope="module")
 def hf_lora_backend(tiny_model, tiny_lora):
     from mllm_mer.backends.hf import TransformersBackend
-    from mllm_mer.config import BackendConfig
+    from mllm_mer.config import BackendConfig, build
 
-    backend = TransformersBackend(BackendConfig(model=str(tiny_model), adapters={"probe": str(tiny_lora)},
+    backend = TransformersBackend(build(BackendConfig, model=str(tiny_model), adapter=[f"probe={tiny_lora}"],
                                                 dtype="float32"))
     yield backend
     backend.close()
 
 
 def _prompts(samples, spec, template="zero_shot"):
-    return [p.prompt for p in prepare(samples, spec, PromptConfig(template=template))]
+    return [p.prompt for p in prepare(samples, PromptSetup(spec, template=template))]
 
 
 @pytest.mark.parametrize("adapter", [None, "probe"])
@@ -45,7 +44,7 @@ def test_adapter_changes_the_output(vllm_backend, meld_spec):
 
 def test_fifty_structured_answers_all_parse_into_the_label_set(vllm_backend, meld_spec):
     samples = random_samples(50, seed=12)
-    preds = predict(vllm_backend, samples, meld_spec, PromptConfig(), with_probabilities=False)
+    preds = predict(vllm_backend, samples, PromptSetup(meld_spec), with_probabilities=False)
     for pred in preds:
         assert pred.ok, (pred.error, pred.raw)
         assert pred.label("emotion") in meld_spec.task("emotion").labels
@@ -55,20 +54,20 @@ def test_fifty_structured_answers_all_parse_into_the_label_set(vllm_backend, mel
 
 def test_a_batch_of_32_comes_back_complete_and_in_order(vllm_backend, meld_spec):
     samples = random_samples(32, seed=13)
-    cfg = PromptConfig(template="label_only")
-    preds = predict(vllm_backend, samples, meld_spec, cfg, with_probabilities=False)
+    cfg = PromptSetup(meld_spec, template="label_only")
+    preds = predict(vllm_backend, samples, cfg, with_probabilities=False)
     assert [p.sample_id for p in preds] == [s.id for s in samples]
     for i in (0, 17, 31):  # each answer belongs to its own sample
-        [alone] = predict(vllm_backend, [samples[i]], meld_spec, cfg, with_probabilities=False)
+        [alone] = predict(vllm_backend, [samples[i]], cfg, with_probabilities=False)
         assert alone.raw == preds[i].raw
 
 
 def test_label_scores_match_transformers(vllm_backend, hf_lora_backend, meld_spec):
     samples = random_samples(2, seed=14)
     for adapter in (None, "probe"):
-        got = predict(vllm_backend, samples, meld_spec, PromptConfig(mode="score"), adapter=adapter)
-        want = predict(hf_lora_backend, samples, meld_spec, PromptConfig(mode="score"), adapter=adapter)
-        for g, w in zip(got, want):
+        got = predict(vllm_backend, samples, PromptSetup(meld_spec, mode="score"), adapter=adapter)
+        want = predict(hf_lora_backend, samples, PromptSetup(meld_spec, mode="score"), adapter=adapter)
+        for g, w in zip(got, want, strict=True):
             assert g.ok and {t: p.label for t, p in g.tasks.items()} == {t: p.label for t, p in w.tasks.items()}
             for task, pred in g.tasks.items():
                 assert math.isclose(sum(pred.probabilities.values()), 1.0, rel_tol=1e-6)
@@ -77,7 +76,7 @@ def test_label_scores_match_transformers(vllm_backend, hf_lora_backend, meld_spe
 
 
 def test_backend_scores_are_a_distribution_over_the_candidates(vllm_backend, meld_spec):
-    [prepared] = prepare(random_samples(1, seed=15), meld_spec, PromptConfig(mode="score"))
+    [prepared] = prepare(random_samples(1, seed=15), PromptSetup(meld_spec, mode="score"))
     labels = meld_spec.label_sets[0].labels
     [logps] = vllm_backend.score([(prepared.prompt, ['{"emotion":"' + label + '"' for label in labels])])
     assert len(logps) == len(labels) and all(v <= 0 for v in logps)

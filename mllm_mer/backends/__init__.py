@@ -8,13 +8,13 @@ BACKENDS = ("transformers", "vllm", "openai")
 
 
 def load_backend(config: BackendConfig) -> Backend:
-    if config.backend == "transformers":
+    if config.model.backend == "transformers":
         from mllm_mer.backends.hf import TransformersBackend
         return TransformersBackend(config)
-    if config.backend == "vllm":
+    if config.model.backend == "vllm":
         from mllm_mer.backends.vllm_engine import VLLMEngineBackend
         return VLLMEngineBackend(config)
-    if config.backend == "openai":
+    if config.model.backend == "openai":
         from mllm_mer.backends.openai_client import OpenAIBackend
         return OpenAIBackend(config)
-    raise ValueError(f"unknown backend {config.backend!r}; choose from {', '.join(BACKENDS)}")
+    raise ValueError(f"unknown backend {config.model.backend!r}; choose from {', '.join(BACKENDS)}")

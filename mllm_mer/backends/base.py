@@ -7,9 +7,18 @@ the name it was registered under (as vLLM's LoRARequest does).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-from mllm_mer.prompting import Prompt
+from mllm_mer.types import Prompt
+
+
+def render(processor: Any, prompt: Prompt) -> str:
+    """The prompt text through the model's own chat template, ending where the answer starts.
+
+    `processor` is the model's processor or tokenizer (anything with the HF
+    `apply_chat_template`); every backend and training render prompts through this one call.
+    """
+    return processor.apply_chat_template(prompt.messages, tokenize=False, add_generation_prompt=True)
 
 
 @runtime_checkable
@@ -23,7 +32,7 @@ class Backend(Protocol):
     def score(self, requests: Sequence[tuple[Prompt, Sequence[str]]],
               adapter: str | None = None) -> list[list[float]]:
         """Per prompt, the log-probability of each candidate continuation when decoding right
-        after the prompt is constrained to its candidates (`mllm_mer.backends.choice`)."""
+        after the prompt is constrained to its candidates (`mllm_mer.backends.label_scoring`)."""
         ...
 
     def chat(self, prompt: Prompt, adapter: str | None = None, max_new_tokens: int = 256) -> Iterator[str]:

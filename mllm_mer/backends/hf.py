@@ -11,43 +11,11 @@ from typing import Any
 
 import torch
 
-from mllm_mer.backends.choice import constrained_logprobs, reading_paths
+from mllm_mer.backends.base import render
+from mllm_mer.backends.label_scoring import constrained_logprobs, reading_paths
 from mllm_mer.config import BackendConfig
-from mllm_mer.models import explain_load_error, resolve_model
-from mllm_mer.prompting import Prompt, render
-
-
-def torch_dtype(name: str, device: str) -> torch.dtype:
-    if name == "auto":
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
-
-
-def processor_inputs(processor: Any, prompts: Sequence[Prompt], texts: Sequence[str]) -> dict[str, Any]:
-    """Tokenise texts and preprocess the prompts' images and frames in one batched call."""
-    images = [im for p in prompts for im in p.images]
-    videos = [list(v) for p in prompts for v in p.videos]
-    kwargs: dict[str, Any] = {"text": list(texts), "padding": True, "return_tensors": "pt"}
-    if images:
-        kwargs["images"] = images
-    if videos:
-        kwargs["videos"] = videos
-    return processor(**kwargs)
-
-
-def load_model_and_processor(config: BackendConfig, device: str, **model_kwargs: Any):
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    model_id = resolve_model(config.model)
-    try:
-        processor = AutoProcessor.from_pretrained(model_id, trust_remote_code=config.trust_remote_code)
-        model = AutoModelForImageTextToText.from_pretrained(
-            model_id, dtype=model_kwargs.pop("dtype", torch_dtype(config.dtype, device)),
-            trust_remote_code=config.trust_remote_code, use_safetensors=True, **model_kwargs)
-    except OSError as error:
-        raise explain_load_error(config.model, error) from error
-    processor.tokenizer.padding_side = "left"
-    return model, processor
+from mllm_mer.hf_loading import load_model_and_processor, processor_inputs
+from mllm_mer.types import Prompt
 
 
 class TransformersBackend:
@@ -56,8 +24,8 @@ class TransformersBackend:
     def __init__(self, config: BackendConfig, device: str | None = None):
         self.config = config
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        model, processor = load_model_and_processor(config, self.device)
-        self.adapters = dict(config.adapters)
+        model, processor = load_model_and_processor(config.model, self.device)
+        self.adapters = dict(config.model.adapters)
         if self.adapters:
             from peft import PeftModel
 
@@ -130,13 +98,13 @@ class TransformersBackend:
         from xgrammar.contrib.hf import LogitsProcessor
 
         answers: list[str] = []
-        for start in range(0, len(prompts), self.config.batch_size):
-            batch = prompts[start:start + self.config.batch_size]
+        for start in range(0, len(prompts), self.config.model.forward_batch_size):
+            batch = prompts[start:start + self.config.model.forward_batch_size]
             inputs = processor_inputs(self.processor, batch, [render(self.processor, p) for p in batch])
             inputs = inputs.to(self.device)
             constrain = LogitsProcessor([self._compiled_grammar(p.schema) for p in batch])
             with self._adapter_context(adapter):
-                out = self.model.generate(**inputs, max_new_tokens=self.config.max_new_tokens, do_sample=False,
+                out = self.model.generate(**inputs, max_new_tokens=self.config.model.max_new_tokens, do_sample=False,
                                           logits_processor=[constrain])
             new_tokens = out[:, inputs["input_ids"].shape[1]:]
             answers += self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
@@ -193,8 +161,8 @@ class TransformersBackend:
                       for _, texts in requests]
         walks = [(i, walk) for i, ids in enumerate(candidates) for walk in reading_paths(ids)]
         readings: list[dict] = [{} for _ in requests]
-        for start in range(0, len(walks), self.config.batch_size):
-            batch = walks[start:start + self.config.batch_size]
+        for start in range(0, len(walks), self.config.model.forward_batch_size):
+            batch = walks[start:start + self.config.model.forward_batch_size]
             prompts = [requests[i][0] for i, _ in batch]
             texts = [render(self.processor, requests[i][0]) + requests[i][1][walk.candidate] for i, walk in batch]
             inputs = processor_inputs(self.processor, prompts, texts).to(self.device)
@@ -210,7 +178,7 @@ class TransformersBackend:
                     # The logits at a prefix's last token are the distribution after it.
                     logprobs = torch.log_softmax(logits[row, depth - n - 1].float(), dim=-1)
                     readings[i][walk.path[:depth]] = {t: float(logprobs[t]) for t in walk.tokens}
-        return [constrained_logprobs(ids, r) for ids, r in zip(candidates, readings)]
+        return [constrained_logprobs(ids, r) for ids, r in zip(candidates, readings, strict=True)]
 
     def close(self) -> None:
         self.model = None

@@ -12,14 +12,14 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from mllm_mer.backends.choice import (
+from mllm_mer.backends.label_scoring import (
     branch_points,
     constrained_logprobs,
     readings_from_token_logprobs,
 )
 from mllm_mer.config import BackendConfig
 from mllm_mer.models import video_fps
-from mllm_mer.prompting import Prompt
+from mllm_mer.types import Prompt
 
 
 def image_data_url(image) -> str:
@@ -56,9 +56,9 @@ def to_openai_messages(prompt: Prompt) -> list[dict[str, Any]]:
             parts = []
             for part in content:
                 if part["type"] == "image":
-                    parts.append({"type": "image_url", "image_url": {"url": image_data_url(part["image"])}})
+                    parts.append({"type": "image_url", "image_url": {"url": image_data_url(prompt.media.image)}})
                 elif part["type"] == "video":
-                    mp4 = frames_to_mp4(part["video"], video_fps(prompt.media.frame_times))
+                    mp4 = frames_to_mp4(prompt.media.frames, video_fps(prompt.media.frame_times))
                     url = "data:video/mp4;base64," + base64.b64encode(mp4).decode()
                     parts.append({"type": "video_url", "video_url": {"url": url}})
                 else:
@@ -74,18 +74,19 @@ class OpenAIBackend:
     def __init__(self, config: BackendConfig, max_concurrency: int = 8):
         import openai
 
-        if not config.base_url:
+        client = config.client
+        if not client.base_url:
             raise ValueError("the openai backend needs --base-url (e.g. http://127.0.0.1:8000/v1)")
         self.config = config
-        self.base_url = config.base_url.rstrip("/")
+        self.base_url = client.base_url.rstrip("/")
         if not self.base_url.endswith("/v1"):
             self.base_url += "/v1"
-        self.client = openai.OpenAI(base_url=self.base_url, api_key=config.api_key or "EMPTY",
-                                    timeout=config.timeout_s, max_retries=config.retries)
+        self.client = openai.OpenAI(base_url=self.base_url, api_key=client.api_key or "EMPTY",
+                                    timeout=client.timeout_s, max_retries=client.retries)
         self.max_concurrency = max_concurrency
         self._token_cache: dict[tuple, Any] = {}  # labels repeat across prompts
         self.served = self._served_models()
-        self.model_name = config.model if config.model in self.served else self.served[0]
+        self.model_name = config.model.model if config.model.model in self.served else self.served[0]
 
     def _call(self, fn, *args, **kwargs):
         import openai
@@ -116,7 +117,7 @@ class OpenAIBackend:
     def _one(self, prompt: Prompt, model: str) -> str:
         response = self._call(
             self.client.chat.completions.create, model=model, messages=to_openai_messages(prompt),
-            temperature=0.0, max_tokens=self.config.max_new_tokens,
+            temperature=0.0, max_tokens=self.config.model.max_new_tokens,
             response_format={"type": "json_schema",
                              "json_schema": {"name": "answer", "schema": prompt.schema, "strict": True}})
         return response.choices[0].message.content or ""
@@ -158,14 +159,14 @@ class OpenAIBackend:
                 jobs = [(i, *points[i][rank]) for i in range(len(requests))
                         if rank < len(points[i]) and readings[i] is not None]
                 read = pool.map(lambda job: self._read_branch(messages[job[0]], job[1], job[2], model), jobs)
-                for (i, prefix, _), reading in zip(jobs, read):
+                for (i, prefix, _), reading in zip(jobs, read, strict=True):
                     readings[i] = None if reading is None else {**readings[i], prefix: reading}
             fallback = [(i, text) for i, r in enumerate(readings) if r is None for text in requests[i][1]]
             logprobs = list(pool.map(lambda job: self._candidate_logprobs(messages[job[0]], job[1], model), fallback))
         for i in {i for i, _ in fallback}:
             readings[i] = readings_from_token_logprobs(
-                candidates[i], [lp for (j, _), lp in zip(fallback, logprobs) if j == i])
-        return [constrained_logprobs(ids, r) for ids, r in zip(candidates, readings)]
+                candidates[i], [lp for (j, _), lp in zip(fallback, logprobs, strict=False) if j == i])
+        return [constrained_logprobs(ids, r) for ids, r in zip(candidates, readings, strict=True)]
 
     def _read_branch(self, messages: list[dict], prefix: tuple[int, ...], tokens: set[int],
                      model: str) -> dict[int, float] | None:
@@ -191,7 +192,7 @@ class OpenAIBackend:
             messages=messages + [{"role": "assistant", "content": continuation}],
             extra_body={"prompt_logprobs": 0, "continue_final_message": True, "add_generation_prompt": False})
         tail = response.model_extra["prompt_logprobs"][-len(ids):]
-        return [entry[str(token_id)]["logprob"] for token_id, entry in zip(ids, tail)]
+        return [entry[str(token_id)]["logprob"] for token_id, entry in zip(ids, tail, strict=False)]
 
     def _tokenize(self, text: str, model: str) -> tuple[int, ...]:
         key = ("tokenize", model, text)
@@ -210,10 +211,10 @@ class OpenAIBackend:
     def _post(self, route: str, body: dict) -> dict:
         import httpx
 
-        headers = {"Authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else {}
+        headers = {"Authorization": f"Bearer {self.config.client.api_key}"} if self.config.client.api_key else {}
         root = self.base_url[: -len("/v1")]
         return self._call(lambda: httpx.post(f"{root}/{route}", json=body, headers=headers,
-                                             timeout=self.config.timeout_s).json())
+                                             timeout=self.config.client.timeout_s).json())
 
     def close(self) -> None:
         self.client.close()

@@ -7,13 +7,13 @@ prompt's answer schema with structured outputs, and sends the whole batch in one
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from mllm_mer.backends.base import render
 from mllm_mer.config import BackendConfig
 from mllm_mer.models import explain_load_error, family_for, resolve_model
-from mllm_mer.prompting import Prompt, render
+from mllm_mer.types import Prompt
 
 
 class VLLMEngineBackend:
@@ -26,16 +26,19 @@ class VLLMEngineBackend:
         from mllm_mer.backends.forced_tokens import ForcedTokens
 
         self.config = config
-        model_id = resolve_model(config.model)
+        model, engine = config.model, config.engine
+        model_id = resolve_model(model.model)
         self.family = family_for(model_id)
-        for name, value in cpu_engine_env(config.kv_cache_gb).items():
-            os.environ.setdefault(name, value)
-        self.adapters = {name: LoRARequest(name, i + 1, path) for i, (name, path) in enumerate(config.adapters.items())}
+        if _cpu_only():
+            from mllm_mer.vllm_env import apply_cpu_engine_env
+
+            apply_cpu_engine_env(engine.kv_cache_gb)
+        self.adapters = {name: LoRARequest(name, i + 1, path) for i, (name, path) in enumerate(model.adapters.items())}
         engine_args: dict[str, Any] = dict(
-            model=model_id, dtype="float32" if config.dtype == "auto" and _cpu_only() else config.dtype,
-            trust_remote_code=config.trust_remote_code, max_model_len=config.max_model_len,
-            enforce_eager=config.enforce_eager, enable_prefix_caching=True, seed=config.seed,
-            tensor_parallel_size=config.tensor_parallel_size, gpu_memory_utilization=config.gpu_memory_utilization,
+            model=model_id, dtype="float32" if model.dtype == "auto" and _cpu_only() else model.dtype,
+            trust_remote_code=model.trust_remote_code, max_model_len=engine.max_model_len,
+            enforce_eager=engine.enforce_eager, enable_prefix_caching=True, seed=model.seed,
+            tensor_parallel_size=engine.tensor_parallel_size, gpu_memory_utilization=engine.gpu_memory_utilization,
             limit_mm_per_prompt={"image": 1, "video": 1},
             # Per request this flag is ignored; without it a random model emits whitespace until max_tokens.
             structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True},
@@ -46,14 +49,15 @@ class VLLMEngineBackend:
             # label scored would recompute up to 127 prompt tokens. 32 is the smallest the CPU
             # attention kernel takes; generation speed is the same within noise (measured).
             engine_args["block_size"] = 32
-        if config.data_parallel_size > 1:
-            engine_args["data_parallel_size"] = config.data_parallel_size
+        if engine.data_parallel_size > 1:
+            engine_args["data_parallel_size"] = engine.data_parallel_size
         if self.adapters:
-            engine_args.update(enable_lora=True, max_lora_rank=config.max_lora_rank, max_loras=len(self.adapters))
+            engine_args.update(enable_lora=True, max_lora_rank=engine.max_lora_rank, max_loras=len(self.adapters))
+        engine_args.update(engine.engine_args)  # vLLM's own EngineArgs fields, passed through
         try:
             self.llm = LLM(**engine_args)
         except OSError as error:
-            raise explain_load_error(config.model, error) from error
+            raise explain_load_error(model.model, error) from error
         self.tokenizer = self.llm.get_tokenizer()
 
     def register_adapter(self, name: str, path: str) -> None:
@@ -86,7 +90,7 @@ class VLLMEngineBackend:
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
-        params = [SamplingParams(temperature=0.0, max_tokens=self.config.max_new_tokens,
+        params = [SamplingParams(temperature=0.0, max_tokens=self.config.model.max_new_tokens,
                                  structured_outputs=StructuredOutputsParams(json=p.schema)) for p in prompts]
         requests = [self._request(p, render(self.tokenizer, p)) for p in prompts]
         outputs = self.llm.generate(requests, params, lora_request=self._lora(adapter), use_tqdm=False)
@@ -115,7 +119,7 @@ class VLLMEngineBackend:
               adapter: str | None = None) -> list[list[float]]:
         """Per prompt, each candidate's log-probability under decoding constrained to the candidates.
 
-        Only the branch points of the candidates' token trie need reading (see `choice`).
+        Only the branch points of the candidates' token trie need reading (see `label_scoring`).
         One request per reading path walks down it by forced decoding (`forced_tokens`),
         reading the branch tokens' log-probabilities at each step: usually one request per
         prompt. Later paths of a prompt go in a later wave, so its prompt comes from the
@@ -123,8 +127,8 @@ class VLLMEngineBackend:
         """
         from vllm import SamplingParams
 
-        from mllm_mer.backends.choice import constrained_logprobs, reading_paths
         from mllm_mer.backends.forced_tokens import FORCED_TOKENS
+        from mllm_mer.backends.label_scoring import constrained_logprobs, reading_paths
 
         candidates = [[self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in texts]
                       for _, texts in requests]
@@ -145,14 +149,14 @@ class VLLMEngineBackend:
                                              detokenize=False, logprob_token_ids=list(walk.tokens),
                                              extra_args={FORCED_TOKENS: forced}))
             outputs = self.llm.generate(batch, params, lora_request=self._lora(adapter), use_tqdm=False)
-            for i, out in zip(owners, outputs):
+            for i, out in zip(owners, outputs, strict=True):
                 walk, steps = paths[i][wave], out.outputs[0].logprobs
                 if list(out.outputs[0].token_ids) != list(walk.path[walk.start:walk.reads[-1] + 1]):
                     raise RuntimeError("the engine did not follow the forced continuation; cannot score it")
                 for depth in walk.reads:
                     step = steps[depth - walk.start]
                     readings[i][walk.path[:depth]] = {t: step[t].logprob for t in walk.tokens}
-        return [constrained_logprobs(ids, r) for ids, r in zip(candidates, readings)]
+        return [constrained_logprobs(ids, r) for ids, r in zip(candidates, readings, strict=True)]
 
     def close(self) -> None:
         llm, self.llm = getattr(self, "llm", None), None
@@ -161,16 +165,6 @@ class VLLMEngineBackend:
             shutdown = getattr(engine, "engine_core", None)
             if shutdown is not None and hasattr(shutdown, "shutdown"):
                 shutdown.shutdown()
-
-
-def cpu_engine_env(kv_cache_gb: int) -> dict[str, str]:
-    """Environment the CPU build of vLLM reads at start (GPU builds ignore it)."""
-    env = {"VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gb)}  # KV cache size in GiB
-    if (os.cpu_count() or 1) <= 8:
-        # vLLM keeps one core for its front end by default: on a small machine that halves
-        # the compute (measured: 2 cores, prefill 12.5 s -> 6.6 s with both).
-        env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = "0"
-    return env
 
 
 def _cpu_only() -> bool:

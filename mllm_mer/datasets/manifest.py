@@ -53,7 +53,7 @@ def load(path: str | Path, split: str | None = None, labels: str = "meld", task:
         if row.get(columns.dialogue) not in (None, ""):
             dialogues[str(row[columns.dialogue])].append(i)
     turns_of = {}
-    for dia, indices in dialogues.items():
+    for _dia, indices in dialogues.items():
         turns = [Turn(speaker=str(rows[i].get(columns.speaker) or ""), text=repair_text(rows[i].get(columns.text)))
                  for i in indices]
         for position, i in enumerate(indices):

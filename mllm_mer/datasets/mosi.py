@@ -9,12 +9,12 @@ import csv
 from pathlib import Path
 
 from mllm_mer.datasets.base import DatasetError, Split, find_video, non_empty, repair_text, require_dir
-from mllm_mer.labels import load_label_spec
+from mllm_mer.labels import load_label_scheme
 from mllm_mer.types import Sample
 
 
 def score_to_class7(score: float) -> str:
-    labels = load_label_spec("mosi7").task("sentiment").labels
+    labels = load_label_scheme("mosi7").task("sentiment").labels
     return labels[int(max(-3, min(3, round(score)))) + 3]
 
 

@@ -2,28 +2,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
 from mllm_mer.media.errors import MediaError
-from mllm_mer.prompting import MediaInputs
-from mllm_mer.types import Sample
+from mllm_mer.types import MediaInputs, MediaSettings, Sample
 
 __all__ = ["MediaError", "MediaSettings", "load_media", "load_image"]
-
-
-@dataclass(frozen=True)
-class MediaSettings:
-    max_frames: int = 8  # frames sampled per clip
-    fps: float | None = None  # sample at this rate instead of uniformly (still at most max_frames)
-    max_pixels: int | None = 448 * 448  # frames are downscaled to fit this budget when decoded
-    # A sampled time moves onto a keyframe within this fraction of the sampling interval, when
-    # there is one: a keyframe decodes alone, with no run-up (12x vs 4x on a 30 s clip, 2 s GOP);
-    # frames keep their true times. 0 = exact times.
-    keyframe_snap: float = 0.25
-    vocal_cues: bool = True  # describe loudness, pitch, pauses, speech rate from the audio
-    asr_model: str | None = None  # Whisper id/path: transcribe when a sample has no transcript
 
 
 def load_image(source) -> Image.Image:

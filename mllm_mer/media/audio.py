@@ -1,8 +1,8 @@
 """Audio as 16 kHz mono float32, from an audio file or a video's audio track (PyAV)."""
 from __future__ import annotations
 
-import numpy as np
 import av
+import numpy as np
 
 from mllm_mer.media.errors import MediaError
 from mllm_mer.media.video import _open

@@ -79,7 +79,7 @@ def vocal_cues(audio: np.ndarray, transcript: str | None = None) -> VocalCues:
     db = 20 * np.log10(rms)
     silent = db < max(db.max() - 35.0, -60.0)
     voiced_db = db[~silent] if (~silent).any() else db
-    pitches = [p for f, s in zip(frames, silent) if not s and (p := _pitch(f)) is not None]
+    pitches = [p for f, s in zip(frames, silent, strict=False) if not s and (p := _pitch(f)) is not None]
     duration = audio.size / SAMPLE_RATE
     speech_time = max(duration * (1 - silent.mean()), 1e-3)
     words = len(transcript.split()) if transcript else 0

@@ -168,7 +168,8 @@ def _decode_runs_in_parallel(path, keyframes, runs, rate, out_w, out_h):
             return _decode_at(container, stream, keyframes, run, rate, out_w, out_h)
 
     with ThreadPoolExecutor(len(runs)) as pool:
-        decoded = sorted(((t, image) for images, times in pool.map(decode, runs) for image, t in zip(images, times)),
+        decoded = sorted(((t, image) for images, times in pool.map(decode, runs)
+                          for image, t in zip(images, times, strict=True)),
                          key=lambda pair: pair[0])
     return [image for _, image in decoded], [t for t, _ in decoded]
 

@@ -50,8 +50,8 @@ def readings_from_token_logprobs(candidates: Sequence[Sequence[int]],
                                  token_logprobs: Sequence[Sequence[float]]) -> Readings:
     """Readings from each candidate's per-token log-probabilities (backends that score whole sequences)."""
     readings: Readings = {}
-    for ids, logprobs in zip(candidates, token_logprobs):
-        for i, (token, logprob) in enumerate(zip(ids, logprobs)):
+    for ids, logprobs in zip(candidates, token_logprobs, strict=True):
+        for i, (token, logprob) in enumerate(zip(ids, logprobs, strict=False)):
             readings.setdefault(tuple(ids[:i]), {})[token] = logprob
     return readings
 

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from mllm_mer.backends.choice import (
+from mllm_mer.backends.label_scoring import (
     branch_points,
     constrained_logprobs,
     reading_paths,

@@ -9,49 +9,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from mllm_mer.config import BackendConfig, PromptConfig
-from mllm_mer.labels import load_label_spec
-from mllm_mer.media import MediaError, MediaSettings
-from mllm_mer.prompting import Prompt
-from mllm_mer.types import Prediction, Sample, Turn
+from mllm_mer.config import AppConfig, EvaluateConfig, PromptConfig, RunConfig, build
+from mllm_mer.media import MediaError
+from mllm_mer.types import Prediction, Prompt, PromptSetup, Sample, Turn
 
 CHAT_SYSTEM_NOTE = ("Answer the user's follow-up question about the clip in plain sentences, "
                     "consistent with the evidence and your earlier answer.")
-
-
-@dataclass
-class AppConfig:
-    model: str = "Qwen/Qwen2.5-VL-7B-Instruct"
-    backend: str = "vllm"  # vllm (in-process engine) | transformers | openai (a running `mllm-mer serve`)
-    adapters: dict[str, str] = field(default_factory=dict)
-    base_url: str | None = None
-    api_key: str | None = None
-    labels: str = "meld"
-    template: str = "zero_shot"
-    max_frames: int = 8
-    asr_model: str | None = None  # Whisper id/path: fills an empty transcript from the audio
-    dtype: str = "auto"
-    enforce_eager: bool = False
-    kv_cache_gb: int = 1
-    max_model_len: int = 8192
-    max_new_tokens: int = 1024
-    chat_max_new_tokens: int = 256
-    host: str = "127.0.0.1"
-    port: int = 7860
-    auth: str | None = None  # "user:password"
-    max_upload_mb: int = 200
-    concurrency: int = 4  # simultaneous requests per event; analyse requests are batched up to 16
-    runs_dir: str = "runs/app"
-
-    def backend_config(self) -> BackendConfig:
-        return BackendConfig(model=self.model, backend=self.backend, adapters=dict(self.adapters), dtype=self.dtype,
-                             base_url=self.base_url, api_key=self.api_key, enforce_eager=self.enforce_eager,
-                             kv_cache_gb=self.kv_cache_gb, max_model_len=self.max_model_len,
-                             max_new_tokens=self.max_new_tokens)
 
 
 @dataclass
@@ -60,8 +27,8 @@ class AnalyseRequest:
     audio: str | None = None
     transcript: str = ""
     context: list[tuple[str, str]] = field(default_factory=list)  # (speaker, text)
-    labels: str = "meld"
-    template: str = "zero_shot"
+    labels: str | None = None  # default: the app's (or the adapter's) label set
+    template: str | None = None
     adapter: str | None = None
 
 
@@ -74,10 +41,13 @@ class Analysis:
 
 
 class Service:
+    """One backend for the process, loaded on first use; calls into it are serialised."""
+
     def __init__(self, config: AppConfig, backend=None):
         self.config = config
         self._backend = backend
         self._lock = threading.Lock()
+        self._setups: dict[tuple, PromptSetup] = {}
 
     @property
     def backend(self):
@@ -85,19 +55,26 @@ class Service:
             if self._backend is None:
                 from mllm_mer.backends import load_backend
 
-                self._backend = load_backend(self.config.backend_config())
+                self._backend = load_backend(self.config.backend)
             return self._backend
 
-    def media_settings(self) -> MediaSettings:
-        return MediaSettings(max_frames=self.config.max_frames, asr_model=self.config.asr_model)
+    def setup(self, labels: str | None = None, template: str | None = None) -> PromptSetup:
+        """The resolved prompt for a label set and template chosen in the UI (cached)."""
+        from mllm_mer.resolve import resolve_prompt
+
+        key = (labels or self.config.prompt.labels, template or self.config.prompt.template)
+        if key not in self._setups:
+            prompt = replace(self.config.prompt, labels=key[0], template=key[1])
+            self._setups[key] = resolve_prompt(self.config.model, prompt, self.config.media)
+        return self._setups[key]
 
     def adapters(self) -> list[str]:
-        return list(getattr(self._backend, "adapters", None) or self.config.adapters)
+        return list(getattr(self._backend, "adapters", None) or self.config.model.adapters)
 
     # -- analyse ------------------------------------------------------------------------------
     def analyse_many(self, requests: list[AnalyseRequest]) -> list[Analysis]:
         """Requests grouped by (labels, template, adapter); each group is one backend batch."""
-        from mllm_mer.pipeline import prepare, run_prompts
+        from mllm_mer.pipeline import answer
 
         backend = self.backend
         results: list[Analysis | None] = [None] * len(requests)
@@ -105,16 +82,12 @@ class Service:
         for i, r in enumerate(requests):
             groups.setdefault((r.labels, r.template, r.adapter), []).append(i)
         for (labels, template, adapter), indices in groups.items():
-            spec = load_label_spec(labels)
-            prompt_cfg = PromptConfig(labels=labels, template=template)
+            setup = replace(self.setup(labels, template), mode="generate")
             samples = [self._sample(requests[i], n) for n, i in enumerate(indices)]
-            prepared = prepare(samples, spec, prompt_cfg, self.media_settings())
-            ready = [p for p in prepared if p.prompt is not None]
             with self._lock:
-                answered = iter(run_prompts(backend, [p.prompt for p in ready], "generate", adapter) if ready else [])
-            for i, p in zip(indices, prepared):
-                prediction = next(answered) if p.prompt is not None else Prediction.failure(p.sample.id, p.error)
-                results[i] = Analysis(prediction, p.prompt, labels, adapter)
+                answered = answer(backend, samples, setup, adapter)
+            for i, a in zip(indices, answered, strict=True):
+                results[i] = Analysis(a.prediction, a.prompt, setup.scheme.name, adapter)
         return results  # type: ignore[return-value]
 
     @staticmethod
@@ -140,18 +113,20 @@ class Service:
         backend = self.backend
         with self._lock:
             yield from backend.chat(chat_prompt, adapter=analysis.adapter,
-                                    max_new_tokens=self.config.chat_max_new_tokens)
+                                    max_new_tokens=self.config.ui.chat_max_new_tokens)
 
     # -- batch --------------------------------------------------------------------------------
-    def run_batch(self, manifest: str, labels: str, task: str, limit: int | None) -> tuple[dict[str, Any], Path]:
-        from mllm_mer.evaluate import EvaluateConfig, run_evaluation
+    def run_batch(self, manifest: str, labels: str | None, task: str, limit: int | None
+                  ) -> tuple[dict[str, Any], Path]:
+        from mllm_mer.evaluate import run_evaluation
 
-        out = Path(self.config.runs_dir) / f"batch-{time.strftime('%Y%m%d-%H%M%S')}-{threading.get_ident() % 10000}"
-        cfg = EvaluateConfig(dataset="manifest", data_dir=manifest, split=None, out=str(out), limit=limit,
-                             dataset_options={"labels": labels, "task": task}, labels=labels,
-                             prompt=PromptConfig(labels=labels, template="label_only"),
-                             media=self.media_settings(),
-                             backend=self.config.backend_config())
+        out = Path(self.config.ui.runs_dir) / f"batch-{time.strftime('%Y%m%d-%H%M%S')}-{threading.get_ident() % 10000}"
+        base = self.config
+        cfg = EvaluateConfig(model=base.model, engine=base.engine, client=base.client,
+                             prompt=PromptConfig(labels=labels or base.prompt.labels, template="label_only"),
+                             media=base.media, data=build(EvaluateConfig, dataset="manifest", data_dir=manifest,
+                                                          task=task).data,
+                             run=RunConfig(out=str(out), limit=limit))
         backend = self.backend
         with self._lock:
             metrics = run_evaluation(cfg, backend=backend, progress=True)

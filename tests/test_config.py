@@ -1,0 +1,136 @@
+"""The config tree and the generated command line: YAML + overrides per verb, precedence, errors."""
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mllm_mer.cli import VERBS, parse
+from mllm_mer.config import ConfigError, EvaluateConfig, TrainConfig, build, leaf_fields
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_yaml(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_every_verb_has_unique_flat_option_names():
+    for verb in VERBS.values():
+        leaf_fields(verb.config)  # raises on a name in two sections
+
+
+def test_evaluate_reads_sections_and_flat_keys_then_overrides_then_flags(tmp_path):
+    run = write_yaml(tmp_path / "run.yaml", {"model": {"model": "m1", "dtype": "float32"}, "dataset": "meld",
+                                             "data": {"data_dir": "d"}, "split": "test", "limit": 5,
+                                             "prompt.template": "label_only"})
+    _, cfg, rest = parse(["evaluate", "--config", str(run), "limit=7", "--split", "dev"])
+    assert rest == []
+    assert (cfg.model.model, cfg.model.dtype, cfg.data.dataset, cfg.data.data_dir) == ("m1", "float32", "meld", "d")
+    assert cfg.run.limit == 7 and cfg.run.split == "dev"  # override beats file, flag beats both
+    assert cfg.prompt.template == "label_only" and cfg.run.batch_size == 16  # untouched default
+
+
+def test_serve_yaml_override_and_vllm_passthrough(tmp_path):
+    serve = write_yaml(tmp_path / "serve.yaml", {"model": "m", "port": 9001, "adapter": ["a=/x"]})
+    _, cfg, rest = parse(["serve", "--config", str(serve), "port=9002", "--swap-space", "4"])
+    assert cfg.server.port == 9002 and cfg.model.adapters == {"a": "/x"}
+    assert rest == ["--swap-space", "4"]  # unknown flags go to vLLM's server
+
+
+def test_app_yaml_and_override(tmp_path):
+    app = write_yaml(tmp_path / "app.yaml", {"backend": "transformers", "ui": {"port": 7000}, "max_frames": 4})
+    _, cfg, _ = parse(["app", "--config", str(app), "ui.port=7001", "--labels", "iemocap4"])
+    assert (cfg.model.backend, cfg.ui.port, cfg.media.max_frames, cfg.prompt.labels) == \
+        ("transformers", 7001, 4, "iemocap4")
+
+
+def test_finetune_recipe_and_key_value_overrides():
+    _, cfg, _ = parse(["finetune", "--config", "finetune/configs/tiny_lora.yaml", "lora_r=4",
+                       "modalities=[text]", "dataset_options={task: emotion}"])
+    assert isinstance(cfg, TrainConfig)
+    assert cfg.lora.lora_r == 4 and cfg.prompt.modalities == ["text"] and cfg.data.dataset_options == {
+        "task": "emotion"}
+    assert cfg.optim.epochs == 20 and cfg.media.max_frames == 2  # from the recipe
+
+
+def test_repeated_and_comma_separated_list_flags():
+    _, cfg, _ = parse(["predict", "--adapter", "a=/x", "--adapter", "/y/b", "--modalities", "text,video"])
+    assert cfg.model.adapters == {"a": "/x", "b": "/y/b"}
+    assert cfg.prompt.modalities == ["text", "video"]
+
+
+@pytest.mark.parametrize("argv, suggestion", [
+    (["evaluate", "--max-new-token", "3"], "--max-new-tokens"),
+    (["predict", "max_frame=3"], "max_frames"),
+])
+def test_unknown_options_name_the_nearest_valid_one(argv, suggestion):
+    with pytest.raises(ConfigError, match=f"did you mean '{suggestion}'"):
+        parse(argv)
+
+
+def test_unknown_yaml_key_names_the_file_and_the_nearest_key(tmp_path):
+    bad = write_yaml(tmp_path / "bad.yaml", {"modalitie": ["text"]})
+    with pytest.raises(ConfigError, match=r"bad\.yaml: unknown option 'modalitie'; did you mean 'modalities'"):
+        parse(["evaluate", "--config", str(bad)])
+
+
+def test_secret_from_the_environment_only_when_unset(monkeypatch):
+    monkeypatch.setenv("MLLM_MER_API_KEY", "from-env")
+    assert parse(["predict"])[1].client.api_key == "from-env"
+    assert parse(["predict", "--api-key", "given"])[1].client.api_key == "given"
+
+
+def test_build_routes_flat_keys_to_sections():
+    cfg = build(EvaluateConfig, model="m", split="s", max_frames=3, kv_cache_gb=2)
+    assert (cfg.model.model, cfg.run.split, cfg.media.max_frames, cfg.engine.kv_cache_gb) == ("m", "s", 3, 2)
+    with pytest.raises(ConfigError, match="did you mean 'max_frames'"):
+        build(EvaluateConfig, max_frame=3)
+
+
+def test_flags_are_declared_only_by_the_generated_parser():
+    offenders = [str(p.relative_to(REPO)) for p in (REPO / "mllm_mer").rglob("*.py")
+                 if "add_argument(" in p.read_text() and p.name != "cli_args.py"]
+    offenders += [str(p.relative_to(REPO)) for p in [REPO / "app.py", *(REPO / "benchmarks").glob("*.py")]
+                  if "add_argument(" in p.read_text()]
+    assert offenders == []
+
+
+def test_app_help_is_instant_and_loads_no_model():
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-X", "importtime", str(REPO / "app.py"), "--help"], capture_output=True,
+                          text=True, timeout=60)
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 0 and "--model" in proc.stdout and "--max-upload-mb" in proc.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()}
+    assert not {"torch", "gradio", "vllm", "transformers"} & imported
+    assert elapsed < 5
+
+
+def test_ls_lists_what_is_bundled():
+    out = subprocess.run([sys.executable, "-m", "mllm_mer.cli", "ls", "labels"], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert "meld" in out and "iemocap4" in out
+    out = subprocess.run([sys.executable, "-m", "mllm_mer.cli", "ls", "templates"], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert "zero_shot" in out and "base" not in out
+
+
+def test_evaluate_a_manifest_from_a_yaml_config_through_the_cli(tiny_model, tmp_path):
+    """The manifest path through the CLI, as a user types it (it once crashed writing run.json)."""
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("utt,dia,said,gold\nu1,a,Great news!,joy\nu2,a,Get out.,anger\nu3,b,Okay.,neutral\n")
+    run = write_yaml(tmp_path / "run.yaml", {
+        "model": str(tiny_model), "dtype": "float32", "dataset": "manifest", "data_dir": str(manifest),
+        "id_col": "utt", "text_col": "said", "label_col": "gold", "dialogue_col": "dia", "labels": "meld",
+        "template": "label_only", "out": str(tmp_path / "run")})
+    proc = subprocess.run([sys.executable, "-m", "mllm_mer.cli", "evaluate", "--config", str(run), "limit=2"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 samples" in proc.stdout and "emotion: accuracy" in proc.stdout
+    fingerprint = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert fingerprint["data"]["id_col"] == "utt" and fingerprint["prompt"]["template"] == "label_only"
