@@ -280,11 +280,20 @@ class BackendConfig:
 
 
 @dataclass
-class InferenceConfig(BackendConfig):
-    """A backend plus what to ask it: the base of every verb that prompts the model."""
+class PromptedConfig:
+    """A model and what to ask it: the base of every verb that builds prompts."""
 
+    model: ModelConfig = field(default_factory=ModelConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
+
+
+@dataclass
+class InferenceConfig(PromptedConfig):
+    """...and a backend to run it on."""
+
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    client: ClientConfig = field(default_factory=ClientConfig)
 
     @property
     def backend(self) -> BackendConfig:
@@ -303,12 +312,9 @@ class EvaluateConfig(InferenceConfig):
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(PromptedConfig):
     """A fine-tuning recipe; finetune/configs/*.yaml are this tree (flat keys or sections)."""
 
-    model: ModelConfig = field(default_factory=ModelConfig)
-    prompt: PromptConfig = field(default_factory=PromptConfig)
-    media: MediaConfig = field(default_factory=MediaConfig)
     data: DataConfig = field(default_factory=DataConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
