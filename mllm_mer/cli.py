@@ -94,16 +94,23 @@ def predict(cfg: C.PredictConfig) -> int:
 
 
 def evaluate(cfg: C.EvaluateConfig) -> int:
+    """Exit 0 when the run finished with answers; 3 when every sample failed (the run is kept)."""
     from mllm_mer.evaluate import run_evaluation
+    from mllm_mer.report import summary
 
     with results_stdout() as out:
         metrics = run_evaluation(cfg)
         for task, m in metrics["tasks"].items():
             print(f"{task}: accuracy {m['accuracy']:.4f}  weighted F1 {m['weighted_f1']:.4f}  "
                   f"macro F1 {m['macro_f1']:.4f}  UAR {m['uar']:.4f}  "
-                  f"parse failures {m['parse_failure_rate']:.2%}", file=out)
-        print(f"{metrics['n_samples']} samples, {metrics['n_failed']} failed; "
-              f"report: {Path(cfg.run.out) / 'report.md'}", file=out)
+                  f"failures {m['failure_rate']:.2%}", file=out)
+        for line in summary(metrics):
+            print(line, file=out)
+        print(f"report: {Path(cfg.run.out) / 'report.md'}", file=out)
+    if metrics["n_failed"] == metrics["n_samples"]:
+        print(f"mllm-mer evaluate: every sample failed ({metrics['failures'][0]['error']} ...); "
+              "see the report", file=sys.stderr)
+        return 3
     return 0
 
 
@@ -197,17 +204,21 @@ class Verb:
     run: Callable[..., int]
     help: str
     passthrough: bool = False  # unknown flags go to the wrapped program (vLLM's server)
+    starts_engines: bool = False  # a watchdog stops whatever it started if it dies (process_guard)
 
 
 VERBS: dict[str, Verb] = {
-    "predict": Verb(C.PredictConfig, predict, "classify one clip/image/utterance and print the Prediction as JSON"),
-    "evaluate": Verb(C.EvaluateConfig, evaluate, "batch-prompt a benchmark split; resumable; metrics and report"),
+    "predict": Verb(C.PredictConfig, predict, "classify one clip/image/utterance and print the Prediction as JSON",
+                    starts_engines=True),
+    "evaluate": Verb(C.EvaluateConfig, evaluate, "batch-prompt a benchmark split; resumable; metrics and report",
+                     starts_engines=True),
     "compare": Verb(C.CompareConfig, compare, "side-by-side Markdown table of finished runs"),
     "finetune": Verb(C.TrainConfig, finetune, "LoRA/QLoRA fine-tuning from a recipe (finetune/configs/*.yaml)"),
     "merge": Verb(C.MergeConfig, merge, "merge a LoRA adapter into the base weights"),
-    "app": Verb(C.AppConfig, app, "the Gradio front end"),
+    "app": Verb(C.AppConfig, app, "the Gradio front end", starts_engines=True),
     "serve": Verb(C.ServeConfig, serve, "the OpenAI-compatible vLLM server with LoRA adapters "
-                                        "(unknown flags are passed to vLLM's server)", passthrough=True),
+                                        "(unknown flags are passed to vLLM's server)", passthrough=True,
+                  starts_engines=True),
     "make-tiny": Verb(C.MakeTinyConfig, make_tiny, "build a random-weight checkpoint of a real architecture, offline"),
     "ls": Verb(C.ListConfig, list_bundled, "list what is bundled: datasets | labels | templates | models"),
 }
@@ -246,6 +257,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         namespace, cfg, rest = parse(argv)
         verb = VERBS[namespace.verb]
+        if verb.starts_engines:
+            from mllm_mer.process_guard import exit_on_sigterm, start_guard
+
+            exit_on_sigterm()
+            start_guard()
         return verb.run(cfg, rest) if verb.passthrough else verb.run(cfg)
     except (ConfigError, FileNotFoundError, MediaError, ValueError, RuntimeError, ConnectionError, OSError,
             KeyError, TypeError) as error:

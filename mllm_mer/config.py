@@ -90,6 +90,8 @@ class PromptConfig:
     modalities: list[str] | None = option(None, "subset of text,video,audio (default all)")
     mode: Literal["generate", "score"] = option(
         "generate", "generate: constrained JSON with rationale; score: label probabilities only")
+    max_text_chars: int = option(6000, "transcript + context budget per sample; longer text is cut (latest "
+                                       "turns kept) and the prediction notes it")
 
 
 @dataclass
@@ -155,6 +157,8 @@ class ServerConfig:
     served_name: str | None = option(None, "model name clients use (default: the model's directory/id name)")
     max_images: int = option(1, "images per prompt")
     max_videos: int = option(1, "videos per prompt")
+    allow_remote_media: bool = option(False, "let requests name http(s) media URLs for the server to fetch "
+                                             "(default: inline data: URLs only)")
     startup_timeout_s: float = option(300.0, "give up if not healthy by then")
     log_file: str | None = option(None, "write the server's output here")
 
@@ -429,8 +433,13 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"{path}: no such config file")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path}: not a readable YAML file ({error})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"{where}: not a readable YAML file ({problem})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

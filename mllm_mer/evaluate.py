@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -46,10 +47,14 @@ def read_predictions(path: Path) -> dict[str, dict[str, Any]]:
         with open(path, "r+b") as f:
             f.truncate(end)
     records = {}
-    for line in data[:end].decode("utf-8").splitlines():
+    for number, line in enumerate(data[:end].decode("utf-8", errors="replace").splitlines(), 1):
         if line.strip():
-            record = json.loads(line)
-            records[record["id"]] = record
+            try:
+                record = json.loads(line)
+                records[record["id"]] = record
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise ValueError(f"{path}:{number}: not a prediction record; fix or delete that line, "
+                                 "then rerun to resume") from None
     return records
 
 
@@ -149,17 +154,20 @@ def run_evaluation(cfg: EvaluateConfig, backend=None, progress: bool = True) -> 
 
 
 def compute_metrics(records: list[dict[str, Any]], spec: LabelScheme, dataset: str) -> dict[str, Any]:
+    """The field's metrics per task, failures by kind, and the gold labels the metrics could not use."""
     if not records:
         raise DatasetError("no predictions to score")
     predictions = [Prediction.from_dict(r["prediction"]) for r in records]
-    failures = [{"id": p.sample_id, "error": p.error} for p in predictions if not p.ok]
-    result: dict[str, Any] = {"n_samples": len(records), "n_failed": len(failures), "failures": failures,
-                              "tasks": {}}
+    failures = [{"id": p.sample_id, "error": p.error, "kind": p.error_kind or "parse"} for p in predictions if not p.ok]
+    result: dict[str, Any] = {"n_samples": len(records), "n_failed": len(failures),
+                              "failures_by_kind": dict(Counter(f["kind"] for f in failures)), "failures": failures,
+                              "gold_issues": {}, "tasks": {}}
     for ls in spec.label_sets:
-        gold, pred, outside = [], [], 0
+        gold, pred, outside, missing = [], [], 0, 0
         for record, prediction in zip(records, predictions, strict=True):
             raw_gold = record["gold"].get(ls.task)
             if raw_gold is None:
+                missing += 1
                 continue
             label = ls.normalise(str(raw_gold))
             if label is None:
@@ -167,6 +175,7 @@ def compute_metrics(records: list[dict[str, Any]], spec: LabelScheme, dataset: s
                 continue
             gold.append(label)
             pred.append(prediction.label(ls.task) if prediction.ok else None)
+        result["gold_issues"][ls.task] = {"outside_label_set": outside, "missing": missing}
         if gold:
             result["tasks"][ls.task] = classification_metrics(gold, pred, ls.labels)
             result["tasks"][ls.task]["gold_outside_label_set"] = outside

@@ -41,7 +41,7 @@ def classification_metrics(gold: Sequence[str], predicted: Sequence[str | None],
         "macro_f1": float(f1_score(gold, pred, labels=present, average="macro", zero_division=0)),
         # UAR: unweighted average recall over the classes present in the gold labels.
         "uar": float(np.mean([recall[label_list.index(label)] for label in present])),
-        "parse_failure_rate": float(sum(p == FAILED for p in pred) / len(pred)),
+        "failure_rate": float(sum(p == FAILED for p in pred) / len(pred)),
         "per_class": {label: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
                               "support": int(support[i])} for i, label in enumerate(label_list)},
         "confusion": {"labels": cm_labels,

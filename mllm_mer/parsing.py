@@ -63,4 +63,5 @@ def parse_answer(raw: str, label_sets: tuple[LabelSet, ...], sample_id: str) -> 
     if problems:
         prediction.ok = False
         prediction.error = "; ".join(problems)
+        prediction.error_kind = "parse"
     return prediction

@@ -7,14 +7,19 @@ the reason, and the rest of the batch goes on.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 from mllm_mer.backends.base import Backend
 from mllm_mer.media import MediaError, load_media
 from mllm_mer.parsing import parse_answer
 from mllm_mer.prompting import answer_prefix, build_prompt
-from mllm_mer.types import MediaInputs, Prediction, Prompt, PromptSetup, Sample, TaskPrediction
+from mllm_mer.types import MediaInputs, Prediction, Prompt, PromptSetup, Sample, TaskPrediction, Turn
+
+# Errors a backend raises for one bad input (vLLM's validation of an over-long prompt, a server's
+# 4xx, a tokenizer that chokes): the batch is split until only the offending samples fail. Lost
+# connections and timeouts are not among them: the run stops and resumes later instead.
+INPUT_ERRORS = (ValueError, RuntimeError, UnicodeError, OverflowError, IndexError)
 
 
 @dataclass
@@ -24,6 +29,45 @@ class Prepared:
     sample: Sample
     prompt: Prompt | None = None
     error: str | None = None
+    error_kind: str = "media"
+    notes: list[str] = field(default_factory=list)
+
+
+def fit_text_budget(sample: Sample, max_chars: int) -> tuple[Sample, list[str]]:
+    """The sample with transcript and context cut to `max_chars` in all (the latest turns kept)."""
+    notes = []
+    transcript = sample.transcript or ""
+    if len(transcript) > max_chars:
+        notes.append(f"transcript cut from {len(transcript)} to {max_chars} characters (text budget)")
+        transcript = transcript[:max_chars]
+    room = max_chars - len(transcript)
+    kept: list[Turn] = []
+    for turn in reversed(sample.context):
+        cost = len(turn.text) + len(turn.speaker)
+        if cost > room:
+            break
+        kept.insert(0, turn)
+        room -= cost
+    if len(kept) < len(sample.context):
+        notes.append(f"context cut to its last {len(kept)} of {len(sample.context)} turns (text budget)")
+    if not notes:
+        return sample, notes
+    return replace(sample, transcript=transcript or sample.transcript, context=tuple(kept)), notes
+
+
+def call_isolating(call: Callable[[list], list], items: Sequence) -> list:
+    """`call(items)`, one result per item; when the batch raises an input error, it is split in
+    halves until each failing item stands alone, and that item's result is the exception."""
+    try:
+        results = list(call(list(items)))
+    except INPUT_ERRORS as error:
+        if len(items) == 1:
+            return [error]
+        half = len(items) // 2
+        return call_isolating(call, items[:half]) + call_isolating(call, items[half:])
+    if len(results) != len(items):
+        raise RuntimeError(f"the backend returned {len(results)} answers for {len(items)} prompts")
+    return results
 
 
 def has_evidence(sample: Sample, media: MediaInputs, modalities: Sequence[str]) -> bool:
@@ -38,38 +82,45 @@ def prepare(samples: Sequence[Sample], setup: PromptSetup) -> list[Prepared]:
     """Media and prompt for each sample; a sample that cannot get one keeps the reason."""
     prepared = []
     for sample in samples:
+        sample, notes = fit_text_budget(sample, setup.max_text_chars)
         try:
             inputs = load_media(sample, setup.media, modalities=setup.modalities)
         except MediaError as error:
-            prepared.append(Prepared(sample, error=str(error)))
+            prepared.append(Prepared(sample, error=str(error), error_kind="media", notes=notes))
             continue
         if not has_evidence(sample, inputs, setup.modalities):
             prepared.append(Prepared(sample, error="no usable input: empty transcript and no media "
-                                                   f"(modalities {', '.join(setup.modalities)})"))
+                                                   f"(modalities {', '.join(setup.modalities)})",
+                                     error_kind="no_evidence", notes=notes))
             continue
         prompt = build_prompt(sample, setup.scheme, setup.template, inputs, setup.modalities)
-        prepared.append(Prepared(sample, prompt))
+        prepared.append(Prepared(sample, prompt, notes=notes))
     return prepared
 
 
 def score_labels(backend: Backend, prompts: Sequence[Prompt], adapter: str | None = None,
-                 fixed: Sequence[dict[str, str]] | None = None) -> list[dict[str, TaskPrediction]]:
+                 fixed: Sequence[dict[str, str]] | None = None) -> list[dict[str, TaskPrediction] | Exception]:
     """Label probabilities per task, as a decoder constrained to the label set would choose the answer's value.
 
     Tasks are scored in answer order; each later task is conditioned on the labels
     already in the answer (`fixed`, e.g. generated ones) or else on the most probable
-    label of the earlier tasks. One batched backend call per task.
+    label of the earlier tasks. One batched backend call per task. A prompt the backend
+    refuses gets the error instead of its scores.
     """
-    results: list[dict[str, TaskPrediction]] = [{} for _ in prompts]
+    results: list[dict[str, TaskPrediction] | Exception] = [{} for _ in prompts]
     chosen: list[dict[str, str]] = [{} for _ in prompts]
     for k in range(max((len(p.label_sets) for p in prompts), default=0)):
-        owners = [i for i, p in enumerate(prompts) if k < len(p.label_sets)]
+        owners = [i for i, p in enumerate(prompts) if k < len(p.label_sets) and isinstance(results[i], dict)]
         requests = []
         for i in owners:
             ls = prompts[i].label_sets[k]
             prefix = answer_prefix(chosen[i], ls.task)
             requests.append((prompts[i], [prefix + label + '"' for label in ls.labels]))
-        for i, logps in zip(owners, backend.score(requests, adapter=adapter), strict=True):
+        scored = call_isolating(lambda batch: backend.score(batch, adapter=adapter), requests)
+        for i, logps in zip(owners, scored, strict=True):
+            if isinstance(logps, Exception):
+                results[i] = logps
+                continue
             ls = prompts[i].label_sets[k]
             # The log-probabilities already form a distribution; normalising again only absorbs rounding.
             top = max(logps)
@@ -83,22 +134,31 @@ def score_labels(backend: Backend, prompts: Sequence[Prompt], adapter: str | Non
     return results
 
 
+def _refused(prompt: Prompt, error: Exception) -> Prediction:
+    return Prediction.failure(prompt.sample_id, f"the backend refused this input: {error}", kind="backend")
+
+
 def run_prompts(backend: Backend, prompts: Sequence[Prompt], mode: str = "generate", adapter: str | None = None,
                 with_probabilities: bool = True) -> list[Prediction]:
-    """Predictions for ready prompts, in input order."""
+    """Predictions for ready prompts, in input order; a prompt the backend refuses fails alone."""
     if mode == "score":
         scored = score_labels(backend, prompts, adapter)
-        return [Prediction(sample_id=p.sample_id, tasks=t) for p, t in zip(prompts, scored, strict=True)]
+        return [_refused(p, t) if isinstance(t, Exception) else Prediction(sample_id=p.sample_id, tasks=t)
+                for p, t in zip(prompts, scored, strict=True)]
     if mode != "generate":
         raise ValueError(f"mode must be 'generate' or 'score', not {mode!r}")
-    raws = backend.generate(prompts, adapter=adapter)
-    predictions = [parse_answer(raw, p.label_sets, p.sample_id) for p, raw in zip(prompts, raws, strict=True)]
+    raws = call_isolating(lambda batch: backend.generate(batch, adapter=adapter), prompts)
+    predictions = [_refused(p, raw) if isinstance(raw, Exception) else parse_answer(raw, p.label_sets, p.sample_id)
+                   for p, raw in zip(prompts, raws, strict=True)]
     if with_probabilities:
         ok = [i for i, pred in enumerate(predictions) if pred.ok]
         fixed = [{t: tp.label for t, tp in predictions[i].tasks.items()} for i in ok]
         scored = score_labels(backend, [prompts[i] for i in ok], adapter, fixed=fixed)
         for i, tasks in zip(ok, scored, strict=True):
-            predictions[i].tasks = tasks
+            if isinstance(tasks, Exception):
+                predictions[i] = _refused(prompts[i], tasks)
+            else:
+                predictions[i].tasks = tasks
     return predictions
 
 
@@ -117,8 +177,13 @@ def answer(backend: Backend, samples: Sequence[Sample], setup: PromptSetup, adap
     ready = [p for p in prepared if p.prompt is not None]
     answered = iter(run_prompts(backend, [p.prompt for p in ready], setup.mode, adapter, with_probabilities)
                     if ready else [])
-    return [Answered(p.prompt, next(answered) if p.prompt is not None
-                     else Prediction.failure(p.sample.id, p.error or "no prompt")) for p in prepared]
+    results = []
+    for p in prepared:
+        prediction = (next(answered) if p.prompt is not None
+                      else Prediction.failure(p.sample.id, p.error or "no prompt", kind=p.error_kind))
+        prediction.notes = p.notes + prediction.notes
+        results.append(Answered(p.prompt, prediction))
+    return results
 
 
 def predict(backend: Backend, samples: Sequence[Sample], setup: PromptSetup, adapter: str | None = None,

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-HEADLINE = ("accuracy", "weighted_f1", "macro_f1", "uar", "parse_failure_rate")
+HEADLINE = ("accuracy", "weighted_f1", "macro_f1", "uar", "failure_rate")
 
 
 def plot_confusions(metrics: dict[str, Any], path: Path) -> None:
@@ -40,14 +40,33 @@ def plot_confusions(metrics: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def summary(metrics: dict[str, Any]) -> list[str]:
+    """What a person must know before reading the numbers: failures by kind, unusable gold labels."""
+    kinds = metrics.get("failures_by_kind") or {}
+    line = f"{metrics['n_samples']} samples, {metrics['n_failed']} failed"
+    if kinds:
+        line += " (" + ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in sorted(kinds.items())) + ")"
+    lines = [line]
+    for task, issue in (metrics.get("gold_issues") or {}).items():
+        if issue.get("outside_label_set") or issue.get("missing"):
+            lines.append(f"{task}: {issue['outside_label_set']} gold labels outside the label set and "
+                         f"{issue['missing']} missing: not scored")
+    return lines
+
+
+def excluded_gold(metrics: dict[str, Any], task: str) -> int:
+    issue = (metrics.get("gold_issues") or {}).get(task) or {}
+    return int(issue.get("outside_label_set", 0)) + int(issue.get("missing", 0))
+
+
 def write_report(metrics: dict[str, Any], path: Path) -> None:
     run = metrics.get("run", {})
     lines = [f"# {run.get('dataset', '?')} / {run.get('split', '?')}", "",
              f"model `{run.get('model')}`" + (f", adapter `{run['adapter']}`" if run.get("adapter") else "")
              + f", backend {run.get('backend')}, template `{run.get('template')}`, mode {run.get('mode')}, "
              f"modalities {', '.join(run.get('modalities', []))}", "",
-             f"{metrics['n_samples']} samples, {metrics['n_failed']} failed"
-             + (f", {metrics['throughput_samples_per_s']:.2f} samples/s"
+             "; ".join(summary(metrics))
+             + (f"; {metrics['throughput_samples_per_s']:.2f} samples/s"
                 if metrics.get("throughput_samples_per_s") else ""), "",
              "| task | " + " | ".join(HEADLINE) + " |", "|---" * (len(HEADLINE) + 1) + "|"]
     for task, m in metrics["tasks"].items():
@@ -71,8 +90,8 @@ def write_report(metrics: dict[str, Any], path: Path) -> None:
 
 def compare_runs(run_dirs: list[str | Path]) -> str:
     """A Markdown table of the headline metrics of several runs, one row per run and task."""
-    header = "| run | task | modalities | " + " | ".join(HEADLINE) + " |"
-    lines = [header, "|---" * (len(HEADLINE) + 3) + "|"]
+    header = "| run | task | modalities | " + " | ".join(HEADLINE) + " | failed | gold not scored |"
+    lines = [header, "|---" * (len(HEADLINE) + 5) + "|"]
     for run_dir in run_dirs:
         path = Path(run_dir) / "metrics.json"
         if not path.is_file():
@@ -81,5 +100,6 @@ def compare_runs(run_dirs: list[str | Path]) -> str:
         modalities = ",".join(metrics.get("run", {}).get("modalities", []))
         for task, m in metrics["tasks"].items():
             lines.append(f"| {Path(run_dir).name} | {task} | {modalities} | "
-                         + " | ".join(f"{m[k]:.4f}" for k in HEADLINE) + " |")
+                         + " | ".join(f"{m[k]:.4f}" for k in HEADLINE)
+                         + f" | {metrics['n_failed']} | {excluded_gold(metrics, task)} |")
     return "\n".join(lines)

@@ -85,7 +85,8 @@ def resolve_prompt(model: ModelConfig, prompt: PromptConfig, media: MediaConfig,
 
     load_template(template)  # fail now, not at the first sample
     return PromptSetup(scheme=load_label_scheme(labels), template=template, modalities=modalities,
-                       mode=prompt.mode, media=media_settings(media, model.model, saved.get("media")))
+                       mode=prompt.mode, media=media_settings(media, model.model, saved.get("media")),
+                       max_text_chars=prompt.max_text_chars)
 
 
 def _differs(key: str, given: Any, saved: Any) -> bool:

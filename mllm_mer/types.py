@@ -6,11 +6,22 @@ JSON line each for resumable runs.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 # Cue keys, one per modality; the answer schema, the parser and the UI share them.
 CUE_MODALITIES = ("visual", "vocal", "lexical", "context")
+# Why a sample has no answer: its media could not be read; nothing was left to classify; the model
+# (or server) refused the input; the answer could not be read.
+FAILURE_KINDS = ("media", "no_evidence", "backend", "parse")
+# Lone UTF-16 surrogates (from broken JSON or undecodable command-line bytes) and NUL cannot be
+# encoded or tokenised; they become U+FFFD so that one bad string cannot fail a batch.
+_UNENCODABLE = re.compile("[\ud800-\udfff\x00]")
+
+
+def clean_text(text: str | None) -> str | None:
+    return None if text is None else _UNENCODABLE.sub("\ufffd", str(text))
 
 
 @dataclass(frozen=True)
@@ -20,6 +31,10 @@ class Turn:
     speaker: str
     text: str
     emotion: str | None = None  # known emotion of that turn, when the data has it
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "speaker", clean_text(self.speaker))
+        object.__setattr__(self, "text", clean_text(self.text))
 
 
 @dataclass(frozen=True)
@@ -39,6 +54,10 @@ class Sample:
     vocal_cues: str | None = None  # paralinguistic cues already put into words
     gold: dict[str, Any] = field(default_factory=dict)  # task name -> gold label (or score)
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("transcript", "speaker", "vocal_cues"):
+            object.__setattr__(self, name, clean_text(getattr(self, name)))
 
     def __hash__(self) -> int:  # dict fields make the generated hash fail; ids are unique
         return hash(self.id)
@@ -116,6 +135,7 @@ class PromptSetup:
     modalities: tuple[str, ...] = ("text", "video", "audio")
     mode: str = "generate"  # generate | score
     media: MediaSettings = field(default_factory=MediaSettings)
+    max_text_chars: int = 6000  # transcript + context budget per sample; longer text is cut, with a note
 
 
 @dataclass(frozen=True)
@@ -171,6 +191,8 @@ class Prediction:
     raw: str | None = None
     ok: bool = True
     error: str | None = None
+    error_kind: str | None = None  # one of FAILURE_KINDS when ok is False
+    notes: list[str] = field(default_factory=list)  # what was done to the input (e.g. a transcript cut to budget)
 
     def label(self, task: str) -> str | None:
         pred = self.tasks.get(task)
@@ -186,5 +208,7 @@ class Prediction:
         return cls(**data)
 
     @classmethod
-    def failure(cls, sample_id: str, error: str, raw: str | None = None) -> Prediction:
-        return cls(sample_id=sample_id, raw=raw, ok=False, error=error)
+    def failure(cls, sample_id: str, error: str, raw: str | None = None, kind: str = "parse") -> Prediction:
+        if kind not in FAILURE_KINDS:
+            raise ValueError(f"failure kind {kind!r} is not one of {FAILURE_KINDS}")
+        return cls(sample_id=sample_id, raw=raw, ok=False, error=error, error_kind=kind)

@@ -46,7 +46,9 @@ def server_command(config: ServeConfig, extra_args: list[str] | None = None) -> 
            "--max-model-len", str(engine.max_model_len), "--enable-prefix-caching",
            "--limit-mm-per-prompt", json.dumps({"image": server.max_images, "video": server.max_videos}),
            "--structured-outputs-config", json.dumps({"backend": "xgrammar", "disable_any_whitespace": True}),
-           "--tensor-parallel-size", str(engine.tensor_parallel_size), "--seed", str(model.seed)]
+           "--tensor-parallel-size", str(engine.tensor_parallel_size), "--seed", str(model.seed),
+           # every route keyed, media inline only, n and max_tokens capped (see server_guard)
+           "--middleware", "mllm_mer.server_guard.GuardMiddleware"]
     if engine.data_parallel_size > 1:
         cmd += ["--data-parallel-size", str(engine.data_parallel_size)]
     if model.dtype != "auto":
@@ -85,6 +87,8 @@ class Server:
         env = {**cpu_engine_env(self.config.engine.kv_cache_gb), **os.environ}
         if self.config.server.api_key:
             env["VLLM_API_KEY"] = self.config.server.api_key  # read by vLLM's server; not in `ps`
+        if self.config.server.allow_remote_media:
+            env["MLLM_MER_ALLOW_REMOTE_MEDIA"] = "1"
         log_file = self.config.server.log_file
         # A new session: the server and its engine workers share one process group to stop together.
         with open(log_file, "ab") if log_file else contextlib.nullcontext() as out:

@@ -6,6 +6,9 @@ import sys
 
 import pytest
 
+from mllm_mer.prompting import RATIONALE_MAX_CHARS
+from mllm_mer.types import CUE_MODALITIES
+
 
 def run_cli(*args, check=True):
     proc = subprocess.run([sys.executable, "-m", "mllm_mer.cli", *map(str, args)], capture_output=True, text=True,
@@ -34,9 +37,11 @@ def test_predict_prints_a_prediction_in_the_meld_sets(cli_model, face_png, mode)
     assert sentiment["label"] in {"neutral", "positive", "negative"}
     for task in (emotion, sentiment):
         assert math.isclose(sum(task["probabilities"].values()), 1.0, rel_tol=1e-6)
-    assert "rationale" in pred
-    if mode == "generate":
-        assert isinstance(pred["rationale"], str)
+    if mode == "generate":  # the schema bounds the rationale and names the cue modalities
+        assert isinstance(pred["rationale"], str) and len(pred["rationale"]) <= RATIONALE_MAX_CHARS
+        assert set(pred["cues"]) <= set(CUE_MODALITIES)
+    else:  # scoring writes no rationale
+        assert pred["rationale"] is None and pred["cues"] == {}
 
 
 @pytest.mark.vllm

@@ -48,7 +48,7 @@ def test_metrics_match_scikit_learn_and_count_failures_as_wrong():
                                                       average="weighted"))
     assert m["macro_f1"] == pytest.approx(f1_score(gold, filled, labels=["neutral", "joy", "anger"], average="macro"))
     assert m["uar"] == pytest.approx(balanced_accuracy_score(gold, filled))
-    assert m["parse_failure_rate"] == pytest.approx(1 / 6)
+    assert m["failure_rate"] == pytest.approx(1 / 6)
     assert m["confusion"]["labels"][-1] == FAILED and sum(map(sum, m["confusion"]["matrix"])) == 6
 
 
@@ -138,10 +138,20 @@ def test_a_torn_last_line_is_dropped_and_redone(tmp_path, cli_split):
 def test_resuming_with_other_settings_is_refused(tmp_path, cli_split):
     data_dir, ids, model = cli_split
     out = tmp_path / "run"
-    subprocess.run(_evaluate_cmd(data_dir, out, *model, "--limit", "2"), check=True, capture_output=True)
-    proc = subprocess.run(_evaluate_cmd(data_dir, out, *model, "--limit", "2", "--mode", "score"),
+    subprocess.run(_evaluate_cmd(data_dir, out, *model, "--limit", "3"), check=True, capture_output=True)
+    proc = subprocess.run(_evaluate_cmd(data_dir, out, *model, "--limit", "3", "--mode", "score"),
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "other settings (prompt)" in proc.stderr
+
+
+@requires_meld
+def test_a_run_where_every_sample_failed_exits_non_zero(tmp_path, cli_split):
+    data_dir, ids, model = cli_split  # the first two: a corrupt clip, an empty transcript
+    proc = subprocess.run(_evaluate_cmd(data_dir, tmp_path / "run", *model, "--limit", "2"), capture_output=True,
+                          text=True)
+    assert proc.returncode == 3 and "every sample failed" in proc.stderr
+    assert "2 samples, 2 failed (media 1, no evidence 1)" in proc.stdout
+    assert "2 samples, 2 failed" in (tmp_path / "run" / "report.md").read_text()
 
 
 @requires_meld

@@ -78,11 +78,11 @@ def test_learnability_needs_both_modalities_and_vllm_serves_the_adapter(tiny_mod
     test = split_samples(task, "test")
     colours = {s.metadata["colour"] for s in test}
     assert colours == {"red", "blue"}
-    # one modality alone is worth at most 50% (the best guess per colour, or per wording)
-    for factor in ("colour", "weather"):
-        best = sum(max(sum(s.gold["emotion"] == lab for s in test if s.metadata[factor] == v) for lab in spec.task(
-            "emotion").labels) for v in {s.metadata[factor] for s in test}) / len(test)
-        assert best == 0.5
+    # the best a model reading one modality alone can do: the best guess per colour, or per wording
+    single_modality_ceiling = max(
+        sum(max(sum(s.gold["emotion"] == lab for s in test if s.metadata[factor] == v)
+                for lab in spec.task("emotion").labels) for v in {s.metadata[factor] for s in test}) / len(test)
+        for factor in ("colour", "weather"))
 
     setup = PromptSetup(spec, template="label_only", modalities=("text", "video"),
                         media=MediaSettings(max_frames=2, max_pixels=12544))
@@ -105,7 +105,7 @@ def test_learnability_needs_both_modalities_and_vllm_serves_the_adapter(tiny_mod
     assert saved == setup, "the adapter's saved prompt differs from the one it was trained with"
     tuned = TransformersBackend(BackendConfig(model=tuned_model))
     hf_preds = predict(tuned, test, saved, adapter="tuned", with_probabilities=False)
-    assert accuracy(hf_preds, test) >= 0.9
+    assert accuracy(hf_preds, test) >= 0.9 > single_modality_ceiling  # it reads both modalities
 
     vllm_backend.register_adapter("tuned", str(adapter))
     vllm_preds = predict(vllm_backend, test, saved, adapter="tuned", with_probabilities=False)

@@ -1,4 +1,5 @@
 """`mllm-mer serve` as a user runs it, and the OpenAI client backend against it (one server per module)."""
+import os
 import signal
 import subprocess
 import sys
@@ -15,6 +16,8 @@ from mllm_mer.types import PromptSetup, Sample
 from mllm_mer.vllm_server import free_port
 
 pytestmark = pytest.mark.vllm
+KEY = "test-key-5b1f0c"  # passed to serve through the environment, never on a command line
+AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
 class ServeProcess:
@@ -23,7 +26,7 @@ class ServeProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mllm_mer.cli", "serve", "--model", str(model), "--adapter", f"probe={adapter}",
              "--port", str(self.port), "--enforce-eager", "--max-model-len", "4096", "--log-file", str(log)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "MLLM_MER_API_KEY": KEY})
         self.banner = ""
         deadline = time.monotonic() + 400
         while time.monotonic() < deadline and "serving" not in self.banner:
@@ -57,7 +60,8 @@ def server(tiny_model, tiny_lora, tmp_path_factory):
 def client(server):
     from mllm_mer.backends.openai_client import OpenAIBackend
 
-    backend = OpenAIBackend(build(BackendConfig, backend="openai", base_url=server.url, max_new_tokens=2048))
+    backend = OpenAIBackend(build(BackendConfig, backend="openai", base_url=server.url, max_new_tokens=2048,
+                                  api_key=KEY))
     yield backend
     backend.close()
 
@@ -70,7 +74,7 @@ def test_serves_on_loopback_and_prints_the_url(server):
 
 
 def test_models_endpoint_lists_base_and_adapter(server, tiny_model):
-    ids = [m["id"] for m in httpx.get(f"{server.url}/v1/models", timeout=10).json()["data"]]
+    ids = [m["id"] for m in httpx.get(f"{server.url}/v1/models", headers=AUTH, timeout=10).json()["data"]]
     assert tiny_model.name in ids and "probe" in ids
 
 
@@ -120,11 +124,70 @@ def test_cli_predict_over_the_server(server, face_png):
 
     proc = subprocess.run([sys.executable, "-m", "mllm_mer.cli", "predict", "--backend", "openai", "--base-url",
                            server.url, "--adapter", "probe", "--image", str(face_png), "--transcript", "Really?",
-                           "--max-new-tokens", "2048"], capture_output=True, text=True, timeout=300)
+                           "--max-new-tokens", "2048"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "MLLM_MER_API_KEY": KEY})
     assert proc.returncode == 0, proc.stderr
     pred = json.loads(proc.stdout)
     assert pred["ok"] and pred["tasks"]["emotion"]["label"] in {"neutral", "joy", "sadness", "anger", "surprise",
                                                                  "fear", "disgust"}
+
+
+@pytest.mark.parametrize("method, route", [
+    ("GET", "/v1/models"), ("POST", "/v1/chat/completions"), ("POST", "/invocations"), ("POST", "/tokenize"),
+    ("POST", "/detokenize"), ("GET", "/metrics"), ("GET", "/docs"), ("GET", "/openapi.json"), ("GET", "/version"),
+    ("GET", "/load"), ("GET", "/ping")])
+def test_every_route_but_health_needs_the_key(server, method, route):
+    assert httpx.request(method, f"{server.url}{route}", json={}, timeout=10).status_code == 401
+    wrong = {"Authorization": "Bearer nope"}
+    assert httpx.request(method, f"{server.url}{route}", json={}, headers=wrong, timeout=10).status_code == 401
+    assert httpx.get(f"{server.url}/health", timeout=10).status_code == 200
+
+
+def test_no_process_shows_the_key_on_its_command_line(server):
+    shown = [p.info["pid"] for p in psutil.process_iter(["pid", "cmdline"])
+             if any(KEY in part for part in (p.info["cmdline"] or []))]
+    assert shown == []
+
+
+def _image_request(url: str, **extra) -> dict:
+    return {"model": "probe", "max_tokens": 4, **extra, "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": "hi"}]}]}
+
+
+def test_media_urls_are_refused_and_never_fetched(server, face_png):
+    import base64
+    import http.server
+    import threading
+
+    seen = []
+
+    class Listener(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            seen.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(face_png.read_bytes())
+
+        def log_message(self, *args):
+            pass
+
+    listener = http.server.HTTPServer(("127.0.0.1", 0), Listener)
+    threading.Thread(target=listener.serve_forever, daemon=True).start()
+    try:
+        for url in (f"http://127.0.0.1:{listener.server_port}/face.png", "file:///etc/passwd"):
+            answer = httpx.post(f"{server.url}/v1/chat/completions", json=_image_request(url), headers=AUTH,
+                                timeout=30)
+            assert answer.status_code == 400, answer.text
+            assert "data: URLs" in answer.text
+        assert seen == []
+    finally:
+        listener.shutdown()
+    inline = "data:image/png;base64," + base64.b64encode(face_png.read_bytes()).decode()
+    assert httpx.post(f"{server.url}/v1/chat/completions", json=_image_request(inline), headers=AUTH,
+                      timeout=120).status_code == 200
+    too_many = httpx.post(f"{server.url}/v1/chat/completions", json=_image_request(inline, n=50), headers=AUTH,
+                          timeout=30)
+    assert too_many.status_code == 400 and "n is at most" in too_many.text
 
 
 def test_down_server_is_a_clear_error_naming_the_url():

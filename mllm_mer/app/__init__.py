@@ -17,9 +17,13 @@ def serve_app(config: AppConfig) -> None:
 
     service = Service(config)
     demo = build_demo(service)
-    if config.model.backend == "vllm":
-        service.backend  # noqa: B018 (starts the engine before the first request)
-    launch(demo, service)
+    try:
+        if config.model.backend == "vllm":
+            service.backend  # noqa: B018 (starts the engine before the first request)
+        launch(demo, service)
+    finally:  # SIGINT/SIGTERM end here too: the engine's processes stop with the app
+        demo.close()
+        service.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -58,6 +58,11 @@ class Service:
                 self._backend = load_backend(self.config.backend)
             return self._backend
 
+    def close(self) -> None:
+        backend, self._backend = self._backend, None
+        if backend is not None:
+            backend.close()
+
     def setup(self, labels: str | None = None, template: str | None = None) -> PromptSetup:
         """The resolved prompt for a label set and template chosen in the UI (cached)."""
         from mllm_mer.resolve import resolve_prompt

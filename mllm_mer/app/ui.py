@@ -142,7 +142,7 @@ def build_batch_tab(service: Service) -> None:
         except (ValueError, RuntimeError, ConnectionError, OSError) as error:
             raise gr.Error(str(error)) from None
         rows = [[t, m["n"], round(m["accuracy"], 4), round(m["weighted_f1"], 4), round(m["macro_f1"], 4),
-                 round(m["uar"], 4), round(m["parse_failure_rate"], 4)] for t, m in metrics["tasks"].items()]
+                 round(m["uar"], 4), round(m["failure_rate"], 4)] for t, m in metrics["tasks"].items()]
         status = f"{metrics['n_samples']} samples, {metrics['n_failed']} failed. Run folder: `{out}`"
         return rows, str(out / "confusion.png"), str(out / "predictions.jsonl"), status
 
@@ -158,7 +158,7 @@ def build_batch_tab(service: Service) -> None:
                 run = gr.Button("Run", variant="primary")
         batch_status = gr.Markdown()
         metrics_table = gr.Dataframe(headers=["task", "n", "accuracy", "weighted F1", "macro F1", "UAR",
-                                              "parse failures"], label="Metrics", interactive=False)
+                                              "failures"], label="Metrics", interactive=False)
         confusion = gr.Image(label="Confusion matrices", type="filepath")
         download = gr.File(label="predictions.jsonl")
         run.click(run_batch, [manifest, batch_labels, task, limit],

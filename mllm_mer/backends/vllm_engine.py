@@ -60,6 +60,16 @@ class VLLMEngineBackend:
             raise explain_load_error(model.model, error) from error
         self.tokenizer = self.llm.get_tokenizer()
 
+    def _generate(self, *args, **kwargs):
+        """`LLM.generate`; the engine's refusal of an input (e.g. over the context length) is a ValueError,
+        so that the pipeline fails that sample alone."""
+        from vllm.exceptions import VLLMClientError
+
+        try:
+            return self.llm.generate(*args, **kwargs)
+        except VLLMClientError as error:
+            raise ValueError(str(error)) from None
+
     def register_adapter(self, name: str, path: str) -> None:
         """Make another adapter available to later calls (the engine must have started with LoRA on)."""
         from vllm.lora.request import LoRARequest
@@ -93,7 +103,7 @@ class VLLMEngineBackend:
         params = [SamplingParams(temperature=0.0, max_tokens=self.config.model.max_new_tokens,
                                  structured_outputs=StructuredOutputsParams(json=p.schema)) for p in prompts]
         requests = [self._request(p, render(self.tokenizer, p)) for p in prompts]
-        outputs = self.llm.generate(requests, params, lora_request=self._lora(adapter), use_tqdm=False)
+        outputs = self._generate(requests, params, lora_request=self._lora(adapter), use_tqdm=False)
         return [out.outputs[0].text for out in outputs]
 
     def generate_token_ids(self, prompts: Sequence[Prompt], adapter: str | None = None,
@@ -103,7 +113,7 @@ class VLLMEngineBackend:
 
         params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, ignore_eos=ignore_eos)
         requests = [self._request(p, render(self.tokenizer, p)) for p in prompts]
-        outputs = self.llm.generate(requests, params, lora_request=self._lora(adapter), use_tqdm=False)
+        outputs = self._generate(requests, params, lora_request=self._lora(adapter), use_tqdm=False)
         return [list(out.outputs[0].token_ids) for out in outputs]
 
     def chat(self, prompt: Prompt, adapter: str | None = None, max_new_tokens: int = 256) -> Iterator[str]:
@@ -111,7 +121,7 @@ class VLLMEngineBackend:
         from vllm import SamplingParams
 
         params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
-        [out] = self.llm.generate([self._request(prompt, render(self.tokenizer, prompt))], params,
+        [out] = self._generate([self._request(prompt, render(self.tokenizer, prompt))], params,
                                   lora_request=self._lora(adapter), use_tqdm=False)
         yield out.outputs[0].text
 
@@ -148,7 +158,7 @@ class VLLMEngineBackend:
                 params.append(SamplingParams(temperature=0.0, max_tokens=len(forced), ignore_eos=True,
                                              detokenize=False, logprob_token_ids=list(walk.tokens),
                                              extra_args={FORCED_TOKENS: forced}))
-            outputs = self.llm.generate(batch, params, lora_request=self._lora(adapter), use_tqdm=False)
+            outputs = self._generate(batch, params, lora_request=self._lora(adapter), use_tqdm=False)
             for i, out in zip(owners, outputs, strict=True):
                 walk, steps = paths[i][wave], out.outputs[0].logprobs
                 if list(out.outputs[0].token_ids) != list(walk.path[walk.start:walk.reads[-1] + 1]):

@@ -20,6 +20,8 @@ def load_image(source) -> Image.Image:
     try:
         with Image.open(path) as img:
             return img.convert("RGB")
+    except Image.DecompressionBombError:
+        raise MediaError(path, "image too large (more pixels than a decompression-bomb guard allows)") from None
     except (UnidentifiedImageError, OSError) as error:
         raise MediaError(path, f"not a readable image ({error})") from None
 

@@ -1,0 +1,100 @@
+"""No engine outlives its command: SIGTERM and SIGKILL to evaluate, serve and app (vLLM on the tiny model)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import psutil
+import pytest
+
+from mllm_mer.vllm_server import free_port
+
+pytestmark = [pytest.mark.vllm, pytest.mark.slow]
+ENGINE = ["--backend", "vllm", "--enforce-eager", "--max-model-len", "4096", "--dtype", "float32"]
+
+
+def cli(*args) -> list[str]:
+    return [sys.executable, "-m", "mllm_mer.cli", *map(str, args)]
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    path = tmp_path_factory.mktemp("hygiene") / "m.jsonl"
+    path.write_text("".join(json.dumps({"id": f"s{i}", "text": f"utterance number {i}", "label": "neutral"}) + "\n"
+                            for i in range(400)))
+    return path
+
+
+def wait_for(condition, proc, timeout=300, what="start"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"exited with {proc.returncode} before it could {what}")
+        if condition():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"did not {what} within {timeout} s")
+
+
+def engine_children(proc) -> list[psutil.Process]:
+    tree = psutil.Process(proc.pid).children(recursive=True)
+    return tree if any("VLLM" in " ".join(p.cmdline()) or "spawn" in " ".join(p.cmdline()) for p in tree) else []
+
+
+def assert_tree_gone(proc, sig):
+    tree = psutil.Process(proc.pid).children(recursive=True)
+    assert tree, "the command should have started processes (engine, watchdog)"
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    _, alive = psutil.wait_procs(tree, timeout=30)
+    assert [p.pid for p in alive] == [], f"left running after {signal.Signals(sig).name}: {alive}"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_evaluate(tiny_model, manifest, tmp_path, sig):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(cli("evaluate", "--model", tiny_model, *ENGINE, "--dataset", "manifest", "--data-dir",
+                                manifest, "--out", out, "--batch-size", "1", "--mode", "score",
+                                "--template", "label_only"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: (out / "predictions.jsonl").is_file() and (out / "predictions.jsonl").stat().st_size > 0,
+             proc, what="answer a sample")
+    assert_tree_gone(proc, sig)
+
+
+def test_serve_killed(tiny_model):
+    port = free_port()
+    proc = subprocess.Popen(cli("serve", "--model", tiny_model, "--port", port, "--enforce-eager",
+                                "--max-model-len", "4096"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def healthy():
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(healthy, proc, what="serve")
+    assert_tree_gone(proc, signal.SIGKILL)
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{port}/health", timeout=3)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_app(tiny_model, sig, tmp_path):
+    port = free_port()
+    proc = subprocess.Popen(cli("app", "--model", tiny_model, *ENGINE, "--port", port, "--runs-dir", tmp_path),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path,
+                            env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+
+    def up():
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(up, proc, what="serve the page")
+    assert engine_children(proc), "the vLLM engine should be running"
+    assert_tree_gone(proc, sig)
