@@ -173,7 +173,9 @@ class UIConfig:
     max_upload_mb: int = option(200, "largest upload")
     concurrency: int = option(4, "simultaneous requests per event; analyse requests are batched up to 16")
     chat_max_new_tokens: int = option(256, "chat answer length cap")
-    runs_dir: str = option("runs/app", "where Batch runs are written")
+    runs_dir: str = option("~/.cache/mllm-mer/app-runs", "where Batch runs are written")
+    data_dirs: list[str] = option([], "server folders the Batch tab may read clips from (repeatable); "
+                                      "without one, Batch takes a zip of manifest + clips")
 
 
 @dataclass

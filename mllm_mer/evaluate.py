@@ -7,20 +7,21 @@ where the last complete batch ended: no sample is lost or answered twice.
 """
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import time
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from mllm_mer.config import EvaluateConfig
 from mllm_mer.datasets import DatasetError, load_split
 from mllm_mer.metrics import classification_metrics, sentiment_regression_metrics
-from mllm_mer.types import LabelScheme, Prediction, PromptSetup, Sample
+from mllm_mer.run_records import PREDICTIONS, append_records, check_run_dir, read_predictions, record_for
+from mllm_mer.types import LabelScheme, Prediction, PromptSetup
 
-PREDICTIONS = "predictions.jsonl"
+__all__ = ["compute_metrics", "fingerprint", "read_predictions", "record_for", "run_evaluation"]
 
 
 def fingerprint(cfg: EvaluateConfig, setup: PromptSetup) -> dict[str, Any]:
@@ -35,64 +36,14 @@ def fingerprint(cfg: EvaluateConfig, setup: PromptSetup) -> dict[str, Any]:
     }
 
 
-# -- the append-only predictions file --------------------------------------------------------
+def run_evaluation(cfg: EvaluateConfig, backend=None, progress: bool = True,
+                   media_roots: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Answer every pending sample of the split, then (re)compute the metrics and reports.
 
-def read_predictions(path: Path) -> dict[str, dict[str, Any]]:
-    """Complete lines of a predictions file by sample id; a torn last line is cut off."""
-    if not path.is_file():
-        return {}
-    data = path.read_bytes()
-    end = data.rfind(b"\n") + 1
-    if end < len(data):  # a write interrupted mid-line: drop the fragment
-        with open(path, "r+b") as f:
-            f.truncate(end)
-    records = {}
-    for number, line in enumerate(data[:end].decode("utf-8", errors="replace").splitlines(), 1):
-        if line.strip():
-            try:
-                record = json.loads(line)
-                records[record["id"]] = record
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise ValueError(f"{path}:{number}: not a prediction record; fix or delete that line, "
-                                 "then rerun to resume") from None
-    return records
-
-
-def append_records(path: Path, records: list[dict[str, Any]]) -> None:
-    payload = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, payload)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def record_for(sample: Sample, prediction: Prediction) -> dict[str, Any]:
-    return {"id": sample.id, "gold": sample.gold, "prediction": prediction.to_dict(),
-            "score": sample.metadata.get("score")}
-
-
-# -- the run -----------------------------------------------------------------------------------
-
-def _check_run_dir(out: Path, fingerprint: dict[str, Any]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    run_file = out / "run.json"
-    if run_file.is_file():
-        previous = json.loads(run_file.read_text())
-        if previous != json.loads(json.dumps(fingerprint)):
-            changed = sorted(k for k in fingerprint if previous.get(k) != json.loads(json.dumps(fingerprint[k])))
-            raise ValueError(f"{out} holds a run with other settings ({', '.join(changed)}); "
-                             "use another --out, or delete it to start over")
-    else:
-        run_file.write_text(json.dumps(fingerprint, indent=2) + "\n")
-
-
-def run_evaluation(cfg: EvaluateConfig, backend=None, progress: bool = True) -> dict[str, Any]:
-    """Answer every pending sample of the split, then (re)compute the metrics and reports."""
+    `media_roots`: when given, media must lie inside these folders (the app's Batch tab)."""
     from tqdm import tqdm
 
-    from mllm_mer.pipeline import predict
+    from mllm_mer.pipeline import answer
     from mllm_mer.resolve import resolve_prompt
 
     data, run = cfg.data, cfg.run
@@ -105,45 +56,55 @@ def run_evaluation(cfg: EvaluateConfig, backend=None, progress: bool = True) -> 
         raise ValueError(f"--limit must be at least 1 (got {run.limit}); leave it out for the whole split")
     split = load_split(data.dataset, data.data_dir, run.split, **data.loader_options(cfg.prompt.labels))
     samples = list(split.samples[: run.limit] if run.limit else split.samples)
+    split_size = len(split.samples)
     setup = resolve_prompt(cfg.model, cfg.prompt, cfg.media, default_labels=split.labels)
+    if media_roots:
+        setup = replace(setup, media=replace(setup.media, allowed_roots=tuple(media_roots)))
     adapter = next(iter(cfg.model.adapters), None)
     out = Path(run.out)
-    _check_run_dir(out, fingerprint(cfg, setup))
+    check_run_dir(out, fingerprint(cfg, setup), cfg)
     path = out / PREDICTIONS
     done = read_predictions(path)
     pending = [s for s in samples if s.id not in done]
 
-    started = time.perf_counter()
+    timing: dict[str, float] = {}
     if pending:
         own_backend = backend is None
         if own_backend:
             from mllm_mer.backends import load_backend
 
+            loading = time.perf_counter()
             backend = load_backend(cfg.backend)
+            timing["engine_start_s"] = time.perf_counter() - loading
+        started = time.perf_counter()  # throughput is over inference only, not the engine start
         try:
             bar = tqdm(total=len(samples), initial=len(samples) - len(pending), unit="sample", disable=not progress,
                        desc=f"{split.name}", smoothing=0.1)
             for start in range(0, len(pending), run.batch_size):
                 batch = pending[start:start + run.batch_size]
-                preds = predict(backend, batch, setup, adapter=adapter,
-                                with_probabilities=run.probabilities or setup.mode == "score")
-                append_records(path, [record_for(s, p) for s, p in zip(batch, preds, strict=True)])
+                answered = answer(backend, batch, setup, adapter=adapter,
+                                  with_probabilities=run.probabilities or setup.mode == "score")
+                append_records(path, [record_for(s, a.prediction, a.prompt, setup.modalities)
+                                      for s, a in zip(batch, answered, strict=True)])
                 bar.update(len(batch))
             bar.close()
+            timing["inference_s"] = time.perf_counter() - started
         finally:
             if own_backend:
                 backend.close()
-    elapsed = time.perf_counter() - started
 
     records = read_predictions(path)
     wanted = [records[s.id] for s in samples if s.id in records]
-    metrics = compute_metrics(wanted, setup.scheme, data.dataset)
+    metrics = compute_metrics(wanted, setup.scheme, data.dataset, requested=setup.modalities)
     metrics["run"] = {"dataset": data.dataset, "split": run.split, "model": cfg.model.model,
                       "adapter": adapter, "template": setup.template, "mode": setup.mode,
                       "modalities": list(setup.modalities), "labels": setup.scheme.name,
                       "backend": cfg.model.backend}
-    if pending:
-        metrics["throughput_samples_per_s"] = len(pending) / elapsed if elapsed > 0 else None
+    metrics["coverage"] = {"answered": len(wanted), "of": split_size, "partial": len(wanted) < split_size}
+    metrics["sample_set"] = hashlib.sha256("\n".join(sorted(s.id for s in samples)).encode()).hexdigest()[:16]
+    if timing.get("inference_s"):
+        metrics["throughput_samples_per_s"] = len(pending) / timing["inference_s"]
+        metrics["timing"] = timing
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
 
     from mllm_mer.report import plot_confusions, write_report
@@ -153,8 +114,10 @@ def run_evaluation(cfg: EvaluateConfig, backend=None, progress: bool = True) -> 
     return metrics
 
 
-def compute_metrics(records: list[dict[str, Any]], spec: LabelScheme, dataset: str) -> dict[str, Any]:
-    """The field's metrics per task, failures by kind, and the gold labels the metrics could not use."""
+def compute_metrics(records: list[dict[str, Any]], spec: LabelScheme, dataset: str,
+                    requested: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The field's metrics per task, failures by kind, the gold labels the metrics could not use,
+    and how many samples brought each modality (with a warning for a requested one none had)."""
     if not records:
         raise DatasetError("no predictions to score")
     predictions = [Prediction.from_dict(r["prediction"]) for r in records]
@@ -162,6 +125,11 @@ def compute_metrics(records: list[dict[str, Any]], spec: LabelScheme, dataset: s
     result: dict[str, Any] = {"n_samples": len(records), "n_failed": len(failures),
                               "failures_by_kind": dict(Counter(f["kind"] for f in failures)), "failures": failures,
                               "gold_issues": {}, "tasks": {}}
+    seen = [r["inputs"]["modalities"] for r in records if "inputs" in r]
+    if seen:
+        result["modalities_present"] = {m: sum(m in s for s in seen) for m in requested}
+        result["warnings"] = [f"modality {m!r} was requested but no sample had it: the numbers do not use it"
+                              for m, n in result["modalities_present"].items() if n == 0]
     for ls in spec.label_sets:
         gold, pred, outside, missing = [], [], 0, 0
         for record, prediction in zip(records, predictions, strict=True):

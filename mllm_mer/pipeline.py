@@ -70,12 +70,21 @@ def call_isolating(call: Callable[[list], list], items: Sequence) -> list:
     return results
 
 
+def present_modalities(sample: Sample, media: MediaInputs, modalities: Sequence[str]) -> list[str]:
+    """The modalities a sample actually brings, once absent and ablated ones are gone."""
+    present = []
+    if "text" in modalities and (sample.transcript or media.transcript or "").strip():
+        present.append("text")
+    if "video" in modalities and (media.frames or media.image is not None):
+        present.append("video")
+    if "audio" in modalities and (media.vocal_cues or sample.vocal_cues):
+        present.append("audio")
+    return present
+
+
 def has_evidence(sample: Sample, media: MediaInputs, modalities: Sequence[str]) -> bool:
-    """Whether anything is left to classify once absent and ablated modalities are gone."""
-    text = "text" in modalities and bool((sample.transcript or media.transcript or "").strip())
-    visual = "video" in modalities and bool(media.frames or media.image is not None)
-    vocal = "audio" in modalities and bool(media.vocal_cues or sample.vocal_cues)
-    return text or visual or vocal
+    """Whether anything is left to classify."""
+    return bool(present_modalities(sample, media, modalities))
 
 
 def prepare(samples: Sequence[Sample], setup: PromptSetup) -> list[Prepared]:

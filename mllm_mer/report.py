@@ -47,6 +47,12 @@ def summary(metrics: dict[str, Any]) -> list[str]:
     if kinds:
         line += " (" + ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in sorted(kinds.items())) + ")"
     lines = [line]
+    coverage = metrics.get("coverage") or {}
+    if coverage.get("partial"):
+        lines.append(f"partial: {coverage['answered']} of {coverage['of']}")
+    if present := metrics.get("modalities_present"):
+        lines.append("modalities present: " + ", ".join(f"{m} {n}/{metrics['n_samples']}" for m, n in present.items()))
+    lines += [f"warning: {w}" for w in metrics.get("warnings") or []]
     for task, issue in (metrics.get("gold_issues") or {}).items():
         if issue.get("outside_label_set") or issue.get("missing"):
             lines.append(f"{task}: {issue['outside_label_set']} gold labels outside the label set and "
@@ -66,7 +72,9 @@ def write_report(metrics: dict[str, Any], path: Path) -> None:
              + f", backend {run.get('backend')}, template `{run.get('template')}`, mode {run.get('mode')}, "
              f"modalities {', '.join(run.get('modalities', []))}", "",
              "; ".join(summary(metrics))
-             + (f"; {metrics['throughput_samples_per_s']:.2f} samples/s"
+             + (f"; {metrics['throughput_samples_per_s']:.2f} samples/s over inference"
+                + (f" (engine start {metrics['timing']['engine_start_s']:.1f} s, not counted)"
+                   if metrics.get("timing", {}).get("engine_start_s") else "")
                 if metrics.get("throughput_samples_per_s") else ""), "",
              "| task | " + " | ".join(HEADLINE) + " |", "|---" * (len(HEADLINE) + 1) + "|"]
     for task, m in metrics["tasks"].items():
@@ -90,16 +98,26 @@ def write_report(metrics: dict[str, Any], path: Path) -> None:
 
 def compare_runs(run_dirs: list[str | Path]) -> str:
     """A Markdown table of the headline metrics of several runs, one row per run and task."""
-    header = "| run | task | modalities | " + " | ".join(HEADLINE) + " | failed | gold not scored |"
-    lines = [header, "|---" * (len(HEADLINE) + 5) + "|"]
+    header = "| run | task | modalities | " + " | ".join(HEADLINE) + " | failed | gold not scored | samples |"
+    lines = [header, "|---" * (len(HEADLINE) + 6) + "|"]
+    sample_sets = set()
     for run_dir in run_dirs:
         path = Path(run_dir) / "metrics.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path}: not found (has the run finished?)")
         metrics = json.loads(path.read_text())
         modalities = ",".join(metrics.get("run", {}).get("modalities", []))
+        present = metrics.get("modalities_present")
+        if present:  # what the samples had, not only what was asked (MELD has no video without clips)
+            modalities = ",".join(m for m, n in present.items() if n) or "none"
+        coverage = metrics.get("coverage") or {}
+        samples = (f"partial: {coverage['answered']} of {coverage['of']}" if coverage.get("partial")
+                   else str(metrics["n_samples"]))
+        sample_sets.add(metrics.get("sample_set"))
         for task, m in metrics["tasks"].items():
             lines.append(f"| {Path(run_dir).name} | {task} | {modalities} | "
                          + " | ".join(f"{m[k]:.4f}" for k in HEADLINE)
-                         + f" | {metrics['n_failed']} | {excluded_gold(metrics, task)} |")
+                         + f" | {metrics['n_failed']} | {excluded_gold(metrics, task)} | {samples} |")
+    if len(sample_sets) > 1:
+        lines.append("\n**warning: these runs cover different samples; their numbers are not comparable.**")
     return "\n".join(lines)

@@ -124,6 +124,9 @@ class MediaSettings:
     keyframe_snap: float = 0.25
     vocal_cues: bool = True  # describe loudness, pitch, pauses, speech rate from the audio
     asr_model: str | None = None  # Whisper id/path: transcribe when a sample has no transcript
+    # When set, media files must resolve inside one of these folders (the app's Batch tab); any
+    # other path fails with the same message whether or not it exists.
+    allowed_roots: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
 """The Gradio app on the tiny checkpoint and the session's vLLM engine: API, concurrency, chat, errors, browser."""
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,15 +39,17 @@ def analyse(client, video, transcript="You did WHAT?", context=None):
 
     table = {"headers": ["speaker", "text"], "data": context or [["Rachel", "I threw out your sandwich."]]}
     return client.predict(handle_file(str(video)) if video else None, None, transcript, table, "meld", "zero_shot",
-                          "(base model)", api_name="/analyse")
+                          "(base model)", ["text", "video", "audio"], False, api_name="/analyse")
 
 
 def assert_valid(result):
-    summary, first, second, rationale, cues, frames = result
+    summary, first, second, rationale, cues, frames = result[:6]
     assert "emotion:" in summary and "sentiment:" in summary, summary
-    assert first["label"] in MELD_EMOTIONS
-    assert second["label"] in {"neutral", "positive", "negative"}
-    assert abs(sum(c["confidence"] for c in first["confidences"]) - 1) < 1e-3
+    assert (first["label"], second["label"]) == ("emotion", "sentiment")  # panels titled by their task
+    assert first["value"]["label"] in MELD_EMOTIONS
+    assert second["value"]["label"] in {"neutral", "positive", "negative"}
+    assert f"emotion: {first['value']['label']}" in summary  # the panel's head is the answer's label
+    assert abs(sum(c["confidence"] for c in first["value"]["confidences"]) - 1) < 1e-3
 
 
 def test_analyse_endpoint_returns_labels_probabilities_and_frames(app_url, clip):
@@ -96,6 +99,7 @@ def test_corrupt_upload_is_a_readable_error_and_the_app_keeps_serving(app_url, c
     client = Client(app_url, verbose=False)
     summary = analyse(client, bad)[0]
     assert "Could not analyse" in summary and "not a readable media file" in summary
+    assert "broken.mp4" in summary and "/tmp" not in summary and "gradio" not in summary  # the user's name only
     assert "Traceback" not in summary
     assert_valid(analyse(client, clip))
 
@@ -123,7 +127,7 @@ def test_in_headless_chromium_upload_type_submit_and_see_the_label(app_url, clip
             page = browser.new_page(viewport={"width": 1400, "height": 1100})
             page.goto(app_url)
             page.locator("input[type=file]").first.set_input_files(str(clip))
-            page.get_by_label("Transcript").fill("You did WHAT?")
+            page.get_by_label("Transcript", exact=True).fill("You did WHAT?")
             page.get_by_role("button", name="Analyse").click()
             page.get_by_text("emotion:").first.wait_for(timeout=120_000)
             summary = page.get_by_text("emotion:").first.inner_text()
@@ -137,19 +141,187 @@ def test_in_headless_chromium_upload_type_submit_and_see_the_label(app_url, clip
     assert (ARTIFACTS / "app.png").stat().st_size > 10_000
 
 
-def test_batch_tab_runs_a_manifest_and_offers_the_predictions(app_url, clip, tmp_path):
+def test_batch_media_outside_the_upload_fails_alike_whether_or_not_it_exists(app_url, clip, tmp_path):
     import json
 
     from gradio_client import Client, handle_file
 
+    rows = [("in", "Great news!", "joy", None), ("outside", "Get out.", "anger", str(clip)),
+            ("missing-outside", "Okay.", "neutral", "/etc/nope/never.mp4"), ("traversal", "Hm.", "neutral",
+                                                                            "../../../etc/passwd")]
     manifest = tmp_path / "m.jsonl"
-    manifest.write_text("".join(json.dumps({"id": f"s{i}", "text": t, "label": lab, "video": str(clip)}) + "\n"
-                                for i, (t, lab) in enumerate([("Great news!", "joy"), ("Get out.", "anger"),
-                                                              ("Okay.", "neutral")])))
-    rows, confusion, predictions, status = Client(app_url, verbose=False).predict(
-        handle_file(str(manifest)), "meld", "emotion", None, api_name="/batch")
-    assert "3 samples, 0 failed" in status
-    assert rows["data"][0][0] == "emotion" and rows["data"][0][1] == 3
-    assert Path(confusion).stat().st_size > 0
-    lines = Path(predictions).read_text().splitlines()
+    manifest.write_text("".join(json.dumps({"id": i, "text": t, "label": lab, **({"video": v} if v else {})}) + "\n"
+                                for i, t, lab, v in rows))
+    table, _, archive, status, failures = Client(app_url, verbose=False).predict(
+        handle_file(str(manifest)), "meld", "label_only", "emotion", None, None, api_name="/batch")
+    assert "4 samples, 3 failed (media 3)" in status
+    reasons = {row[0]: row[2] for row in failures["data"]}
+    assert set(reasons) == {"outside", "missing-outside", "traversal"}
+    messages = {r.split(":", 1)[1] for r in reasons.values()}
+    assert messages == {" is outside the folders this app may read"}  # no existence oracle, no server path
+    assert str(clip.parent) not in str(failures) and "/tmp" not in str(failures)
+    assert Path(archive).suffix == ".zip"
+
+
+def _zip_of_manifest_and_clips(tmp_path, clip) -> Path:
+    import json
+    import zipfile
+
+    archive = tmp_path / "batch.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        lines = []
+        for i, (text, label) in enumerate([("Great news!", "joy"), ("Get out.", "anger"), ("Okay.", "neutral")]):
+            z.write(clip, f"clips/c{i}.mp4")
+            lines.append(json.dumps({"id": f"s{i}", "text": text, "label": label, "video": f"clips/c{i}.mp4"}))
+        z.writestr("manifest.jsonl", "\n".join(lines) + "\n")
+    return archive
+
+
+def _browser():
+    from playwright.sync_api import sync_playwright
+
+    manager = sync_playwright().start()
+    browser = manager.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--disable-quic"])
+    return manager, browser
+
+
+@pytest.mark.browser
+def test_in_chromium_batch_zip_of_manifest_and_clips_gives_answered_rows_and_a_run_zip(app_url, clip, tmp_path):
+    import zipfile
+
+    manager, browser = _browser()
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(app_url)
+        page.get_by_role("tab", name="Batch").click()
+        page.locator("input[type=file][accept*='.zip']").set_input_files(str(_zip_of_manifest_and_clips(tmp_path,
+                                                                                                       clip)))
+        page.wait_for_timeout(1500)
+        page.get_by_role("button", name="Run").click()
+        page.get_by_text("3 samples, 0 failed").wait_for(timeout=180_000)
+        link = page.locator('a[download="run.zip"]').first
+        link.wait_for(timeout=30_000)
+        with page.expect_download() as download:
+            link.click()
+        saved = tmp_path / "run.zip"
+        download.value.save_as(saved)
+    finally:
+        browser.close()
+        manager.stop()
+    names = set(zipfile.ZipFile(saved).namelist())
+    assert {"predictions.jsonl", "metrics.json", "report.md", "run.json"} <= names
+    lines = zipfile.ZipFile(saved).read("predictions.jsonl").decode().splitlines()
     assert sorted(json.loads(x)["id"] for x in lines) == ["s0", "s1", "s2"]
+    assert all(json.loads(x)["prediction"]["ok"] for x in lines)
+
+
+def _find_disagreement(app_url) -> tuple[str, str, str, str]:
+    """(transcript, task, written, most probable): an input on which the random model writes one label while
+    another is most probable (a greedy decoder can pick a shared first token, e.g. 's' of sadness/surprise)."""
+    import random
+
+    from gradio_client import Client
+    from helpers import WORDS
+
+    client, rng = Client(app_url, verbose=False), random.Random(0)
+    for _ in range(40):
+        transcript = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 8)))
+        summary = client.predict(None, None, transcript, {"headers": ["speaker", "text"], "data": [["", ""]]},
+                                 "meld", "label_only", "(base model)", ["text"], False, api_name="/analyse")[0]
+        for line in summary.splitlines():
+            if "most probable:" in line:
+                task, rest = line.strip("* ").split(": ", 1)
+                return transcript, task, rest.split("**", 1)[0], line.split("most probable: ", 1)[1].split(" (")[0]
+    pytest.fail("no input in 40 where the written and the most probable label differ")
+
+
+@pytest.mark.browser
+def test_in_chromium_the_headline_is_the_answers_label_and_a_new_analysis_clears_the_chat(app_url, clip):
+    transcript, task, written, top = _find_disagreement(app_url)
+    assert written != top
+    manager, browser = _browser()
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(app_url)
+        page.get_by_label("Video", exact=True).locator("..")  # the page is up
+        page.get_by_label("Transcript", exact=True).fill(transcript)
+        page.get_by_label("video", exact=True).uncheck()
+        page.get_by_label("audio", exact=True).uncheck()
+        page.get_by_label("Template").click()
+        page.get_by_role("option", name="label_only").click()
+        page.get_by_role("button", name="Analyse").click()
+        page.get_by_text(f"{task}: {written}").first.wait_for(timeout=120_000)
+        assert f"most probable: {top}" in page.locator(".gradio-container").inner_text()
+        # each panel is titled by its task and headed by the written label, not the arg-max
+        panel_heads = [h.strip() for h in page.locator('[data-testid="label-output-value"]').all_inner_texts()]
+        index = 0 if task == "emotion" else 1
+        assert panel_heads[index] == written, panel_heads
+        assert page.get_by_text(task, exact=True).count() >= 1
+        # chat about it, then analyse again: the chat starts over, about the new analysis
+        page.get_by_role("tab", name="Chat").click()
+        page.get_by_label("Question").fill("Which cue weighed most?")
+        page.get_by_role("button", name="Ask").click()
+        page.get_by_text("Which cue weighed most?").first.wait_for(timeout=120_000)
+        page.get_by_role("button", name="Ask").wait_for(state="visible")
+        page.wait_for_function("() => !document.querySelector('button.primary[disabled]')", timeout=120_000)
+        page.get_by_role("tab", name="Analyse").click()
+        page.get_by_label("Transcript", exact=True).fill("Something else entirely.")
+        page.get_by_role("button", name="Analyse").click()
+        page.wait_for_timeout(500)
+        page.get_by_role("tab", name="Chat").click()
+        page.get_by_text("About:").first.wait_for(timeout=120_000)
+        page.wait_for_function("() => !document.body.innerText.includes('Which cue weighed most?')",
+                               timeout=120_000)
+    finally:
+        browser.close()
+        manager.stop()
+
+
+def test_chat_streams_partial_text_on_the_vllm_engine(app_url):
+    """The chat endpoint yields the answer as it grows (the engine's own request loop), not whole."""
+    from gradio_client import Client
+
+    client = Client(app_url, verbose=False)
+    client.predict(None, None, "Stream this, please.", {"headers": ["speaker", "text"], "data": [["", ""]]},
+                   "meld", "zero_shot", "(base model)", ["text"], False, api_name="/analyse")
+    job = client.submit("Tell me more about it.", [], api_name="/chat")
+    lengths = [len(str(update[0][-1]["content"])) for update in job]
+    assert len(lengths) >= 3 and lengths == sorted(lengths) and lengths[0] < lengths[-1], lengths
+
+
+def test_cli_app_on_transformers_is_up_at_once_saying_loading(tiny_model, tmp_path):
+    """`mllm-mer app` as a user types it: the page answers while the model loads, then says ready."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "mllm_mer.cli", "app", "--model", str(tiny_model), "--backend",
+                             "transformers", "--port", str(port), "--runs-dir", str(tmp_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        started, config = time.monotonic(), None
+        while time.monotonic() - started < 10 and config is None:
+            try:
+                config = httpx.get(f"http://127.0.0.1:{port}/config", timeout=1).text
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert config is not None, "the page did not answer within 10 s of launch"
+        assert "**loading**" in config  # what the page showed first
+        from gradio_client import Client
+
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            result = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(
+                None, None, "Hello!", {"headers": ["speaker", "text"], "data": [["", ""]]}, "meld", "label_only",
+                "(base model)", ["text"], True, api_name="/analyse")
+            if "emotion:" in result[0]:
+                break
+        assert "emotion:" in result[0]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)

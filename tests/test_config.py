@@ -132,5 +132,5 @@ def test_evaluate_a_manifest_from_a_yaml_config_through_the_cli(tiny_model, tmp_
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2 samples" in proc.stdout and "emotion: accuracy" in proc.stdout
-    fingerprint = json.loads((tmp_path / "run" / "run.json").read_text())
+    fingerprint = json.loads((tmp_path / "run" / "run.json").read_text())["fingerprint"]
     assert fingerprint["data"]["id_col"] == "utt" and fingerprint["prompt"]["template"] == "label_only"

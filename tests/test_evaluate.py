@@ -132,6 +132,16 @@ def test_a_torn_last_line_is_dropped_and_redone(tmp_path, cli_split):
     subprocess.run(_evaluate_cmd(data_dir, out, *model, "--limit", "6"), check=True, capture_output=True)
     assert sorted(read_predictions(path)) == sorted(ids[:6])
     assert all(line.startswith("{") and line.endswith("}") for line in path.read_text().splitlines())
+    # a --limit run says it is partial, and run.json says who ran what, when
+    assert f"partial: 6 of {len(ids)}" in (out / "report.md").read_text()
+    run = json.loads((out / "run.json").read_text())
+    assert run["fingerprint"]["backend"] == "transformers" and run["fingerprint"]["split"] == "dev"
+    provenance = run["provenance"]
+    assert provenance["package_version"] != "unknown" and provenance["started"] and provenance["command"]
+    assert provenance["config"]["limit"] == 4 and provenance["config"]["max_new_tokens"] > 0
+    assert len(run["resumed"]) == 1
+    inputs = [r["inputs"] for r in read_predictions(path).values() if r["prediction"]["ok"]]
+    assert inputs and all("text" in i["modalities"] and i["n_frames"] <= 2 for i in inputs)
 
 
 @requires_meld

@@ -96,5 +96,11 @@ def test_app(tiny_model, sig, tmp_path):
             return False
 
     wait_for(up, proc, what="serve the page")
+    from gradio_client import Client  # an answer means the engine is up (requests wait for it)
+
+    summary = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(
+        None, None, "hi", {"headers": ["speaker", "text"], "data": [["", ""]]}, "meld", "label_only", "(base model)",
+        ["text"], True, api_name="/analyse")[0]
+    assert "emotion:" in summary
     assert engine_children(proc), "the vLLM engine should be running"
     assert_tree_gone(proc, sig)

@@ -7,6 +7,8 @@ imported only when the app starts, so `--help` is instant and loads no model.
 """
 from __future__ import annotations
 
+import sys
+
 from mllm_mer.config import AppConfig
 
 
@@ -18,9 +20,13 @@ def serve_app(config: AppConfig) -> None:
     service = Service(config)
     demo = build_demo(service)
     try:
-        if config.model.backend == "vllm":
-            service.backend  # noqa: B018 (starts the engine before the first request)
-        launch(demo, service)
+        # The page is up at once and says "loading"; requests wait until the model is ready.
+        launch(demo, service, prevent_thread_lock=True)
+        print(f"mllm-mer app at http://{config.ui.host}:{demo.server_port} (model loading)", file=sys.stderr,
+              flush=True)
+        service.load()  # in the main thread: engines install signal handlers
+        print(f"model {service.status}", file=sys.stderr, flush=True)
+        demo.block_thread()
     finally:  # SIGINT/SIGTERM end here too: the engine's processes stop with the app
         demo.close()
         service.close()

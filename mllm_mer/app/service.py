@@ -1,13 +1,15 @@
 """What the Gradio front end calls: analyse clips (batched), chat about one, run a split.
 
-Holds one backend for the process, loaded on first use, and serialises calls into
-it (engines are not thread-safe); concurrent analyse requests arrive batched, so
-they reach vLLM as one batch.
+Holds one backend for the process, loaded in the background at start (the page is up at
+once and says "loading"), and serialises calls into it (engines are not thread-safe);
+concurrent analyse requests arrive batched, so they reach vLLM as one batch.
 """
 from __future__ import annotations
 
 import threading
 import time
+import uuid
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,6 +21,8 @@ from mllm_mer.types import Prediction, Prompt, PromptSetup, Sample, Turn
 
 CHAT_SYSTEM_NOTE = ("Answer the user's follow-up question about the clip in plain sentences, "
                     "consistent with the evidence and your earlier answer.")
+MANIFEST_SUFFIXES = (".csv", ".jsonl")
+MAX_UNZIPPED_BYTES = 2 * 1024 ** 3
 
 
 @dataclass
@@ -30,6 +34,9 @@ class AnalyseRequest:
     labels: str | None = None  # default: the app's (or the adapter's) label set
     template: str | None = None
     adapter: str | None = None
+    modalities: tuple[str, ...] | None = None  # None: the app's
+    mode: str = "generate"  # generate | score
+    names: dict[str, str] = field(default_factory=dict)  # server path -> the name the user gave it
 
 
 @dataclass
@@ -38,38 +45,82 @@ class Analysis:
     prompt: Prompt | None
     labels: str
     adapter: str | None
+    clip: str = "the clip"  # the user's name for what was analysed
+
+
+@dataclass
+class BatchRun:
+    metrics: dict[str, Any]
+    out: Path
+    archive: Path  # the whole run folder as one zip
 
 
 class Service:
-    """One backend for the process, loaded on first use; calls into it are serialised."""
+    """One backend for the process; calls into it are serialised."""
 
     def __init__(self, config: AppConfig, backend=None):
         self.config = config
         self._backend = backend
         self._lock = threading.Lock()
+        self._loaded = threading.Event()
+        self._load_error: str | None = None
         self._setups: dict[tuple, PromptSetup] = {}
+        if backend is not None:
+            self._loaded.set()
+
+    # -- the model --------------------------------------------------------------------------
+    def start_loading(self) -> threading.Thread:
+        """Load the backend in the background; requests wait for it, the status says how it goes."""
+        thread = threading.Thread(target=self._load, name="model-loader", daemon=True)
+        thread.start()
+        return thread
+
+    def load(self) -> None:
+        """Load the backend now, in this thread (vLLM wants the main thread for its signal handlers)."""
+        self._load()
+
+    def _load(self) -> None:
+        from mllm_mer.backends import load_backend
+
+        try:
+            with self._lock:
+                if self._backend is None:
+                    self._backend = load_backend(self.config.backend)
+        except Exception as error:  # shown in the UI; every request then fails with it
+            self._load_error = f"{type(error).__name__}: {error}"
+        finally:
+            self._loaded.set()
+
+    @property
+    def status(self) -> str:
+        if self._load_error:
+            return f"failed: {self._load_error}"
+        return "ready" if self._loaded.is_set() else "loading"
 
     @property
     def backend(self):
-        with self._lock:
-            if self._backend is None:
-                from mllm_mer.backends import load_backend
-
-                self._backend = load_backend(self.config.backend)
-            return self._backend
+        if not self._loaded.is_set() and self._backend is None and not self._lock.locked():
+            self._load()  # nobody started loading: load now (tests, scripts)
+        self._loaded.wait()
+        if self._load_error:
+            raise RuntimeError(f"the model could not be loaded: {self._load_error}")
+        return self._backend
 
     def close(self) -> None:
         backend, self._backend = self._backend, None
         if backend is not None:
             backend.close()
 
-    def setup(self, labels: str | None = None, template: str | None = None) -> PromptSetup:
-        """The resolved prompt for a label set and template chosen in the UI (cached)."""
+    def setup(self, labels: str | None = None, template: str | None = None,
+              modalities: tuple[str, ...] | None = None, mode: str | None = None) -> PromptSetup:
+        """The resolved prompt for what the UI chose (cached)."""
         from mllm_mer.resolve import resolve_prompt
 
-        key = (labels or self.config.prompt.labels, template or self.config.prompt.template)
+        key = (labels or self.config.prompt.labels, template or self.config.prompt.template,
+               tuple(modalities) if modalities else None, mode or self.config.prompt.mode)
         if key not in self._setups:
-            prompt = replace(self.config.prompt, labels=key[0], template=key[1])
+            prompt = replace(self.config.prompt, labels=key[0], template=key[1],
+                             modalities=list(key[2]) if key[2] else self.config.prompt.modalities, mode=key[3])
             self._setups[key] = resolve_prompt(self.config.model, prompt, self.config.media)
         return self._setups[key]
 
@@ -78,28 +129,34 @@ class Service:
 
     # -- analyse ------------------------------------------------------------------------------
     def analyse_many(self, requests: list[AnalyseRequest]) -> list[Analysis]:
-        """Requests grouped by (labels, template, adapter); each group is one backend batch."""
+        """Requests grouped by prompt settings and adapter; each group is one backend batch."""
         from mllm_mer.pipeline import answer
 
         backend = self.backend
         results: list[Analysis | None] = [None] * len(requests)
         groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(requests):
-            groups.setdefault((r.labels, r.template, r.adapter), []).append(i)
-        for (labels, template, adapter), indices in groups.items():
-            setup = replace(self.setup(labels, template), mode="generate")
-            samples = [self._sample(requests[i], n) for n, i in enumerate(indices)]
+            groups.setdefault((r.labels, r.template, r.modalities, r.mode, r.adapter), []).append(i)
+        for (labels, template, modalities, mode, adapter), indices in groups.items():
+            setup = self.setup(labels, template, modalities, mode)
+            samples = [self._sample(requests[i]) for i in indices]
             with self._lock:
                 answered = answer(backend, samples, setup, adapter)
             for i, a in zip(indices, answered, strict=True):
-                results[i] = Analysis(a.prediction, a.prompt, setup.scheme.name, adapter)
+                request = requests[i]
+                prediction = a.prediction
+                if prediction.error:
+                    prediction.error = user_paths(prediction.error, request.names)
+                clip = request.names.get(request.video or "", "") or ("the transcript" if request.transcript
+                                                                      else "the clip")
+                results[i] = Analysis(prediction, a.prompt, setup.scheme.name, adapter, clip)
         return results  # type: ignore[return-value]
 
     @staticmethod
-    def _sample(request: AnalyseRequest, n: int) -> Sample:
+    def _sample(request: AnalyseRequest) -> Sample:
         context = tuple(Turn(speaker=str(s or "").strip() or "Speaker", text=str(t).strip())
                         for s, t in request.context if str(t or "").strip())
-        return Sample(id=f"upload-{n}", video=request.video or None, audio=request.audio or None,
+        return Sample(id=f"upload-{uuid.uuid4().hex[:8]}", video=request.video or None, audio=request.audio or None,
                       transcript=request.transcript.strip() or None, context=context)
 
     # -- chat ---------------------------------------------------------------------------------
@@ -109,7 +166,7 @@ class Service:
             raise MediaError("the clip", "was not analysed successfully; analyse a clip first")
         messages = [dict(m) for m in analysis.prompt.messages]
         messages[0] = {"role": "system", "content": messages[0]["content"] + "\n\n" + CHAT_SYSTEM_NOTE}
-        messages.append({"role": "assistant", "content": analysis.prediction.raw or ""})
+        messages.append({"role": "assistant", "content": analysis.prediction.raw or answer_text(analysis)})
         for user, assistant in history:
             messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
         messages.append({"role": "user", "content": question})
@@ -121,18 +178,85 @@ class Service:
                                     max_new_tokens=self.config.ui.chat_max_new_tokens)
 
     # -- batch --------------------------------------------------------------------------------
-    def run_batch(self, manifest: str, labels: str | None, task: str, limit: int | None
-                  ) -> tuple[dict[str, Any], Path]:
+    def run_batch(self, upload: str, labels: str | None, task: str, limit: int | None, template: str | None = None,
+                  data_folder: str | None = None) -> BatchRun:
+        """Evaluate an uploaded manifest: a zip of manifest + clips, or a CSV/JSONL whose relative media
+        paths resolve in one of the data folders the operator allowed at launch. Media may only come
+        from inside that folder (or the unpacked zip)."""
         from mllm_mer.evaluate import run_evaluation
 
-        out = Path(self.config.ui.runs_dir) / f"batch-{time.strftime('%Y%m%d-%H%M%S')}-{threading.get_ident() % 10000}"
+        name = f"batch-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        out = Path(self.config.ui.runs_dir).expanduser().resolve() / name
+        out.mkdir(parents=True)
+        manifest, root = self._batch_input(Path(upload), out, data_folder)
         base = self.config
+        media = replace(base.media)
+        data = build(EvaluateConfig, dataset="manifest", data_dir=str(manifest), task=task,
+                     dataset_options={"media_root": str(root)}).data
         cfg = EvaluateConfig(model=base.model, engine=base.engine, client=base.client,
-                             prompt=PromptConfig(labels=labels or base.prompt.labels, template="label_only"),
-                             media=base.media, data=build(EvaluateConfig, dataset="manifest", data_dir=manifest,
-                                                          task=task).data,
-                             run=RunConfig(out=str(out), limit=limit))
+                             prompt=replace(PromptConfig(), labels=labels or base.prompt.labels,
+                                            template=template or "label_only"),
+                             media=media, data=data, run=RunConfig(out=str(out / "run"), limit=limit))
         backend = self.backend
         with self._lock:
-            metrics = run_evaluation(cfg, backend=backend, progress=True)
-        return metrics, out
+            metrics = run_evaluation(cfg, backend=backend, progress=True, media_roots=(str(root),))
+        archive = out / "run.zip"
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+            for path in sorted((out / "run").iterdir()):
+                z.write(path, path.name)
+        return BatchRun(metrics, out / "run", archive)
+
+    def _batch_input(self, upload: Path, out: Path, data_folder: str | None) -> tuple[Path, Path]:
+        """(manifest, the only folder its media may come from, where its relative paths resolve)."""
+        if upload.suffix.lower() == ".zip":
+            root = out / "input"
+            unpack_zip(upload, root)
+            manifests = [p for p in root.rglob("*") if p.suffix.lower() in MANIFEST_SUFFIXES]
+            if len(manifests) != 1:
+                raise ValueError(f"{upload.name}: the zip must hold exactly one .csv or .jsonl manifest "
+                                 f"(found {len(manifests)})")
+            return manifests[0], manifests[0].parent
+        if upload.suffix.lower() not in MANIFEST_SUFFIXES:
+            raise ValueError(f"{upload.name}: upload a .csv/.jsonl manifest or a .zip of manifest + clips")
+        allowed = [Path(d).resolve() for d in self.config.ui.data_dirs]
+        if data_folder:
+            folder = Path(data_folder).resolve()
+            if folder not in allowed:
+                raise ValueError("that data folder is not one this app may read")
+        elif len(allowed) == 1:
+            folder = allowed[0]
+        else:
+            folder = out / "no-media"  # a text-only manifest: no media may be read at all
+            folder.mkdir()
+        manifest = out / f"manifest{upload.suffix.lower()}"
+        manifest.write_bytes(upload.read_bytes())
+        return manifest, folder
+
+
+def unpack_zip(archive: Path, root: Path) -> None:
+    """Extract a zip safely: no absolute or `..` member, no link, at most MAX_UNZIPPED_BYTES."""
+    try:
+        with zipfile.ZipFile(archive) as z:
+            members = z.infolist()
+            if sum(m.file_size for m in members) > MAX_UNZIPPED_BYTES:
+                raise ValueError(f"{archive.name}: unpacks to more than {MAX_UNZIPPED_BYTES // 1024 ** 3} GiB")
+            root.mkdir(parents=True)
+            for member in members:
+                target = (root / member.filename).resolve()
+                if not target.is_relative_to(root.resolve()) or (member.external_attr >> 16) & 0o170000 == 0o120000:
+                    raise ValueError(f"{archive.name}: member {member.filename!r} points outside the archive")
+                z.extract(member, root)
+    except zipfile.BadZipFile:
+        raise ValueError(f"{archive.name}: not a readable zip file") from None
+
+
+def user_paths(text: str, names: dict[str, str]) -> str:
+    """An error message with server paths replaced by the names the user gave the files."""
+    for path, name in names.items():
+        if path:
+            text = text.replace(path, name)
+    return text
+
+
+def answer_text(analysis: Analysis) -> str:
+    return ", ".join(f"{task}: {tp.label}" for task, tp in analysis.prediction.tasks.items())

@@ -1,7 +1,12 @@
 """The Gradio Blocks: one small builder per tab, plain callbacks into `Service`; no model code here."""
 from __future__ import annotations
 
+import json
+import secrets
 import sys
+import threading
+import time
+import uuid
 from pathlib import Path
 
 import gradio as gr
@@ -12,8 +17,9 @@ from mllm_mer.prompting import available_templates
 
 VIDEO_TYPES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 AUDIO_TYPES = (".wav", ".mp3", ".flac", ".m4a", ".ogg", ".webm")
-MANIFEST_TYPES = (".csv", ".jsonl")
+BATCH_TYPES = (".csv", ".jsonl", ".zip")
 NO_ADAPTER = "(base model)"
+MODALITY_CHOICES = ["text", "video", "audio"]
 
 
 def _text(content) -> str:
@@ -28,57 +34,99 @@ def _check_type(path: str | None, allowed: tuple[str, ...], what: str) -> None:
         raise gr.Error(f"{Path(path).name}: {what} must be one of {', '.join(allowed)}")
 
 
-def _task_view(analysis, index: int):
-    tasks = list(analysis.prediction.tasks.items())
-    if index >= len(tasks):
-        return None
-    task, pred = tasks[index]
-    return pred.probabilities or {pred.label: 1.0}
+def _user_name(path: str | None) -> str:
+    """The name the user gave an upload (gradio keeps it as the last path part)."""
+    return Path(path).name if path else ""
 
 
-def _summary(analysis) -> str:
+def headline(analysis) -> str:
+    """The answer's own labels, with the most probable label beside each where they differ."""
     pred = analysis.prediction
     if not pred.ok:
-        return f"**Could not analyse this input:** {pred.error}"
+        return f"**Could not analyse {analysis.clip}:** {pred.error}"
     parts = []
     for task, tp in pred.tasks.items():
-        p = (tp.probabilities or {}).get(tp.label)
-        parts.append(f"**{task}: {tp.label}**" + (f" ({p:.0%})" if p is not None else ""))
-    return " · ".join(parts)
+        probs = tp.probabilities or {}
+        text = f"**{task}: {tp.label}**" + (f" ({probs[tp.label]:.0%})" if tp.label in probs else "")
+        top = max(probs, key=probs.get) if probs else tp.label
+        if top != tp.label:
+            text += f" · most probable: {top} ({probs[top]:.0%})"
+        parts.append(text)
+    return "  \n".join(parts)
 
 
-def build_analyse_tab(service: Service, analysis_state: gr.State) -> None:
+def _task_panel(analysis, index: int, folder: Path):
+    """A probability panel titled by its task, headed by the answer's label (not the arg-max)."""
+    tasks = list(analysis.prediction.tasks.items())
+    if index >= len(tasks):
+        return gr.Label(value=None, label="(no second task)", visible=index == 0)
+    task, tp = tasks[index]
+    probs = tp.probabilities or {tp.label: 1.0}
+    ranked = sorted(probs.items(), key=lambda kv: kv[1], reverse=True)
+    # gradio heads a dict value with its arg-max; a LabelData file keeps the answer's label as the head
+    path = folder / f"{uuid.uuid4().hex}-{task}.json"
+    path.write_text(json.dumps({"label": tp.label, "confidences": [{"label": k, "confidence": v}
+                                                                    for k, v in ranked]}))
+    return gr.Label(value=str(path), label=task, visible=True)
+
+
+def _prompt_text(analysis) -> str:
+    if analysis.prompt is None:
+        return ""
+    lines = []
+    for message in analysis.prompt.messages:
+        content = message["content"]
+        if isinstance(content, list):
+            content = "\n".join(f"[{p['type']}]" if p["type"] != "text" else p["text"] for p in content)
+        lines.append(f"--- {message['role']} ---\n{content}")
+    return "\n\n".join(lines)
+
+
+def build_analyse_tab(service: Service, analysis_state: gr.State, chatbot: gr.Chatbot,
+                      chat_header: gr.Markdown) -> None:
     config = service.config
     adapters = [NO_ADAPTER] + list(config.model.adapters)
+    outbox = Path(config.ui.runs_dir).expanduser().resolve() / "analyses"
 
-    def analyse(videos, audios, transcripts, contexts, labels, templates, adapter_names):
+    def analyse(videos, audios, transcripts, contexts, labels, templates, adapter_names, modality_sets, score_only):
+        outbox.mkdir(parents=True, exist_ok=True)
         requests = []
-        for video, audio, transcript, context, label_set, template, adapter in zip(
-                videos, audios, transcripts, contexts, labels, templates, adapter_names, strict=True):
+        for video, audio, transcript, context, label_set, template, adapter, modalities, score in zip(
+                videos, audios, transcripts, contexts, labels, templates, adapter_names, modality_sets, score_only,
+                strict=True):
             _check_type(video, VIDEO_TYPES, "video")
             _check_type(audio, AUDIO_TYPES, "audio")
+            if not modalities:
+                raise gr.Error("Choose at least one modality.")
             rows = context.values.tolist() if hasattr(context, "values") else (context or [])
             requests.append(AnalyseRequest(
                 video=video, audio=audio, transcript=transcript or "",
                 context=[(r[0], r[1]) for r in rows if len(r) >= 2], labels=label_set, template=template,
-                adapter=None if adapter in (None, NO_ADAPTER) else adapter))
+                adapter=None if adapter in (None, NO_ADAPTER) else adapter, modalities=tuple(modalities),
+                mode="score" if score else "generate",
+                names={p: _user_name(p) for p in (video, audio) if p}))
         try:
             results = service.analyse_many(requests)
         except (ValueError, RuntimeError, ConnectionError, OSError) as error:
             raise gr.Error(str(error)) from None
-        columns = [[] for _ in range(7)]
+        columns = [[] for _ in range(13)]
         for analysis in results:
             pred = analysis.prediction
-            values = (_summary(analysis), _task_view(analysis, 0), _task_view(analysis, 1), pred.rationale or "",
-                      [[m, c] for m, c in pred.cues.items()] or [["", ""]],
-                      list(analysis.prompt.media.frames) if analysis.prompt and analysis.prompt.media.frames else [],
-                      analysis)
+            media = analysis.prompt.media if analysis.prompt else None
+            download = outbox / f"prediction-{uuid.uuid4().hex[:8]}.json"
+            download.write_text(json.dumps(pred.to_dict(), ensure_ascii=False, indent=2))
+            about = (f"**About:** {analysis.clip} · " + ", ".join(f"{t}: {tp.label}" for t, tp in pred.tasks.items())
+                     if pred.ok else f"**About:** {analysis.clip} (not analysed)")
+            values = (headline(analysis), _task_panel(analysis, 0, outbox), _task_panel(analysis, 1, outbox),
+                      pred.rationale or "", [[m, c] for m, c in pred.cues.items()] or [["", ""]],
+                      list(media.frames) if media and media.frames else [],
+                      (media.transcript if media else None) or "", (media.vocal_cues if media else None) or "",
+                      _prompt_text(analysis), str(download), analysis, [], about)
             for column, value in zip(columns, values, strict=True):
                 column.append(value)
         return columns
 
     default_labels = config.prompt.labels or "meld"
-    label_choices = sorted({*available_label_sets(), default_labels})
     with gr.Tab("Analyse"):
         with gr.Row():
             with gr.Column():
@@ -91,24 +139,34 @@ def build_analyse_tab(service: Service, analysis_state: gr.State) -> None:
                                        column_count=(2, "fixed"), label="Conversation before (optional)",
                                        interactive=True)
                 with gr.Row():
-                    labels = gr.Dropdown(label_choices, value=default_labels, label="Label set")
+                    labels = gr.Dropdown(sorted({*available_label_sets(), default_labels}), value=default_labels,
+                                         label="Label set", allow_custom_value=False)
                     template = gr.Dropdown(available_templates(), value=config.prompt.template or "zero_shot",
                                            label="Template")
                     adapter = gr.Dropdown(adapters, value=NO_ADAPTER, label="Adapter")
+                with gr.Row():
+                    modalities = gr.CheckboxGroup(MODALITY_CHOICES, value=MODALITY_CHOICES, label="Modalities")
+                    score_only = gr.Checkbox(False, label="Scores only (no rationale)")
                 analyse_button = gr.Button("Analyse", variant="primary")
             with gr.Column():
                 summary = gr.Markdown()
-                first_task = gr.Label(label="Label probabilities", num_top_classes=8)
-                second_task = gr.Label(label="Second task", num_top_classes=8)
+                first_task = gr.Label(label="first task", num_top_classes=8)
+                second_task = gr.Label(label="second task", num_top_classes=8)
                 rationale = gr.Textbox(label="Rationale", lines=3)
                 cues = gr.Dataframe(headers=["modality", "cue"], label="Cues per modality", interactive=False)
                 frames = gr.Gallery(label="Sampled frames", columns=8, height=140)
-        analyse_button.click(analyse, [video, audio, transcript, context, labels, template, adapter],
-                             [summary, first_task, second_task, rationale, cues, frames, analysis_state],
-                             batch=True, max_batch_size=16, api_name="analyse")
+                with gr.Accordion("Details: transcript, vocal cues, the exact prompt", open=False):
+                    asr = gr.Textbox(label="Transcript from the audio (ASR)", lines=2)
+                    vocal = gr.Textbox(label="Vocal cues", lines=2)
+                    prompt = gr.Textbox(label="Prompt", lines=8)
+                    download = gr.File(label="Prediction (JSON)")
+        analyse_button.click(
+            analyse, [video, audio, transcript, context, labels, template, adapter, modalities, score_only],
+            [summary, first_task, second_task, rationale, cues, frames, asr, vocal, prompt, download, analysis_state,
+             chatbot, chat_header], batch=True, max_batch_size=16, api_name="analyse")
 
 
-def build_chat_tab(service: Service, analysis_state: gr.State) -> None:
+def build_chat_tab(service: Service, analysis_state: gr.State, chatbot: gr.Chatbot, chat_header: gr.Markdown) -> None:
     def chat(question, history, analysis):
         if analysis is None:
             raise gr.Error("Analyse a clip first; the chat is about that clip.")
@@ -125,62 +183,117 @@ def build_chat_tab(service: Service, analysis_state: gr.State) -> None:
             raise gr.Error(str(error)) from None
 
     with gr.Tab("Chat"):
-        chatbot = gr.Chatbot(label="Ask about the analysed clip", height=360)
+        chat_header.render()
+        chatbot.render()
         question = gr.Textbox(label="Question", placeholder="Which cue weighed most, and why?")
         ask = gr.Button("Ask", variant="primary")
-        ask.click(chat, [question, chatbot, analysis_state], [chatbot, question], api_name="chat")
-        question.submit(chat, [question, chatbot, analysis_state], [chatbot, question])
+        for trigger in (ask.click, question.submit):
+            # Ask is off while an answer streams, so a second question cannot overwrite the first exchange.
+            trigger(lambda: (gr.Button(interactive=False), gr.Textbox(interactive=False)), None, [ask, question],
+                    queue=False).then(
+                chat, [question, chatbot, analysis_state], [chatbot, question],
+                api_name="chat" if trigger == ask.click else False).then(
+                lambda: (gr.Button(interactive=True), gr.Textbox(interactive=True)), None, [ask, question],
+                queue=False)
 
 
 def build_batch_tab(service: Service) -> None:
-    def run_batch(manifest, labels, task, limit, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (gradio's API)
-        if manifest is None:
-            raise gr.Error("Upload a CSV or JSONL manifest (columns: id, text, label, and optionally video).")
-        _check_type(manifest, MANIFEST_TYPES, "manifest")
+    config = service.config
+
+    def run_batch(upload, labels, template, task, limit, data_folder, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
+        if upload is None:
+            raise gr.Error("Upload a .zip of manifest + clips, or a CSV/JSONL manifest (columns: id, text, label, "
+                           "and optionally video).")
+        _check_type(upload, BATCH_TYPES, "upload")
         try:
-            metrics, out = service.run_batch(manifest, labels, task or "emotion", int(limit) if limit else None)
+            run = service.run_batch(upload, labels, task or "emotion", int(limit) if limit else None, template,
+                                    data_folder or None)
         except (ValueError, RuntimeError, ConnectionError, OSError) as error:
-            raise gr.Error(str(error)) from None
+            raise gr.Error(str(error).replace(str(Path(upload).parent), "")) from None
+        metrics = run.metrics
         rows = [[t, m["n"], round(m["accuracy"], 4), round(m["weighted_f1"], 4), round(m["macro_f1"], 4),
                  round(m["uar"], 4), round(m["failure_rate"], 4)] for t, m in metrics["tasks"].items()]
-        status = f"{metrics['n_samples']} samples, {metrics['n_failed']} failed. Run folder: `{out}`"
-        return rows, str(out / "confusion.png"), str(out / "predictions.jsonl"), status
+        from mllm_mer.report import summary
 
-    default_labels = service.config.prompt.labels or "meld"
+        status = "  \n".join(summary(metrics))
+        failures = [[f["id"], f["kind"], f["error"]] for f in metrics["failures"]] or [["", "", ""]]
+        confusion = run.out / "confusion.png"
+        return rows, str(confusion) if confusion.is_file() else None, str(run.archive), status, failures
+
+    default_labels = config.prompt.labels or "meld"
     with gr.Tab("Batch"):
         with gr.Row():
-            manifest = gr.File(label="Manifest (CSV/JSONL)", file_types=list(MANIFEST_TYPES))
+            upload = gr.File(label="Manifest + clips (.zip), or a manifest (.csv/.jsonl)", file_types=list(BATCH_TYPES))
             with gr.Column():
                 batch_labels = gr.Dropdown(sorted({*available_label_sets(), default_labels}), value=default_labels,
                                            label="Label set")
+                batch_template = gr.Dropdown(available_templates(), value="label_only", label="Template")
                 task = gr.Textbox(value="emotion", label="Task of the label column")
                 limit = gr.Number(label="Limit (optional)", precision=0)
+                folders = [str(Path(d)) for d in config.ui.data_dirs]
+                data_folder = gr.Dropdown(folders, value=folders[0] if len(folders) == 1 else None,
+                                          label="Clips folder on the server (for a plain manifest)",
+                                          visible=bool(folders))
                 run = gr.Button("Run", variant="primary")
         batch_status = gr.Markdown()
         metrics_table = gr.Dataframe(headers=["task", "n", "accuracy", "weighted F1", "macro F1", "UAR",
                                               "failures"], label="Metrics", interactive=False)
+        failures = gr.Dataframe(headers=["id", "kind", "reason"], label="Failures", interactive=False)
         confusion = gr.Image(label="Confusion matrices", type="filepath")
-        download = gr.File(label="predictions.jsonl")
-        run.click(run_batch, [manifest, batch_labels, task, limit],
-                  [metrics_table, confusion, download, batch_status], api_name="batch")
+        download = gr.File(label="The whole run (predictions, metrics, report, plots) as a zip")
+        run.click(run_batch, [upload, batch_labels, batch_template, task, limit, data_folder],
+                  [metrics_table, confusion, download, batch_status, failures], api_name="batch")
 
 
 def build_demo(service: Service) -> gr.Blocks:
     with gr.Blocks(title="mllm-mer") as demo:
         gr.Markdown("# mllm-mer\nMultimodal emotion recognition: frames, transcript, vocal cues and the "
                     "conversation go in; a label from the chosen set and a rationale citing its cues come out.")
+        status = gr.Markdown(f"Model `{service.config.model.model}`: **{service.status}**", elem_id="model-status")
+        timer = gr.Timer(2)
+        timer.tick(lambda: f"Model `{service.config.model.model}`: **{service.status}**", None, status, queue=False,
+                   show_progress="hidden")
         analysis_state = gr.State(None)
-        build_analyse_tab(service, analysis_state)
-        build_chat_tab(service, analysis_state)
+        chatbot = gr.Chatbot(label="Ask about the analysed clip", height=360, render=False)
+        chat_header = gr.Markdown("Analyse a clip first; the chat is about it.", render=False)
+        build_analyse_tab(service, analysis_state, chatbot, chat_header)
+        build_chat_tab(service, analysis_state, chatbot, chat_header)
         build_batch_tab(service)
     demo.queue(default_concurrency_limit=service.config.ui.concurrency)
     return demo
 
 
+class LoginGuard:
+    """Gradio's auth check with a brake: each wrong login costs a second, and after ten in five
+    minutes every login is refused for a minute (no guessing at speed)."""
+
+    def __init__(self, credentials: str):
+        self.user, _, self.password = credentials.partition(":")
+        self.failures: list[float] = []
+        self.locked_until = 0.0
+        self.lock = threading.Lock()
+
+    def __call__(self, user: str, password: str) -> bool:
+        now = time.monotonic()
+        with self.lock:
+            if now < self.locked_until:
+                return False
+        ok = secrets.compare_digest(f"{user}:{password}".encode(), f"{self.user}:{self.password}".encode())
+        if not ok:
+            time.sleep(1.0)
+            with self.lock:
+                self.failures = [t for t in self.failures if now - t < 300] + [now]
+                if len(self.failures) >= 10:
+                    self.locked_until = now + 60
+        return ok
+
+
 def launch(demo: gr.Blocks, service: Service, **kwargs):
     ui = service.config.ui
-    auth = tuple(ui.auth.split(":", 1)) if ui.auth else None
+    auth = LoginGuard(ui.auth) if ui.auth else None
     if ui.host not in ("127.0.0.1", "localhost", "::1") and not auth:
-        print(f"warning: serving on {ui.host} without --auth", file=sys.stderr)
-    return demo.launch(server_name=ui.host, server_port=ui.port, auth=auth,
-                       max_file_size=f"{ui.max_upload_mb}mb", show_error=False, **kwargs)
+        print(f"warning: serving on {ui.host} without a login (set MLLM_MER_APP_AUTH=user:password)", file=sys.stderr)
+    runs = Path(ui.runs_dir).expanduser().resolve()
+    runs.mkdir(parents=True, exist_ok=True)
+    return demo.launch(server_name=ui.host, server_port=ui.port, auth=auth, max_file_size=f"{ui.max_upload_mb}mb",
+                       show_error=False, allowed_paths=[str(runs)], **kwargs)

@@ -117,13 +117,35 @@ class VLLMEngineBackend:
         return [list(out.outputs[0].token_ids) for out in outputs]
 
     def chat(self, prompt: Prompt, adapter: str | None = None, max_new_tokens: int = 256) -> Iterator[str]:
-        """Free-text answer. The offline engine returns it whole (use the server backend for token streaming)."""
+        """Free-text answer, streamed: the text so far after each engine step.
+
+        `LLM.generate` returns whole answers only, so this drives the engine's own request loop
+        (add_request + step); the caller must not run other requests on this engine meanwhile.
+        """
+        import uuid
+
         from vllm import SamplingParams
 
+        engine = self.llm.llm_engine
         params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
-        [out] = self._generate([self._request(prompt, render(self.tokenizer, prompt))], params,
-                                  lora_request=self._lora(adapter), use_tqdm=False)
-        yield out.outputs[0].text
+        request_id = f"chat-{uuid.uuid4().hex}"
+        try:
+            engine.add_request(request_id, self._request(prompt, render(self.tokenizer, prompt)), params,
+                               lora_request=self._lora(adapter))
+        except Exception as error:  # the engine's own validation errors are not ValueErrors
+            if type(error).__module__.startswith("vllm"):
+                raise ValueError(str(error)) from None
+            raise
+        finished = False
+        try:
+            while not finished and engine.has_unfinished_requests():
+                for out in engine.step():
+                    if out.request_id == request_id:
+                        finished = out.finished
+                        yield out.outputs[0].text
+        finally:
+            if not finished:  # the reader stopped early: free the engine for the next request
+                engine.abort_request([request_id])
 
     def score(self, requests: Sequence[tuple[Prompt, Sequence[str]]],
               adapter: str | None = None) -> list[list[float]]:

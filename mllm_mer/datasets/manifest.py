@@ -76,9 +76,10 @@ def _names(column: str) -> tuple[str, ...]:
 
 
 def load(path: str | Path, split: str | None = None, labels: str = "meld", task: str = "emotion",
-         columns: Columns = Columns(), context: int = 5) -> Split:
+         columns: Columns = Columns(), context: int = 5, media_root: str | None = None) -> Split:
     """Samples from a CSV/JSONL manifest. `columns.id` and `columns.dialogue` may name several
-    columns (comma-separated) whose values together make the key."""
+    columns (comma-separated) whose values together make the key. Relative media paths resolve
+    in `media_root` (default: the manifest's folder)."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: manifest not found")
@@ -105,7 +106,7 @@ def load(path: str | Path, split: str | None = None, labels: str = "meld", task:
             raise DatasetError(f"{path}: id {key!r} appears in rows {seen[key]} and {number}; ids must be unique "
                                "(build them from several columns, e.g. --id-col dialogue,utterance)")
         seen[key] = number
-    base = path.parent
+    base = Path(media_root) if media_root else path.parent
     resolve = lambda v: str(base / v) if v and not Path(v).is_absolute() else (v or None)  # noqa: E731
     dialogues: dict[str, list[int]] = defaultdict(list)
     if all(n in present for n in dialogue_cols):

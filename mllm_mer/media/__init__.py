@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
@@ -26,12 +27,23 @@ def load_image(source) -> Image.Image:
         raise MediaError(path, f"not a readable image ({error})") from None
 
 
+def check_allowed(sample: Sample, roots: tuple[str, ...]) -> None:
+    """Media paths must lie inside `roots`; the message does not say whether an outside path exists."""
+    resolved = [Path(r).resolve() for r in roots]
+    for value in (sample.video, sample.audio, sample.image if isinstance(sample.image, str) else None,
+                  *(f for f in sample.frames if isinstance(f, str))):
+        if value and not any(Path(value).resolve().is_relative_to(r) for r in resolved):
+            raise MediaError(Path(value).name, "is outside the folders this app may read")
+
+
 def load_media(sample: Sample, settings: MediaSettings, modalities: tuple[str, ...] = ("text", "video", "audio")
                ) -> MediaInputs:
     """Decode what the prompt will use; MediaError names the file and the reason."""
     from mllm_mer.media import audio as audio_mod
     from mllm_mer.media import video as video_mod
 
+    if settings.allowed_roots:
+        check_allowed(sample, settings.allowed_roots)
     # Each file is opened once to see what it holds (missing or broken files fail here).
     video_streams = video_mod.probe(sample.video) if sample.video else (False, False)
     audio_streams = video_mod.probe(sample.audio) if sample.audio else (False, False)
