@@ -175,6 +175,34 @@ def make_tiny(cfg: C.MakeTinyConfig) -> int:
     return 0
 
 
+def calibrate(cfg: C.CalibrateConfig) -> int:
+    """Fit temperature scaling per task on a dev run's probabilities; print before/after ECE."""
+    from mllm_mer.calibration import describe_fit, fit
+    from mllm_mer.labels import load_label_scheme
+    from mllm_mer.run_records import read_predictions
+
+    options = cfg.calibrate
+    if not options.run_dir or not options.out:
+        raise ValueError("calibrate needs a run directory and --out: mllm-mer calibrate RUN --out calibration.json")
+    run = Path(options.run_dir)
+    metrics_file = run / "metrics.json"
+    if not metrics_file.is_file():
+        raise FileNotFoundError(f"{metrics_file}: not found (has the run finished?)")
+    info = json.loads(metrics_file.read_text()).get("run", {})
+    if info.get("calibrated"):
+        raise ValueError(f"{run}: this run's probabilities are already calibrated; fit on an uncalibrated run")
+    if str(info.get("split", "")).startswith("test"):
+        print(f"warning: fitting on {info['split']!r}; fit on a dev split and report on test", file=sys.stderr)
+    scheme = load_label_scheme(info.get("labels_source") or info["labels"])
+    records = list(read_predictions(run / "predictions.jsonl").values())
+    calibration = fit(records, scheme, fitted_on=str(run))
+    Path(options.out).write_text(calibration.to_json())
+    for line in describe_fit(records, calibration):
+        print(line)
+    print(f"wrote {options.out}")
+    return 0
+
+
 def list_bundled(cfg: C.ListConfig) -> int:
     """What ships with the package: datasets, label sets, templates, model families."""
     what = cfg.list.what
@@ -220,6 +248,8 @@ VERBS: dict[str, Verb] = {
                                         "(unknown flags are passed to vLLM's server)", passthrough=True,
                   starts_engines=True),
     "make-tiny": Verb(C.MakeTinyConfig, make_tiny, "build a random-weight checkpoint of a real architecture, offline"),
+    "calibrate": Verb(C.CalibrateConfig, calibrate, "fit temperature scaling on a dev run: mllm-mer calibrate RUN "
+                                                    "--out calibration.json (then --calibration FILE)"),
     "ls": Verb(C.ListConfig, list_bundled, "list what is bundled: datasets | labels | templates | models"),
 }
 

@@ -90,6 +90,8 @@ class PromptConfig:
     modalities: list[str] | None = option(None, "subset of text,video,audio (default all)")
     mode: Literal["generate", "score"] = option(
         "generate", "generate: constrained JSON with rationale; score: label probabilities only")
+    calibration: str | None = option(None, "calibration.json from `mllm-mer calibrate DEV_RUN`: rescales label "
+                                           "probabilities (the label set must match)")
     max_text_chars: int = option(6000, "transcript + context budget per sample; longer text is cut (latest "
                                        "turns kept) and the prediction notes it")
 
@@ -269,6 +271,15 @@ class CompareOptions:
 
 
 @dataclass
+class CalibrateOptions:
+    """Fitting calibration on a finished dev run."""
+
+    run_dir: str | None = option(None, "a finished evaluate run (with label probabilities) on a dev split",
+                                 positional=True)
+    out: str | None = option(None, "where to write calibration.json")
+
+
+@dataclass
 class ListOptions:
     what: Literal["datasets", "labels", "templates", "models"] = option(
         "labels", "what to list", positional=True)
@@ -359,6 +370,11 @@ class MergeConfig:
 @dataclass
 class CompareConfig:
     compare: CompareOptions = field(default_factory=CompareOptions)
+
+
+@dataclass
+class CalibrateConfig:
+    calibrate: CalibrateOptions = field(default_factory=CalibrateOptions)
 
 
 @dataclass

@@ -15,6 +15,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from mllm_mer.calibration import arrays as calibration_arrays
+from mllm_mer.calibration import calibration_metrics
 from mllm_mer.config import EvaluateConfig
 from mllm_mer.datasets import DatasetError, load_split
 from mllm_mer.metrics import classification_metrics, sentiment_regression_metrics
@@ -33,6 +35,7 @@ def fingerprint(cfg: EvaluateConfig, setup: PromptSetup) -> dict[str, Any]:
         "prompt": {"template": setup.template, "modalities": list(setup.modalities), "mode": setup.mode},
         "media": asdict(setup.media), "model": cfg.model.model, "backend": cfg.model.backend,
         "adapters": cfg.model.adapters, "probabilities": cfg.run.probabilities,
+        "temperatures": setup.temperatures,
     }
 
 
@@ -99,7 +102,8 @@ def run_evaluation(cfg: EvaluateConfig, backend=None, progress: bool = True,
     metrics["run"] = {"dataset": data.dataset, "split": run.split, "model": cfg.model.model,
                       "adapter": adapter, "template": setup.template, "mode": setup.mode,
                       "modalities": list(setup.modalities), "labels": setup.scheme.name,
-                      "backend": cfg.model.backend}
+                      "backend": cfg.model.backend, "labels_source": setup.scheme.source,
+                      "calibrated": bool(setup.temperatures)}
     metrics["coverage"] = {"answered": len(wanted), "of": split_size, "partial": len(wanted) < split_size}
     metrics["sample_set"] = hashlib.sha256("\n".join(sorted(s.id for s in samples)).encode()).hexdigest()[:16]
     if timing.get("inference_s"):
@@ -110,6 +114,10 @@ def run_evaluation(cfg: EvaluateConfig, backend=None, progress: bool = True,
     from mllm_mer.report import plot_confusions, write_report
 
     plot_confusions(metrics, out / "confusion.png")
+    from mllm_mer.calibration import plot_reliability
+
+    if not plot_reliability(wanted, setup.scheme, out / "reliability.png"):
+        (out / "reliability.png").unlink(missing_ok=True)
     write_report(metrics, out / "report.md")
     return metrics
 
@@ -147,6 +155,7 @@ def compute_metrics(records: list[dict[str, Any]], spec: LabelScheme, dataset: s
         if gold:
             result["tasks"][ls.task] = classification_metrics(gold, pred, ls.labels)
             result["tasks"][ls.task]["gold_outside_label_set"] = outside
+            result["tasks"][ls.task].update(calibration_metrics(*calibration_arrays(records, ls.task, ls.labels)))
     if dataset in ("mosi7", "mosei7"):
         labels = spec.task("sentiment").labels
         scores = [r.get("score") for r in records]

@@ -171,6 +171,15 @@ def run_prompts(backend: Backend, prompts: Sequence[Prompt], mode: str = "genera
     return predictions
 
 
+def calibrate(prediction: Prediction, temperatures: dict[str, float]) -> None:
+    """Temperature-scale each task's probabilities (fitted by `mllm-mer calibrate`); labels stay."""
+    from mllm_mer.calibration import rescale
+
+    for task, tp in prediction.tasks.items():
+        if tp.probabilities and temperatures.get(task, 1.0) != 1.0:
+            tp.probabilities = rescale(tp.probabilities, temperatures[task])
+
+
 @dataclass
 class Answered:
     """A sample's prompt (None when it could not get one) and its prediction."""
@@ -191,6 +200,8 @@ def answer(backend: Backend, samples: Sequence[Sample], setup: PromptSetup, adap
         prediction = (next(answered) if p.prompt is not None
                       else Prediction.failure(p.sample.id, p.error or "no prompt", kind=p.error_kind))
         prediction.notes = p.notes + prediction.notes
+        if setup.temperatures:
+            calibrate(prediction, setup.temperatures)
         results.append(Answered(p.prompt, prediction))
     return results
 

@@ -79,6 +79,15 @@ def write_report(metrics: dict[str, Any], path: Path) -> None:
              "| task | " + " | ".join(HEADLINE) + " |", "|---" * (len(HEADLINE) + 1) + "|"]
     for task, m in metrics["tasks"].items():
         lines.append(f"| {task} | " + " | ".join(f"{m[k]:.4f}" for k in HEADLINE) + " |")
+    calibrated = {t: m for t, m in metrics["tasks"].items() if "ece" in m}
+    if calibrated:
+        note = " (probabilities temperature-scaled)" if metrics.get("run", {}).get("calibrated") else ""
+        lines += ["", f"## Calibration{note}", "", "| task | ECE (15 bins) | Brier | NLL | n |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {t} | {m['ece']:.4f} | {m['brier']:.4f} | {m['nll']:.4f} | {m['n_scored']} |"
+                  for t, m in calibrated.items()]
+        if (path.parent / "reliability.png").is_file():
+            lines += ["", "![reliability diagram](reliability.png)"]
     if reg := metrics.get("regression"):
         lines += ["", "| acc-2 | acc-7 | MAE | corr |", "|---|---|---|---|",
                   "| " + " | ".join("-" if reg.get(k) is None else f"{reg[k]:.4f}"
@@ -98,8 +107,8 @@ def write_report(metrics: dict[str, Any], path: Path) -> None:
 
 def compare_runs(run_dirs: list[str | Path]) -> str:
     """A Markdown table of the headline metrics of several runs, one row per run and task."""
-    header = "| run | task | modalities | " + " | ".join(HEADLINE) + " | failed | gold not scored | samples |"
-    lines = [header, "|---" * (len(HEADLINE) + 6) + "|"]
+    header = "| run | task | modalities | " + " | ".join(HEADLINE) + " | ECE | failed | gold not scored | samples |"
+    lines = [header, "|---" * (len(HEADLINE) + 7) + "|"]
     sample_sets = set()
     for run_dir in run_dirs:
         path = Path(run_dir) / "metrics.json"
@@ -117,6 +126,7 @@ def compare_runs(run_dirs: list[str | Path]) -> str:
         for task, m in metrics["tasks"].items():
             lines.append(f"| {Path(run_dir).name} | {task} | {modalities} | "
                          + " | ".join(f"{m[k]:.4f}" for k in HEADLINE)
+                         + (f" | {m['ece']:.4f}" if "ece" in m else " | -")
                          + f" | {metrics['n_failed']} | {excluded_gold(metrics, task)} | {samples} |")
     if len(sample_sets) > 1:
         lines.append("\n**warning: these runs cover different samples; their numbers are not comparable.**")

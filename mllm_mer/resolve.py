@@ -84,9 +84,17 @@ def resolve_prompt(model: ModelConfig, prompt: PromptConfig, media: MediaConfig,
     from mllm_mer.prompting import load_template
 
     load_template(template)  # fail now, not at the first sample
-    return PromptSetup(scheme=load_label_scheme(labels), template=template, modalities=modalities,
+    scheme = load_label_scheme(labels)
+    temperatures = {}
+    if prompt.calibration:
+        from mllm_mer.calibration import load as load_calibration
+
+        calibration = load_calibration(prompt.calibration)
+        calibration.check(scheme, prompt.calibration)
+        temperatures = dict(calibration.temperatures)
+    return PromptSetup(scheme=scheme, template=template, modalities=modalities,
                        mode=prompt.mode, media=media_settings(media, model.model, saved.get("media")),
-                       max_text_chars=prompt.max_text_chars)
+                       max_text_chars=prompt.max_text_chars, temperatures=temperatures)
 
 
 def _differs(key: str, given: Any, saved: Any) -> bool:

@@ -139,6 +139,7 @@ class PromptSetup:
     mode: str = "generate"  # generate | score
     media: MediaSettings = field(default_factory=MediaSettings)
     max_text_chars: int = 6000  # transcript + context budget per sample; longer text is cut, with a note
+    temperatures: dict[str, float] = field(default_factory=dict)  # task -> calibration temperature (1: none)
 
 
 @dataclass(frozen=True)
