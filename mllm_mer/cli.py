@@ -175,6 +175,31 @@ def make_tiny(cfg: C.MakeTinyConfig) -> int:
     return 0
 
 
+def dialogue(cfg: C.DialogueConfig) -> int:
+    """A conversation -> its per-speaker emotion timeline (timeline.jsonl / .png / .md)."""
+    from mllm_mer.backends import load_backend
+    from mllm_mer.dialogue import classify_dialogues, read_transcript, timeline_rows, utterance_samples, write_timeline
+    from mllm_mer.resolve import resolve_prompt
+
+    options = cfg.dialogue
+    if not options.transcript or not options.out:
+        raise ValueError("dialogue needs --transcript FILE (.srt/.vtt/.jsonl) and --out DIR")
+    samples = utterance_samples(read_transcript(options.transcript), options.video, options.audio)
+    setup = resolve_prompt(cfg.model, cfg.prompt, cfg.media)
+    task = setup.scheme.label_sets[0].task
+    with results_stdout() as out:
+        backend = load_backend(cfg.backend)
+        try:
+            [predictions] = classify_dialogues(backend, [samples], setup, options.context_labels,
+                                               options.context_window, next(iter(cfg.model.adapters), None), task)
+        finally:
+            backend.close()
+        write_timeline(timeline_rows(samples, predictions, task), Path(options.out), task, options.context_labels)
+        failed = sum(not p.ok for p in predictions)
+        print(f"{len(samples)} utterances ({failed} failed); timeline: {Path(options.out) / 'timeline.md'}", file=out)
+    return 0
+
+
 def calibrate(cfg: C.CalibrateConfig) -> int:
     """Fit temperature scaling per task on a dev run's probabilities; print before/after ECE."""
     from mllm_mer.calibration import describe_fit, fit
@@ -248,6 +273,8 @@ VERBS: dict[str, Verb] = {
                                         "(unknown flags are passed to vLLM's server)", passthrough=True,
                   starts_engines=True),
     "make-tiny": Verb(C.MakeTinyConfig, make_tiny, "build a random-weight checkpoint of a real architecture, offline"),
+    "dialogue": Verb(C.DialogueConfig, dialogue, "a conversation (recording + SRT/VTT/JSONL transcript) utterance "
+                                                 "by utterance: a per-speaker emotion timeline", starts_engines=True),
     "calibrate": Verb(C.CalibrateConfig, calibrate, "fit temperature scaling on a dev run: mllm-mer calibrate RUN "
                                                     "--out calibration.json (then --calibration FILE)"),
     "ls": Verb(C.ListConfig, list_bundled, "list what is bundled: datasets | labels | templates | models"),

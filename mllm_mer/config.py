@@ -271,6 +271,20 @@ class CompareOptions:
 
 
 @dataclass
+class DialogueOptions:
+    """A recorded conversation, utterance by utterance."""
+
+    video: str | None = option(None, "the recording (video)")
+    audio: str | None = option(None, "the recording's sound, if separate (or the only recording)")
+    transcript: str | None = option(None, "utterances with speakers and times: .srt, .vtt (<v Name> or 'Name:') "
+                                          "or .jsonl {speaker, start, end, text}")
+    out: str | None = option(None, "where timeline.jsonl, timeline.png and timeline.md go")
+    context_labels: Literal["none", "predicted", "gold"] = option(
+        "predicted", "emotions given with earlier turns: the predicted ones, none, or gold (oracle)")
+    context_window: int = option(5, "earlier turns given as context (-1: all)")
+
+
+@dataclass
 class CalibrateOptions:
     """Fitting calibration on a finished dev run."""
 
@@ -370,6 +384,11 @@ class MergeConfig:
 @dataclass
 class CompareConfig:
     compare: CompareOptions = field(default_factory=CompareOptions)
+
+
+@dataclass
+class DialogueConfig(InferenceConfig):
+    dialogue: DialogueOptions = field(default_factory=DialogueOptions)
 
 
 @dataclass
