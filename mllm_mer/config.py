@@ -302,11 +302,17 @@ class ListOptions:
 # -- per-verb configs ------------------------------------------------------------------------
 
 @dataclass
-class BackendConfig:
-    """Everything a backend needs to start."""
+class EngineRunConfig:
+    """A model on an engine: the base of the backend and of `serve`."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
+
+
+@dataclass
+class BackendConfig(EngineRunConfig):
+    """Everything a backend needs to start."""
+
     client: ClientConfig = field(default_factory=ClientConfig)
 
 
@@ -332,17 +338,6 @@ class InferenceConfig(PromptedConfig):
 
 
 @dataclass
-class PredictConfig(InferenceConfig):
-    input: PredictInput = field(default_factory=PredictInput)
-
-
-@dataclass
-class EvaluateConfig(InferenceConfig):
-    data: DataConfig = field(default_factory=DataConfig)
-    run: RunConfig = field(default_factory=RunConfig)
-
-
-@dataclass
 class TrainConfig(PromptedConfig):
     """A fine-tuning recipe; finetune/configs/*.yaml are this tree (flat keys or sections)."""
 
@@ -358,47 +353,22 @@ class TrainConfig(PromptedConfig):
         return yaml.safe_dump(dataclasses.asdict(self), sort_keys=False)
 
 
-@dataclass
-class ServeConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    engine: EngineConfig = field(default_factory=EngineConfig)
-    server: ServerConfig = field(default_factory=ServerConfig)
+def _verb(name: str, base: type | None = None, **sections: type) -> type:
+    """A verb's config: the sections of `base` plus these, in order."""
+    return dataclasses.make_dataclass(name, [(n, t, field(default_factory=t)) for n, t in sections.items()],
+                                      bases=(base,) if base else (), namespace={"__module__": __name__})
 
 
-@dataclass
-class AppConfig(InferenceConfig):
-    ui: UIConfig = field(default_factory=UIConfig)
-
-
-@dataclass
-class MakeTinyConfig:
-    tiny: TinyConfig = field(default_factory=TinyConfig)
-
-
-@dataclass
-class MergeConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    merge: MergeOptions = field(default_factory=MergeOptions)
-
-
-@dataclass
-class CompareConfig:
-    compare: CompareOptions = field(default_factory=CompareOptions)
-
-
-@dataclass
-class DialogueConfig(InferenceConfig):
-    dialogue: DialogueOptions = field(default_factory=DialogueOptions)
-
-
-@dataclass
-class CalibrateConfig:
-    calibrate: CalibrateOptions = field(default_factory=CalibrateOptions)
-
-
-@dataclass
-class ListConfig:
-    list: ListOptions = field(default_factory=ListOptions)
+PredictConfig = _verb("PredictConfig", InferenceConfig, input=PredictInput)
+EvaluateConfig = _verb("EvaluateConfig", InferenceConfig, data=DataConfig, run=RunConfig)
+DialogueConfig = _verb("DialogueConfig", InferenceConfig, dialogue=DialogueOptions)
+AppConfig = _verb("AppConfig", InferenceConfig, ui=UIConfig)
+ServeConfig = _verb("ServeConfig", EngineRunConfig, server=ServerConfig)
+MergeConfig = _verb("MergeConfig", model=ModelConfig, merge=MergeOptions)
+MakeTinyConfig = _verb("MakeTinyConfig", tiny=TinyConfig)
+CompareConfig = _verb("CompareConfig", compare=CompareOptions)
+CalibrateConfig = _verb("CalibrateConfig", calibrate=CalibrateOptions)
+ListConfig = _verb("ListConfig", list=ListOptions)
 
 
 # -- building configs from flat keys, sections and YAML --------------------------------------

@@ -103,7 +103,7 @@ def prepare(samples: Sequence[Sample], setup: PromptSetup) -> list[Prepared]:
                                      error_kind="no_evidence", notes=notes))
             continue
         prompt = build_prompt(sample, setup.scheme, setup.template, inputs, setup.modalities)
-        prepared.append(Prepared(sample, prompt, notes=notes))
+        prepared.append(Prepared(sample, prompt, notes=notes + list(inputs.notes)))
     return prepared
 
 

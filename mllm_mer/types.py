@@ -153,6 +153,7 @@ class MediaInputs:
     transcript: str | None = None  # from ASR when the sample had none
     fps: float | None = None  # source frame rate (video metadata for families that want it)
     duration: float | None = None
+    notes: tuple[str, ...] = ()  # what the reader noticed (e.g. a clip cut short), kept with the prediction
 
 
 @dataclass

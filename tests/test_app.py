@@ -325,3 +325,16 @@ def test_cli_app_on_transformers_is_up_at_once_saying_loading(tiny_model, tmp_pa
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+def test_wrong_logins_are_slowed_then_locked_out():
+    import time
+
+    from mllm_mer.app.ui import LoginGuard
+
+    guard = LoginGuard("ann:secret", delay_s=0.05, max_failures=3, lockout_s=60)
+    assert guard("ann", "secret")
+    started = time.monotonic()
+    assert not any(guard("ann", f"guess{i}") for i in range(3))
+    assert time.monotonic() - started >= 0.15  # each wrong login costs its delay
+    assert not guard("ann", "secret")  # locked out now, even with the right password

@@ -154,3 +154,13 @@ def test_a_prompt_the_engine_refuses_fails_alone(vllm_backend, meld_spec):
     results = [a.prediction for a in answer(vllm_backend, samples, setup)]
     assert [p.ok for p in results] == [True, False, True]
     assert results[1].error_kind == "backend" and "refused" in results[1].error
+
+
+def test_a_clip_cut_short_is_read_as_far_as_it_goes_and_says_so(hf_backend, meld_spec, tmp_path):
+    whole = write_clip(tmp_path / "long.mkv", seconds=3.0, fps=8)  # Matroska: the duration is in the header
+    data = whole.read_bytes()
+    (tmp_path / "cut.mkv").write_bytes(data[: int(len(data) * 0.4)])
+    [cut] = answer(hf_backend, [Sample(id="cut", video=str(tmp_path / "cut.mkv"), transcript="hi")],
+                   PromptSetup(meld_spec, template="label_only"))
+    assert cut.prediction.ok
+    assert any("cut.mkv: truncated, only" in n for n in cut.prediction.notes), cut.prediction.notes

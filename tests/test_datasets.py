@@ -174,6 +174,24 @@ def test_manifest_csv_and_jsonl_with_column_mapping(tmp_path):
         load_split("manifest", tmp_path / "bad.jsonl", None)
 
 
+def test_manifest_composite_ids_and_dialogue_keys_and_list_literal_speakers(tmp_path):
+    """Ids unique only per dialogue, scene ids that repeat across episodes, speakers as ['Name']."""
+    from mllm_mer.datasets.manifest import Columns
+
+    (tmp_path / "m.csv").write_text(
+        "episode,scene,utt,text,label,speaker\n"
+        "1,1,1,Hi,joy,['Ross']\n1,1,2,Hey,neutral,\"['Rachel', 'Monica']\"\n"
+        "2,1,1,Bye,sadness,['Ross']\n2,1,2,Why,surprise,['Joey']\n")
+    cols = Columns(id="episode,scene,utt", dialogue="episode,scene")
+    samples = load_split("manifest", tmp_path / "m.csv", None, columns=cols).samples
+    assert [s.id for s in samples] == ["1/1/1", "1/1/2", "2/1/1", "2/1/2"]
+    assert [s.speaker for s in samples] == ["Ross", "Rachel, Monica", "Ross", "Joey"]
+    # scene 1 of episode 2 is another dialogue: its context does not reach into episode 1
+    assert [t.text for t in samples[3].context] == ["Bye"] and samples[3].context[0].speaker == "Ross"
+    with pytest.raises(DatasetError, match="--id-col dialogue,utterance"):
+        load_split("manifest", tmp_path / "m.csv", None, columns=Columns(id="utt"))
+
+
 @requires_meld
 def test_clear_errors_for_missing_data_and_unknown_splits(tmp_path):
     with pytest.raises(DatasetError, match="MELD dev CSV not found"):

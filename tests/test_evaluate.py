@@ -184,3 +184,20 @@ def test_modality_ablation_and_compare(tmp_path, cli_split):
     assert table.splitlines()[0].startswith("| run | task | modalities | accuracy")
     assert "| text | emotion | text |" in table and "| video | sentiment | video |" in table
     assert len(table.splitlines()) == 2 + 3 * 2
+
+
+def test_gold_labels_outside_the_set_or_missing_are_counted_and_shown():
+    from mllm_mer.evaluate import compute_metrics
+    from mllm_mer.labels import load_label_scheme
+    from mllm_mer.report import summary
+
+    def record(i, gold):
+        return {"id": str(i), "gold": gold, "prediction": {"sample_id": str(i), "ok": True,
+                                                           "tasks": {"emotion": {"label": "joy"}}}}
+
+    records = [record(0, {"emotion": "joy"}), record(1, {"emotion": "happiness"}), record(2, {}),
+               record(3, {"emotion": "banana"})]
+    metrics = compute_metrics(records, load_label_scheme("meld"), "manifest")
+    assert metrics["gold_issues"]["emotion"] == {"outside_label_set": 1, "missing": 1}  # happiness is a synonym
+    assert metrics["tasks"]["emotion"]["n"] == 2
+    assert "emotion: 1 gold labels outside the label set and 1 missing: not scored" in summary(metrics)

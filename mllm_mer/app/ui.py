@@ -267,8 +267,9 @@ class LoginGuard:
     """Gradio's auth check with a brake: each wrong login costs a second, and after ten in five
     minutes every login is refused for a minute (no guessing at speed)."""
 
-    def __init__(self, credentials: str):
+    def __init__(self, credentials: str, delay_s: float = 1.0, max_failures: int = 10, lockout_s: float = 60.0):
         self.user, _, self.password = credentials.partition(":")
+        self.delay_s, self.max_failures, self.lockout_s = delay_s, max_failures, lockout_s
         self.failures: list[float] = []
         self.locked_until = 0.0
         self.lock = threading.Lock()
@@ -280,11 +281,11 @@ class LoginGuard:
                 return False
         ok = secrets.compare_digest(f"{user}:{password}".encode(), f"{self.user}:{self.password}".encode())
         if not ok:
-            time.sleep(1.0)
+            time.sleep(self.delay_s)
             with self.lock:
                 self.failures = [t for t in self.failures if now - t < 300] + [now]
-                if len(self.failures) >= 10:
-                    self.locked_until = now + 60
+                if len(self.failures) >= self.max_failures:
+                    self.locked_until = now + self.lockout_s
         return ok
 
 

@@ -49,6 +49,7 @@ def load_media(sample: Sample, settings: MediaSettings, modalities: tuple[str, .
     audio_streams = video_mod.probe(sample.audio) if sample.audio else (False, False)
     frames: tuple = ()
     times: tuple[float, ...] = ()
+    notes: list[str] = []
     image = None
     fps = duration = None
     if "video" in modalities:
@@ -58,6 +59,9 @@ def load_media(sample: Sample, settings: MediaSettings, modalities: tuple[str, .
             clip = video_mod.read_frames(sample.video, settings.max_frames, settings.fps, sample.start, sample.end,
                                          settings.max_pixels, settings.keyframe_snap)
             frames, times, fps, duration = clip.images, clip.times, clip.fps, clip.duration
+            if clip.declared and clip.declared - clip.duration > max(0.5, 0.1 * clip.declared):
+                notes.append(f"{Path(sample.video).name}: truncated, only {clip.duration:.1f} s of "
+                             f"{clip.declared:.1f} s could be read")
         if sample.image:
             image = load_image(sample.image)
 
@@ -81,4 +85,4 @@ def load_media(sample: Sample, settings: MediaSettings, modalities: tuple[str, .
     if "video" in modalities and sample.video and not frames and not any(video_streams):
         raise MediaError(sample.video, "no video or audio stream (zero-length or empty media)")
     return MediaInputs(frames=frames, frame_times=times, image=image, vocal_cues=cues, transcript=transcript,
-                       fps=fps, duration=duration)
+                       fps=fps, duration=duration, notes=tuple(notes))

@@ -27,7 +27,8 @@ class Frames:
     images: tuple  # PIL images, RGB, time order
     times: tuple[float, ...]  # seconds from the start of the file
     fps: float
-    duration: float  # seconds of the file
+    duration: float  # seconds of the file that can be read
+    declared: float | None = None  # seconds the container says it holds (more when the file was cut short)
 
 
 def sample_times(duration: float, n: int, fps: float | None = None, start: float | None = None,
@@ -108,6 +109,7 @@ def _read_frames_cached(key, n, fps, start, end, max_pixels, keyframe_snap=0.0) 
         if width * height > MAX_SOURCE_PIXELS:
             raise MediaError(path, f"resolution {width}x{height} exceeds the limit of {MAX_SOURCE_PIXELS} pixels")
         rate = float(stream.average_rate or stream.guessed_rate or 25)
+        declared = container.duration / 1_000_000 if container.duration else None  # AV_TIME_BASE units
         keyframes, last = _keyframe_times(container, stream, path)
         duration = last + 1.0 / rate if last is not None else 0.0
         targets = sample_times(duration, n, fps, start, end)
@@ -123,7 +125,7 @@ def _read_frames_cached(key, n, fps, start, end, max_pixels, keyframe_snap=0.0) 
         images, times = _decode_runs_in_parallel(path, keyframes, runs, rate, out_w, out_h)
     if not images:
         raise MediaError(path, "no frame could be decoded")
-    return Frames(tuple(images), tuple(times), rate, duration)
+    return Frames(tuple(images), tuple(times), rate, duration, declared)
 
 
 def _keyframe_times(container, stream, path) -> tuple[list[float], float | None]:
