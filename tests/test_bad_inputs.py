@@ -98,6 +98,7 @@ def media(tmp_path_factory):
     (root / "truncated.mp4").write_bytes(data[: len(data) // 3])
     silent = write_clip(root / "silent.mp4", seconds=1.0, fps=8, audio=False)
     Image.new("1", (20000, 20000)).save(root / "bomb.png")  # 400 M pixels, a few kB on disk
+    write_clip(root / "huge.mp4", seconds=0.2, fps=5, size=(4096, 2304), audio=False)  # over the 4K source limit
     (root / "not-an-image.png").write_text("hello")
     return root, good, silent
 
@@ -110,29 +111,31 @@ def test_a_batch_with_every_bad_input_answers_the_good_ones(hf_backend, meld_spe
         Sample(id="zero", video=str(root / "zero.mp4"), transcript="hi"),
         Sample(id="garbage", video=str(root / "garbage.mp4"), transcript="hi"),
         Sample(id="missing", video=str(root / "nope.mp4"), transcript="hi"),
+        Sample(id="huge", video=str(root / "huge.mp4"), transcript="hi"),
         Sample(id="bomb", image=str(root / "bomb.png"), transcript="hi"),
         Sample(id="not-image", image=str(root / "not-an-image.png"), transcript="hi"),
         Sample(id="silent", video=str(silent)),  # no audio track, no transcript: frames only
         Sample(id="empty", transcript="   "),
         Sample(id="surrogates", transcript="bad \ud800 half \udfff pair\x00", context=(Turn("A", "x\ud83d"),)),
-        Sample(id="huge", transcript="word " * 20_000, context=tuple(Turn("B", "t " * 500) for _ in range(40))),
+        Sample(id="long-text", transcript="word " * 20_000, context=tuple(Turn("B", "t " * 500) for _ in range(40))),
         Sample(id="injection", transcript=injection),
     ]
     setup = PromptSetup(meld_spec, template="label_only", max_text_chars=2000)
     results = {a.prediction.sample_id: a.prediction for a in answer(hf_backend, samples, setup)}
     assert list(results) == [s.id for s in samples]
     failed = {k: (p.error_kind, p.error) for k, p in results.items() if not p.ok}
-    assert set(failed) == {"zero", "garbage", "missing", "bomb", "not-image", "empty"}, failed
-    for name, file in (("zero", "zero.mp4"), ("garbage", "garbage.mp4"), ("missing", "nope.mp4"),
+    assert set(failed) == {"zero", "garbage", "missing", "huge", "bomb", "not-image", "empty"}, failed
+    assert "exceeds the limit" in failed["huge"][1]
+    for name, file in (("zero", "zero.mp4"), ("garbage", "garbage.mp4"), ("missing", "nope.mp4"), ("huge", "huge.mp4"),
                        ("bomb", "bomb.png"), ("not-image", "not-an-image.png")):
         assert failed[name][0] == "media" and file in failed[name][1]
     assert "too large" in failed["bomb"][1]
     assert failed["empty"][0] == "no_evidence"
     emotions = set(meld_spec.task("emotion").labels)
-    for name in ("good", "silent", "surrogates", "huge", "injection"):
+    for name in ("good", "silent", "surrogates", "long-text", "injection"):
         assert results[name].label("emotion") in emotions
-    assert any("transcript cut from 100000 to 2000" in n for n in results["huge"].notes)
-    assert any("context cut" in n for n in results["huge"].notes)
+    assert any("transcript cut from 100000 to 2000" in n for n in results["long-text"].notes)
+    assert any("context cut" in n for n in results["long-text"].notes)
     json.dumps([p.to_dict() for p in results.values()], ensure_ascii=False).encode("utf-8")  # all encodable
 
 
