@@ -86,7 +86,8 @@ def run_evaluation(cfg: EvaluateConfig, backend=None, progress: bool = True,
             for start in range(0, len(pending), run.batch_size):
                 batch = pending[start:start + run.batch_size]
                 answered = answer(backend, batch, setup, adapter=adapter,
-                                  with_probabilities=run.probabilities or setup.mode == "score")
+                                  with_probabilities=run.probabilities or setup.mode == "score",
+                                  on_stage=lambda stage: bar.set_postfix_str(stage, refresh=True))
                 append_records(path, [record_for(s, a.prediction, a.prompt, setup.modalities)
                                       for s, a in zip(batch, answered, strict=True)])
                 bar.update(len(batch))

@@ -87,10 +87,18 @@ def has_evidence(sample: Sample, media: MediaInputs, modalities: Sequence[str]) 
     return bool(present_modalities(sample, media, modalities))
 
 
-def prepare(samples: Sequence[Sample], setup: PromptSetup) -> list[Prepared]:
+Stage = Callable[[str], None]  # told what the pipeline is doing now, for progress displays
+
+
+def _quiet(stage: str) -> None:
+    pass
+
+
+def prepare(samples: Sequence[Sample], setup: PromptSetup, on_stage: Stage = _quiet) -> list[Prepared]:
     """Media and prompt for each sample; a sample that cannot get one keeps the reason."""
     prepared = []
-    for sample in samples:
+    for number, sample in enumerate(samples, 1):
+        on_stage(f"decoding media {number}/{len(samples)}")
         sample, notes = fit_text_budget(sample, setup.max_text_chars)
         try:
             inputs = load_media(sample, setup.media, modalities=setup.modalities)
@@ -148,20 +156,23 @@ def _refused(prompt: Prompt, error: Exception) -> Prediction:
 
 
 def run_prompts(backend: Backend, prompts: Sequence[Prompt], mode: str = "generate", adapter: str | None = None,
-                with_probabilities: bool = True) -> list[Prediction]:
+                with_probabilities: bool = True, on_stage: Stage = _quiet) -> list[Prediction]:
     """Predictions for ready prompts, in input order; a prompt the backend refuses fails alone."""
     if mode == "score":
+        on_stage(f"scoring labels of {len(prompts)}")
         scored = score_labels(backend, prompts, adapter)
         return [_refused(p, t) if isinstance(t, Exception) else Prediction(sample_id=p.sample_id, tasks=t)
                 for p, t in zip(prompts, scored, strict=True)]
     if mode != "generate":
         raise ValueError(f"mode must be 'generate' or 'score', not {mode!r}")
+    on_stage(f"generating {len(prompts)} answers")
     raws = call_isolating(lambda batch: backend.generate(batch, adapter=adapter), prompts)
     predictions = [_refused(p, raw) if isinstance(raw, Exception) else parse_answer(raw, p.label_sets, p.sample_id)
                    for p, raw in zip(prompts, raws, strict=True)]
     if with_probabilities:
         ok = [i for i, pred in enumerate(predictions) if pred.ok]
         fixed = [{t: tp.label for t, tp in predictions[i].tasks.items()} for i in ok]
+        on_stage(f"scoring labels of {len(ok)}")
         scored = score_labels(backend, [prompts[i] for i in ok], adapter, fixed=fixed)
         for i, tasks in zip(ok, scored, strict=True):
             if isinstance(tasks, Exception):
@@ -189,11 +200,11 @@ class Answered:
 
 
 def answer(backend: Backend, samples: Sequence[Sample], setup: PromptSetup, adapter: str | None = None,
-           with_probabilities: bool = True) -> list[Answered]:
+           with_probabilities: bool = True, on_stage: Stage = _quiet) -> list[Answered]:
     """The whole path for a batch of samples; one Answered per sample, in input order."""
-    prepared = prepare(samples, setup)
+    prepared = prepare(samples, setup, on_stage)
     ready = [p for p in prepared if p.prompt is not None]
-    answered = iter(run_prompts(backend, [p.prompt for p in ready], setup.mode, adapter, with_probabilities)
+    answered = iter(run_prompts(backend, [p.prompt for p in ready], setup.mode, adapter, with_probabilities, on_stage)
                     if ready else [])
     results = []
     for p in prepared:

@@ -70,3 +70,13 @@ def test_bad_media_fails_that_sample_only(hf_backend, meld_spec, tmp_path):
     bad, good = predict(hf_backend, samples, PromptSetup(meld_spec, template="label_only"))
     assert not bad.ok and "broken.png" in bad.error and "not a readable image" in bad.error
     _assert_in_set(good, meld_spec)
+
+
+def test_the_pipeline_says_what_it_is_doing(hf_backend, meld_spec):
+    """Progress displays (evaluate's bar, the app's status line) are told each stage as it starts."""
+    from mllm_mer.pipeline import answer
+
+    stages = []
+    answer(hf_backend, random_samples(2, seed=7), PromptSetup(meld_spec, template="label_only"),
+           on_stage=stages.append)
+    assert stages == ["decoding media 1/2", "decoding media 2/2", "generating 2 answers", "scoring labels of 2"]

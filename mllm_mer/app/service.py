@@ -65,6 +65,7 @@ class Service:
         self._loaded = threading.Event()
         self._load_error: str | None = None
         self._setups: dict[tuple, PromptSetup] = {}
+        self.activity = ""  # what the model is doing now (the page shows it beside the status)
         if backend is not None:
             self._loaded.set()
 
@@ -95,7 +96,12 @@ class Service:
     def status(self) -> str:
         if self._load_error:
             return f"failed: {self._load_error}"
-        return "ready" if self._loaded.is_set() else "loading"
+        if not self._loaded.is_set():
+            return "loading"
+        return f"ready · {self.activity}" if self.activity else "ready"
+
+    def _working(self, stage: str) -> None:
+        self.activity = stage
 
     @property
     def backend(self):
@@ -141,7 +147,10 @@ class Service:
             setup = self.setup(labels, template, modalities, mode)
             samples = [self._sample(requests[i]) for i in indices]
             with self._lock:
-                answered = answer(backend, samples, setup, adapter)
+                try:
+                    answered = answer(backend, samples, setup, adapter, on_stage=self._working)
+                finally:
+                    self.activity = ""
             for i, a in zip(indices, answered, strict=True):
                 request = requests[i]
                 prediction = a.prediction

@@ -250,7 +250,7 @@ def build_demo(service: Service) -> gr.Blocks:
         gr.Markdown("# mllm-mer\nMultimodal emotion recognition: frames, transcript, vocal cues and the "
                     "conversation go in; a label from the chosen set and a rationale citing its cues come out.")
         status = gr.Markdown(f"Model `{service.config.model.model}`: **{service.status}**", elem_id="model-status")
-        timer = gr.Timer(2)
+        timer = gr.Timer(1)
         timer.tick(lambda: f"Model `{service.config.model.model}`: **{service.status}**", None, status, queue=False,
                    show_progress="hidden")
         analysis_state = gr.State(None)
