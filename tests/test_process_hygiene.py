@@ -39,6 +39,13 @@ def wait_for(condition, proc, timeout=300, what="start"):
     raise AssertionError(f"did not {what} within {timeout} s")
 
 
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def engine_children(proc) -> list[psutil.Process]:
     tree = psutil.Process(proc.pid).children(recursive=True)
     return tree if any("VLLM" in " ".join(p.cmdline()) or "spawn" in " ".join(p.cmdline()) for p in tree) else []
@@ -70,13 +77,7 @@ def test_serve_killed(tiny_model):
     proc = subprocess.Popen(cli("serve", "--model", tiny_model, "--port", port, "--enforce-eager",
                                 "--max-model-len", "4096"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    def healthy():
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(healthy, proc, what="serve")
+    wait_for(lambda: answers(f"http://127.0.0.1:{port}/health"), proc, what="serve")
     assert_tree_gone(proc, signal.SIGKILL)
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{port}/health", timeout=3)
@@ -89,13 +90,7 @@ def test_app(tiny_model, sig, tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path,
                             env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
 
-    def up():
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(up, proc, what="serve the page")
+    wait_for(lambda: answers(f"http://127.0.0.1:{port}/"), proc, what="serve the page")
     from gradio_client import Client  # an answer means the engine is up (requests wait for it)
 
     summary = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(
