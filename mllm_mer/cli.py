@@ -65,6 +65,7 @@ def results_stdout():
 # -- verbs -------------------------------------------------------------------------------------
 
 def predict(cfg: C.PredictConfig) -> int:
+    from mllm_mer.agent.toolbox import build_toolbox
     from mllm_mer.backends import load_backend
     from mllm_mer.pipeline import predict as run_predict
     from mllm_mer.resolve import resolve_prompt
@@ -82,11 +83,13 @@ def predict(cfg: C.PredictConfig) -> int:
     sample = Sample(id=given.id, transcript=given.transcript, speaker=given.speaker,
                     context=read_context(given.context), video=given.video, audio=given.audio, image=given.image,
                     frames=frames)
-    setup = resolve_prompt(cfg.model, cfg.prompt, cfg.media)
+    setup = resolve_prompt(cfg.model, cfg.prompt, cfg.media, strategy=cfg.strategy, retrieval=cfg.retrieval)
+    toolbox = build_toolbox(setup, cfg.retrieval, samples=[sample])
     with results_stdout() as out:
         backend = load_backend(cfg.backend)
         try:
-            [prediction] = run_predict(backend, [sample], setup, adapter=next(iter(cfg.model.adapters), None))
+            [prediction] = run_predict(backend, [sample], setup, adapter=next(iter(cfg.model.adapters), None),
+                                       toolbox=toolbox)
         finally:
             backend.close()
         print(json.dumps(prediction.to_dict(), ensure_ascii=False, indent=2), file=out, flush=True)
@@ -177,6 +180,7 @@ def make_tiny(cfg: C.MakeTinyConfig) -> int:
 
 def dialogue(cfg: C.DialogueConfig) -> int:
     """A conversation -> its per-speaker emotion timeline (timeline.jsonl / .png / .md)."""
+    from mllm_mer.agent.toolbox import build_toolbox
     from mllm_mer.backends import load_backend
     from mllm_mer.dialogue import classify_dialogues, read_transcript, timeline_rows, utterance_samples, write_timeline
     from mllm_mer.resolve import resolve_prompt
@@ -185,13 +189,15 @@ def dialogue(cfg: C.DialogueConfig) -> int:
     if not options.transcript or not options.out:
         raise ValueError("dialogue needs --transcript FILE (.srt/.vtt/.jsonl) and --out DIR")
     samples = utterance_samples(read_transcript(options.transcript), options.video, options.audio)
-    setup = resolve_prompt(cfg.model, cfg.prompt, cfg.media)
+    setup = resolve_prompt(cfg.model, cfg.prompt, cfg.media, strategy=cfg.strategy, retrieval=cfg.retrieval)
+    toolbox = build_toolbox(setup, cfg.retrieval, samples=samples)
     task = setup.scheme.label_sets[0].task
     with results_stdout() as out:
         backend = load_backend(cfg.backend)
         try:
             [predictions] = classify_dialogues(backend, [samples], setup, options.context_labels,
-                                               options.context_window, next(iter(cfg.model.adapters), None), task)
+                                               options.context_window, next(iter(cfg.model.adapters), None), task,
+                                               toolbox=toolbox)
         finally:
             backend.close()
         write_timeline(timeline_rows(samples, predictions, task), Path(options.out), task, options.context_labels)

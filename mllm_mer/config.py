@@ -67,6 +67,7 @@ class EngineConfig:
     data_parallel_size: int = option(1, "engine replicas (vLLM data parallelism)")
     enforce_eager: bool = option(False, "skip graph capture/compilation: faster start, slower decode")
     max_lora_rank: int = option(64, "largest adapter rank the engine accepts")
+    max_images: int = option(8, "images per prompt (beyond the first: an agent's look observations)")
     engine_args: dict = option({}, "further vllm EngineArgs fields, as a YAML/JSON mapping (passed through)")
 
 
@@ -94,6 +95,33 @@ class PromptConfig:
                                            "probabilities (the label set must match)")
     max_text_chars: int = option(6000, "transcript + context budget per sample; longer text is cut (latest "
                                        "turns kept) and the prediction notes it")
+
+
+@dataclass
+class StrategyConfig:
+    """How the model reaches its answer: one pass, or an agent that gathers evidence first; self-consistency."""
+
+    strategy: Literal["single", "agent"] = option("single", "single: one prompt, one answer; agent: call tools "
+                                                            "(look, listen, recall, context), then answer")
+    max_steps: int = option(3, "agent: actions per sample at most; the last one may only answer")
+    tools: list[str] = option(["look", "listen", "recall", "context"], "agent: tools offered (each where it "
+                                                                        "applies)")
+    look_frames: int = option(4, "agent: frames one look may ask for (all looks: at most max_frames)")
+    samples: int = option(1, "self-consistency: answers drawn per sample and voted (1: greedy, no vote)")
+    temperature: float = option(0.7, "self-consistency: sampling temperature of the draws")
+
+
+@dataclass
+class RetrievalConfig:
+    """Labelled demonstrations: the `retrieved` template and the agent's recall tool."""
+
+    retrieve_split: str | None = option("train", "labelled split to retrieve from (never includes the sample "
+                                                 "itself or its dialogue)")
+    retrieve_dataset: str | None = option(None, "dataset of that split (default: the run's)")
+    retrieve_data_dir: str | None = option(None, "its folder or manifest (default: the run's)")
+    retrieve_k: int = option(4, "demonstrations per prompt (recall may ask for up to this many)")
+    retrieve_embedder: str | None = option(None, "sentence-embedding model (transformers id or folder); "
+                                                 "default TF-IDF")
 
 
 @dataclass
@@ -157,7 +185,6 @@ class ServerConfig:
     port: int = option(8000, "port (0 picks a free one)")
     api_key: str | None = option(None, "key clients must send (prefer the MLLM_MER_API_KEY environment variable)")
     served_name: str | None = option(None, "model name clients use (default: the model's directory/id name)")
-    max_images: int = option(1, "images per prompt")
     max_videos: int = option(1, "videos per prompt")
     allow_remote_media: bool = option(False, "let requests name http(s) media URLs for the server to fetch "
                                              "(default: inline data: URLs only)")
@@ -331,6 +358,8 @@ class InferenceConfig(PromptedConfig):
 
     engine: EngineConfig = field(default_factory=EngineConfig)
     client: ClientConfig = field(default_factory=ClientConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
 
     @property
     def backend(self) -> BackendConfig:

@@ -143,7 +143,8 @@ def context_for(turns: Sequence[Sample], index: int, labels: Sequence[str | None
 
 def classify_dialogues(backend, dialogues: Sequence[Sequence[Sample]], setup: PromptSetup, context_labels: str,
                        window: int = 5, adapter: str | None = None, task: str = "emotion",
-                       done: dict[str, Prediction] | None = None, on_turn=None) -> list[list[Prediction]]:
+                       done: dict[str, Prediction] | None = None, on_turn=None, toolbox=None
+                       ) -> list[list[Prediction]]:
     """Predictions for every turn, turn i of every dialogue in one backend call.
 
     `done` holds predictions already made (a resumed run): those turns are not asked again, and
@@ -169,7 +170,7 @@ def classify_dialogues(backend, dialogues: Sequence[Sequence[Sample]], setup: Pr
             else:
                 batch.append(sample)
                 owners.append(k)
-        predictions = predict(backend, batch, setup, adapter=adapter) if batch else []
+        predictions = predict(backend, batch, setup, adapter=adapter, toolbox=toolbox) if batch else []
         for k, prediction in zip(owners, predictions, strict=True):
             results[k][step] = prediction
         if on_turn and batch:

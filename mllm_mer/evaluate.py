@@ -36,7 +36,25 @@ def fingerprint(cfg: EvaluateConfig, setup: PromptSetup) -> dict[str, Any]:
         "media": asdict(setup.media), "model": cfg.model.model, "backend": cfg.model.backend,
         "adapters": cfg.model.adapters, "probabilities": cfg.run.probabilities,
         "temperatures": setup.temperatures,
+        "strategy": strategy_fingerprint(cfg, setup),
     }
+
+
+def strategy_fingerprint(cfg: EvaluateConfig, setup: PromptSetup) -> dict[str, Any]:
+    """The strategy's settings that change answers (defaults of unused options left out)."""
+    found: dict[str, Any] = {"strategy": setup.strategy}
+    if setup.strategy == "agent":
+        found.update(max_steps=setup.max_steps, tools=list(setup.tools), look_frames=setup.look_frames)
+    if setup.draws > 1:
+        found.update(samples=setup.draws, temperature=setup.sampling_temperature)
+    from mllm_mer.prompting import needs_demonstrations
+
+    if needs_demonstrations(setup.template) or (setup.strategy == "agent" and "recall" in setup.tools):
+        r = cfg.retrieval
+        found["retrieval"] = {"split": r.retrieve_split, "dataset": r.retrieve_dataset or cfg.data.dataset,
+                              "data_dir": str(Path(r.retrieve_data_dir or cfg.data.data_dir).resolve()),
+                              "k": r.retrieve_k, "embedder": r.retrieve_embedder}
+    return found
 
 
 def run_evaluation(cfg: EvaluateConfig, backend=None, progress: bool = True,
@@ -60,7 +78,8 @@ def run_evaluation(cfg: EvaluateConfig, backend=None, progress: bool = True,
     split = load_split(data.dataset, data.data_dir, run.split, **data.loader_options(cfg.prompt.labels))
     samples = list(split.samples[: run.limit] if run.limit else split.samples)
     split_size = len(split.samples)
-    setup = resolve_prompt(cfg.model, cfg.prompt, cfg.media, default_labels=split.labels)
+    setup = resolve_prompt(cfg.model, cfg.prompt, cfg.media, default_labels=split.labels, strategy=cfg.strategy,
+                           retrieval=cfg.retrieval)
     if media_roots:
         setup = replace(setup, media=replace(setup.media, allowed_roots=tuple(media_roots)))
     adapter = next(iter(cfg.model.adapters), None)
@@ -69,6 +88,12 @@ def run_evaluation(cfg: EvaluateConfig, backend=None, progress: bool = True,
     path = out / PREDICTIONS
     done = read_predictions(path)
     pending = [s for s in samples if s.id not in done]
+    toolbox = None
+    if pending:
+        from mllm_mer.agent.toolbox import build_toolbox
+
+        toolbox = build_toolbox(setup, cfg.retrieval, data.dataset, data.data_dir, run.split, split.samples,
+                                data.loader_options(cfg.prompt.labels))
 
     timing: dict[str, float] = {}
     if pending:
@@ -87,7 +112,7 @@ def run_evaluation(cfg: EvaluateConfig, backend=None, progress: bool = True,
                 batch = pending[start:start + run.batch_size]
                 answered = answer(backend, batch, setup, adapter=adapter,
                                   with_probabilities=run.probabilities or setup.mode == "score",
-                                  on_stage=lambda stage: bar.set_postfix_str(stage, refresh=True))
+                                  on_stage=lambda stage: bar.set_postfix_str(stage, refresh=True), toolbox=toolbox)
                 append_records(path, [record_for(s, a.prediction, a.prompt, setup.modalities)
                                       for s, a in zip(batch, answered, strict=True)])
                 bar.update(len(batch))
@@ -104,7 +129,10 @@ def run_evaluation(cfg: EvaluateConfig, backend=None, progress: bool = True,
                       "adapter": adapter, "template": setup.template, "mode": setup.mode,
                       "modalities": list(setup.modalities), "labels": setup.scheme.name,
                       "backend": cfg.model.backend, "labels_source": setup.scheme.source,
-                      "calibrated": bool(setup.temperatures)}
+                      "calibrated": bool(setup.temperatures), "strategy": strategy_fingerprint(cfg, setup)}
+    agent = agent_statistics(wanted)
+    if agent:
+        metrics["agent"] = agent
     metrics["coverage"] = {"answered": len(wanted), "of": split_size, "partial": len(wanted) < split_size}
     metrics["sample_set"] = hashlib.sha256("\n".join(sorted(s.id for s in samples)).encode()).hexdigest()[:16]
     if timing.get("inference_s"):
@@ -121,6 +149,27 @@ def run_evaluation(cfg: EvaluateConfig, backend=None, progress: bool = True,
         (out / "reliability.png").unlink(missing_ok=True)
     write_report(metrics, out / "report.md")
     return metrics
+
+
+def agent_statistics(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Tool use over a run's agent traces, and the agreement of self-consistent votes."""
+    predictions = [Prediction.from_dict(r["prediction"]) for r in records]
+    traces = [p.trace for p in predictions if p.trace]
+    votes = [p.consistency for p in predictions if p.consistency and p.consistency.get("agreement")]
+    if not traces and not votes:
+        return None
+    found: dict[str, Any] = {}
+    if traces:
+        calls = Counter(step["tool"] for trace in traces for step in trace if step.get("tool"))
+        steps = [len(trace) for trace in traces]
+        found.update(samples_with_trace=len(traces), calls_per_tool=dict(calls),
+                     mean_steps=sum(steps) / len(steps), steps_histogram=dict(sorted(Counter(steps).items())),
+                     answered_without_tools=sum(len(t) == 1 for t in traces))
+    if votes:
+        tasks = sorted({task for v in votes for task in v["agreement"]})
+        found["draws_per_sample"] = votes[0]["n"]
+        found["mean_agreement"] = {t: sum(v["agreement"].get(t, 0.0) for v in votes) / len(votes) for t in tasks}
+    return found
 
 
 def compute_metrics(records: list[dict[str, Any]], spec: LabelScheme, dataset: str,

@@ -10,10 +10,11 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+from mllm_mer.agent.tools import Toolbox
 from mllm_mer.backends.base import Backend
 from mllm_mer.media import MediaError, load_media
 from mllm_mer.parsing import parse_answer
-from mllm_mer.prompting import answer_prefix, build_prompt
+from mllm_mer.prompting import answer_prefix, build_prompt, needs_demonstrations
 from mllm_mer.types import MediaInputs, Prediction, Prompt, PromptSetup, Sample, TaskPrediction, Turn
 
 # Errors a backend raises for one bad input (vLLM's validation of an over-long prompt, a server's
@@ -31,6 +32,7 @@ class Prepared:
     error: str | None = None
     error_kind: str = "media"
     notes: list[str] = field(default_factory=list)
+    media: MediaInputs | None = None  # what the media stage produced (the agent's tools start from it)
 
 
 def fit_text_budget(sample: Sample, max_chars: int) -> tuple[Sample, list[str]]:
@@ -94,10 +96,20 @@ def _quiet(stage: str) -> None:
     pass
 
 
-def prepare(samples: Sequence[Sample], setup: PromptSetup, on_stage: Stage = _quiet) -> list[Prepared]:
-    """Media and prompt for each sample; a sample that cannot get one keeps the reason."""
+def prepare(samples: Sequence[Sample], setup: PromptSetup, on_stage: Stage = _quiet,
+            toolbox: Toolbox | None = None) -> list[Prepared]:
+    """Media and prompt for each sample; a sample that cannot get one keeps the reason.
+
+    A template that shows retrieved demonstrations gets them from `toolbox.index`."""
+    demonstrations: list[list] = [[] for _ in samples]
+    if needs_demonstrations(setup.template):
+        if toolbox is None or toolbox.index is None:
+            raise ValueError(f"template {setup.template!r} shows retrieved demonstrations: give a labelled split "
+                             "to retrieve from (--retrieve-split, --retrieve-dataset, --retrieve-data-dir)")
+        on_stage(f"retrieving demonstrations for {len(samples)}")
+        demonstrations = toolbox.index.nearest(list(samples), setup.retrieve_k, toolbox.source)
     prepared = []
-    for number, sample in enumerate(samples, 1):
+    for number, (sample, demos) in enumerate(zip(samples, demonstrations, strict=True), 1):
         on_stage(f"decoding media {number}/{len(samples)}")
         sample, notes = fit_text_budget(sample, setup.max_text_chars)
         try:
@@ -110,8 +122,8 @@ def prepare(samples: Sequence[Sample], setup: PromptSetup, on_stage: Stage = _qu
                                                    f"(modalities {', '.join(setup.modalities)})",
                                      error_kind="no_evidence", notes=notes))
             continue
-        prompt = build_prompt(sample, setup.scheme, setup.template, inputs, setup.modalities)
-        prepared.append(Prepared(sample, prompt, notes=notes + list(inputs.notes)))
+        prompt = build_prompt(sample, setup.scheme, setup.template, inputs, setup.modalities, demonstrations=demos)
+        prepared.append(Prepared(sample, prompt, notes=notes + list(inputs.notes), media=inputs))
     return prepared
 
 
@@ -132,7 +144,7 @@ def score_labels(backend: Backend, prompts: Sequence[Prompt], adapter: str | Non
         for i in owners:
             ls = prompts[i].label_sets[k]
             prefix = answer_prefix(chosen[i], ls.task)
-            requests.append((prompts[i], [prefix + label + '"' for label in ls.labels]))
+            requests.append((prompts[i], [prompts[i].answer_lead + prefix + label + '"' for label in ls.labels]))
         scored = call_isolating(lambda batch: backend.score(batch, adapter=adapter), requests)
         for i, logps in zip(owners, scored, strict=True):
             if isinstance(logps, Exception):
@@ -199,13 +211,68 @@ class Answered:
     prediction: Prediction
 
 
+def sample_answers(backend: Backend, prompts: Sequence[Prompt], setup: PromptSetup, adapter: str | None = None,
+                   with_probabilities: bool = True, on_stage: Stage = _quiet) -> list[Prediction]:
+    """Self-consistency in one pass: `setup.draws` sampled answers per prompt in one backend call,
+    voted per task; probabilities are then scored once, for the voted labels."""
+    from mllm_mer.consistency import vote
+
+    n = setup.draws
+    requests = [(p, draw) for p in prompts for draw in range(n)]
+    on_stage(f"drawing {len(requests)} answers")
+    raws = call_isolating(lambda batch: backend.generate([p for p, _ in batch], adapter=adapter,
+                                                         temperature=setup.sampling_temperature,
+                                                         seeds=[draw for _, draw in batch]), requests)
+    draws = [_refused(p, raw) if isinstance(raw, Exception) else parse_answer(raw, p.label_sets, p.sample_id)
+             for (p, _), raw in zip(requests, raws, strict=True)]
+    predictions = [vote(draws[i * n:(i + 1) * n], p.label_sets, setup.sampling_temperature)
+                   for i, p in enumerate(prompts)]
+    if with_probabilities:
+        ok = [i for i, pred in enumerate(predictions) if pred.ok]
+        fixed = [{t: tp.label for t, tp in predictions[i].tasks.items()} for i in ok]
+        on_stage(f"scoring labels of {len(ok)}")
+        for i, tasks in zip(ok, score_labels(backend, [prompts[i] for i in ok], adapter, fixed=fixed), strict=True):
+            if isinstance(tasks, Exception):
+                predictions[i] = _refused(prompts[i], tasks)
+            else:
+                predictions[i].tasks = tasks
+    return predictions
+
+
+def run_agent(backend: Backend, ready: Sequence[Prepared], setup: PromptSetup, toolbox: Toolbox,
+              adapter: str | None = None, with_probabilities: bool = True, on_stage: Stage = _quiet
+              ) -> list[Prediction]:
+    """The agent over ready samples (`setup.draws` episodes each, voted when more than one)."""
+    from mllm_mer.agent import run_episodes, start
+    from mllm_mer.consistency import vote
+
+    n = setup.draws
+    episodes = [start(p.prompt, p.sample, p.media, toolbox, draw) for p in ready for draw in range(n)]
+    run_episodes(backend, episodes, toolbox, adapter, with_probabilities,
+                 temperature=setup.sampling_temperature if n > 1 else 0.0, on_stage=on_stage)
+    if n == 1:
+        return [ep.prediction for ep in episodes]
+    return [vote([ep.prediction for ep in episodes[i * n:(i + 1) * n]], p.prompt.label_sets,
+                 setup.sampling_temperature) for i, p in enumerate(ready)]
+
+
 def answer(backend: Backend, samples: Sequence[Sample], setup: PromptSetup, adapter: str | None = None,
-           with_probabilities: bool = True, on_stage: Stage = _quiet) -> list[Answered]:
-    """The whole path for a batch of samples; one Answered per sample, in input order."""
-    prepared = prepare(samples, setup, on_stage)
+           with_probabilities: bool = True, on_stage: Stage = _quiet, toolbox: Toolbox | None = None
+           ) -> list[Answered]:
+    """The whole path for a batch of samples, by the setup's strategy; one Answered per sample, in input order."""
+    prepared = prepare(samples, setup, on_stage, toolbox)
     ready = [p for p in prepared if p.prompt is not None]
-    answered = iter(run_prompts(backend, [p.prompt for p in ready], setup.mode, adapter, with_probabilities, on_stage)
-                    if ready else [])
+    prompts = [p.prompt for p in ready]
+    if not ready:
+        results_of_ready: list[Prediction] = []
+    elif setup.strategy == "agent":
+        results_of_ready = run_agent(backend, ready, setup, toolbox or Toolbox(setup), adapter,
+                                     with_probabilities or setup.mode == "score", on_stage)
+    elif setup.draws > 1:
+        results_of_ready = sample_answers(backend, prompts, setup, adapter, with_probabilities, on_stage)
+    else:
+        results_of_ready = run_prompts(backend, prompts, setup.mode, adapter, with_probabilities, on_stage)
+    answered = iter(results_of_ready)
     results = []
     for p in prepared:
         prediction = (next(answered) if p.prompt is not None
@@ -218,6 +285,6 @@ def answer(backend: Backend, samples: Sequence[Sample], setup: PromptSetup, adap
 
 
 def predict(backend: Backend, samples: Sequence[Sample], setup: PromptSetup, adapter: str | None = None,
-            with_probabilities: bool = True) -> list[Prediction]:
+            with_probabilities: bool = True, toolbox: Toolbox | None = None) -> list[Prediction]:
     """Predictions only (see `answer`)."""
-    return [a.prediction for a in answer(backend, samples, setup, adapter, with_probabilities)]
+    return [a.prediction for a in answer(backend, samples, setup, adapter, with_probabilities, toolbox=toolbox)]

@@ -29,7 +29,8 @@ CUE_MAX_CHARS = 80
 # Delimiters of quoted data and chat-control tokens: removed from data so that a transcript
 # cannot close its own block or inject a turn.
 _USER_MARKER = "=====USER====="  # base.jinja separates the system and user blocks with it
-_DATA_HAZARDS = re.compile(r"</?\s*(transcript|context|vocal_cues)\s*>|<\|[^|<>]{1,40}\|>|[\x00-\x08\x0b-\x1f\x7f]",
+_DATA_HAZARDS = re.compile(r"</?\s*(transcript|context|vocal_cues|examples|observation)\b[^>]{0,40}>"
+                           r"|<\|[^|<>]{1,40}\|>|[\x00-\x08\x0b-\x1f\x7f]",
                            re.IGNORECASE)
 
 
@@ -127,16 +128,33 @@ def _turn(data: dict[str, Any]) -> Turn:
     return Turn(speaker=str(data.get("speaker", "")), text=str(data.get("text", "")), emotion=data.get("emotion"))
 
 
+def _demonstration_view(demo: Any) -> dict[str, Any]:
+    return {"speaker": as_data(demo.speaker), "text": as_data(demo.text),
+            "labels": ", ".join(f"{task}: {label}" for task, label in demo.labels.items())}
+
+
+@cache
+def needs_demonstrations(template: str) -> bool:
+    """Whether a template shows retrieved demonstrations (it sets `with_retrieved`)."""
+    module = load_template(template).make_module({"label_sets": (), "cue_modalities": CUE_MODALITIES, "examples": [],
+                                                  "demonstrations": [],
+                                                  "sample": _evidence_view(Sample(id="probe"), MediaInputs(),
+                                                                           frozenset(MODALITIES))})
+    return bool(getattr(module, "with_retrieved", False))
+
+
 def build_prompt(sample: Sample, spec: LabelScheme, template: str = "zero_shot",
-                 media: MediaInputs | None = None, modalities: tuple[str, ...] | None = None) -> Prompt:
+                 media: MediaInputs | None = None, modalities: tuple[str, ...] | None = None,
+                 demonstrations: list | None = None) -> Prompt:
+    """`demonstrations`: retrieved labelled utterances (retrieval.Demonstration) for templates that show them."""
     media = media or MediaInputs()
     chosen = frozenset(modalities or MODALITIES)
     unknown = chosen - set(MODALITIES)
     if unknown:
         raise ValueError(f"unknown modalities {sorted(unknown)}; choose from {', '.join(MODALITIES)}")
     tmpl = load_template(template)
-    flags = tmpl.make_module({"label_sets": spec.label_sets, "cue_modalities": CUE_MODALITIES,
-                              "examples": [], "sample": _evidence_view(sample, MediaInputs(), chosen)})
+    flags = tmpl.make_module({"label_sets": spec.label_sets, "cue_modalities": CUE_MODALITIES, "examples": [],
+                              "demonstrations": [], "sample": _evidence_view(sample, MediaInputs(), chosen)})
     with_rationale, with_examples = bool(flags.with_rationale), bool(flags.with_examples)
     if with_examples and not spec.examples:
         raise ValueError(f"template {template!r} needs worked examples, and label set {spec.name!r} has none")
@@ -145,6 +163,7 @@ def build_prompt(sample: Sample, spec: LabelScheme, template: str = "zero_shot",
         "with_rationale": with_rationale, "with_examples": with_examples,
         "examples": [_example_view(e, spec, with_rationale) for e in spec.examples] if with_examples else [],
         "sample": _evidence_view(sample, media, chosen),
+        "demonstrations": [_demonstration_view(d) for d in demonstrations or ()],
     }
     system, user_text = (part.strip() for part in tmpl.render(variables).split(_USER_MARKER, 1))
 

@@ -60,6 +60,26 @@ def summary(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
+def agent_section(metrics: dict[str, Any]) -> list[str]:
+    """Strategy, tool use per tool, steps per sample, self-consistency agreement."""
+    strategy = (metrics.get("run") or {}).get("strategy") or {}
+    agent = metrics.get("agent")
+    if not agent and strategy.get("strategy", "single") == "single":
+        return []
+    lines = ["", "## Strategy", "", "`" + ", ".join(f"{k}={v}" for k, v in strategy.items()) + "`"]
+    if agent and agent.get("samples_with_trace"):
+        lines += ["", f"{agent['samples_with_trace']} samples with a trace; mean steps {agent['mean_steps']:.2f}; "
+                      f"answered without a tool: {agent['answered_without_tools']}", "",
+                  "| tool | calls |", "|---|---|"]
+        lines += [f"| {tool} | {n} |" for tool, n in sorted(agent["calls_per_tool"].items())]
+        lines += ["", "| steps | samples |", "|---|---|"]
+        lines += [f"| {steps} | {n} |" for steps, n in agent["steps_histogram"].items()]
+    if agent and agent.get("mean_agreement"):
+        lines += ["", f"self-consistency: {agent['draws_per_sample']} draws per sample; mean agreement "
+                  + ", ".join(f"{t} {v:.2%}" for t, v in agent["mean_agreement"].items())]
+    return lines
+
+
 def excluded_gold(metrics: dict[str, Any], task: str) -> int:
     issue = (metrics.get("gold_issues") or {}).get(task) or {}
     return int(issue.get("outside_label_set", 0)) + int(issue.get("missing", 0))
@@ -88,6 +108,7 @@ def write_report(metrics: dict[str, Any], path: Path) -> None:
                   for t, m in calibrated.items()]
         if (path.parent / "reliability.png").is_file():
             lines += ["", "![reliability diagram](reliability.png)"]
+    lines += agent_section(metrics)
     if reg := metrics.get("regression"):
         lines += ["", "| acc-2 | acc-7 | MAE | corr |", "|---|---|---|---|",
                   "| " + " | ".join("-" if reg.get(k) is None else f"{reg[k]:.4f}"

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from mllm_mer.config import MediaConfig, ModelConfig, PromptConfig
+from mllm_mer.config import MediaConfig, ModelConfig, PromptConfig, RetrievalConfig, StrategyConfig
 from mllm_mer.labels import load_label_scheme
 from mllm_mer.types import MediaSettings, PromptSetup
 
@@ -69,8 +69,9 @@ def adapter_prompt(model: ModelConfig) -> tuple[dict[str, Any], str | None]:
 
 
 def resolve_prompt(model: ModelConfig, prompt: PromptConfig, media: MediaConfig,
-                   default_labels: str | None = None, default_template: str = "zero_shot") -> PromptSetup:
-    """The run's label scheme, template, modalities, mode and media settings."""
+                   default_labels: str | None = None, default_template: str = "zero_shot",
+                   strategy: StrategyConfig | None = None, retrieval: RetrievalConfig | None = None) -> PromptSetup:
+    """The run's label scheme, template, modalities, mode, media settings and strategy."""
     saved, adapter_dir = adapter_prompt(model)
     given = {"labels": prompt.labels, "template": prompt.template,
              "modalities": split_modalities(prompt.modalities)}
@@ -92,9 +93,33 @@ def resolve_prompt(model: ModelConfig, prompt: PromptConfig, media: MediaConfig,
         calibration = load_calibration(prompt.calibration)
         calibration.check(scheme, prompt.calibration)
         temperatures = dict(calibration.temperatures)
+    strategy = strategy or StrategyConfig()
+    check_strategy(strategy, prompt.mode)
     return PromptSetup(scheme=scheme, template=template, modalities=modalities,
                        mode=prompt.mode, media=media_settings(media, model.model, saved.get("media")),
-                       max_text_chars=prompt.max_text_chars, temperatures=temperatures)
+                       max_text_chars=prompt.max_text_chars, temperatures=temperatures,
+                       strategy=strategy.strategy, max_steps=strategy.max_steps, tools=tuple(strategy.tools),
+                       look_frames=strategy.look_frames, draws=strategy.samples,
+                       sampling_temperature=strategy.temperature,
+                       retrieve_k=(retrieval or RetrievalConfig()).retrieve_k)
+
+
+def check_strategy(strategy: StrategyConfig, mode: str) -> None:
+    from mllm_mer.agent import TOOL_NAMES
+
+    if strategy.strategy not in ("single", "agent"):
+        raise ValueError(f"--strategy must be single or agent, not {strategy.strategy!r}")
+    if strategy.max_steps < 1:
+        raise ValueError(f"--max-steps must be at least 1 (got {strategy.max_steps})")
+    unknown = sorted(set(strategy.tools) - set(TOOL_NAMES))
+    if unknown:
+        raise ValueError(f"unknown tools {unknown}; choose from {', '.join(TOOL_NAMES)}")
+    if strategy.samples < 1:
+        raise ValueError(f"--samples must be at least 1 (got {strategy.samples})")
+    if strategy.samples > 1 and strategy.temperature <= 0:
+        raise ValueError("--samples above 1 draws different answers only with --temperature above 0")
+    if strategy.samples > 1 and mode == "score" and strategy.strategy == "single":
+        raise ValueError("--samples needs generate mode: score mode has one deterministic answer per sample")
 
 
 def _differs(key: str, given: Any, saved: Any) -> bool:

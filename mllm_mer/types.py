@@ -140,6 +140,13 @@ class PromptSetup:
     media: MediaSettings = field(default_factory=MediaSettings)
     max_text_chars: int = 6000  # transcript + context budget per sample; longer text is cut, with a note
     temperatures: dict[str, float] = field(default_factory=dict)  # task -> calibration temperature (1: none)
+    strategy: str = "single"  # single: one prompt, one answer | agent: gather evidence with tools, then answer
+    max_steps: int = 3  # agent: backend calls per sample at most (the last may only answer)
+    tools: tuple[str, ...] = ("look", "listen", "recall", "context")  # agent: tools offered (where usable)
+    look_frames: int = 4  # agent: frames one look may ask for (all looks together: at most media.max_frames)
+    draws: int = 1  # self-consistency: answers drawn per sample, then voted
+    sampling_temperature: float = 0.7  # self-consistency: temperature of the draws
+    retrieve_k: int = 4  # demonstrations the `retrieved` template shows (and `recall` may ask for)
 
 
 @dataclass(frozen=True)
@@ -169,10 +176,16 @@ class Prompt:
     label_sets: tuple[LabelSet, ...]
     with_rationale: bool
     media: MediaInputs = field(default_factory=MediaInputs)
+    # Images shown in later turns (an agent's observations), in the order of their placeholders.
+    observation_images: tuple[Any, ...] = ()
+    # Text the answer object follows in the assistant turn (an agent writes {"tool":"answer","args":ANSWER});
+    # label scoring continues from it.
+    answer_lead: str = ""
 
     @property
     def images(self) -> list[Any]:
-        return [self.media.image] if self.media.image is not None else []
+        first = [self.media.image] if self.media.image is not None else []
+        return first + list(self.observation_images)
 
     @property
     def videos(self) -> list[tuple[Any, ...]]:
@@ -198,6 +211,8 @@ class Prediction:
     error: str | None = None
     error_kind: str | None = None  # one of FAILURE_KINDS when ok is False
     notes: list[str] = field(default_factory=list)  # what was done to the input (e.g. a transcript cut to budget)
+    trace: list[dict[str, Any]] | None = None  # agent: one entry per step (tool, args, observation, tokens)
+    consistency: dict[str, Any] | None = None  # self-consistency: the draws' labels, the vote's agreement
 
     def label(self, task: str) -> str | None:
         pred = self.tasks.get(task)

@@ -44,7 +44,7 @@ def server_command(config: ServeConfig, extra_args: list[str] | None = None) -> 
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_id,
            "--served-model-name", served_base_name(config), "--host", server.host, "--port", str(server.port),
            "--max-model-len", str(engine.max_model_len), "--enable-prefix-caching",
-           "--limit-mm-per-prompt", json.dumps({"image": server.max_images, "video": server.max_videos}),
+           "--limit-mm-per-prompt", json.dumps({"image": engine.max_images, "video": server.max_videos}),
            "--structured-outputs-config", json.dumps({"backend": "xgrammar", "disable_any_whitespace": True}),
            "--tensor-parallel-size", str(engine.tensor_parallel_size), "--seed", str(model.seed),
            # every route keyed, media inline only, n and max_tokens capped (see server_guard)

@@ -5,6 +5,7 @@ import random
 
 from PIL import Image
 
+from mllm_mer.media.synth import write_clip, write_wav
 from mllm_mer.types import Sample, Turn
 
 WORDS = ["you", "did", "what", "never", "again", "fine", "okay", "wow", "really", "no", "yes", "please", "stop", "now",
@@ -23,4 +24,22 @@ def random_samples(n: int, seed: int = 0) -> list[Sample]:
                   for _ in range(rng.choice([2, 4]) if i % 2 else 1)]
         samples.append(Sample(id=f"r{i}", transcript=text, context=context,
                               frames=tuple(images) if i % 2 else (), image=None if i % 2 else images[0]))
+    return samples
+
+
+def varied_inputs(folder) -> list[Sample]:
+    """50 varied inputs: stills and frame lists (random), clips with and without sound, audio only,
+    and dialogues (six turns each) whose earlier turns an agent's context tool can fetch."""
+    clips = [write_clip(folder / "sound.mp4", seconds=2.0, fps=10, audio=True),
+             write_clip(folder / "silent.mp4", seconds=3.0, fps=8, audio=False)]
+    wav = write_wav(folder / "voice.wav", seconds=1.5)
+    rng = random.Random(7)
+    samples = list(random_samples(20, seed=3))
+    for i in range(30):
+        kind = i % 3  # 0: clip with sound, 1: silent clip, 2: audio only (clips alternate)
+        samples.append(Sample(id=f"a{i}", transcript=" ".join(rng.choice(WORDS) for _ in range(4)),
+                              speaker=rng.choice(["Ann", "Bob"]), video=str(clips[i % 2]) if kind < 2 else None,
+                              audio=str(wav) if kind == 2 else None,
+                              context=(Turn("Ann", "earlier"),) if i % 6 > 1 else (),
+                              metadata={"dialogue": f"d{i // 6}"}))
     return samples

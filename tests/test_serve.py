@@ -88,6 +88,19 @@ def test_video_chat_completion_returns_a_valid_prediction(client, meld_spec, ada
     assert abs(sum(pred.tasks["emotion"].probabilities.values()) - 1) < 1e-6
 
 
+def test_agent_over_the_server_ends_every_run_with_a_valid_answer(client, tiny_model, tmp_path):
+    from helpers import varied_inputs
+    from test_agent import MAX_STEPS, agent_setup, check_traces
+
+    from mllm_mer.agent import Toolbox, dialogue_history
+
+    samples = varied_inputs(tmp_path)
+    setup = agent_setup(tiny_model)
+    predictions = predict(client, samples, setup, toolbox=Toolbox(setup, history=dialogue_history(samples)))
+    check_traces(predictions, samples, setup, MAX_STEPS)
+    assert any(s["tool"] == "look" for p in predictions for s in p.trace)  # frames went out as image parts
+
+
 def assert_server_scores_match_the_engine(client, vllm_backend, meld_spec, transcript):
     samples = [Sample(id="t", transcript=transcript)]  # text only: identical inputs on both paths
     got = predict(client, samples, PromptSetup(meld_spec, mode="score"))[0]

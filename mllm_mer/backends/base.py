@@ -25,8 +25,12 @@ def render(processor: Any, prompt: Prompt) -> str:
 class Backend(Protocol):
     name: str
 
-    def generate(self, prompts: Sequence[Prompt], adapter: str | None = None) -> list[str]:
-        """Answer text per prompt, constrained to each prompt's JSON schema, in input order."""
+    def generate(self, prompts: Sequence[Prompt], adapter: str | None = None, temperature: float = 0.0,
+                 seeds: Sequence[int] | None = None) -> list[str]:
+        """Answer text per prompt, constrained to each prompt's JSON schema, in input order.
+
+        Greedy by default; with a temperature each prompt is sampled, seeded by `seeds` (one per
+        prompt) where the backend can seed per request, so repeated prompts give different draws."""
         ...
 
     def score(self, requests: Sequence[tuple[Prompt, Sequence[str]]],

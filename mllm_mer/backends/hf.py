@@ -94,8 +94,16 @@ class TransformersBackend:
         return self._grammar_compiler
 
     @torch.inference_mode()
-    def generate(self, prompts: Sequence[Prompt], adapter: str | None = None) -> list[str]:
+    def generate(self, prompts: Sequence[Prompt], adapter: str | None = None, temperature: float = 0.0,
+                 seeds: Sequence[int] | None = None) -> list[str]:
         from xgrammar.contrib.hf import LogitsProcessor
+
+        sampling: dict[str, Any] = {"do_sample": False}
+        if temperature > 0:
+            # One generator for the batch: rows of one batch draw differently, and the first seed
+            # makes the whole call repeatable.
+            torch.manual_seed(seeds[0] if seeds else self.config.model.seed)
+            sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
 
         answers: list[str] = []
         for start in range(0, len(prompts), self.config.model.forward_batch_size):
@@ -104,8 +112,8 @@ class TransformersBackend:
             inputs = inputs.to(self.device)
             constrain = LogitsProcessor([self._compiled_grammar(p.schema) for p in batch])
             with self._adapter_context(adapter):
-                out = self.model.generate(**inputs, max_new_tokens=self.config.model.max_new_tokens, do_sample=False,
-                                          logits_processor=[constrain])
+                out = self.model.generate(**inputs, max_new_tokens=self.config.model.max_new_tokens,
+                                          logits_processor=[constrain], **sampling)
             new_tokens = out[:, inputs["input_ids"].shape[1]:]
             answers += self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         return answers

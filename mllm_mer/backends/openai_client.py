@@ -50,13 +50,14 @@ def frames_to_mp4(frames: Sequence[Any], fps: float) -> bytes:
 
 def to_openai_messages(prompt: Prompt) -> list[dict[str, Any]]:
     messages = []
+    images = iter(prompt.images)  # placeholders and images are in the same order
     for message in prompt.messages:
         content = message["content"]
         if isinstance(content, list):
             parts = []
             for part in content:
                 if part["type"] == "image":
-                    parts.append({"type": "image_url", "image_url": {"url": image_data_url(prompt.media.image)}})
+                    parts.append({"type": "image_url", "image_url": {"url": image_data_url(next(images))}})
                 elif part["type"] == "video":
                     mp4 = frames_to_mp4(prompt.media.frames, video_fps(prompt.media.frame_times))
                     url = "data:video/mp4;base64," + base64.b64encode(mp4).decode()
@@ -114,18 +115,20 @@ class OpenAIBackend:
             raise ValueError(f"adapter {adapter!r} is not served at {self.base_url} (served: {', '.join(self.served)})")
         return adapter
 
-    def _one(self, prompt: Prompt, model: str) -> str:
+    def _one(self, prompt: Prompt, model: str, temperature: float = 0.0, seed: int | None = None) -> str:
         response = self._call(
             self.client.chat.completions.create, model=model, messages=to_openai_messages(prompt),
-            temperature=0.0, max_tokens=self.config.model.max_new_tokens,
+            temperature=temperature, seed=seed, max_tokens=self.config.model.max_new_tokens,
             response_format={"type": "json_schema",
                              "json_schema": {"name": "answer", "schema": prompt.schema, "strict": True}})
         return response.choices[0].message.content or ""
 
-    def generate(self, prompts: Sequence[Prompt], adapter: str | None = None) -> list[str]:
+    def generate(self, prompts: Sequence[Prompt], adapter: str | None = None, temperature: float = 0.0,
+                 seeds: Sequence[int] | None = None) -> list[str]:
         model = self._model_for(adapter)
+        seeds = list(seeds) if seeds is not None else [None] * len(prompts)
         with ThreadPoolExecutor(self.max_concurrency) as pool:  # the server batches concurrent requests
-            return list(pool.map(lambda p: self._one(p, model), prompts))
+            return list(pool.map(lambda p, seed: self._one(p, model, temperature, seed), prompts, seeds))
 
     def chat(self, prompt: Prompt, adapter: str | None = None, max_new_tokens: int = 256) -> Iterator[str]:
         """Free-text answer, streamed token by token from the server (accumulated text so far)."""

@@ -39,7 +39,8 @@ class VLLMEngineBackend:
             trust_remote_code=model.trust_remote_code, max_model_len=engine.max_model_len,
             enforce_eager=engine.enforce_eager, enable_prefix_caching=True, seed=model.seed,
             tensor_parallel_size=engine.tensor_parallel_size, gpu_memory_utilization=engine.gpu_memory_utilization,
-            limit_mm_per_prompt={"image": 1, "video": 1},
+            # Images beyond the first are an agent's observations (look); one video per prompt.
+            limit_mm_per_prompt={"image": engine.max_images, "video": 1},
             # Per request this flag is ignored; without it a random model emits whitespace until max_tokens.
             structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True},
             logits_processors=[ForcedTokens],
@@ -96,12 +97,16 @@ class VLLMEngineBackend:
             request["multi_modal_data"] = data
         return request
 
-    def generate(self, prompts: Sequence[Prompt], adapter: str | None = None) -> list[str]:
+    def generate(self, prompts: Sequence[Prompt], adapter: str | None = None, temperature: float = 0.0,
+                 seeds: Sequence[int] | None = None) -> list[str]:
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
-        params = [SamplingParams(temperature=0.0, max_tokens=self.config.model.max_new_tokens,
-                                 structured_outputs=StructuredOutputsParams(json=p.schema)) for p in prompts]
+        seeds = list(seeds) if seeds is not None else [None] * len(prompts)
+        params = [SamplingParams(temperature=temperature, seed=seed if temperature > 0 else None,
+                                 max_tokens=self.config.model.max_new_tokens,
+                                 structured_outputs=StructuredOutputsParams(json=p.schema))
+                  for p, seed in zip(prompts, seeds, strict=True)]
         requests = [self._request(p, render(self.tokenizer, p)) for p in prompts]
         outputs = self._generate(requests, params, lora_request=self._lora(adapter), use_tqdm=False)
         return [out.outputs[0].text for out in outputs]

@@ -1,0 +1,157 @@
+"""The agent loop: gather evidence with tools, then answer, every sample of a batch in lockstep.
+
+The conversation starts from the single-pass prompt (same evidence, same label sets). At each
+step the model writes one action, `{"tool": NAME, "args": {...}}`, constrained to a schema that
+is a choice over the tools this sample can use now, so every action is valid; the tool runs and
+its observation (text, and frames as images) is the next user turn. At the last step only
+`answer` is offered, so every run ends. Step t of every unfinished sample is one backend call
+(vLLM's prefix cache keeps the growing conversations cheap). Label probabilities come from the
+usual constrained scoring, continuing the final prompt after `{"tool":"answer","args":`.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jsonschema
+
+from mllm_mer.agent.tools import Episode, Toolbox, describe_tools, offered, run_tool
+from mllm_mer.backends.base import Backend
+from mllm_mer.paths import PROMPTS_DIR
+from mllm_mer.prompting import answer_schema
+from mllm_mer.types import Prediction, Prompt
+
+ANSWER_LEAD = '{"tool":"answer","args":'
+
+
+def action_schema(tools: dict[str, dict[str, Any]], answer: dict[str, Any]) -> dict[str, Any]:
+    """One JSON object: a tool's name, then its arguments; `answer` takes the answer object."""
+    options = [{"type": "object", "properties": {"tool": {"const": name}, "args": args},
+                "required": ["tool", "args"], "additionalProperties": False}
+               for name, args in {**tools, "answer": answer}.items()]
+    return options[0] if len(options) == 1 else {"anyOf": options}
+
+
+def tools_instructions(setup) -> str:
+    """The system prompt's part on tools (the same for every sample: a shared, cached prefix)."""
+    from jinja2.sandbox import SandboxedEnvironment
+
+    template = SandboxedEnvironment().from_string((PROMPTS_DIR / "agent" / "tools.jinja").read_text())
+    return template.render(tools=describe_tools(setup.tools), max_steps=setup.max_steps).strip()
+
+
+def start(prompt: Prompt, sample, media, box: Toolbox, draw: int = 0) -> Episode:
+    """An episode over a ready single-pass prompt."""
+    from mllm_mer.media.video import probe
+
+    setup = box.setup
+    messages = [dict(m) for m in prompt.messages]
+    messages[0]["content"] = messages[0]["content"] + "\n\n" + tools_instructions(setup)
+    ep = Episode(sample=sample, media=media, first=prompt, messages=messages, draw=draw,
+                 frames_left=max(0, setup.media.max_frames))
+    lo = sample.start or 0.0
+    if media.duration:
+        hi = min(sample.end, media.duration) if sample.end is not None else media.duration
+        ep.span = (lo, hi) if hi > lo else None
+    if "audio" in setup.modalities and "listen" in setup.tools:
+        try:
+            if sample.audio and probe(sample.audio)[1]:
+                ep.sound = (sample.audio, None, None)
+            elif sample.video and probe(sample.video)[1]:
+                ep.sound = (sample.video, sample.start, sample.end)
+        except Exception:  # an unreadable file: the single-pass media stage already said why
+            ep.sound = None
+        if ep.sound and ep.span is None and ep.sound[0] == sample.audio:
+            from mllm_mer.media.audio import SAMPLE_RATE, load_audio
+
+            ep.waveform = load_audio(sample.audio)
+            ep.span = (0.0, round(len(ep.waveform) / SAMPLE_RATE, 2)) if len(ep.waveform) else None
+    return ep
+
+
+def _prompt(ep: Episode, schema: dict[str, Any]) -> Prompt:
+    first = ep.first
+    return Prompt(sample_id=first.sample_id, messages=list(ep.messages), schema=schema, label_sets=first.label_sets,
+                  with_rationale=first.with_rationale, media=first.media, observation_images=tuple(ep.images),
+                  answer_lead=ANSWER_LEAD)
+
+
+def _tokens(backend: Backend, text: str) -> int | None:
+    tokenizer = getattr(backend, "tokenizer", None)
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"]) if tokenizer is not None else None
+
+
+def _next_turn(step: int, max_steps: int) -> str:
+    left = max_steps - step
+    return "Answer now." if left <= 1 else f"Call another tool or answer ({left} actions left)."
+
+
+def act(ep: Episode, prompt: Prompt, raw: str, step: int, box: Toolbox, tokens: int | None) -> None:
+    """Read one action, validate it, run its tool (or finish), and extend the conversation."""
+    from mllm_mer.parsing import parse_answer
+
+    try:
+        action = json.loads(raw)
+        jsonschema.validate(action, prompt.schema)
+    except (json.JSONDecodeError, jsonschema.ValidationError) as error:
+        reason = error.msg if isinstance(error, json.JSONDecodeError) else error.message
+        ep.trace.append({"step": step, "tool": None, "raw": raw[:500], "error": reason, "tokens": tokens})
+        ep.prediction = Prediction.failure(ep.sample.id, f"step {step}: not a valid action ({reason})", raw=raw)
+        return
+    tool, args = action["tool"], action["args"]
+    ep.messages.append({"role": "assistant", "content": raw})
+    if tool == "answer":
+        ep.trace.append({"step": step, "tool": "answer", "args": args, "tokens": tokens})
+        ep.prediction = parse_answer(json.dumps(args, ensure_ascii=False), prompt.label_sets, ep.sample.id)
+        ep.last_prompt = prompt
+        return
+    observation = run_tool(tool, ep, box, args)
+    ep.trace.append({"step": step, "tool": tool, "args": args, "observation": observation.summary,
+                     "images": len(observation.images), "tokens": tokens})
+    ep.images.extend(observation.images)
+    content = [{"type": "image"} for _ in observation.images]
+    content.append({"type": "text", "text": f"<observation tool=\"{tool}\">\n{observation.text}\n</observation>\n"
+                                            + _next_turn(step, box.setup.max_steps)})
+    ep.messages.append({"role": "user", "content": content})
+
+
+def run_episodes(backend: Backend, episodes: Sequence[Episode], box: Toolbox, adapter: str | None = None,
+                 with_probabilities: bool = True, temperature: float = 0.0,
+                 on_stage: Callable[[str], None] = lambda stage: None) -> None:
+    """Runs every episode to its answer (or failure), in lockstep; fills `ep.prediction`."""
+    from mllm_mer.pipeline import call_isolating, score_labels
+
+    setup = box.setup
+    for step in range(1, setup.max_steps + 1):
+        active = [ep for ep in episodes if ep.prediction is None]
+        if not active:
+            break
+        on_stage(f"agent step {step}/{setup.max_steps}: {len(active)} deciding")
+        final = step == setup.max_steps
+        prompts = [_prompt(ep, action_schema({} if final else offered(ep, box),
+                                             answer_schema(ep.first.label_sets, ep.first.with_rationale)))
+                   for ep in active]
+        seeds = [1_000 * ep.draw + step for ep in active]
+        raws = call_isolating(
+            lambda batch: backend.generate([p for p, _ in batch], adapter=adapter, temperature=temperature,
+                                           seeds=[s for _, s in batch]), list(zip(prompts, seeds, strict=True)))
+        for ep, prompt, raw in zip(active, prompts, raws, strict=True):
+            if isinstance(raw, Exception):
+                ep.prediction = Prediction.failure(ep.sample.id, f"the backend refused step {step}: {raw}",
+                                                   kind="backend")
+                continue
+            act(ep, prompt, raw, step, box, _tokens(backend, raw))
+    scored = [ep for ep in episodes if ep.prediction and ep.prediction.ok and ep.last_prompt is not None]
+    if with_probabilities and scored:
+        on_stage(f"scoring labels of {len(scored)}")
+        fixed = [{t: tp.label for t, tp in ep.prediction.tasks.items()} for ep in scored]
+        results = score_labels(backend, [ep.last_prompt for ep in scored], adapter, fixed=fixed)
+        for ep, tasks in zip(scored, results, strict=True):
+            if isinstance(tasks, Exception):
+                ep.prediction = Prediction.failure(ep.sample.id, f"the backend refused scoring: {tasks}",
+                                                   kind="backend")
+            else:
+                ep.prediction.tasks = tasks
+    for ep in episodes:
+        ep.prediction.trace = ep.trace

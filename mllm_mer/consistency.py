@@ -1,0 +1,46 @@
+"""Self-consistency: several sampled answers per sample, one vote per task.
+
+The voted label is the most frequent one (ties go to the higher mean probability, then to the
+earlier draw); label probabilities are the mean over the draws that have them; the agreement
+rate is the share of answered draws that chose the voted label.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from mllm_mer.types import LabelSet, Prediction, TaskPrediction
+
+
+def mean_probabilities(draws: Sequence[Prediction], task: str) -> dict[str, float] | None:
+    tables = [d.tasks[task].probabilities for d in draws if task in d.tasks and d.tasks[task].probabilities]
+    if not tables:
+        return None
+    return {label: sum(t.get(label, 0.0) for t in tables) / len(tables) for label in tables[0]}
+
+
+def vote(draws: Sequence[Prediction], label_sets: Sequence[LabelSet], temperature: float) -> Prediction:
+    """One prediction from a sample's draws (which all share its id)."""
+    answered = [d for d in draws if d.ok]
+    record = {"n": len(draws), "temperature": temperature,
+              "labels": [{t: tp.label for t, tp in d.tasks.items()} if d.ok else None for d in draws]}
+    if not answered:
+        failed = draws[0]
+        failed.consistency = record
+        return failed
+    tasks, agreement = {}, {}
+    for ls in label_sets:
+        counts = Counter(d.label(ls.task) for d in answered if d.label(ls.task))
+        if not counts:
+            continue
+        probabilities = mean_probabilities(answered, ls.task)
+        first_seen = {label: i for i, label in reversed(list(enumerate(d.label(ls.task) for d in answered)))}
+        winner = max(counts, key=lambda label: (counts[label], (probabilities or {}).get(label, 0.0),
+                                                -first_seen[label]))
+        tasks[ls.task] = TaskPrediction(label=winner, probabilities=probabilities)
+        agreement[ls.task] = counts[winner] / len(answered)
+    record["agreement"] = agreement
+    # The rationale and trace of the first draw that agrees with the whole vote (else the first answered).
+    chosen = next((d for d in answered if all(d.label(t) == tp.label for t, tp in tasks.items())), answered[0])
+    return Prediction(sample_id=chosen.sample_id, tasks=tasks, rationale=chosen.rationale, cues=chosen.cues,
+                      raw=chosen.raw, notes=list(chosen.notes), trace=chosen.trace, consistency=record)

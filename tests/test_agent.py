@@ -1,0 +1,237 @@
+"""The reasoning agent: tools, the lockstep loop, retrieval, self-consistency, on every backend and through the CLI."""
+import json
+import random
+import subprocess
+import sys
+
+import jsonschema
+import pytest
+from conftest import MELD_DIR, requires_meld
+from helpers import varied_inputs
+
+from mllm_mer.agent import Toolbox, action_schema, dialogue_history, start
+from mllm_mer.agent.tools import GRID_POINTS, TOOLS, offered
+from mllm_mer.config import MediaConfig, ModelConfig, PromptConfig, RetrievalConfig, StrategyConfig
+from mllm_mer.consistency import vote
+from mllm_mer.pipeline import predict, prepare
+from mllm_mer.resolve import resolve_prompt
+from mllm_mer.types import LabelSet, Prediction, Sample, TaskPrediction
+
+MAX_STEPS = 3
+
+
+def agent_setup(tiny_model, **strategy):
+    return resolve_prompt(ModelConfig(model=str(tiny_model)), PromptConfig(labels="meld", template="label_only"),
+                          MediaConfig(max_frames=4),
+                          strategy=StrategyConfig(strategy="agent", max_steps=MAX_STEPS, **strategy))
+
+
+@pytest.fixture(scope="module")
+def agent_inputs(tmp_path_factory):
+    return varied_inputs(tmp_path_factory.mktemp("agent-media"))
+
+
+def check_traces(predictions, samples, setup, max_steps=MAX_STEPS):
+    by_id = {s.id: s for s in samples}
+    for p in predictions:
+        assert p.ok, p.error
+        assert p.trace and 1 <= len(p.trace) <= max_steps
+        assert [s["step"] for s in p.trace] == list(range(1, len(p.trace) + 1))
+        assert p.trace[-1]["tool"] == "answer" and all(s["tool"] in TOOLS for s in p.trace[:-1])
+        for step in p.trace[:-1]:
+            sample = by_id[p.sample_id]
+            if step["tool"] in ("look", "listen"):
+                assert sample.video or sample.audio
+                assert set(step["args"]) >= {"start", "end"}
+            if step["tool"] == "look":
+                assert sample.video and 1 <= step["args"]["n"] <= setup.look_frames and step["images"] >= 1
+            if step["tool"] == "context":
+                assert sample.metadata.get("dialogue")
+        label_set = setup.scheme.label_sets[0]
+        assert p.label(label_set.task) in label_set.labels
+        probabilities = p.tasks[label_set.task].probabilities
+        assert probabilities and abs(sum(probabilities.values()) - 1) < 1e-4
+
+
+# -- pure logic ---------------------------------------------------------------------------------
+
+def test_the_action_schema_is_a_choice_of_tools_and_answer_alone_at_the_end():
+    answer = {"type": "object", "properties": {"emotion": {"type": "string", "enum": ["joy", "anger"]}},
+              "required": ["emotion"], "additionalProperties": False}
+    look = {"type": "object", "properties": {"n": {"enum": [1, 2]}}, "required": ["n"], "additionalProperties": False}
+    schema = action_schema({"look": look}, answer)
+    jsonschema.validate({"tool": "look", "args": {"n": 2}}, schema)
+    jsonschema.validate({"tool": "answer", "args": {"emotion": "joy"}}, schema)
+    for bad in ({"tool": "look", "args": {"n": 3}}, {"tool": "answer", "args": {"emotion": "calm"}},
+                {"tool": "shout", "args": {}}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
+    final = action_schema({}, answer)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"tool": "look", "args": {"n": 1}}, final)
+
+
+def test_tools_are_offered_only_where_they_apply(tiny_model, agent_inputs):
+    setup = agent_setup(tiny_model)
+    history = dialogue_history(agent_inputs)
+    box = Toolbox(setup, history=history)
+    ready = {p.sample.id: p for p in prepare(agent_inputs, setup)}
+    sound_clip, silent_clip, audio_only = ready["a0"], ready["a1"], ready["a2"]
+    tools = lambda p: set(offered(start(p.prompt, p.sample, p.media, box), box))  # noqa: E731
+    assert tools(sound_clip) == {"look", "listen"}  # first turn of its dialogue: no earlier turns
+    assert tools(silent_clip) == {"look", "context"}
+    assert tools(audio_only) == {"listen", "context"}
+    assert tools(ready["a9"]) == {"look", "context"}  # fourth turn of its dialogue, one turn shown
+    assert tools(ready["r0"]) == set()  # a still and text: nothing more to fetch
+    ep = start(silent_clip.prompt, silent_clip.sample, silent_clip.media, box)
+    look = offered(ep, box)["look"]["properties"]
+    assert look["start"]["enum"][0] == 0.0 and look["end"]["enum"][-1] == 3.0
+    assert len(look["start"]["enum"]) == GRID_POINTS
+    # The history holds the dialogue's earlier turns, never their labels.
+    assert all(t.emotion is None for turns in history.values() for t in turns)
+    assert [t.text for t in history["a9"]] == [s.transcript for s in agent_inputs[26:29]]
+
+
+def test_vote_takes_the_majority_averages_probabilities_and_records_agreement():
+    labels = (LabelSet("emotion", ("joy", "anger", "sadness")),)
+
+    def draw(label, p):
+        return Prediction("s", tasks={"emotion": TaskPrediction(label, {"joy": p, "anger": 1 - p, "sadness": 0.0})})
+
+    voted = vote([draw("joy", 0.6), draw("anger", 0.3), draw("joy", 0.9), Prediction.failure("s", "x")], labels, 0.7)
+    assert voted.label("emotion") == "joy"
+    assert voted.consistency["agreement"] == {"emotion": pytest.approx(2 / 3)}
+    assert voted.consistency["n"] == 4 and voted.consistency["labels"][3] is None
+    assert voted.tasks["emotion"].probabilities["joy"] == pytest.approx(0.6)
+    tie = vote([draw("anger", 0.7), draw("joy", 0.6)], labels, 0.7)  # 1:1; joy is the more probable on average
+    assert tie.label("emotion") == "joy"
+
+
+# -- the loop on the backends -------------------------------------------------------------------
+
+def test_agent_on_50_random_inputs_always_ends_with_a_valid_answer_transformers(hf_backend, tiny_model, agent_inputs):
+    setup = agent_setup(tiny_model)
+    box = Toolbox(setup, history=dialogue_history(agent_inputs))
+    predictions = predict(hf_backend, agent_inputs, setup, toolbox=box)
+    check_traces(predictions, agent_inputs, setup)
+    used = {s["tool"] for p in predictions for s in p.trace}
+    assert {"look", "listen", "answer"} <= used  # the random model reaches the tools too
+
+
+@pytest.mark.vllm
+def test_agent_on_50_random_inputs_on_the_vllm_engine(vllm_backend, tiny_model, agent_inputs):
+    setup = agent_setup(tiny_model)
+    predictions = predict(vllm_backend, agent_inputs, setup,
+                          toolbox=Toolbox(setup, history=dialogue_history(agent_inputs)))
+    check_traces(predictions, agent_inputs, setup)
+    looked = [s for p in predictions for s in p.trace if s["tool"] == "look"]
+    assert looked and all(s["images"] >= 1 for s in looked)  # observation frames went to the engine as images
+
+
+@pytest.mark.vllm
+def test_self_consistency_draws_n_answers_and_votes(vllm_backend, tiny_model, agent_inputs):
+    setup = resolve_prompt(ModelConfig(model=str(tiny_model)), PromptConfig(labels="meld", template="label_only"),
+                           MediaConfig(max_frames=4), strategy=StrategyConfig(samples=5, temperature=1.0))
+    samples = agent_inputs[:6]
+    predictions = predict(vllm_backend, samples, setup)
+    for p in predictions:
+        record = p.consistency
+        assert record["n"] == 5 and len(record["labels"]) == 5 and all(record["labels"])
+        emotions = [d["emotion"] for d in record["labels"]]
+        assert p.label("emotion") in emotions
+        assert record["agreement"]["emotion"] == pytest.approx(emotions.count(p.label("emotion")) / 5)
+        assert emotions.count(p.label("emotion")) == max(emotions.count(e) for e in emotions)
+    draws = [tuple(d["emotion"] for d in p.consistency["labels"]) for p in predictions]
+    assert any(len(set(d)) > 1 for d in draws)  # sampled: the draws differ
+
+
+# -- retrieval ----------------------------------------------------------------------------------
+
+@requires_meld
+def test_retrieval_finds_the_matching_meld_row_and_never_the_sample_itself(tmp_path, monkeypatch):
+    monkeypatch.setattr("mllm_mer.retrieval.USER_CACHE", tmp_path / "cache")
+    from mllm_mer.datasets import load_split
+    from mllm_mer.retrieval import DemonstrationIndex, index_for, split_source
+
+    train = load_split("meld", str(MELD_DIR), "train").samples
+    index = index_for("meld", str(MELD_DIR), "train")
+    assert index.cache_file.is_file()
+    source = split_source("meld", str(MELD_DIR), "train")
+    probe = next(s for s in train if len(s.transcript or "") > 60)
+    # From another split (a paraphrase query), the row itself is the nearest.
+    query = Sample(id="query", transcript=probe.transcript, context=probe.context)
+    assert index.nearest([query], 1, source="elsewhere")[0][0].id == probe.id
+    # From its own split, neither the row nor any row of its dialogue comes back.
+    found = index.nearest(list(train[:200]), 8, source)
+    for sample, demos in zip(train[:200], found, strict=True):
+        assert len(demos) == 8
+        assert all(d.id != sample.id for d in demos)
+        dialogue = sample.metadata["dialogue"]
+        assert all(next(s for s in train if s.id == d.id).metadata["dialogue"] != dialogue for d in demos)
+    again = DemonstrationIndex(train, source)  # read back from the cache: same answers
+    assert [d.id for d in again.nearest([query], 4, "elsewhere")[0]] == [d.id for d in index.nearest([query], 4,
+                                                                                                      "elsewhere")[0]]
+
+
+# -- the CLI --------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def agent_manifest(agent_inputs, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("agent-manifest")
+    rows = [{"id": s.id, "text": s.transcript, "speaker": s.speaker, "video": s.video, "audio": s.audio,
+             "dialogue": s.metadata["dialogue"], "label": random.Random(i).choice(["joy", "anger", "neutral"]),
+             "split": "train" if i < 10 else "test"}
+            for i, s in enumerate(agent_inputs[20:])]
+    manifest = folder / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return manifest
+
+
+def test_cli_evaluate_with_the_agent_writes_traces_and_tool_statistics(tmp_path, tiny_model, agent_manifest):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "mllm_mer.cli", "evaluate", "--dataset", "manifest", "--data-dir",
+               str(agent_manifest), "--split", "test", "--model", str(tiny_model), "--backend", "transformers",
+               "--template", "label_only", "--labels", "meld", "--max-frames", "4", "--strategy", "agent",
+               "--max-steps", str(MAX_STEPS), "--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(records) == 20
+    traces = [r["prediction"]["trace"] for r in records]
+    assert all(t and t[-1]["tool"] == "answer" and len(t) <= MAX_STEPS for t in traces)
+    recalled = [s for t in traces for s in t if s["tool"] == "recall"]
+    train_ids = {f"a{i}" for i in range(10)}
+    for step in recalled:  # the index is the train split: only its rows come back
+        assert {part.strip().split(" (")[0] for part in step["observation"].split(";")} <= train_ids
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["run"]["strategy"]["strategy"] == "agent"
+    assert sum(metrics["agent"]["calls_per_tool"].values()) == sum(len(t) for t in traces)
+    assert "## Strategy" in (out / "report.md").read_text()
+    # Resuming with another strategy is refused: the strategy is part of the run's fingerprint.
+    single = list(command)
+    single[single.index("agent")] = "single"
+    refused = subprocess.run(single, capture_output=True, text=True, timeout=600)
+    assert refused.returncode != 0 and "strategy" in refused.stderr
+
+
+@requires_meld
+def test_cli_predict_with_the_retrieved_template_shows_meld_demonstrations(tmp_path, tiny_model, hf_backend):
+    from mllm_mer.agent.toolbox import build_toolbox
+
+    setup = resolve_prompt(ModelConfig(model=str(tiny_model)), PromptConfig(labels="meld", template="retrieved"),
+                           MediaConfig())
+    retrieval = RetrievalConfig(retrieve_dataset="meld", retrieve_data_dir=str(MELD_DIR), retrieve_split="train",
+                                retrieve_k=4)
+    box = build_toolbox(setup, retrieval)
+    [ready] = prepare([Sample(id="q", transcript="Oh my God! I can't believe it!")], setup, toolbox=box)
+    text = ready.prompt.messages[1]["content"][-1]["text"]
+    assert text.count(" -> emotion: ") == 4 and "<examples>" in text
+    done = subprocess.run([sys.executable, "-m", "mllm_mer.cli", "predict", "--model", str(tiny_model),
+                           "--template", "retrieved", "--retrieve-dataset", "meld", "--retrieve-data-dir",
+                           str(MELD_DIR), "--transcript", "Oh my God!"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["ok"]
+    missing = subprocess.run([sys.executable, "-m", "mllm_mer.cli", "predict", "--model", str(tiny_model),
+                              "--template", "retrieved", "--transcript", "Oh my God!"],
+                             capture_output=True, text=True, timeout=600)
+    assert missing.returncode == 2 and "retrieve" in missing.stderr and "Traceback" not in missing.stderr
