@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mllm_mer.config import option
 
-from . import media, prefix_cache, scoring, throughput
+from . import agent, media, prefix_cache, scoring, throughput
 from .backends_for_bench import ModelBenchConfig, load_hf, load_vllm
 from .common import BENCH_DIR, machine, parse_config
 
@@ -53,15 +53,18 @@ def main(argv: list[str] | None = None) -> Path:
         del hf
         results["scoring"] = scoring.run(vllm, n)
         results["prefix"] = prefix_cache.run(vllm, n, max(4, options.tokens // 2))
+        results["agent"] = agent.run(vllm, n, repeats=1 if options.quick else 2)
     finally:
         vllm.close()
 
-    t, s, p, m = results["throughput"], results["scoring"], results["prefix"], results["media"]
+    t, s, p, m, a = (results[k] for k in ("throughput", "scoring", "prefix", "media", "agent"))
     rows = [
         ("vLLM engine vs per-sample transformers loop", f"{t['vllm_vs_loop']:.1f}x", ">= 6x", throughput.report(t)),
         ("vLLM engine vs batched transformers", f"{t['vllm_vs_batched']:.1f}x", "", ""),
         ("label scoring vs generate-with-rationale", f"{s['ratio']:.1f}x", ">= 3x", scoring.report(s)),
         ("few-shot cost / zero-shot cost (prefix cache)", f"{p['ratio']:.2f}x", "<= 1.3x", prefix_cache.report(p)),
+        ("agent (max 3 steps) time / single-pass time", f"{a['agent_cost']:.2f}x", "<= 3x", agent.report(a)),
+        ("retrieved template (k=4) time / zero-shot time", f"{a['retrieved_cost']:.2f}x", "<= 1.5x", ""),
         ("8 sampled frames vs decode everything, 2 s GOP", f"{m['gop2s']['ratio_snapped']:.1f}x", ">= 5x",
          media.report(m, "gop2s", "2 s GOP")),
         ("same, exact times (--keyframe-snap 0)", f"{m['gop2s']['ratio']:.1f}x", "", ""),

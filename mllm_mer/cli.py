@@ -171,6 +171,10 @@ def make_tiny(cfg: C.MakeTinyConfig) -> int:
         from mllm_mer.synthetic import make_task
 
         print(f"wrote the colour x wording task to {make_task(tiny.task).parent}")
+    if tiny.agent_task:
+        from mllm_mer.synthetic import make_window_task
+
+        print(f"wrote the hidden-window task (agent traces) to {make_window_task(tiny.agent_task).parent}")
     if tiny.whisper:
         from mllm_mer.tiny_whisper import make_tiny_whisper
 

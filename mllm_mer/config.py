@@ -274,6 +274,22 @@ class OptimConfig:
 
 
 @dataclass
+class TraceConfig:
+    """Training the agent on scripted traces: each sample's actions, rendered as the agent sees them."""
+
+    trace_col: str | None = option(None, "manifest column holding each sample's actions (a JSON list of "
+                                         "{tool, args}; the answer from the gold labels is added); set: train "
+                                         "the agent, loss on every action, observations masked")
+    agent_steps: int = option(3, "the --max-steps the agent will run with (its prompt says so)")
+    agent_tools: list[str] = option(["look", "listen", "recall", "context"], "the --tools it will be offered")
+    agent_look_frames: int = option(4, "the --look-frames it will run with")
+
+    def strategy(self):
+        return StrategyConfig(strategy="agent" if self.trace_col else "single", max_steps=self.agent_steps,
+                              tools=list(self.agent_tools), look_frames=self.agent_look_frames)
+
+
+@dataclass
 class TinyConfig:
     """A random-weight checkpoint of a real architecture, built offline."""
 
@@ -283,6 +299,8 @@ class TinyConfig:
     seed: int = option(0, "weight seed")
     whisper: bool = option(False, "also build a tiny Whisper in DIR/whisper")
     task: str | None = option(None, "also write the synthetic colour x wording task to this folder")
+    agent_task: str | None = option(None, "also write the synthetic hidden-window task (with scripted agent "
+                                          "traces) to this folder")
 
 
 @dataclass
@@ -373,6 +391,7 @@ class TrainConfig(PromptedConfig):
     data: DataConfig = field(default_factory=DataConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    traces: TraceConfig = field(default_factory=TraceConfig)
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> TrainConfig:

@@ -138,6 +138,8 @@ def save_adapter_prompt(adapter_dir: str | Path, setup: PromptSetup) -> Path:
     adapter_dir = Path(adapter_dir)
     data: dict[str, Any] = {"template": setup.template, "modalities": list(setup.modalities),
                             "media": {"max_frames": setup.media.max_frames, "max_pixels": setup.media.max_pixels}}
+    if setup.strategy == "agent":  # what the agent was trained to run with: pass the same at inference
+        data["agent"] = {"max_steps": setup.max_steps, "tools": list(setup.tools), "look_frames": setup.look_frames}
     if setup.scheme.source:
         shutil.copyfile(setup.scheme.source, adapter_dir / ADAPTER_LABELS)
         data["labels"] = ADAPTER_LABELS

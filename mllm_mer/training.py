@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,19 +43,54 @@ def answer_suffix(processor: Any) -> str:
     return text[text.index("ANSWER") + len("ANSWER"):]
 
 
+@dataclass
+class Conversation:
+    """An agent's whole conversation as a training example: every assistant turn is a target."""
+
+    prompt: Prompt  # messages include the assistant turns; images are the observations'
+    targets: list[int]  # indices of the assistant messages
+
+
+def scripted_actions(sample: Sample, column: str) -> list[dict[str, Any]]:
+    value = sample.metadata.get(column) or []
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"sample {sample.id}: {column!r} is not a JSON list of actions ({error})") from None
+    if not isinstance(value, list) or not all(isinstance(a, dict) and "tool" in a for a in value):
+        raise ValueError(f"sample {sample.id}: {column!r} must be a list of {{tool, args}} actions")
+    return value
+
+
 class Collator:
     """Samples -> model inputs: prompt + answer + end of turn, loss on the answer only.
 
     Prompts come from `pipeline.prepare`, exactly as at inference; a sample whose media
-    fails or that has nothing to classify is an error naming the sample.
+    fails or that has nothing to classify is an error naming the sample. With `trace_col`
+    (agent training) each sample's scripted actions run through the real tools and the
+    whole conversation is the example: loss on every action, observations masked.
     """
 
-    def __init__(self, processor: Any, setup: PromptSetup):
+    def __init__(self, processor: Any, setup: PromptSetup, toolbox: Any = None, trace_col: str | None = None):
         self.processor, self.setup = processor, setup
         self.suffix = answer_suffix(processor)
         self.tokenizer = processor.tokenizer
+        self.toolbox, self.trace_col = toolbox, trace_col
 
-    def examples(self, samples: list[Sample]) -> list[tuple[Prompt, str]]:
+    def _conversation(self, ready: Any, answer: str) -> Conversation:
+        from mllm_mer.agent import start
+        from mllm_mer.agent.loop import replay
+        from mllm_mer.agent.tools import Toolbox
+
+        box = self.toolbox or Toolbox(self.setup)
+        actions = scripted_actions(ready.sample, self.trace_col)
+        actions = [a for a in actions if a["tool"] != "answer"] + [{"tool": "answer", "args": json.loads(answer)}]
+        ep = replay(start(ready.prompt, ready.sample, ready.media, box), box, actions)
+        prompt = replace(ready.prompt, messages=ep.messages, observation_images=tuple(ep.images))
+        return Conversation(prompt, [i for i, m in enumerate(ep.messages) if m["role"] == "assistant"])
+
+    def examples(self, samples: list[Sample]) -> list[tuple[Prompt, str] | Conversation]:
         scheme = self.setup.scheme
         golds = []
         for sample in samples:
@@ -65,34 +100,58 @@ class Collator:
             golds.append(replace(sample, gold={ls.task: ls.normalise(str(sample.gold[ls.task]))
                                                for ls in scheme.label_sets}))
         pairs = []
-        for sample, ready in zip(golds, prepare(golds, self.setup), strict=True):
+        for sample, ready in zip(golds, prepare(golds, self.setup, toolbox=self.toolbox), strict=True):
             if ready.prompt is None:
                 raise ValueError(f"training sample {sample.id}: {ready.error}")
-            pairs.append((ready.prompt, target_answer(sample, ready.prompt)))
+            answer = target_answer(sample, ready.prompt)
+            pairs.append(self._conversation(ready, answer) if self.trace_col else (ready.prompt, answer))
         return pairs
 
     def example(self, sample: Sample) -> tuple[Prompt, str]:
         return self.examples([sample])[0]
 
+    def _spans(self, example: tuple[Prompt, str] | Conversation, length: int) -> list[tuple[int, list[int]]]:
+        """(first token, token ids) of each target inside a row of `length` tokens."""
+        from mllm_mer.hf_loading import processor_inputs
+
+        if not isinstance(example, Conversation):
+            target = self.tokenizer(example[1] + self.suffix, add_special_tokens=False)["input_ids"]
+            return [(length - len(target), target)]
+        spans = []
+        prompt = example.prompt
+        for index in example.targets:
+            # The prefix's length in tokens, media expanded as the processor expands it.
+            head = prompt.messages[:index]
+            shown = sum(part.get("type") == "image" for m in head if isinstance(m["content"], list)
+                        for part in m["content"])
+            prefix = replace(prompt, messages=head, observation_images=prompt.observation_images[
+                : shown - (prompt.media.image is not None)])
+            start = int(processor_inputs(self.processor, [prefix], [render(self.processor, prefix)])["input_ids"]
+                        .shape[1])
+            spans.append((start, self.tokenizer(prompt.messages[index]["content"] + self.suffix,
+                                                add_special_tokens=False)["input_ids"]))
+        return spans
+
     def __call__(self, samples: list[Sample]) -> dict[str, torch.Tensor]:
         from mllm_mer.hf_loading import processor_inputs
 
         pairs = self.examples(samples)
-        prompts = [p for p, _ in pairs]
-        texts = [render(self.processor, p) + a + self.suffix for p, a in pairs]
+        prompts = [p.prompt if isinstance(p, Conversation) else p[0] for p in pairs]
+        texts = [self.processor.apply_chat_template(p.prompt.messages, tokenize=False) if isinstance(p, Conversation)
+                 else render(self.processor, p[0]) + p[1] + self.suffix for p in pairs]
         self.tokenizer.padding_side = "right"
         try:
             batch = processor_inputs(self.processor, prompts, texts)
         finally:
             self.tokenizer.padding_side = "left"
         labels = torch.full_like(batch["input_ids"], IGNORE)
-        for row, (_, answer) in enumerate(pairs):
-            target = self.tokenizer(answer + self.suffix, add_special_tokens=False)["input_ids"]
+        for row, example in enumerate(pairs):
             length = int(batch["attention_mask"][row].sum())
-            start = length - len(target)
-            if batch["input_ids"][row, start:length].tolist() != target:
-                raise RuntimeError("answer tokenised differently after the prompt; cannot mask the loss exactly")
-            labels[row, start:length] = batch["input_ids"][row, start:length]
+            for start, target in self._spans(example, length):
+                end = start + len(target)
+                if batch["input_ids"][row, start:end].tolist() != target:
+                    raise RuntimeError("answer tokenised differently after the prompt; cannot mask the loss exactly")
+                labels[row, start:end] = batch["input_ids"][row, start:end]
         batch["labels"] = labels
         return dict(batch)
 
@@ -181,8 +240,20 @@ def _load_samples(cfg: TrainConfig, split: str, limit: int | None) -> tuple[list
     return samples, data.labels
 
 
-def dev_metrics(model, processor, samples: list[Sample], setup: PromptSetup, cfg: TrainConfig) -> dict[str, Any]:
-    """Dev scores with the evaluate code path (label scoring: one pass per task)."""
+def _toolbox(cfg: TrainConfig, setup: PromptSetup, split: str, samples: list[Sample]):
+    """The agent's tools over a split (None for single-pass training)."""
+    if setup.strategy != "agent":
+        return None
+    from mllm_mer.agent.toolbox import build_toolbox
+    from mllm_mer.config import RetrievalConfig
+
+    return build_toolbox(setup, RetrievalConfig(retrieve_split=cfg.optim.train_split), cfg.data.dataset,
+                         cfg.data.data_dir, split, samples, cfg.data.loader_options(cfg.prompt.labels))
+
+
+def dev_metrics(model, processor, samples: list[Sample], setup: PromptSetup, cfg: TrainConfig,
+                toolbox=None) -> dict[str, Any]:
+    """Dev scores with the evaluate code path (label scoring: one pass per task; the agent, when trained)."""
     from mllm_mer.backends.hf import TransformersBackend
     from mllm_mer.evaluate import compute_metrics, record_for
     from mllm_mer.pipeline import predict
@@ -192,7 +263,7 @@ def dev_metrics(model, processor, samples: list[Sample], setup: PromptSetup, cfg
     was_training = model.training
     model.eval()
     try:
-        preds = predict(backend, samples, replace(setup, mode="score"))
+        preds = predict(backend, samples, replace(setup, mode="score"), toolbox=toolbox)
     finally:
         model.train(was_training)
     records = [record_for(s, p) for s, p in zip(samples, preds, strict=True)]
@@ -222,12 +293,14 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     train_samples, default_labels = _load_samples(cfg, opt.train_split, opt.limit_train)
     setup = resolve_prompt(cfg.model, cfg.prompt, cfg.media, default_labels=default_labels,
-                           default_template="label_only")
+                           default_template="label_only", strategy=cfg.traces.strategy())
     dev_samples = _load_samples(cfg, opt.dev_split, opt.limit_dev)[0] if opt.dev_split else []
     (out / "config.yaml").write_text(cfg.to_yaml())
 
     model, processor = load_trainable_model(cfg)
-    collator = Collator(processor, setup)
+    toolbox = _toolbox(cfg, setup, opt.train_split, train_samples)
+    dev_toolbox = _toolbox(cfg, setup, opt.dev_split, dev_samples) if dev_samples else None
+    collator = Collator(processor, setup, toolbox, cfg.traces.trace_col)
     first_task = setup.scheme.label_sets[0].task
     strategy = "steps" if opt.eval_steps else "epoch"
     args = TrainingArguments(
@@ -248,7 +321,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> Path:
 
     class DevTrainer(Trainer):
         def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
-            metrics = dev_metrics(self.model, processor, dev_samples, setup, cfg)
+            metrics = dev_metrics(self.model, processor, dev_samples, setup, cfg, dev_toolbox)
             headline = metrics["tasks"][first_task]
             result = {f"{metric_key_prefix}_{k}": headline[k] for k in ("accuracy", "weighted_f1", "macro_f1", "uar")}
             self.log(result)
@@ -263,7 +336,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> Path:
     trainer.model.save_pretrained(adapter_dir)
     save_adapter_prompt(adapter_dir, setup)
     if dev_samples:
-        metrics = dev_metrics(trainer.model, processor, dev_samples, setup, cfg)
+        metrics = dev_metrics(trainer.model, processor, dev_samples, setup, cfg, dev_toolbox)
         (out / "dev_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return adapter_dir
 

@@ -3,6 +3,7 @@ import json
 import random
 import subprocess
 import sys
+from dataclasses import replace
 
 import jsonschema
 import pytest
@@ -60,15 +61,15 @@ def test_the_action_schema_is_a_choice_of_tools_and_answer_alone_at_the_end():
               "required": ["emotion"], "additionalProperties": False}
     look = {"type": "object", "properties": {"n": {"enum": [1, 2]}}, "required": ["n"], "additionalProperties": False}
     schema = action_schema({"look": look}, answer)
-    jsonschema.validate({"tool": "look", "args": {"n": 2}}, schema)
-    jsonschema.validate({"tool": "answer", "args": {"emotion": "joy"}}, schema)
-    for bad in ({"tool": "look", "args": {"n": 3}}, {"tool": "answer", "args": {"emotion": "calm"}},
-                {"tool": "shout", "args": {}}):
+    jsonschema.validate({"look": {"n": 2}}, schema)
+    jsonschema.validate({"answer": {"emotion": "joy"}}, schema)
+    for bad in ({"look": {"n": 3}}, {"answer": {"emotion": "calm"}}, {"shout": {}},
+                {"look": {"n": 1}, "answer": {"emotion": "joy"}}):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, schema)
     final = action_schema({}, answer)
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate({"tool": "look", "args": {"n": 1}}, final)
+        jsonschema.validate({"look": {"n": 1}}, final)
 
 
 def test_tools_are_offered_only_where_they_apply(tiny_model, agent_inputs):
@@ -235,3 +236,69 @@ def test_cli_predict_with_the_retrieved_template_shows_meld_demonstrations(tmp_p
                               "--template", "retrieved", "--transcript", "Oh my God!"],
                              capture_output=True, text=True, timeout=600)
     assert missing.returncode == 2 and "retrieve" in missing.stderr and "Traceback" not in missing.stderr
+
+
+# -- learnability: the agent can learn to use a tool -----------------------------------------------
+
+@pytest.mark.vllm
+def test_a_lora_trained_on_scripted_traces_learns_to_look_where_the_evidence_is(tiny_model, tmp_path, vllm_backend):
+    from mllm_mer.datasets import load_split
+    from mllm_mer.synthetic import WINDOW, make_window_task
+
+    manifest = make_window_task(tmp_path / "hidden-window")
+    labels = manifest.parent / "labels.yaml"
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "mllm_mer.cli", "finetune", "--config",
+                           "finetune/configs/tiny_agent_lora.yaml", f"model={tiny_model}", f"output_dir={out}",
+                           f"data_dir={manifest}", f"labels={labels}",
+                           f"dataset_options={{labels: {labels}, task: emotion}}"],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    adapter = out / "adapter"
+    vllm_backend.register_adapter("looker", str(adapter))
+    test = list(load_split("manifest", manifest, "test", labels=str(labels)).samples)
+    model = ModelConfig(model=str(tiny_model), adapter=[f"looker={adapter}"])
+    setup = resolve_prompt(model, PromptConfig(), MediaConfig(),  # the adapter's own prompt (label set, frames)
+                           strategy=StrategyConfig(strategy="agent", max_steps=3, tools=["look"], look_frames=2))
+    assert setup.media.max_frames == 2 and setup.scheme.name == "hidden-window"
+
+    def accuracy(predictions):
+        return sum(p.label("emotion") == s.gold["emotion"] for p, s in zip(predictions, test, strict=True)) / len(test)
+
+    agent = predict(vllm_backend, test, setup, adapter="looker", with_probabilities=False, toolbox=Toolbox(setup))
+    single = predict(vllm_backend, test, replace(setup, strategy="single"), adapter="looker",
+                     with_probabilities=False)
+    assert accuracy(agent) >= 0.9, [p.trace for p in agent[:3]]
+    assert accuracy(single) <= 0.6  # the uniformly sampled frames never show the colour
+    looks = [s for p in agent for s in p.trace if s["tool"] == "look"]
+    assert len(looks) >= 0.9 * len(test)
+    assert all(s["args"]["start"] <= WINDOW[0] and s["args"]["end"] >= WINDOW[1] - 0.01 for s in looks)
+
+
+def test_trace_training_learns_every_action_and_masks_the_observations(tiny_model, tmp_path):
+    from mllm_mer.config import TrainConfig
+    from mllm_mer.datasets import load_split
+    from mllm_mer.synthetic import WINDOW_LOOK, make_window_task
+    from mllm_mer.training import Collator, _toolbox, load_trainable_model
+
+    manifest = make_window_task(tmp_path / "hidden-window", n_train=4, n_dev=2, n_test=2)
+    labels = manifest.parent / "labels.yaml"
+    cfg = TrainConfig.from_yaml("finetune/configs/tiny_agent_lora.yaml", [
+        f"model={tiny_model}", f"output_dir={tmp_path / 'out'}", f"data_dir={manifest}", f"labels={labels}",
+        f"dataset_options={{labels: {labels}, task: emotion}}"])
+    _, processor = load_trainable_model(cfg)
+    setup = resolve_prompt(cfg.model, cfg.prompt, cfg.media, strategy=cfg.traces.strategy())
+    samples = list(load_split("manifest", manifest, "train", labels=str(labels)).samples)
+    collator = Collator(processor, setup, _toolbox(cfg, setup, "train", samples), "trace")
+    batch = collator(samples)
+    for row, sample in enumerate(samples):
+        learned = [int(i) for i, label in zip(batch["input_ids"][row], batch["labels"][row], strict=True)
+                   if label != -100]
+        look = json.dumps({"look": WINDOW_LOOK["args"]}, separators=(",", ":"))
+        answer = json.dumps({"answer": {"emotion": sample.gold["emotion"]}}, separators=(",", ":"))
+        assert processor.tokenizer.decode(learned) == f"{look}<|im_end|>\n{answer}<|im_end|>\n"
+    # The observation's two frames went in as images (2 per sample), beside each clip's video.
+    assert batch["image_grid_thw"].shape[0] == 2 * len(samples)
+    broken = [dict(samples[0].metadata, trace=[{"tool": "look", "args": {"start": 1.5, "end": 2, "n": 9}}])]
+    with pytest.raises(ValueError, match="not a valid action"):
+        collator([replace(samples[0], metadata=broken[0])])

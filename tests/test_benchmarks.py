@@ -20,7 +20,8 @@ def test_run_all_writes_every_ratio(tiny_model, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = out.read_text()
     for measure in ("vLLM engine vs per-sample transformers loop", "label scoring vs generate-with-rationale",
-                    "few-shot cost / zero-shot cost", "8 sampled frames vs decode everything"):
+                    "few-shot cost / zero-shot cost", "8 sampled frames vs decode everything",
+                    "agent (max 3 steps) time / single-pass time", "retrieved template (k=4) time"):
         row = next(line for line in table.splitlines() if line.startswith(f"| {measure}"))
         assert row.split("|")[2].strip().endswith("x")
 
@@ -32,7 +33,7 @@ def test_media_benchmark_alone():
     assert "decode everything" in proc.stdout and "x)" in proc.stdout and "machine:" in proc.stdout
 
 
-@pytest.mark.parametrize("module", ["run_all", "media", "throughput", "scoring", "prefix_cache"])
+@pytest.mark.parametrize("module", ["run_all", "media", "throughput", "scoring", "prefix_cache", "agent"])
 def test_benchmark_command_lines(module):
     """Each benchmark's flags come from its config dataclasses (no engine is started)."""
     proc = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", "--help"],
@@ -42,6 +43,7 @@ def test_benchmark_command_lines(module):
                 "media": ["--quick", "--seconds", "--frames"],
                 "throughput": ["--model", "--n", "--tokens", "--forward-batch-size", "--kv-cache-gb"],
                 "scoring": ["--model", "--n"],
-                "prefix_cache": ["--model", "--n", "--tokens"]}[module]
+                "prefix_cache": ["--model", "--n", "--tokens"],
+                "agent": ["--model", "--n", "--repeats"]}[module]
     for flag in expected:
         assert flag in proc.stdout, f"{module}: {flag} missing from --help"

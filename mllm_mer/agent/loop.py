@@ -1,12 +1,12 @@
 """The agent loop: gather evidence with tools, then answer, every sample of a batch in lockstep.
 
 The conversation starts from the single-pass prompt (same evidence, same label sets). At each
-step the model writes one action, `{"tool": NAME, "args": {...}}`, constrained to a schema that
+step the model writes one action, `{NAME: {ARGS}}` (the fewest tokens), constrained to a schema that
 is a choice over the tools this sample can use now, so every action is valid; the tool runs and
 its observation (text, and frames as images) is the next user turn. At the last step only
 `answer` is offered, so every run ends. Step t of every unfinished sample is one backend call
 (vLLM's prefix cache keeps the growing conversations cheap). Label probabilities come from the
-usual constrained scoring, continuing the final prompt after `{"tool":"answer","args":`.
+usual constrained scoring, continuing the final prompt after `{"answer":`.
 """
 from __future__ import annotations
 
@@ -16,19 +16,18 @@ from typing import Any
 
 import jsonschema
 
-from mllm_mer.agent.tools import Episode, Toolbox, describe_tools, offered, run_tool
+from mllm_mer.agent.tools import Episode, Toolbox, canonical, describe_tools, offered, run_tool
 from mllm_mer.backends.base import Backend
 from mllm_mer.paths import PROMPTS_DIR
 from mllm_mer.prompting import answer_schema
 from mllm_mer.types import Prediction, Prompt
 
-ANSWER_LEAD = '{"tool":"answer","args":'
+ANSWER_LEAD = '{"answer":'
 
 
 def action_schema(tools: dict[str, dict[str, Any]], answer: dict[str, Any]) -> dict[str, Any]:
-    """One JSON object: a tool's name, then its arguments; `answer` takes the answer object."""
-    options = [{"type": "object", "properties": {"tool": {"const": name}, "args": args},
-                "required": ["tool", "args"], "additionalProperties": False}
+    """One JSON object with one key, the tool's name, holding its arguments; `answer` holds the answer object."""
+    options = [{"type": "object", "properties": {name: args}, "required": [name], "additionalProperties": False}
                for name, args in {**tools, "answer": answer}.items()]
     return options[0] if len(options) == 1 else {"anyOf": options}
 
@@ -77,6 +76,13 @@ def _prompt(ep: Episode, schema: dict[str, Any]) -> Prompt:
                   answer_lead=ANSWER_LEAD)
 
 
+def step_prompt(ep: Episode, box: Toolbox, step: int) -> Prompt:
+    """The prompt of an episode's step: its conversation so far, constrained to the actions open now."""
+    final = step >= box.setup.max_steps
+    return _prompt(ep, action_schema({} if final else offered(ep, box),
+                                     answer_schema(ep.first.label_sets, ep.first.with_rationale)))
+
+
 def _tokens(backend: Backend, text: str) -> int | None:
     tokenizer = getattr(backend, "tokenizer", None)
     return len(tokenizer(text, add_special_tokens=False)["input_ids"]) if tokenizer is not None else None
@@ -92,18 +98,19 @@ def act(ep: Episode, prompt: Prompt, raw: str, step: int, box: Toolbox, tokens: 
     from mllm_mer.parsing import parse_answer
 
     try:
-        action = json.loads(raw)
+        action = json.JSONDecoder(strict=False).decode(raw)  # as parsing does: control characters in strings pass
         jsonschema.validate(action, prompt.schema)
     except (json.JSONDecodeError, jsonschema.ValidationError) as error:
         reason = error.msg if isinstance(error, json.JSONDecodeError) else error.message
         ep.trace.append({"step": step, "tool": None, "raw": raw[:500], "error": reason, "tokens": tokens})
         ep.prediction = Prediction.failure(ep.sample.id, f"step {step}: not a valid action ({reason})", raw=raw)
         return
-    tool, args = action["tool"], action["args"]
+    [(tool, args)] = action.items()
     ep.messages.append({"role": "assistant", "content": raw})
     if tool == "answer":
         ep.trace.append({"step": step, "tool": "answer", "args": args, "tokens": tokens})
         ep.prediction = parse_answer(json.dumps(args, ensure_ascii=False), prompt.label_sets, ep.sample.id)
+        ep.prediction.raw = raw  # what the model wrote
         ep.last_prompt = prompt
         return
     observation = run_tool(tool, ep, box, args)
@@ -128,10 +135,7 @@ def run_episodes(backend: Backend, episodes: Sequence[Episode], box: Toolbox, ad
         if not active:
             break
         on_stage(f"agent step {step}/{setup.max_steps}: {len(active)} deciding")
-        final = step == setup.max_steps
-        prompts = [_prompt(ep, action_schema({} if final else offered(ep, box),
-                                             answer_schema(ep.first.label_sets, ep.first.with_rationale)))
-                   for ep in active]
+        prompts = [step_prompt(ep, box, step) for ep in active]
         seeds = [1_000 * ep.draw + step for ep in active]
         raws = call_isolating(
             lambda batch: backend.generate([p for p, _ in batch], adapter=adapter, temperature=temperature,
@@ -155,3 +159,20 @@ def run_episodes(backend: Backend, episodes: Sequence[Episode], box: Toolbox, ad
                 ep.prediction.tasks = tasks
     for ep in episodes:
         ep.prediction.trace = ep.trace
+
+
+def replay(ep: Episode, box: Toolbox, actions: list[dict[str, Any]]) -> Episode:
+    """Runs scripted actions ({tool, args}) through the real tools (training on traces): the episode ends up with the
+    conversation the agent would have had. An action the step's schema does not allow is an error."""
+    for step, action in enumerate(actions, 1):
+        prompt = step_prompt(ep, box, step)
+        raw = json.dumps(canonical({action["tool"]: action.get("args", {})}), ensure_ascii=False, separators=(",", ":"))
+        act(ep, prompt, raw, step, box, None)
+        if ep.prediction is not None and not ep.prediction.ok:
+            raise ValueError(f"sample {ep.sample.id}: scripted step {step} is not a valid action here "
+                             f"({ep.prediction.error})")
+        if ep.prediction is not None:
+            if step < len(actions):
+                raise ValueError(f"sample {ep.sample.id}: the trace goes on after its answer (step {step})")
+            return ep
+    raise ValueError(f"sample {ep.sample.id}: the trace does not end with an answer")

@@ -57,10 +57,21 @@ class Episode:
     last_prompt: Prompt | None = None  # the prompt the final answer was written to (scored for probabilities)
 
 
+def canonical(value: Any) -> Any:
+    """Whole floats as ints, as constrained decoding writes them (`1`, not `1.0`), recursively."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: canonical(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [canonical(v) for v in value]
+    return value
+
+
 def grid(span: tuple[float, float]) -> list[float]:
     lo, hi = span
     step = (hi - lo) / (GRID_POINTS - 1)
-    return sorted({round(lo + i * step, 2) for i in range(GRID_POINTS)})
+    return canonical(sorted({round(lo + i * step, 2) for i in range(GRID_POINTS)}))
 
 
 def _window(args: dict[str, Any], span: tuple[float, float]) -> tuple[float, float]:

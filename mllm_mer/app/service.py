@@ -36,6 +36,7 @@ class AnalyseRequest:
     adapter: str | None = None
     modalities: tuple[str, ...] | None = None  # None: the app's
     mode: str = "generate"  # generate | score
+    strategy: str | None = None  # single | agent (None: the app's)
     names: dict[str, str] = field(default_factory=dict)  # server path -> the name the user gave it
 
 
@@ -65,6 +66,7 @@ class Service:
         self._loaded = threading.Event()
         self._load_error: str | None = None
         self._setups: dict[tuple, PromptSetup] = {}
+        self._toolboxes: dict[tuple, Any] = {}
         self.activity = ""  # what the model is doing now (the page shows it beside the status)
         if backend is not None:
             self._loaded.set()
@@ -118,17 +120,31 @@ class Service:
             backend.close()
 
     def setup(self, labels: str | None = None, template: str | None = None,
-              modalities: tuple[str, ...] | None = None, mode: str | None = None) -> PromptSetup:
+              modalities: tuple[str, ...] | None = None, mode: str | None = None,
+              strategy: str | None = None) -> PromptSetup:
         """The resolved prompt for what the UI chose (cached)."""
         from mllm_mer.resolve import resolve_prompt
 
         key = (labels or self.config.prompt.labels, template or self.config.prompt.template,
-               tuple(modalities) if modalities else None, mode or self.config.prompt.mode)
+               tuple(modalities) if modalities else None, mode or self.config.prompt.mode,
+               strategy or self.config.strategy.strategy)
         if key not in self._setups:
             prompt = replace(self.config.prompt, labels=key[0], template=key[1],
                              modalities=list(key[2]) if key[2] else self.config.prompt.modalities, mode=key[3])
-            self._setups[key] = resolve_prompt(self.config.model, prompt, self.config.media)
+            self._setups[key] = resolve_prompt(self.config.model, prompt, self.config.media,
+                                               strategy=replace(self.config.strategy, strategy=key[4]),
+                                               retrieval=self.config.retrieval)
         return self._setups[key]
+
+    def toolbox(self, setup: PromptSetup):
+        """The tools' resources for a setup: the demonstration index when the app was given a split to retrieve
+        from (--retrieve-dataset/--retrieve-data-dir), built once."""
+        from mllm_mer.agent.toolbox import build_toolbox
+
+        key = (setup.template, setup.strategy, setup.tools)
+        if key not in self._toolboxes:
+            self._toolboxes[key] = build_toolbox(setup, self.config.retrieval)
+        return self._toolboxes[key]
 
     def adapters(self) -> list[str]:
         return list(getattr(self._backend, "adapters", None) or self.config.model.adapters)
@@ -142,13 +158,14 @@ class Service:
         results: list[Analysis | None] = [None] * len(requests)
         groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(requests):
-            groups.setdefault((r.labels, r.template, r.modalities, r.mode, r.adapter), []).append(i)
-        for (labels, template, modalities, mode, adapter), indices in groups.items():
-            setup = self.setup(labels, template, modalities, mode)
+            groups.setdefault((r.labels, r.template, r.modalities, r.mode, r.strategy, r.adapter), []).append(i)
+        for (labels, template, modalities, mode, strategy, adapter), indices in groups.items():
+            setup = self.setup(labels, template, modalities, mode, strategy)
+            toolbox = self.toolbox(setup)
             samples = [self._sample(requests[i]) for i in indices]
             with self._lock:
                 try:
-                    answered = answer(backend, samples, setup, adapter, on_stage=self._working)
+                    answered = answer(backend, samples, setup, adapter, on_stage=self._working, toolbox=toolbox)
                 finally:
                     self.activity = ""
             for i, a in zip(indices, answered, strict=True):
@@ -202,7 +219,8 @@ class Service:
         media = replace(base.media)
         data = build(EvaluateConfig, dataset="manifest", data_dir=str(manifest), task=task,
                      dataset_options={"media_root": str(root)}).data
-        cfg = EvaluateConfig(model=base.model, engine=base.engine, client=base.client,
+        cfg = EvaluateConfig(model=base.model, engine=base.engine, client=base.client, strategy=base.strategy,
+                             retrieval=base.retrieval,
                              prompt=replace(PromptConfig(), labels=labels or base.prompt.labels,
                                             template=template or "label_only"),
                              media=media, data=data, run=RunConfig(out=str(out / "run"), limit=limit))

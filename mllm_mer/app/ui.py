@@ -55,6 +55,24 @@ def headline(analysis) -> str:
     return "  \n".join(parts)
 
 
+def trace_messages(prediction) -> list[dict]:
+    """The agent's steps as collapsible tool messages at the top of the chat (empty for a single pass)."""
+    messages = []
+    for step in prediction.trace or []:
+        if step.get("tool") in (None, "answer"):
+            continue
+        args = ", ".join(f"{k}={v}" for k, v in (step.get("args") or {}).items())
+        messages.append({"role": "assistant", "content": step.get("observation") or "",
+                         "metadata": {"title": f"step {step['step']}: {step['tool']}({args})", "status": "done"}})
+    if messages:
+        final = prediction.trace[-1]
+        labels = ", ".join(f"{k}: {v}" for k, v in (final.get("args") or {}).items() if isinstance(v, str)
+                           and k not in ("rationale",))
+        messages.append({"role": "assistant", "content": labels or "(no answer)",
+                         "metadata": {"title": f"step {final['step']}: answer", "status": "done"}})
+    return messages
+
+
 def _task_panel(analysis, index: int, folder: Path):
     """A probability panel titled by its task, headed by the answer's label (not the arg-max)."""
     tasks = list(analysis.prediction.tasks.items())
@@ -88,12 +106,13 @@ def build_analyse_tab(service: Service, analysis_state: gr.State, chatbot: gr.Ch
     adapters = [NO_ADAPTER] + list(config.model.adapters)
     outbox = Path(config.ui.runs_dir).expanduser().resolve() / "analyses"
 
-    def analyse(videos, audios, transcripts, contexts, labels, templates, adapter_names, modality_sets, score_only):
+    def analyse(videos, audios, transcripts, contexts, labels, templates, adapter_names, modality_sets, score_only,
+                strategies):
         outbox.mkdir(parents=True, exist_ok=True)
         requests = []
-        for video, audio, transcript, context, label_set, template, adapter, modalities, score in zip(
+        for video, audio, transcript, context, label_set, template, adapter, modalities, score, strategy in zip(
                 videos, audios, transcripts, contexts, labels, templates, adapter_names, modality_sets, score_only,
-                strict=True):
+                strategies, strict=True):
             _check_type(video, VIDEO_TYPES, "video")
             _check_type(audio, AUDIO_TYPES, "audio")
             if not modalities:
@@ -103,7 +122,7 @@ def build_analyse_tab(service: Service, analysis_state: gr.State, chatbot: gr.Ch
                 video=video, audio=audio, transcript=transcript or "",
                 context=[(r[0], r[1]) for r in rows if len(r) >= 2], labels=label_set, template=template,
                 adapter=None if adapter in (None, NO_ADAPTER) else adapter, modalities=tuple(modalities),
-                mode="score" if score else "generate",
+                mode="score" if score else "generate", strategy=strategy or None,
                 names={p: _user_name(p) for p in (video, audio) if p}))
         try:
             results = service.analyse_many(requests)
@@ -121,7 +140,7 @@ def build_analyse_tab(service: Service, analysis_state: gr.State, chatbot: gr.Ch
                       pred.rationale or "", [[m, c] for m, c in pred.cues.items()] or [["", ""]],
                       list(media.frames) if media and media.frames else [],
                       (media.transcript if media else None) or "", (media.vocal_cues if media else None) or "",
-                      _prompt_text(analysis), str(download), analysis, [], about)
+                      _prompt_text(analysis), str(download), analysis, trace_messages(pred), about)
             for column, value in zip(columns, values, strict=True):
                 column.append(value)
         return columns
@@ -147,6 +166,9 @@ def build_analyse_tab(service: Service, analysis_state: gr.State, chatbot: gr.Ch
                 with gr.Row():
                     modalities = gr.CheckboxGroup(MODALITY_CHOICES, value=MODALITY_CHOICES, label="Modalities")
                     score_only = gr.Checkbox(False, label="Scores only (no rationale)")
+                    strategy = gr.Dropdown(["single", "agent"], value=config.strategy.strategy, label="Strategy",
+                                           info="agent: the model may look again, listen, recall labelled examples "
+                                                "or read earlier turns before it answers")
                 analyse_button = gr.Button("Analyse", variant="primary")
             with gr.Column():
                 summary = gr.Markdown()
@@ -161,7 +183,7 @@ def build_analyse_tab(service: Service, analysis_state: gr.State, chatbot: gr.Ch
                     prompt = gr.Textbox(label="Prompt", lines=8)
                     download = gr.File(label="Prediction (JSON)")
         analyse_button.click(
-            analyse, [video, audio, transcript, context, labels, template, adapter, modalities, score_only],
+            analyse, [video, audio, transcript, context, labels, template, adapter, modalities, score_only, strategy],
             [summary, first_task, second_task, rationale, cues, frames, asr, vocal, prompt, download, analysis_state,
              chatbot, chat_header], batch=True, max_batch_size=16, api_name="analyse")
 
@@ -172,8 +194,8 @@ def build_chat_tab(service: Service, analysis_state: gr.State, chatbot: gr.Chatb
             raise gr.Error("Analyse a clip first; the chat is about that clip.")
         if not (question or "").strip():
             raise gr.Error("Type a question.")
-        pairs = [(_text(history[i]["content"]), _text(history[i + 1]["content"]))
-                 for i in range(0, len(history) - 1, 2)]
+        spoken = [m for m in history if not (m.get("metadata") or {}).get("title")]  # tool steps are not turns
+        pairs = [(_text(spoken[i]["content"]), _text(spoken[i + 1]["content"])) for i in range(0, len(spoken) - 1, 2)]
         history = list(history) + [{"role": "user", "content": question}, {"role": "assistant", "content": ""}]
         try:
             for text in service.chat(analysis, pairs, question):
