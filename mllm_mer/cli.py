@@ -186,28 +186,57 @@ def dialogue(cfg: C.DialogueConfig) -> int:
     """A conversation -> its per-speaker emotion timeline (timeline.jsonl / .png / .md)."""
     from mllm_mer.agent.toolbox import build_toolbox
     from mllm_mer.backends import load_backend
-    from mllm_mer.dialogue import classify_dialogues, read_transcript, timeline_rows, utterance_samples, write_timeline
+    from mllm_mer.dialogue import classify_dialogues, timeline_rows, write_timeline
     from mllm_mer.resolve import resolve_prompt
 
-    options = cfg.dialogue
-    if not options.transcript or not options.out:
-        raise ValueError("dialogue needs --transcript FILE (.srt/.vtt/.jsonl) and --out DIR")
-    samples = utterance_samples(read_transcript(options.transcript), options.video, options.audio)
-    setup = resolve_prompt(cfg.model, cfg.prompt, cfg.media, strategy=cfg.strategy, retrieval=cfg.retrieval)
+    options, data = cfg.dialogue, cfg.data
+    if not options.out:
+        raise ValueError("dialogue needs --out DIR")
+    samples, default_labels = conversation_samples(cfg)
+    setup = resolve_prompt(cfg.model, cfg.prompt, cfg.media, default_labels=default_labels, strategy=cfg.strategy,
+                           retrieval=cfg.retrieval)
     toolbox = build_toolbox(setup, cfg.retrieval, samples=samples)
     task = setup.scheme.label_sets[0].task
+    context_labels = data.context_labels or "predicted"
     with results_stdout() as out:
         backend = load_backend(cfg.backend)
         try:
-            [predictions] = classify_dialogues(backend, [samples], setup, options.context_labels,
-                                               options.context_window, next(iter(cfg.model.adapters), None), task,
-                                               toolbox=toolbox)
+            [predictions] = classify_dialogues(backend, [samples], setup, context_labels,
+                                               5 if data.context_window is None else data.context_window,
+                                               next(iter(cfg.model.adapters), None), task, toolbox=toolbox)
         finally:
             backend.close()
-        write_timeline(timeline_rows(samples, predictions, task), Path(options.out), task, options.context_labels)
+        write_timeline(timeline_rows(samples, predictions, task), Path(options.out), task, context_labels)
         failed = sum(not p.ok for p in predictions)
         print(f"{len(samples)} utterances ({failed} failed); timeline: {Path(options.out) / 'timeline.md'}", file=out)
     return 0
+
+
+def conversation_samples(cfg: C.DialogueConfig):
+    """The utterances of the conversation asked for (a recording + transcript, or a dataset's dialogue), and
+    the label set they come with (None: the default)."""
+    from mllm_mer.dialogue import read_transcript, utterance_samples
+
+    options, data = cfg.dialogue, cfg.data
+    if data.dataset:
+        from mllm_mer.datasets import DatasetError, load_split
+
+        if options.dialogue is None or not data.data_dir:
+            raise ValueError("dialogue --dataset needs --data-dir, --split and --dialogue ID")
+        split = load_split(data.dataset, data.data_dir, options.split, **data.loader_options(cfg.prompt.labels))
+        samples = [s for s in split.samples if str(s.metadata.get("dialogue")) == str(options.dialogue)]
+        if not samples:
+            raise DatasetError(f"{split.name} has no dialogue {options.dialogue!r}")
+        return samples, split.labels
+    if options.transcript:
+        return utterance_samples(read_transcript(options.transcript), options.video, options.audio), None
+    if cfg.media.asr_model and (options.video or options.audio):
+        from mllm_mer.dialogue import asr_utterances
+
+        utterances = asr_utterances(options.audio or options.video, cfg.media.asr_model)
+        return utterance_samples(utterances, options.video, options.audio), None
+    raise ValueError("dialogue needs --transcript FILE (.srt/.vtt/.jsonl), or --asr-model with the recording, "
+                     "or --dataset/--split/--dialogue")
 
 
 def calibrate(cfg: C.CalibrateConfig) -> int:

@@ -145,7 +145,11 @@ class DataConfig:
                                        "mosei7 | manifest (see `mllm-mer ls datasets`)")
     data_dir: str | None = option(None, "release folder (the CSV/JSONL file for manifest)")
     video_dir: str | None = option(None, "clips folder, if not in the release layout")
-    context_window: int | None = option(None, "previous turns given as context (-1: all)")
+    context_window: int | None = option(None, "previous turns given as context (-1: all; default 5)")
+    context_labels: Literal["none", "predicted", "gold"] | None = option(
+        None, "emotions shown with earlier turns: none, the predicted ones (turns classified in order, dialogues "
+              "in lockstep) or gold (oracle information, flagged in reports); default: none for evaluate, "
+              "predicted for dialogue")
     id_col: str = option("id", "manifest: column of the sample id")
     text_col: str = option("text", "manifest: column of the transcript")
     label_col: str = option("label", "manifest: column of the gold label")
@@ -324,9 +328,8 @@ class DialogueOptions:
     transcript: str | None = option(None, "utterances with speakers and times: .srt, .vtt (<v Name> or 'Name:') "
                                           "or .jsonl {speaker, start, end, text}")
     out: str | None = option(None, "where timeline.jsonl, timeline.png and timeline.md go")
-    context_labels: Literal["none", "predicted", "gold"] = option(
-        "predicted", "emotions given with earlier turns: the predicted ones, none, or gold (oracle)")
-    context_window: int = option(5, "earlier turns given as context (-1: all)")
+    split: str | None = option(None, "with --dataset: the split holding the dialogue")
+    dialogue: str | None = option(None, "with --dataset: the dialogue id (e.g. 17 for MELD's Dialogue_ID 17)")
 
 
 @dataclass
@@ -409,7 +412,7 @@ def _verb(name: str, base: type | None = None, **sections: type) -> type:
 
 PredictConfig = _verb("PredictConfig", InferenceConfig, input=PredictInput)
 EvaluateConfig = _verb("EvaluateConfig", InferenceConfig, data=DataConfig, run=RunConfig)
-DialogueConfig = _verb("DialogueConfig", InferenceConfig, dialogue=DialogueOptions)
+DialogueConfig = _verb("DialogueConfig", InferenceConfig, data=DataConfig, dialogue=DialogueOptions)
 AppConfig = _verb("AppConfig", InferenceConfig, ui=UIConfig)
 ServeConfig = _verb("ServeConfig", EngineRunConfig, server=ServerConfig)
 MergeConfig = _verb("MergeConfig", model=ModelConfig, merge=MergeOptions)

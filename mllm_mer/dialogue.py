@@ -123,12 +123,38 @@ def _jsonl(path: Path, text: str) -> list[Utterance]:
     return out
 
 
+def asr_utterances(path: str, asr_model: str) -> list[Utterance]:
+    """Utterances of a recording without a transcript: speech segments (split at pauses), each transcribed
+    by Whisper; who speaks is unknown and the samples say so."""
+    from mllm_mer.media import MediaError
+    from mllm_mer.media.asr import transcribe
+    from mllm_mer.media.audio import SAMPLE_RATE, load_audio
+    from mllm_mer.media.cues import speech_segments
+
+    wave = load_audio(path)
+    segments = speech_segments(wave)
+    if not segments:
+        raise MediaError(path, "no speech found to split into utterances")
+    return [Utterance(None, start, end, transcribe(wave[int(start * SAMPLE_RATE):int(end * SAMPLE_RATE)], asr_model))
+            for start, end in segments]
+
+
 def utterance_samples(utterances: Sequence[Utterance], video: str | None = None, audio: str | None = None,
                       prefix: str = "u") -> list[Sample]:
     """One Sample per utterance, with its window of the recording."""
     return [Sample(id=f"{prefix}{i:04d}", transcript=u.text or None, speaker=u.speaker or "unknown speaker",
                    video=video, audio=audio, start=u.start, end=u.end, metadata={"turn": i})
             for i, u in enumerate(utterances)]
+
+
+def dialogues_of(samples: Sequence[Sample]) -> list[list[Sample]]:
+    """A split's samples as dialogues (by their `dialogue` metadata), in split order; a sample with no
+    dialogue is a dialogue of one."""
+    groups: dict[Any, list[Sample]] = {}
+    for sample in samples:
+        key = sample.metadata.get("dialogue")
+        groups.setdefault(("dialogue", key) if key is not None else ("alone", sample.id), []).append(sample)
+    return list(groups.values())
 
 
 def context_for(turns: Sequence[Sample], index: int, labels: Sequence[str | None], window: int) -> tuple[Turn, ...]:
@@ -143,15 +169,15 @@ def context_for(turns: Sequence[Sample], index: int, labels: Sequence[str | None
 
 def classify_dialogues(backend, dialogues: Sequence[Sequence[Sample]], setup: PromptSetup, context_labels: str,
                        window: int = 5, adapter: str | None = None, task: str = "emotion",
-                       done: dict[str, Prediction] | None = None, on_turn=None, toolbox=None
-                       ) -> list[list[Prediction]]:
-    """Predictions for every turn, turn i of every dialogue in one backend call.
+                       done: dict[str, Prediction] | None = None, on_turn=None, toolbox=None,
+                       batch_size: int | None = None, on_stage=None) -> list[list[Prediction]]:
+    """Predictions for every turn, turn i of every dialogue in one backend call (in chunks of `batch_size`).
 
     `done` holds predictions already made (a resumed run): those turns are not asked again, and
-    their labels still feed the context of later turns. `on_turn(samples, predictions)` sees
-    each lockstep step as it finishes (to write it down at once).
+    their labels still feed the context of later turns. `on_turn(samples, answered)` sees each
+    chunk as it finishes (pipeline.Answered: prediction and prompt), to write it down at once.
     """
-    from mllm_mer.pipeline import predict
+    from mllm_mer.pipeline import answer
 
     if context_labels not in CONTEXT_LABELS:
         raise ValueError(f"context labels must be one of {', '.join(CONTEXT_LABELS)}, not {context_labels!r}")
@@ -170,11 +196,15 @@ def classify_dialogues(backend, dialogues: Sequence[Sequence[Sample]], setup: Pr
             else:
                 batch.append(sample)
                 owners.append(k)
-        predictions = predict(backend, batch, setup, adapter=adapter, toolbox=toolbox) if batch else []
-        for k, prediction in zip(owners, predictions, strict=True):
-            results[k][step] = prediction
-        if on_turn and batch:
-            on_turn(batch, predictions)
+        size = batch_size or max(1, len(batch))
+        for start in range(0, len(batch), size):
+            chunk = batch[start:start + size]
+            kwargs = {"on_stage": on_stage} if on_stage else {}
+            answered = answer(backend, chunk, setup, adapter=adapter, toolbox=toolbox, **kwargs)
+            for k, a in zip(owners[start:start + size], answered, strict=True):
+                results[k][step] = a.prediction
+            if on_turn:
+                on_turn(chunk, answered)
         for k, turns in enumerate(dialogues):
             if step < len(turns):
                 if context_labels == "predicted":
@@ -203,17 +233,22 @@ def shift_metrics(speakers: Sequence[str], gold: Sequence[str | None], predicted
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"shift_precision": precision, "shift_recall": recall, "shift_f1": f1, "gold_shifts": tp + fn,
-            "predicted_shifts": tp + fp}
+            "predicted_shifts": tp + fp, "detected_shifts": tp}
 
 
 # -- outputs ------------------------------------------------------------------------------------
 
 def timeline_rows(samples: Sequence[Sample], predictions: Sequence[Prediction], task: str = "emotion"
                   ) -> list[dict[str, Any]]:
+    """One row per utterance; without times (a dataset's text-only dialogue) the turn number is the time."""
     rows = []
-    for s, p in zip(samples, predictions, strict=True):
+    for i, (s, p) in enumerate(zip(samples, predictions, strict=True)):
         tp = p.tasks.get(task)
-        rows.append({"id": s.id, "speaker": s.speaker, "start": s.start, "end": s.end, "text": s.transcript,
+        start = s.start if s.start is not None else s.metadata.get("start_time")
+        end = s.end if s.end is not None else s.metadata.get("end_time")
+        if start is None or end is None or end <= start:
+            start, end = float(i), float(i + 1)
+        rows.append({"id": s.id, "speaker": s.speaker, "start": start, "end": end, "text": s.transcript,
                      "labels": {t: x.label for t, x in p.tasks.items()},
                      "probabilities": {t: x.probabilities for t, x in p.tasks.items()},
                      "confidence": (tp.probabilities or {}).get(tp.label) if tp else None,

@@ -108,14 +108,29 @@ def run_evaluation(cfg: EvaluateConfig, backend=None, progress: bool = True,
         try:
             bar = tqdm(total=len(samples), initial=len(samples) - len(pending), unit="sample", disable=not progress,
                        desc=f"{split.name}", smoothing=0.1)
-            for start in range(0, len(pending), run.batch_size):
-                batch = pending[start:start + run.batch_size]
-                answered = answer(backend, batch, setup, adapter=adapter,
-                                  with_probabilities=run.probabilities or setup.mode == "score",
-                                  on_stage=lambda stage: bar.set_postfix_str(stage, refresh=True), toolbox=toolbox)
+            show = lambda stage: bar.set_postfix_str(stage, refresh=True)  # noqa: E731
+
+            def write(batch, answered) -> None:
                 append_records(path, [record_for(s, a.prediction, a.prompt, setup.modalities)
                                       for s, a in zip(batch, answered, strict=True)])
                 bar.update(len(batch))
+
+            context_labels = data.context_labels or "none"
+            if context_labels == "none":
+                for start in range(0, len(pending), run.batch_size):
+                    batch = pending[start:start + run.batch_size]
+                    write(batch, answer(backend, batch, setup, adapter=adapter,
+                                        with_probabilities=run.probabilities or setup.mode == "score",
+                                        on_stage=show, toolbox=toolbox))
+            else:
+                # In order, each turn's context labelled as asked; finished turns (a resumed run) keep theirs.
+                from mllm_mer.dialogue import classify_dialogues, dialogues_of
+
+                classify_dialogues(backend, dialogues_of(samples), setup, context_labels,
+                                   5 if data.context_window is None else data.context_window, adapter,
+                                   setup.scheme.label_sets[0].task,
+                                   done={i: Prediction.from_dict(r["prediction"]) for i, r in done.items()},
+                                   on_turn=write, toolbox=toolbox, batch_size=run.batch_size, on_stage=show)
             bar.close()
             timing["inference_s"] = time.perf_counter() - started
         finally:
@@ -130,6 +145,10 @@ def run_evaluation(cfg: EvaluateConfig, backend=None, progress: bool = True,
                       "modalities": list(setup.modalities), "labels": setup.scheme.name,
                       "backend": cfg.model.backend, "labels_source": setup.scheme.source,
                       "calibrated": bool(setup.temperatures), "strategy": strategy_fingerprint(cfg, setup)}
+    conversation = dialogue_metrics(samples, records, setup.scheme.label_sets[0].task)
+    if conversation:
+        conversation["context_labels"] = data.context_labels or "none"
+        metrics["dialogue"] = conversation
     agent = agent_statistics(wanted)
     if agent:
         metrics["agent"] = agent
@@ -149,6 +168,31 @@ def run_evaluation(cfg: EvaluateConfig, backend=None, progress: bool = True,
         (out / "reliability.png").unlink(missing_ok=True)
     write_report(metrics, out / "report.md")
     return metrics
+
+
+def dialogue_metrics(samples: list, records: dict[str, dict[str, Any]], task: str) -> dict[str, Any] | None:
+    """For dialogue datasets: emotion-shift detection (pooled over dialogues) and accuracy per speaker."""
+    from mllm_mer.dialogue import dialogues_of, shift_metrics
+
+    dialogues = [d for d in dialogues_of([s for s in samples if s.id in records]) if len(d) > 1]
+    if not dialogues:
+        return None
+    counts = Counter()
+    per_speaker: dict[str, list[bool]] = {}
+    for turns in dialogues:
+        gold = [s.gold.get(task) for s in turns]
+        predicted = [Prediction.from_dict(records[s.id]["prediction"]).label(task) for s in turns]
+        found = shift_metrics([s.speaker or "" for s in turns], gold, predicted)
+        counts.update(tp=found["detected_shifts"], gold=found["gold_shifts"], predicted=found["predicted_shifts"])
+        for s, g, p in zip(turns, gold, predicted, strict=True):
+            per_speaker.setdefault(s.speaker or "", []).append(g is not None and g == p)
+    precision = counts["tp"] / counts["predicted"] if counts["predicted"] else 0.0
+    recall = counts["tp"] / counts["gold"] if counts["gold"] else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    top = sorted(per_speaker.items(), key=lambda item: -len(item[1]))[:10]
+    return {"dialogues": len(dialogues), "shift_precision": precision, "shift_recall": recall, "shift_f1": f1,
+            "gold_shifts": counts["gold"], "predicted_shifts": counts["predicted"],
+            "speaker_accuracy": {name: {"accuracy": sum(hits) / len(hits), "n": len(hits)} for name, hits in top}}
 
 
 def agent_statistics(records: list[dict[str, Any]]) -> dict[str, Any] | None:

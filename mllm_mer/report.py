@@ -60,6 +60,22 @@ def summary(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
+def dialogue_section(metrics: dict[str, Any]) -> list[str]:
+    """Emotion shifts and per-speaker accuracy of a dialogue dataset."""
+    d = metrics.get("dialogue")
+    if not d:
+        return []
+    mode = d.get("context_labels", "none")
+    note = {"gold": " (gold labels in the context: oracle information, not a fair comparison)",
+            "predicted": " (the model's own earlier predictions)", "none": " (none)"}.get(mode, "")
+    lines = ["", "## Dialogue", "", f"{d['dialogues']} dialogues; context labels: {mode}{note}", "",
+             "| shift precision | shift recall | shift F1 | gold shifts | predicted shifts |", "|---|---|---|---|---|",
+             f"| {d['shift_precision']:.4f} | {d['shift_recall']:.4f} | {d['shift_f1']:.4f} | {d['gold_shifts']} | "
+             f"{d['predicted_shifts']} |", "", "| speaker | accuracy | utterances |", "|---|---|---|"]
+    lines += [f"| {name} | {s['accuracy']:.4f} | {s['n']} |" for name, s in d["speaker_accuracy"].items()]
+    return lines
+
+
 def agent_section(metrics: dict[str, Any]) -> list[str]:
     """Strategy, tool use per tool, steps per sample, self-consistency agreement."""
     strategy = (metrics.get("run") or {}).get("strategy") or {}
@@ -108,7 +124,7 @@ def write_report(metrics: dict[str, Any], path: Path) -> None:
                   for t, m in calibrated.items()]
         if (path.parent / "reliability.png").is_file():
             lines += ["", "![reliability diagram](reliability.png)"]
-    lines += agent_section(metrics)
+    lines += agent_section(metrics) + dialogue_section(metrics)
     if reg := metrics.get("regression"):
         lines += ["", "| acc-2 | acc-7 | MAE | corr |", "|---|---|---|---|",
                   "| " + " | ".join("-" if reg.get(k) is None else f"{reg[k]:.4f}"

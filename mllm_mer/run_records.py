@@ -65,6 +65,8 @@ def record_for(sample: Sample, prediction: Prediction, prompt: Prompt | None = N
         record["inputs"] = {"modalities": present_modalities(sample, media, modalities),
                             "asr_transcript": media.transcript, "vocal_cues": media.vocal_cues or sample.vocal_cues,
                             "n_frames": len(media.frames) + (media.image is not None)}
+        if any(t.emotion for t in sample.context):  # the labels the model saw with earlier turns (dialogue runs)
+            record["inputs"]["context_emotions"] = [t.emotion for t in sample.context]
     return record
 
 

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import MELD_DIR, requires_meld
 from PIL import Image
 
 from mllm_mer.dialogue import (
@@ -140,3 +141,102 @@ def test_dialogue_command_writes_the_timeline(tiny_model, conversation, tmp_path
         assert image.size[0] > 300 and image.size[1] > 100
     report = (out / "timeline.md").read_text()
     assert "| Ann | 2 |" in report and "| Bob | 1 |" in report and "context labels: predicted" in report
+
+
+def test_dialogue_metrics_pool_shifts_over_dialogues_and_score_each_speaker():
+    from mllm_mer.evaluate import dialogue_metrics
+    from mllm_mer.types import Prediction, TaskPrediction
+
+    def turn(d, t, speaker, gold):
+        return Sample(id=f"{d}-{t}", speaker=speaker, gold={"emotion": gold}, metadata={"dialogue": d})
+
+    samples = [turn(1, 0, "A", "joy"), turn(1, 1, "A", "anger"), turn(1, 2, "B", "joy"),  # A shifts
+               turn(2, 0, "A", "fear"), turn(2, 1, "A", "fear"), turn(2, 2, "A", "joy")]  # A shifts at turn 2
+    said = {"1-0": "joy", "1-1": "anger", "1-2": "sadness", "2-0": "fear", "2-1": "joy", "2-2": "joy"}
+    records = {i: {"prediction": Prediction(i, tasks={"emotion": TaskPrediction(label)}).to_dict()}
+               for i, label in said.items()}
+    found = dialogue_metrics(samples, records, "emotion")
+    # gold shifts: 1-1 and 2-2; predicted shifts: 1-1 and 2-1 (2-2 repeats 2-1's joy): one found of two each way
+    assert (found["gold_shifts"], found["predicted_shifts"]) == (2, 2)
+    assert found["shift_precision"] == found["shift_recall"] == found["shift_f1"] == 0.5
+    assert found["speaker_accuracy"]["A"] == {"accuracy": 4 / 5, "n": 5}
+    assert found["speaker_accuracy"]["B"] == {"accuracy": 0.0, "n": 1}
+
+
+def _evaluate_meld(out, tiny_model, *extra):
+    return subprocess.run([sys.executable, "-m", "mllm_mer.cli", "evaluate", "--dataset", "meld", "--data-dir",
+                           str(MELD_DIR), "--split", "test", "--limit", "30", "--model", str(tiny_model),
+                           "--template", "label_only", "--mode", "score", "--context-labels", "predicted",
+                           "--batch-size", "8", "--out", str(out), *extra], capture_output=True, text=True,
+                          timeout=600)
+
+
+@requires_meld
+def test_evaluate_with_predicted_context_on_meld_reports_shifts_and_resumes(tiny_model, tmp_path):
+    reference = tmp_path / "reference"
+    done = _evaluate_meld(reference, tiny_model)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = [json.loads(x) for x in (reference / "predictions.jsonl").read_text().splitlines()]
+    assert len(records) == 30 == len({r["id"] for r in records})
+    label = {r["id"]: r["prediction"]["tasks"]["emotion"]["label"] for r in records}
+    # Each turn saw the labels predicted for the turns before it in its dialogue (window 5).
+    for r in records:
+        dia, utt = (int(x) for x in r["id"][3:].split("_utt"))
+        earlier = [f"dia{dia}_utt{u}" for u in range(utt) if f"dia{dia}_utt{u}" in label][-5:]
+        assert r["inputs"].get("context_emotions", []) == [label[e] for e in earlier]
+    metrics = json.loads((reference / "metrics.json").read_text())
+    assert metrics["dialogue"]["context_labels"] == "predicted" and metrics["dialogue"]["dialogues"] >= 2
+    assert 0 <= metrics["dialogue"]["shift_f1"] <= 1 and metrics["dialogue"]["gold_shifts"] > 0
+    assert "## Dialogue" in (reference / "report.md").read_text()
+    # A crash mid-dialogue: the finished turns stay, the rest is asked again with the same context.
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    (crashed / "run.json").write_text((reference / "run.json").read_text())
+    lines = (reference / "predictions.jsonl").read_text().splitlines(keepends=True)
+    (crashed / "predictions.jsonl").write_text("".join(lines[:13]))
+    done = _evaluate_meld(crashed, tiny_model)
+    assert done.returncode == 0, done.stderr[-3000:]
+    resumed = [json.loads(x) for x in (crashed / "predictions.jsonl").read_text().splitlines()]
+    assert resumed[:13] == [json.loads(x) for x in lines[:13]]
+    assert sorted(r["id"] for r in resumed) == sorted(label)
+    assert {r["id"]: r["prediction"]["tasks"]["emotion"]["label"] for r in resumed} == label
+
+
+@requires_meld
+def test_dialogue_command_takes_a_dataset_dialogue(tiny_model, tmp_path):
+    import csv
+
+    with open(MELD_DIR / "test_sent_emo.csv", encoding="utf-8", newline="") as f:
+        expected = [r for r in csv.DictReader(f) if r["Dialogue_ID"] == "17"]
+    out = tmp_path / "d17"
+    done = subprocess.run([sys.executable, "-m", "mllm_mer.cli", "dialogue", "--dataset", "meld", "--data-dir",
+                           str(MELD_DIR), "--split", "test", "--dialogue", "17", "--model", str(tiny_model),
+                           "--template", "label_only", "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(x) for x in (out / "timeline.jsonl").read_text().splitlines()]
+    assert len(rows) == len(expected) > 1
+    in_order = sorted(expected, key=lambda r: int(r["Utterance_ID"]))
+    assert [r["speaker"] for r in rows] == [r["Speaker"] for r in in_order]
+    assert (out / "timeline.png").stat().st_size > 0
+    assert "context labels: predicted" in (out / "timeline.md").read_text()
+    missing = subprocess.run([sys.executable, "-m", "mllm_mer.cli", "dialogue", "--dataset", "meld", "--data-dir",
+                              str(MELD_DIR), "--split", "test", "--dialogue", "99999", "--model", str(tiny_model),
+                              "--out", str(tmp_path / "none")], capture_output=True, text=True, timeout=600)
+    assert missing.returncode == 2 and "no dialogue '99999'" in missing.stderr
+
+
+def test_without_a_transcript_speech_segments_become_utterances(tiny_model, tmp_path):
+    from mllm_mer.media.synth import write_wav
+    from mllm_mer.tiny_whisper import make_tiny_whisper
+
+    whisper = make_tiny_whisper(tmp_path / "whisper")
+    recording = write_wav(tmp_path / "talk.wav", parts=[(0.2, None), (0.8, 220.0), (0.8, None), (1.0, 300.0)])
+    out = tmp_path / "asr"
+    done = subprocess.run([sys.executable, "-m", "mllm_mer.cli", "dialogue", "--audio", str(recording),
+                           "--asr-model", str(whisper), "--model", str(tiny_model), "--template", "label_only",
+                           "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(x) for x in (out / "timeline.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(r["speaker"] == "unknown speaker" for r in rows)
+    assert abs(rows[0]["start"] - 0.2) < 0.1 and abs(rows[0]["end"] - 1.0) < 0.1
+    assert abs(rows[1]["start"] - 1.8) < 0.1 and abs(rows[1]["end"] - 2.8) < 0.1

@@ -224,13 +224,12 @@ def offered(ep: Episode, box: Toolbox) -> dict[str, dict[str, Any]]:
 
 def dialogue_history(samples: list[Sample]) -> dict[str, tuple[Turn, ...]]:
     """Per sample, every earlier turn of its dialogue (speaker and words, never labels), in split order."""
-    turns: dict[Any, list[Turn]] = {}
+    from mllm_mer.dialogue import context_for, dialogues_of
+
     history = {}
-    for sample in samples:
-        dialogue = sample.metadata.get("dialogue")
-        if dialogue is None:
+    for turns in dialogues_of(samples):
+        if turns[0].metadata.get("dialogue") is None:
             continue
-        so_far = turns.setdefault(dialogue, [])
-        history[sample.id] = tuple(so_far)
-        so_far.append(Turn(speaker=sample.speaker or "", text=sample.transcript or ""))
+        for i, sample in enumerate(turns):
+            history[sample.id] = context_for(turns, i, [None] * len(turns), -1)
     return history

@@ -73,11 +73,32 @@ def _pitch(frame: np.ndarray) -> float | None:
     return SAMPLE_RATE / lag
 
 
-def vocal_cues(audio: np.ndarray, transcript: str | None = None) -> VocalCues:
-    frames = _frames(audio.astype(np.float64))
+def _silent(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Frame loudness in dBFS, and which frames are silence (35 dB under the loudest, or under -60 dBFS)."""
     rms = np.sqrt(np.mean(frames ** 2, axis=1)) + 1e-10
     db = 20 * np.log10(rms)
-    silent = db < max(db.max() - 35.0, -60.0)
+    return db, db < max(db.max() - 35.0, -60.0)
+
+
+def speech_segments(audio: np.ndarray, min_pause: float = 0.5, max_length: float = 15.0) -> list[tuple[float, float]]:
+    """(start, end) seconds of speech: voiced runs joined across pauses shorter than `min_pause`, cut at
+    `max_length` (what one ASR call should take)."""
+    frames = _frames(audio.astype(np.float64))
+    _, silent = _silent(frames)
+    segments: list[list[float]] = []
+    for index in np.flatnonzero(~silent):
+        t = index * HOP
+        if segments and t - segments[-1][1] <= min_pause and t + FRAME - segments[-1][0] <= max_length:
+            segments[-1][1] = t + FRAME
+        else:
+            segments.append([t, t + FRAME])
+    duration = audio.size / SAMPLE_RATE
+    return [(round(a, 2), round(min(b, duration), 2)) for a, b in segments if b - a >= 2 * FRAME]
+
+
+def vocal_cues(audio: np.ndarray, transcript: str | None = None) -> VocalCues:
+    frames = _frames(audio.astype(np.float64))
+    db, silent = _silent(frames)
     voiced_db = db[~silent] if (~silent).any() else db
     pitches = [p for f, s in zip(frames, silent, strict=False) if not s and (p := _pitch(f)) is not None]
     duration = audio.size / SAMPLE_RATE

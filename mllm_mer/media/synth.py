@@ -73,10 +73,14 @@ def write_clip(path: str | Path, seconds: float = 2.0, fps: int = 10, size: tupl
 
 
 def write_wav(path: str | Path, seconds: float = 1.0, tone_hz: float | None = 220.0, amplitude: float = 0.3,
-              sample_rate: int = 16_000) -> Path:
+              sample_rate: int = 16_000, parts: list[tuple[float, float | None]] | None = None) -> Path:
+    """A mono WAV: one tone (None: silence), or `parts`, a sequence of (seconds, tone or None)."""
     path = Path(path)
-    t = np.arange(int(seconds * sample_rate)) / sample_rate
-    wave = (amplitude * np.sin(2 * np.pi * tone_hz * t) if tone_hz else np.zeros_like(t))
+    pieces = []
+    for length, tone in parts or [(seconds, tone_hz)]:
+        t = np.arange(int(length * sample_rate)) / sample_rate
+        pieces.append(amplitude * np.sin(2 * np.pi * tone * t) if tone else np.zeros_like(t))
+    wave = np.concatenate(pieces)
     pcm = (wave * 32767).astype(np.int16)
     with av.open(str(path), "w", format="wav") as container:
         stream = container.add_stream("pcm_s16le", rate=sample_rate)
