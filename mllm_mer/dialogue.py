@@ -252,7 +252,7 @@ def timeline_rows(samples: Sequence[Sample], predictions: Sequence[Prediction], 
                      "labels": {t: x.label for t, x in p.tasks.items()},
                      "probabilities": {t: x.probabilities for t, x in p.tasks.items()},
                      "confidence": (tp.probabilities or {}).get(tp.label) if tp else None,
-                     "rationale": p.rationale, "ok": p.ok, "error": p.error})
+                     "rationale": p.rationale, "ok": p.ok, "error": p.error, "notes": p.notes})
     return rows
 
 

@@ -124,6 +124,21 @@ def conversation(tmp_path_factory):
     return root, clip
 
 
+def test_a_cue_beyond_the_recording_is_answered_from_its_words_with_a_note(tiny_model, conversation, tmp_path):
+    root, clip = conversation
+    late = root / "late.srt"
+    late.write_text(SRT + "\n4\n00:00:09,000 --> 00:00:10,500\nBob: Are you still there?\n")
+    out = tmp_path / "late"
+    proc = subprocess.run([sys.executable, "-m", "mllm_mer.cli", "dialogue", "--model", str(tiny_model), "--video",
+                           str(clip), "--transcript", str(late), "--out", str(out), "--template", "label_only",
+                           "--max-frames", "2"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(x) for x in (out / "timeline.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and all(r["ok"] for r in rows)
+    assert any("no frames in the window 9.0-10.5 s (the video holds 4.0 s)" in note for note in rows[3]["notes"])
+    assert not any("window" in note for r in rows[:3] for note in r["notes"])
+
+
 @pytest.mark.parametrize("suffix", [".srt", ".vtt"])
 def test_dialogue_command_writes_the_timeline(tiny_model, conversation, tmp_path, suffix):
     root, clip = conversation

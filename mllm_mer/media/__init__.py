@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from mllm_mer.media.errors import MediaError
+from mllm_mer.media.errors import MediaError, WindowOutside
 from mllm_mer.types import MediaInputs, MediaSettings, Sample
 
 __all__ = ["MediaError", "MediaSettings", "load_media", "load_image"]
@@ -51,13 +51,19 @@ def load_media(sample: Sample, settings: MediaSettings, modalities: tuple[str, .
     times: tuple[float, ...] = ()
     notes: list[str] = []
     image = None
+    clip = None
     fps = duration = None
     if "video" in modalities:
         if sample.frames:
             frames = tuple(load_image(f) for f in sample.frames)
         elif video_streams[0]:
-            clip = video_mod.read_frames(sample.video, settings.max_frames, settings.fps, sample.start, sample.end,
-                                         settings.max_pixels, settings.keyframe_snap)
+            try:
+                clip = video_mod.read_frames(sample.video, settings.max_frames, settings.fps, sample.start,
+                                             sample.end, settings.max_pixels, settings.keyframe_snap)
+            except WindowOutside as outside:  # e.g. a subtitle cue past the recording: the words still count
+                clip = None
+                notes.append(f"{Path(sample.video).name}: {outside.reason}")
+        if clip is not None:
             frames, times, fps, duration = clip.images, clip.times, clip.fps, clip.duration
             if clip.declared and clip.declared - clip.duration > max(0.5, 0.1 * clip.declared):
                 notes.append(f"{Path(sample.video).name}: truncated, only {clip.duration:.1f} s of "
@@ -73,7 +79,11 @@ def load_media(sample: Sample, settings: MediaSettings, modalities: tuple[str, .
     need_asr = not sample.transcript and settings.asr_model and "text" in modalities
     need_cues = settings.vocal_cues and "audio" in modalities and not sample.vocal_cues
     if sound and (need_asr or need_cues):
-        waveform = audio_mod.load_audio(sound, *window)
+        try:
+            waveform = audio_mod.load_audio(sound, *window)
+        except WindowOutside as outside:  # past the end of the recording: nothing to hear, the words still count
+            notes.append(f"{Path(sound).name}: {outside.reason}")
+            need_asr = need_cues = False
         if need_asr:
             from mllm_mer.media.asr import transcribe
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import av
 import numpy as np
 
-from mllm_mer.media.errors import MediaError
+from mllm_mer.media.errors import MediaError, WindowOutside
 from mllm_mer.media.video import _open
 
 SAMPLE_RATE = 16_000
@@ -38,6 +38,8 @@ def load_audio(path: str, start: float | None = None, end: float | None = None) 
         audio = audio[max(0, int(round((start - first_time) * SAMPLE_RATE))):]
     if end is not None:
         audio = audio[: max(0, int(round((end - (start or 0.0)) * SAMPLE_RATE)))]
+    if audio.size == 0 and start:
+        raise WindowOutside(path, f"no sound in the window {start:.1f}-{end if end is not None else start:.1f} s")
     if audio.size == 0:
         raise MediaError(path, "zero-length audio")
     return audio

@@ -5,3 +5,7 @@ class MediaError(ValueError):
         super().__init__(f"{path}: {reason}")
         self.path = str(path)
         self.reason = reason
+
+
+class WindowOutside(MediaError):
+    """An utterance window that lies beyond the end of its recording (the rest of the sample may still be used)."""

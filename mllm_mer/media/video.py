@@ -16,7 +16,7 @@ from functools import lru_cache
 
 import av
 
-from mllm_mer.media.errors import MediaError
+from mllm_mer.media.errors import MediaError, WindowOutside
 
 MAX_SOURCE_PIXELS = 3840 * 2160  # larger sources are refused (decoding cost, decompression bombs)
 MAX_DECODE_THREADS = 4  # per clip; batches of clips gain more from parallel clips than from more threads
@@ -113,6 +113,10 @@ def _read_frames_cached(key, n, fps, start, end, max_pixels, keyframe_snap=0.0) 
         keyframes, last = _keyframe_times(container, stream, path)
         duration = last + 1.0 / rate if last is not None else 0.0
         targets = sample_times(duration, n, fps, start, end)
+        if not targets and duration and start is not None:
+            until = end if end is not None else duration
+            raise WindowOutside(path, f"no frames in the window {start:.1f}-{until:.1f} s (the video holds "
+                                      f"{duration:.1f} s)")
         if not targets:
             raise MediaError(path, "no frames in the requested window" if duration else "zero-length video")
         if keyframe_snap > 0 and len(targets) > 1:
