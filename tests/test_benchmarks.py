@@ -21,7 +21,8 @@ def test_run_all_writes_every_ratio(tiny_model, tmp_path):
     table = out.read_text()
     for measure in ("vLLM engine vs per-sample transformers loop", "label scoring vs generate-with-rationale",
                     "few-shot cost / zero-shot cost", "8 sampled frames vs decode everything",
-                    "agent (max 3 steps) time / single-pass time", "retrieved template (k=4) time"):
+                    "agent (max 3 steps) time / single-pass time", "retrieved template (k=4) time",
+                    "predicted-context lockstep samples/s / independent"):
         row = next(line for line in table.splitlines() if line.startswith(f"| {measure}"))
         assert row.split("|")[2].strip().endswith("x")
 
@@ -33,7 +34,8 @@ def test_media_benchmark_alone():
     assert "decode everything" in proc.stdout and "x)" in proc.stdout and "machine:" in proc.stdout
 
 
-@pytest.mark.parametrize("module", ["run_all", "media", "throughput", "scoring", "prefix_cache", "agent"])
+@pytest.mark.parametrize("module", ["run_all", "media", "throughput", "scoring", "prefix_cache", "agent",
+                                    "dialogue"])
 def test_benchmark_command_lines(module):
     """Each benchmark's flags come from its config dataclasses (no engine is started)."""
     proc = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", "--help"],
@@ -44,6 +46,7 @@ def test_benchmark_command_lines(module):
                 "throughput": ["--model", "--n", "--tokens", "--forward-batch-size", "--kv-cache-gb"],
                 "scoring": ["--model", "--n"],
                 "prefix_cache": ["--model", "--n", "--tokens"],
-                "agent": ["--model", "--n", "--repeats"]}[module]
+                "agent": ["--model", "--n", "--repeats"],
+                "dialogue": ["--model", "--n", "--meld-dir", "--repeats"]}[module]
     for flag in expected:
         assert flag in proc.stdout, f"{module}: {flag} missing from --help"

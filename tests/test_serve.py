@@ -1,4 +1,5 @@
 """`mllm-mer serve` as a user runs it, and the OpenAI client backend against it (one server per module)."""
+import json
 import os
 import signal
 import subprocess
@@ -99,6 +100,22 @@ def test_agent_over_the_server_ends_every_run_with_a_valid_answer(client, tiny_m
     predictions = predict(client, samples, setup, toolbox=Toolbox(setup, history=dialogue_history(samples)))
     check_traces(predictions, samples, setup, MAX_STEPS)
     assert any(s["tool"] == "look" for p in predictions for s in p.trace)  # frames went out as image parts
+
+
+def test_dialogue_command_over_the_server(server, tiny_model, tmp_path):
+    from test_dialogue import SRT
+
+    transcript = tmp_path / "talk.srt"
+    transcript.write_text(SRT)
+    out = tmp_path / "timeline"
+    done = subprocess.run([sys.executable, "-m", "mllm_mer.cli", "dialogue", "--backend", "openai", "--base-url",
+                           server.url, "--model", str(tiny_model), "--transcript", str(transcript), "--out", str(out),
+                           "--template", "label_only"], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "MLLM_MER_API_KEY": KEY})
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(x) for x in (out / "timeline.jsonl").read_text().splitlines()]
+    assert [r["speaker"] for r in rows] == ["Ann", "Bob", "Ann"] and all(r["ok"] for r in rows)
+    assert (out / "timeline.png").is_file() and (out / "timeline.md").is_file()
 
 
 def assert_server_scores_match_the_engine(client, vllm_backend, meld_spec, transcript):
