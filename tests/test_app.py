@@ -361,3 +361,64 @@ def test_wrong_logins_are_slowed_then_locked_out():
     assert not any(guard("ann", f"guess{i}") for i in range(3))
     assert time.monotonic() - started >= 0.15  # each wrong login costs its delay
     assert not guard("ann", "secret")  # locked out now, even with the right password
+
+
+@pytest.fixture(scope="module")
+def talk(tmp_path_factory):
+    from test_dialogue import SRT
+
+    root = tmp_path_factory.mktemp("talk")
+    (root / "talk.srt").write_text(SRT)
+    return write_clip(root / "talk.mp4", seconds=4.0, fps=8, tone_hz=220), root / "talk.srt"
+
+
+def test_conversation_endpoint_gives_the_timeline_table_and_details(app_url, talk):
+    from gradio_client import Client, handle_file
+
+    video, srt = talk
+    plot, table, report, detail, frames, rationale, probabilities = Client(app_url, verbose=False).predict(
+        handle_file(str(video)), None, handle_file(str(srt)), "meld", "label_only", "predicted",
+        api_name="/conversation")
+    from PIL import Image
+
+    with Image.open(plot) as image:
+        assert image.size[0] > 300
+    rows = table["data"]
+    assert [r[1] for r in rows] == ["Ann", "Bob", "Ann"] and [r[2] for r in rows] == [0.0, 1.2, 2.4]
+    assert all(r[5] in MELD_EMOTIONS for r in rows)
+    assert "context labels: predicted" in Path(report).read_text()
+    assert detail.startswith("**1. Ann**") and len(frames) >= 1  # the first utterance's own frames
+    assert probabilities["label"] == rows[0][5]
+
+
+def test_conversation_with_a_broken_transcript_names_the_users_file(app_url, talk, tmp_path):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    video, _ = talk
+    bad = tmp_path / "meeting.srt"
+    bad.write_bytes("1\n00:00:00,000 --> 00:00:01,000\nCaf\xe9\n".encode("latin-1"))
+    with pytest.raises(AppError, match=r"meeting\.srt:3: not UTF-8"):
+        Client(app_url, verbose=False).predict(handle_file(str(video)), None, handle_file(str(bad)), "meld",
+                                               "label_only", "predicted", api_name="/conversation")
+
+
+@pytest.mark.browser
+def test_in_chromium_a_conversation_row_shows_its_utterance(app_url, talk):
+    video, srt = talk
+    manager, browser = _browser()
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        page.goto(app_url)
+        page.get_by_role("tab", name="Conversation").click()
+        page.locator("#conversation-video input[type=file]").set_input_files(str(video))
+        page.locator("#conversation-transcript input[type=file]").set_input_files(str(srt))
+        page.wait_for_timeout(1500)
+        page.get_by_role("button", name="Analyse conversation").click()
+        page.get_by_text("**1. Ann**").or_(page.get_by_text("1. Ann")).first.wait_for(timeout=180_000)
+        page.locator("#conversation-table").get_by_text("Did what? I was only joking.").first.click()
+        page.get_by_text("2. Bob").first.wait_for(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "conversation.png"), full_page=True)
+    finally:
+        browser.close()
+        manager.stop()

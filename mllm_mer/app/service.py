@@ -50,6 +50,13 @@ class Analysis:
 
 
 @dataclass
+class ConversationRun:
+    rows: list[dict[str, Any]]  # timeline rows (dialogue.timeline_rows), in time order
+    frames: list[list[Any]]  # the frames each utterance's prompt showed
+    out: Path  # timeline.png / .md / .jsonl
+
+
+@dataclass
 class BatchRun:
     metrics: dict[str, Any]
     out: Path
@@ -202,6 +209,61 @@ class Service:
         with self._lock:
             yield from backend.chat(chat_prompt, adapter=analysis.adapter,
                                     max_new_tokens=self.config.ui.chat_max_new_tokens)
+
+    # -- conversation -------------------------------------------------------------------------
+    def conversation(self, video: str | None, audio: str | None, transcript: str | None, labels: str | None = None,
+                     template: str | None = None, context_labels: str = "predicted",
+                     names: dict[str, str] | None = None, on_utterance=None) -> ConversationRun:
+        """A recording + transcript file (or ASR's speech segments) -> its per-speaker emotion timeline.
+        `on_utterance(done, total)` is told after each lockstep chunk."""
+        from mllm_mer.dialogue import (
+            TranscriptError,
+            asr_utterances,
+            classify_dialogues,
+            read_transcript,
+            timeline_rows,
+            utterance_samples,
+            write_timeline,
+        )
+
+        names = names or {}
+        try:
+            if transcript:
+                utterances = read_transcript(transcript)
+            elif self.config.media.asr_model and (audio or video):
+                utterances = asr_utterances(audio or video, self.config.media.asr_model)
+            else:
+                raise ValueError("give a transcript file (.srt, .vtt or .jsonl); without one, the app needs an ASR "
+                                 "model (--asr-model) to find the utterances")
+        except (TranscriptError, MediaError) as error:
+            raise ValueError(user_paths(str(error), names)) from None
+        samples = utterance_samples(utterances, video or None, audio or None)
+        setup = self.setup(labels, template)
+        task = setup.scheme.label_sets[0].task
+        prompts: dict[str, Any] = {}
+
+        def done_turns(chunk, answered) -> None:
+            prompts.update({s.id: a.prompt for s, a in zip(chunk, answered, strict=True)})
+            if on_utterance:
+                on_utterance(len(prompts), len(samples))
+
+        backend = self.backend
+        with self._lock:
+            try:
+                [predictions] = classify_dialogues(backend, [samples], setup, context_labels, adapter=None, task=task,
+                                                   on_turn=done_turns, toolbox=self.toolbox(setup),
+                                                   on_stage=self._working)
+            finally:
+                self.activity = ""
+        for prediction in predictions:
+            if prediction.error:
+                prediction.error = user_paths(prediction.error, names)
+        rows = timeline_rows(samples, predictions, task)
+        out = (Path(self.config.ui.runs_dir).expanduser().resolve() / "conversations"
+               / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}")
+        write_timeline(rows, out, task, context_labels)
+        frames = [list(prompts[s.id].media.frames) if prompts.get(s.id) else [] for s in samples]
+        return ConversationRun(rows, frames, out)
 
     # -- batch --------------------------------------------------------------------------------
     def run_batch(self, upload: str, labels: str | None, task: str, limit: int | None, template: str | None = None,

@@ -18,6 +18,7 @@ from mllm_mer.prompting import available_templates
 VIDEO_TYPES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 AUDIO_TYPES = (".wav", ".mp3", ".flac", ".m4a", ".ogg", ".webm")
 BATCH_TYPES = (".csv", ".jsonl", ".zip")
+TRANSCRIPT_TYPES = (".srt", ".vtt", ".jsonl")
 NO_ADAPTER = "(base model)"
 MODALITY_CHOICES = ["text", "video", "audio"]
 
@@ -79,13 +80,16 @@ def _task_panel(analysis, index: int, folder: Path):
     if index >= len(tasks):
         return gr.Label(value=None, label="(no second task)", visible=index == 0)
     task, tp = tasks[index]
-    probs = tp.probabilities or {tp.label: 1.0}
-    ranked = sorted(probs.items(), key=lambda kv: kv[1], reverse=True)
-    # gradio heads a dict value with its arg-max; a LabelData file keeps the answer's label as the head
+    return gr.Label(value=label_data(tp.label, tp.probabilities, folder, task), label=task, visible=True)
+
+
+def label_data(label: str, probabilities: dict[str, float] | None, folder: Path, task: str) -> str:
+    """A probability panel's value headed by the answer's label: gradio heads a dict value with its arg-max,
+    a LabelData file keeps the head it is given."""
+    ranked = sorted((probabilities or {label: 1.0}).items(), key=lambda kv: kv[1], reverse=True)
     path = folder / f"{uuid.uuid4().hex}-{task}.json"
-    path.write_text(json.dumps({"label": tp.label, "confidences": [{"label": k, "confidence": v}
-                                                                    for k, v in ranked]}))
-    return gr.Label(value=str(path), label=task, visible=True)
+    path.write_text(json.dumps({"label": label, "confidences": [{"label": k, "confidence": v} for k, v in ranked]}))
+    return str(path)
 
 
 def _prompt_text(analysis) -> str:
@@ -219,6 +223,85 @@ def build_chat_tab(service: Service, analysis_state: gr.State, chatbot: gr.Chatb
                 queue=False)
 
 
+def utterance_table(rows: list[dict]) -> list[list]:
+    table = []
+    for number, r in enumerate(rows, 1):
+        label = next(iter(r["labels"].values()), None) if r["ok"] else None
+        confidence = round(r["confidence"], 3) if r.get("confidence") is not None else None
+        table.append([number, r["speaker"], round(r["start"], 2), round(r["end"], 2), r["text"] or "",
+                      label or f"failed: {r['error']}", confidence])
+    return table
+
+
+def utterance_details(run, index: int):
+    """Frames, rationale, probabilities and a one-line summary of one utterance of a conversation run."""
+    r = run.rows[index]
+    probabilities = next(iter(r["probabilities"].values()), None) or {}
+    label = next(iter(r["labels"].values()), None)
+    summary = (f"**{index + 1}. {r['speaker']}** ({r['start']:.1f}-{r['end']:.1f} s): "
+               + (f"**{label}**" if r["ok"] else f"not analysed: {r['error']}")
+               + ("  \n" + "; ".join(r["notes"]) if r.get("notes") else ""))
+    task = next(iter(r["labels"]), "emotion")
+    return (summary, run.frames[index], r.get("rationale") or "",
+            label_data(label, probabilities, run.out, task) if r["ok"] and label else None)
+
+
+def build_conversation_tab(service: Service) -> None:
+    config = service.config
+
+    def analyse(video, audio, transcript, labels, template, context_labels, progress=gr.Progress()):  # noqa: B008
+        _check_type(video, VIDEO_TYPES, "video")
+        _check_type(audio, AUDIO_TYPES, "audio")
+        _check_type(transcript, TRANSCRIPT_TYPES, "transcript")
+        names = {p: _user_name(p) for p in (video, audio, transcript) if p}
+        progress(0, desc="reading the transcript")
+        try:
+            run = service.conversation(video, audio, transcript, labels, template, context_labels, names,
+                                       on_utterance=lambda done, total: progress(done / total,
+                                                                                 desc=f"utterance {done}/{total}"))
+        except (ValueError, RuntimeError, ConnectionError, OSError) as error:
+            raise gr.Error(str(error)) from None
+        return (str(run.out / "timeline.png"), utterance_table(run.rows), run, str(run.out / "timeline.md"),
+                *utterance_details(run, 0))
+
+    def select(run, event: gr.SelectData):
+        if run is None:
+            raise gr.Error("Analyse a conversation first.")
+        return utterance_details(run, event.index[0])
+
+    default_labels = config.prompt.labels or "meld"
+    with gr.Tab("Conversation"):
+        run_state = gr.State(None)
+        with gr.Row():
+            with gr.Column(scale=1):
+                video = gr.Video(label="Recording (video)", sources=["upload"], elem_id="conversation-video")
+                audio = gr.Audio(label="Sound, if separate (optional)", sources=["upload"], type="filepath")
+                transcript = gr.File(label="Transcript with speakers and times (.srt, .vtt, .jsonl)",
+                                     file_types=list(TRANSCRIPT_TYPES), elem_id="conversation-transcript")
+                with gr.Row():
+                    labels = gr.Dropdown(sorted({*available_label_sets(), default_labels}), value=default_labels,
+                                         label="Label set")
+                    template = gr.Dropdown(available_templates(), value="label_only", label="Template")
+                    context_labels = gr.Dropdown(["predicted", "none"], value="predicted",
+                                                 label="Earlier turns' emotions in the context")
+                go = gr.Button("Analyse conversation", variant="primary")
+            with gr.Column(scale=2):
+                plot = gr.Image(label="Timeline: one lane per speaker", type="filepath")
+                table = gr.Dataframe(headers=["#", "speaker", "start", "end", "text", "emotion", "confidence"],
+                                     label="Utterances (select a row for its details)", interactive=False,
+                                     elem_id="conversation-table")
+                report = gr.File(label="timeline.md")
+        with gr.Row():
+            detail = gr.Markdown()
+        with gr.Row():
+            frames = gr.Gallery(label="Frames of the utterance", columns=8, height=140)
+            rationale = gr.Textbox(label="Rationale", lines=3)
+            probabilities = gr.Label(label="Probabilities", num_top_classes=8)
+        go.click(analyse, [video, audio, transcript, labels, template, context_labels],
+                 [plot, table, run_state, report, detail, frames, rationale, probabilities], api_name="conversation")
+        table.select(select, [run_state], [detail, frames, rationale, probabilities])
+
+
 def build_batch_tab(service: Service) -> None:
     config = service.config
 
@@ -280,6 +363,7 @@ def build_demo(service: Service) -> gr.Blocks:
         chat_header = gr.Markdown("Analyse a clip first; the chat is about it.", render=False)
         build_analyse_tab(service, analysis_state, chatbot, chat_header)
         build_chat_tab(service, analysis_state, chatbot, chat_header)
+        build_conversation_tab(service)
         build_batch_tab(service)
     demo.queue(default_concurrency_limit=service.config.ui.concurrency)
     return demo
