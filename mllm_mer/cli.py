@@ -239,31 +239,71 @@ def conversation_samples(cfg: C.DialogueConfig):
                      "or --dataset/--split/--dialogue")
 
 
-def calibrate(cfg: C.CalibrateConfig) -> int:
-    """Fit temperature scaling per task on a dev run's probabilities; print before/after ECE."""
-    from mllm_mer.calibration import describe_fit, fit
+def finished_run(run_dir: str | None, out: str | None, verb: str, what: str):
+    """(run info, label scheme, records) of a finished evaluate run to fit on."""
     from mllm_mer.labels import load_label_scheme
     from mllm_mer.run_records import read_predictions
 
-    options = cfg.calibrate
-    if not options.run_dir or not options.out:
-        raise ValueError("calibrate needs a run directory and --out: mllm-mer calibrate RUN --out calibration.json")
-    run = Path(options.run_dir)
+    if not run_dir or not out:
+        raise ValueError(f"{verb} needs a run directory and --out: mllm-mer {verb} RUN --out {what}")
+    run = Path(run_dir)
     metrics_file = run / "metrics.json"
     if not metrics_file.is_file():
         raise FileNotFoundError(f"{metrics_file}: not found (has the run finished?)")
     info = json.loads(metrics_file.read_text()).get("run", {})
-    if info.get("calibrated"):
-        raise ValueError(f"{run}: this run's probabilities are already calibrated; fit on an uncalibrated run")
     if str(info.get("split", "")).startswith("test"):
         print(f"warning: fitting on {info['split']!r}; fit on a dev split and report on test", file=sys.stderr)
     scheme = load_label_scheme(info.get("labels_source") or info["labels"])
-    records = list(read_predictions(run / "predictions.jsonl").values())
-    calibration = fit(records, scheme, fitted_on=str(run))
+    return info, scheme, list(read_predictions(run / "predictions.jsonl").values())
+
+
+def calibrate(cfg: C.CalibrateConfig) -> int:
+    """Fit temperature scaling per task on a dev run's probabilities; print before/after ECE."""
+    from mllm_mer.calibration import describe_fit, fit
+
+    options = cfg.calibrate
+    info, scheme, records = finished_run(options.run_dir, options.out, "calibrate", "calibration.json")
+    if info.get("calibrated"):
+        raise ValueError(f"{options.run_dir}: this run's probabilities are already calibrated; fit on an "
+                         "uncalibrated run")
+    calibration = fit(records, scheme, fitted_on=str(options.run_dir))
     Path(options.out).write_text(calibration.to_json())
     for line in describe_fit(records, calibration):
         print(line)
     print(f"wrote {options.out}")
+    return 0
+
+
+def fit_fusion(cfg: C.FitFusionConfig) -> int:
+    """Fit the fusion gate on a dev run made with --strategy fusion; print its dev accuracy beside the experts'."""
+    from mllm_mer.fusion import fit_gate
+    from mllm_mer.report import fusion_rows
+
+    options = cfg.fit
+    _, scheme, records = finished_run(options.run_dir, options.out, "fit-fusion", "fusion.json")
+    if not any(r["prediction"].get("experts") for r in records):
+        raise ValueError(f"{options.run_dir}: no expert distributions in this run; make it with --strategy fusion")
+    gate = fit_gate(records, scheme, fitted_on=str(options.run_dir))
+    gate.save(options.out)
+    for line in fusion_rows(records, scheme, gate):
+        print(line)
+    print(f"wrote {options.out} (dev numbers: fitted on these rows)")
+    return 0
+
+
+def ablate(cfg: C.EvaluateConfig) -> int:
+    """Every modality subset and every fuser over one split, each clip's media decoded once: ablation.md/.png."""
+    from dataclasses import replace
+
+    from mllm_mer.evaluate import run_evaluation
+    from mllm_mer.report import write_ablation
+
+    cfg.strategy = replace(cfg.strategy, strategy="fusion", experts="all")
+    with results_stdout() as out:
+        run_evaluation(cfg)
+        table = write_ablation(Path(cfg.run.out), cfg.strategy.fusion)
+        print(table, file=out)
+        print(f"ablation: {Path(cfg.run.out) / 'ablation.md'}", file=out)
     return 0
 
 
@@ -316,6 +356,10 @@ VERBS: dict[str, Verb] = {
                                                  "by utterance: a per-speaker emotion timeline", starts_engines=True),
     "calibrate": Verb(C.CalibrateConfig, calibrate, "fit temperature scaling on a dev run: mllm-mer calibrate RUN "
                                                     "--out calibration.json (then --calibration FILE)"),
+    "fit-fusion": Verb(C.FitFusionConfig, fit_fusion, "fit the learned fusion gate on a dev run made with "
+                                                      "--strategy fusion: mllm-mer fit-fusion RUN --out fusion.json"),
+    "ablate": Verb(C.EvaluateConfig, ablate, "every modality subset and fuser over one split (media decoded once): "
+                                             "ablation.md and ablation.png"),
     "ls": Verb(C.ListConfig, list_bundled, "list what is bundled: datasets | labels | templates | models"),
 }
 

@@ -101,14 +101,21 @@ class PromptConfig:
 class StrategyConfig:
     """How the model reaches its answer: one pass, or an agent that gathers evidence first; self-consistency."""
 
-    strategy: Literal["single", "agent"] = option("single", "single: one prompt, one answer; agent: call tools "
-                                                            "(look, listen, recall, context), then answer")
+    strategy: Literal["single", "agent", "fusion"] = option(
+        "single", "single: one prompt, one answer; agent: call tools (look, listen, recall, context), then "
+                  "answer; fusion: score one prompt per modality plus the joint one, then fuse")
     max_steps: int = option(3, "agent: actions per sample at most; the last one may only answer")
     tools: list[str] = option(["look", "listen", "recall", "context"], "agent: tools offered (each where it "
                                                                         "applies)")
     look_frames: int = option(4, "agent: frames one look may ask for (all looks: at most max_frames)")
     samples: int = option(1, "self-consistency: answers drawn per sample and voted (1: greedy, no vote)")
     temperature: float = option(0.7, "self-consistency: sampling temperature of the draws")
+    fuser: Literal["mean", "product", "entropy", "gate"] = option(
+        "entropy", "fusion: mean, product of experts, entropy-weighted (confident modalities weigh more), or "
+                   "gate (a learned gate: --fusion)")
+    fusion: str | None = option(None, "fusion.json from `mllm-mer fit-fusion DEV_RUN` (the gate fuser)")
+    experts: Literal["singles", "all"] = option("singles", "fusion: experts per modality plus the joint prompt, or "
+                                                           "every non-empty modality subset (an ablation)")
 
 
 @dataclass
@@ -334,11 +341,11 @@ class DialogueOptions:
 
 @dataclass
 class CalibrateOptions:
-    """Fitting calibration on a finished dev run."""
+    """Fitting on a finished dev run (calibration, a fusion gate)."""
 
     run_dir: str | None = option(None, "a finished evaluate run (with label probabilities) on a dev split",
                                  positional=True)
-    out: str | None = option(None, "where to write calibration.json")
+    out: str | None = option(None, "where to write the fitted file (calibration.json, fusion.json)")
 
 
 @dataclass
@@ -420,6 +427,7 @@ MakeTinyConfig = _verb("MakeTinyConfig", tiny=TinyConfig)
 CompareConfig = _verb("CompareConfig", compare=CompareOptions)
 CalibrateConfig = _verb("CalibrateConfig", calibrate=CalibrateOptions)
 ListConfig = _verb("ListConfig", list=ListOptions)
+FitFusionConfig = _verb("FitFusionConfig", fit=CalibrateOptions)
 
 
 # -- building configs from flat keys, sections and YAML --------------------------------------

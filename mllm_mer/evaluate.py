@@ -47,6 +47,9 @@ def strategy_fingerprint(cfg: EvaluateConfig, setup: PromptSetup) -> dict[str, A
         found.update(max_steps=setup.max_steps, tools=list(setup.tools), look_frames=setup.look_frames)
     if setup.draws > 1:
         found.update(samples=setup.draws, temperature=setup.sampling_temperature)
+    if setup.strategy == "fusion":
+        found.update(fuser=setup.fuser, every_subset=setup.every_subset,
+                     gate=str(Path(cfg.strategy.fusion).resolve()) if cfg.strategy.fusion else None)
     from mllm_mer.prompting import needs_demonstrations
 
     if needs_demonstrations(setup.template) or (setup.strategy == "agent" and "recall" in setup.tools):

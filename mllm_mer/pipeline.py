@@ -265,6 +265,10 @@ def answer(backend: Backend, samples: Sequence[Sample], setup: PromptSetup, adap
     prompts = [p.prompt for p in ready]
     if not ready:
         results_of_ready: list[Prediction] = []
+    elif setup.strategy == "fusion":
+        from mllm_mer.fusion import run_fusion
+
+        results_of_ready = run_fusion(backend, ready, setup, adapter, on_stage)
     elif setup.strategy == "agent":
         results_of_ready = run_agent(backend, ready, setup, toolbox or Toolbox(setup), adapter,
                                      with_probabilities or setup.mode == "score", on_stage)

@@ -95,20 +95,29 @@ def resolve_prompt(model: ModelConfig, prompt: PromptConfig, media: MediaConfig,
         temperatures = dict(calibration.temperatures)
     strategy = strategy or StrategyConfig()
     check_strategy(strategy, prompt.mode)
+    gate = None
+    if strategy.fusion:
+        from mllm_mer.fusion import load_gate
+
+        gate = load_gate(strategy.fusion)
+        gate.check(scheme, strategy.fusion)
+    elif strategy.strategy == "fusion" and strategy.fuser == "gate":
+        raise ValueError("--fuser gate needs --fusion fusion.json (from `mllm-mer fit-fusion DEV_RUN`)")
     return PromptSetup(scheme=scheme, template=template, modalities=modalities,
                        mode=prompt.mode, media=media_settings(media, model.model, saved.get("media")),
                        max_text_chars=prompt.max_text_chars, temperatures=temperatures,
                        strategy=strategy.strategy, max_steps=strategy.max_steps, tools=tuple(strategy.tools),
                        look_frames=strategy.look_frames, draws=strategy.samples,
                        sampling_temperature=strategy.temperature,
-                       retrieve_k=(retrieval or RetrievalConfig()).retrieve_k)
+                       retrieve_k=(retrieval or RetrievalConfig()).retrieve_k, fuser=strategy.fuser, gate=gate,
+                       every_subset=strategy.experts == "all")
 
 
 def check_strategy(strategy: StrategyConfig, mode: str) -> None:
     from mllm_mer.agent import TOOL_NAMES
 
-    if strategy.strategy not in ("single", "agent"):
-        raise ValueError(f"--strategy must be single or agent, not {strategy.strategy!r}")
+    if strategy.strategy not in ("single", "agent", "fusion"):
+        raise ValueError(f"--strategy must be single, agent or fusion, not {strategy.strategy!r}")
     if strategy.max_steps < 1:
         raise ValueError(f"--max-steps must be at least 1 (got {strategy.max_steps})")
     unknown = sorted(set(strategy.tools) - set(TOOL_NAMES))

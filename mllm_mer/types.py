@@ -147,6 +147,9 @@ class PromptSetup:
     draws: int = 1  # self-consistency: answers drawn per sample, then voted
     sampling_temperature: float = 0.7  # self-consistency: temperature of the draws
     retrieve_k: int = 4  # demonstrations the `retrieved` template shows (and `recall` may ask for)
+    fuser: str = "entropy"  # fusion: mean | product | entropy | gate
+    gate: Any = None  # fusion: a fitted fusion.Gate (for the gate fuser)
+    every_subset: bool = False  # fusion: score every non-empty modality subset (an ablation), not only singles
 
 
 @dataclass(frozen=True)
@@ -213,6 +216,7 @@ class Prediction:
     notes: list[str] = field(default_factory=list)  # what was done to the input (e.g. a transcript cut to budget)
     trace: list[dict[str, Any]] | None = None  # agent: one entry per step (tool, args, observation, tokens)
     consistency: dict[str, Any] | None = None  # self-consistency: the draws' labels, the vote's agreement
+    experts: dict[str, dict[str, dict[str, float]]] | None = None  # fusion: expert -> task -> label distribution
 
     def label(self, task: str) -> str | None:
         pred = self.tasks.get(task)

@@ -82,3 +82,32 @@ def vllm_backend(tiny_model, tiny_lora):
                                               max_model_len=4096, kv_cache_gb=1, max_lora_rank=32))
     yield backend
     backend.close()
+
+
+@pytest.fixture(scope="session")
+def colour_task(tmp_path_factory) -> Path:
+    """The synthetic colour x wording task (each modality alone is worth 50%)."""
+    from mllm_mer.synthetic import make_task
+
+    return make_task(tmp_path_factory.mktemp("task") / "colour-weather").parent
+
+
+def recipe_overrides(model, task, out, *extra) -> list[str]:
+    return [f"model={model}", f"output_dir={out}", f"data_dir={task / 'manifest.jsonl'}",
+            f"labels={task / 'labels.yaml'}", f"dataset_options={{labels: {task / 'labels.yaml'}, task: emotion}}",
+            *extra]
+
+
+@pytest.fixture(scope="session")
+def colour_adapter(tiny_model, colour_task, tmp_path_factory) -> Path:
+    """One LoRA trained on the colour x wording task through the CLI, shared by the session; returns its run dir
+    (adapter/, config.yaml, dev_metrics.json, checkpoints/)."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("colour-lora") / "run"
+    proc = subprocess.run([sys.executable, "-m", "mllm_mer.cli", "finetune", "--config",
+                           "finetune/configs/tiny_lora.yaml", *recipe_overrides(tiny_model, colour_task, out)],
+                          capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out

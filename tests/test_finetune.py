@@ -5,6 +5,7 @@ import sys
 
 import pytest
 import torch
+from conftest import recipe_overrides
 
 from mllm_mer.config import BackendConfig, MediaConfig, ModelConfig, PromptConfig, TrainConfig, build
 from mllm_mer.labels import load_label_scheme
@@ -16,16 +17,11 @@ RECIPE = "finetune/configs/tiny_lora.yaml"
 
 
 @pytest.fixture(scope="module")
-def task(tmp_path_factory):
-    from mllm_mer.synthetic import make_task
-
-    return make_task(tmp_path_factory.mktemp("task") / "colour-weather").parent
+def task(colour_task):
+    return colour_task
 
 
-def overrides(model, task, out, *extra):
-    return [f"model={model}", f"output_dir={out}", f"data_dir={task / 'manifest.jsonl'}",
-            f"labels={task / 'labels.yaml'}", f"dataset_options={{labels: {task / 'labels.yaml'}, task: emotion}}",
-            *extra]
+overrides = recipe_overrides
 
 
 def recipe(model, task, out, *extra) -> TrainConfig:
@@ -70,7 +66,8 @@ def test_vision_tower_targets_are_refused_unless_allowed(tiny_model, task, tmp_p
 
 
 @pytest.mark.vllm
-def test_learnability_needs_both_modalities_and_vllm_serves_the_adapter(tiny_model, task, tmp_path, vllm_backend):
+def test_learnability_needs_both_modalities_and_vllm_serves_the_adapter(tiny_model, task, vllm_backend,
+                                                                        colour_adapter):
     from mllm_mer.backends.hf import TransformersBackend
     from mllm_mer.pipeline import predict
 
@@ -90,10 +87,7 @@ def test_learnability_needs_both_modalities_and_vllm_serves_the_adapter(tiny_mod
     untrained = accuracy(predict(base, test, setup, with_probabilities=False), test)
     assert untrained <= 0.5
 
-    out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "mllm_mer.cli", "finetune", "--config", RECIPE,
-                           *overrides(tiny_model, task, out)], capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = colour_adapter  # trained through the CLI with RECIPE (a session fixture: fusion tests use it too)
     adapter = out / "adapter"
     assert (adapter / "adapter_model.safetensors").is_file() and (out / "config.yaml").is_file()
     assert json.loads((out / "dev_metrics.json").read_text())["tasks"]["emotion"]["accuracy"] >= 0.9
