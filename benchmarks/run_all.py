@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mllm_mer.config import option
 
-from . import agent, dialogue, media, prefix_cache, scoring, throughput
+from . import agent, dialogue, fusion, media, prefix_cache, scoring, throughput
 from .backends_for_bench import ModelBenchConfig, load_hf, load_vllm
 from .common import BENCH_DIR, machine, parse_config
 
@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> Path:
         results["scoring"] = scoring.run(vllm, n)
         results["prefix"] = prefix_cache.run(vllm, n, max(4, options.tokens // 2))
         results["agent"] = agent.run(vllm, n, repeats=1 if options.quick else 2)
+        results["fusion"] = fusion.run(vllm, n, repeats=1 if options.quick else 2)
         if Path(dialogue.DEFAULT_MELD).is_dir():  # MELD's CSVs (set MLLM_MER_MELD_DIR)
             results["dialogue"] = dialogue.run(vllm, 2 * n, repeats=1 if options.quick else 2)
     finally:
@@ -67,6 +68,8 @@ def main(argv: list[str] | None = None) -> Path:
         ("few-shot cost / zero-shot cost (prefix cache)", f"{p['ratio']:.2f}x", "<= 1.3x", prefix_cache.report(p)),
         ("agent (max 3 steps) time / single-pass time", f"{a['agent_cost']:.2f}x", "<= 3x", agent.report(a)),
         ("retrieved template (k=4) time / zero-shot time", f"{a['retrieved_cost']:.2f}x", "<= 1.5x", ""),
+        ("fusion (3 experts + joint) time / single-pass scoring time", f"{results['fusion']['cost']:.2f}x", "<= 2x",
+         fusion.report(results["fusion"])),
         ("predicted-context lockstep samples/s / independent", f"{results['dialogue']['ratio']:.2f}x"
          if "dialogue" in results else "n/a (no MELD)", ">= 0.7x",
          dialogue.report(results["dialogue"]) if "dialogue" in results else ""),

@@ -22,7 +22,7 @@ def test_run_all_writes_every_ratio(tiny_model, tmp_path):
     for measure in ("vLLM engine vs per-sample transformers loop", "label scoring vs generate-with-rationale",
                     "few-shot cost / zero-shot cost", "8 sampled frames vs decode everything",
                     "agent (max 3 steps) time / single-pass time", "retrieved template (k=4) time",
-                    "predicted-context lockstep samples/s / independent"):
+                    "predicted-context lockstep samples/s / independent", "fusion (3 experts + joint) time"):
         row = next(line for line in table.splitlines() if line.startswith(f"| {measure}"))
         assert row.split("|")[2].strip().endswith("x")
 
@@ -35,7 +35,7 @@ def test_media_benchmark_alone():
 
 
 @pytest.mark.parametrize("module", ["run_all", "media", "throughput", "scoring", "prefix_cache", "agent",
-                                    "dialogue"])
+                                    "dialogue", "fusion"])
 def test_benchmark_command_lines(module):
     """Each benchmark's flags come from its config dataclasses (no engine is started)."""
     proc = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", "--help"],
@@ -47,6 +47,7 @@ def test_benchmark_command_lines(module):
                 "scoring": ["--model", "--n"],
                 "prefix_cache": ["--model", "--n", "--tokens"],
                 "agent": ["--model", "--n", "--repeats"],
-                "dialogue": ["--model", "--n", "--meld-dir", "--repeats"]}[module]
+                "dialogue": ["--model", "--n", "--meld-dir", "--repeats"],
+                "fusion": ["--model", "--n", "--repeats"]}[module]
     for flag in expected:
         assert flag in proc.stdout, f"{module}: {flag} missing from --help"

@@ -95,3 +95,27 @@ def test_evaluate_calibrate_then_evaluate_calibrated_through_the_cli(tiny_model,
     refused = run_cli("evaluate", *common[:-6], "--labels", "iemocap4", "--task", "emotion", "--out",
                       tmp_path / "other", "--calibration", tmp_path / "cal.json", check=False)
     assert refused.returncode == 2 and "label set 'iemocap4'" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_the_app_applies_a_calibration_file_and_says_so(tiny_model, hf_backend, meld_spec, tmp_path):
+    from mllm_mer.app.service import AnalyseRequest, Service
+    from mllm_mer.app.ui import _task_panel
+    from mllm_mer.calibration import Calibration
+    from mllm_mer.config import AppConfig, build
+
+    calibration = tmp_path / "calibration.json"
+    calibration.write_text(Calibration("meld", {"emotion": 3.0}, {"emotion": meld_spec.task("emotion").labels})
+                           .to_json())
+    request = AnalyseRequest(transcript="You did WHAT?", template="label_only", modalities=("text",), mode="score")
+    results = {}
+    for name, extra in (("raw", {}), ("calibrated", {"calibration": str(calibration)})):
+        service = Service(build(AppConfig, model=str(tiny_model), runs_dir=str(tmp_path / name), **extra),
+                          backend=hf_backend)
+        [results[name]] = service.analyse_many([request])
+    raw, calibrated = (results[k] for k in ("raw", "calibrated"))
+    assert calibrated.calibrated and not raw.calibrated
+    p_raw = raw.prediction.tasks["emotion"].probabilities
+    p_cal = calibrated.prediction.tasks["emotion"].probabilities
+    assert max(p_cal.values()) < max(p_raw.values())  # T = 3 flattens the distribution
+    assert _task_panel(calibrated, 0, tmp_path).label == "emotion (calibrated probabilities)"
+    assert _task_panel(raw, 0, tmp_path).label == "emotion"

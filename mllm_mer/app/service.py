@@ -47,6 +47,7 @@ class Analysis:
     labels: str
     adapter: str | None
     clip: str = "the clip"  # the user's name for what was analysed
+    calibrated: bool = False  # probabilities temperature-scaled (--calibration)
 
 
 @dataclass
@@ -182,7 +183,8 @@ class Service:
                     prediction.error = user_paths(prediction.error, request.names)
                 clip = request.names.get(request.video or "", "") or ("the transcript" if request.transcript
                                                                       else "the clip")
-                results[i] = Analysis(prediction, a.prompt, setup.scheme.name, adapter, clip)
+                results[i] = Analysis(prediction, a.prompt, setup.scheme.name, adapter, clip,
+                                      calibrated=bool(setup.temperatures))
         return results  # type: ignore[return-value]
 
     @staticmethod

@@ -80,7 +80,8 @@ def _task_panel(analysis, index: int, folder: Path):
     if index >= len(tasks):
         return gr.Label(value=None, label="(no second task)", visible=index == 0)
     task, tp = tasks[index]
-    return gr.Label(value=label_data(tp.label, tp.probabilities, folder, task), label=task, visible=True)
+    title = f"{task} (calibrated probabilities)" if analysis.calibrated else task
+    return gr.Label(value=label_data(tp.label, tp.probabilities, folder, task), label=title, visible=True)
 
 
 def label_data(label: str, probabilities: dict[str, float] | None, folder: Path, task: str) -> str:
