@@ -291,6 +291,21 @@ def fit_fusion(cfg: C.FitFusionConfig) -> int:
     return 0
 
 
+def distill(cfg: C.DistillConfig) -> int:
+    """A teacher answers a split; its labels, rationales and cues (and traces) become a training manifest."""
+    from mllm_mer.distill import run_distill
+
+    with results_stdout() as out:
+        summary = run_distill(cfg)
+        agreement = summary["agreement_with_gold"]
+        print(f"{summary['kept']} of {summary['samples']} rows kept for training"
+              + (f"; teacher agreement with gold {agreement:.2%}" if agreement is not None else "")
+              + f"; rationalised {summary['rationalised_kept']}/{summary['rationalised_asked']}", file=out)
+        print(f"manifest: {Path(cfg.run.out) / 'distilled.jsonl'}  report: {Path(cfg.run.out) / 'distill.md'}",
+              file=out)
+    return 0
+
+
 def ablate(cfg: C.EvaluateConfig) -> int:
     """Every modality subset and every fuser over one split, each clip's media decoded once: ablation.md/.png."""
     from dataclasses import replace
@@ -360,6 +375,8 @@ VERBS: dict[str, Verb] = {
                                                       "--strategy fusion: mllm-mer fit-fusion RUN --out fusion.json"),
     "ablate": Verb(C.EvaluateConfig, ablate, "every modality subset and fuser over one split (media decoded once): "
                                              "ablation.md and ablation.png"),
+    "distill": Verb(C.DistillConfig, distill, "a teacher labels and explains a split; writes a training manifest "
+                                              "(dataset: distilled) and distill.md"),
     "ls": Verb(C.ListConfig, list_bundled, "list what is bundled: datasets | labels | templates | models"),
 }
 

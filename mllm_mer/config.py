@@ -340,6 +340,18 @@ class DialogueOptions:
 
 
 @dataclass
+class DistillOptions:
+    """Distillation: which teacher answers become training targets."""
+
+    filter: Literal["agree", "rationalise", "all"] = option(
+        "rationalise", "agree: keep rows where the teacher matches gold; rationalise: also re-ask wrong rows with "
+                       "the gold label as a hint and keep them when the hinted answer is gold (STaR); all: keep "
+                       "every answer (no gold needed)")
+    dev_split: str | None = option("dev", "copy this split with its gold labels into the manifest, for choosing "
+                                          "the student's checkpoint (never trained on); null: none")
+
+
+@dataclass
 class CalibrateOptions:
     """Fitting on a finished dev run (calibration, a fusion gate)."""
 
@@ -428,6 +440,7 @@ CompareConfig = _verb("CompareConfig", compare=CompareOptions)
 CalibrateConfig = _verb("CalibrateConfig", calibrate=CalibrateOptions)
 ListConfig = _verb("ListConfig", list=ListOptions)
 FitFusionConfig = _verb("FitFusionConfig", fit=CalibrateOptions)
+DistillConfig = _verb("DistillConfig", InferenceConfig, data=DataConfig, run=RunConfig, distill=DistillOptions)
 
 
 # -- building configs from flat keys, sections and YAML --------------------------------------

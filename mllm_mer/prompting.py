@@ -112,6 +112,9 @@ def _evidence_view(sample: Sample, media: MediaInputs, modalities: frozenset[str
                     for t in sample.context] if use_text else [],
         "speaker": as_data(sample.speaker),
         "transcript": as_data(transcript) if use_text else None,
+        # Rationalisation (distill): the annotated labels, given so that the model explains them.
+        "hint": ", ".join(f"{task}: {as_data(str(label))}" for task, label in sample.metadata["hint"].items())
+        if isinstance(sample.metadata.get("hint"), dict) else None,
     }
 
 

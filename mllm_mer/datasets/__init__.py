@@ -10,7 +10,8 @@ from typing import Any
 
 from mllm_mer.datasets.base import DatasetError, Split, from_hf_dataset, to_hf_dataset
 
-DATASETS = ("meld", "iemocap", "iemocap4", "mer2024", "ravdess", "mosi", "mosei", "mosi7", "mosei7", "manifest")
+DATASETS = ("meld", "iemocap", "iemocap4", "mer2024", "ravdess", "mosi", "mosei", "mosi7", "mosei7", "manifest",
+            "distilled")
 
 __all__ = ["DATASETS", "DatasetError", "Split", "load_split", "load_hf", "to_hf_dataset", "from_hf_dataset"]
 
@@ -35,6 +36,9 @@ def load_split(name: str, data_dir: str | Path, split: str, **options: Any) -> S
     if name == "manifest":
         from mllm_mer.datasets import manifest
         return manifest.load(data_dir, split, **options)
+    if name == "distilled":
+        from mllm_mer.datasets import distilled
+        return distilled.load(data_dir, split, **options)
     raise DatasetError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
 
 
