@@ -317,6 +317,8 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> Path:
         greater_is_better=True, report_to=opt.report_to, remove_unused_columns=False,
         bf16=_dtype(cfg) == torch.bfloat16, dataloader_num_workers=0, disable_tqdm=False,
         gradient_checkpointing=False,  # set up above, per model type
+        # On CPU, say so: under a multi-process launcher this makes the run DDP over gloo (MULTI_CPU).
+        use_cpu=not torch.cuda.is_available(),
     )
 
     class DevTrainer(Trainer):
@@ -333,11 +335,13 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> Path:
     resume = opt.resume_from_checkpoint
     trainer.train(resume_from_checkpoint=(resume in (True, "true", "True")) or resume or None)
     adapter_dir = out / "adapter"
-    trainer.model.save_pretrained(adapter_dir)
-    save_adapter_prompt(adapter_dir, setup)
-    if dev_samples:
-        metrics = dev_metrics(trainer.model, processor, dev_samples, setup, cfg, dev_toolbox)
-        (out / "dev_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    if trainer.is_world_process_zero():  # under DDP every process holds the same weights: one writes them
+        trainer.model.save_pretrained(adapter_dir)
+        save_adapter_prompt(adapter_dir, setup)
+        if dev_samples:
+            metrics = dev_metrics(trainer.model, processor, dev_samples, setup, cfg, dev_toolbox)
+            (out / "dev_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    trainer.accelerator.wait_for_everyone()
     return adapter_dir
 
 
