@@ -42,11 +42,13 @@ class AgentBenchConfig(ModelBenchConfig):
 
 
 def clip_samples(n: int, folder: Path) -> list[Sample]:
-    clips = [write_clip(folder / f"clip{i}.mp4", seconds=2.0, fps=10, size=(224, 224), tone_hz=180 + 40 * i)
-             for i in range(4)]
+    """One clip per sample, as in a real split (shared clips would share prompt prefixes and flatter
+    whichever prompt puts the clip's evidence first)."""
     rng = random.Random(0)
     return [Sample(id=f"c{i}", transcript=" ".join(rng.choice(WORDS) for _ in range(12)), speaker="A",
-                   context=(Turn("B", " ".join(rng.choice(WORDS) for _ in range(8))),), video=str(clips[i % 4]))
+                   context=(Turn("B", " ".join(rng.choice(WORDS) for _ in range(8))),),
+                   video=str(write_clip(folder / f"clip{i}.mp4", seconds=2.0, fps=10, size=(224, 224),
+                                        tone_hz=150 + 7 * i, colour=lambda f, i=i: ((37 * i) % 256, 90, f * 9 % 256))))
             for i in range(n)]
 
 

@@ -134,3 +134,11 @@ def test_evaluate_a_manifest_from_a_yaml_config_through_the_cli(tiny_model, tmp_
     assert "2 samples" in proc.stdout and "emotion: accuracy" in proc.stdout
     fingerprint = json.loads((tmp_path / "run" / "run.json").read_text())["fingerprint"]
     assert fingerprint["data"]["id_col"] == "utt" and fingerprint["prompt"]["template"] == "label_only"
+
+
+@pytest.mark.parametrize("recipe", sorted(p.name for p in (REPO / "finetune" / "configs").glob("*.yaml")))
+def test_every_shipped_recipe_is_a_valid_config(recipe):
+    from mllm_mer.config import TrainConfig
+
+    cfg = TrainConfig.from_yaml(REPO / "finetune" / "configs" / recipe)
+    assert cfg.optim.output_dir and cfg.data.dataset and cfg.model.model

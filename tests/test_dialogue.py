@@ -139,13 +139,15 @@ def test_a_cue_beyond_the_recording_is_answered_from_its_words_with_a_note(tiny_
     assert not any("window" in note for r in rows[:3] for note in r["notes"])
 
 
-@pytest.mark.parametrize("suffix", [".srt", ".vtt"])
-def test_dialogue_command_writes_the_timeline(tiny_model, conversation, tmp_path, suffix):
+@pytest.mark.parametrize("suffix, backend", [(".srt", "transformers"), (".vtt", "transformers"),
+                                             pytest.param(".srt", "vllm", marks=pytest.mark.vllm)])
+def test_dialogue_command_writes_the_timeline(tiny_model, conversation, tmp_path, suffix, backend):
     root, clip = conversation
     out = tmp_path / "timeline"
+    engine = ["--enforce-eager", "--max-model-len", "4096"] if backend == "vllm" else []
     proc = subprocess.run([sys.executable, "-m", "mllm_mer.cli", "dialogue", "--model", str(tiny_model), "--dtype",
                            "float32", "--video", str(clip), "--transcript", str(root / f"talk{suffix}"), "--out",
-                           str(out), "--template", "label_only", "--max-frames", "2"],
+                           str(out), "--template", "label_only", "--max-frames", "2", "--backend", backend, *engine],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(x) for x in (out / "timeline.jsonl").read_text().splitlines()]
