@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from functools import cache
 from typing import Any
 
 import jsonschema
@@ -32,12 +33,13 @@ def action_schema(tools: dict[str, dict[str, Any]], answer: dict[str, Any]) -> d
     return options[0] if len(options) == 1 else {"anyOf": options}
 
 
-def tools_instructions(setup) -> str:
-    """The system prompt's part on tools (the same for every sample: a shared, cached prefix)."""
+@cache
+def tools_instructions(tools: tuple[str, ...], max_steps: int) -> str:
+    """The system prompt's part on tools (the same for every sample: a shared, cached prefix; rendered once)."""
     from jinja2.sandbox import SandboxedEnvironment
 
     template = SandboxedEnvironment().from_string((PROMPTS_DIR / "agent" / "tools.jinja").read_text())
-    return template.render(tools=describe_tools(setup.tools), max_steps=setup.max_steps).strip()
+    return template.render(tools=describe_tools(tools), max_steps=max_steps).strip()
 
 
 def start(prompt: Prompt, sample, media, box: Toolbox, draw: int = 0) -> Episode:
@@ -46,7 +48,7 @@ def start(prompt: Prompt, sample, media, box: Toolbox, draw: int = 0) -> Episode
 
     setup = box.setup
     messages = [dict(m) for m in prompt.messages]
-    messages[0]["content"] = messages[0]["content"] + "\n\n" + tools_instructions(setup)
+    messages[0]["content"] = messages[0]["content"] + "\n\n" + tools_instructions(tuple(setup.tools), setup.max_steps)
     ep = Episode(sample=sample, media=media, first=prompt, messages=messages, draw=draw,
                  frames_left=max(0, setup.media.max_frames))
     lo = sample.start or 0.0
