@@ -75,10 +75,16 @@ class EngineConfig:
 class ClientConfig:
     """An OpenAI-compatible server (backend openai)."""
 
-    base_url: str | None = option(None, "server URL, e.g. http://127.0.0.1:8000")
+    base_url: list[str] = option([], "server URL, e.g. http://127.0.0.1:8000; repeatable: requests are spread "
+                                     "over several servers")
     api_key: str | None = option(None, "server key (prefer the MLLM_MER_API_KEY environment variable)")
     timeout_s: float = option(120.0, "per-request timeout")
     retries: int = option(2, "retries of a failed request")
+    concurrency: int = option(8, "requests in flight at once, per server (the server batches them continuously)")
+
+    def __post_init__(self):
+        if isinstance(self.base_url, str):  # one URL given as a plain value (YAML, Python)
+            self.base_url = [self.base_url]
 
 
 @dataclass
@@ -142,6 +148,8 @@ class MediaConfig:
                                         "sampling interval (faster decoding); 0 = exact times")
     vocal_cues: bool = option(True, "describe loudness, pitch, pauses and speech rate from the audio")
     asr_model: str | None = option(None, "Whisper id or directory, used when no transcript is given")
+    media_cache_gb: float = option(2.0, "decoded frames kept on disk ($MLLM_MER_CACHE/media, default ~/.cache/"
+                                        "mllm-mer/media) up to this many GiB, so reruns decode nothing; 0 = off")
 
 
 @dataclass
@@ -211,7 +219,7 @@ class UIConfig:
     port: int = option(7860, "port")
     auth: str | None = option(None, "user:password (prefer the MLLM_MER_APP_AUTH environment variable)")
     max_upload_mb: int = option(200, "largest upload")
-    concurrency: int = option(4, "simultaneous requests per event; analyse requests are batched up to 16")
+    ui_concurrency: int = option(4, "simultaneous requests per event; analyse requests are batched up to 16")
     chat_max_new_tokens: int = option(256, "chat answer length cap")
     runs_dir: str = option("~/.cache/mllm-mer/app-runs", "where Batch runs are written")
     data_dirs: list[str] = option([], "server folders the Batch tab may read clips from (repeatable); "
@@ -239,8 +247,29 @@ class RunConfig:
     split: str | None = option(None, "split to run (see the dataset's loader)")
     out: str | None = option(None, "run directory (rerun the same command to resume)")
     limit: int | None = option(None, "first N samples of the split")
-    batch_size: int = option(16, "samples per backend call and per fsync")
+    batch_size: int = option(16, "samples per backend call where answers come back per batch (transformers, "
+                                 "score mode, agent, fusion, self-consistency)")
+    submission: Literal["continuous", "batched"] = option(
+        "continuous", "continuous: each prompt goes to the engine (vllm, openai) as soon as it is ready and each "
+                      "answer is saved as it finishes; batched: batch_size at a time")
+    prefetch: int = option(32, "samples prepared (media decoded) ahead of the backend; bounds memory")
+    media_workers: int | None = option(None, "threads decoding media alongside inference (default: min(4, cores))")
     probabilities: bool = option(False, "generate mode: also score label probabilities (one extra pass)")
+
+
+@dataclass
+class ScaleConfig:
+    """Where batch prompting runs: in this process, or on a Ray cluster (pip install "mllm-mer[ray]")."""
+
+    engine: Literal["local", "ray"] = option("local", "local: this process; ray: a Ray Dataset answered by an "
+                                                      "actor pool, each actor holding one backend")
+    replicas: int = option(1, "ray: backend actors (each loads the model once)")
+    ray_address: str | None = option(None, "ray: an existing cluster (e.g. auto, ray://head:10001); default: "
+                                           "start a local one")
+    replica_gpus: float | None = option(None, "ray: GPUs per replica (default 1 where CUDA is visible, else 0)")
+    replica_cpus: float = option(0.5, "ray: CPUs reserved per replica (fractional, so that read and decode "
+                                      "tasks still get a core on a small node)")
+    task_cpus: float = option(0.25, "ray: CPUs per media-decoding task")
 
 
 @dataclass
@@ -430,7 +459,7 @@ def _verb(name: str, base: type | None = None, **sections: type) -> type:
 
 
 PredictConfig = _verb("PredictConfig", InferenceConfig, input=PredictInput)
-EvaluateConfig = _verb("EvaluateConfig", InferenceConfig, data=DataConfig, run=RunConfig)
+EvaluateConfig = _verb("EvaluateConfig", InferenceConfig, data=DataConfig, run=RunConfig, scale=ScaleConfig)
 DialogueConfig = _verb("DialogueConfig", InferenceConfig, data=DataConfig, dialogue=DialogueOptions)
 AppConfig = _verb("AppConfig", InferenceConfig, ui=UIConfig)
 ServeConfig = _verb("ServeConfig", EngineRunConfig, server=ServerConfig)
@@ -440,7 +469,8 @@ CompareConfig = _verb("CompareConfig", compare=CompareOptions)
 CalibrateConfig = _verb("CalibrateConfig", calibrate=CalibrateOptions)
 ListConfig = _verb("ListConfig", list=ListOptions)
 FitFusionConfig = _verb("FitFusionConfig", fit=CalibrateOptions)
-DistillConfig = _verb("DistillConfig", InferenceConfig, data=DataConfig, run=RunConfig, distill=DistillOptions)
+DistillConfig = _verb("DistillConfig", InferenceConfig, data=DataConfig, run=RunConfig, scale=ScaleConfig,
+                      distill=DistillOptions)
 
 
 # -- building configs from flat keys, sections and YAML --------------------------------------

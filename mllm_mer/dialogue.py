@@ -177,6 +177,7 @@ def classify_dialogues(backend, dialogues: Sequence[Sequence[Sample]], setup: Pr
     their labels still feed the context of later turns. `on_turn(samples, answered)` sees each
     chunk as it finishes (pipeline.Answered: prediction and prompt), to write it down at once.
     """
+    from mllm_mer.media.windows import shared_windows
     from mllm_mer.pipeline import answer
 
     if context_labels not in CONTEXT_LABELS:
@@ -184,33 +185,35 @@ def classify_dialogues(backend, dialogues: Sequence[Sequence[Sample]], setup: Pr
     done = dict(done or {})
     results: list[list[Prediction | None]] = [[None] * len(d) for d in dialogues]
     given: list[list[str | None]] = [[None] * len(d) for d in dialogues]
-    for step in range(max((len(d) for d in dialogues), default=0)):
-        batch, owners = [], []
-        for k, turns in enumerate(dialogues):
-            if step >= len(turns):
-                continue
-            sample = turns[step]
-            sample = replace(sample, context=context_for(turns, step, given[k], window))
-            if sample.id in done:
-                results[k][step] = done[sample.id]
-            else:
-                batch.append(sample)
-                owners.append(k)
-        size = batch_size or max(1, len(batch))
-        for start in range(0, len(batch), size):
-            chunk = batch[start:start + size]
-            kwargs = {"on_stage": on_stage} if on_stage else {}
-            answered = answer(backend, chunk, setup, adapter=adapter, toolbox=toolbox, **kwargs)
-            for k, a in zip(owners[start:start + size], answered, strict=True):
-                results[k][step] = a.prediction
-            if on_turn:
-                on_turn(chunk, answered)
-        for k, turns in enumerate(dialogues):
-            if step < len(turns):
-                if context_labels == "predicted":
-                    given[k][step] = results[k][step].label(task)
-                elif context_labels == "gold":
-                    given[k][step] = turns[step].gold.get(task)
+    # The turns of a recording are windows of one file: one decoding pass serves them all.
+    with shared_windows([s for d in dialogues for s in d if s.id not in done], setup.media, setup.modalities):
+        for step in range(max((len(d) for d in dialogues), default=0)):
+            batch, owners = [], []
+            for k, turns in enumerate(dialogues):
+                if step >= len(turns):
+                    continue
+                sample = turns[step]
+                sample = replace(sample, context=context_for(turns, step, given[k], window))
+                if sample.id in done:
+                    results[k][step] = done[sample.id]
+                else:
+                    batch.append(sample)
+                    owners.append(k)
+            size = batch_size or max(1, len(batch))
+            for start in range(0, len(batch), size):
+                chunk = batch[start:start + size]
+                kwargs = {"on_stage": on_stage} if on_stage else {}
+                answered = answer(backend, chunk, setup, adapter=adapter, toolbox=toolbox, **kwargs)
+                for k, a in zip(owners[start:start + size], answered, strict=True):
+                    results[k][step] = a.prediction
+                if on_turn:
+                    on_turn(chunk, answered)
+            for k, turns in enumerate(dialogues):
+                if step < len(turns):
+                    if context_labels == "predicted":
+                        given[k][step] = results[k][step].label(task)
+                    elif context_labels == "gold":
+                        given[k][step] = turns[step].gold.get(task)
     return results  # type: ignore[return-value]
 
 

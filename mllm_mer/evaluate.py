@@ -1,9 +1,9 @@
 """Batch prompting over a benchmark split: resumable, crash-safe, with the field's metrics.
 
 The run directory holds `run.json` (the settings), `predictions.jsonl` (append-only,
-flushed and fsynced per batch, one line per sample id), and after the run
-`metrics.json`, `report.md` and `confusion.png`. Restarting the same command resumes
-where the last complete batch ended: no sample is lost or answered twice.
+fsynced as answers finish, one line per sample id, in the order they finished), and
+after the run `metrics.json`, `report.md` and `confusion.png`. Restarting the same
+command answers only the samples without a line: no sample is lost or answered twice.
 """
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ def fingerprint(cfg: EvaluateConfig, setup: PromptSetup) -> dict[str, Any]:
         "dataset": data.dataset, "data_dir": str(Path(data.data_dir).resolve()), "split": cfg.run.split,
         "data": data.describe(), "labels": setup.scheme.name, "tasks": list(setup.scheme.tasks),
         "prompt": {"template": setup.template, "modalities": list(setup.modalities), "mode": setup.mode},
-        "media": asdict(setup.media), "model": cfg.model.model, "backend": cfg.model.backend,
+        "media": {k: v for k, v in asdict(setup.media).items() if k != "media_cache_gb"},  # a cache: no identity
+        "model": cfg.model.model, "backend": cfg.model.backend,
         "adapters": cfg.model.adapters, "probabilities": cfg.run.probabilities,
         "temperatures": setup.temperatures,
         "strategy": strategy_fingerprint(cfg, setup),
@@ -67,7 +68,7 @@ def run_evaluation(cfg: EvaluateConfig, backend=None, progress: bool = True,
     `media_roots`: when given, media must lie inside these folders (the app's Batch tab)."""
     from tqdm import tqdm
 
-    from mllm_mer.pipeline import answer
+    from mllm_mer.pipeline import answer_stream
     from mllm_mer.resolve import resolve_prompt
 
     data, run = cfg.data, cfg.run
@@ -91,8 +92,10 @@ def run_evaluation(cfg: EvaluateConfig, backend=None, progress: bool = True,
     path = out / PREDICTIONS
     done = read_predictions(path)
     pending = [s for s in samples if s.id not in done]
+    if cfg.scale.engine == "ray":
+        check_ray_support(cfg, setup)
     toolbox = None
-    if pending:
+    if pending and cfg.scale.engine != "ray":
         from mllm_mer.agent.toolbox import build_toolbox
 
         toolbox = build_toolbox(setup, cfg.retrieval, data.dataset, data.data_dir, run.split, split.samples,
@@ -100,7 +103,8 @@ def run_evaluation(cfg: EvaluateConfig, backend=None, progress: bool = True,
 
     timing: dict[str, float] = {}
     if pending:
-        own_backend = backend is None
+        on_ray = cfg.scale.engine == "ray"
+        own_backend = backend is None and not on_ray
         if own_backend:
             from mllm_mer.backends import load_backend
 
@@ -110,21 +114,34 @@ def run_evaluation(cfg: EvaluateConfig, backend=None, progress: bool = True,
         started = time.perf_counter()  # throughput is over inference only, not the engine start
         try:
             bar = tqdm(total=len(samples), initial=len(samples) - len(pending), unit="sample", disable=not progress,
-                       desc=f"{split.name}", smoothing=0.1)
+                       desc=f"{split.name}", smoothing=0)  # the average rate: what report.md states
             show = lambda stage: bar.set_postfix_str(stage, refresh=True)  # noqa: E731
 
+            def save(records: list[dict[str, Any]]) -> None:
+                append_records(path, records)
+                bar.update(len(records))
+
             def write(batch, answered) -> None:
-                append_records(path, [record_for(s, a.prediction, a.prompt, setup.modalities)
-                                      for s, a in zip(batch, answered, strict=True)])
-                bar.update(len(batch))
+                save([record_for(s, a.prediction, a.prompt, setup.modalities) for s, a in zip(batch, answered,
+                                                                                              strict=True)])
 
             context_labels = data.context_labels or "none"
-            if context_labels == "none":
-                for start in range(0, len(pending), run.batch_size):
-                    batch = pending[start:start + run.batch_size]
-                    write(batch, answer(backend, batch, setup, adapter=adapter,
-                                        with_probabilities=run.probabilities or setup.mode == "score",
-                                        on_stage=show, toolbox=toolbox))
+            with_probabilities = run.probabilities or setup.mode == "score"
+            if on_ray:
+                from mllm_mer.ray_batch import answer_on_ray
+
+                show(f"ray, {cfg.scale.replicas} replica(s)")
+                for records in answer_on_ray(cfg.backend, pending, setup, adapter, with_probabilities, cfg.scale,
+                                             run.batch_size):
+                    timing.setdefault("first_answers_s", time.perf_counter() - started)  # includes actor start
+                    save(records)
+            elif context_labels == "none":
+                # Media is decoded ahead while the backend works; each answer is saved as it finishes.
+                for finished in answer_stream(backend, pending, setup, adapter, with_probabilities=with_probabilities,
+                                              toolbox=toolbox, batch_size=run.batch_size,
+                                              continuous=run.submission == "continuous", prefetch=run.prefetch,
+                                              media_workers=run.media_workers, on_stage=show):
+                    write(*map(list, zip(*finished, strict=True)))
             else:
                 # In order, each turn's context labelled as asked; finished turns (a resumed run) keep theirs.
                 from mllm_mer.dialogue import classify_dialogues, dialogues_of
@@ -171,6 +188,17 @@ def run_evaluation(cfg: EvaluateConfig, backend=None, progress: bool = True,
         (out / "reliability.png").unlink(missing_ok=True)
     write_report(metrics, out / "report.md")
     return metrics
+
+
+def check_ray_support(cfg: EvaluateConfig, setup: PromptSetup) -> None:
+    """What a Ray run cannot carry to its actors yet is refused up front, not mid-run."""
+    from mllm_mer.prompting import needs_demonstrations
+
+    if (data_context := cfg.data.context_labels) and data_context != "none":
+        raise ValueError("--engine ray answers samples independently; --context-labels needs the local engine")
+    if needs_demonstrations(setup.template) or (setup.strategy == "agent" and {"recall", "context"} & set(setup.tools)):
+        raise ValueError("--engine ray does not carry a retrieval index or dialogue history to its actors yet: "
+                         "use the local engine, or an agent without the recall and context tools")
 
 
 def dialogue_metrics(samples: list, records: dict[str, dict[str, Any]], task: str) -> dict[str, Any] | None:

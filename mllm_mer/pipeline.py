@@ -6,8 +6,9 @@ the reason, and the rest of the batch goes on.
 """
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from mllm_mer.agent.tools import Toolbox
@@ -182,16 +183,24 @@ def run_prompts(backend: Backend, prompts: Sequence[Prompt], mode: str = "genera
     predictions = [_refused(p, raw) if isinstance(raw, Exception) else parse_answer(raw, p.label_sets, p.sample_id)
                    for p, raw in zip(prompts, raws, strict=True)]
     if with_probabilities:
-        ok = [i for i, pred in enumerate(predictions) if pred.ok]
-        fixed = [{t: tp.label for t, tp in predictions[i].tasks.items()} for i in ok]
-        on_stage(f"scoring labels of {len(ok)}")
-        scored = score_labels(backend, [prompts[i] for i in ok], adapter, fixed=fixed)
-        for i, tasks in zip(ok, scored, strict=True):
-            if isinstance(tasks, Exception):
-                predictions[i] = _refused(prompts[i], tasks)
-            else:
-                predictions[i].tasks = tasks
+        add_probabilities(backend, prompts, predictions, adapter, on_stage)
     return predictions
+
+
+def add_probabilities(backend: Backend, prompts: Sequence[Prompt], predictions: list[Prediction],
+                      adapter: str | None = None, on_stage: Stage = _quiet) -> None:
+    """Label probabilities for the answered predictions, their labels kept (in place; a prompt the
+    backend refuses to score fails)."""
+    ok = [i for i, pred in enumerate(predictions) if pred.ok]
+    if not ok:
+        return
+    fixed = [{t: tp.label for t, tp in predictions[i].tasks.items()} for i in ok]
+    on_stage(f"scoring labels of {len(ok)}")
+    for i, tasks in zip(ok, score_labels(backend, [prompts[i] for i in ok], adapter, fixed=fixed), strict=True):
+        if isinstance(tasks, Exception):
+            predictions[i] = _refused(prompts[i], tasks)
+        else:
+            predictions[i].tasks = tasks
 
 
 def calibrate(prediction: Prediction, temperatures: dict[str, float]) -> None:
@@ -228,14 +237,7 @@ def sample_answers(backend: Backend, prompts: Sequence[Prompt], setup: PromptSet
     predictions = [vote(draws[i * n:(i + 1) * n], p.label_sets, setup.sampling_temperature)
                    for i, p in enumerate(prompts)]
     if with_probabilities:
-        ok = [i for i, pred in enumerate(predictions) if pred.ok]
-        fixed = [{t: tp.label for t, tp in predictions[i].tasks.items()} for i in ok]
-        on_stage(f"scoring labels of {len(ok)}")
-        for i, tasks in zip(ok, score_labels(backend, [prompts[i] for i in ok], adapter, fixed=fixed), strict=True):
-            if isinstance(tasks, Exception):
-                predictions[i] = _refused(prompts[i], tasks)
-            else:
-                predictions[i].tasks = tasks
+        add_probabilities(backend, prompts, predictions, adapter, on_stage)
     return predictions
 
 
@@ -260,7 +262,14 @@ def answer(backend: Backend, samples: Sequence[Sample], setup: PromptSetup, adap
            with_probabilities: bool = True, on_stage: Stage = _quiet, toolbox: Toolbox | None = None
            ) -> list[Answered]:
     """The whole path for a batch of samples, by the setup's strategy; one Answered per sample, in input order."""
-    prepared = prepare(samples, setup, on_stage, toolbox)
+    return answer_prepared(backend, prepare(samples, setup, on_stage, toolbox), setup, adapter, with_probabilities,
+                           on_stage, toolbox)
+
+
+def answer_prepared(backend: Backend, prepared: Sequence[Prepared], setup: PromptSetup, adapter: str | None = None,
+                    with_probabilities: bool = True, on_stage: Stage = _quiet, toolbox: Toolbox | None = None
+                    ) -> list[Answered]:
+    """`answer` from the media stage on: the backend stages by the setup's strategy, in input order."""
     ready = [p for p in prepared if p.prompt is not None]
     prompts = [p.prompt for p in ready]
     if not ready:
@@ -277,15 +286,87 @@ def answer(backend: Backend, samples: Sequence[Sample], setup: PromptSetup, adap
     else:
         results_of_ready = run_prompts(backend, prompts, setup.mode, adapter, with_probabilities, on_stage)
     answered = iter(results_of_ready)
-    results = []
-    for p in prepared:
-        prediction = (next(answered) if p.prompt is not None
-                      else Prediction.failure(p.sample.id, p.error or "no prompt", kind=p.error_kind))
-        prediction.notes = p.notes + prediction.notes
-        if setup.temperatures:
-            calibrate(prediction, setup.temperatures)
-        results.append(Answered(p.prompt, prediction))
-    return results
+    return [_finish(p, next(answered) if p.prompt is not None else None, setup) for p in prepared]
+
+
+def _finish(prepared: Prepared, prediction: Prediction | None, setup: PromptSetup) -> Answered:
+    """The sample's notes on its prediction (a failure when it got no prompt), calibrated if asked."""
+    if prediction is None:
+        prediction = Prediction.failure(prepared.sample.id, prepared.error or "no prompt", kind=prepared.error_kind)
+    prediction.notes = prepared.notes + prediction.notes
+    if setup.temperatures:
+        calibrate(prediction, setup.temperatures)
+    return Answered(prepared.prompt, prediction)
+
+
+def streams_answers(backend: Backend, setup: PromptSetup) -> bool:
+    """Whether `answer_stream` can submit continuously: one greedy generated answer per sample on a
+    backend that takes requests one by one (vLLM engine, OpenAI server)."""
+    return (hasattr(backend, "stream") and setup.strategy == "single" and setup.draws == 1
+            and setup.mode == "generate")
+
+
+def answer_stream(backend: Backend, samples: Sequence[Sample], setup: PromptSetup, adapter: str | None = None,
+                  with_probabilities: bool = True, toolbox: Toolbox | None = None, batch_size: int = 16,
+                  continuous: bool = True, prefetch: int = 32, media_workers: int | None = None,
+                  on_stage: Stage = _quiet) -> Iterator[list[tuple[Sample, Answered]]]:
+    """Answers for many samples, in groups as they finish (not in input order).
+
+    Media and prompts are prepared ahead by a bounded pool (`PreparedFeed`) while the backend
+    works. Where the backend allows it (`streams_answers`) and `continuous` is on, each prompt
+    is submitted as soon as it is ready and each answer comes back as it finishes (with its
+    label probabilities, if asked, scored right then while the other requests keep running);
+    otherwise `batch_size` samples at a time go through `answer_prepared`.
+    """
+    from mllm_mer.feed import PreparedFeed
+
+    with PreparedFeed(samples, setup, toolbox, media_workers, max(prefetch, 1)) as feed:
+        if continuous and streams_answers(backend, setup):
+            yield from _answer_continuously(backend, feed, setup, adapter, with_probabilities, on_stage)
+            return
+        while chunk := feed.take(batch_size):
+            answered = answer_prepared(backend, chunk, setup, adapter, with_probabilities, on_stage, toolbox)
+            yield [(p.sample, a) for p, a in zip(chunk, answered, strict=True)]
+
+
+def _answer_continuously(backend: Backend, feed, setup: PromptSetup, adapter: str | None,
+                         with_probabilities: bool, on_stage: Stage) -> Iterator[list[tuple[Sample, Answered]]]:
+    held: dict[int, Prepared] = {}
+    keys = itertools.count()
+    with backend.stream(adapter) as stream:
+        while not (feed.exhausted and stream.pending == 0):
+            finished: list[tuple[Prepared, Prediction | None]] = []
+            while stream.room and not feed.exhausted:
+                # Wait for the feed only when the backend has nothing to work on.
+                prepared = feed.next(block=stream.pending == 0 and not finished)
+                if prepared is None:
+                    break
+                if prepared.prompt is None:
+                    finished.append((prepared, None))
+                    continue
+                key = next(keys)
+                try:
+                    stream.submit(key, prepared.prompt)
+                except INPUT_ERRORS as error:
+                    finished.append((prepared, _refused(prepared.prompt, error)))
+                    continue
+                held[key] = prepared
+            if stream.pending:
+                on_stage(f"generating ({stream.pending} in flight)")
+                for key, raw in stream.collect():
+                    prepared = held.pop(key)
+                    if isinstance(raw, Exception) and not isinstance(raw, INPUT_ERRORS):
+                        raise raw
+                    finished.append((prepared, _refused(prepared.prompt, raw) if isinstance(raw, Exception)
+                                     else parse_answer(raw, prepared.prompt.label_sets, prepared.sample.id)))
+            if with_probabilities:
+                scored = [i for i, (_, pred) in enumerate(finished) if pred is not None]
+                predictions = [finished[i][1] for i in scored]
+                add_probabilities(backend, [finished[i][0].prompt for i in scored], predictions, adapter)
+                for i, prediction in zip(scored, predictions, strict=True):
+                    finished[i] = (finished[i][0], prediction)
+            if finished:
+                yield [(p.sample, _finish(p, pred, setup)) for p, pred in finished]
 
 
 def predict(backend: Backend, samples: Sequence[Sample], setup: PromptSetup, adapter: str | None = None,

@@ -52,7 +52,8 @@ def media_settings(media: MediaConfig, model: str | None, saved: dict[str, Any] 
     max_frames = media.max_frames or saved.get("max_frames") or (family.max_frames if family else defaults.max_frames)
     max_pixels = media.max_pixels or saved.get("max_pixels") or (family.max_pixels if family else defaults.max_pixels)
     return MediaSettings(max_frames=int(max_frames), max_pixels=max_pixels, fps=media.fps,
-                         keyframe_snap=media.keyframe_snap, vocal_cues=media.vocal_cues, asr_model=media.asr_model)
+                         keyframe_snap=media.keyframe_snap, vocal_cues=media.vocal_cues, asr_model=media.asr_model,
+                         media_cache_gb=media.media_cache_gb)
 
 
 def adapter_prompt(model: ModelConfig) -> tuple[dict[str, Any], str | None]:

@@ -335,10 +335,17 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> Path:
     resume = opt.resume_from_checkpoint
     trainer.train(resume_from_checkpoint=(resume in (True, "true", "True")) or resume or None)
     adapter_dir = out / "adapter"
-    if trainer.is_world_process_zero():  # under DDP every process holds the same weights: one writes them
-        trainer.model.save_pretrained(adapter_dir)
+    # Under DDP every process holds the same weights; under FSDP they are sharded, and every process
+    # takes part in gathering them (peft cannot read sharded tensors). One process writes them.
+    sharded = trainer.is_fsdp_enabled
+    state = trainer.accelerator.get_state_dict(trainer.model) if sharded else None
+    if trainer.is_world_process_zero():
+        trainer.accelerator.unwrap_model(trainer.model).save_pretrained(adapter_dir, state_dict=state)
         save_adapter_prompt(adapter_dir, setup)
-        if dev_samples:
+        if dev_samples and sharded and args.world_size > 1:
+            print("dev metrics skipped under multi-process FSDP (a sharded model answers only with every process); "
+                  f"run `mllm-mer evaluate --adapter {adapter_dir}`")
+        elif dev_samples:
             metrics = dev_metrics(trainer.model, processor, dev_samples, setup, cfg, dev_toolbox)
             (out / "dev_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     trainer.accelerator.wait_for_everyone()

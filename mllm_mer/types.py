@@ -124,6 +124,9 @@ class MediaSettings:
     keyframe_snap: float = 0.25
     vocal_cues: bool = True  # describe loudness, pitch, pauses, speech rate from the audio
     asr_model: str | None = None  # Whisper id/path: transcribe when a sample has no transcript
+    # Decoded media kept on disk up to this size (media.frame_cache); 0 = off. Where frames come from,
+    # not which: no part of a run's identity (equality, fingerprint).
+    media_cache_gb: float = field(default=0.0, compare=False)
     # When set, media files must resolve inside one of these folders (the app's Batch tab); any
     # other path fails with the same message whether or not it exists.
     allowed_roots: tuple[str, ...] = ()

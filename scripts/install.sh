@@ -15,7 +15,7 @@ pip_() {  # pip, minus this machine's noise about absent local index folders
 PIP=pip_
 $PIP install --quiet --upgrade pip
 # pip (not uv/poetry): the CPU torch wheel is found through pip's find-links on this machine.
-$PIP install --quiet -e ".[${FLAVOUR},train,app,dev]"
+$PIP install --quiet -e ".[${FLAVOUR},train,app,ray,dev]"
 
 if [ "$FLAVOUR" = cpu ]; then
     # CUDA-built wheels that break `import vllm` beside the CPU torch; nothing here needs them.

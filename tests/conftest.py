@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Caches (decoded media, retrieval indexes) of this session only, also for the CLI's subprocesses.
+os.environ.setdefault("MLLM_MER_CACHE", tempfile.mkdtemp(prefix="mllm-mer-cache-"))
 
 from pathlib import Path  # noqa: E402
 

@@ -314,6 +314,45 @@ def test_chat_streams_partial_text_on_the_vllm_engine(app_url):
     assert sum(b >= a for a, b in zip(lengths, lengths[1:], strict=False)) >= 0.9 * (len(lengths) - 1), lengths
 
 
+@pytest.mark.browser
+def test_in_chromium_the_chat_answer_grows_on_screen_before_it_ends(app_url):
+    """Streaming as a person sees it (vLLM engine): the answer's text is read from the page while Ask is
+    still disabled, and several shorter texts appear before the final one."""
+    manager, browser = _browser()
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(app_url)
+        page.get_by_label("Transcript", exact=True).fill("Stream this, please.")
+        page.get_by_label("video", exact=True).uncheck()
+        page.get_by_label("audio", exact=True).uncheck()
+        page.get_by_role("button", name="Analyse").click()
+        page.get_by_text("emotion:").first.wait_for(timeout=120_000)
+        page.get_by_role("tab", name="Chat").click()
+        page.get_by_label("Question").fill("Tell me more about it.")
+        # Every rendering of the last bot message is recorded as it happens (not sampled by polling).
+        page.evaluate("""() => {
+            window.__seen = [];
+            new MutationObserver(() => {
+                const bots = document.querySelectorAll('[data-testid="bot"]');
+                if (bots.length) window.__seen.push([bots.length, bots[bots.length - 1].innerText]);
+            }).observe(document.body, {subtree: true, childList: true, characterData: true});
+        }""")
+        page.get_by_role("button", name="Ask").click()
+        page.wait_for_function("() => !!document.querySelector('button.primary[disabled]')", timeout=60_000)
+        page.wait_for_function("() => !document.querySelector('button.primary[disabled]')", timeout=120_000)
+        page.wait_for_timeout(300)
+        renders = page.evaluate("() => window.__seen")
+    finally:
+        browser.close()
+        manager.stop()
+    answer_count = max(n for n, _ in renders)
+    seen = [text for n, text in renders if n == answer_count and text]
+    final = seen[-1]
+    seen = [t for i, t in enumerate(seen) if i == 0 or t != seen[i - 1]]
+    partial = [t for t in seen if len(t) < len(final)]
+    assert final and len(partial) >= 3, (len(seen), [len(t) for t in seen], len(final))
+
+
 def test_cli_app_on_transformers_is_up_at_once_saying_loading(tiny_model, tmp_path):
     """`mllm-mer app` as a user types it: the page answers while the model loads, then says ready."""
     import subprocess

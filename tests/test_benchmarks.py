@@ -27,6 +27,14 @@ def test_run_all_writes_every_ratio(tiny_model, tmp_path):
         assert row.split("|")[2].strip().endswith("x")
 
 
+def test_long_recording_benchmark_alone(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.long_media", "--minutes", "0.2", "--windows", "4",
+                           "--frames", "2", "--folder", str(tmp_path)], capture_output=True, text=True, timeout=300,
+                          cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert "shared pass" in proc.stdout and "per-utterance seeking" in proc.stdout
+
+
 def test_media_benchmark_alone():
     proc = subprocess.run([sys.executable, "-m", "benchmarks.media", "--quick", "--seconds", "2"],
                           capture_output=True, text=True, timeout=300, cwd=REPO)
@@ -35,7 +43,7 @@ def test_media_benchmark_alone():
 
 
 @pytest.mark.parametrize("module", ["run_all", "media", "throughput", "scoring", "prefix_cache", "agent",
-                                    "dialogue", "fusion"])
+                                    "dialogue", "fusion", "engine_full", "long_media", "ray_scale"])
 def test_benchmark_command_lines(module):
     """Each benchmark's flags come from its config dataclasses (no engine is started)."""
     proc = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", "--help"],
@@ -48,6 +56,9 @@ def test_benchmark_command_lines(module):
                 "prefix_cache": ["--model", "--n", "--tokens"],
                 "agent": ["--model", "--n", "--repeats"],
                 "dialogue": ["--model", "--n", "--meld-dir", "--repeats"],
-                "fusion": ["--model", "--n", "--repeats"]}[module]
+                "fusion": ["--model", "--n", "--repeats"],
+                "engine_full": ["--model", "--n", "--clips", "--meld-dir", "--repeats"],
+                "long_media": ["--minutes", "--windows", "--frames", "--folder"],
+                "ray_scale": ["--model", "--n", "--backend", "--meld-dir"]}[module]
     for flag in expected:
         assert flag in proc.stdout, f"{module}: {flag} missing from --help"

@@ -78,6 +78,71 @@ def test_evaluate_meld_clips_on_vllm_writes_all_outputs(tmp_path, vllm_backend):
     assert "| emotion |" in report and ids[0] in report
 
 
+@pytest.mark.vllm
+@requires_meld
+def test_continuous_submission_agrees_with_batched_on_vllm(tmp_path, vllm_backend):
+    """Same answers whether prompts reach the engine one by one as they are ready or 4 at a time; label
+    probabilities are scored while other requests are still running."""
+    data_dir, ids = make_meld_split(tmp_path / "meld", n=12)
+    runs = {}
+    for submission in ("continuous", "batched"):
+        cfg = build(EvaluateConfig, dataset="meld", data_dir=str(data_dir), split="dev", probabilities=True,
+                    out=str(tmp_path / submission), batch_size=4, max_frames=4, submission=submission,
+                    model=vllm_backend.config.model.model, backend="vllm")
+        run_evaluation(cfg, backend=vllm_backend, progress=False)
+        runs[submission] = read_predictions(tmp_path / submission / "predictions.jsonl")
+    assert sorted(runs["continuous"]) == sorted(runs["batched"]) == sorted(ids)
+    assert sum(r["prediction"]["ok"] for r in runs["continuous"].values()) == len(ids) - 2
+    for i in ids:
+        got, want = runs["continuous"][i]["prediction"], runs["batched"][i]["prediction"]
+        assert (got["ok"], got["raw"], got["error_kind"]) == (want["ok"], want["raw"], want["error_kind"])
+        for task, tp in want["tasks"].items():
+            assert got["tasks"][task]["label"] == tp["label"]
+            # float32 log-probabilities shift in the 7th digit with the engine's batch composition
+            assert got["tasks"][task]["probabilities"] == pytest.approx(tp["probabilities"], abs=1e-5)
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_sigkill_mid_continuous_run_on_vllm_then_resume(tmp_path, vllm_backend, tiny_model):
+    """The continuous path through the CLI as a user runs it: killed with -9, rerun, every row once, and the
+    same greedy answers as an uninterrupted run."""
+    import random
+
+    rng = random.Random(5)
+    words = ["never", "again", "wow", "fine", "stop", "please", "great", "what", "no", "really"]
+    manifest = tmp_path / "rows.jsonl"
+    manifest.write_text("".join(json.dumps({"id": f"r{i}", "label": "neutral",
+                                            "text": " ".join(rng.choice(words) for _ in range(rng.randint(2, 14)))})
+                                + "\n" for i in range(160)))
+    common = ["--dataset", "manifest", "--data-dir", str(manifest), "--template", "label_only"]
+    reference = tmp_path / "reference"
+    run_evaluation(build(EvaluateConfig, model=str(tiny_model), backend="vllm", out=str(reference), dataset="manifest",
+                         data_dir=str(manifest), template="label_only"), backend=vllm_backend, progress=False)
+
+    crashed = tmp_path / "crashed"
+    command = [sys.executable, "-m", "mllm_mer.cli", "evaluate", "--model", str(tiny_model), "--backend", "vllm",
+               "--enforce-eager", "--max-model-len", "4096", "--dtype", "float32", "--out", str(crashed), *common]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    predictions = crashed / "predictions.jsonl"
+    deadline = time.monotonic() + 400
+    while time.monotonic() < deadline and proc.poll() is None:
+        if predictions.is_file() and predictions.read_text().count("\n") >= 2:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = predictions.read_text().count("\n")
+    assert 0 < partial < 160, "the kill should land mid-run"
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    lines = [json.loads(x) for x in predictions.read_text().splitlines()]
+    assert sorted(r["id"] for r in lines) == sorted(f"r{i}" for i in range(160))  # every row once
+    expected = read_predictions(reference / "predictions.jsonl")
+    assert {r["id"]: r["prediction"] for r in lines} == {k: v["prediction"] for k, v in expected.items()}
+
+
 def _evaluate_cmd(data_dir, out, *extra):
     return [sys.executable, "-m", "mllm_mer.cli", "evaluate", "--dataset", "meld", "--data-dir", str(data_dir),
             "--split", "dev", "--out", str(out), "--batch-size", "2", "--template", "label_only",
@@ -201,3 +266,52 @@ def test_gold_labels_outside_the_set_or_missing_are_counted_and_shown():
     assert metrics["gold_issues"]["emotion"] == {"outside_label_set": 1, "missing": 1}  # happiness is a synonym
     assert metrics["tasks"]["emotion"]["n"] == 2
     assert "emotion: 1 gold labels outside the label set and 1 missing: not scored" in summary(metrics)
+
+
+@requires_meld
+def test_report_throughput_agrees_with_the_progress_bar(tmp_path, tiny_model):
+    """What report.md says of speed is what the user watched: within 20% of tqdm's final rate (40 MELD rows)."""
+    import re
+
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "mllm_mer.cli", "evaluate", "--model", str(tiny_model),
+                           "--dataset", "meld", "--data-dir", str(MELD_DIR), "--split", "test", "--limit", "40",
+                           "--modalities", "text", "--template", "label_only", "--batch-size", "8",
+                           "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    bar = done.stderr.replace("\r", "\n")
+    assert "40/40" in bar
+    rate = re.findall(r"([\d.]+)(sample/s|s/sample)", bar)[-1]
+    shown = float(rate[0]) if rate[1] == "sample/s" else 1 / float(rate[0])
+    reported = json.loads((out / "metrics.json").read_text())["throughput_samples_per_s"]
+    assert abs(reported - shown) <= 0.2 * shown, (reported, shown)
+    assert f"{reported:.2f}" in (out / "report.md").read_text()
+
+
+def test_a_second_evaluate_over_the_same_clips_opens_no_media_file(tmp_path, hf_backend, monkeypatch):
+    """Decoded frames, audio windows and probes come from the disk cache on a rerun (a new process's memory
+    cache is empty: cleared here); the answers are the same."""
+    from mllm_mer.media import video
+
+    manifest = tmp_path / "clips.jsonl"
+    rows = []
+    for i in range(3):
+        write_clip(tmp_path / f"c{i}.mp4", seconds=1.5, fps=8, colour=lambda k, i=i: (70 * i, 90, 160))
+        rows.append({"id": f"c{i}", "video": f"c{i}.mp4", "text": f"clip {i}", "label": "neutral"})
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.setenv("MLLM_MER_CACHE", str(tmp_path / "cache"))
+
+    def evaluate(out):
+        cfg = build(EvaluateConfig, dataset="manifest", data_dir=str(manifest), out=str(tmp_path / out),
+                    model=hf_backend.config.model.model, template="label_only", max_frames=2)
+        run_evaluation(cfg, backend=hf_backend, progress=False)
+        return {k: v["prediction"] for k, v in read_predictions(tmp_path / out / "predictions.jsonl").items()}
+
+    first = evaluate("first")
+    video._read_frames_cached.cache_clear()
+    opened = []
+    real_open = video.av.open
+    monkeypatch.setattr(video.av, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
+    second = evaluate("second")
+    assert opened == []
+    assert second == first and all(p["ok"] for p in second.values())

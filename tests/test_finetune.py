@@ -194,3 +194,25 @@ def test_accelerate_configs_load(name):
 
     config = load_config_from_file(f"finetune/accelerate/{name}.yaml")
     assert config.num_processes >= 2 and config.distributed_type is not None
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name, extra", [
+    ("ddp", []),
+    ("fsdp", ["--fsdp_transformer_layer_cls_to_wrap", "Qwen2VLDecoderLayer,Qwen2VLVisionBlock",
+              "--fsdp_cpu_ram_efficient_loading", "false"]),
+    ("deepspeed_zero2", []),
+])
+def test_gpu_configs_train_the_tiny_recipe(tiny_model, task, tmp_path, name, extra):
+    """The shipped multi-GPU configs launch the tiny recipe on the GPUs there are (bf16) and learn."""
+    if name.startswith("deepspeed"):
+        pytest.importorskip("deepspeed", reason="DeepSpeed is not installed on this GPU machine")
+    out = tmp_path / name
+    proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                           f"finetune/accelerate/{name}.yaml", "--num_processes", str(torch.cuda.device_count()),
+                           *extra, "finetune/train.py", "--config", RECIPE,
+                           *overrides(tiny_model, task, out, "dtype=bfloat16")],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, "\n".join(line for line in proc.stderr.splitlines() if "rror" in line)[-4000:]
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    assert json.loads((out / "dev_metrics.json").read_text())["tasks"]["emotion"]["accuracy"] >= 0.9

@@ -212,3 +212,63 @@ def test_the_pipeline_snaps_to_nearby_keyframes_by_default(tmp_path):
     assert tuple(media.frame_times) == (1.2, 3.0, 4.8, 7.2)
     exact = load_media(Sample(id="s", video=str(path)), MediaSettings(max_frames=4, keyframe_snap=0))
     assert tuple(exact.frame_times) == (1.0, 3.0, 5.0, 7.0)
+
+
+def test_one_pass_over_many_windows_gives_the_frames_of_per_window_decoding(tmp_path):
+    """A long-GOP clip with moving content: every window served by the shared pass equals, pixel for pixel,
+    the same window decoded on its own (exact times); windows past the end fail as they would alone."""
+    from mllm_mer.media.video import _read_frames_cached, file_key
+    from mllm_mer.media.windows import Window, decode_windows
+
+    clip = str(write_clip(tmp_path / "talk.mp4", seconds=12.0, fps=25, size=(160, 96), texture=True, gop=250,
+                          audio=False))
+    windows = [Window(8, None, 0.0, 2.0), Window(8, None, 1.5, 2.5), Window(4, None, 3.0, 7.0),
+               Window(8, None, 3.0, 7.0), Window(8, 2.0, 6.9, 9.0), Window(8, None, 10.0, 15.0),
+               Window(8, None, 20.0, 22.0), Window(8, None, 0.0, 12.0)]
+    shared = dict(decode_windows(clip, windows, 64 * 64))
+    assert sorted(shared) == list(range(len(windows)))
+    for i, w in enumerate(windows):
+        try:
+            alone = _read_frames_cached(file_key(clip), w.n, w.fps, w.start, w.end, 64 * 64, 0.0)
+        except MediaError as error:
+            assert type(shared[i]) is type(error), (w, shared[i])
+            continue
+        got = shared[i]
+        assert got.times == alone.times and len(got.images) == len(alone.images) > 0, w
+        for a, b in zip(got.images, alone.images, strict=True):
+            assert np.array_equal(np.asarray(a), np.asarray(b)), (w, got.times)
+
+
+def test_load_media_serves_every_window_of_a_file_from_one_open(tmp_path, monkeypatch):
+    from mllm_mer.media import video
+    from mllm_mer.media.windows import shared_windows
+
+    clip = str(write_clip(tmp_path / "episode.mp4", seconds=8.0, fps=20, size=(96, 64), texture=True, gop=250,
+                          audio=False))
+    samples = [Sample(id=f"u{i}", transcript="hi", video=clip, start=i * 0.9, end=i * 0.9 + 1.2) for i in range(8)]
+    settings = MediaSettings(max_frames=4, keyframe_snap=0.0, vocal_cues=False)
+    expected = [load_media(s, settings).frames for s in samples]
+    video._read_frames_cached.cache_clear()
+    opened = []
+    real_open = video.av.open
+    monkeypatch.setattr(video.av, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
+    with shared_windows(samples, settings):
+        got = [load_media(s, settings).frames for s in samples]
+    decoders = len(opened) - len(samples)  # each sample still probes its file once (header only)
+    assert decoders == 1, opened
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for g, e in zip(got, expected, strict=True)
+               for a, b in zip(g, e, strict=True))
+
+
+def test_utterance_sound_sliced_from_one_decoded_track_matches_per_window_decoding(tmp_path):
+    from mllm_mer.media.audio import SharedTrack, _decode_audio
+    from mllm_mer.media.errors import WindowOutside
+
+    clip = str(write_clip(tmp_path / "talk.mp4", seconds=6.0, fps=10, tone_hz=220.0))
+    track = SharedTrack(clip)
+    for start, end in [(0.5, 1.7), (2.0, 4.0), (5.5, 9.0)]:
+        alone, sliced = _decode_audio(clip, start, end), track.window(start, end)
+        assert abs(alone.size - sliced.size) <= SAMPLE_RATE // 50, (start, end, alone.size, sliced.size)
+        assert np.sqrt(np.mean(sliced ** 2)) == pytest.approx(np.sqrt(np.mean(alone ** 2)), rel=0.05)
+    with pytest.raises(WindowOutside):
+        track.window(8.0, 9.0)

@@ -26,7 +26,8 @@ class ServeProcess:
         self.port = free_port()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mllm_mer.cli", "serve", "--model", str(model), "--adapter", f"probe={adapter}",
-             "--port", str(self.port), "--enforce-eager", "--max-model-len", "4096", "--log-file", str(log)],
+             "--port", str(self.port), "--enforce-eager", "--max-model-len", "4096", "--log-file", str(log),
+             "--max-num-seqs", "8"],  # not a flag of ours: passed through to vLLM's server
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "MLLM_MER_API_KEY": KEY})
         self.banner = ""
         deadline = time.monotonic() + 400
@@ -36,6 +37,7 @@ class ServeProcess:
                 raise AssertionError(f"serve exited early:\n{self.banner}\n{log.read_text()[-3000:]}")
             self.banner += line
         self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
 
     def stop(self) -> list[int]:
         """SIGTERM the command; return the pids of its process tree still alive afterwards."""
@@ -72,6 +74,12 @@ def test_serves_on_loopback_and_prints_the_url(server):
     listening = {c.laddr.ip for c in psutil.net_connections("tcp") if c.laddr.port == server.port
                  and c.status == psutil.CONN_LISTEN}
     assert listening == {"127.0.0.1"}
+
+
+def test_a_vllm_flag_we_do_not_define_reaches_the_server(server):
+    """`mllm-mer serve ... --max-num-seqs 8`: read back from the server's own account of its settings."""
+    started = next(line for line in server.log.read_text().splitlines() if "non-default args" in line)
+    assert "'max_num_seqs': 8" in started
 
 
 def test_models_endpoint_lists_base_and_adapter(server, tiny_model):
@@ -116,6 +124,53 @@ def test_dialogue_command_over_the_server(server, tiny_model, tmp_path):
     rows = [json.loads(x) for x in (out / "timeline.jsonl").read_text().splitlines()]
     assert [r["speaker"] for r in rows] == ["Ann", "Bob", "Ann"] and all(r["ok"] for r in rows)
     assert (out / "timeline.png").is_file() and (out / "timeline.md").is_file()
+
+
+def test_cli_evaluate_over_the_server_continuous_equals_batched(server, tiny_model, tmp_path):
+    """`evaluate --backend openai --concurrency 4` keeps 4 requests in flight and saves each answer as it comes;
+    the answers are those of 4-at-a-time batches."""
+    manifest = tmp_path / "rows.jsonl"
+    manifest.write_text("".join(json.dumps({"id": f"r{i}", "text": " ".join(["so", "what", "now"][: 1 + i % 3] * i),
+                                            "label": "neutral"}) + "\n" for i in range(1, 13)))
+    runs = {}
+    for submission in ("continuous", "batched"):
+        out = tmp_path / submission
+        done = subprocess.run([sys.executable, "-m", "mllm_mer.cli", "evaluate", "--backend", "openai", "--base-url",
+                               server.url, "--model", str(tiny_model), "--dataset", "manifest", "--data-dir",
+                               str(manifest), "--template", "label_only", "--concurrency", "4", "--batch-size", "4",
+                               "--submission", submission, "--out", str(out)], capture_output=True, text=True,
+                              timeout=600, env={**os.environ, "MLLM_MER_API_KEY": KEY})
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs[submission] = {json.loads(x)["id"]: json.loads(x)["prediction"]
+                            for x in (out / "predictions.jsonl").read_text().splitlines()}
+    assert len(runs["continuous"]) == 12 and all(p["ok"] for p in runs["continuous"].values())
+    assert runs["continuous"] == runs["batched"]
+
+
+def test_requests_spread_over_several_base_urls(server, client, meld_spec):
+    """`--base-url A --base-url B`: each answer goes to the least busy server (here two clients of one server,
+    the same answers as one client); a server that is down among them is a clear error at start."""
+    from mllm_mer.backends.openai_client import OpenAIBackend
+
+    two = OpenAIBackend(build(BackendConfig, backend="openai", base_url=[server.url, f"{server.url}/v1"],
+                              max_new_tokens=2048, api_key=KEY, concurrency=2))
+    calls = [0, 0]
+    for i, c in enumerate(two.clients):
+        real = c.chat.completions.create
+
+        def counted(*args, _real=real, _i=i, **kwargs):
+            calls[_i] += 1
+            return _real(*args, **kwargs)
+        c.chat.completions.create = counted
+    samples = [Sample(id=f"t{i}", transcript=" ".join(["so", "what", "now", "fine"][: 1 + i % 4])) for i in range(8)]
+    setup = PromptSetup(meld_spec, template="label_only")
+    got = predict(two, samples, setup, with_probabilities=False)
+    two.close()
+    assert min(calls) > 0 and sum(calls) == 8, calls
+    assert [p.tasks for p in got] == [p.tasks for p in predict(client, samples, setup, with_probabilities=False)]
+    with pytest.raises(ConnectionError, match="one of"):
+        OpenAIBackend(build(BackendConfig, backend="openai", base_url=[server.url, f"http://127.0.0.1:{free_port()}"],
+                            api_key=KEY, retries=0, timeout_s=5))
 
 
 def assert_server_scores_match_the_engine(client, vllm_backend, meld_spec, transcript):

@@ -114,7 +114,8 @@ class Look:
         start, end = _window(args, ep.span)
         n = min(int(args["n"]), ep.frames_left)
         # Exact times: the model asked for this window.
-        clip = read_frames(ep.sample.video, n, None, start, end, box.setup.media.max_pixels, 0.0)
+        clip = read_frames(ep.sample.video, n, None, start, end, box.setup.media.max_pixels, 0.0,
+                           box.setup.media.media_cache_gb)
         ep.frames_left -= len(clip.images)
         times = ", ".join(f"{t:.2f}" for t in clip.times)
         return Observation(f"{len(clip.images)} frames of {start:.2f}-{end:.2f} s above, at {times} s.",

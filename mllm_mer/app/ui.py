@@ -366,7 +366,7 @@ def build_demo(service: Service) -> gr.Blocks:
         build_chat_tab(service, analysis_state, chatbot, chat_header)
         build_conversation_tab(service)
         build_batch_tab(service)
-    demo.queue(default_concurrency_limit=service.config.ui.concurrency)
+    demo.queue(default_concurrency_limit=service.config.ui.ui_concurrency)
     return demo
 
 

@@ -7,9 +7,12 @@ The prompt's messages go out as they are, with media parts turned into data URLs
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
+import threading
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from typing import Any
 
 from mllm_mer.backends.label_scoring import (
@@ -72,41 +75,68 @@ def to_openai_messages(prompt: Prompt) -> list[dict[str, Any]]:
 class OpenAIBackend:
     name = "openai"
 
-    def __init__(self, config: BackendConfig, max_concurrency: int = 8):
+    def __init__(self, config: BackendConfig):
         import openai
 
         client = config.client
         if not client.base_url:
             raise ValueError("the openai backend needs --base-url (e.g. http://127.0.0.1:8000/v1)")
         self.config = config
-        self.base_url = client.base_url.rstrip("/")
-        if not self.base_url.endswith("/v1"):
-            self.base_url += "/v1"
-        self.client = openai.OpenAI(base_url=self.base_url, api_key=client.api_key or "EMPTY",
-                                    timeout=client.timeout_s, max_retries=client.retries)
-        self.max_concurrency = max_concurrency
+        self.base_urls = [url.rstrip("/") + ("" if url.rstrip("/").endswith("/v1") else "/v1")
+                          for url in client.base_url]
+        self.base_url = self.base_urls[0]  # tokenising and free-text chat go here
+        self.clients = [openai.OpenAI(base_url=url, api_key=client.api_key or "EMPTY", timeout=client.timeout_s,
+                                      max_retries=client.retries) for url in self.base_urls]
+        self.client = self.clients[0]
+        self._in_flight = [0] * len(self.clients)
+        self._pick = threading.Lock()
+        self.max_concurrency = max(1, client.concurrency) * len(self.clients)
         self._token_cache: dict[tuple, Any] = {}  # labels repeat across prompts
         self.served = self._served_models()
         self.model_name = config.model.model if config.model.model in self.served else self.served[0]
 
+    @contextmanager
+    def _server(self, key: str | None = None) -> Iterator[Any]:
+        """A server's client: the least busy one, or for a `key` always the same one (so a prompt's
+        scoring requests meet its prefix in that server's cache)."""
+        with self._pick:
+            if key is None:
+                i = self._in_flight.index(min(self._in_flight))
+            else:
+                i = int(hashlib.sha256(key.encode()).hexdigest(), 16) % len(self.clients)
+            self._in_flight[i] += 1
+        try:
+            yield self.clients[i]
+        finally:
+            with self._pick:
+                self._in_flight[i] -= 1
+
     def _call(self, fn, *args, **kwargs):
         import openai
 
+        url = self.base_url if len(self.base_urls) == 1 else f"one of {', '.join(self.base_urls)}"
         try:
             return fn(*args, **kwargs)
         except openai.APIConnectionError as error:
-            raise ConnectionError(f"cannot reach the OpenAI-compatible server at {self.base_url} ({error}); "
+            raise ConnectionError(f"cannot reach the OpenAI-compatible server at {url} ({error}); "
                                   "is `mllm-mer serve` running?") from None
         except openai.AuthenticationError:
-            raise ConnectionError(f"the server at {self.base_url} refused the API key") from None
+            raise ConnectionError(f"the server at {url} refused the API key") from None
         except openai.APIStatusError as error:
-            raise RuntimeError(f"server at {self.base_url} answered {error.status_code}: {error.message}") from None
+            raise RuntimeError(f"server at {url} answered {error.status_code}: {error.message}") from None
 
     def _served_models(self) -> list[str]:
-        models = [m.id for m in self._call(self.client.models.list).data]
-        if not models:
-            raise RuntimeError(f"the server at {self.base_url} serves no model")
-        return models
+        """The models every server serves (each server is asked: a down or different one fails now)."""
+        served = None
+        for url, client in zip(self.base_urls, self.clients, strict=True):
+            models = [m.id for m in self._call(client.models.list).data]
+            if not models:
+                raise RuntimeError(f"the server at {url} serves no model")
+            if served is not None and set(models) != set(served):
+                raise RuntimeError(f"the servers serve different models: {self.base_urls[0]} has "
+                                   f"{', '.join(served)}; {url} has {', '.join(models)}")
+            served = served or models
+        return served
 
     def _model_for(self, adapter: str | None) -> str:
         if adapter is None:
@@ -116,11 +146,12 @@ class OpenAIBackend:
         return adapter
 
     def _one(self, prompt: Prompt, model: str, temperature: float = 0.0, seed: int | None = None) -> str:
-        response = self._call(
-            self.client.chat.completions.create, model=model, messages=to_openai_messages(prompt),
-            temperature=temperature, seed=seed, max_tokens=self.config.model.max_new_tokens,
-            response_format={"type": "json_schema",
-                             "json_schema": {"name": "answer", "schema": prompt.schema, "strict": True}})
+        with self._server() as client:
+            response = self._call(
+                client.chat.completions.create, model=model, messages=to_openai_messages(prompt),
+                temperature=temperature, seed=seed, max_tokens=self.config.model.max_new_tokens,
+                response_format={"type": "json_schema",
+                                 "json_schema": {"name": "answer", "schema": prompt.schema, "strict": True}})
         return response.choices[0].message.content or ""
 
     def generate(self, prompts: Sequence[Prompt], adapter: str | None = None, temperature: float = 0.0,
@@ -129,6 +160,18 @@ class OpenAIBackend:
         seeds = list(seeds) if seeds is not None else [None] * len(prompts)
         with ThreadPoolExecutor(self.max_concurrency) as pool:  # the server batches concurrent requests
             return list(pool.map(lambda p, seed: self._one(p, model, temperature, seed), prompts, seeds))
+
+    @contextmanager
+    def stream(self, adapter: str | None = None) -> Iterator[ConcurrentStream]:
+        """Continuous submission: at most `concurrency` requests in flight, each answer collected as it
+        finishes, so the server's continuous batching always has work (see `ConcurrentStream`)."""
+        model = self._model_for(adapter)
+        pool = ThreadPoolExecutor(self.max_concurrency)
+        stream = ConcurrentStream(lambda prompt: self._one(prompt, model), self.max_concurrency, pool)
+        try:
+            yield stream
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def chat(self, prompt: Prompt, adapter: str | None = None, max_new_tokens: int = 256) -> Iterator[str]:
         """Free-text answer, streamed token by token from the server (accumulated text so far)."""
@@ -175,12 +218,13 @@ class OpenAIBackend:
                      model: str) -> dict[int, float] | None:
         """Next-token log-probabilities of `tokens` after the assistant has written `prefix`."""
         text = self._detokenize(prefix, model)
-        response = self._call(
-            self.client.chat.completions.create, model=model, max_tokens=1, temperature=0.0, logprobs=True,
-            messages=messages + [{"role": "assistant", "content": text}],
-            extra_body={"continue_final_message": True, "add_generation_prompt": False,
-                        "logprob_token_ids": sorted(tokens), "return_tokens_as_token_ids": True,
-                        "return_token_ids": True})
+        with self._server(key=str(id(messages))) as client:  # a prompt's reads meet its cached prefix
+            response = self._call(
+                client.chat.completions.create, model=model, max_tokens=1, temperature=0.0, logprobs=True,
+                messages=messages + [{"role": "assistant", "content": text}],
+                extra_body={"continue_final_message": True, "add_generation_prompt": False,
+                            "logprob_token_ids": sorted(tokens), "return_tokens_as_token_ids": True,
+                            "return_token_ids": True})
         prompt_ids = response.model_extra.get("prompt_token_ids") or []
         if prefix and list(prompt_ids[-len(prefix):]) != list(prefix):
             return None
@@ -190,10 +234,11 @@ class OpenAIBackend:
 
     def _candidate_logprobs(self, messages: list[dict], continuation: str, model: str) -> list[float]:
         ids = self._tokenize(continuation, model)
-        response = self._call(
-            self.client.chat.completions.create, model=model, max_tokens=1, temperature=0.0,
-            messages=messages + [{"role": "assistant", "content": continuation}],
-            extra_body={"prompt_logprobs": 0, "continue_final_message": True, "add_generation_prompt": False})
+        with self._server(key=str(id(messages))) as client:
+            response = self._call(
+                client.chat.completions.create, model=model, max_tokens=1, temperature=0.0,
+                messages=messages + [{"role": "assistant", "content": continuation}],
+                extra_body={"prompt_logprobs": 0, "continue_final_message": True, "add_generation_prompt": False})
         tail = response.model_extra["prompt_logprobs"][-len(ids):]
         return [entry[str(token_id)]["logprob"] for token_id, entry in zip(ids, tail, strict=False)]
 
@@ -220,4 +265,32 @@ class OpenAIBackend:
                                              timeout=self.config.client.timeout_s).json())
 
     def close(self) -> None:
-        self.client.close()
+        for client in self.clients:
+            client.close()
+
+
+class ConcurrentStream:
+    """Prompts submitted one by one to a bounded pool of requests; answers collected as each finishes.
+
+    An answer the server refused comes back as its exception (the pipeline fails that
+    sample alone, or stops the run for a lost connection)."""
+
+    def __init__(self, call, concurrency: int, pool: ThreadPoolExecutor):
+        self.call, self.concurrency, self.pool = call, concurrency, pool
+        self.keys: dict[Future, Any] = {}
+
+    @property
+    def pending(self) -> int:
+        return len(self.keys)
+
+    @property
+    def room(self) -> bool:
+        return len(self.keys) < self.concurrency
+
+    def submit(self, key: Any, prompt: Prompt) -> None:
+        self.keys[self.pool.submit(self.call, prompt)] = key
+
+    def collect(self, timeout: float = 0.05) -> list[tuple[Any, str | Exception]]:
+        """The answers that finished within `timeout` seconds (short, so that new prompts keep coming)."""
+        done, _ = wait(list(self.keys), timeout=timeout, return_when=FIRST_COMPLETED)
+        return [(self.keys.pop(f), f.exception() or f.result()) for f in done]

@@ -2,15 +2,19 @@
 
 Takes the same Prompts as the transformers backend, renders them with the same
 chat template, passes frames in the form the model family wants, enforces each
-prompt's answer schema with structured outputs, and sends the whole batch in one
-`generate` call (vLLM schedules it; prefix caching shares the system prompt).
+prompt's answer schema with structured outputs, and hands the whole batch to the
+engine at once (vLLM schedules it; prefix caching shares the system prompt). `stream`
+takes requests one by one as they are ready and gives answers back as each finishes,
+so the engine never drains between batches.
 """
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from mllm_mer.backends.base import render
+from mllm_mer.backends.engine_loop import EngineLoop
 from mllm_mer.config import BackendConfig
 from mllm_mer.models import explain_load_error, family_for, resolve_model
 from mllm_mer.types import Prompt
@@ -60,16 +64,13 @@ class VLLMEngineBackend:
         except OSError as error:
             raise explain_load_error(model.model, error) from error
         self.tokenizer = self.llm.get_tokenizer()
+        self.loop = EngineLoop(self.llm)
 
-    def _generate(self, *args, **kwargs):
-        """`LLM.generate`; the engine's refusal of an input (e.g. over the context length) is a ValueError,
-        so that the pipeline fails that sample alone."""
-        from vllm.exceptions import VLLMClientError
-
-        try:
-            return self.llm.generate(*args, **kwargs)
-        except VLLMClientError as error:
-            raise ValueError(str(error)) from None
+    def _generate(self, requests: Sequence[dict[str, Any]], params: Any, lora_request: Any = None) -> list[Any]:
+        """The outputs for `requests`, in order; the engine's refusal of an input (e.g. over the context
+        length) is a ValueError, so that the pipeline fails that sample alone."""
+        params = list(params) if isinstance(params, (list, tuple)) else [params.clone() for _ in requests]
+        return self.loop.run(requests, params, lora_request)
 
     def register_adapter(self, name: str, path: str) -> None:
         """Make another adapter available to later calls (the engine must have started with LoRA on)."""
@@ -97,19 +98,31 @@ class VLLMEngineBackend:
             request["multi_modal_data"] = data
         return request
 
-    def generate(self, prompts: Sequence[Prompt], adapter: str | None = None, temperature: float = 0.0,
-                 seeds: Sequence[int] | None = None) -> list[str]:
+    def _answer_params(self, prompt: Prompt, temperature: float = 0.0, seed: int | None = None):
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
+        return SamplingParams(temperature=temperature, seed=seed if temperature > 0 else None,
+                              max_tokens=self.config.model.max_new_tokens,
+                              structured_outputs=StructuredOutputsParams(json=prompt.schema))
+
+    def generate(self, prompts: Sequence[Prompt], adapter: str | None = None, temperature: float = 0.0,
+                 seeds: Sequence[int] | None = None) -> list[str]:
         seeds = list(seeds) if seeds is not None else [None] * len(prompts)
-        params = [SamplingParams(temperature=temperature, seed=seed if temperature > 0 else None,
-                                 max_tokens=self.config.model.max_new_tokens,
-                                 structured_outputs=StructuredOutputsParams(json=p.schema))
-                  for p, seed in zip(prompts, seeds, strict=True)]
+        params = [self._answer_params(p, temperature, seed) for p, seed in zip(prompts, seeds, strict=True)]
         requests = [self._request(p, render(self.tokenizer, p)) for p in prompts]
-        outputs = self._generate(requests, params, lora_request=self._lora(adapter), use_tqdm=False)
+        outputs = self._generate(requests, params, lora_request=self._lora(adapter))
         return [out.outputs[0].text for out in outputs]
+
+    @contextmanager
+    def stream(self, adapter: str | None = None) -> Iterator[EngineStream]:
+        """Continuous submission of greedy answers (see `EngineStream`); unfinished requests are
+        aborted when the block ends."""
+        stream = EngineStream(self, self._lora(adapter))
+        try:
+            yield stream
+        finally:
+            self.loop.abort(list(stream.keys))
 
     def generate_token_ids(self, prompts: Sequence[Prompt], adapter: str | None = None,
                            max_new_tokens: int = 16, ignore_eos: bool = False) -> list[list[int]]:
@@ -118,7 +131,7 @@ class VLLMEngineBackend:
 
         params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, ignore_eos=ignore_eos)
         requests = [self._request(p, render(self.tokenizer, p)) for p in prompts]
-        outputs = self._generate(requests, params, lora_request=self._lora(adapter), use_tqdm=False)
+        outputs = self._generate(requests, params, lora_request=self._lora(adapter))
         return [list(out.outputs[0].token_ids) for out in outputs]
 
     def chat(self, prompt: Prompt, adapter: str | None = None, max_new_tokens: int = 256) -> Iterator[str]:
@@ -185,7 +198,7 @@ class VLLMEngineBackend:
                 params.append(SamplingParams(temperature=0.0, max_tokens=len(forced), ignore_eos=True,
                                              detokenize=False, logprob_token_ids=list(walk.tokens),
                                              extra_args={FORCED_TOKENS: forced}))
-            outputs = self._generate(batch, params, lora_request=self._lora(adapter), use_tqdm=False)
+            outputs = self._generate(batch, params, lora_request=self._lora(adapter))
             for i, out in zip(owners, outputs, strict=True):
                 walk, steps = paths[i][wave], out.outputs[0].logprobs
                 if list(out.outputs[0].token_ids) != list(walk.path[walk.start:walk.reads[-1] + 1]):
@@ -202,6 +215,39 @@ class VLLMEngineBackend:
             shutdown = getattr(engine, "engine_core", None)
             if shutdown is not None and hasattr(shutdown, "shutdown"):
                 shutdown.shutdown()
+
+
+class EngineStream:
+    """Answers requested one by one, collected as each finishes.
+
+    The caller submits prompts as it prepares them and calls `collect` to advance the
+    engine; the engine's scheduler always has the whole backlog, as with one big
+    `generate`, but the first answers come back (and are saved) while later prompts are
+    still being prepared. Other calls on the same backend (label scoring) may run in
+    between: the shared `EngineLoop` keeps everyone's outputs apart.
+    """
+
+    room = True  # the engine queues what it cannot yet run; the caller's lookahead bounds memory
+
+    def __init__(self, backend: VLLMEngineBackend, lora: Any):
+        self.backend, self.lora = backend, lora
+        self.keys: dict[str, Any] = {}  # request id -> the caller's key
+
+    @property
+    def pending(self) -> int:
+        return len(self.keys)
+
+    def submit(self, key: Any, prompt: Prompt) -> None:
+        """Queue one prompt; ValueError if the engine refuses it (nothing is queued then)."""
+        backend = self.backend
+        request = backend._request(prompt, render(backend.tokenizer, prompt))
+        self.keys[backend.loop.add(request, backend._answer_params(prompt), self.lora)] = key
+
+    def collect(self) -> list[tuple[Any, str]]:
+        """One engine step; the answers that finished, as (key, text)."""
+        loop = self.backend.loop
+        loop.step()
+        return [(self.keys.pop(i), out.outputs[0].text) for i, out in loop.take(list(self.keys)).items()]
 
 
 def _cpu_only() -> bool:

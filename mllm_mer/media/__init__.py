@@ -45,8 +45,9 @@ def load_media(sample: Sample, settings: MediaSettings, modalities: tuple[str, .
     if settings.allowed_roots:
         check_allowed(sample, settings.allowed_roots)
     # Each file is opened once to see what it holds (missing or broken files fail here).
-    video_streams = video_mod.probe(sample.video) if sample.video else (False, False)
-    audio_streams = video_mod.probe(sample.audio) if sample.audio else (False, False)
+    cache_gb = settings.media_cache_gb
+    video_streams = video_mod.probe(sample.video, cache_gb) if sample.video else (False, False)
+    audio_streams = video_mod.probe(sample.audio, cache_gb) if sample.audio else (False, False)
     frames: tuple = ()
     times: tuple[float, ...] = ()
     notes: list[str] = []
@@ -59,7 +60,7 @@ def load_media(sample: Sample, settings: MediaSettings, modalities: tuple[str, .
         elif video_streams[0]:
             try:
                 clip = video_mod.read_frames(sample.video, settings.max_frames, settings.fps, sample.start,
-                                             sample.end, settings.max_pixels, settings.keyframe_snap)
+                                             sample.end, settings.max_pixels, settings.keyframe_snap, cache_gb)
             except WindowOutside as outside:  # e.g. a subtitle cue past the recording: the words still count
                 clip = None
                 notes.append(f"{Path(sample.video).name}: {outside.reason}")
@@ -80,7 +81,7 @@ def load_media(sample: Sample, settings: MediaSettings, modalities: tuple[str, .
     need_cues = settings.vocal_cues and "audio" in modalities and not sample.vocal_cues
     if sound and (need_asr or need_cues):
         try:
-            waveform = audio_mod.load_audio(sound, *window)
+            waveform = audio_mod.load_audio(sound, *window, cache_gb=cache_gb)
         except WindowOutside as outside:  # past the end of the recording: nothing to hear, the words still count
             notes.append(f"{Path(sound).name}: {outside.reason}")
             need_asr = need_cues = False

@@ -1,6 +1,8 @@
 """Audio as 16 kHz mono float32, from an audio file or a video's audio track (PyAV)."""
 from __future__ import annotations
 
+import threading
+
 import av
 import numpy as np
 
@@ -10,8 +12,27 @@ from mllm_mer.media.video import _open
 SAMPLE_RATE = 16_000
 
 
-def load_audio(path: str, start: float | None = None, end: float | None = None) -> np.ndarray:
-    """The (windowed) audio track resampled to 16 kHz mono; MediaError when there is none."""
+def load_audio(path: str, start: float | None = None, end: float | None = None, cache_gb: float = 0.0
+               ) -> np.ndarray:
+    """The (windowed) audio track resampled to 16 kHz mono; MediaError when there is none. Kept on disk
+    up to `cache_gb` GiB (media.frame_cache)."""
+    import os
+
+    from mllm_mer.media.frame_cache import media_cache
+    from mllm_mer.media.video import file_key
+
+    cache = media_cache(cache_gb)
+    key = ("audio", file_key(path), start, end)
+    if cache is not None and os.path.isfile(path) and (hit := cache.get_array(key)) is not None:
+        return hit
+    shared = _PLANNED.get(file_key(path))
+    audio = shared.window(start, end) if shared is not None else _decode_audio(path, start, end)
+    if cache is not None:
+        cache.put_array(key, audio)
+    return audio
+
+
+def _decode_audio(path: str, start: float | None, end: float | None) -> np.ndarray:
     with _open(path) as container:
         if not container.streams.audio:
             raise MediaError(path, "no audio track")
@@ -43,3 +64,28 @@ def load_audio(path: str, start: float | None = None, end: float | None = None) 
     if audio.size == 0:
         raise MediaError(path, "zero-length audio")
     return audio
+
+
+class SharedTrack:
+    """A recording's whole audio track, decoded and resampled once (on first demand) and sliced per
+    window, for runs over many utterances of one file (`media.windows.shared_windows`)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._lock = threading.Lock()
+        self._waveform: np.ndarray | None = None
+
+    def window(self, start: float | None, end: float | None) -> np.ndarray:
+        with self._lock:
+            if self._waveform is None:
+                self._waveform = _decode_audio(self.path, None, None)
+        first = int(round((start or 0.0) * SAMPLE_RATE))
+        last = None if end is None else max(first, int(round(end * SAMPLE_RATE)))
+        audio = self._waveform[first:last]
+        if audio.size == 0 and start:
+            raise WindowOutside(self.path, f"no sound in the window {start:.1f}-"
+                                           f"{end if end is not None else start:.1f} s")
+        return audio
+
+
+_PLANNED: dict[tuple, SharedTrack] = {}  # file version -> its shared track, while a run plans one

@@ -64,23 +64,52 @@ def _fit(width: int, height: int, max_pixels: int | None) -> tuple[int, int]:
     return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
 
 
-def probe(path: str) -> tuple[bool, bool]:
+def probe(path: str, cache_gb: float = 0.0) -> tuple[bool, bool]:
     """(has a video stream, has an audio stream); MediaError for a missing or unreadable file."""
+    from mllm_mer.media.frame_cache import media_cache
+
+    cache = media_cache(cache_gb)
+    key = ("probe", file_key(path))
+    found = cache.get_json(key) if cache and os.path.isfile(path) else None
+    if found is not None:
+        return tuple(found)
     with _open(path) as container:
-        return bool(container.streams.video), bool(container.streams.audio)
+        streams = bool(container.streams.video), bool(container.streams.audio)
+    if cache:
+        cache.put_json(key, list(streams))
+    return streams
 
 
 def read_frames(path: str, n: int = 8, fps: float | None = None, start: float | None = None,
-                end: float | None = None, max_pixels: int | None = None, keyframe_snap: float = 0.0) -> Frames:
-    """Sample frames from a video; cached per (file version, settings).
+                end: float | None = None, max_pixels: int | None = None, keyframe_snap: float = 0.0,
+                cache_gb: float = 0.0) -> Frames:
+    """Sample frames from a video; cached per (file version, settings): in memory, and on disk up to
+    `cache_gb` GiB (media.frame_cache).
 
     keyframe_snap > 0 trades exact positions for speed: a sampled time takes the keyframe
     within that fraction of the sampling interval instead, when there is one (a keyframe
     decodes alone, with no run-up).
     """
+    from mllm_mer.media.frame_cache import media_cache
+    from mllm_mer.media.windows import Window, frames_key, planned
+
+    cache = media_cache(cache_gb)
+    key = frames_key(path, Window(n, fps, start, end, keyframe_snap), max_pixels)
+    if cache is not None and os.path.isfile(path) and (hit := cache.get_frames(key)) is not None:
+        return hit
+    # One pass over the file serves every window of it, where a run planned one (media.windows).
+    frames = planned(path, Window(n, fps, start, end, keyframe_snap), max_pixels)
+    if frames is None:
+        frames = _read_frames_cached(file_key(path), n, fps, start, end, max_pixels, keyframe_snap)
+    if cache is not None:
+        cache.put_frames(key, frames)
+    return frames
+
+
+def file_key(path: str) -> tuple[str, int, int]:
+    """A file version: (absolute path, mtime, size); an edited file is another key."""
     stat = os.stat(path) if os.path.exists(path) else None
-    key = (os.path.abspath(path), stat.st_mtime_ns if stat else 0, stat.st_size if stat else -1)
-    return _read_frames_cached(key, n, fps, start, end, max_pixels, keyframe_snap)
+    return os.path.abspath(path), stat.st_mtime_ns if stat else 0, stat.st_size if stat else -1
 
 
 def snap_to_keyframes(targets: list[float], keyframes: list[float], tolerance: float) -> list[float]:
@@ -97,10 +126,23 @@ def snap_to_keyframes(targets: list[float], keyframes: list[float], tolerance: f
     return snapped
 
 
-@lru_cache(maxsize=64)
-def _read_frames_cached(key, n, fps, start, end, max_pixels, keyframe_snap=0.0) -> Frames:
-    path = key[0]
-    with _open(path) as container:
+@dataclass(frozen=True)
+class VideoInfo:
+    """What one demux pass learns about a file's video stream (no frame decoded)."""
+
+    width: int
+    height: int
+    rate: float
+    duration: float  # seconds that can be read
+    declared: float | None  # seconds the container says it holds
+    keyframes: tuple[float, ...]
+
+
+def open_video(path: str):
+    """The container, its video stream (frame-threaded) and its `VideoInfo`; MediaError for a file
+    without a usable video stream. The caller closes the container."""
+    container = _open(path)
+    try:
         if not container.streams.video:
             raise MediaError(path, "no video stream")
         stream = container.streams.video[0]
@@ -112,24 +154,45 @@ def _read_frames_cached(key, n, fps, start, end, max_pixels, keyframe_snap=0.0) 
         declared = container.duration / 1_000_000 if container.duration else None  # AV_TIME_BASE units
         keyframes, last = _keyframe_times(container, stream, path)
         duration = last + 1.0 / rate if last is not None else 0.0
-        targets = sample_times(duration, n, fps, start, end)
-        if not targets and duration and start is not None:
-            until = end if end is not None else duration
-            raise WindowOutside(path, f"no frames in the window {start:.1f}-{until:.1f} s (the video holds "
-                                      f"{duration:.1f} s)")
-        if not targets:
-            raise MediaError(path, "no frames in the requested window" if duration else "zero-length video")
-        if keyframe_snap > 0 and len(targets) > 1:
-            targets = snap_to_keyframes(targets, keyframes, keyframe_snap * (targets[1] - targets[0]))
-        out_w, out_h = _fit(width, height, max_pixels)
+    except BaseException:
+        container.close()
+        raise
+    return container, stream, VideoInfo(width, height, rate, duration, declared, tuple(keyframes))
+
+
+def window_targets(path: str, info: VideoInfo, n: int, fps: float | None, start: float | None, end: float | None,
+                   keyframe_snap: float = 0.0) -> list[float]:
+    """The times one window samples (snapped onto keyframes when allowed); WindowOutside or MediaError
+    when there is nothing to sample."""
+    targets = sample_times(info.duration, n, fps, start, end)
+    if not targets and info.duration and start is not None:
+        until = end if end is not None else info.duration
+        raise WindowOutside(path, f"no frames in the window {start:.1f}-{until:.1f} s (the video holds "
+                                  f"{info.duration:.1f} s)")
+    if not targets:
+        raise MediaError(path, "no frames in the requested window" if info.duration else "zero-length video")
+    if keyframe_snap > 0 and len(targets) > 1:
+        targets = snap_to_keyframes(targets, list(info.keyframes), keyframe_snap * (targets[1] - targets[0]))
+    return targets
+
+
+@lru_cache(maxsize=64)
+def _read_frames_cached(key, n, fps, start, end, max_pixels, keyframe_snap=0.0) -> Frames:
+    path = key[0]
+    container, stream, info = open_video(path)
+    with container:
+        keyframes, rate = list(info.keyframes), info.rate
+        targets = window_targets(path, info, n, fps, start, end, keyframe_snap)
+        out_w, out_h = _fit(info.width, info.height, max_pixels)
         runs = _parallel_runs(keyframes, targets, rate, workers=min(os.cpu_count() or 1, MAX_DECODE_THREADS))
+        approximate = keyframe_snap > 0  # the sampling mode allows a nearby frame: skip non-reference frames
         if len(runs) == 1:  # one run: decode here, with the codec's own frame threads
-            images, times = _decode_at(container, stream, keyframes, targets, rate, out_w, out_h)
+            images, times = _decode_at(container, stream, keyframes, targets, rate, out_w, out_h, approximate)
     if len(runs) > 1:
-        images, times = _decode_runs_in_parallel(path, keyframes, runs, rate, out_w, out_h)
+        images, times = _decode_runs_in_parallel(path, keyframes, runs, rate, out_w, out_h, approximate)
     if not images:
         raise MediaError(path, "no frame could be decoded")
-    return Frames(tuple(images), tuple(times), rate, duration, declared)
+    return Frames(tuple(images), tuple(times), rate, info.duration, info.declared)
 
 
 def _keyframe_times(container, stream, path) -> tuple[list[float], float | None]:
@@ -166,12 +229,12 @@ def _parallel_runs(keyframes: list[float], targets: list[float], rate: float, wo
     return [sorted(run) for run in runs if run]
 
 
-def _decode_runs_in_parallel(path, keyframes, runs, rate, out_w, out_h):
+def _decode_runs_in_parallel(path, keyframes, runs, rate, out_w, out_h, approximate=False):
     """Each run in its own thread and container (PyAV releases the GIL while decoding)."""
     def decode(run):
         with av.open(path) as container:
             stream = container.streams.video[0]
-            return _decode_at(container, stream, keyframes, run, rate, out_w, out_h)
+            return _decode_at(container, stream, keyframes, run, rate, out_w, out_h, approximate)
 
     with ThreadPoolExecutor(len(runs)) as pool:
         decoded = sorted(((t, image) for images, times in pool.map(decode, runs)
@@ -184,12 +247,14 @@ def _governing_keyframe(keyframes: list[float], t: float, rate: float) -> float:
     return keyframes[max(0, bisect.bisect_right(keyframes, t + 0.5 / rate) - 1)]
 
 
-def _decode_at(container, stream, keyframes, targets, rate, out_w, out_h):
+def _decode_at(container, stream, keyframes, targets, rate, out_w, out_h, approximate=False):
     """Decode the frame shown at each target time.
 
     From the governing keyframe up to shortly before a target, frames that no other
     frame references (most B-frames) are skipped by the decoder: they cannot affect
     the target, and skipping them roughly halves the run-up with default x264 GOPs.
+    `approximate` (allowed when sampling snaps to keyframes) skips them near the target
+    too: the frame given is the first reference frame at or after it, with its true time.
     """
     images, times = [], []
     half = 0.5 / rate
@@ -200,7 +265,7 @@ def _decode_at(container, stream, keyframes, targets, rate, out_w, out_h):
     for t in targets:
         key = _governing_keyframe(keyframes, t, rate)
         if frames is None or key > position:
-            codec.skip_frame = "NONREF" if t - key > lead else "DEFAULT"
+            codec.skip_frame = "NONREF" if approximate or t - key > lead else "DEFAULT"
             container.seek(int(key / stream.time_base), stream=stream, backward=True)
             frames = container.decode(stream)
         chosen = None
@@ -209,7 +274,7 @@ def _decode_at(container, stream, keyframes, targets, rate, out_w, out_h):
                 if frame.time is None:
                     continue
                 position = frame.time
-                codec.skip_frame = "NONREF" if t - frame.time > lead else "DEFAULT"
+                codec.skip_frame = "NONREF" if approximate or t - frame.time > lead else "DEFAULT"
                 if frame.time + half >= t:
                     chosen = frame
                     break

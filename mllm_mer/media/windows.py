@@ -1,0 +1,223 @@
+"""Many windows of one recording from one decoding pass.
+
+A conversation video holds hundreds of utterance windows. Decoding each window on its own
+repeats the demux of the whole file, and the run-up from the governing keyframe, for every
+window (x264's default GOP is 250 frames). Here the frame times of every window that reads
+the same file are gathered, sorted and served by one forward pass, which seeks ahead only
+over GOPs that hold no sampled time. A decoded frame that some window samples is resized
+once and handed to every window that wants it; each window is delivered as soon as its last
+frame is decoded, so only the windows in progress are held. The frames are those a
+per-window decode in exact mode gives, pixel for pixel.
+"""
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import av
+
+from mllm_mer.media.errors import MediaError
+from mllm_mer.media.video import Frames, _fit, _governing_keyframe, file_key, open_video, window_targets
+from mllm_mer.types import MediaSettings, Sample
+
+
+@dataclass(frozen=True)
+class Window:
+    """One sample's view of a file: which span, how many frames, how exact."""
+
+    n: int
+    fps: float | None = None
+    start: float | None = None
+    end: float | None = None
+    keyframe_snap: float = 0.0
+
+
+def decode_windows(path: str, windows: Sequence[Window], max_pixels: int | None
+                   ) -> Iterator[tuple[int, Frames | MediaError]]:
+    """(index, frames) for each window, in the order they complete; a window with nothing to sample
+    (or whose frames could not be decoded) gets its MediaError instead."""
+    container, stream, info = open_video(path)
+    with container:
+        out_w, out_h = _fit(info.width, info.height, max_pixels)
+        wanted: dict[float, list[tuple[int, int]]] = {}  # time -> (window, slot)
+        slots: dict[int, list] = {}
+        for i, window in enumerate(windows):
+            try:
+                targets = window_targets(path, info, window.n, window.fps, window.start, window.end,
+                                         window.keyframe_snap)
+            except MediaError as error:
+                yield i, error
+                continue
+            slots[i] = [None] * len(targets)
+            for k, t in enumerate(targets):
+                wanted.setdefault(t, []).append((i, k))
+        remaining = {i: len(s) for i, s in slots.items()}
+        approximate = all(w.keyframe_snap > 0 for w in windows)  # as video._decode_at in that mode
+        for t, image, time in _decode_forward(container, stream, info, sorted(wanted), out_w, out_h, approximate):
+            for i, k in wanted[t]:
+                slots[i][k] = (image, time)
+                remaining[i] -= 1
+                if remaining[i] == 0:
+                    yield i, _frames(slots.pop(i), info)
+    for i, got in slots.items():  # a damaged tail: each window keeps what decoded before it
+        decoded = [x for x in got if x is not None]
+        yield i, _frames(decoded, info) if decoded else MediaError(path, "no frame could be decoded")
+
+
+def _frames(decoded: list[tuple], info) -> Frames:
+    return Frames(tuple(image for image, _ in decoded), tuple(t for _, t in decoded), info.rate, info.duration,
+                  info.declared)
+
+
+def _decode_forward(container, stream, info, targets: list[float], out_w: int, out_h: int,
+                    approximate: bool = False):
+    """(target, image, frame time) for sorted targets, decoding forward and seeking only to a
+    keyframe past the frames decoded so far. The frame for a target is the first one shown at or
+    after it (half a frame's tolerance), as `video._decode_at` chooses; frames no other frame
+    references are skipped by the decoder while the next target is far ahead (always, when
+    `approximate`)."""
+    keyframes, rate = list(info.keyframes), info.rate
+    half, lead = 0.5 / rate, max(8.0 / rate, 0.3)
+    codec = stream.codec_context
+    position, frames, current, image = -math.inf, None, None, None
+    try:
+        for t in targets:
+            key = _governing_keyframe(keyframes, t, rate)
+            if frames is None or key > position:
+                codec.skip_frame = "NONREF" if approximate or t - key > lead else "DEFAULT"
+                container.seek(int(key / stream.time_base), stream=stream, backward=True)
+                frames, current = container.decode(stream), None
+            while current is None or current.time + half < t:
+                frame = next(frames, None)
+                if frame is None:
+                    return
+                if frame.time is None:
+                    continue
+                position, current, image = frame.time, frame, None
+                codec.skip_frame = "NONREF" if approximate or t - frame.time > lead else "DEFAULT"
+            if image is None:
+                image = current.to_image(width=out_w, height=out_h)
+            yield t, image, round(float(current.time), 3)
+    except av.error.FFmpegError:
+        return  # keep what decoded; a damaged tail loses only its own frames
+    finally:
+        codec.skip_frame = "DEFAULT"
+
+
+class SharedPass:
+    """The planned windows of one file, decoded in one pass (a thread of its own) on first demand;
+    each window's frames wait for their reader and are dropped once read."""
+
+    def __init__(self, path: str, windows: Sequence[Window], max_pixels: int | None):
+        self.path, self.windows, self.max_pixels = path, list(windows), max_pixels
+        self._ready = {w: threading.Event() for w in self.windows}
+        self._results: dict[Window, Frames | Exception] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        try:
+            for i, result in decode_windows(self.path, self.windows, self.max_pixels):
+                self._publish(self.windows[i], result)
+        except Exception as error:  # the file itself failed: every window not yet served gets the reason
+            for w in self.windows:
+                if not self._ready[w].is_set():
+                    self._publish(w, error)
+        for w in self.windows:  # never leave a reader waiting
+            if not self._ready[w].is_set():
+                self._publish(w, MediaError(self.path, "no frame could be decoded"))
+
+    def _publish(self, window: Window, result) -> None:
+        self._results[window] = result
+        self._ready[window].set()
+
+    def frames(self, window: Window) -> Frames:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="shared-decode", daemon=True)
+                self._thread.start()
+        self._ready[window].wait()
+        result = self._results.pop(window, None)
+        if result is None:
+            raise RuntimeError(f"window {window} of {self.path} was read twice")
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def join(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+
+
+_PLANNED: dict[tuple, SharedPass] = {}  # (file key, window, max_pixels) -> the pass that serves it
+_PLANNED_LOCK = threading.Lock()
+
+
+def planned(path: str, window: Window, max_pixels: int | None) -> Frames | None:
+    """The window's frames from a planned shared pass, or None when no pass serves it."""
+    key = (file_key(path), window, max_pixels)
+    with _PLANNED_LOCK:
+        shared = _PLANNED.pop(key, None)
+    return shared.frames(window) if shared is not None else None
+
+
+def frames_key(path: str, window: Window, max_pixels: int | None) -> tuple:
+    """The media cache's key for a window's frames (media.frame_cache)."""
+    return ("frames", file_key(path), window.n, window.fps, window.start, window.end, max_pixels, window.keyframe_snap)
+
+
+def sample_window(sample: Sample, settings: MediaSettings) -> Window:
+    return Window(settings.max_frames, settings.fps, sample.start, sample.end, settings.keyframe_snap)
+
+
+@contextmanager
+def shared_windows(samples: Sequence[Sample], settings: MediaSettings,
+                   modalities: Sequence[str] = ("text", "video", "audio")):
+    """While the block runs, windows of a file that two or more of `samples` read are decoded in one
+    pass per file, on first demand (see the module's doc); their sound comes from one decoded track."""
+    from mllm_mer.media.frame_cache import media_cache
+
+    cache = media_cache(settings.media_cache_gb)
+    by_file: dict[str, list[Window]] = {}
+    if "video" in modalities:
+        for s in samples:
+            if s.video and not s.frames and os.path.isfile(s.video):
+                windows = by_file.setdefault(s.video, [])
+                window = sample_window(s, settings)
+                cached = cache is not None and cache.has(frames_key(s.video, window, settings.max_pixels))
+                if window not in windows and not cached:
+                    windows.append(window)
+    from mllm_mer.media import audio
+
+    tracks = {}  # sound is sliced from one decoded track per file, as frames come from one pass
+    if "audio" in modalities or "text" in modalities:
+        counts: dict[str, int] = {}
+        for s in samples:
+            sound = s.audio or s.video
+            if sound and (s.start is not None or s.end is not None):
+                counts[sound] = counts.get(sound, 0) + 1
+        tracks = {file_key(path): audio.SharedTrack(path) for path, n in counts.items() if n > 1}
+    audio._PLANNED.update(tracks)
+    passes = []
+    with _PLANNED_LOCK:
+        for path, windows in by_file.items():
+            if len(windows) < 2:
+                continue
+            shared = SharedPass(path, windows, settings.max_pixels)
+            passes.append(shared)
+            for w in windows:
+                _PLANNED[(file_key(path), w, settings.max_pixels)] = shared
+    try:
+        yield
+    finally:
+        for key in tracks:
+            audio._PLANNED.pop(key, None)
+        with _PLANNED_LOCK:
+            for key in [k for k, v in _PLANNED.items() if v in passes]:
+                del _PLANNED[key]
+        for shared in passes:
+            shared.join()
