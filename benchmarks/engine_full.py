@@ -50,8 +50,10 @@ class EngineFullConfig(ModelBenchConfig):
 
 
 def _config(vllm, dataset: str, data_dir: str, out: Path, **extra) -> EvaluateConfig:
+    # No media cache: every run decodes its clips, as a first run does.
     return build(EvaluateConfig, dataset=dataset, data_dir=data_dir, out=str(out), model=vllm.config.model.model,
-                 backend="vllm", max_new_tokens=vllm.config.model.max_new_tokens, template="zero_shot", **extra)
+                 backend="vllm", max_new_tokens=vllm.config.model.max_new_tokens, template="zero_shot",
+                 media_cache_gb=0, **extra)
 
 
 def _prompts(cfg: EvaluateConfig) -> list:

@@ -24,7 +24,8 @@ def frame_index(rgb) -> int:
 
 def write_clip(path: str | Path, seconds: float = 2.0, fps: int = 10, size: tuple[int, int] = (64, 48),
                tone_hz: float | None = 220.0, amplitude: float = 0.3, audio: bool = True, gop: int = 12,
-               sample_rate: int = 16_000, colour=None, texture: bool = False, preset: str = "ultrafast") -> Path:
+               sample_rate: int = 16_000, colour=None, texture: bool = False, preset: str = "ultrafast",
+               crf: int = 12) -> Path:
     """An H.264 mp4 (+AAC audio unless audio=False; tone_hz=None gives silence).
 
     texture=True overlays moving noise on the lower half, so decoding costs what real footage
@@ -36,7 +37,7 @@ def write_clip(path: str | Path, seconds: float = 2.0, fps: int = 10, size: tupl
     with av.open(str(path), "w") as container:
         video = container.add_stream("libx264", rate=fps)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        video.options = {"crf": "12", "preset": preset, "g": str(gop), "keyint_min": str(gop),
+        video.options = {"crf": str(crf), "preset": preset, "g": str(gop), "keyint_min": str(gop),
                          "sc_threshold": "0"}
         sound = None
         if n_frames == 0:
