@@ -77,3 +77,16 @@ def best_of(fn, repeats: int = 3, setup=None) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def bench_main(cls: type, doc: str | None, run, report, argv: list[str] | None = None,
+               required: tuple[str, ...] = ()) -> dict:
+    """The command line of a benchmark that loads no backend itself: its `bench` options go to `run`,
+    and the machine line and `report(result)` are printed."""
+    import dataclasses
+
+    cfg = parse_config(cls, doc, argv, required=required)
+    print(f"machine: {machine()}")
+    result = run(**dataclasses.asdict(cfg.bench))
+    print(report(result))
+    return result

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from mllm_mer.config import option
 
-from .common import machine, parse_config
+from .common import bench_main
 
 
 @dataclass
@@ -133,11 +133,7 @@ def report(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    cfg = parse_config(LongMediaConfig, __doc__, argv)
-    print(f"machine: {machine()}")
-    result = run(**cfg.bench.__dict__)
-    print(report(result))
-    return result
+    return bench_main(LongMediaConfig, __doc__, run, report, argv)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from typing import Literal
 
 from mllm_mer.config import option
 
-from .common import machine, parse_config
+from .common import bench_main
 from .dialogue import DEFAULT_MELD
 
 
@@ -66,11 +66,7 @@ def report(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    cfg = parse_config(RayScaleConfig, __doc__, argv, required=("model",))
-    print(f"machine: {machine()}")
-    result = run(**cfg.bench.__dict__)
-    print(report(result))
-    return result
+    return bench_main(RayScaleConfig, __doc__, run, report, argv, required=("model",))
 
 
 if __name__ == "__main__":

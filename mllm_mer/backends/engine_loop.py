@@ -45,11 +45,6 @@ class EngineLoop:
         self._open.add(request_id)
         return request_id
 
-    @property
-    def open(self) -> int:
-        """Requests added and not yet finished."""
-        return len(self._open)
-
     def step(self) -> None:
         """One engine step; finished outputs are kept until their owner takes them. Nothing when the
         engine is idle (a waiting caller may already have collected every output: stepping an idle
