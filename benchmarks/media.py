@@ -6,7 +6,8 @@ from the keyframe governing it; runs in different GOPs decode on separate thread
 The baseline decodes every frame to RGB and picks 8 (what reading a whole clip into
 an array does), with the codec's frame threads. How much sampling saves depends on the keyframe interval, so two
 clips are measured: a 2 s GOP (the usual streaming/web setting) and x264's default
-250-frame GOP (the worst case: exact frames then need most of the file decoded).
+250-frame GOP (the worst case: exact frames then need most of the file decoded). Both are
+x264 veryfast (B-frames, CABAC) at x264's default quality, crf 23.
 
     python -m benchmarks.media [--quick] [--seconds 30] [--frames 8]
 """
@@ -65,7 +66,7 @@ def run(seconds: float = 30.0, frames: int = 8, size=(1280, 720), fps: int = 30,
     with tempfile.TemporaryDirectory() as tmp:
         for name, gop in (("gop2s", 2 * fps), ("gop250", 250)):
             clip = write_clip(Path(tmp) / f"{name}.mp4", seconds=seconds, fps=fps, size=size, gop=gop,
-                              audio=False, texture=True, preset="veryfast")
+                              audio=False, texture=True, preset="veryfast", crf=23)
             t_all = best_of(lambda clip=clip: decode_all(str(clip)), repeats)
             t_exact = measure(clip, frames, repeats)
             t_snap = measure(clip, frames, repeats, snap=DEFAULT_SNAP)

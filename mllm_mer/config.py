@@ -145,7 +145,8 @@ class MediaConfig:
     max_pixels: int | None = option(None, "pixel budget per frame (default: the model family's)")
     fps: float | None = option(None, "sample frames at this rate (still at most max_frames)")
     keyframe_snap: float = option(0.25, "move a sampled time onto a keyframe within this fraction of the "
-                                        "sampling interval (faster decoding); 0 = exact times")
+                                        "sampling interval, and skip deblocking (faster decoding); 0 = "
+                                        "exact times and pixels")
     vocal_cues: bool = option(True, "describe loudness, pitch, pauses and speech rate from the audio")
     asr_model: str | None = option(None, "Whisper id or directory, used when no transcript is given")
     media_cache_gb: float = option(2.0, "decoded frames kept on disk ($MLLM_MER_CACHE/media, default ~/.cache/"

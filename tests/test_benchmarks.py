@@ -33,6 +33,7 @@ def test_long_recording_benchmark_alone(tmp_path):
                           cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert "shared pass" in proc.stdout and "per-utterance seeking" in proc.stdout
+    assert "exact times" in proc.stdout and "approximate times" in proc.stdout and "PSNR >=" in proc.stdout
 
 
 def test_media_benchmark_alone():

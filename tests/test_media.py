@@ -215,8 +215,9 @@ def test_the_pipeline_snaps_to_nearby_keyframes_by_default(tmp_path):
 
 
 def test_one_pass_over_many_windows_gives_the_frames_of_per_window_decoding(tmp_path):
-    """A long-GOP clip with moving content: every window served by the shared pass equals, pixel for pixel,
-    the same window decoded on its own (exact times); windows past the end fail as they would alone."""
+    """A long-GOP clip with moving content: every window served by the shared pass (on one thread or on
+    two) equals, pixel for pixel, the same window decoded on its own (exact times); windows past the end
+    fail as they would alone."""
     from mllm_mer.media.video import _read_frames_cached, file_key
     from mllm_mer.media.windows import Window, decode_windows
 
@@ -225,8 +226,14 @@ def test_one_pass_over_many_windows_gives_the_frames_of_per_window_decoding(tmp_
     windows = [Window(8, None, 0.0, 2.0), Window(8, None, 1.5, 2.5), Window(4, None, 3.0, 7.0),
                Window(8, None, 3.0, 7.0), Window(8, 2.0, 6.9, 9.0), Window(8, None, 10.0, 15.0),
                Window(8, None, 20.0, 22.0), Window(8, None, 0.0, 12.0)]
-    shared = dict(decode_windows(clip, windows, 64 * 64))
-    assert sorted(shared) == list(range(len(windows)))
+    one_thread = dict(decode_windows(clip, windows, 64 * 64, workers=1))
+    shared = dict(decode_windows(clip, windows, 64 * 64, workers=2))  # the two GOPs on two threads
+    assert sorted(shared) == sorted(one_thread) == list(range(len(windows)))
+    for i in shared:
+        if not isinstance(shared[i], Exception):
+            assert shared[i].times == one_thread[i].times
+            assert all(np.array_equal(np.asarray(a), np.asarray(b))
+                       for a, b in zip(shared[i].images, one_thread[i].images, strict=True))
     for i, w in enumerate(windows):
         try:
             alone = _read_frames_cached(file_key(clip), w.n, w.fps, w.start, w.end, 64 * 64, 0.0)
@@ -272,3 +279,40 @@ def test_utterance_sound_sliced_from_one_decoded_track_matches_per_window_decodi
         assert np.sqrt(np.mean(sliced ** 2)) == pytest.approx(np.sqrt(np.mean(alone ** 2)), rel=0.05)
     with pytest.raises(WindowOutside):
         track.window(8.0, 9.0)
+
+
+def test_windows_read_one_at_a_time_demux_a_recording_once(tmp_path, monkeypatch):
+    """The agent's looks and the app read windows of one long file one by one: the file's index is
+    demuxed once per file version, and an edited file is indexed again."""
+    from mllm_mer.media import video
+
+    clip = write_clip(tmp_path / "episode.mp4", seconds=6.0, fps=10, size=(64, 48), gop=250, audio=False)
+    demuxed = []
+    real = video._keyframe_times
+    monkeypatch.setattr(video, "_keyframe_times", lambda *a: demuxed.append(a[2]) or real(*a))
+    for start in (0.0, 1.5, 3.0, 4.5):
+        frames = read_frames(str(clip), n=4, start=start, end=start + 1.5, keyframe_snap=0.0)
+        assert all(start <= t < start + 1.5 for t in frames.times)
+    assert demuxed == [str(clip)]
+    write_clip(clip, seconds=3.0, fps=10, size=(64, 48), gop=250, audio=False)  # edited in place: shorter
+    assert read_frames(str(clip), n=4, keyframe_snap=0.0).duration == pytest.approx(3.0)
+    assert len(demuxed) == 2
+
+
+def test_approximate_mode_decodes_cheaply_and_stays_close_to_the_exact_frames(tmp_path):
+    """Approximate times also skip the deblocking filter: at a time both modes sample, the frame is not
+    bit-exact but stays within a few grey levels of it (PSNR > 30 dB)."""
+    from mllm_mer.media.windows import Window, decode_windows
+
+    clip = str(write_clip(tmp_path / "talk.mp4", seconds=8.0, fps=25, size=(320, 192), texture=True, gop=250,
+                          audio=False, preset="veryfast", crf=30))
+
+    def decoded(snap):
+        windows = [Window(4, None, 2.0 * i, 2.0 * i + 2.0, snap) for i in range(4)]
+        return {t: np.asarray(im, float) for _, frames in decode_windows(clip, windows, None)
+                for im, t in zip(frames.images, frames.times, strict=True)}
+
+    exact, approximate = decoded(0.0), decoded(0.25)
+    errors = [((approximate[t] - exact[t]) ** 2).mean() for t in approximate if t in exact and t > 0.5]
+    assert errors, "no time sampled by both modes"
+    assert all(0 < e < 255 ** 2 / 10 ** 3 for e in errors), errors

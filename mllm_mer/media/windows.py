@@ -3,16 +3,19 @@
 A conversation video holds hundreds of utterance windows. Decoding each window on its own
 repeats the demux of the whole file, and the run-up from the governing keyframe, for every
 window (x264's default GOP is 250 frames). Here the frame times of every window that reads
-the same file are gathered, sorted and served by one forward pass, which seeks ahead only
-over GOPs that hold no sampled time. A decoded frame that some window samples is resized
-once and handed to every window that wants it; each window is delivered as soon as its last
-frame is decoded, so only the windows in progress are held. The frames are those a
+the same file are gathered, sorted and served by one forward pass per decoding thread: the
+GOPs that hold sampled times are dealt to the threads in turn (GOPs decode independently,
+and two single-threaded decoders outrun one frame-threaded decoder by about 1.5x on 2
+cores), and each thread seeks ahead only over GOPs that are not its own. A decoded frame that
+some window samples is resized once and handed to every window that wants it; each window is
+delivered as soon as its last frame is decoded, so only the windows in progress are held. The frames are those a
 per-window decode in exact mode gives, pixel for pixel.
 """
 from __future__ import annotations
 
 import math
 import os
+import queue
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -21,7 +24,16 @@ from dataclasses import dataclass
 import av
 
 from mllm_mer.media.errors import MediaError
-from mllm_mer.media.video import Frames, _fit, _governing_keyframe, file_key, open_video, window_targets
+from mllm_mer.media.video import (
+    Frames,
+    _fit,
+    _governing_keyframe,
+    decode_cheaply,
+    decoders,
+    file_key,
+    open_video,
+    window_targets,
+)
 from mllm_mer.types import MediaSettings, Sample
 
 
@@ -36,10 +48,11 @@ class Window:
     keyframe_snap: float = 0.0
 
 
-def decode_windows(path: str, windows: Sequence[Window], max_pixels: int | None
+def decode_windows(path: str, windows: Sequence[Window], max_pixels: int | None, workers: int | None = None
                    ) -> Iterator[tuple[int, Frames | MediaError]]:
     """(index, frames) for each window, in the order they complete; a window with nothing to sample
-    (or whose frames could not be decoded) gets its MediaError instead."""
+    (or whose frames could not be decoded) gets its MediaError instead. `workers`: decoding threads
+    (default: `video.decoders()`)."""
     container, stream, info = open_video(path)
     with container:
         out_w, out_h = _fit(info.width, info.height, max_pixels)
@@ -57,7 +70,12 @@ def decode_windows(path: str, windows: Sequence[Window], max_pixels: int | None
                 wanted.setdefault(t, []).append((i, k))
         remaining = {i: len(s) for i, s in slots.items()}
         approximate = all(w.keyframe_snap > 0 for w in windows)  # as video._decode_at in that mode
-        for t, image, time in _decode_forward(container, stream, info, sorted(wanted), out_w, out_h, approximate):
+        runs = _interleaved_runs(sorted(wanted), info, workers or decoders())
+        if len(runs) == 1:  # one thread: the codec's own frame threads
+            decoded = _decode_forward(container, stream, info, runs[0], out_w, out_h, approximate)
+        else:
+            decoded = _decode_in_parallel(path, info, runs, out_w, out_h, approximate)
+        for t, image, time in decoded:
             for i, k in wanted[t]:
                 slots[i][k] = (image, time)
                 remaining[i] -= 1
@@ -73,13 +91,66 @@ def _frames(decoded: list[tuple], info) -> Frames:
                   info.declared)
 
 
+def _interleaved_runs(targets: list[float], info, workers: int) -> list[list[float]]:
+    """Sorted targets dealt to `workers` runs a GOP at a time, in turn: the threads move through the
+    file side by side, so windows complete roughly in time order and few are held half-done."""
+    gops: dict[float, list[float]] = {}
+    for t in targets:
+        gops.setdefault(_governing_keyframe(list(info.keyframes), t, info.rate), []).append(t)
+    runs: list[list[float]] = [[] for _ in range(max(1, min(workers, len(gops))))]
+    for i, key in enumerate(sorted(gops)):
+        runs[i % len(runs)] += gops[key]
+    return runs
+
+
+def _decode_in_parallel(path: str, info, runs: list[list[float]], out_w: int, out_h: int, approximate: bool):
+    """`_decode_forward` over each run in its own thread and container (PyAV releases the GIL while
+    decoding); the frames come back as they are decoded."""
+    found: queue.Queue = queue.Queue()
+    stop = threading.Event()
+
+    def work(run: list[float]) -> None:
+        try:
+            with av.open(path) as container:
+                stream = container.streams.video[0]
+                stream.thread_type = "NONE"  # the runs are the parallelism
+                for item in _decode_forward(container, stream, info, run, out_w, out_h, approximate):
+                    if stop.is_set():
+                        return
+                    found.put(item)
+        except Exception as error:  # the reader raises it
+            found.put(error)
+        finally:
+            found.put(None)
+
+    threads = [threading.Thread(target=work, args=(run,), name="window-decode", daemon=True) for run in runs]
+    for thread in threads:
+        thread.start()
+    try:
+        running = len(threads)
+        while running:
+            item = found.get()
+            if item is None:
+                running -= 1
+            elif isinstance(item, Exception):
+                raise item
+            else:
+                yield item
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+
+
 def _decode_forward(container, stream, info, targets: list[float], out_w: int, out_h: int,
                     approximate: bool = False):
     """(target, image, frame time) for sorted targets, decoding forward and seeking only to a
     keyframe past the frames decoded so far. The frame for a target is the first one shown at or
     after it (half a frame's tolerance), as `video._decode_at` chooses; frames no other frame
     references are skipped by the decoder while the next target is far ahead (always, when
-    `approximate`)."""
+    `approximate`, which also skips deblocking: `video.decode_cheaply`)."""
+    if approximate:
+        decode_cheaply(stream)
     keyframes, rate = list(info.keyframes), info.rate
     half, lead = 0.5 / rate, max(8.0 / rate, 0.3)
     codec = stream.codec_context
