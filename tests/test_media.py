@@ -316,3 +316,33 @@ def test_approximate_mode_decodes_cheaply_and_stays_close_to_the_exact_frames(tm
     errors = [((approximate[t] - exact[t]) ** 2).mean() for t in approximate if t in exact and t > 0.5]
     assert errors, "no time sampled by both modes"
     assert all(0 < e < 255 ** 2 / 10 ** 3 for e in errors), errors
+
+
+def test_a_shared_pass_runs_only_a_few_windows_ahead_of_its_readers(tmp_path):
+    """Memory follows the readers: a slow in-order reader finds at most `held` windows waiting (a few GOPs'
+    more with two decoding threads); readers in reverse order still get every window; closing with
+    windows unread ends the pass."""
+    import time
+
+    from mllm_mer.media.windows import SharedPass, Window
+
+    clip = str(write_clip(tmp_path / "talk.mp4", seconds=12.0, fps=10, size=(64, 48), gop=15, audio=False))
+    windows = [Window(2, None, i * 0.25, i * 0.25 + 0.25) for i in range(48)]  # 8 GOPs of 6 windows
+    for workers, bound in ((1, 3), (2, 3 + 2 * 6)):
+        shared = SharedPass(clip, windows, None, held=3, workers=workers)
+        most = 0
+        for w in windows[:24]:
+            assert len(shared.frames(w).images) == 2
+            time.sleep(0.02)  # inference
+            most = max(most, len(shared._results))
+        assert 3 <= most <= bound, (workers, most)
+        for w in reversed(windows[24:]):
+            assert [round(t * 4 - 0.5) for t in shared.frames(w).times] == [windows.index(w)] * 2
+        with pytest.raises(RuntimeError, match="read twice"):
+            shared.frames(windows[0])
+        shared.close()
+
+    unread = SharedPass(clip, windows, None, held=2, workers=2)
+    unread.frames(windows[0])
+    unread.close()
+    assert not unread._thread.is_alive() and len(unread._results) < len(windows) - 1

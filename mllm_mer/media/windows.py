@@ -18,7 +18,7 @@ import os
 import queue
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 import av
@@ -70,11 +70,12 @@ def decode_windows(path: str, windows: Sequence[Window], max_pixels: int | None,
                 wanted.setdefault(t, []).append((i, k))
         remaining = {i: len(s) for i, s in slots.items()}
         approximate = all(w.keyframe_snap > 0 for w in windows)  # as video._decode_at in that mode
-        runs = _interleaved_runs(sorted(wanted), info, workers or decoders())
-        if len(runs) == 1:  # one thread: the codec's own frame threads
-            decoded = _decode_forward(container, stream, info, runs[0], out_w, out_h, approximate)
+        gops = _gop_runs(sorted(wanted), info)
+        workers = min(workers or decoders(), len(gops))
+        if workers <= 1:  # one thread: the codec's own frame threads
+            decoded = _decode_forward(container, stream, info, sorted(wanted), out_w, out_h, approximate)
         else:
-            decoded = _decode_in_parallel(path, info, runs, out_w, out_h, approximate)
+            decoded = _decode_in_parallel(path, info, gops, workers, out_w, out_h, approximate)
         for t, image, time in decoded:
             for i, k in wanted[t]:
                 slots[i][k] = (image, time)
@@ -91,39 +92,56 @@ def _frames(decoded: list[tuple], info) -> Frames:
                   info.declared)
 
 
-def _interleaved_runs(targets: list[float], info, workers: int) -> list[list[float]]:
-    """Sorted targets dealt to `workers` runs a GOP at a time, in turn: the threads move through the
-    file side by side, so windows complete roughly in time order and few are held half-done."""
+def _gop_runs(targets: list[float], info) -> list[list[float]]:
+    """Sorted targets grouped by the keyframe that governs them, in time order."""
     gops: dict[float, list[float]] = {}
     for t in targets:
         gops.setdefault(_governing_keyframe(list(info.keyframes), t, info.rate), []).append(t)
-    runs: list[list[float]] = [[] for _ in range(max(1, min(workers, len(gops))))]
-    for i, key in enumerate(sorted(gops)):
-        runs[i % len(runs)] += gops[key]
-    return runs
+    return [gops[key] for key in sorted(gops)]
 
 
-def _decode_in_parallel(path: str, info, runs: list[list[float]], out_w: int, out_h: int, approximate: bool):
-    """`_decode_forward` over each run in its own thread and container (PyAV releases the GIL while
-    decoding); the frames come back as they are decoded."""
-    found: queue.Queue = queue.Queue()
+def _decode_in_parallel(path: str, info, gops: list[list[float]], workers: int, out_w: int, out_h: int,
+                        approximate: bool):
+    """`_decode_forward` over the GOP runs, dealt to `workers` threads in turn, each with its own
+    container (PyAV releases the GIL while decoding); the frames come back as they are decoded.
+
+    A thread starts a GOP only when every GOP `2 * workers` before it is done, so the threads move
+    through the file side by side: windows complete roughly in time order and few are held half-done.
+    """
+    found: queue.Queue = queue.Queue(maxsize=64)  # bounded: a paused reader pauses the threads
     stop = threading.Event()
+    done = [False] * len(gops)
+    progress = threading.Condition()
 
-    def work(run: list[float]) -> None:
+    def finish(gop_indices) -> None:
+        with progress:
+            for g in gop_indices:
+                done[g] = True
+            progress.notify_all()
+
+    def work(first: int) -> None:
+        mine = range(first, len(gops), workers)
         try:
             with av.open(path) as container:
                 stream = container.streams.video[0]
-                stream.thread_type = "NONE"  # the runs are the parallelism
-                for item in _decode_forward(container, stream, info, run, out_w, out_h, approximate):
+                stream.thread_type = "NONE"  # the threads are the parallelism
+                for g in mine:
+                    with progress:
+                        progress.wait_for(lambda g=g: stop.is_set() or all(done[:max(0, g - 2 * workers + 1)]))
                     if stop.is_set():
                         return
-                    found.put(item)
+                    for item in _decode_forward(container, stream, info, gops[g], out_w, out_h, approximate):
+                        if stop.is_set():
+                            return
+                        found.put(item)
+                    finish([g])
         except Exception as error:  # the reader raises it
             found.put(error)
         finally:
+            finish(mine)  # never leave another thread waiting on this one
             found.put(None)
 
-    threads = [threading.Thread(target=work, args=(run,), name="window-decode", daemon=True) for run in runs]
+    threads = [threading.Thread(target=work, args=(w,), name="window-decode", daemon=True) for w in range(workers)]
     for thread in threads:
         thread.start()
     try:
@@ -138,7 +156,11 @@ def _decode_in_parallel(path: str, info, runs: list[list[float]], out_w: int, ou
                 yield item
     finally:
         stop.set()
-        for thread in threads:
+        finish([])
+        for thread in threads:  # drain, so that no thread stays blocked on a full queue
+            while thread.is_alive():
+                with suppress(queue.Empty):
+                    found.get(timeout=0.05)
             thread.join()
 
 
@@ -179,47 +201,81 @@ def _decode_forward(container, stream, info, targets: list[float], out_w: int, o
         codec.skip_frame = "DEFAULT"
 
 
-class SharedPass:
-    """The planned windows of one file, decoded in one pass (a thread of its own) on first demand;
-    each window's frames wait for their reader and are dropped once read."""
+HELD_WINDOWS = 32  # decoded windows that may wait for their readers before a shared pass pauses
 
-    def __init__(self, path: str, windows: Sequence[Window], max_pixels: int | None):
-        self.path, self.windows, self.max_pixels = path, list(windows), max_pixels
-        self._ready = {w: threading.Event() for w in self.windows}
-        self._results: dict[Window, Frames | Exception] = {}
-        self._lock = threading.Lock()
+
+class SharedPass:
+    """The planned windows of one file, decoded in one pass (a thread of its own) on first demand.
+
+    Each window's frames wait for their reader and are dropped once read. The pass pauses while
+    `held` windows wait unread and no reader waits for a window still to come, so memory follows
+    the readers (inference), not the decoder; a waiting reader always lets it go on, so readers in
+    any order cannot stall it. With several decoding threads a few GOPs' windows may complete
+    ahead of the one a reader waits for, and are held too.
+    """
+
+    def __init__(self, path: str, windows: Sequence[Window], max_pixels: int | None, held: int = HELD_WINDOWS,
+                 workers: int | None = None):
+        self.path, self.windows, self.max_pixels, self.held = path, list(windows), max_pixels, held
+        self.workers = workers  # decoding threads (decode_windows)
+        self._results: dict[Window, Frames | Exception] = {}  # decoded, not yet read
+        self._published: set[Window] = set()
+        self._wanted: set[Window] = set()  # windows readers are waiting for
+        self._closed = False
+        self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
 
     def _run(self) -> None:
         try:
-            for i, result in decode_windows(self.path, self.windows, self.max_pixels):
-                self._publish(self.windows[i], result)
+            for i, result in decode_windows(self.path, self.windows, self.max_pixels, self.workers):
+                if not self._publish(self.windows[i], result):
+                    return  # closed: nobody reads the rest
         except Exception as error:  # the file itself failed: every window not yet served gets the reason
-            for w in self.windows:
-                if not self._ready[w].is_set():
-                    self._publish(w, error)
-        for w in self.windows:  # never leave a reader waiting
-            if not self._ready[w].is_set():
-                self._publish(w, MediaError(self.path, "no frame could be decoded"))
+            self._publish_missing(error)
+        self._publish_missing(MediaError(self.path, "no frame could be decoded"))  # never leave a reader waiting
 
-    def _publish(self, window: Window, result) -> None:
-        self._results[window] = result
-        self._ready[window].set()
+    def _publish(self, window: Window, result) -> bool:
+        """Hand a window over, then wait while enough are held and nobody waits; False once closed."""
+        with self._changed:
+            self._results[window] = result
+            self._published.add(window)
+            self._changed.notify_all()
+            while (len(self._results) >= self.held and not self._closed
+                   and self._wanted <= self._published):
+                self._changed.wait()
+            return not self._closed
+
+    def _publish_missing(self, error: Exception) -> None:
+        with self._changed:
+            for w in self.windows:
+                if w not in self._published:
+                    self._results[w] = error
+                    self._published.add(w)
+            self._changed.notify_all()
 
     def frames(self, window: Window) -> Frames:
-        with self._lock:
+        with self._changed:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="shared-decode", daemon=True)
                 self._thread.start()
-        self._ready[window].wait()
-        result = self._results.pop(window, None)
-        if result is None:
-            raise RuntimeError(f"window {window} of {self.path} was read twice")
+            if window in self._published and window not in self._results:
+                raise RuntimeError(f"window {window} of {self.path} was read twice")
+            self._wanted.add(window)
+            self._changed.notify_all()
+            while window not in self._results:
+                self._changed.wait()
+            self._wanted.discard(window)
+            result = self._results.pop(window)
+            self._changed.notify_all()
         if isinstance(result, Exception):
             raise result
         return result
 
-    def join(self) -> None:
+    def close(self) -> None:
+        """Stop decoding windows nobody has read, and wait for the pass to end."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
         if self._thread is not None:
             self._thread.join()
 
@@ -291,4 +347,4 @@ def shared_windows(samples: Sequence[Sample], settings: MediaSettings,
             for key in [k for k, v in _PLANNED.items() if v in passes]:
                 del _PLANNED[key]
         for shared in passes:
-            shared.join()
+            shared.close()
