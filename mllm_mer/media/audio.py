@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
+from contextlib import contextmanager
 
 import av
 import numpy as np
@@ -25,7 +27,8 @@ def load_audio(path: str, start: float | None = None, end: float | None = None, 
     key = ("audio", file_key(path), start, end)
     if cache is not None and os.path.isfile(path) and (hit := cache.get_array(key)) is not None:
         return hit
-    shared = _PLANNED.get(file_key(path))
+    with _PLANNED_LOCK:
+        shared = _PLANNED.get(file_key(path))
     audio = shared.window(start, end) if shared is not None else _decode_audio(path, start, end)
     if cache is not None:
         cache.put_array(key, audio)
@@ -89,3 +92,21 @@ class SharedTrack:
 
 
 _PLANNED: dict[tuple, SharedTrack] = {}  # file version -> its shared track, while a run plans one
+_PLANNED_LOCK = threading.Lock()
+
+
+@contextmanager
+def shared_tracks(paths: Iterable[str]):
+    """While the block runs, `load_audio` slices windows of these files from one decoded track each."""
+    from mllm_mer.media.video import file_key
+
+    tracks = {file_key(path): SharedTrack(path) for path in paths}
+    with _PLANNED_LOCK:
+        _PLANNED.update(tracks)
+    try:
+        yield
+    finally:
+        with _PLANNED_LOCK:
+            for key, track in tracks.items():
+                if _PLANNED.get(key) is track:
+                    del _PLANNED[key]

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import av
 
+from mllm_mer.media.audio import shared_tracks
 from mllm_mer.media.errors import MediaError
 from mllm_mer.media.video import (
     Frames,
@@ -318,17 +319,12 @@ def shared_windows(samples: Sequence[Sample], settings: MediaSettings,
                 cached = cache is not None and cache.has(frames_key(s.video, window, settings.max_pixels))
                 if window not in windows and not cached:
                     windows.append(window)
-    from mllm_mer.media import audio
-
-    tracks = {}  # sound is sliced from one decoded track per file, as frames come from one pass
+    sounds: dict[str, int] = {}  # sound is sliced from one decoded track per file, as frames come from one pass
     if "audio" in modalities or "text" in modalities:
-        counts: dict[str, int] = {}
         for s in samples:
             sound = s.audio or s.video
             if sound and (s.start is not None or s.end is not None):
-                counts[sound] = counts.get(sound, 0) + 1
-        tracks = {file_key(path): audio.SharedTrack(path) for path, n in counts.items() if n > 1}
-    audio._PLANNED.update(tracks)
+                sounds[sound] = sounds.get(sound, 0) + 1
     passes = []
     with _PLANNED_LOCK:
         for path, windows in by_file.items():
@@ -339,10 +335,9 @@ def shared_windows(samples: Sequence[Sample], settings: MediaSettings,
             for w in windows:
                 _PLANNED[(file_key(path), w, settings.max_pixels)] = shared
     try:
-        yield
+        with shared_tracks([path for path, n in sounds.items() if n > 1]):
+            yield
     finally:
-        for key in tracks:
-            audio._PLANNED.pop(key, None)
         with _PLANNED_LOCK:
             for key in [k for k, v in _PLANNED.items() if v in passes]:
                 del _PLANNED[key]
