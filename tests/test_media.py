@@ -304,15 +304,18 @@ def test_approximate_mode_decodes_cheaply_and_stays_close_to_the_exact_frames(tm
     bit-exact but stays within a few grey levels of it (PSNR > 30 dB)."""
     from mllm_mer.media.windows import Window, decode_windows
 
-    clip = str(write_clip(tmp_path / "talk.mp4", seconds=8.0, fps=25, size=(320, 192), texture=True, gop=250,
+    clip = str(write_clip(tmp_path / "talk.mp4", seconds=8.0, fps=25, size=(320, 192), texture=True, gop=100,
                           audio=False, preset="veryfast", crf=30))
 
-    def decoded(snap):
+    def decoded(snap, workers):
         windows = [Window(4, None, 2.0 * i, 2.0 * i + 2.0, snap) for i in range(4)]
-        return {t: np.asarray(im, float) for _, frames in decode_windows(clip, windows, None)
+        return {t: np.asarray(im, float) for _, frames in decode_windows(clip, windows, None, workers)
                 for im, t in zip(frames.images, frames.times, strict=True)}
 
-    exact, approximate = decoded(0.0), decoded(0.25)
+    exact, approximate = decoded(0.0, 1), decoded(0.25, 1)
+    on_two_threads = decoded(0.25, 2)  # two GOPs, one per thread: the same approximate frames
+    assert on_two_threads.keys() == approximate.keys()
+    assert all(np.array_equal(on_two_threads[t], approximate[t]) for t in approximate)
     errors = [((approximate[t] - exact[t]) ** 2).mean() for t in approximate if t in exact and t > 0.5]
     assert errors, "no time sampled by both modes"
     assert all(0 < e < 255 ** 2 / 10 ** 3 for e in errors), errors
@@ -346,3 +349,16 @@ def test_a_shared_pass_runs_only_a_few_windows_ahead_of_its_readers(tmp_path):
     unread.frames(windows[0])
     unread.close()
     assert not unread._thread.is_alive() and len(unread._results) < len(windows) - 1
+    assert unread.frames(windows[-1]) is None  # closed first: the caller decodes it alone
+
+    import threading
+
+    late = SharedPass(clip, windows, None, held=2, workers=1)  # readers still waiting when the plan closes
+    got = []
+    readers = [threading.Thread(target=lambda w=w: got.append(late.frames(w))) for w in windows[40:]]
+    for reader in readers:
+        reader.start()
+    late.close()
+    for reader in readers:
+        reader.join(timeout=30)
+    assert not any(reader.is_alive() for reader in readers) and len(got) == 8

@@ -143,9 +143,11 @@ def _decode_in_parallel(path: str, info, gops: list[list[float]], workers: int, 
             found.put(None)
 
     threads = [threading.Thread(target=work, args=(w,), name="window-decode", daemon=True) for w in range(workers)]
-    for thread in threads:
-        thread.start()
+    started = []
     try:
+        for thread in threads:
+            thread.start()
+            started.append(thread)
         running = len(threads)
         while running:
             item = found.get()
@@ -158,7 +160,7 @@ def _decode_in_parallel(path: str, info, gops: list[list[float]], workers: int, 
     finally:
         stop.set()
         finish([])
-        for thread in threads:  # drain, so that no thread stays blocked on a full queue
+        for thread in started:  # drain, so that no thread stays blocked on a full queue
             while thread.is_alive():
                 with suppress(queue.Empty):
                     found.get(timeout=0.05)
@@ -254,18 +256,25 @@ class SharedPass:
                     self._published.add(w)
             self._changed.notify_all()
 
-    def frames(self, window: Window) -> Frames:
+    def frames(self, window: Window) -> Frames | None:
+        """The window's frames, once decoded; None when the pass was closed before it decoded them
+        (the caller decodes the window alone)."""
         with self._changed:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="shared-decode", daemon=True)
-                self._thread.start()
-            if window in self._published and window not in self._results:
-                raise RuntimeError(f"window {window} of {self.path} was read twice")
+            if self._thread is None and not self._closed:
+                thread = threading.Thread(target=self._run, name="shared-decode", daemon=True)
+                thread.start()
+                self._thread = thread
             self._wanted.add(window)
             self._changed.notify_all()
-            while window not in self._results:
-                self._changed.wait()
-            self._wanted.discard(window)
+            try:
+                while window not in self._results:
+                    if window in self._published:
+                        raise RuntimeError(f"window {window} of {self.path} was read twice")
+                    if self._closed:
+                        return None
+                    self._changed.wait()
+            finally:
+                self._wanted.discard(window)
             result = self._results.pop(window)
             self._changed.notify_all()
         if isinstance(result, Exception):
@@ -290,12 +299,16 @@ def planned(path: str, window: Window, max_pixels: int | None) -> Frames | None:
     key = (file_key(path), window, max_pixels)
     with _PLANNED_LOCK:
         shared = _PLANNED.pop(key, None)
-    return shared.frames(window) if shared is not None else None
+    return shared.frames(window) if shared is not None else None  # None: closed first, decode alone
+
+
+DECODING = 2  # raise when the same settings decode other pixels (2: approximate mode skips deblocking)
 
 
 def frames_key(path: str, window: Window, max_pixels: int | None) -> tuple:
     """The media cache's key for a window's frames (media.frame_cache)."""
-    return ("frames", file_key(path), window.n, window.fps, window.start, window.end, max_pixels, window.keyframe_snap)
+    return ("frames", DECODING, file_key(path), window.n, window.fps, window.start, window.end, max_pixels,
+            window.keyframe_snap)
 
 
 def sample_window(sample: Sample, settings: MediaSettings) -> Window:
