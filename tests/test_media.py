@@ -362,3 +362,24 @@ def test_a_shared_pass_runs_only_a_few_windows_ahead_of_its_readers(tmp_path):
     for reader in readers:
         reader.join(timeout=30)
     assert not any(reader.is_alive() for reader in readers) and len(got) == 8
+
+
+def test_a_sample_that_fails_before_its_frames_leaves_no_window_held(tmp_path):
+    """A sample whose companion audio is missing fails before reading its planned frames: the shared pass
+    drops that window instead of holding it for a reader that never comes."""
+    from mllm_mer.media import windows
+
+    clip = str(write_clip(tmp_path / "episode.mp4", seconds=6.0, fps=10, size=(64, 48), gop=250, audio=False))
+    missing = str(tmp_path / "missing.wav")
+    samples = [Sample(id=f"u{i}", transcript="hi", video=clip, start=i * 0.5, end=i * 0.5 + 0.5,
+                      audio=missing if i % 2 == 0 else None) for i in range(12)]
+    settings = MediaSettings(max_frames=2, keyframe_snap=0.0, vocal_cues=False)
+    with windows.shared_windows(samples, settings):
+        (shared,) = set(windows._PLANNED.values())
+        for s in samples:
+            if s.audio:
+                with pytest.raises(MediaError, match="not found"):
+                    load_media(s, settings)
+            else:
+                assert len(load_media(s, settings).frames) == 2
+        assert shared._results == {}

@@ -36,18 +36,32 @@ def check_allowed(sample: Sample, roots: tuple[str, ...]) -> None:
             raise MediaError(Path(value).name, "is outside the folders this app may read")
 
 
+def _unplan(sample: Sample, settings: MediaSettings) -> None:
+    """This sample will not read its video frames; a shared pass that planned them need not hold them."""
+    if sample.video:
+        from mllm_mer.media.windows import sample_window, unplan
+
+        unplan(sample.video, sample_window(sample, settings), settings.max_pixels)
+
+
 def load_media(sample: Sample, settings: MediaSettings, modalities: tuple[str, ...] = ("text", "video", "audio")
                ) -> MediaInputs:
     """Decode what the prompt will use; MediaError names the file and the reason."""
     from mllm_mer.media import audio as audio_mod
     from mllm_mer.media import video as video_mod
 
-    if settings.allowed_roots:
-        check_allowed(sample, settings.allowed_roots)
-    # Each file is opened once to see what it holds (missing or broken files fail here).
     cache_gb = settings.media_cache_gb
-    video_streams = video_mod.probe(sample.video, cache_gb) if sample.video else (False, False)
-    audio_streams = video_mod.probe(sample.audio, cache_gb) if sample.audio else (False, False)
+    try:
+        if settings.allowed_roots:
+            check_allowed(sample, settings.allowed_roots)
+        # Each file is opened once to see what it holds (missing or broken files fail here).
+        video_streams = video_mod.probe(sample.video, cache_gb) if sample.video else (False, False)
+        audio_streams = video_mod.probe(sample.audio, cache_gb) if sample.audio else (False, False)
+    except MediaError:
+        _unplan(sample, settings)
+        raise
+    if not video_streams[0]:
+        _unplan(sample, settings)
     frames: tuple = ()
     times: tuple[float, ...] = ()
     notes: list[str] = []

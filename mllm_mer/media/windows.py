@@ -224,6 +224,7 @@ class SharedPass:
         self._results: dict[Window, Frames | Exception] = {}  # decoded, not yet read
         self._published: set[Window] = set()
         self._wanted: set[Window] = set()  # windows readers are waiting for
+        self._forgotten: set[Window] = set()  # windows whose readers will not come (their sample failed first)
         self._closed = False
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -240,7 +241,8 @@ class SharedPass:
     def _publish(self, window: Window, result) -> bool:
         """Hand a window over, then wait while enough are held and nobody waits; False once closed."""
         with self._changed:
-            self._results[window] = result
+            if window not in self._forgotten:
+                self._results[window] = result
             self._published.add(window)
             self._changed.notify_all()
             while (len(self._results) >= self.held and not self._closed
@@ -281,6 +283,13 @@ class SharedPass:
             raise result
         return result
 
+    def forget(self, window: Window) -> None:
+        """Nobody will read `window`: drop its frames, so that they do not count as held."""
+        with self._changed:
+            self._forgotten.add(window)
+            self._results.pop(window, None)
+            self._changed.notify_all()
+
     def close(self) -> None:
         """Stop decoding windows nobody has read, and wait for the pass to end."""
         with self._changed:
@@ -303,6 +312,14 @@ def planned(path: str, window: Window, max_pixels: int | None) -> Frames | None:
 
 
 DECODING = 2  # raise when the same settings decode other pixels (2: approximate mode skips deblocking)
+
+
+def unplan(path: str, window: Window, max_pixels: int | None) -> None:
+    """A sample that failed before reading its frames: its planned window will not be read."""
+    with _PLANNED_LOCK:
+        shared = _PLANNED.pop((file_key(path), window, max_pixels), None)
+    if shared is not None:
+        shared.forget(window)
 
 
 def frames_key(path: str, window: Window, max_pixels: int | None) -> tuple:
