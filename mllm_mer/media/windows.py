@@ -8,8 +8,8 @@ GOPs that hold sampled times are dealt to the threads in turn (GOPs decode indep
 and two single-threaded decoders outrun one frame-threaded decoder by about 1.5x on 2
 cores), and each thread seeks ahead only over GOPs that are not its own. A decoded frame that
 some window samples is resized once and handed to every window that wants it; each window is
-delivered as soon as its last frame is decoded, so only the windows in progress are held. The frames are those a
-per-window decode in exact mode gives, pixel for pixel.
+delivered as soon as its last frame is decoded, so only the windows in progress are held. The
+frames are those a per-window decode in exact mode gives, pixel for pixel.
 """
 from __future__ import annotations
 
@@ -71,10 +71,11 @@ def decode_windows(path: str, windows: Sequence[Window], max_pixels: int | None,
                 wanted.setdefault(t, []).append((i, k))
         remaining = {i: len(s) for i, s in slots.items()}
         approximate = all(w.keyframe_snap > 0 for w in windows)  # as video._decode_at in that mode
-        gops = _gop_runs(sorted(wanted), info)
+        targets = sorted(wanted)
+        gops = _gop_runs(targets, info)
         workers = min(workers or decoders(), len(gops))
         if workers <= 1:  # one thread: the codec's own frame threads
-            decoded = _decode_forward(container, stream, info, sorted(wanted), out_w, out_h, approximate)
+            decoded = _decode_forward(container, stream, info, targets, out_w, out_h, approximate)
         else:
             decoded = _decode_in_parallel(path, info, gops, workers, out_w, out_h, approximate)
         for t, image, time in decoded:
@@ -95,9 +96,9 @@ def _frames(decoded: list[tuple], info) -> Frames:
 
 def _gop_runs(targets: list[float], info) -> list[list[float]]:
     """Sorted targets grouped by the keyframe that governs them, in time order."""
-    gops: dict[float, list[float]] = {}
+    keyframes, gops = list(info.keyframes), {}
     for t in targets:
-        gops.setdefault(_governing_keyframe(list(info.keyframes), t, info.rate), []).append(t)
+        gops.setdefault(_governing_keyframe(keyframes, t, info.rate), []).append(t)
     return [gops[key] for key in sorted(gops)]
 
 
