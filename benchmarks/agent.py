@@ -16,13 +16,14 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from mllm_mer.agent import Toolbox
 from mllm_mer.config import option
-from mllm_mer.labels import load_label_scheme
-from mllm_mer.media.synth import write_clip
+from mllm_mer.core.labels import load_label_scheme
+from mllm_mer.core.types import MediaSettings, PromptSetup, Sample, Turn
 from mllm_mer.pipeline import predict
-from mllm_mer.retrieval import DemonstrationIndex
-from mllm_mer.types import MediaSettings, PromptSetup, Sample, Turn
+from mllm_mer.stages.resources import Resources
+from mllm_mer.stages.retrieval import DemonstrationIndex
+from mllm_mer.strategies.agent import Agent
+from mllm_mer.synthetic.media import write_clip
 
 from .backends_for_bench import ModelBenchConfig, script_main
 from .bench_inputs import WORDS, bench_samples
@@ -65,23 +66,25 @@ def run(vllm, n: int = 32, repeats: int = 2) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         samples = clip_samples(n, Path(tmp))
         single = PromptSetup(scheme, template="label_only", media=media)
-        agent = replace(single, strategy="agent", max_steps=3, look_frames=2)
+        looker = Agent(max_steps=3, look_frames=2)
         zero = PromptSetup(scheme, template="zero_shot", mode="score", media=media)
         retrieved = replace(zero, template="retrieved", retrieve_k=4)
-        box = Toolbox(agent, index=DemonstrationIndex(labelled_pool(), "bench-pool"))
-        predict(vllm, samples[:2], agent, toolbox=box)  # warm-up
+        resources = Resources(index=DemonstrationIndex(labelled_pool(), "bench-pool"))
+        predict(vllm, samples[:2], single, strategy=looker, resources=resources)  # warm-up
 
-        def timed(setup) -> tuple[float, list]:
+        def timed(setup, strategy) -> tuple[float, list]:
             vllm.llm.reset_prefix_cache()
             start = time.perf_counter()
-            out = predict(vllm, samples, setup, toolbox=replace(box, setup=setup))
+            out = predict(vllm, samples, setup, strategy=strategy, resources=resources)
             return time.perf_counter() - start, out
 
         best = {"single": float("inf"), "agent": float("inf"), "zero": float("inf"), "retrieved": float("inf")}
         steps: list[int] = []
+        runs = (("single", single, None), ("agent", single, looker), ("zero", zero, None),
+                ("retrieved", retrieved, None))
         for _ in range(repeats):
-            for name, setup in (("single", single), ("agent", agent), ("zero", zero), ("retrieved", retrieved)):
-                seconds, out = timed(setup)
+            for name, setup, strategy in runs:
+                seconds, out = timed(setup, strategy)
                 best[name] = min(best[name], seconds)
                 if name == "agent":
                     steps = [len(p.trace or []) for p in out]

@@ -2,7 +2,7 @@
 
 Each model benchmark declares its own options section (`bench`) and composes it with
 the sections here; the flags come from these dataclasses, through the package's own
-parser generator (`mllm_mer.cli_args`).
+parser generator (`mllm_mer.cli.args`).
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ import random
 
 from PIL import Image
 
-from mllm_mer.types import Sample, Turn
+from mllm_mer.core.types import Sample, Turn
 
 WORDS = ("you", "did", "what", "never", "again", "fine", "okay", "wow", "really", "no", "yes", "please", "stop", "now",
          "great", "terrible", "honestly")

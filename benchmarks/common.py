@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from mllm_mer.cli_args import add_config_arguments, config_from_namespace, reject_unknown, split_overrides
+from mllm_mer.cli.args import add_config_arguments, config_from_namespace, reject_unknown, split_overrides
 from mllm_mer.config import ConfigError, to_flat
 
 BENCH_DIR = Path(__file__).resolve().parent

@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mllm_mer.config import option
+from mllm_mer.conversation.context import dialogues_of
+from mllm_mer.core.labels import load_label_scheme
+from mllm_mer.core.types import PromptSetup
 from mllm_mer.datasets import load_split
-from mllm_mer.dialogue import classify_dialogues, dialogues_of
-from mllm_mer.labels import load_label_scheme
 from mllm_mer.pipeline import predict
-from mllm_mer.types import PromptSetup
+from mllm_mer.pipeline.dialogue import classify_dialogues
+from mllm_mer.strategies import RunContext
 
 from .backends_for_bench import ModelBenchConfig, script_main
 
@@ -54,7 +56,7 @@ def run(vllm, n: int | None = None, meld_dir: str = DEFAULT_MELD, repeats: int =
             predict(vllm, samples[start:start + 16], setup, with_probabilities=False)
 
     def lockstep() -> None:
-        classify_dialogues(vllm, dialogues_of(samples), setup, "predicted", window=5)
+        classify_dialogues(vllm, dialogues_of(samples), RunContext(setup), "predicted", window=5)
 
     best = {"independent": float("inf"), "lockstep": float("inf")}
     for _ in range(repeats):

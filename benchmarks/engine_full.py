@@ -25,10 +25,10 @@ from pathlib import Path
 
 from mllm_mer.backends.base import render
 from mllm_mer.config import EvaluateConfig, build, option
-from mllm_mer.datasets import load_split
-from mllm_mer.evaluate import run_evaluation
+from mllm_mer.datasets import load_configured
+from mllm_mer.evaluation.runner import run_evaluation
 from mllm_mer.pipeline import prepare
-from mllm_mer.resolve import resolve_prompt
+from mllm_mer.pipeline.resolve import resolve_prompt
 
 from .backends_for_bench import ModelBenchConfig, script_main
 from .dialogue import DEFAULT_MELD
@@ -57,9 +57,9 @@ def _config(vllm, dataset: str, data_dir: str, out: Path, **extra) -> EvaluateCo
 
 
 def _prompts(cfg: EvaluateConfig) -> list:
-    split = load_split(cfg.data.dataset, cfg.data.data_dir, cfg.run.split, **cfg.data.loader_options(cfg.prompt.labels))
+    split = load_configured(cfg.data, cfg.run.split, cfg.prompt.labels)
     samples = split.samples[: cfg.run.limit] if cfg.run.limit else split.samples
-    setup = resolve_prompt(cfg.model, cfg.prompt, cfg.media, default_labels=split.labels, strategy=cfg.strategy,
+    setup = resolve_prompt(cfg.model, cfg.prompt, cfg.media, default_labels=split.labels,
                            retrieval=cfg.retrieval)
     return samples, setup
 
@@ -104,7 +104,7 @@ def _compare(vllm, make_cfg, repeats: int, media: bool) -> dict:
 
 
 def _clips(root: Path, n: int) -> Path:
-    from mllm_mer.media.synth import write_clip
+    from mllm_mer.synthetic.media import write_clip
 
     rows = []
     for i in range(n):

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mllm_mer.config import option
-from mllm_mer.labels import load_label_scheme
+from mllm_mer.core.labels import load_label_scheme
+from mllm_mer.core.types import MediaSettings, PromptSetup
 from mllm_mer.pipeline import predict
-from mllm_mer.types import MediaSettings, PromptSetup
+from mllm_mer.strategies.fusion import Fusion
 
 from .agent import clip_samples
 from .backends_for_bench import ModelBenchConfig, script_main
@@ -39,17 +40,17 @@ class FusionBenchConfig(ModelBenchConfig):
 def run(vllm, n: int = 32, repeats: int = 2) -> dict:
     single = PromptSetup(load_label_scheme("meld"), template="zero_shot", mode="score",
                          media=MediaSettings(max_frames=4, max_pixels=224 * 224))
-    fusion = replace(single, strategy="fusion", fuser="entropy")
+    fusion = Fusion(fuser="entropy")
     with tempfile.TemporaryDirectory() as tmp:
         samples = clip_samples(n, Path(tmp))
-        predict(vllm, samples[:2], fusion)  # warm-up (and the media cache)
+        predict(vllm, samples[:2], single, strategy=fusion)  # warm-up (and the media cache)
         best = {"single": float("inf"), "fusion": float("inf")}
         experts = 0
         for _ in range(repeats):
-            for name, setup in (("single", single), ("fusion", fusion)):
+            for name, strategy in (("single", None), ("fusion", fusion)):
                 vllm.llm.reset_prefix_cache()
                 start = time.perf_counter()
-                out = predict(vllm, samples, setup)
+                out = predict(vllm, samples, single, strategy=strategy)
                 best[name] = min(best[name], time.perf_counter() - start)
                 if name == "fusion":
                     experts = sum(len(p.experts or {}) for p in out) / len(out)

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from mllm_mer.config import option
-from mllm_mer.types import MediaSettings, Sample
+from mllm_mer.core.types import MediaSettings, Sample
 
 from .common import bench_main
 
@@ -54,7 +54,7 @@ class LongMediaConfig:
 
 
 def recording(folder: str, minutes: float) -> Path:
-    from mllm_mer.media.synth import write_clip
+    from mllm_mer.synthetic.media import write_clip
 
     path = Path(folder) / f"episode-{minutes:g}min-720p-gop250-veryfast-crf28.mp4"
     if not path.is_file():
@@ -95,7 +95,7 @@ def _settings(mode: str, frames: int) -> MediaSettings:
 def _measure(kind: str, mode: str, path: str, windows: list, frames: int, out) -> None:
     """In a child process: time one way of reading the windows; send (seconds, peak RSS in MiB)."""
     from mllm_mer.media import load_media
-    from mllm_mer.media.video import decode_all
+    from mllm_mer.media.decode import decode_all
     from mllm_mer.media.windows import shared_windows
 
     settings = _settings(mode, frames)
@@ -130,7 +130,8 @@ def measure(kind: str, mode: str, path: Path, windows: list, frames: int) -> tup
 
 def approximate_psnr(path: Path, windows: list, frames: int) -> float:
     """The lowest PSNR (dB) of an approximate-mode frame against the exact frame of the same time."""
-    from mllm_mer.media.windows import decode_windows, sample_window
+    from mllm_mer.media.decode import sample_window
+    from mllm_mer.media.windows import decode_windows
 
     def decoded(mode):
         settings = _settings(mode, frames)
@@ -147,7 +148,7 @@ def decoding_work(path: Path, windows: list, frames: int, mode: str) -> tuple[in
     """(frames per-utterance seeking decodes, frames the shared pass decodes), counting every frame from
     a GOP's keyframe to the last time sampled in it (reference frames cannot be skipped; the few others
     are left in)."""
-    from mllm_mer.media.video import _governing_keyframe, open_video, window_targets
+    from mllm_mer.media.decode import governing_keyframe, open_video, window_targets
 
     container, _, info = open_video(str(path))
     container.close()
@@ -156,7 +157,7 @@ def decoding_work(path: Path, windows: list, frames: int, mode: str) -> tuple[in
     for start, end in windows:
         last: dict[float, float] = {}
         for t in window_targets(str(path), info, frames, None, start, end, MODES[mode]):
-            key = _governing_keyframe(keyframes, t, rate)
+            key = governing_keyframe(keyframes, t, rate)
             last[key] = max(last.get(key, key), t)
         per_window += sum((t - key) * rate + 1 for key, t in last.items())
         for key, t in last.items():

@@ -22,8 +22,9 @@ from pathlib import Path
 
 from mllm_mer.config import option
 from mllm_mer.media import MediaSettings
-from mllm_mer.media.synth import write_clip
-from mllm_mer.media.video import decode_all, read_frames
+from mllm_mer.media.decode import decode_all
+from mllm_mer.media.video import read_frames
+from mllm_mer.synthetic.media import write_clip
 
 from .common import best_of, machine, parse_config
 

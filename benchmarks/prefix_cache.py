@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 
 from mllm_mer.backends.base import render
 from mllm_mer.config import option
-from mllm_mer.labels import load_label_scheme
+from mllm_mer.core.labels import load_label_scheme
+from mllm_mer.core.types import PromptSetup
 from mllm_mer.pipeline import prepare
-from mllm_mer.types import PromptSetup
 
 from .backends_for_bench import ModelBenchConfig, script_main
 from .bench_inputs import bench_samples

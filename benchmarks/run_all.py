@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> Path:
     options = cfg.bench
     n = options.n or (16 if options.quick else 32)
     if cfg.model.model is None:
-        from mllm_mer.tiny import make_tiny
+        from mllm_mer.synthetic.tiny import make_tiny
 
         cfg.model.model = str(Path("runs/bench-small"))
         if not (Path(cfg.model.model) / "config.json").is_file():

@@ -1,7 +1,7 @@
 """Fine-tune from a recipe: `python finetune/train.py --config finetune/configs/X.yaml [key=value ...]`.
 
 The same as `mllm-mer finetune`; under `accelerate launch` it runs on several GPUs
-(see finetune/accelerate/). All logic lives in mllm_mer.training.
+(see finetune/accelerate/). All logic lives in mllm_mer.training.sft.
 """
 import sys
 

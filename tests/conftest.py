@@ -1,4 +1,4 @@
-"""Shared fixtures. Nothing here touches the network: models are built locally (mllm_mer.tiny)."""
+"""Shared fixtures. Nothing here touches the network: models are built locally (mllm_mer.synthetic.tiny)."""
 from __future__ import annotations
 
 import os
@@ -24,14 +24,14 @@ requires_meld = pytest.mark.skipif(not MELD_DIR.is_dir() and "MLLM_MER_MELD_DIR"
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
-    from mllm_mer.tiny import make_tiny
+    from mllm_mer.synthetic.tiny import make_tiny
 
     return make_tiny(tmp_path_factory.mktemp("models") / "tiny-qwen2-vl")
 
 
 @pytest.fixture(scope="session")
 def meld_spec():
-    from mllm_mer.labels import load_label_scheme
+    from mllm_mer.core.labels import load_label_scheme
 
     return load_label_scheme("meld")
 
@@ -63,7 +63,7 @@ def tiny_lora(tiny_model, tmp_path_factory) -> Path:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForImageTextToText
 
-    from mllm_mer.models import family_for
+    from mllm_mer.core.families import family_for
 
     model = AutoModelForImageTextToText.from_pretrained(tiny_model, dtype=torch.float32)
     torch.manual_seed(1)
@@ -90,7 +90,7 @@ def vllm_backend(tiny_model, tiny_lora):
 @pytest.fixture(scope="session")
 def colour_task(tmp_path_factory) -> Path:
     """The synthetic colour x wording task (each modality alone is worth 50%)."""
-    from mllm_mer.synthetic import make_task
+    from mllm_mer.synthetic.tasks import make_task
 
     return make_task(tmp_path_factory.mktemp("task") / "colour-weather").parent
 

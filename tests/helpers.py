@@ -5,8 +5,8 @@ import random
 
 from PIL import Image
 
-from mllm_mer.media.synth import write_clip, write_wav
-from mllm_mer.types import Sample, Turn
+from mllm_mer.core.types import Sample, Turn
+from mllm_mer.synthetic.media import write_clip, write_wav
 
 WORDS = ["you", "did", "what", "never", "again", "fine", "okay", "wow", "really", "no", "yes", "please", "stop", "now",
          "great", "terrible"]

@@ -10,21 +10,23 @@ import pytest
 from conftest import MELD_DIR, requires_meld
 from helpers import varied_inputs
 
-from mllm_mer.agent import Toolbox, action_schema, dialogue_history, start
-from mllm_mer.agent.tools import GRID_POINTS, TOOLS, offered
 from mllm_mer.config import MediaConfig, ModelConfig, PromptConfig, RetrievalConfig, StrategyConfig
-from mllm_mer.consistency import vote
+from mllm_mer.conversation.context import dialogue_history
+from mllm_mer.core.types import LabelSet, Prediction, Sample, TaskPrediction
 from mllm_mer.pipeline import predict, prepare
-from mllm_mer.resolve import resolve_prompt
-from mllm_mer.types import LabelSet, Prediction, Sample, TaskPrediction
+from mllm_mer.pipeline.resolve import resolve_prompt, resolve_strategy
+from mllm_mer.stages.resources import Resources
+from mllm_mer.strategies.agent import Agent, action_schema, start
+from mllm_mer.strategies.agent.tools import GRID_POINTS, TOOLS, offered
+from mllm_mer.strategies.consistency import vote
 
 MAX_STEPS = 3
 
 
 def agent_setup(tiny_model, **strategy):
-    return resolve_prompt(ModelConfig(model=str(tiny_model)), PromptConfig(labels="meld", template="label_only"),
-                          MediaConfig(max_frames=4),
-                          strategy=StrategyConfig(strategy="agent", max_steps=MAX_STEPS, **strategy))
+    setup = resolve_prompt(ModelConfig(model=str(tiny_model)), PromptConfig(labels="meld", template="label_only"),
+                           MediaConfig(max_frames=4))
+    return setup, resolve_strategy(StrategyConfig(strategy="agent", max_steps=MAX_STEPS, **strategy), setup)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +34,7 @@ def agent_inputs(tmp_path_factory):
     return varied_inputs(tmp_path_factory.mktemp("agent-media"))
 
 
-def check_traces(predictions, samples, setup, max_steps=MAX_STEPS):
+def check_traces(predictions, samples, setup, agent, max_steps=MAX_STEPS):
     by_id = {s.id: s for s in samples}
     for p in predictions:
         assert p.ok, p.error
@@ -45,7 +47,7 @@ def check_traces(predictions, samples, setup, max_steps=MAX_STEPS):
                 assert sample.video or sample.audio
                 assert set(step["args"]) >= {"start", "end"}
             if step["tool"] == "look":
-                assert sample.video and 1 <= step["args"]["n"] <= setup.look_frames and step["images"] >= 1
+                assert sample.video and 1 <= step["args"]["n"] <= agent.look_frames and step["images"] >= 1
             if step["tool"] == "context":
                 assert sample.metadata.get("dialogue")
         label_set = setup.scheme.label_sets[0]
@@ -73,9 +75,9 @@ def test_the_action_schema_is_a_choice_of_tools_and_answer_alone_at_the_end():
 
 
 def test_tools_are_offered_only_where_they_apply(tiny_model, agent_inputs):
-    setup = agent_setup(tiny_model)
+    setup, agent = agent_setup(tiny_model)
     history = dialogue_history(agent_inputs)
-    box = Toolbox(setup, history=history)
+    box = agent.toolbox(setup, Resources(history=history))
     ready = {p.sample.id: p for p in prepare(agent_inputs, setup)}
     sound_clip, silent_clip, audio_only = ready["a0"], ready["a1"], ready["a2"]
     tools = lambda p: set(offered(start(p.prompt, p.sample, p.media, box), box))  # noqa: E731
@@ -111,20 +113,20 @@ def test_vote_takes_the_majority_averages_probabilities_and_records_agreement():
 # -- the loop on the backends -------------------------------------------------------------------
 
 def test_agent_on_50_random_inputs_always_ends_with_a_valid_answer_transformers(hf_backend, tiny_model, agent_inputs):
-    setup = agent_setup(tiny_model)
-    box = Toolbox(setup, history=dialogue_history(agent_inputs))
-    predictions = predict(hf_backend, agent_inputs, setup, toolbox=box)
-    check_traces(predictions, agent_inputs, setup)
+    setup, agent = agent_setup(tiny_model)
+    predictions = predict(hf_backend, agent_inputs, setup, strategy=agent,
+                          resources=Resources(history=dialogue_history(agent_inputs)))
+    check_traces(predictions, agent_inputs, setup, agent)
     used = {s["tool"] for p in predictions for s in p.trace}
     assert {"look", "listen", "answer"} <= used  # the random model reaches the tools too
 
 
 @pytest.mark.vllm
 def test_agent_on_50_random_inputs_on_the_vllm_engine(vllm_backend, tiny_model, agent_inputs):
-    setup = agent_setup(tiny_model)
-    predictions = predict(vllm_backend, agent_inputs, setup,
-                          toolbox=Toolbox(setup, history=dialogue_history(agent_inputs)))
-    check_traces(predictions, agent_inputs, setup)
+    setup, agent = agent_setup(tiny_model)
+    predictions = predict(vllm_backend, agent_inputs, setup, strategy=agent,
+                          resources=Resources(history=dialogue_history(agent_inputs)))
+    check_traces(predictions, agent_inputs, setup, agent)
     looked = [s for p in predictions for s in p.trace if s["tool"] == "look"]
     assert looked and all(s["images"] >= 1 for s in looked)  # observation frames went to the engine as images
 
@@ -132,9 +134,10 @@ def test_agent_on_50_random_inputs_on_the_vllm_engine(vllm_backend, tiny_model, 
 @pytest.mark.vllm
 def test_self_consistency_draws_n_answers_and_votes(vllm_backend, tiny_model, agent_inputs):
     setup = resolve_prompt(ModelConfig(model=str(tiny_model)), PromptConfig(labels="meld", template="label_only"),
-                           MediaConfig(max_frames=4), strategy=StrategyConfig(samples=5, temperature=1.0))
+                           MediaConfig(max_frames=4))
     samples = agent_inputs[:6]
-    predictions = predict(vllm_backend, samples, setup)
+    predictions = predict(vllm_backend, samples, setup,
+                          strategy=resolve_strategy(StrategyConfig(samples=5, temperature=1.0), setup))
     for p in predictions:
         record = p.consistency
         assert record["n"] == 5 and len(record["labels"]) == 5 and all(record["labels"])
@@ -150,9 +153,9 @@ def test_self_consistency_draws_n_answers_and_votes(vllm_backend, tiny_model, ag
 
 @requires_meld
 def test_retrieval_finds_the_matching_meld_row_and_never_the_sample_itself(tmp_path, monkeypatch):
-    monkeypatch.setattr("mllm_mer.retrieval.USER_CACHE", tmp_path / "cache")
+    monkeypatch.setattr("mllm_mer.stages.retrieval.USER_CACHE", tmp_path / "cache")
     from mllm_mer.datasets import load_split
-    from mllm_mer.retrieval import DemonstrationIndex, index_for, split_source
+    from mllm_mer.stages.retrieval import DemonstrationIndex, index_for, split_source
 
     train = load_split("meld", str(MELD_DIR), "train").samples
     index = index_for("meld", str(MELD_DIR), "train")
@@ -217,14 +220,14 @@ def test_cli_evaluate_with_the_agent_writes_traces_and_tool_statistics(tmp_path,
 
 @requires_meld
 def test_cli_predict_with_the_retrieved_template_shows_meld_demonstrations(tmp_path, tiny_model, hf_backend):
-    from mllm_mer.agent.toolbox import build_toolbox
+    from mllm_mer.pipeline.resources import build_resources
 
     setup = resolve_prompt(ModelConfig(model=str(tiny_model)), PromptConfig(labels="meld", template="retrieved"),
                            MediaConfig())
     retrieval = RetrievalConfig(retrieve_dataset="meld", retrieve_data_dir=str(MELD_DIR), retrieve_split="train",
                                 retrieve_k=4)
-    box = build_toolbox(setup, retrieval)
-    [ready] = prepare([Sample(id="q", transcript="Oh my God! I can't believe it!")], setup, toolbox=box)
+    resources = build_resources(setup, None, retrieval)
+    [ready] = prepare([Sample(id="q", transcript="Oh my God! I can't believe it!")], setup, resources=resources)
     text = ready.prompt.messages[1]["content"][-1]["text"]
     assert text.count(" -> emotion: ") == 4 and "<examples>" in text
     done = subprocess.run([sys.executable, "-m", "mllm_mer.cli", "predict", "--model", str(tiny_model),
@@ -243,7 +246,7 @@ def test_cli_predict_with_the_retrieved_template_shows_meld_demonstrations(tmp_p
 @pytest.mark.vllm
 def test_a_lora_trained_on_scripted_traces_learns_to_look_where_the_evidence_is(tiny_model, tmp_path, vllm_backend):
     from mllm_mer.datasets import load_split
-    from mllm_mer.synthetic import WINDOW, make_window_task
+    from mllm_mer.synthetic.tasks import WINDOW, make_window_task
 
     manifest = make_window_task(tmp_path / "hidden-window")
     labels = manifest.parent / "labels.yaml"
@@ -258,16 +261,15 @@ def test_a_lora_trained_on_scripted_traces_learns_to_look_where_the_evidence_is(
     vllm_backend.register_adapter("looker", str(adapter))
     test = list(load_split("manifest", manifest, "test", labels=str(labels)).samples)
     model = ModelConfig(model=str(tiny_model), adapter=[f"looker={adapter}"])
-    setup = resolve_prompt(model, PromptConfig(), MediaConfig(),  # the adapter's own prompt (label set, frames)
-                           strategy=StrategyConfig(strategy="agent", max_steps=3, tools=["look"], look_frames=2))
+    setup = resolve_prompt(model, PromptConfig(), MediaConfig())  # the adapter's own prompt (label set, frames)
+    looker = Agent(max_steps=3, tools=("look",), look_frames=2)
     assert setup.media.max_frames == 2 and setup.scheme.name == "hidden-window"
 
     def accuracy(predictions):
         return sum(p.label("emotion") == s.gold["emotion"] for p, s in zip(predictions, test, strict=True)) / len(test)
 
-    agent = predict(vllm_backend, test, setup, adapter="looker", with_probabilities=False, toolbox=Toolbox(setup))
-    single = predict(vllm_backend, test, replace(setup, strategy="single"), adapter="looker",
-                     with_probabilities=False)
+    agent = predict(vllm_backend, test, setup, adapter="looker", with_probabilities=False, strategy=looker)
+    single = predict(vllm_backend, test, setup, adapter="looker", with_probabilities=False)
     assert accuracy(agent) >= 0.9, [p.trace for p in agent[:3]]
     assert accuracy(single) <= 0.6  # the uniformly sampled frames never show the colour
     looks = [s for p in agent for s in p.trace if s["tool"] == "look"]
@@ -278,8 +280,10 @@ def test_a_lora_trained_on_scripted_traces_learns_to_look_where_the_evidence_is(
 def test_trace_training_learns_every_action_and_masks_the_observations(tiny_model, tmp_path):
     from mllm_mer.config import TrainConfig
     from mllm_mer.datasets import load_split
-    from mllm_mer.synthetic import WINDOW_LOOK, make_window_task
-    from mllm_mer.training import Collator, _toolbox, load_trainable_model
+    from mllm_mer.synthetic.tasks import WINDOW_LOOK, make_window_task
+    from mllm_mer.training.examples import Collator
+    from mllm_mer.training.model import load_trainable_model
+    from mllm_mer.training.sft import agent_strategy, training_resources
 
     manifest = make_window_task(tmp_path / "hidden-window", n_train=4, n_dev=2, n_test=2)
     labels = manifest.parent / "labels.yaml"
@@ -287,9 +291,10 @@ def test_trace_training_learns_every_action_and_masks_the_observations(tiny_mode
         f"model={tiny_model}", f"output_dir={tmp_path / 'out'}", f"data_dir={manifest}", f"labels={labels}",
         f"dataset_options={{labels: {labels}, task: emotion}}"])
     _, processor = load_trainable_model(cfg)
-    setup = resolve_prompt(cfg.model, cfg.prompt, cfg.media, strategy=cfg.traces.strategy())
+    setup = resolve_prompt(cfg.model, cfg.prompt, cfg.media)
+    agent = agent_strategy(cfg)
     samples = list(load_split("manifest", manifest, "train", labels=str(labels)).samples)
-    collator = Collator(processor, setup, _toolbox(cfg, setup, "train", samples), "trace")
+    collator = Collator(processor, setup, training_resources(cfg, setup, agent, "train", samples), "trace", agent)
     batch = collator(samples)
     for row, sample in enumerate(samples):
         learned = [int(i) for i, label in zip(batch["input_ids"][row], batch["labels"][row], strict=True)

@@ -8,8 +8,8 @@ import pytest
 
 from mllm_mer.app.service import Service
 from mllm_mer.config import AppConfig, build
-from mllm_mer.media.synth import write_clip
-from mllm_mer.vllm_server import free_port
+from mllm_mer.serving.vllm_server import free_port
+from mllm_mer.synthetic.media import write_clip
 
 pytestmark = pytest.mark.vllm
 MELD_EMOTIONS = {"neutral", "joy", "sadness", "anger", "surprise", "fear", "disgust"}

@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 from mllm_mer.cli import main
-from mllm_mer.media.synth import write_clip
+from mllm_mer.core.types import PromptSetup, Sample, Turn
 from mllm_mer.pipeline import answer
-from mllm_mer.types import PromptSetup, Sample, Turn
+from mllm_mer.synthetic.media import write_clip
 
 # -- the command line: one-line errors before any model is loaded ---------------------------------
 

@@ -6,8 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from mllm_mer.calibration import Calibration, arrays, calibration_metrics, fit, rescale, rescale_rows
-from mllm_mer.labels import load_label_scheme
+from mllm_mer.core.labels import load_label_scheme
+from mllm_mer.stages.calibration import Calibration, arrays, calibration_metrics, fit, rescale, rescale_rows
 
 LABELS = ("neutral", "joy", "sadness", "anger", "surprise", "fear", "disgust")
 
@@ -100,8 +100,8 @@ def test_evaluate_calibrate_then_evaluate_calibrated_through_the_cli(tiny_model,
 def test_the_app_applies_a_calibration_file_and_says_so(tiny_model, hf_backend, meld_spec, tmp_path):
     from mllm_mer.app.service import AnalyseRequest, Service
     from mllm_mer.app.ui import _task_panel
-    from mllm_mer.calibration import Calibration
     from mllm_mer.config import AppConfig, build
+    from mllm_mer.stages.calibration import Calibration
 
     calibration = tmp_path / "calibration.json"
     calibration.write_text(Calibration("meld", {"emotion": 3.0}, {"emotion": meld_spec.task("emotion").labels})

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
+from mllm_mer.core.types import CUE_MODALITIES
 from mllm_mer.prompting import RATIONALE_MAX_CHARS
-from mllm_mer.types import CUE_MODALITIES
 
 
 def run_cli(*args, check=True):

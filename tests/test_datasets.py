@@ -61,7 +61,7 @@ def test_meld_repairs_mojibake_of_the_release(tmp_path):
 
 
 def test_meld_finds_clips_in_the_release_folders(tmp_path):
-    from mllm_mer.media.synth import write_clip
+    from mllm_mer.synthetic.media import write_clip
 
     rows = _csv_rows("dev")[:3]
     with open(tmp_path / "dev_sent_emo.csv", "w", encoding="utf-8", newline="") as f:

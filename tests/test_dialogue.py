@@ -8,15 +8,12 @@ import pytest
 from conftest import MELD_DIR, requires_meld
 from PIL import Image
 
-from mllm_mer.dialogue import (
-    TranscriptError,
-    classify_dialogues,
-    read_transcript,
-    shift_metrics,
-    utterance_samples,
-)
-from mllm_mer.media.synth import write_clip
-from mllm_mer.types import PromptSetup, Sample
+from mllm_mer.conversation.shifts import shift_metrics
+from mllm_mer.conversation.transcripts import TranscriptError, read_transcript, utterance_samples
+from mllm_mer.core.types import PromptSetup, Sample
+from mllm_mer.pipeline.dialogue import classify_dialogues
+from mllm_mer.strategies import RunContext
+from mllm_mer.synthetic.media import write_clip
 
 SRT = """1
 00:00:00,000 --> 00:00:01,200
@@ -88,7 +85,8 @@ def test_context_holds_exactly_the_predictions_for_earlier_turns_in_lockstep(hf_
     dialogues = [[Sample(id=f"d{d}t{t}", transcript=f"dialogue {d} turn {t}", speaker="AB"[t % 2])
                   for t in range(n)] for d, n in enumerate((3, 1, 2))]
     steps = []
-    results = classify_dialogues(hf_backend, dialogues, PromptSetup(meld_spec, template="label_only"), "predicted",
+    results = classify_dialogues(hf_backend, dialogues, RunContext(PromptSetup(meld_spec, template="label_only")),
+                                 "predicted",
                                  window=-1, on_turn=lambda batch, preds: steps.append((batch, preds)))
     assert [len(batch) for batch, _ in steps] == [3, 2, 1]  # turn i of every dialogue in one call
     for batch, _ in steps:
@@ -100,8 +98,9 @@ def test_context_holds_exactly_the_predictions_for_earlier_turns_in_lockstep(hf_
     # a resumed run asks only for turns not yet done; done turns still label the context
     done = {dialogues[0][0].id: results[0][0]}
     asked = []
-    classify_dialogues(hf_backend, dialogues[:1], PromptSetup(meld_spec, template="label_only"), "predicted",
-                       done=done, on_turn=lambda batch, preds: asked.extend(s.id for s in batch))
+    run = RunContext(PromptSetup(meld_spec, template="label_only"))
+    classify_dialogues(hf_backend, dialogues[:1], run, "predicted", done=done,
+                       on_turn=lambda batch, preds: asked.extend(s.id for s in batch))
     assert asked == ["d0t1", "d0t2"]
 
 
@@ -110,8 +109,8 @@ def test_lockstep_dialogues_on_the_vllm_engine(vllm_backend, meld_spec, tmp_path
     path = tmp_path / "talk.srt"
     path.write_text(SRT)
     samples = utterance_samples(read_transcript(path))
-    [predictions] = classify_dialogues(vllm_backend, [samples], PromptSetup(meld_spec, template="label_only"),
-                                       "predicted")
+    run = RunContext(PromptSetup(meld_spec, template="label_only"))
+    [predictions] = classify_dialogues(vllm_backend, [samples], run, "predicted")
     assert all(p.ok for p in predictions) and len(predictions) == 3
 
 
@@ -147,7 +146,8 @@ def test_dialogue_command_writes_the_timeline(tiny_model, conversation, tmp_path
     engine = ["--enforce-eager", "--max-model-len", "4096"] if backend == "vllm" else []
     proc = subprocess.run([sys.executable, "-m", "mllm_mer.cli", "dialogue", "--model", str(tiny_model), "--dtype",
                            "float32", "--video", str(clip), "--transcript", str(root / f"talk{suffix}"), "--out",
-                           str(out), "--template", "label_only", "--max-frames", "2", "--backend", backend, *engine],
+                           str(out), "--template", "label_only", "--max-frames", "2", "--backend", backend, *engine,
+                           "--context-labels", "predicted"],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(x) for x in (out / "timeline.jsonl").read_text().splitlines()]
@@ -161,8 +161,8 @@ def test_dialogue_command_writes_the_timeline(tiny_model, conversation, tmp_path
 
 
 def test_dialogue_metrics_pool_shifts_over_dialogues_and_score_each_speaker():
-    from mllm_mer.evaluate import dialogue_metrics
-    from mllm_mer.types import Prediction, TaskPrediction
+    from mllm_mer.core.types import Prediction, TaskPrediction
+    from mllm_mer.evaluation.runner import dialogue_metrics
 
     def turn(d, t, speaker, gold):
         return Sample(id=f"{d}-{t}", speaker=speaker, gold={"emotion": gold}, metadata={"dialogue": d})
@@ -235,7 +235,7 @@ def test_dialogue_command_takes_a_dataset_dialogue(tiny_model, tmp_path):
     in_order = sorted(expected, key=lambda r: int(r["Utterance_ID"]))
     assert [r["speaker"] for r in rows] == [r["Speaker"] for r in in_order]
     assert (out / "timeline.png").stat().st_size > 0
-    assert "context labels: predicted" in (out / "timeline.md").read_text()
+    assert "context labels: none" in (out / "timeline.md").read_text()  # the one default of every verb
     missing = subprocess.run([sys.executable, "-m", "mllm_mer.cli", "dialogue", "--dataset", "meld", "--data-dir",
                               str(MELD_DIR), "--split", "test", "--dialogue", "99999", "--model", str(tiny_model),
                               "--out", str(tmp_path / "none")], capture_output=True, text=True, timeout=600)
@@ -243,8 +243,8 @@ def test_dialogue_command_takes_a_dataset_dialogue(tiny_model, tmp_path):
 
 
 def test_without_a_transcript_speech_segments_become_utterances(tiny_model, tmp_path):
-    from mllm_mer.media.synth import write_wav
-    from mllm_mer.tiny_whisper import make_tiny_whisper
+    from mllm_mer.synthetic.media import write_wav
+    from mllm_mer.synthetic.tiny_whisper import make_tiny_whisper
 
     whisper = make_tiny_whisper(tmp_path / "whisper")
     recording = write_wav(tmp_path / "talk.wav", parts=[(0.2, None), (0.8, 220.0), (0.8, None), (1.0, 300.0)])

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from mllm_mer.config import DistillConfig, build
-from mllm_mer.distill import run_distill
+from mllm_mer.training.distill import run_distill
 
 
 def _task_options(task):
@@ -70,8 +70,8 @@ def test_rationalisation_keeps_a_hinted_answer_only_when_it_is_gold(tiny_model, 
 
 
 def test_the_hint_is_in_the_prompt_only_when_given(meld_spec):
+    from mllm_mer.core.types import Sample
     from mllm_mer.prompting import build_prompt
-    from mllm_mer.types import Sample
 
     hinted = build_prompt(Sample(id="h", transcript="Fine.", metadata={"hint": {"emotion": "anger"}}), meld_spec)
     plain = build_prompt(Sample(id="p", transcript="Fine."), meld_spec)

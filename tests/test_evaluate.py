@@ -12,9 +12,9 @@ from conftest import MELD_DIR, requires_meld
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
 from mllm_mer.config import EvaluateConfig, build
-from mllm_mer.evaluate import read_predictions, run_evaluation
-from mllm_mer.media.synth import write_clip
-from mllm_mer.metrics import FAILED, classification_metrics
+from mllm_mer.evaluation.metrics import FAILED, classification_metrics
+from mllm_mer.evaluation.runner import read_predictions, run_evaluation
+from mllm_mer.synthetic.media import write_clip
 
 
 def make_meld_split(root, n=10, corrupt=1, empty=1):
@@ -252,9 +252,9 @@ def test_modality_ablation_and_compare(tmp_path, cli_split):
 
 
 def test_gold_labels_outside_the_set_or_missing_are_counted_and_shown():
-    from mllm_mer.evaluate import compute_metrics
-    from mllm_mer.labels import load_label_scheme
-    from mllm_mer.report import summary
+    from mllm_mer.core.labels import load_label_scheme
+    from mllm_mer.evaluation.report import summary
+    from mllm_mer.evaluation.runner import compute_metrics
 
     def record(i, gold):
         return {"id": str(i), "gold": gold, "prediction": {"sample_id": str(i), "ok": True,
@@ -308,10 +308,49 @@ def test_a_second_evaluate_over_the_same_clips_opens_no_media_file(tmp_path, hf_
         return {k: v["prediction"] for k, v in read_predictions(tmp_path / out / "predictions.jsonl").items()}
 
     first = evaluate("first")
-    video._read_frames_cached.cache_clear()
+    video.decode_window.cache_clear()
     opened = []
     real_open = video.av.open
     monkeypatch.setattr(video.av, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
     second = evaluate("second")
     assert opened == []
     assert second == first and all(p["ok"] for p in second.values())
+
+
+# A run.json as the layout before the package moved to stages wrote it (same command as below).
+def _fingerprint_before_the_move(model: str, data_dir: str) -> dict:
+    return {"dataset": "meld", "data_dir": data_dir, "split": "test",
+            "data": {"dataset": "meld", "data_dir": data_dir, "id_col": "id", "text_col": "text", "label_col": "label",
+                     "video_col": "video", "speaker_col": "speaker", "dialogue_col": "dialogue", "task": "emotion"},
+            "labels": "meld", "tasks": ["emotion", "sentiment"],
+            "prompt": {"template": "label_only", "modalities": ["text"], "mode": "generate"},
+            "media": {"max_frames": 8, "fps": None, "max_pixels": 200704, "keyframe_snap": 0.25, "vocal_cues": True,
+                      "asr_model": None, "allowed_roots": []},
+            "model": model, "backend": "transformers", "adapters": {}, "probabilities": False, "temperatures": {},
+            "strategy": {"strategy": "single", "samples": 2, "temperature": 0.7}}
+
+
+@requires_meld
+def test_a_run_started_before_the_move_resumes_with_no_row_recomputed(tiny_model, tmp_path):
+    out = tmp_path / "old-run"
+    out.mkdir()
+    data_dir = str(MELD_DIR.resolve())
+    (out / "run.json").write_text(json.dumps({"fingerprint": _fingerprint_before_the_move(str(tiny_model), data_dir),
+                                              "provenance": {}}))
+    earlier = [{"id": f"dia0_utt{i}", "gold": {"emotion": "neutral", "sentiment": "neutral"},
+                "prediction": {"sample_id": f"dia0_utt{i}", "tasks": {"emotion": {"label": "fear"},
+                                                                       "sentiment": {"label": "negative"}},
+                               "raw": "written before the move", "ok": True}} for i in range(3)]
+    (out / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in earlier))
+    done = subprocess.run([sys.executable, "-m", "mllm_mer.cli", "evaluate", "--model", str(tiny_model), "--dataset",
+                           "meld", "--data-dir", data_dir, "--split", "test", "--limit", "6", "--template",
+                           "label_only", "--modalities", "text", "--samples", "2", "--temperature", "0.7", "--out",
+                           str(out), "--dtype", "float32"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows[:3]] == ["dia0_utt0", "dia0_utt1", "dia0_utt2"]
+    assert all(r["prediction"]["raw"] == "written before the move" for r in rows[:3])  # not recomputed
+    assert sorted(r["id"] for r in rows) == sorted({r["id"] for r in rows}) and len(rows) == 6
+    assert all(r["prediction"]["consistency"]["n"] == 2 for r in rows[3:])  # the rest answered as asked
+    saved = json.loads((out / "run.json").read_text())
+    assert saved["fingerprint"] == _fingerprint_before_the_move(str(tiny_model), data_dir) and saved["resumed"]

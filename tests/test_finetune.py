@@ -8,10 +8,11 @@ import torch
 from conftest import recipe_overrides
 
 from mllm_mer.config import BackendConfig, MediaConfig, ModelConfig, PromptConfig, TrainConfig, build
-from mllm_mer.labels import load_label_scheme
-from mllm_mer.resolve import resolve_prompt
-from mllm_mer.training import Collator, load_trainable_model
-from mllm_mer.types import MediaSettings, PromptSetup
+from mllm_mer.core.labels import load_label_scheme
+from mllm_mer.core.types import MediaSettings, PromptSetup
+from mllm_mer.pipeline.resolve import resolve_prompt
+from mllm_mer.training.examples import Collator
+from mllm_mer.training.model import load_trainable_model
 
 RECIPE = "finetune/configs/tiny_lora.yaml"
 
@@ -40,7 +41,7 @@ def accuracy(preds, samples):
 
 def test_training_tokens_are_the_inference_prompt_then_the_answer(tiny_model, task, tmp_path):
     from mllm_mer.backends.base import render
-    from mllm_mer.hf_loading import processor_inputs
+    from mllm_mer.backends.hf_loading import processor_inputs
 
     cfg = recipe(tiny_model, task, tmp_path)
     _, processor = load_trainable_model(cfg)
@@ -125,7 +126,7 @@ def _lora_state(adapter_dir):
 def test_resume_ends_with_the_same_adapter(tiny_model, task, tmp_path):
     from transformers import TrainerCallback
 
-    from mllm_mer.training import train
+    from mllm_mer.training.sft import train
 
     class StopAfter4(TrainerCallback):  # an interruption right after the step-4 checkpoint
         def on_step_end(self, args, state, control, **kwargs):
@@ -146,7 +147,7 @@ def test_resume_ends_with_the_same_adapter(tiny_model, task, tmp_path):
 
 
 def test_qlora_nf4_takes_training_steps_on_cpu(tiny_model, task, tmp_path):
-    from mllm_mer.training import train
+    from mllm_mer.training.sft import train
 
     cfg = recipe(tiny_model, task, tmp_path, "quantization=nf4", "max_steps=3", "dev_split=null",
                  "eval_steps=null", "save_steps=3", "report_to=[]", "dtype=float32")

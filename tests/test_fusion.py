@@ -9,10 +9,10 @@ from conftest import MELD_DIR, requires_meld
 from helpers import varied_inputs
 
 from mllm_mer.config import MediaConfig, ModelConfig, PromptConfig, StrategyConfig
-from mllm_mer.fusion import expert_subsets, fit_gate, fuse, load_gate
-from mllm_mer.labels import load_label_scheme
+from mllm_mer.core.labels import load_label_scheme
 from mllm_mer.pipeline import predict
-from mllm_mer.resolve import resolve_prompt
+from mllm_mer.pipeline.resolve import resolve_prompt, resolve_strategy
+from mllm_mer.strategies.fusion import expert_subsets, fit_gate, fuse, load_gate
 
 LABELS = ("joy", "anger", "surprise", "sadness")
 
@@ -55,7 +55,7 @@ def _record(colour, weather, gold, rng):
 
 
 def test_the_gate_learns_to_combine_experts_that_each_know_half(tmp_path):
-    from mllm_mer.synthetic import COMBINATIONS
+    from mllm_mer.synthetic.tasks import COMBINATIONS
 
     scheme = load_label_scheme(str(_labels(tmp_path)))
     rng = random.Random(0)
@@ -81,7 +81,7 @@ def test_the_gate_learns_to_combine_experts_that_each_know_half(tmp_path):
 
 
 def _labels(tmp_path):
-    from mllm_mer.synthetic import LABELS_YAML
+    from mllm_mer.synthetic.tasks import LABELS_YAML
 
     path = tmp_path / "labels.yaml"
     path.write_text(LABELS_YAML)
@@ -93,8 +93,9 @@ def _labels(tmp_path):
 def test_fusion_answers_every_sample_of_a_mixed_batch_and_lists_missing_experts(hf_backend, tiny_model, tmp_path):
     samples = varied_inputs(tmp_path)
     setup = resolve_prompt(ModelConfig(model=str(tiny_model)), PromptConfig(labels="meld", template="label_only"),
-                           MediaConfig(max_frames=2), strategy=StrategyConfig(strategy="fusion", fuser="entropy"))
-    predictions = predict(hf_backend, samples, setup)
+                           MediaConfig(max_frames=2))
+    fusion = resolve_strategy(StrategyConfig(strategy="fusion", fuser="entropy"), setup)
+    predictions = predict(hf_backend, samples, setup, strategy=fusion)
     by_id = {s.id: s for s in samples}
     for p in predictions:
         assert p.ok, p.error
@@ -111,6 +112,19 @@ def test_fusion_answers_every_sample_of_a_mixed_batch_and_lists_missing_experts(
 def _cli(*args):
     return subprocess.run([sys.executable, "-m", "mllm_mer.cli", *map(str, args)], capture_output=True, text=True,
                           timeout=900)
+
+
+def test_fusion_with_samples_is_refused_in_one_line_before_the_model_loads(tiny_model, tmp_path):
+    """Fusion scores label distributions, which are deterministic: --samples N has nothing to draw and vote."""
+    refused = _cli("predict", "--model", tiny_model, "--strategy", "fusion", "--samples", 5, "--temperature", 0.7,
+                   "--transcript", "Oh my God!")
+    assert refused.returncode == 2 and refused.stdout == ""
+    [line] = refused.stderr.strip().splitlines()
+    assert "--samples 5" in line and "fusion" in line and "Traceback" not in refused.stderr
+    # the strategies that can draw still take it: the single strategy votes 3 draws
+    voted = _cli("predict", "--model", tiny_model, "--samples", 3, "--temperature", 0.7, "--transcript", "Oh my God!")
+    assert voted.returncode == 0, voted.stderr[-2000:]
+    assert json.loads(voted.stdout)["consistency"]["n"] == 3
 
 
 def test_learned_gate_on_the_colour_wording_task_with_the_trained_adapter(tiny_model, colour_task, colour_adapter,
@@ -153,10 +167,10 @@ def test_learned_gate_on_the_colour_wording_task_with_the_trained_adapter(tiny_m
 
 @requires_meld
 def test_ablate_decodes_each_sample_once(tiny_model, hf_backend, tmp_path, monkeypatch):
-    import mllm_mer.pipeline as pipeline
+    import mllm_mer.stages.prepare as pipeline
     from mllm_mer.config import EvaluateConfig, build
-    from mllm_mer.evaluate import run_evaluation
-    from mllm_mer.report import write_ablation
+    from mllm_mer.evaluation.report import write_ablation
+    from mllm_mer.evaluation.runner import run_evaluation
 
     loads = []
     real = pipeline.load_media

@@ -3,8 +3,8 @@ import math
 
 from helpers import random_samples
 
+from mllm_mer.core.types import PromptSetup, Sample
 from mllm_mer.pipeline import predict
-from mllm_mer.types import PromptSetup, Sample
 
 
 def _assert_in_set(pred, spec):

@@ -1,7 +1,7 @@
 import pytest
 
-from mllm_mer.labels import available, load_label_scheme
-from mllm_mer.types import LabelSet
+from mllm_mer.core.labels import available, load_label_scheme
+from mllm_mer.core.types import LabelSet
 
 EXPECTED = {
     "meld": {"emotion": 7, "sentiment": 3},

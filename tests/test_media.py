@@ -4,12 +4,12 @@ import os
 import numpy as np
 import pytest
 
+from mllm_mer.core.types import Sample
 from mllm_mer.media import MediaError, MediaSettings, load_media
 from mllm_mer.media.audio import SAMPLE_RATE, load_audio
 from mllm_mer.media.cues import vocal_cues
-from mllm_mer.media.synth import frame_index, write_clip, write_wav
 from mllm_mer.media.video import read_frames
-from mllm_mer.types import Sample
+from mllm_mer.synthetic.media import frame_index, write_clip, write_wav
 
 
 @pytest.fixture(scope="module")
@@ -137,8 +137,8 @@ def test_missing_audio_file(tmp_path):
 
 
 def test_in_a_batch_a_bad_clip_fails_alone(hf_backend, meld_spec, clip, tmp_path):
+    from mllm_mer.core.types import PromptSetup
     from mllm_mer.pipeline import predict
-    from mllm_mer.types import PromptSetup
 
     (tmp_path / "bad.mp4").write_bytes(os.urandom(2048))
     samples = [Sample(id="bad", video=str(tmp_path / "bad.mp4"), transcript="hi"),
@@ -151,7 +151,7 @@ def test_in_a_batch_a_bad_clip_fails_alone(hf_backend, meld_spec, clip, tmp_path
 
 @pytest.fixture(scope="module")
 def tiny_whisper(tmp_path_factory):
-    from mllm_mer.tiny_whisper import make_tiny_whisper
+    from mllm_mer.synthetic.tiny_whisper import make_tiny_whisper
 
     return make_tiny_whisper(tmp_path_factory.mktemp("whisper") / "w")
 
@@ -183,7 +183,7 @@ def test_cli_predict_on_a_video_with_asr(clip, tmp_path):
 
 
 def test_keyframe_snapping_takes_distinct_nearby_keyframes(clip):
-    from mllm_mer.media.video import snap_to_keyframes
+    from mllm_mer.media.decode import snap_to_keyframes
 
     assert snap_to_keyframes([0.9, 1.1, 3.0], [0.0, 1.0, 2.0], tolerance=0.2) == [1.0, 1.1, 3.0]
     snapped = read_frames(str(clip), n=4, keyframe_snap=0.5)  # keyframes every 0.5 s (gop 5 at 10 fps)
@@ -192,17 +192,17 @@ def test_keyframe_snapping_takes_distinct_nearby_keyframes(clip):
     assert _indices(snapped) == [round(t * 10) for t in snapped.times]
 
 
-def test_exact_frames_with_b_frames_decode_in_parallel_runs(tmp_path):
+def test_exact_frames_with_b_frames_decode_inparallel_runs(tmp_path):
     # x264 "veryfast" uses B-frames (reordered, some skipped on the run-up); 1 s GOPs give
     # the sampled times separate runs, which decode on separate threads.
-    from mllm_mer.media.video import _parallel_runs
+    from mllm_mer.media.video import parallel_runs
 
     path = write_clip(tmp_path / "bframes.mp4", seconds=6, fps=10, gop=10, audio=False, preset="veryfast")
     frames = read_frames(str(path), n=6)
     assert _indices(frames) == [round(t * 10) for t in frames.times] == [5, 15, 25, 35, 45, 55]
-    runs = _parallel_runs([float(k) for k in range(6)], [0.5 + k for k in range(6)], rate=10.0, workers=2)
+    runs = parallel_runs([float(k) for k in range(6)], [0.5 + k for k in range(6)], rate=10.0, workers=2)
     assert len(runs) == 2 and sorted(t for run in runs for t in run) == [0.5 + k for k in range(6)]
-    assert _parallel_runs([0.0], [0.2, 0.4, 0.6], rate=10.0, workers=2) == [[0.2, 0.4, 0.6]]  # one GOP, one run
+    assert parallel_runs([0.0], [0.2, 0.4, 0.6], rate=10.0, workers=2) == [[0.2, 0.4, 0.6]]  # one GOP, one run
 
 
 def test_the_pipeline_snaps_to_nearby_keyframes_by_default(tmp_path):
@@ -218,8 +218,9 @@ def test_one_pass_over_many_windows_gives_the_frames_of_per_window_decoding(tmp_
     """A long-GOP clip with moving content: every window served by the shared pass (on one thread or on
     two) equals, pixel for pixel, the same window decoded on its own (exact times); windows past the end
     fail as they would alone."""
-    from mllm_mer.media.video import _read_frames_cached, file_key
-    from mllm_mer.media.windows import Window, decode_windows
+    from mllm_mer.media.decode import Window
+    from mllm_mer.media.video import decode_window, file_key
+    from mllm_mer.media.windows import decode_windows
 
     clip = str(write_clip(tmp_path / "talk.mp4", seconds=12.0, fps=25, size=(160, 96), texture=True, gop=250,
                           audio=False))
@@ -236,7 +237,7 @@ def test_one_pass_over_many_windows_gives_the_frames_of_per_window_decoding(tmp_
                        for a, b in zip(shared[i].images, one_thread[i].images, strict=True))
     for i, w in enumerate(windows):
         try:
-            alone = _read_frames_cached(file_key(clip), w.n, w.fps, w.start, w.end, 64 * 64, 0.0)
+            alone = decode_window(file_key(clip), w.n, w.fps, w.start, w.end, 64 * 64, 0.0)
         except MediaError as error:
             assert type(shared[i]) is type(error), (w, shared[i])
             continue
@@ -255,7 +256,7 @@ def test_load_media_serves_every_window_of_a_file_from_one_open(tmp_path, monkey
     samples = [Sample(id=f"u{i}", transcript="hi", video=clip, start=i * 0.9, end=i * 0.9 + 1.2) for i in range(8)]
     settings = MediaSettings(max_frames=4, keyframe_snap=0.0, vocal_cues=False)
     expected = [load_media(s, settings).frames for s in samples]
-    video._read_frames_cached.cache_clear()
+    video.decode_window.cache_clear()
     opened = []
     real_open = video.av.open
     monkeypatch.setattr(video.av, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
@@ -268,13 +269,13 @@ def test_load_media_serves_every_window_of_a_file_from_one_open(tmp_path, monkey
 
 
 def test_utterance_sound_sliced_from_one_decoded_track_matches_per_window_decoding(tmp_path):
-    from mllm_mer.media.audio import SharedTrack, _decode_audio
+    from mllm_mer.media.audio import SharedTrack, decode_audio
     from mllm_mer.media.errors import WindowOutside
 
     clip = str(write_clip(tmp_path / "talk.mp4", seconds=6.0, fps=10, tone_hz=220.0))
     track = SharedTrack(clip)
     for start, end in [(0.5, 1.7), (2.0, 4.0), (5.5, 9.0)]:
-        alone, sliced = _decode_audio(clip, start, end), track.window(start, end)
+        alone, sliced = decode_audio(clip, start, end), track.window(start, end)
         assert abs(alone.size - sliced.size) <= SAMPLE_RATE // 50, (start, end, alone.size, sliced.size)
         assert np.sqrt(np.mean(sliced ** 2)) == pytest.approx(np.sqrt(np.mean(alone ** 2)), rel=0.05)
     with pytest.raises(WindowOutside):
@@ -284,12 +285,12 @@ def test_utterance_sound_sliced_from_one_decoded_track_matches_per_window_decodi
 def test_windows_read_one_at_a_time_demux_a_recording_once(tmp_path, monkeypatch):
     """The agent's looks and the app read windows of one long file one by one: the file's index is
     demuxed once per file version, and an edited file is indexed again."""
-    from mllm_mer.media import video
+    from mllm_mer.media import decode
 
     clip = write_clip(tmp_path / "episode.mp4", seconds=6.0, fps=10, size=(64, 48), gop=250, audio=False)
     demuxed = []
-    real = video._keyframe_times
-    monkeypatch.setattr(video, "_keyframe_times", lambda *a: demuxed.append(a[2]) or real(*a))
+    real = decode.keyframe_times
+    monkeypatch.setattr(decode, "keyframe_times", lambda *a: demuxed.append(a[2]) or real(*a))
     for start in (0.0, 1.5, 3.0, 4.5):
         frames = read_frames(str(clip), n=4, start=start, end=start + 1.5, keyframe_snap=0.0)
         assert all(start <= t < start + 1.5 for t in frames.times)
@@ -302,7 +303,8 @@ def test_windows_read_one_at_a_time_demux_a_recording_once(tmp_path, monkeypatch
 def test_approximate_mode_decodes_cheaply_and_stays_close_to_the_exact_frames(tmp_path):
     """Approximate times also skip the deblocking filter: at a time both modes sample, the frame is not
     bit-exact but stays within a few grey levels of it (PSNR > 30 dB)."""
-    from mllm_mer.media.windows import Window, decode_windows
+    from mllm_mer.media.decode import Window
+    from mllm_mer.media.windows import decode_windows
 
     clip = str(write_clip(tmp_path / "talk.mp4", seconds=8.0, fps=25, size=(320, 192), texture=True, gop=100,
                           audio=False, preset="veryfast", crf=30))
@@ -327,7 +329,8 @@ def test_a_shared_pass_runs_only_a_few_windows_ahead_of_its_readers(tmp_path):
     windows unread ends the pass."""
     import time
 
-    from mllm_mer.media.windows import SharedPass, Window
+    from mllm_mer.media.decode import Window
+    from mllm_mer.media.windows import SharedPass
 
     clip = str(write_clip(tmp_path / "talk.mp4", seconds=12.0, fps=10, size=(64, 48), gop=15, audio=False))
     windows = [Window(2, None, i * 0.25, i * 0.25 + 0.25) for i in range(48)]  # 8 GOPs of 6 windows
@@ -367,7 +370,7 @@ def test_a_shared_pass_runs_only_a_few_windows_ahead_of_its_readers(tmp_path):
 def test_a_sample_that_fails_before_its_frames_leaves_no_window_held(tmp_path):
     """A sample whose companion audio is missing fails before reading its planned frames: the shared pass
     drops that window instead of holding it for a reader that never comes."""
-    from mllm_mer.media import windows
+    from mllm_mer.media import plans, windows
 
     clip = str(write_clip(tmp_path / "episode.mp4", seconds=6.0, fps=10, size=(64, 48), gop=250, audio=False))
     missing = str(tmp_path / "missing.wav")
@@ -375,7 +378,7 @@ def test_a_sample_that_fails_before_its_frames_leaves_no_window_held(tmp_path):
                       audio=missing if i % 2 == 0 else None) for i in range(12)]
     settings = MediaSettings(max_frames=2, keyframe_snap=0.0, vocal_cues=False)
     with windows.shared_windows(samples, settings):
-        (shared,) = set(windows._PLANNED.values())
+        (shared,) = set(plans.PLANNED_PASSES.values())
         for s in samples:
             if s.audio:
                 with pytest.raises(MediaError, match="not found"):

@@ -1,4 +1,4 @@
-from mllm_mer.parsing import parse_answer
+from mllm_mer.core.parsing import parse_answer
 
 
 def test_valid_json_answer(meld_spec):
@@ -31,14 +31,14 @@ def test_garbage_keeps_the_raw_text(meld_spec):
 
 
 def test_bare_label_is_accepted_only_for_a_single_task(meld_spec):
-    from mllm_mer.labels import load_label_scheme
+    from mllm_mer.core.labels import load_label_scheme
 
     assert parse_answer("Angry.", load_label_scheme("iemocap4").label_sets, "s").label("emotion") == "angry"
     assert not parse_answer("anger", meld_spec.label_sets, "s").ok
 
 
 def test_prediction_round_trips_through_a_dict(meld_spec):
-    from mllm_mer.types import Prediction
+    from mllm_mer.core.types import Prediction
 
     pred = parse_answer('{"emotion":"joy","sentiment":"positive"}', meld_spec.label_sets, "s1")
     assert Prediction.from_dict(pred.to_dict()) == pred

@@ -10,7 +10,7 @@ import httpx
 import psutil
 import pytest
 
-from mllm_mer.vllm_server import free_port
+from mllm_mer.serving.vllm_server import free_port
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 ENGINE = ["--backend", "vllm", "--enforce-eager", "--max-model-len", "4096", "--dtype", "float32"]

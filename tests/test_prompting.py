@@ -3,8 +3,8 @@ import json
 import pytest
 from PIL import Image
 
+from mllm_mer.core.types import Sample, Turn
 from mllm_mer.prompting import MediaInputs, answer_prefix, answer_schema, build_prompt, format_answer
-from mllm_mer.types import Sample, Turn
 
 
 def _user_text(prompt):
@@ -74,7 +74,7 @@ def test_few_shot_puts_examples_in_the_shared_system_prefix(meld_spec):
 
 
 def test_few_shot_without_examples_is_a_clear_error():
-    from mllm_mer.labels import load_label_scheme
+    from mllm_mer.core.labels import load_label_scheme
 
     with pytest.raises(ValueError, match="worked examples"):
         build_prompt(Sample(id="s", transcript="Hi"), load_label_scheme("ravdess"), template="few_shot")

@@ -12,9 +12,9 @@ import pytest
 from helpers import random_samples
 
 from mllm_mer.config import BackendConfig, build
+from mllm_mer.core.types import PromptSetup, Sample
 from mllm_mer.pipeline import predict
-from mllm_mer.types import PromptSetup, Sample
-from mllm_mer.vllm_server import free_port
+from mllm_mer.serving.vllm_server import free_port
 
 pytestmark = pytest.mark.vllm
 KEY = "test-key-5b1f0c"  # passed to serve through the environment, never on a command line
@@ -101,12 +101,14 @@ def test_agent_over_the_server_ends_every_run_with_a_valid_answer(client, tiny_m
     from helpers import varied_inputs
     from test_agent import MAX_STEPS, agent_setup, check_traces
 
-    from mllm_mer.agent import Toolbox, dialogue_history
+    from mllm_mer.conversation.context import dialogue_history
+    from mllm_mer.stages.resources import Resources
 
     samples = varied_inputs(tmp_path)
-    setup = agent_setup(tiny_model)
-    predictions = predict(client, samples, setup, toolbox=Toolbox(setup, history=dialogue_history(samples)))
-    check_traces(predictions, samples, setup, MAX_STEPS)
+    setup, agent = agent_setup(tiny_model)
+    predictions = predict(client, samples, setup, strategy=agent,
+                          resources=Resources(history=dialogue_history(samples)))
+    check_traces(predictions, samples, setup, agent, MAX_STEPS)
     assert any(s["tool"] == "look" for p in predictions for s in p.trace)  # frames went out as image parts
 
 

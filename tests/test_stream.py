@@ -10,10 +10,11 @@ from contextlib import contextmanager
 import pytest
 
 from mllm_mer.backends.openai_client import ConcurrentStream
-from mllm_mer.feed import PreparedFeed
-from mllm_mer.labels import load_label_scheme
+from mllm_mer.core.labels import load_label_scheme
+from mllm_mer.core.types import PromptSetup, Sample
 from mllm_mer.pipeline import answer_stream
-from mllm_mer.types import PromptSetup, Sample
+from mllm_mer.stages.feed import PreparedFeed
+from mllm_mer.strategies import RunContext
 
 
 class ScriptedStreamStandIn:
@@ -66,7 +67,7 @@ def samples(n, tmp_path):
 def test_continuous_answers_every_sample_once_and_fails_only_the_bad_ones(tmp_path, probabilities):
     backend, setup = ScriptedStreamStandIn(), PromptSetup(load_label_scheme("meld"), modalities=("text",))
     given = samples(12, tmp_path)
-    groups = list(answer_stream(backend, given, setup, with_probabilities=probabilities, prefetch=4))
+    groups = list(answer_stream(backend, given, RunContext(setup, probabilities=probabilities), prefetch=4))
     got = {s.id: a.prediction for group in groups for s, a in group}
     assert sorted(got) == sorted(s.id for s in given) and sum(map(len, groups)) == len(given)
     assert [s.id for group in groups for s, _ in group] != [s.id for s in given]  # completion order, not input order

@@ -4,8 +4,8 @@ import math
 import pytest
 from helpers import random_samples
 
+from mllm_mer.core.types import PromptSetup
 from mllm_mer.pipeline import predict, prepare
-from mllm_mer.types import PromptSetup
 
 pytestmark = pytest.mark.vllm
 

@@ -31,11 +31,3 @@ def serve_app(config: AppConfig) -> None:
         demo.close()
         service.close()
 
-
-def main(argv: list[str] | None = None) -> int:
-    """`python app.py [options]`: the same as `mllm-mer app [options]`."""
-    import sys
-
-    from mllm_mer.cli import main as cli_main
-
-    return cli_main(["app", *(sys.argv[1:] if argv is None else argv)])

@@ -16,8 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from mllm_mer.config import AppConfig, EvaluateConfig, PromptConfig, RunConfig, build
+from mllm_mer.conversation.context import DEFAULT_CONTEXT_LABELS
+from mllm_mer.conversation.timeline import timeline_rows, write_timeline
+from mllm_mer.conversation.transcripts import TranscriptError, asr_utterances, read_transcript, utterance_samples
+from mllm_mer.core.types import Prediction, Prompt, PromptSetup, Sample, Turn
 from mllm_mer.media import MediaError
-from mllm_mer.types import Prediction, Prompt, PromptSetup, Sample, Turn
+from mllm_mer.pipeline.answer import answer_run, run_context
+from mllm_mer.pipeline.dialogue import classify_dialogues
+from mllm_mer.pipeline.resolve import resolve_prompt, resolve_strategy
+from mllm_mer.pipeline.resources import build_resources
+from mllm_mer.stages.resources import Resources
+from mllm_mer.strategies import RunContext, Strategy
 
 CHAT_SYSTEM_NOTE = ("Answer the user's follow-up question about the clip in plain sentences, "
                     "consistent with the evidence and your earlier answer.")
@@ -73,8 +82,7 @@ class Service:
         self._lock = threading.Lock()
         self._loaded = threading.Event()
         self._load_error: str | None = None
-        self._setups: dict[tuple, PromptSetup] = {}
-        self._toolboxes: dict[tuple, Any] = {}
+        self._runs: dict[tuple, tuple[PromptSetup, Strategy, Resources]] = {}
         self.activity = ""  # what the model is doing now (the page shows it beside the status)
         if backend is not None:
             self._loaded.set()
@@ -127,32 +135,22 @@ class Service:
         if backend is not None:
             backend.close()
 
-    def setup(self, labels: str | None = None, template: str | None = None,
-              modalities: tuple[str, ...] | None = None, mode: str | None = None,
-              strategy: str | None = None) -> PromptSetup:
-        """The resolved prompt for what the UI chose (cached)."""
-        from mllm_mer.resolve import resolve_prompt
-
+    def run(self, labels: str | None = None, template: str | None = None,
+            modalities: tuple[str, ...] | None = None, mode: str | None = None, strategy: str | None = None,
+            adapter: str | None = None) -> RunContext:
+        """The run for what the UI chose: its prompt, strategy and resources (the demonstration index when the
+        app was given a split to retrieve from), resolved and built once per choice."""
         key = (labels or self.config.prompt.labels, template or self.config.prompt.template,
                tuple(modalities) if modalities else None, mode or self.config.prompt.mode,
                strategy or self.config.strategy.strategy)
-        if key not in self._setups:
+        if key not in self._runs:
             prompt = replace(self.config.prompt, labels=key[0], template=key[1],
                              modalities=list(key[2]) if key[2] else self.config.prompt.modalities, mode=key[3])
-            self._setups[key] = resolve_prompt(self.config.model, prompt, self.config.media,
-                                               strategy=replace(self.config.strategy, strategy=key[4]),
-                                               retrieval=self.config.retrieval)
-        return self._setups[key]
-
-    def toolbox(self, setup: PromptSetup):
-        """The tools' resources for a setup: the demonstration index when the app was given a split to retrieve
-        from (--retrieve-dataset/--retrieve-data-dir), built once."""
-        from mllm_mer.agent.toolbox import build_toolbox
-
-        key = (setup.template, setup.strategy, setup.tools)
-        if key not in self._toolboxes:
-            self._toolboxes[key] = build_toolbox(setup, self.config.retrieval)
-        return self._toolboxes[key]
+            setup = resolve_prompt(self.config.model, prompt, self.config.media, retrieval=self.config.retrieval)
+            chosen = resolve_strategy(replace(self.config.strategy, strategy=key[4]), setup)
+            self._runs[key] = (setup, chosen, build_resources(setup, chosen, self.config.retrieval))
+        setup, chosen, resources = self._runs[key]
+        return run_context(setup, chosen, adapter, on_stage=self._working, resources=resources)
 
     def adapters(self) -> list[str]:
         return list(getattr(self._backend, "adapters", None) or self.config.model.adapters)
@@ -160,20 +158,18 @@ class Service:
     # -- analyse ------------------------------------------------------------------------------
     def analyse_many(self, requests: list[AnalyseRequest]) -> list[Analysis]:
         """Requests grouped by prompt settings and adapter; each group is one backend batch."""
-        from mllm_mer.pipeline import answer
-
         backend = self.backend
         results: list[Analysis | None] = [None] * len(requests)
         groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(requests):
             groups.setdefault((r.labels, r.template, r.modalities, r.mode, r.strategy, r.adapter), []).append(i)
         for (labels, template, modalities, mode, strategy, adapter), indices in groups.items():
-            setup = self.setup(labels, template, modalities, mode, strategy)
-            toolbox = self.toolbox(setup)
+            run = self.run(labels, template, modalities, mode, strategy, adapter)
+            setup = run.setup
             samples = [self._sample(requests[i]) for i in indices]
             with self._lock:
                 try:
-                    answered = answer(backend, samples, setup, adapter, on_stage=self._working, toolbox=toolbox)
+                    answered = answer_run(backend, samples, run)
                 finally:
                     self.activity = ""
             for i, a in zip(indices, answered, strict=True):
@@ -214,20 +210,10 @@ class Service:
 
     # -- conversation -------------------------------------------------------------------------
     def conversation(self, video: str | None, audio: str | None, transcript: str | None, labels: str | None = None,
-                     template: str | None = None, context_labels: str = "predicted",
+                     template: str | None = None, context_labels: str = DEFAULT_CONTEXT_LABELS,
                      names: dict[str, str] | None = None, on_utterance=None) -> ConversationRun:
         """A recording + transcript file (or ASR's speech segments) -> its per-speaker emotion timeline.
         `on_utterance(done, total)` is told after each lockstep chunk."""
-        from mllm_mer.dialogue import (
-            TranscriptError,
-            asr_utterances,
-            classify_dialogues,
-            read_transcript,
-            timeline_rows,
-            utterance_samples,
-            write_timeline,
-        )
-
         names = names or {}
         try:
             if transcript:
@@ -240,8 +226,8 @@ class Service:
         except (TranscriptError, MediaError) as error:
             raise ValueError(user_paths(str(error), names)) from None
         samples = utterance_samples(utterances, video or None, audio or None)
-        setup = self.setup(labels, template)
-        task = setup.scheme.label_sets[0].task
+        run = self.run(labels, template)
+        task = run.setup.scheme.label_sets[0].task
         prompts: dict[str, Any] = {}
 
         def done_turns(chunk, answered) -> None:
@@ -252,9 +238,8 @@ class Service:
         backend = self.backend
         with self._lock:
             try:
-                [predictions] = classify_dialogues(backend, [samples], setup, context_labels, adapter=None, task=task,
-                                                   on_turn=done_turns, toolbox=self.toolbox(setup),
-                                                   on_stage=self._working)
+                [predictions] = classify_dialogues(backend, [samples], run, context_labels, task=task,
+                                                   on_turn=done_turns)
             finally:
                 self.activity = ""
         for prediction in predictions:
@@ -273,7 +258,7 @@ class Service:
         """Evaluate an uploaded manifest: a zip of manifest + clips, or a CSV/JSONL whose relative media
         paths resolve in one of the data folders the operator allowed at launch. Media may only come
         from inside that folder (or the unpacked zip)."""
-        from mllm_mer.evaluate import run_evaluation
+        from mllm_mer.evaluation.runner import run_evaluation
 
         name = f"batch-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         out = Path(self.config.ui.runs_dir).expanduser().resolve() / name

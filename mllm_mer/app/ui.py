@@ -11,16 +11,21 @@ from pathlib import Path
 
 import gradio as gr
 
+from mllm_mer.app.components import (
+    AUDIO_TYPES,
+    BATCH_TYPES,
+    MODALITY_CHOICES,
+    NO_ADAPTER,
+    VIDEO_TYPES,
+    check_type,
+    label_data,
+    user_name,
+)
+from mllm_mer.app.conversation_tab import build_conversation_tab
 from mllm_mer.app.service import AnalyseRequest, Service
-from mllm_mer.labels import available as available_label_sets
+from mllm_mer.core.labels import available as available_label_sets
+from mllm_mer.core.registry import STRATEGIES
 from mllm_mer.prompting import available_templates
-
-VIDEO_TYPES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
-AUDIO_TYPES = (".wav", ".mp3", ".flac", ".m4a", ".ogg", ".webm")
-BATCH_TYPES = (".csv", ".jsonl", ".zip")
-TRANSCRIPT_TYPES = (".srt", ".vtt", ".jsonl")
-NO_ADAPTER = "(base model)"
-MODALITY_CHOICES = ["text", "video", "audio"]
 
 
 def _text(content) -> str:
@@ -28,16 +33,6 @@ def _text(content) -> str:
     if isinstance(content, list):
         return "".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
     return "" if content is None else str(content)
-
-
-def _check_type(path: str | None, allowed: tuple[str, ...], what: str) -> None:
-    if path and Path(path).suffix.lower() not in allowed:
-        raise gr.Error(f"{Path(path).name}: {what} must be one of {', '.join(allowed)}")
-
-
-def _user_name(path: str | None) -> str:
-    """The name the user gave an upload (gradio keeps it as the last path part)."""
-    return Path(path).name if path else ""
 
 
 def headline(analysis) -> str:
@@ -84,15 +79,6 @@ def _task_panel(analysis, index: int, folder: Path):
     return gr.Label(value=label_data(tp.label, tp.probabilities, folder, task), label=title, visible=True)
 
 
-def label_data(label: str, probabilities: dict[str, float] | None, folder: Path, task: str) -> str:
-    """A probability panel's value headed by the answer's label: gradio heads a dict value with its arg-max,
-    a LabelData file keeps the head it is given."""
-    ranked = sorted((probabilities or {label: 1.0}).items(), key=lambda kv: kv[1], reverse=True)
-    path = folder / f"{uuid.uuid4().hex}-{task}.json"
-    path.write_text(json.dumps({"label": label, "confidences": [{"label": k, "confidence": v} for k, v in ranked]}))
-    return str(path)
-
-
 def _prompt_text(analysis) -> str:
     if analysis.prompt is None:
         return ""
@@ -105,50 +91,56 @@ def _prompt_text(analysis) -> str:
     return "\n\n".join(lines)
 
 
+def _analyse_requests(videos, audios, transcripts, contexts, labels, templates, adapter_names, modality_sets,
+                      score_only, strategies) -> list[AnalyseRequest]:
+    """One request per batched call of the Analyse button (Gradio batches up to 16)."""
+    requests = []
+    for video, audio, transcript, context, label_set, template, adapter, modalities, score, strategy in zip(
+            videos, audios, transcripts, contexts, labels, templates, adapter_names, modality_sets, score_only,
+            strategies, strict=True):
+        check_type(video, VIDEO_TYPES, "video")
+        check_type(audio, AUDIO_TYPES, "audio")
+        if not modalities:
+            raise gr.Error("Choose at least one modality.")
+        rows = context.values.tolist() if hasattr(context, "values") else (context or [])
+        requests.append(AnalyseRequest(
+            video=video, audio=audio, transcript=transcript or "",
+            context=[(r[0], r[1]) for r in rows if len(r) >= 2], labels=label_set, template=template,
+            adapter=None if adapter in (None, NO_ADAPTER) else adapter, modalities=tuple(modalities),
+            mode="score" if score else "generate", strategy=strategy or None,
+            names={p: user_name(p) for p in (video, audio) if p}))
+    return requests
+
+
+def _analysis_outputs(analysis, outbox: Path) -> tuple:
+    """The values of the Analyse tab's output components for one analysis."""
+    pred = analysis.prediction
+    media = analysis.prompt.media if analysis.prompt else None
+    download = outbox / f"prediction-{uuid.uuid4().hex[:8]}.json"
+    download.write_text(json.dumps(pred.to_dict(), ensure_ascii=False, indent=2))
+    about = (f"**About:** {analysis.clip} · " + ", ".join(f"{t}: {tp.label}" for t, tp in pred.tasks.items())
+             if pred.ok else f"**About:** {analysis.clip} (not analysed)")
+    return (headline(analysis), _task_panel(analysis, 0, outbox), _task_panel(analysis, 1, outbox),
+            pred.rationale or "", [[m, c] for m, c in pred.cues.items()] or [["", ""]],
+            list(media.frames) if media and media.frames else [],
+            (media.transcript if media else None) or "", (media.vocal_cues if media else None) or "",
+            _prompt_text(analysis), str(download), analysis, trace_messages(pred), about)
+
+
 def build_analyse_tab(service: Service, analysis_state: gr.State, chatbot: gr.Chatbot,
                       chat_header: gr.Markdown) -> None:
     config = service.config
     adapters = [NO_ADAPTER] + list(config.model.adapters)
     outbox = Path(config.ui.runs_dir).expanduser().resolve() / "analyses"
 
-    def analyse(videos, audios, transcripts, contexts, labels, templates, adapter_names, modality_sets, score_only,
-                strategies):
+    def analyse(*batched):
         outbox.mkdir(parents=True, exist_ok=True)
-        requests = []
-        for video, audio, transcript, context, label_set, template, adapter, modalities, score, strategy in zip(
-                videos, audios, transcripts, contexts, labels, templates, adapter_names, modality_sets, score_only,
-                strategies, strict=True):
-            _check_type(video, VIDEO_TYPES, "video")
-            _check_type(audio, AUDIO_TYPES, "audio")
-            if not modalities:
-                raise gr.Error("Choose at least one modality.")
-            rows = context.values.tolist() if hasattr(context, "values") else (context or [])
-            requests.append(AnalyseRequest(
-                video=video, audio=audio, transcript=transcript or "",
-                context=[(r[0], r[1]) for r in rows if len(r) >= 2], labels=label_set, template=template,
-                adapter=None if adapter in (None, NO_ADAPTER) else adapter, modalities=tuple(modalities),
-                mode="score" if score else "generate", strategy=strategy or None,
-                names={p: _user_name(p) for p in (video, audio) if p}))
+        requests = _analyse_requests(*batched)
         try:
             results = service.analyse_many(requests)
         except (ValueError, RuntimeError, ConnectionError, OSError) as error:
             raise gr.Error(str(error)) from None
-        columns = [[] for _ in range(13)]
-        for analysis in results:
-            pred = analysis.prediction
-            media = analysis.prompt.media if analysis.prompt else None
-            download = outbox / f"prediction-{uuid.uuid4().hex[:8]}.json"
-            download.write_text(json.dumps(pred.to_dict(), ensure_ascii=False, indent=2))
-            about = (f"**About:** {analysis.clip} · " + ", ".join(f"{t}: {tp.label}" for t, tp in pred.tasks.items())
-                     if pred.ok else f"**About:** {analysis.clip} (not analysed)")
-            values = (headline(analysis), _task_panel(analysis, 0, outbox), _task_panel(analysis, 1, outbox),
-                      pred.rationale or "", [[m, c] for m, c in pred.cues.items()] or [["", ""]],
-                      list(media.frames) if media and media.frames else [],
-                      (media.transcript if media else None) or "", (media.vocal_cues if media else None) or "",
-                      _prompt_text(analysis), str(download), analysis, trace_messages(pred), about)
-            for column, value in zip(columns, values, strict=True):
-                column.append(value)
-        return columns
+        return [list(column) for column in zip(*(_analysis_outputs(a, outbox) for a in results), strict=True)]
 
     default_labels = config.prompt.labels or "meld"
     with gr.Tab("Analyse"):
@@ -171,9 +163,10 @@ def build_analyse_tab(service: Service, analysis_state: gr.State, chatbot: gr.Ch
                 with gr.Row():
                     modalities = gr.CheckboxGroup(MODALITY_CHOICES, value=MODALITY_CHOICES, label="Modalities")
                     score_only = gr.Checkbox(False, label="Scores only (no rationale)")
-                    strategy = gr.Dropdown(["single", "agent"], value=config.strategy.strategy, label="Strategy",
+                    strategy = gr.Dropdown(list(STRATEGIES), value=config.strategy.strategy, label="Strategy",
                                            info="agent: the model may look again, listen, recall labelled examples "
-                                                "or read earlier turns before it answers")
+                                                "or read earlier turns before it answers; fusion: one scored "
+                                                "prompt per modality, fused")
                 analyse_button = gr.Button("Analyse", variant="primary")
             with gr.Column():
                 summary = gr.Markdown()
@@ -224,85 +217,6 @@ def build_chat_tab(service: Service, analysis_state: gr.State, chatbot: gr.Chatb
                 queue=False)
 
 
-def utterance_table(rows: list[dict]) -> list[list]:
-    table = []
-    for number, r in enumerate(rows, 1):
-        label = next(iter(r["labels"].values()), None) if r["ok"] else None
-        confidence = round(r["confidence"], 3) if r.get("confidence") is not None else None
-        table.append([number, r["speaker"], round(r["start"], 2), round(r["end"], 2), r["text"] or "",
-                      label or f"failed: {r['error']}", confidence])
-    return table
-
-
-def utterance_details(run, index: int):
-    """Frames, rationale, probabilities and a one-line summary of one utterance of a conversation run."""
-    r = run.rows[index]
-    probabilities = next(iter(r["probabilities"].values()), None) or {}
-    label = next(iter(r["labels"].values()), None)
-    summary = (f"**{index + 1}. {r['speaker']}** ({r['start']:.1f}-{r['end']:.1f} s): "
-               + (f"**{label}**" if r["ok"] else f"not analysed: {r['error']}")
-               + ("  \n" + "; ".join(r["notes"]) if r.get("notes") else ""))
-    task = next(iter(r["labels"]), "emotion")
-    return (summary, run.frames[index], r.get("rationale") or "",
-            label_data(label, probabilities, run.out, task) if r["ok"] and label else None)
-
-
-def build_conversation_tab(service: Service) -> None:
-    config = service.config
-
-    def analyse(video, audio, transcript, labels, template, context_labels, progress=gr.Progress()):  # noqa: B008
-        _check_type(video, VIDEO_TYPES, "video")
-        _check_type(audio, AUDIO_TYPES, "audio")
-        _check_type(transcript, TRANSCRIPT_TYPES, "transcript")
-        names = {p: _user_name(p) for p in (video, audio, transcript) if p}
-        progress(0, desc="reading the transcript")
-        try:
-            run = service.conversation(video, audio, transcript, labels, template, context_labels, names,
-                                       on_utterance=lambda done, total: progress(done / total,
-                                                                                 desc=f"utterance {done}/{total}"))
-        except (ValueError, RuntimeError, ConnectionError, OSError) as error:
-            raise gr.Error(str(error)) from None
-        return (str(run.out / "timeline.png"), utterance_table(run.rows), run, str(run.out / "timeline.md"),
-                *utterance_details(run, 0))
-
-    def select(run, event: gr.SelectData):
-        if run is None:
-            raise gr.Error("Analyse a conversation first.")
-        return utterance_details(run, event.index[0])
-
-    default_labels = config.prompt.labels or "meld"
-    with gr.Tab("Conversation"):
-        run_state = gr.State(None)
-        with gr.Row():
-            with gr.Column(scale=1):
-                video = gr.Video(label="Recording (video)", sources=["upload"], elem_id="conversation-video")
-                audio = gr.Audio(label="Sound, if separate (optional)", sources=["upload"], type="filepath")
-                transcript = gr.File(label="Transcript with speakers and times (.srt, .vtt, .jsonl)",
-                                     file_types=list(TRANSCRIPT_TYPES), elem_id="conversation-transcript")
-                with gr.Row():
-                    labels = gr.Dropdown(sorted({*available_label_sets(), default_labels}), value=default_labels,
-                                         label="Label set")
-                    template = gr.Dropdown(available_templates(), value="label_only", label="Template")
-                    context_labels = gr.Dropdown(["predicted", "none"], value="predicted",
-                                                 label="Earlier turns' emotions in the context")
-                go = gr.Button("Analyse conversation", variant="primary")
-            with gr.Column(scale=2):
-                plot = gr.Image(label="Timeline: one lane per speaker", type="filepath")
-                table = gr.Dataframe(headers=["#", "speaker", "start", "end", "text", "emotion", "confidence"],
-                                     label="Utterances (select a row for its details)", interactive=False,
-                                     elem_id="conversation-table")
-                report = gr.File(label="timeline.md")
-        with gr.Row():
-            detail = gr.Markdown()
-        with gr.Row():
-            frames = gr.Gallery(label="Frames of the utterance", columns=8, height=140)
-            rationale = gr.Textbox(label="Rationale", lines=3)
-            probabilities = gr.Label(label="Probabilities", num_top_classes=8)
-        go.click(analyse, [video, audio, transcript, labels, template, context_labels],
-                 [plot, table, run_state, report, detail, frames, rationale, probabilities], api_name="conversation")
-        table.select(select, [run_state], [detail, frames, rationale, probabilities])
-
-
 def build_batch_tab(service: Service) -> None:
     config = service.config
 
@@ -310,7 +224,7 @@ def build_batch_tab(service: Service) -> None:
         if upload is None:
             raise gr.Error("Upload a .zip of manifest + clips, or a CSV/JSONL manifest (columns: id, text, label, "
                            "and optionally video).")
-        _check_type(upload, BATCH_TYPES, "upload")
+        check_type(upload, BATCH_TYPES, "upload")
         try:
             run = service.run_batch(upload, labels, task or "emotion", int(limit) if limit else None, template,
                                     data_folder or None)
@@ -319,7 +233,7 @@ def build_batch_tab(service: Service) -> None:
         metrics = run.metrics
         rows = [[t, m["n"], round(m["accuracy"], 4), round(m["weighted_f1"], 4), round(m["macro_f1"], 4),
                  round(m["uar"], 4), round(m["failure_rate"], 4)] for t, m in metrics["tasks"].items()]
-        from mllm_mer.report import summary
+        from mllm_mer.evaluation.report import summary
 
         status = "  \n".join(summary(metrics))
         failures = [[f["id"], f["kind"], f["error"]] for f in metrics["failures"]] or [["", "", ""]]

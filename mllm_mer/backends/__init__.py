@@ -1,20 +1,13 @@
-"""Backends behind one small protocol (base.Backend); each is imported only when chosen."""
+"""Backends behind one small protocol (base.Backend); each is imported only when chosen (core.registry)."""
 from __future__ import annotations
 
 from mllm_mer.backends.base import Backend
 from mllm_mer.config import BackendConfig
+from mllm_mer.core.registry import BACKENDS as REGISTERED
+from mllm_mer.core.registry import load_entry, lookup
 
-BACKENDS = ("transformers", "vllm", "openai")
+BACKENDS = tuple(REGISTERED)
 
 
 def load_backend(config: BackendConfig) -> Backend:
-    if config.model.backend == "transformers":
-        from mllm_mer.backends.hf import TransformersBackend
-        return TransformersBackend(config)
-    if config.model.backend == "vllm":
-        from mllm_mer.backends.vllm_engine import VLLMEngineBackend
-        return VLLMEngineBackend(config)
-    if config.model.backend == "openai":
-        from mllm_mer.backends.openai_client import OpenAIBackend
-        return OpenAIBackend(config)
-    raise ValueError(f"unknown backend {config.model.backend!r}; choose from {', '.join(BACKENDS)}")
+    return load_entry(lookup(REGISTERED, config.model.backend, "backend"))(config)

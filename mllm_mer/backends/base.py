@@ -1,6 +1,6 @@
 """The backend protocol: prompts in, raw text (or candidate log-probabilities) out.
 
-Backends know nothing of labels or parsing; `mllm_mer.pipeline` turns their output
+Backends know nothing of labels or parsing; `mllm_mer.pipeline.answer` turns their output
 into Predictions the same way for all of them. An adapter is chosen per call, by
 the name it was registered under (as vLLM's LoRARequest does).
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from mllm_mer.types import Prompt
+from mllm_mer.core.types import Prompt
 
 
 def render(processor: Any, prompt: Prompt) -> str:

@@ -12,10 +12,10 @@ from typing import Any
 import torch
 
 from mllm_mer.backends.base import render
+from mllm_mer.backends.hf_loading import load_model_and_processor, processor_inputs
 from mllm_mer.backends.label_scoring import constrained_logprobs, reading_paths
 from mllm_mer.config import BackendConfig
-from mllm_mer.hf_loading import load_model_and_processor, processor_inputs
-from mllm_mer.types import Prompt
+from mllm_mer.core.types import Prompt
 
 
 class TransformersBackend:

@@ -21,8 +21,8 @@ from mllm_mer.backends.label_scoring import (
     readings_from_token_logprobs,
 )
 from mllm_mer.config import BackendConfig
-from mllm_mer.models import video_fps
-from mllm_mer.types import Prompt
+from mllm_mer.core.families import video_fps
+from mllm_mer.core.types import Prompt
 
 
 def image_data_url(image) -> str:

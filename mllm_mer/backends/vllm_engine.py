@@ -16,8 +16,8 @@ from typing import Any
 from mllm_mer.backends.base import render
 from mllm_mer.backends.engine_loop import EngineLoop
 from mllm_mer.config import BackendConfig
-from mllm_mer.models import explain_load_error, family_for, resolve_model
-from mllm_mer.types import Prompt
+from mllm_mer.core.families import explain_load_error, family_for, resolve_model
+from mllm_mer.core.types import Prompt
 
 
 class VLLMEngineBackend:
@@ -34,9 +34,10 @@ class VLLMEngineBackend:
         model_id = resolve_model(model.model)
         self.family = family_for(model_id)
         if _cpu_only():
-            from mllm_mer.vllm_env import apply_cpu_engine_env
+            from mllm_mer.backends.vllm_env import apply_cpu_engine_env
 
             apply_cpu_engine_env(engine.kv_cache_gb)
+        self.max_images = engine.max_images  # images per prompt the engine takes (the agent's looks stop there)
         self.adapters = {name: LoRARequest(name, i + 1, path) for i, (name, path) in enumerate(model.adapters.items())}
         engine_args: dict[str, Any] = dict(
             model=model_id, dtype="float32" if model.dtype == "auto" and _cpu_only() else model.dtype,

@@ -1,45 +1,62 @@
 """Benchmark loaders: one small module per release layout, all returning a Split of Samples.
 
     load_split("meld", "data/MELD.Raw", "test", context=5)
-    to_hf_dataset(split.samples)   # a datasets.Dataset, one row per Sample
+    load_configured(cfg.data, "test", labels)   # the same, from a verb's DataConfig
+    to_hf_dataset(split.samples)                # a datasets.Dataset, one row per Sample
+
+The registry is data (`core.registry.DATASETS`): a name -> its loader module and the fixed keywords it takes.
+A loader module may define `config_options(data, labels)` for options only it reads (the
+manifest's column names); `context` and `video_dir` go to every loader that takes them.
 """
 from __future__ import annotations
 
+import importlib
+import inspect
 from pathlib import Path
 from typing import Any
 
+from mllm_mer.core.registry import DATASETS as REGISTERED
 from mllm_mer.datasets.base import DatasetError, Split, from_hf_dataset, to_hf_dataset
 
-DATASETS = ("meld", "iemocap", "iemocap4", "mer2024", "ravdess", "mosi", "mosei", "mosi7", "mosei7", "manifest",
-            "distilled")
+LOADERS = REGISTERED
+DATASETS = tuple(LOADERS)
 
-__all__ = ["DATASETS", "DatasetError", "Split", "load_split", "load_hf", "to_hf_dataset", "from_hf_dataset"]
+__all__ = ["DATASETS", "LOADERS", "DatasetError", "Split", "from_hf_dataset", "load_configured", "load_hf",
+           "load_split", "loader_options", "to_hf_dataset"]
+
+
+def _module(name: str):
+    if name not in LOADERS:
+        raise DatasetError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+    return importlib.import_module(LOADERS[name][0])
 
 
 def load_split(name: str, data_dir: str | Path, split: str, **options: Any) -> Split:
     """Samples of `split` of dataset `name` found at `data_dir` (a manifest file for `manifest`)."""
-    if name == "meld":
-        from mllm_mer.datasets import meld
-        return meld.load(data_dir, split, **options)
-    if name in ("iemocap", "iemocap4"):
-        from mllm_mer.datasets import iemocap
-        return iemocap.load(data_dir, split, ways=4 if name == "iemocap4" else 6, **options)
-    if name == "mer2024":
-        from mllm_mer.datasets import mer2024
-        return mer2024.load(data_dir, split, **options)
-    if name == "ravdess":
-        from mllm_mer.datasets import ravdess
-        return ravdess.load(data_dir, split, **options)
-    if name in ("mosi", "mosei", "mosi7", "mosei7"):
-        from mllm_mer.datasets import mosi
-        return mosi.load(data_dir, split, classes=7 if name.endswith("7") else 2, **options)
-    if name == "manifest":
-        from mllm_mer.datasets import manifest
-        return manifest.load(data_dir, split, **options)
-    if name == "distilled":
-        from mllm_mer.datasets import distilled
-        return distilled.load(data_dir, split, **options)
-    raise DatasetError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+    module = _module(name)
+    return module.load(data_dir, split, **{**LOADERS[name][1], **options})
+
+
+def loader_options(data, labels: str | None) -> dict[str, Any]:
+    """Keywords for `load_split` from a verb's DataConfig (only those the chosen loader takes)."""
+    options = dict(data.dataset_options)
+    if not data.dataset:
+        return options
+    module = _module(data.dataset)
+    takes = inspect.signature(module.load).parameters
+    if data.context_window is not None and "context" in takes:
+        options["context"] = data.context_window
+    if data.video_dir:
+        options["video_dir"] = data.video_dir
+    if hasattr(module, "config_options"):
+        for key, value in module.config_options(data, labels).items():
+            options.setdefault(key, value)
+    return options
+
+
+def load_configured(data, split: str | None, labels: str | None = None) -> Split:
+    """The split a verb's DataConfig names (`--dataset`, `--data-dir`, loader options)."""
+    return load_split(data.dataset, data.data_dir, split, **loader_options(data, labels))
 
 
 def load_hf(name: str, data_dir: str | Path, split: str, **options: Any):

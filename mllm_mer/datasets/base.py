@@ -13,7 +13,7 @@ from typing import Any
 
 import ftfy
 
-from mllm_mer.types import Sample, Turn
+from mllm_mer.core.types import Sample, Turn
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from mllm_mer.core.types import Sample, Turn
 from mllm_mer.datasets.base import DatasetError, Split, non_empty
-from mllm_mer.types import Sample, Turn
 
 MANIFEST = "distilled.jsonl"
 LABELS = "labels.yaml"

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from mllm_mer.core.types import Sample, Turn
 from mllm_mer.datasets.base import DatasetError, Split, context_window, non_empty, require_dir
-from mllm_mer.types import Sample, Turn
 
 LABEL_LINE = re.compile(r"^\[(\d+\.?\d*)\s*-\s*(\d+\.?\d*)\]\s+(\S+)\s+(\S+)\s+\[")
 TRANSCRIPT_LINE = re.compile(r"^(\S+)\s+\[[\d.]+-[\d.]+\]:\s*(.*)$")

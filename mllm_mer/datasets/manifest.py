@@ -9,8 +9,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from mllm_mer.core.types import Sample, Turn
 from mllm_mer.datasets.base import DatasetError, Split, context_window, non_empty, repair_text
-from mllm_mer.types import Sample, Turn
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,13 @@ def _speaker(value) -> str | None:
 
 def _names(column: str) -> tuple[str, ...]:
     return tuple(c.strip() for c in column.split(",") if c.strip())
+
+
+def config_options(data, labels: str | None) -> dict:
+    """The manifest's own loader keywords from a verb's DataConfig (column names, label set, task)."""
+    return {"columns": Columns(id=data.id_col, text=data.text_col, label=data.label_col, video=data.video_col,
+                               speaker=data.speaker_col, dialogue=data.dialogue_col),
+            "labels": labels or "meld", "task": data.task}
 
 
 def load(path: str | Path, split: str | None = None, labels: str = "meld", task: str = "emotion",

@@ -5,8 +5,8 @@ import csv
 from collections import defaultdict
 from pathlib import Path
 
+from mllm_mer.core.types import Sample, Turn
 from mllm_mer.datasets.base import Split, context_window, find_video, non_empty, repair_text, require_dir, require_file
-from mllm_mer.types import Sample, Turn
 
 CSV_FILES = {"train": "train_sent_emo.csv", "dev": "dev_sent_emo.csv", "test": "test_sent_emo.csv"}
 # Video folder names of the release (MELD.Raw), by split.

@@ -34,7 +34,7 @@ def load(data_dir: str | Path, split: str = "train", language: str = "english",
         for row in reader:
             if row.get("split") and row["split"] != split:
                 continue
-            from mllm_mer.types import Sample
+            from mllm_mer.core.types import Sample
 
             samples.append(Sample(id=row["name"], transcript=transcripts.get(row["name"]) or None,
                                   video=find_video(videos, row["name"]),

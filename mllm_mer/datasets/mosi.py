@@ -8,9 +8,9 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from mllm_mer.core.labels import load_label_scheme
+from mllm_mer.core.types import Sample
 from mllm_mer.datasets.base import DatasetError, Split, find_video, non_empty, repair_text, require_dir
-from mllm_mer.labels import load_label_scheme
-from mllm_mer.types import Sample
 
 
 def score_to_class7(score: float) -> str:

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from mllm_mer.core.types import MediaInputs, MediaSettings, Sample
 from mllm_mer.media.errors import MediaError, WindowOutside
-from mllm_mer.types import MediaInputs, MediaSettings, Sample
 
 __all__ = ["MediaError", "MediaSettings", "load_media", "load_image"]
 
@@ -39,7 +40,8 @@ def check_allowed(sample: Sample, roots: tuple[str, ...]) -> None:
 def _unplan(sample: Sample, settings: MediaSettings) -> None:
     """This sample will not read its video frames; a shared pass that planned them need not hold them."""
     if sample.video:
-        from mllm_mer.media.windows import sample_window, unplan
+        from mllm_mer.media.decode import sample_window
+        from mllm_mer.media.windows import unplan
 
         unplan(sample.video, sample_window(sample, settings), settings.max_pixels)
 
@@ -47,7 +49,6 @@ def _unplan(sample: Sample, settings: MediaSettings) -> None:
 def load_media(sample: Sample, settings: MediaSettings, modalities: tuple[str, ...] = ("text", "video", "audio")
                ) -> MediaInputs:
     """Decode what the prompt will use; MediaError names the file and the reason."""
-    from mllm_mer.media import audio as audio_mod
     from mllm_mer.media import video as video_mod
 
     cache_gb = settings.media_cache_gb
@@ -62,52 +63,72 @@ def load_media(sample: Sample, settings: MediaSettings, modalities: tuple[str, .
         raise
     if not video_streams[0]:
         _unplan(sample, settings)
+    notes: list[str] = []
+    seen = _read_visual(sample, settings, video_streams[0], notes) if "video" in modalities else _Visual()
+    transcript, cues = _read_sound(sample, settings, modalities, video_streams[1], audio_streams[1], notes)
+    if "video" in modalities and sample.video and not seen.frames and not any(video_streams):
+        raise MediaError(sample.video, "no video or audio stream (zero-length or empty media)")
+    return MediaInputs(frames=seen.frames, frame_times=seen.times, image=seen.image, vocal_cues=cues,
+                       transcript=transcript, fps=seen.fps, duration=seen.duration, notes=tuple(notes))
+
+
+@dataclass
+class _Visual:
     frames: tuple = ()
     times: tuple[float, ...] = ()
-    notes: list[str] = []
-    image = None
-    clip = None
-    fps = duration = None
-    if "video" in modalities:
-        if sample.frames:
-            frames = tuple(load_image(f) for f in sample.frames)
-        elif video_streams[0]:
-            try:
-                clip = video_mod.read_frames(sample.video, settings.max_frames, settings.fps, sample.start,
-                                             sample.end, settings.max_pixels, settings.keyframe_snap, cache_gb)
-            except WindowOutside as outside:  # e.g. a subtitle cue past the recording: the words still count
-                clip = None
-                notes.append(f"{Path(sample.video).name}: {outside.reason}")
-        if clip is not None:
-            frames, times, fps, duration = clip.images, clip.times, clip.fps, clip.duration
-            if clip.declared and clip.declared - clip.duration > max(0.5, 0.1 * clip.declared):
-                notes.append(f"{Path(sample.video).name}: truncated, only {clip.duration:.1f} s of "
-                             f"{clip.declared:.1f} s could be read")
-        if sample.image:
-            image = load_image(sample.image)
+    image: Image.Image | None = None
+    fps: float | None = None
+    duration: float | None = None
 
-    transcript = None
-    cues = None
+
+def _read_visual(sample: Sample, settings: MediaSettings, has_video: bool, notes: list[str]) -> _Visual:
+    """Frames (given, or sampled from the clip) and the still image; notes what was cut short or outside."""
+    from mllm_mer.media import video as video_mod
+
+    seen = _Visual()
+    clip = None
+    if sample.frames:
+        seen.frames = tuple(load_image(f) for f in sample.frames)
+    elif has_video:
+        try:
+            clip = video_mod.read_frames(sample.video, settings.max_frames, settings.fps, sample.start, sample.end,
+                                         settings.max_pixels, settings.keyframe_snap, settings.media_cache_gb)
+        except WindowOutside as outside:  # e.g. a subtitle cue past the recording: the words still count
+            notes.append(f"{Path(sample.video).name}: {outside.reason}")
+    if clip is not None:
+        seen.frames, seen.times, seen.fps, seen.duration = clip.images, clip.times, clip.fps, clip.duration
+        if clip.declared and clip.declared - clip.duration > max(0.5, 0.1 * clip.declared):
+            notes.append(f"{Path(sample.video).name}: truncated, only {clip.duration:.1f} s of "
+                         f"{clip.declared:.1f} s could be read")
+    if sample.image:
+        seen.image = load_image(sample.image)
+    return seen
+
+
+def _read_sound(sample: Sample, settings: MediaSettings, modalities: tuple[str, ...], video_sound: bool,
+                file_sound: bool, notes: list[str]) -> tuple[str | None, str | None]:
+    """(transcript from ASR, vocal cues) from the sample's sound, where the prompt uses them."""
+    from mllm_mer.media import audio as audio_mod
+
     # A separate audio file is the utterance already; a window applies to the video's own track.
-    sound, window = ((sample.audio, (None, None)) if audio_streams[1]
-                     else (sample.video, (sample.start, sample.end)) if video_streams[1] else (None, (None, None)))
+    sound, window = ((sample.audio, (None, None)) if file_sound
+                     else (sample.video, (sample.start, sample.end)) if video_sound else (None, (None, None)))
     need_asr = not sample.transcript and settings.asr_model and "text" in modalities
     need_cues = settings.vocal_cues and "audio" in modalities and not sample.vocal_cues
-    if sound and (need_asr or need_cues):
-        try:
-            waveform = audio_mod.load_audio(sound, *window, cache_gb=cache_gb)
-        except WindowOutside as outside:  # past the end of the recording: nothing to hear, the words still count
-            notes.append(f"{Path(sound).name}: {outside.reason}")
-            need_asr = need_cues = False
-        if need_asr:
-            from mllm_mer.media.asr import transcribe
+    if not sound or not (need_asr or need_cues):
+        return None, None
+    try:
+        waveform = audio_mod.load_audio(sound, *window, cache_gb=settings.media_cache_gb)
+    except WindowOutside as outside:  # past the end of the recording: nothing to hear, the words still count
+        notes.append(f"{Path(sound).name}: {outside.reason}")
+        return None, None
+    transcript = cues = None
+    if need_asr:
+        from mllm_mer.media.asr import transcribe
 
-            transcript = transcribe(waveform, settings.asr_model)
-        if need_cues:
-            from mllm_mer.media.cues import vocal_cues
+        transcript = transcribe(waveform, settings.asr_model)
+    if need_cues:
+        from mllm_mer.media.cues import vocal_cues
 
-            cues = vocal_cues(waveform, sample.transcript or transcript).describe()
-    if "video" in modalities and sample.video and not frames and not any(video_streams):
-        raise MediaError(sample.video, "no video or audio stream (zero-length or empty media)")
-    return MediaInputs(frames=frames, frame_times=times, image=image, vocal_cues=cues, transcript=transcript,
-                       fps=fps, duration=duration, notes=tuple(notes))
+        cues = vocal_cues(waveform, sample.transcript or transcript).describe()
+    return transcript, cues

@@ -16,7 +16,7 @@ _ONE_AT_A_TIME = threading.Lock()  # media threads share one model; it uses ever
 def _pipeline(model: str, device: str):
     from transformers import pipeline
 
-    from mllm_mer.models import explain_load_error
+    from mllm_mer.core.families import explain_load_error
 
     try:
         return pipeline("automatic-speech-recognition", model=model, device=device)

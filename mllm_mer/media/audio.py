@@ -1,6 +1,7 @@
 """Audio as 16 kHz mono float32, from an audio file or a video's audio track (PyAV)."""
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterable
 from contextlib import contextmanager
@@ -8,8 +9,10 @@ from contextlib import contextmanager
 import av
 import numpy as np
 
+from mllm_mer.media.decode import file_key, open_media
 from mllm_mer.media.errors import MediaError, WindowOutside
-from mllm_mer.media.video import _open
+from mllm_mer.media.frame_cache import media_cache
+from mllm_mer.media.plans import drop_tracks, plan_tracks, planned_track
 
 SAMPLE_RATE = 16_000
 
@@ -18,25 +21,19 @@ def load_audio(path: str, start: float | None = None, end: float | None = None, 
                ) -> np.ndarray:
     """The (windowed) audio track resampled to 16 kHz mono; MediaError when there is none. Kept on disk
     up to `cache_gb` GiB (media.frame_cache)."""
-    import os
-
-    from mllm_mer.media.frame_cache import media_cache
-    from mllm_mer.media.video import file_key
-
     cache = media_cache(cache_gb)
     key = ("audio", file_key(path), start, end)
     if cache is not None and os.path.isfile(path) and (hit := cache.get_array(key)) is not None:
         return hit
-    with _PLANNED_LOCK:
-        shared = _PLANNED.get(file_key(path))
-    audio = shared.window(start, end) if shared is not None else _decode_audio(path, start, end)
+    shared = planned_track(file_key(path))
+    audio = shared.window(start, end) if shared is not None else decode_audio(path, start, end)
     if cache is not None:
         cache.put_array(key, audio)
     return audio
 
 
-def _decode_audio(path: str, start: float | None, end: float | None) -> np.ndarray:
-    with _open(path) as container:
+def decode_audio(path: str, start: float | None, end: float | None) -> np.ndarray:
+    with open_media(path) as container:
         if not container.streams.audio:
             raise MediaError(path, "no audio track")
         stream = container.streams.audio[0]
@@ -81,7 +78,7 @@ class SharedTrack:
     def window(self, start: float | None, end: float | None) -> np.ndarray:
         with self._lock:
             if self._waveform is None:
-                self._waveform = _decode_audio(self.path, None, None)
+                self._waveform = decode_audio(self.path, None, None)
         first = int(round((start or 0.0) * SAMPLE_RATE))
         last = None if end is None else max(first, int(round(end * SAMPLE_RATE)))
         audio = self._waveform[first:last]
@@ -91,22 +88,12 @@ class SharedTrack:
         return audio
 
 
-_PLANNED: dict[tuple, SharedTrack] = {}  # file version -> its shared track, while a run plans one
-_PLANNED_LOCK = threading.Lock()
-
-
 @contextmanager
 def shared_tracks(paths: Iterable[str]):
     """While the block runs, `load_audio` slices windows of these files from one decoded track each."""
-    from mllm_mer.media.video import file_key
-
     tracks = {file_key(path): SharedTrack(path) for path in paths}
-    with _PLANNED_LOCK:
-        _PLANNED.update(tracks)
+    plan_tracks(tracks)
     try:
         yield
     finally:
-        with _PLANNED_LOCK:
-            for key, track in tracks.items():
-                if _PLANNED.get(key) is track:
-                    del _PLANNED[key]
+        drop_tracks(tracks)

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from mllm_mer.media.decode import Frames
+
 
 def cache_root() -> Path:
     base = os.environ.get("MLLM_MER_CACHE") or Path.home() / ".cache" / "mllm-mer"
@@ -43,8 +45,6 @@ class MediaCache:
     def get_frames(self, key: tuple):
         """The cached `Frames` for `key`, or None."""
         from PIL import Image
-
-        from mllm_mer.media.video import Frames
 
         meta_path = self._path(key, ".json")
         try:

@@ -19,34 +19,27 @@ import queue
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 
 import av
 
+from mllm_mer.core.types import MediaSettings, Sample
 from mllm_mer.media.audio import shared_tracks
-from mllm_mer.media.errors import MediaError
-from mllm_mer.media.video import (
+from mllm_mer.media.decode import (
     Frames,
-    _fit,
-    _governing_keyframe,
+    Window,
     decode_cheaply,
     decoders,
     file_key,
+    fit_size,
+    frames_key,
+    governing_keyframe,
     open_video,
+    sample_window,
     window_targets,
 )
-from mllm_mer.types import MediaSettings, Sample
-
-
-@dataclass(frozen=True)
-class Window:
-    """One sample's view of a file: which span, how many frames, how exact."""
-
-    n: int
-    fps: float | None = None
-    start: float | None = None
-    end: float | None = None
-    keyframe_snap: float = 0.0
+from mllm_mer.media.errors import MediaError
+from mllm_mer.media.frame_cache import media_cache
+from mllm_mer.media.plans import drop_passes, plan_passes, take_pass
 
 
 def decode_windows(path: str, windows: Sequence[Window], max_pixels: int | None, workers: int | None = None
@@ -56,7 +49,7 @@ def decode_windows(path: str, windows: Sequence[Window], max_pixels: int | None,
     (default: `video.decoders()`)."""
     container, stream, info = open_video(path)
     with container:
-        out_w, out_h = _fit(info.width, info.height, max_pixels)
+        out_w, out_h = fit_size(info.width, info.height, max_pixels)
         wanted: dict[float, list[tuple[int, int]]] = {}  # time -> (window, slot)
         slots: dict[int, list] = {}
         for i, window in enumerate(windows):
@@ -98,74 +91,87 @@ def _gop_runs(targets: list[float], info) -> list[list[float]]:
     """Sorted targets grouped by the keyframe that governs them, in time order."""
     keyframes, gops = list(info.keyframes), {}
     for t in targets:
-        gops.setdefault(_governing_keyframe(keyframes, t, info.rate), []).append(t)
+        gops.setdefault(governing_keyframe(keyframes, t, info.rate), []).append(t)
     return [gops[key] for key in sorted(gops)]
 
 
-def _decode_in_parallel(path: str, info, gops: list[list[float]], workers: int, out_w: int, out_h: int,
-                        approximate: bool):
-    """`_decode_forward` over the GOP runs, dealt to `workers` threads in turn, each with its own
-    container (PyAV releases the GIL while decoding); the frames come back as they are decoded.
+class _GopDealer:
+    """`_decode_forward` over GOP runs, dealt to `workers` threads in turn, each with its own container
+    (PyAV releases the GIL while decoding); the frames come back as they are decoded.
 
     A thread starts a GOP only when every GOP `2 * workers` before it is done, so the threads move
     through the file side by side: windows complete roughly in time order and few are held half-done.
     """
-    found: queue.Queue = queue.Queue(maxsize=64)  # bounded: a paused reader pauses the threads
-    stop = threading.Event()
-    done = [False] * len(gops)
-    progress = threading.Condition()
 
-    def finish(gop_indices) -> None:
-        with progress:
+    def __init__(self, path: str, info, gops: list[list[float]], workers: int, size: tuple[int, int],
+                 approximate: bool):
+        self.path, self.info, self.gops, self.workers = path, info, gops, workers
+        self.size, self.approximate = size, approximate
+        self.found: queue.Queue = queue.Queue(maxsize=64)  # bounded: a paused reader pauses the threads
+        self.stop = threading.Event()
+        self.done = [False] * len(gops)
+        self.progress = threading.Condition()
+
+    def finish(self, gop_indices) -> None:
+        with self.progress:
             for g in gop_indices:
-                done[g] = True
-            progress.notify_all()
+                self.done[g] = True
+            self.progress.notify_all()
 
-    def work(first: int) -> None:
-        mine = range(first, len(gops), workers)
+    def work(self, first: int) -> None:
+        mine = range(first, len(self.gops), self.workers)
         try:
-            with av.open(path) as container:
+            with av.open(self.path) as container:
                 stream = container.streams.video[0]
                 stream.thread_type = "NONE"  # the threads are the parallelism
                 for g in mine:
-                    with progress:
-                        progress.wait_for(lambda g=g: stop.is_set() or all(done[:max(0, g - 2 * workers + 1)]))
-                    if stop.is_set():
+                    with self.progress:
+                        self.progress.wait_for(lambda g=g: self.stop.is_set()
+                                               or all(self.done[:max(0, g - 2 * self.workers + 1)]))
+                    if self.stop.is_set():
                         return
-                    for item in _decode_forward(container, stream, info, gops[g], out_w, out_h, approximate):
-                        if stop.is_set():
+                    for item in _decode_forward(container, stream, self.info, self.gops[g], *self.size,
+                                                self.approximate):
+                        if self.stop.is_set():
                             return
-                        found.put(item)
-                    finish([g])
+                        self.found.put(item)
+                    self.finish([g])
         except Exception as error:  # the reader raises it
-            found.put(error)
+            self.found.put(error)
         finally:
-            finish(mine)  # never leave another thread waiting on this one
-            found.put(None)
+            self.finish(mine)  # never leave another thread waiting on this one
+            self.found.put(None)
 
-    threads = [threading.Thread(target=work, args=(w,), name="window-decode", daemon=True) for w in range(workers)]
-    started = []
-    try:
-        for thread in threads:
-            thread.start()
-            started.append(thread)
-        running = len(threads)
-        while running:
-            item = found.get()
-            if item is None:
-                running -= 1
-            elif isinstance(item, Exception):
-                raise item
-            else:
-                yield item
-    finally:
-        stop.set()
-        finish([])
-        for thread in started:  # drain, so that no thread stays blocked on a full queue
-            while thread.is_alive():
-                with suppress(queue.Empty):
-                    found.get(timeout=0.05)
-            thread.join()
+    def results(self):
+        threads = [threading.Thread(target=self.work, args=(w,), name="window-decode", daemon=True)
+                   for w in range(self.workers)]
+        started = []
+        try:
+            for thread in threads:
+                thread.start()
+                started.append(thread)
+            running = len(threads)
+            while running:
+                item = self.found.get()
+                if item is None:
+                    running -= 1
+                elif isinstance(item, Exception):
+                    raise item
+                else:
+                    yield item
+        finally:
+            self.stop.set()
+            self.finish([])
+            for thread in started:  # drain, so that no thread stays blocked on a full queue
+                while thread.is_alive():
+                    with suppress(queue.Empty):
+                        self.found.get(timeout=0.05)
+                thread.join()
+
+
+def _decode_in_parallel(path: str, info, gops: list[list[float]], workers: int, out_w: int, out_h: int,
+                        approximate: bool):
+    return _GopDealer(path, info, gops, workers, (out_w, out_h), approximate).results()
 
 
 def _decode_forward(container, stream, info, targets: list[float], out_w: int, out_h: int,
@@ -183,7 +189,7 @@ def _decode_forward(container, stream, info, targets: list[float], out_w: int, o
     position, frames, current, image = -math.inf, None, None, None
     try:
         for t in targets:
-            key = _governing_keyframe(keyframes, t, rate)
+            key = governing_keyframe(keyframes, t, rate)
             if frames is None or key > position:
                 codec.skip_frame = "NONREF" if approximate or t - key > lead else "DEFAULT"
                 container.seek(int(key / stream.time_base), stream=stream, backward=True)
@@ -300,37 +306,11 @@ class SharedPass:
             self._thread.join()
 
 
-_PLANNED: dict[tuple, SharedPass] = {}  # (file key, window, max_pixels) -> the pass that serves it
-_PLANNED_LOCK = threading.Lock()
-
-
-def planned(path: str, window: Window, max_pixels: int | None) -> Frames | None:
-    """The window's frames from a planned shared pass, or None when no pass serves it."""
-    key = (file_key(path), window, max_pixels)
-    with _PLANNED_LOCK:
-        shared = _PLANNED.pop(key, None)
-    return shared.frames(window) if shared is not None else None  # None: closed first, decode alone
-
-
-DECODING = 2  # raise when the same settings decode other pixels (2: approximate mode skips deblocking)
-
-
 def unplan(path: str, window: Window, max_pixels: int | None) -> None:
     """A sample that failed before reading its frames: its planned window will not be read."""
-    with _PLANNED_LOCK:
-        shared = _PLANNED.pop((file_key(path), window, max_pixels), None)
+    shared = take_pass((file_key(path), window, max_pixels))
     if shared is not None:
         shared.forget(window)
-
-
-def frames_key(path: str, window: Window, max_pixels: int | None) -> tuple:
-    """The media cache's key for a window's frames (media.frame_cache)."""
-    return ("frames", DECODING, file_key(path), window.n, window.fps, window.start, window.end, max_pixels,
-            window.keyframe_snap)
-
-
-def sample_window(sample: Sample, settings: MediaSettings) -> Window:
-    return Window(settings.max_frames, settings.fps, sample.start, sample.end, settings.keyframe_snap)
 
 
 @contextmanager
@@ -338,8 +318,6 @@ def shared_windows(samples: Sequence[Sample], settings: MediaSettings,
                    modalities: Sequence[str] = ("text", "video", "audio")):
     """While the block runs, windows of a file that two or more of `samples` read are decoded in one
     pass per file, on first demand (see the module's doc); their sound comes from one decoded track."""
-    from mllm_mer.media.frame_cache import media_cache
-
     cache = media_cache(settings.media_cache_gb)
     by_file: dict[str, list[Window]] = {}
     if "video" in modalities:
@@ -356,21 +334,13 @@ def shared_windows(samples: Sequence[Sample], settings: MediaSettings,
             sound = s.audio or s.video
             if sound and (s.start is not None or s.end is not None):
                 sounds[sound] = sounds.get(sound, 0) + 1
-    passes = []
-    with _PLANNED_LOCK:
-        for path, windows in by_file.items():
-            if len(windows) < 2:
-                continue
-            shared = SharedPass(path, windows, settings.max_pixels)
-            passes.append(shared)
-            for w in windows:
-                _PLANNED[(file_key(path), w, settings.max_pixels)] = shared
+    passes = [SharedPass(path, windows, settings.max_pixels) for path, windows in by_file.items() if len(windows) > 1]
+    plan_passes({(file_key(shared.path), w, settings.max_pixels): shared for shared in passes
+                 for w in shared.windows})
     try:
         with shared_tracks([path for path, n in sounds.items() if n > 1]):
             yield
     finally:
-        with _PLANNED_LOCK:
-            for key in [k for k, v in _PLANNED.items() if v in passes]:
-                del _PLANNED[key]
+        drop_passes(passes)
         for shared in passes:
             shared.close()

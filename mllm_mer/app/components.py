@@ -1,0 +1,34 @@
+"""What the tabs share: accepted upload types, upload checks, and the probability panel's value."""
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import gradio as gr
+
+VIDEO_TYPES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+AUDIO_TYPES = (".wav", ".mp3", ".flac", ".m4a", ".ogg", ".webm")
+BATCH_TYPES = (".csv", ".jsonl", ".zip")
+TRANSCRIPT_TYPES = (".srt", ".vtt", ".jsonl")
+NO_ADAPTER = "(base model)"
+MODALITY_CHOICES = ["text", "video", "audio"]
+
+
+def check_type(path: str | None, allowed: tuple[str, ...], what: str) -> None:
+    if path and Path(path).suffix.lower() not in allowed:
+        raise gr.Error(f"{Path(path).name}: {what} must be one of {', '.join(allowed)}")
+
+
+def user_name(path: str | None) -> str:
+    """The name the user gave an upload (gradio keeps it as the last path part)."""
+    return Path(path).name if path else ""
+
+
+def label_data(label: str, probabilities: dict[str, float] | None, folder: Path, task: str) -> str:
+    """A probability panel's value headed by the answer's label: gradio heads a dict value with its arg-max,
+    a LabelData file keeps the head it is given."""
+    ranked = sorted((probabilities or {label: 1.0}).items(), key=lambda kv: kv[1], reverse=True)
+    path = folder / f"{uuid.uuid4().hex}-{task}.json"
+    path.write_text(json.dumps({"label": label, "confidences": [{"label": k, "confidence": v} for k, v in ranked]}))
+    return str(path)

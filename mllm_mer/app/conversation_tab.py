@@ -1,0 +1,89 @@
+"""The Conversation tab: a recording with its transcript -> the per-speaker emotion timeline, utterance by utterance."""
+from __future__ import annotations
+
+import gradio as gr
+
+from mllm_mer.app.components import AUDIO_TYPES, TRANSCRIPT_TYPES, VIDEO_TYPES, check_type, label_data, user_name
+from mllm_mer.app.service import Service
+from mllm_mer.conversation.context import DEFAULT_CONTEXT_LABELS
+from mllm_mer.core.labels import available as available_label_sets
+from mllm_mer.prompting import available_templates
+
+
+def utterance_table(rows: list[dict]) -> list[list]:
+    table = []
+    for number, r in enumerate(rows, 1):
+        label = next(iter(r["labels"].values()), None) if r["ok"] else None
+        confidence = round(r["confidence"], 3) if r.get("confidence") is not None else None
+        table.append([number, r["speaker"], round(r["start"], 2), round(r["end"], 2), r["text"] or "",
+                      label or f"failed: {r['error']}", confidence])
+    return table
+
+
+def utterance_details(run, index: int):
+    """Frames, rationale, probabilities and a one-line summary of one utterance of a conversation run."""
+    r = run.rows[index]
+    probabilities = next(iter(r["probabilities"].values()), None) or {}
+    label = next(iter(r["labels"].values()), None)
+    summary = (f"**{index + 1}. {r['speaker']}** ({r['start']:.1f}-{r['end']:.1f} s): "
+               + (f"**{label}**" if r["ok"] else f"not analysed: {r['error']}")
+               + ("  \n" + "; ".join(r["notes"]) if r.get("notes") else ""))
+    task = next(iter(r["labels"]), "emotion")
+    return (summary, run.frames[index], r.get("rationale") or "",
+            label_data(label, probabilities, run.out, task) if r["ok"] and label else None)
+
+
+def build_conversation_tab(service: Service) -> None:
+    config = service.config
+
+    def analyse(video, audio, transcript, labels, template, context_labels, progress=gr.Progress()):  # noqa: B008
+        check_type(video, VIDEO_TYPES, "video")
+        check_type(audio, AUDIO_TYPES, "audio")
+        check_type(transcript, TRANSCRIPT_TYPES, "transcript")
+        names = {p: user_name(p) for p in (video, audio, transcript) if p}
+        progress(0, desc="reading the transcript")
+        try:
+            run = service.conversation(video, audio, transcript, labels, template, context_labels, names,
+                                       on_utterance=lambda done, total: progress(done / total,
+                                                                                 desc=f"utterance {done}/{total}"))
+        except (ValueError, RuntimeError, ConnectionError, OSError) as error:
+            raise gr.Error(str(error)) from None
+        return (str(run.out / "timeline.png"), utterance_table(run.rows), run, str(run.out / "timeline.md"),
+                *utterance_details(run, 0))
+
+    def select(run, event: gr.SelectData):
+        if run is None:
+            raise gr.Error("Analyse a conversation first.")
+        return utterance_details(run, event.index[0])
+
+    default_labels = config.prompt.labels or "meld"
+    with gr.Tab("Conversation"):
+        run_state = gr.State(None)
+        with gr.Row():
+            with gr.Column(scale=1):
+                video = gr.Video(label="Recording (video)", sources=["upload"], elem_id="conversation-video")
+                audio = gr.Audio(label="Sound, if separate (optional)", sources=["upload"], type="filepath")
+                transcript = gr.File(label="Transcript with speakers and times (.srt, .vtt, .jsonl)",
+                                     file_types=list(TRANSCRIPT_TYPES), elem_id="conversation-transcript")
+                with gr.Row():
+                    labels = gr.Dropdown(sorted({*available_label_sets(), default_labels}), value=default_labels,
+                                         label="Label set")
+                    template = gr.Dropdown(available_templates(), value="label_only", label="Template")
+                    context_labels = gr.Dropdown(["none", "predicted"], value=DEFAULT_CONTEXT_LABELS,
+                                                 label="Earlier turns' emotions in the context")
+                go = gr.Button("Analyse conversation", variant="primary")
+            with gr.Column(scale=2):
+                plot = gr.Image(label="Timeline: one lane per speaker", type="filepath")
+                table = gr.Dataframe(headers=["#", "speaker", "start", "end", "text", "emotion", "confidence"],
+                                     label="Utterances (select a row for its details)", interactive=False,
+                                     elem_id="conversation-table")
+                report = gr.File(label="timeline.md")
+        with gr.Row():
+            detail = gr.Markdown()
+        with gr.Row():
+            frames = gr.Gallery(label="Frames of the utterance", columns=8, height=140)
+            rationale = gr.Textbox(label="Rationale", lines=3)
+            probabilities = gr.Label(label="Probabilities", num_top_classes=8)
+        go.click(analyse, [video, audio, transcript, labels, template, context_labels],
+                 [plot, table, run_state, report, detail, frames, rationale, probabilities], api_name="conversation")
+        table.select(select, [run_state], [detail, frames, rationale, probabilities])

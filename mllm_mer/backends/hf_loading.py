@@ -1,0 +1,46 @@
+"""Loading a transformers model and its processor; shared by the transformers backend and training."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from mllm_mer.config import ModelConfig
+from mllm_mer.core.families import explain_load_error, resolve_model
+from mllm_mer.core.types import Prompt
+
+
+def torch_dtype(name: str, device: str) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def processor_inputs(processor: Any, prompts: Sequence[Prompt], texts: Sequence[str]) -> dict[str, Any]:
+    """Tokenise texts and preprocess the prompts' images and frames in one batched call."""
+    images = [im for p in prompts for im in p.images]
+    videos = [list(v) for p in prompts for v in p.videos]
+    kwargs: dict[str, Any] = {"text": list(texts), "padding": True, "return_tensors": "pt"}
+    if images:
+        kwargs["images"] = images
+    if videos:
+        kwargs["videos"] = videos
+    return processor(**kwargs)
+
+
+def load_model_and_processor(model: ModelConfig, device: str, **model_kwargs: Any):
+    """The model (safetensors only) and its processor, for inference and for training."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    config = model
+    model_id = resolve_model(config.model)
+    try:
+        processor = AutoProcessor.from_pretrained(model_id, trust_remote_code=config.trust_remote_code)
+        model = AutoModelForImageTextToText.from_pretrained(
+            model_id, dtype=model_kwargs.pop("dtype", torch_dtype(config.dtype, device)),
+            trust_remote_code=config.trust_remote_code, use_safetensors=True, **model_kwargs)
+    except OSError as error:
+        raise explain_load_error(config.model, error) from error
+    processor.tokenizer.padding_side = "left"
+    return model, processor

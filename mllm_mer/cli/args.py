@@ -1,0 +1,127 @@
+"""The command-line parser, generated from the config tree (`mllm_mer.config`).
+
+Every leaf of a verb's config becomes `--leaf-name` (also `--section.leaf`), with the
+field's help and default; `--config FILE.yaml` and `key=value` words fill the same
+fields. Precedence: defaults < config file < key=value < flags < (secrets only) the
+environment when nothing set them. Unknown options fail with the nearest valid name.
+This is the only place in the package that declares command-line flags.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import re
+import typing
+from typing import Any, Literal
+
+import yaml
+
+from mllm_mer.config import ConfigError, build, flatten, leaf_fields, load_config, read_yaml, unknown_key_error
+
+# Secrets come from the environment rather than the command line (which `ps` shows to everyone).
+ENVIRONMENT = {"api_key": "MLLM_MER_API_KEY", "auth": "MLLM_MER_APP_AUTH"}
+_OVERRIDE = re.compile(r"^[A-Za-z_][\w.\-]*=")
+
+
+def _mapping(text: str) -> dict:
+    value = yaml.safe_load(text)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a YAML/JSON mapping, got {text!r}")
+    return value
+
+
+def _comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _leaf_kwargs(hint: Any, leaf: dataclasses.Field) -> dict[str, Any]:
+    """argparse keywords for one field, from its type and metadata."""
+    default = leaf.default if leaf.default is not dataclasses.MISSING else leaf.default_factory()
+    help_text = leaf.metadata.get("help", "")
+    if leaf.name in ENVIRONMENT:
+        help_text += f" [env {ENVIRONMENT[leaf.name]}]"
+    shown = default if not isinstance(default, (list, dict)) or default else None
+    kwargs: dict[str, Any] = {"help": f"{help_text} (default: {shown})" if shown is not None else help_text}
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    base = args[0] if typing.get_origin(hint) in (typing.Union, __import__("types").UnionType) else hint
+    origin = typing.get_origin(base)
+    if base is bool:
+        kwargs["action"] = argparse.BooleanOptionalAction
+    elif origin is Literal:
+        kwargs["choices"] = list(typing.get_args(base))
+    elif leaf.metadata.get("choices"):  # names read from a registry (core.registry)
+        kwargs.update(choices=list(leaf.metadata["choices"]), type=base)
+    elif origin is list or base is list:
+        # Repeatable, and comma-separated values split (`--modalities text,video`), except paths.
+        kwargs.update(action="extend", type=(lambda v: [v]) if leaf.name == "adapter" else _comma_list)
+    elif base is dict or origin is dict:
+        kwargs["type"] = _mapping
+    elif base in (int, float, str):
+        kwargs["type"] = base
+    return kwargs
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One flag per leaf of `cls`, grouped by section; values land under `cfg:<leaf>`."""
+    hints_by_section = {}
+    for section in dataclasses.fields(cls):
+        section_type = typing.get_type_hints(cls)[section.name]
+        hints_by_section[section.name] = (section_type, typing.get_type_hints(section_type))
+    for section_name, (section_type, hints) in hints_by_section.items():
+        group = parser.add_argument_group(section_name, (section_type.__doc__ or "").strip().splitlines()[0]
+                                          if section_type.__doc__ else None)
+        for leaf in dataclasses.fields(section_type):
+            kwargs = _leaf_kwargs(hints[leaf.name], leaf)
+            if leaf.metadata.get("positional"):
+                nargs = "*" if kwargs.get("action") == "extend" else "?"
+                kwargs.pop("action", None)
+                if nargs == "*":
+                    kwargs["type"] = str
+                group.add_argument(f"cfg:{leaf.name}", metavar=leaf.name.upper(), nargs=nargs,
+                                   default=argparse.SUPPRESS, **kwargs)
+                continue
+            flags = [f"--{leaf.name.replace('_', '-')}"]
+            if kwargs.get("action") is not argparse.BooleanOptionalAction:  # which would add --no- to each alias
+                flags += [f"--{section_name}.{leaf.name}"] + ([f"--{leaf.name}"] if "_" in leaf.name else [])
+            group.add_argument(*flags, dest=f"cfg:{leaf.name}", metavar=leaf.name.upper(),
+                               default=argparse.SUPPRESS, **kwargs)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    parser.add_argument("--config", metavar="FILE.yaml", help="read options from a YAML file (flat keys or sections; "
+                                                              "flags and key=value words override it)")
+
+
+def split_overrides(words: list[str]) -> tuple[list[str], list[str]]:
+    """Leftover words -> (`key=value` overrides, anything else)."""
+    overrides = [w for w in words if _OVERRIDE.match(w) and not w.startswith("-")]
+    return overrides, [w for w in words if w not in overrides]
+
+
+def config_from_namespace(cls: type, namespace: argparse.Namespace, overrides: list[str]):
+    """The verb config: defaults < --config file < key=value < flags < environment (for unset secrets)."""
+    given = {k[4:]: v for k, v in vars(namespace).items() if k.startswith("cfg:")}
+    path = getattr(namespace, "config", None)
+    config = load_config(cls, path, overrides, **given)
+    _apply_environment(config, cls)
+    return config
+
+
+def _apply_environment(config: Any, cls: type) -> None:
+    for leaf, (section, _) in leaf_fields(cls).items():
+        variable = ENVIRONMENT.get(leaf)
+        if variable and getattr(getattr(config, section), leaf) is None and os.environ.get(variable):
+            setattr(getattr(config, section), leaf, os.environ[variable])
+
+
+def reject_unknown(words: list[str], parser: argparse.ArgumentParser) -> None:
+    """Unknown flags end the command with the nearest valid one."""
+    flags = [s for a in parser._actions for s in a.option_strings]  # noqa: SLF001 (argparse has no public list)
+    for word in words:
+        name = word.split("=", 1)[0]
+        if name.startswith("-"):
+            raise unknown_key_error(name, flags)
+        raise ConfigError(f"unexpected argument {word!r}")
+
+
+__all__ = ["add_config_arguments", "build", "config_from_namespace", "flatten", "read_yaml", "reject_unknown",
+           "split_overrides"]

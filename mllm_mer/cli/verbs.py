@@ -1,0 +1,325 @@
+"""`mllm-mer VERB ...`: one command; each verb is a typed function of its config (mllm_mer.config).
+
+Every verb takes its options as flags, as `--config FILE.yaml`, or as `key=value` words;
+the flags are generated from the config tree (`mllm_mer.cli.args`).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mllm_mer import config as C  # noqa: N812 (the config tree, read as C.EvaluateConfig)
+from mllm_mer.core.labels import available as available_labels
+from mllm_mer.core.registry import DATASETS
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+
+
+@contextlib.contextmanager
+def results_stdout():
+    """Yield the real stdout for results; everything else (library logs, engine worker processes,
+    which inherit file descriptor 1) goes to stderr meanwhile, so stdout stays machine-readable."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with os.fdopen(os.dup(saved), "w") as out:
+            yield out
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+# -- verbs -------------------------------------------------------------------------------------
+
+def predict(cfg: C.PredictConfig) -> int:
+    from mllm_mer.backends import load_backend
+    from mllm_mer.pipeline.answer import predict as run_predict
+    from mllm_mer.pipeline.resolve import resolve_prompt, resolve_strategy
+    from mllm_mer.pipeline.resources import build_resources
+
+    sample = input_sample(cfg.input)
+    setup = resolve_prompt(cfg.model, cfg.prompt, cfg.media, retrieval=cfg.retrieval)
+    strategy = resolve_strategy(cfg.strategy, setup)
+    resources = build_resources(setup, strategy, cfg.retrieval, samples=[sample])
+    with results_stdout() as out:
+        backend = load_backend(cfg.backend)
+        try:
+            [prediction] = run_predict(backend, [sample], setup, adapter=next(iter(cfg.model.adapters), None),
+                                       strategy=strategy, resources=resources)
+        finally:
+            backend.close()
+        print(json.dumps(prediction.to_dict(), ensure_ascii=False, indent=2), file=out, flush=True)
+    return 0 if prediction.ok else 1
+
+
+def input_sample(given: C.PredictInput):
+    """The one sample `predict` classifies, from its flags."""
+    from mllm_mer.conversation.context import read_context
+    from mllm_mer.core.types import Sample
+
+    frames: tuple = ()
+    if given.frames_dir:
+        folder = Path(given.frames_dir)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: no such directory")
+        frames = tuple(str(p) for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not frames:
+            raise FileNotFoundError(f"{folder}: no image files")
+    return Sample(id=given.id, transcript=given.transcript, speaker=given.speaker,
+                  context=read_context(given.context), video=given.video, audio=given.audio, image=given.image,
+                  frames=frames)
+
+
+def evaluate(cfg: C.EvaluateConfig) -> int:
+    """Exit 0 when the run finished with answers; 3 when every sample failed (the run is kept)."""
+    from mllm_mer.evaluation.report import summary
+    from mllm_mer.evaluation.runner import run_evaluation
+
+    with results_stdout() as out:
+        metrics = run_evaluation(cfg)
+        for task, m in metrics["tasks"].items():
+            print(f"{task}: accuracy {m['accuracy']:.4f}  weighted F1 {m['weighted_f1']:.4f}  "
+                  f"macro F1 {m['macro_f1']:.4f}  UAR {m['uar']:.4f}  "
+                  f"failures {m['failure_rate']:.2%}", file=out)
+        for line in summary(metrics):
+            print(line, file=out)
+        print(f"report: {Path(cfg.run.out) / 'report.md'}", file=out)
+    if metrics["n_failed"] == metrics["n_samples"]:
+        print(f"mllm-mer evaluate: every sample failed ({metrics['failures'][0]['error']} ...); "
+              "see the report", file=sys.stderr)
+        return 3
+    return 0
+
+
+def compare(cfg: C.CompareConfig) -> int:
+    from mllm_mer.evaluation.report import compare_runs
+
+    if not cfg.compare.runs:
+        raise ValueError("compare needs at least one run directory")
+    print(compare_runs(cfg.compare.runs))
+    return 0
+
+
+def finetune(cfg: C.TrainConfig) -> int:
+    from mllm_mer.training.sft import train
+
+    print(f"adapter: {train(cfg)}")
+    return 0
+
+
+def merge(cfg: C.MergeConfig) -> int:
+    from mllm_mer.training.model import merge as merge_adapter
+
+    adapters = list(cfg.model.adapters.values())
+    if len(adapters) != 1 or not cfg.merge.out:
+        raise ValueError("merge needs --model, one --adapter and --out")
+    print(f"merged model: {merge_adapter(cfg.model.model, adapters[0], cfg.merge.out)}")
+    return 0
+
+
+def app(cfg: C.AppConfig) -> int:
+    from mllm_mer.app import serve_app
+
+    serve_app(cfg)
+    return 0
+
+
+def serve(cfg: C.ServeConfig, vllm_args: list[str]) -> int:
+    from mllm_mer.serving.vllm_server import serve_forever
+
+    if cfg.server.host not in ("127.0.0.1", "localhost", "::1") and not cfg.server.api_key:
+        print(f"warning: serving on {cfg.server.host} without an API key: anyone who reaches it can use it",
+              file=sys.stderr)
+    return serve_forever(cfg, vllm_args)
+
+
+def make_tiny(cfg: C.MakeTinyConfig) -> int:
+    from mllm_mer.synthetic.tiny import make_tiny as build_tiny
+
+    tiny = cfg.tiny
+    if not tiny.dir:
+        raise ValueError("make-tiny needs the directory to write: mllm-mer make-tiny DIR")
+    out = build_tiny(tiny.dir, arch=tiny.arch, size=tiny.size, seed=tiny.seed)
+    print(f"wrote a random-weight {tiny.size} {tiny.arch} checkpoint to {out}")
+    if tiny.task:
+        from mllm_mer.synthetic.tasks import make_task
+
+        print(f"wrote the colour x wording task to {make_task(tiny.task).parent}")
+    if tiny.agent_task:
+        from mllm_mer.synthetic.tasks import make_window_task
+
+        print(f"wrote the hidden-window task (agent traces) to {make_window_task(tiny.agent_task).parent}")
+    if tiny.whisper:
+        from mllm_mer.synthetic.tiny_whisper import make_tiny_whisper
+
+        print(f"wrote a random-weight tiny Whisper to {make_tiny_whisper(Path(tiny.dir) / 'whisper')}")
+    return 0
+
+
+def dialogue(cfg: C.DialogueConfig) -> int:
+    """A conversation -> its per-speaker emotion timeline (timeline.jsonl / .png / .md)."""
+    from mllm_mer.backends import load_backend
+    from mllm_mer.conversation.context import context_settings
+    from mllm_mer.conversation.sources import conversation_samples
+    from mllm_mer.conversation.timeline import timeline_rows, write_timeline
+    from mllm_mer.pipeline.answer import run_context
+    from mllm_mer.pipeline.dialogue import classify_dialogues
+    from mllm_mer.pipeline.resolve import resolve_prompt, resolve_strategy
+    from mllm_mer.pipeline.resources import build_resources
+
+    if not cfg.dialogue.out:
+        raise ValueError("dialogue needs --out DIR")
+    samples, default_labels = conversation_samples(cfg)
+    setup = resolve_prompt(cfg.model, cfg.prompt, cfg.media, default_labels=default_labels, retrieval=cfg.retrieval)
+    strategy = resolve_strategy(cfg.strategy, setup)
+    run = run_context(setup, strategy, next(iter(cfg.model.adapters), None),
+                      resources=build_resources(setup, strategy, cfg.retrieval, samples=samples))
+    task = setup.scheme.label_sets[0].task
+    context_labels, window = context_settings(cfg.data)
+    with results_stdout() as out:
+        backend = load_backend(cfg.backend)
+        try:
+            [predictions] = classify_dialogues(backend, [samples], run, context_labels, window, task)
+        finally:
+            backend.close()
+        write_timeline(timeline_rows(samples, predictions, task), Path(cfg.dialogue.out), task, context_labels)
+        failed = sum(not p.ok for p in predictions)
+        print(f"{len(samples)} utterances ({failed} failed); timeline: {Path(cfg.dialogue.out) / 'timeline.md'}",
+              file=out)
+    return 0
+
+
+def calibrate(cfg: C.CalibrateConfig) -> int:
+    """Fit temperature scaling per task on a dev run's probabilities; print before/after ECE."""
+    from mllm_mer.evaluation.records import finished_run
+    from mllm_mer.stages.calibration import describe_fit, fit
+
+    options = cfg.calibrate
+    info, scheme, records = finished_run(options.run_dir, options.out, "calibrate", "calibration.json")
+    if info.get("calibrated"):
+        raise ValueError(f"{options.run_dir}: this run's probabilities are already calibrated; fit on an "
+                         "uncalibrated run")
+    calibration = fit(records, scheme, fitted_on=str(options.run_dir))
+    Path(options.out).write_text(calibration.to_json())
+    for line in describe_fit(records, calibration):
+        print(line)
+    print(f"wrote {options.out}")
+    return 0
+
+
+def fit_fusion(cfg: C.FitFusionConfig) -> int:
+    """Fit the fusion gate on a dev run made with --strategy fusion; print its dev accuracy beside the experts'."""
+    from mllm_mer.evaluation.records import finished_run
+    from mllm_mer.evaluation.report import fusion_rows
+    from mllm_mer.strategies.fusion import fit_gate
+
+    options = cfg.fit
+    _, scheme, records = finished_run(options.run_dir, options.out, "fit-fusion", "fusion.json")
+    if not any(r["prediction"].get("experts") for r in records):
+        raise ValueError(f"{options.run_dir}: no expert distributions in this run; make it with --strategy fusion")
+    gate = fit_gate(records, scheme, fitted_on=str(options.run_dir))
+    gate.save(options.out)
+    for line in fusion_rows(records, scheme, gate):
+        print(line)
+    print(f"wrote {options.out} (dev numbers: fitted on these rows)")
+    return 0
+
+
+def distill(cfg: C.DistillConfig) -> int:
+    """A teacher answers a split; its labels, rationales and cues (and traces) become a training manifest."""
+    from mllm_mer.training.distill import run_distill
+
+    with results_stdout() as out:
+        summary = run_distill(cfg)
+        agreement = summary["agreement_with_gold"]
+        print(f"{summary['kept']} of {summary['samples']} rows kept for training"
+              + (f"; teacher agreement with gold {agreement:.2%}" if agreement is not None else "")
+              + f"; rationalised {summary['rationalised_kept']}/{summary['rationalised_asked']}", file=out)
+        print(f"manifest: {Path(cfg.run.out) / 'distilled.jsonl'}  report: {Path(cfg.run.out) / 'distill.md'}",
+              file=out)
+    return 0
+
+
+def ablate(cfg: C.EvaluateConfig) -> int:
+    """Every modality subset and every fuser over one split, each clip's media decoded once: ablation.md/.png."""
+    from dataclasses import replace
+
+    from mllm_mer.evaluation.report import write_ablation
+    from mllm_mer.evaluation.runner import run_evaluation
+
+    cfg.strategy = replace(cfg.strategy, strategy="fusion", experts="all")
+    with results_stdout() as out:
+        run_evaluation(cfg)
+        table = write_ablation(Path(cfg.run.out), cfg.strategy.fusion)
+        print(table, file=out)
+        print(f"ablation: {Path(cfg.run.out) / 'ablation.md'}", file=out)
+    return 0
+
+
+def _families() -> list[str]:
+    from mllm_mer.core.families import FAMILIES
+
+    return [f"{f.name} ({', '.join(f.model_types)})" for f in FAMILIES.values()]
+
+
+def _templates() -> list[str]:
+    from mllm_mer.prompting import available_templates
+
+    return available_templates()
+
+
+LISTINGS: dict[str, Callable[[], list[str]]] = {
+    "datasets": lambda: list(DATASETS),
+    "labels": lambda: available_labels(),
+    "templates": _templates,
+    "models": _families,
+}
+
+
+def list_bundled(cfg: C.ListConfig) -> int:
+    """What ships with the package: datasets, label sets, templates, model families."""
+    print("\n".join(LISTINGS[cfg.list.what]()))
+    return 0
+
+
+@dataclass(frozen=True)
+class Verb:
+    config: type
+    run: Callable[..., int]
+    help: str
+    passthrough: bool = False  # unknown flags go to the wrapped program (vLLM's server)
+    starts_engines: bool = False  # a watchdog stops whatever it started if it dies (process_guard)
+
+
+VERBS: dict[str, Verb] = {
+    "predict": Verb(C.PredictConfig, predict, "classify one clip/image/utterance and print the Prediction as JSON",
+                    starts_engines=True),
+    "evaluate": Verb(C.EvaluateConfig, evaluate, "batch-prompt a benchmark split; resumable; metrics and report",
+                     starts_engines=True),
+    "compare": Verb(C.CompareConfig, compare, "side-by-side Markdown table of finished runs"),
+    "finetune": Verb(C.TrainConfig, finetune, "LoRA/QLoRA fine-tuning from a recipe (finetune/configs/*.yaml)"),
+    "merge": Verb(C.MergeConfig, merge, "merge a LoRA adapter into the base weights"),
+    "app": Verb(C.AppConfig, app, "the Gradio front end", starts_engines=True),
+    "serve": Verb(C.ServeConfig, serve, "the OpenAI-compatible vLLM server with LoRA adapters "
+                                        "(unknown flags are passed to vLLM's server)", passthrough=True,
+                  starts_engines=True),
+    "make-tiny": Verb(C.MakeTinyConfig, make_tiny, "build a random-weight checkpoint of a real architecture, offline"),
+    "dialogue": Verb(C.DialogueConfig, dialogue, "a conversation (recording + SRT/VTT/JSONL transcript) utterance "
+                                                 "by utterance: a per-speaker emotion timeline", starts_engines=True),
+    "calibrate": Verb(C.CalibrateConfig, calibrate, "fit temperature scaling on a dev run: mllm-mer calibrate RUN "
+                                                    "--out calibration.json (then --calibration FILE)"),
+    "fit-fusion": Verb(C.FitFusionConfig, fit_fusion, "fit the learned fusion gate on a dev run made with "
+                                                      "--strategy fusion: mllm-mer fit-fusion RUN --out fusion.json"),
+    "ablate": Verb(C.EvaluateConfig, ablate, "every modality subset and fuser over one split (media decoded once): "
+                                             "ablation.md and ablation.png"),
+    "distill": Verb(C.DistillConfig, distill, "a teacher labels and explains a split; writes a training manifest "
+                                              "(dataset: distilled) and distill.md"),
+    "ls": Verb(C.ListConfig, list_bundled, "list what is bundled: datasets | labels | templates | models"),
+}

@@ -1,0 +1,365 @@
+"""The config sections: small dataclasses of leaf options, each field documented once, here."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from mllm_mer.config.tree import option
+from mllm_mer.core.families import DEFAULT_MODEL
+from mllm_mer.core.registry import BACKENDS, DATASETS, FUSERS, STRATEGIES
+
+
+@dataclass
+class ModelConfig:
+    """Which model answers, with which adapters, on which backend."""
+
+    model: str = option(DEFAULT_MODEL, "hub id or local checkpoint directory")
+    adapter: list[str] = option([], "LoRA adapter: PATH or NAME=PATH (repeatable); a trained adapter's "
+                                    "prompt settings come with it")
+    backend: str = option("transformers", "who runs the model", choices=tuple(BACKENDS))
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = option(
+        "auto", "weights dtype (auto: bf16 on GPU, fp32 on CPU)")
+    max_new_tokens: int = option(1024, "answer length cap (the constrained answer needs < 2048 worst case)")
+    forward_batch_size: int = option(8, "transformers backend: samples per forward pass")
+    trust_remote_code: bool = option(False, "run model code from the hub (never needed for the supported families)")
+    seed: int = option(0, "sampling/engine seed")
+
+    @property
+    def adapters(self) -> dict[str, str]:
+        """Adapter name -> directory (a bare path is named after its directory)."""
+        adapters = {}
+        for value in self.adapter:
+            name, sep, path = value.partition("=")
+            if not sep:
+                name, path = Path(value).name or "adapter", value
+            adapters[name] = path
+        return adapters
+
+
+@dataclass
+class EngineConfig:
+    """The vLLM engine (in process, or behind `serve`)."""
+
+    max_model_len: int = option(8192, "context length the engine reserves")
+    gpu_memory_utilization: float = option(0.85, "GPU memory share for weights and KV cache")
+    kv_cache_gb: int = option(1, "CPU build: KV cache space in GiB")
+    tensor_parallel_size: int = option(1, "GPUs one replica is split over")
+    data_parallel_size: int = option(1, "engine replicas (vLLM data parallelism)")
+    enforce_eager: bool = option(False, "skip graph capture/compilation: faster start, slower decode")
+    max_lora_rank: int = option(64, "largest adapter rank the engine accepts")
+    max_images: int = option(8, "images per prompt (beyond the first: an agent's look observations)")
+    engine_args: dict = option({}, "further vllm EngineArgs fields, as a YAML/JSON mapping (passed through)")
+
+
+@dataclass
+class ClientConfig:
+    """An OpenAI-compatible server (backend openai)."""
+
+    base_url: list[str] = option([], "server URL, e.g. http://127.0.0.1:8000; repeatable: requests are spread "
+                                     "over several servers")
+    api_key: str | None = option(None, "server key (prefer the MLLM_MER_API_KEY environment variable)")
+    timeout_s: float = option(120.0, "per-request timeout")
+    retries: int = option(2, "retries of a failed request")
+    concurrency: int = option(8, "requests in flight at once, per server (the server batches them continuously)")
+
+    def __post_init__(self):
+        if isinstance(self.base_url, str):  # one URL given as a plain value (YAML, Python)
+            self.base_url = [self.base_url]
+
+
+@dataclass
+class PromptConfig:
+    """What to ask. Unset fields come from the adapter's saved prompt, then the defaults."""
+
+    labels: str | None = option(None, "label set name or YAML file (default: the dataset's own, else meld)")
+    template: str | None = option(None, "zero_shot | label_only | few_shot | reasoning | path to a .jinja "
+                                        "(default zero_shot)")
+    modalities: list[str] | None = option(None, "subset of text,video,audio (default all)")
+    mode: Literal["generate", "score"] = option(
+        "generate", "generate: constrained JSON with rationale; score: label probabilities only")
+    calibration: str | None = option(None, "calibration.json from `mllm-mer calibrate DEV_RUN`: rescales label "
+                                           "probabilities (the label set must match)")
+    max_text_chars: int = option(6000, "transcript + context budget per sample; longer text is cut (latest "
+                                       "turns kept) and the prediction notes it")
+
+
+@dataclass
+class StrategyConfig:
+    """How the model reaches its answer: one pass, or an agent that gathers evidence first; self-consistency."""
+
+    strategy: str = option(
+        "single", "single: one prompt, one answer; agent: call tools (look, listen, recall, context), then "
+                  "answer; fusion: score one prompt per modality plus the joint one, then fuse",
+        choices=tuple(STRATEGIES))
+    max_steps: int = option(3, "agent: actions per sample at most; the last one may only answer")
+    tools: list[str] = option(["look", "listen", "recall", "context"], "agent: tools offered (each where it "
+                                                                        "applies)")
+    look_frames: int = option(4, "agent: frames one look may ask for (all looks: at most max_frames)")
+    samples: int = option(1, "self-consistency: answers drawn per sample and voted (1: greedy, no vote)")
+    temperature: float = option(0.7, "self-consistency: sampling temperature of the draws")
+    fuser: str = option(
+        "entropy", "fusion: mean, product of experts, entropy-weighted (confident modalities weigh more), or "
+                   "gate (a learned gate: --fusion)", choices=tuple(FUSERS))
+    fusion: str | None = option(None, "fusion.json from `mllm-mer fit-fusion DEV_RUN` (the gate fuser)")
+    experts: Literal["singles", "all"] = option("singles", "fusion: experts per modality plus the joint prompt, or "
+                                                           "every non-empty modality subset (an ablation)")
+
+
+@dataclass
+class RetrievalConfig:
+    """Labelled demonstrations: the `retrieved` template and the agent's recall tool."""
+
+    retrieve_split: str | None = option("train", "labelled split to retrieve from (never includes the sample "
+                                                 "itself or its dialogue)")
+    retrieve_dataset: str | None = option(None, "dataset of that split (default: the run's)")
+    retrieve_data_dir: str | None = option(None, "its folder or manifest (default: the run's)")
+    retrieve_k: int = option(4, "demonstrations per prompt (recall may ask for up to this many)")
+    retrieve_embedder: str | None = option(None, "sentence-embedding model (transformers id or folder); "
+                                                 "default TF-IDF")
+
+
+@dataclass
+class MediaConfig:
+    """How clips become frames, transcript and vocal cues. Unset budgets come from the model family."""
+
+    max_frames: int | None = option(None, "frames per clip (default: the model family's)")
+    max_pixels: int | None = option(None, "pixel budget per frame (default: the model family's)")
+    fps: float | None = option(None, "sample frames at this rate (still at most max_frames)")
+    keyframe_snap: float = option(0.25, "move a sampled time onto a keyframe within this fraction of the "
+                                        "sampling interval, and skip deblocking (faster decoding); 0 = "
+                                        "exact times and pixels")
+    vocal_cues: bool = option(True, "describe loudness, pitch, pauses and speech rate from the audio")
+    asr_model: str | None = option(None, "Whisper id or directory, used when no transcript is given")
+    media_cache_gb: float = option(2.0, "decoded frames kept on disk ($MLLM_MER_CACHE/media, default ~/.cache/"
+                                        "mllm-mer/media) up to this many GiB, so reruns decode nothing; 0 = off")
+
+
+@dataclass
+class DataConfig:
+    """Where samples come from: a bundled benchmark loader or a CSV/JSONL manifest."""
+
+    dataset: str | None = option(None, " | ".join(name for name in DATASETS if name != "distilled")
+                                 + " (see `mllm-mer ls datasets`)")
+    data_dir: str | None = option(None, "release folder (the CSV/JSONL file for manifest)")
+    video_dir: str | None = option(None, "clips folder, if not in the release layout")
+    context_window: int | None = option(None, "previous turns given as context (-1: all; default 5, for every verb)")
+    context_labels: Literal["none", "predicted", "gold"] | None = option(
+        None, "emotions shown with earlier turns: none, the predicted ones (turns classified in order, dialogues "
+              "in lockstep) or gold (oracle information, flagged in reports); default: none, for every verb")
+    id_col: str = option("id", "manifest: column of the sample id")
+    text_col: str = option("text", "manifest: column of the transcript")
+    label_col: str = option("label", "manifest: column of the gold label")
+    video_col: str = option("video", "manifest: column of the clip path")
+    speaker_col: str = option("speaker", "manifest: column of the speaker")
+    dialogue_col: str = option("dialogue", "manifest: column of the dialogue id")
+    task: str = option("emotion", "manifest: the task its label column annotates")
+    dataset_options: dict = option({}, "further loader keywords, as a YAML/JSON mapping")
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-safe summary for run fingerprints."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, {}, "")}
+
+
+@dataclass
+class ServerConfig:
+    """The OpenAI-compatible vLLM server `serve` runs."""
+
+    host: str = option("127.0.0.1", "bind address (loopback unless asked)")
+    port: int = option(8000, "port (0 picks a free one)")
+    api_key: str | None = option(None, "key clients must send (prefer the MLLM_MER_API_KEY environment variable)")
+    served_name: str | None = option(None, "model name clients use (default: the model's directory/id name)")
+    max_videos: int = option(1, "videos per prompt")
+    allow_remote_media: bool = option(False, "let requests name http(s) media URLs for the server to fetch "
+                                             "(default: inline data: URLs only)")
+    startup_timeout_s: float = option(300.0, "give up if not healthy by then")
+    log_file: str | None = option(None, "write the server's output here")
+
+
+@dataclass
+class UIConfig:
+    """The Gradio front end."""
+
+    host: str = option("127.0.0.1", "bind address (loopback unless asked)")
+    port: int = option(7860, "port")
+    auth: str | None = option(None, "user:password (prefer the MLLM_MER_APP_AUTH environment variable)")
+    max_upload_mb: int = option(200, "largest upload")
+    ui_concurrency: int = option(4, "simultaneous requests per event; analyse requests are batched up to 16")
+    chat_max_new_tokens: int = option(256, "chat answer length cap")
+    runs_dir: str = option("~/.cache/mllm-mer/app-runs", "where Batch runs are written")
+    data_dirs: list[str] = option([], "server folders the Batch tab may read clips from (repeatable); "
+                                      "without one, Batch takes a zip of manifest + clips")
+
+
+@dataclass
+class PredictInput:
+    """The one input `predict` classifies."""
+
+    id: str = option("input", "sample id in the output")
+    image: str | None = option(None, "a still image (e.g. a face crop)")
+    frames_dir: str | None = option(None, "directory of frames (sorted by name)")
+    video: str | None = option(None, "video file")
+    audio: str | None = option(None, "audio file (else the video's sound)")
+    transcript: str | None = option(None, "what is said (else Whisper with --asr-model)")
+    speaker: str | None = option(None, "who says it")
+    context: str | None = option(None, "JSONL file of earlier turns: {speaker, text, emotion?}")
+
+
+@dataclass
+class RunConfig:
+    """A resumable batch run over one split."""
+
+    split: str | None = option(None, "split to run (see the dataset's loader)")
+    out: str | None = option(None, "run directory (rerun the same command to resume)")
+    limit: int | None = option(None, "first N samples of the split")
+    batch_size: int = option(16, "samples per backend call where answers come back per batch (transformers, "
+                                 "score mode, agent, fusion, self-consistency)")
+    submission: Literal["continuous", "batched"] = option(
+        "continuous", "continuous: each prompt goes to the engine (vllm, openai) as soon as it is ready and each "
+                      "answer is saved as it finishes; batched: batch_size at a time")
+    prefetch: int = option(32, "samples prepared (media decoded) ahead of the backend; bounds memory")
+    media_workers: int | None = option(None, "threads decoding media alongside inference (default: min(4, cores))")
+    probabilities: bool = option(False, "generate mode: also score label probabilities (one extra pass)")
+
+
+@dataclass
+class ScaleConfig:
+    """Where batch prompting runs: in this process, or on a Ray cluster (pip install "mllm-mer[ray]")."""
+
+    engine: Literal["local", "ray"] = option("local", "local: this process; ray: a Ray Dataset answered by an "
+                                                      "actor pool, each actor holding one backend")
+    replicas: int = option(1, "ray: backend actors (each loads the model once)")
+    ray_address: str | None = option(None, "ray: an existing cluster (e.g. auto, ray://head:10001); default: "
+                                           "start a local one")
+    replica_gpus: float | None = option(None, "ray: GPUs per replica (default 1 where CUDA is visible, else 0)")
+    replica_cpus: float = option(0.5, "ray: CPUs reserved per replica (fractional, so that read and decode "
+                                      "tasks still get a core on a small node)")
+    task_cpus: float = option(0.25, "ray: CPUs per media-decoding task")
+
+
+@dataclass
+class LoraConfig:
+    """The adapter being trained."""
+
+    lora_r: int = option(16, "LoRA rank")
+    lora_alpha: int = option(32, "LoRA scaling numerator")
+    lora_dropout: float = option(0.05, "dropout on the LoRA path")
+    target_modules: list[str] | None = option(None, "module names, or one regex (default: the family's "
+                                                    "language-model projections)")
+    modules_to_save: list[str] = option([], "fully trained extra modules (not vLLM-servable)")
+    allow_vision_lora: bool = option(False, "allow LoRA on the vision tower (vLLM cannot serve it)")
+    quantization: str | None = option(None, "null | nf4 (QLoRA, bitsandbytes 4-bit)")
+    gradient_checkpointing: bool = option(False, "trade compute for memory")
+
+
+@dataclass
+class OptimConfig:
+    """Training loop and checkpoints."""
+
+    output_dir: str | None = option(None, "checkpoints, logs, the final adapter, resolved config, dev metrics")
+    train_split: str = option("train", "split trained on")
+    dev_split: str | None = option("dev", "best checkpoint is chosen here; never a test split")
+    limit_train: int | None = option(None, "first N training samples")
+    limit_dev: int | None = option(None, "first N dev samples")
+    epochs: float = option(1.0, "passes over the training split")
+    max_steps: int = option(-1, "stop after this many steps (-1: epochs decide)")
+    learning_rate: float = option(2e-4, "peak learning rate")
+    batch_size: int = option(4, "samples per device and step")
+    grad_accum: int = option(1, "gradient accumulation steps")
+    warmup_ratio: float = option(0.03, "share of steps warming up")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    lr_scheduler: str = option("cosine", "transformers scheduler name")
+    eval_steps: int | None = option(None, "dev evaluation (and checkpoint) every N steps; unset: every epoch")
+    save_steps: int | None = option(None, "checkpoint every N steps (default: eval_steps)")
+    save_total_limit: int | None = option(3, "checkpoints kept")
+    logging_steps: int = option(10, "log every N steps")
+    metric_for_best: str = option("macro_f1", "accuracy | weighted_f1 | macro_f1 | uar, of the first task")
+    resume_from_checkpoint: str | None = option(None, "a checkpoint dir, or true for the latest")
+    report_to: list[str] = option(["tensorboard"], "transformers loggers")
+
+
+@dataclass
+class TraceConfig:
+    """Training the agent on scripted traces: each sample's actions, rendered as the agent sees them."""
+
+    trace_col: str | None = option(None, "manifest column holding each sample's actions (a JSON list of "
+                                         "{tool, args}; the answer from the gold labels is added); set: train "
+                                         "the agent, loss on every action, observations masked")
+    agent_steps: int = option(3, "the --max-steps the agent will run with (its prompt says so)")
+    agent_tools: list[str] = option(["look", "listen", "recall", "context"], "the --tools it will be offered")
+    agent_look_frames: int = option(4, "the --look-frames it will run with")
+
+
+@dataclass
+class TinyConfig:
+    """A random-weight checkpoint of a real architecture, built offline."""
+
+    dir: str | None = option(None, "where to write it", positional=True)
+    arch: Literal["qwen2_vl", "qwen2_5_vl"] = option("qwen2_vl", "architecture")
+    size: Literal["tiny", "small"] = option("tiny", "tiny: 0.8 M parameters; small: Qwen2-0.5B text dimensions")
+    seed: int = option(0, "weight seed")
+    whisper: bool = option(False, "also build a tiny Whisper in DIR/whisper")
+    task: str | None = option(None, "also write the synthetic colour x wording task to this folder")
+    agent_task: str | None = option(None, "also write the synthetic hidden-window task (with scripted agent "
+                                          "traces) to this folder")
+
+
+@dataclass
+class MergeOptions:
+    """Folding an adapter into the base weights."""
+
+    out: str | None = option(None, "directory of the merged model")
+
+
+@dataclass
+class CompareOptions:
+    runs: list[str] = option([], "run directories", positional=True)
+
+
+@dataclass
+class DialogueOptions:
+    """A recorded conversation, utterance by utterance."""
+
+    video: str | None = option(None, "the recording (video)")
+    audio: str | None = option(None, "the recording's sound, if separate (or the only recording)")
+    transcript: str | None = option(None, "utterances with speakers and times: .srt, .vtt (<v Name> or 'Name:') "
+                                          "or .jsonl {speaker, start, end, text}")
+    out: str | None = option(None, "where timeline.jsonl, timeline.png and timeline.md go")
+    split: str | None = option(None, "with --dataset: the split holding the dialogue")
+    dialogue: str | None = option(None, "with --dataset: the dialogue id (e.g. 17 for MELD's Dialogue_ID 17)")
+
+
+@dataclass
+class DistillOptions:
+    """Distillation: which teacher answers become training targets."""
+
+    filter: Literal["agree", "rationalise", "all"] = option(
+        "rationalise", "agree: keep rows where the teacher matches gold; rationalise: also re-ask wrong rows with "
+                       "the gold label as a hint and keep them when the hinted answer is gold (STaR); all: keep "
+                       "every answer (no gold needed)")
+    dev_split: str | None = option("dev", "copy this split with its gold labels into the manifest, for choosing "
+                                          "the student's checkpoint (never trained on); null: none")
+
+
+@dataclass
+class CalibrateOptions:
+    """Fitting on a finished dev run (calibration, a fusion gate)."""
+
+    run_dir: str | None = option(None, "a finished evaluate run (with label probabilities) on a dev split",
+                                 positional=True)
+    out: str | None = option(None, "where to write the fitted file (calibration.json, fusion.json)")
+
+
+@dataclass
+class ListOptions:
+    what: Literal["datasets", "labels", "templates", "models"] = option(
+        "labels", "what to list", positional=True)
+
+
+
+
+__all__ = ["CalibrateOptions", "ClientConfig", "CompareOptions", "DataConfig", "DialogueOptions", "DistillOptions",
+           "EngineConfig", "ListOptions", "LoraConfig", "MediaConfig", "MergeOptions", "ModelConfig", "OptimConfig",
+           "PredictInput", "PromptConfig", "RetrievalConfig", "RunConfig", "ScaleConfig", "ServerConfig",
+           "StrategyConfig", "TinyConfig", "TraceConfig", "UIConfig"]

@@ -1,0 +1,91 @@
+"""A conversation's predictions as a per-speaker timeline: timeline.jsonl, timeline.png, timeline.md."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mllm_mer.core.types import Prediction, Sample
+
+
+def timeline_rows(samples: Sequence[Sample], predictions: Sequence[Prediction], task: str = "emotion"
+                  ) -> list[dict[str, Any]]:
+    """One row per utterance; without times (a dataset's text-only dialogue) the turn number is the time."""
+    rows = []
+    for i, (s, p) in enumerate(zip(samples, predictions, strict=True)):
+        tp = p.tasks.get(task)
+        start = s.start if s.start is not None else s.metadata.get("start_time")
+        end = s.end if s.end is not None else s.metadata.get("end_time")
+        if start is None or end is None or end <= start:
+            start, end = float(i), float(i + 1)
+        rows.append({"id": s.id, "speaker": s.speaker, "start": start, "end": end, "text": s.transcript,
+                     "labels": {t: x.label for t, x in p.tasks.items()},
+                     "probabilities": {t: x.probabilities for t, x in p.tasks.items()},
+                     "confidence": (tp.probabilities or {}).get(tp.label) if tp else None,
+                     "rationale": p.rationale, "ok": p.ok, "error": p.error, "notes": p.notes})
+    return rows
+
+
+def write_timeline(rows: list[dict[str, Any]], out: Path, task: str = "emotion", context_labels: str = "predicted"
+                   ) -> None:
+    """timeline.jsonl, timeline.png (a lane per speaker) and timeline.md (distribution and shifts)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "timeline.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    plot_timeline(rows, out / "timeline.png", task)
+    speakers = list(dict.fromkeys(r["speaker"] for r in rows))
+    lines = ["# Emotion timeline", "", f"{len(rows)} utterances, {len(speakers)} speakers; context labels: "
+             f"{context_labels}" + (" (gold labels in the context: oracle information)" if context_labels == "gold"
+                                    else ""), "", "## Per speaker", "", "| speaker | utterances | emotions |",
+             "|---|---|---|"]
+    for speaker in speakers:
+        labels = Counter(r["labels"].get(task) for r in rows if r["speaker"] == speaker and r["ok"])
+        lines.append(f"| {speaker} | {sum(labels.values())} | "
+                     + ", ".join(f"{k} {v}" for k, v in labels.most_common()) + " |")
+    lines += ["", "## Shifts", ""]
+    last: dict[str, str | None] = {}
+    for r in rows:
+        label = r["labels"].get(task)
+        if r["ok"] and r["speaker"] in last and last[r["speaker"]] != label:
+            lines.append(f"- {r['start']:.1f} s, {r['speaker']}: {last[r['speaker']]} -> {label}"
+                         + (f" ({r['rationale']})" if r.get("rationale") else ""))
+        if r["ok"]:
+            last[r["speaker"]] = label
+    failed = [r for r in rows if not r["ok"]]
+    if failed:
+        lines += ["", "## Failed utterances", ""] + [f"- `{r['id']}`: {r['error']}" for r in failed]
+    (out / "timeline.md").write_text("\n".join(lines) + "\n")
+
+
+def plot_timeline(rows: list[dict[str, Any]], path: Path, task: str = "emotion") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    speakers = list(dict.fromkeys(r["speaker"] for r in rows))
+    labels = sorted({r["labels"].get(task) for r in rows if r["ok"] and r["labels"].get(task)})
+    colours = {label: plt.get_cmap("tab10")(i % 10) for i, label in enumerate(labels)}
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(rows) + 3), 0.8 * len(speakers) + 1.6))
+    last: dict[str, str | None] = {}
+    for r in rows:
+        lane = speakers.index(r["speaker"])
+        label = r["labels"].get(task) if r["ok"] else None
+        start, end = r["start"] or 0.0, r["end"] or (r["start"] or 0.0) + 1.0
+        colour = colours.get(label, (0.7, 0.7, 0.7, 1.0))
+        ax.barh(lane, end - start, left=start, height=0.6, color=colour,
+                alpha=0.3 + 0.7 * float(r["confidence"] or 0.0) if label else 0.3, edgecolor="black", linewidth=0.5)
+        if label and r["speaker"] in last and last[r["speaker"]] != label:
+            ax.plot([start, start], [lane - 0.4, lane + 0.4], color="black", linewidth=2)  # a shift
+        if label:
+            last[r["speaker"]] = label
+    ax.set_yticks(range(len(speakers)), speakers)
+    ax.set_xlabel("time (s)")
+    ax.set_title(f"{task} per speaker (opacity: confidence; bars: shifts)")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
+    if handles:
+        ax.legend(handles, list(colours), loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,67 @@
+"""Model text -> Prediction. Pure functions; never a silent guess.
+
+Accepts the JSON answer the schema asks for (also inside a code fence or after
+some preamble), normalises labels through the label set's synonyms, and marks
+anything else ok=False with the reason and the raw text kept.
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from mllm_mer.core.types import CUE_MODALITIES, LabelSet, Prediction, TaskPrediction
+
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
+
+
+def _first_json_object(text: str) -> dict[str, Any] | None:
+    candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
+    decoder = json.JSONDecoder(strict=False)  # control characters inside strings are tolerated
+    for candidate in candidates:
+        for start in (i for i, ch in enumerate(candidate) if ch == "{"):
+            try:
+                value, _ = decoder.raw_decode(candidate[start:])
+            except json.JSONDecodeError:
+                continue
+            if isinstance(value, dict):
+                return value
+    return None
+
+
+def parse_answer(raw: str, label_sets: tuple[LabelSet, ...], sample_id: str) -> Prediction:
+    """Parse one generated answer against the label sets it was asked for."""
+    text = (raw or "").strip()
+    if not text:
+        return Prediction.failure(sample_id, "empty answer", raw=raw)
+    data = _first_json_object(text)
+    if data is None:
+        # A bare label ("Joy.") is an unambiguous answer for a single-task question.
+        if len(label_sets) == 1 and (label := label_sets[0].normalise(text)) is not None:
+            return Prediction(sample_id=sample_id, tasks={label_sets[0].task: TaskPrediction(label)}, raw=raw)
+        return Prediction.failure(sample_id, "no JSON object in the answer", raw=raw)
+
+    tasks: dict[str, TaskPrediction] = {}
+    problems: list[str] = []
+    for ls in label_sets:
+        value = data.get(ls.task)
+        if not isinstance(value, str):
+            problems.append(f"missing {ls.task!r}")
+            continue
+        label = ls.normalise(value)
+        if label is None:
+            problems.append(f"{ls.task} {value!r} is not one of {', '.join(ls.labels)}")
+            continue
+        tasks[ls.task] = TaskPrediction(label)
+    rationale = data.get("rationale")
+    cues = data.get("cues") if isinstance(data.get("cues"), dict) else {}
+    prediction = Prediction(
+        sample_id=sample_id, tasks=tasks, raw=raw,
+        rationale=rationale if isinstance(rationale, str) else None,
+        cues={m: str(cues[m]) for m in CUE_MODALITIES if cues.get(m)},
+    )
+    if problems:
+        prediction.ok = False
+        prediction.error = "; ".join(problems)
+        prediction.error_kind = "parse"
+    return prediction

@@ -1,0 +1,234 @@
+"""The data contract: every stage takes and returns these types.
+
+sample -> media -> prompt -> backend -> parse -> metrics. Samples and label sets are
+frozen (safe to share between threads and batches); predictions serialise to one
+JSON line each for resumable runs.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# Cue keys, one per modality; the answer schema, the parser and the UI share them.
+CUE_MODALITIES = ("visual", "vocal", "lexical", "context")
+# Why a sample has no answer: its media could not be read; nothing was left to classify; the model
+# (or server) refused the input; the answer could not be read.
+FAILURE_KINDS = ("media", "no_evidence", "backend", "parse")
+# Lone UTF-16 surrogates (from broken JSON or undecodable command-line bytes) and NUL cannot be
+# encoded or tokenised; they become U+FFFD so that one bad string cannot fail a batch.
+_UNENCODABLE = re.compile("[\ud800-\udfff\x00]")
+
+
+def clean_text(text: str | None) -> str | None:
+    return None if text is None else _UNENCODABLE.sub("\ufffd", str(text))
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One earlier utterance of the conversation."""
+
+    speaker: str
+    text: str
+    emotion: str | None = None  # known emotion of that turn, when the data has it
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "speaker", clean_text(self.speaker))
+        object.__setattr__(self, "text", clean_text(self.text))
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One utterance/clip to classify, with whatever modalities it has."""
+
+    id: str
+    transcript: str | None = None
+    speaker: str | None = None
+    context: tuple[Turn, ...] = ()
+    video: str | None = None  # path to a video file
+    start: float | None = None  # seconds: utterance window inside a longer video
+    end: float | None = None
+    audio: str | None = None  # path to an audio file (else the video's audio track)
+    image: Any = None  # a single still (path or PIL image), e.g. a face crop
+    frames: tuple[Any, ...] = ()  # already decoded frames (PIL images or paths), in time order
+    vocal_cues: str | None = None  # paralinguistic cues already put into words
+    gold: dict[str, Any] = field(default_factory=dict)  # task name -> gold label (or score)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("transcript", "speaker", "vocal_cues"):
+            object.__setattr__(self, name, clean_text(getattr(self, name)))
+
+    def __hash__(self) -> int:  # dict fields make the generated hash fail; ids are unique
+        return hash(self.id)
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    """A classification task: its name and the closed set of labels."""
+
+    task: str
+    labels: tuple[str, ...]
+    synonyms: dict[str, str] = field(default_factory=dict)  # lower-case synonym -> label
+    descriptions: dict[str, str] = field(default_factory=dict)  # label -> one line
+
+    def __post_init__(self) -> None:
+        if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
+            raise ValueError(f"label set {self.task!r} needs at least two distinct labels")
+        unknown = set(self.synonyms.values()) - set(self.labels)
+        if unknown:
+            raise ValueError(f"synonyms of {self.task!r} point to unknown labels: {sorted(unknown)}")
+
+    def __hash__(self) -> int:
+        return hash((self.task, self.labels))
+
+    def normalise(self, text: str) -> str | None:
+        """The label `text` names (exact, case-insensitive or a synonym), else None."""
+        key = text.strip().strip(".!\"'").lower()
+        for label in self.labels:
+            if key == label.lower():
+                return label
+        return self.synonyms.get(key)
+
+
+@dataclass(frozen=True)
+class LabelScheme:
+    """The tasks asked together (MELD: emotion + sentiment), with optional worked examples."""
+
+    name: str
+    label_sets: tuple[LabelSet, ...]
+    examples: tuple[dict[str, Any], ...] = ()
+    source: str | None = field(default=None, compare=False)  # the YAML file it was read from
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return tuple(ls.task for ls in self.label_sets)
+
+    def task(self, name: str) -> LabelSet:
+        for ls in self.label_sets:
+            if ls.task == name:
+                return ls
+        raise KeyError(f"label set {self.name!r} has no task {name!r} (tasks: {', '.join(self.tasks)})")
+
+
+@dataclass(frozen=True)
+class MediaSettings:
+    """How a clip is decoded: the frame and pixel budget and the audio analyses (resolved, see config.MediaConfig)."""
+
+    max_frames: int = 8  # frames sampled per clip
+    fps: float | None = None  # sample at this rate instead of uniformly (still at most max_frames)
+    max_pixels: int | None = 448 * 448  # frames are downscaled to fit this budget when decoded
+    # A sampled time moves onto a keyframe within this fraction of the sampling interval, when
+    # there is one: a keyframe decodes alone, with no run-up (15x vs 6x on a 30 s clip, 2 s GOP);
+    # frames keep their true times. This mode also skips deblocking (video.decode_cheaply).
+    # 0 = exact times and pixels.
+    keyframe_snap: float = 0.25
+    vocal_cues: bool = True  # describe loudness, pitch, pauses, speech rate from the audio
+    asr_model: str | None = None  # Whisper id/path: transcribe when a sample has no transcript
+    # Decoded media kept on disk up to this size (media.frame_cache); 0 = off. Where frames come from,
+    # not which: no part of a run's identity (equality, fingerprint).
+    media_cache_gb: float = field(default=0.0, compare=False)
+    # When set, media files must resolve inside one of these folders (the app's Batch tab); any
+    # other path fails with the same message whether or not it exists.
+    allowed_roots: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PromptSetup:
+    """A run's prompt, resolved once from the configs (and an adapter's saved prompt); how the model
+    reaches its answer is the run's strategy (mllm_mer.strategies), not part of the prompt."""
+
+    scheme: LabelScheme
+    template: str = "zero_shot"
+    modalities: tuple[str, ...] = ("text", "video", "audio")
+    mode: str = "generate"  # generate | score
+    media: MediaSettings = field(default_factory=MediaSettings)
+    max_text_chars: int = 6000  # transcript + context budget per sample; longer text is cut, with a note
+    temperatures: dict[str, float] = field(default_factory=dict)  # task -> calibration temperature (1: none)
+    retrieve_k: int = 4  # demonstrations the `retrieved` template shows (and `recall` may ask for)
+
+
+@dataclass(frozen=True)
+class MediaInputs:
+    """What the media stage produced for one sample (and, in a Prompt, what the prompt used)."""
+
+    frames: tuple[Any, ...] = ()  # PIL images in time order: the clip as video
+    frame_times: tuple[float, ...] = ()  # seconds, one per frame
+    image: Any = None  # a single still (PIL image)
+    vocal_cues: str | None = None
+    transcript: str | None = None  # from ASR when the sample had none
+    fps: float | None = None  # source frame rate (video metadata for families that want it)
+    duration: float | None = None
+    notes: tuple[str, ...] = ()  # what the reader noticed (e.g. a clip cut short), kept with the prediction
+
+
+@dataclass
+class Prompt:
+    """Chat messages for one sample, the answer schema, and the media the messages point to.
+
+    The messages hold media as placeholders (`{"type": "video"}`); the frames live once, in `media`.
+    """
+
+    sample_id: str
+    messages: list[dict[str, Any]]
+    schema: dict[str, Any]
+    label_sets: tuple[LabelSet, ...]
+    with_rationale: bool
+    media: MediaInputs = field(default_factory=MediaInputs)
+    # Images shown in later turns (an agent's observations), in the order of their placeholders.
+    observation_images: tuple[Any, ...] = ()
+    # Text the answer object follows in the assistant turn (an agent writes {"tool":"answer","args":ANSWER});
+    # label scoring continues from it.
+    answer_lead: str = ""
+
+    @property
+    def images(self) -> list[Any]:
+        first = [self.media.image] if self.media.image is not None else []
+        return first + list(self.observation_images)
+
+    @property
+    def videos(self) -> list[tuple[Any, ...]]:
+        return [self.media.frames] if self.media.frames else []
+
+
+@dataclass
+class TaskPrediction:
+    label: str
+    probabilities: dict[str, float] | None = None  # label -> probability (sums to 1) when scored
+
+
+@dataclass
+class Prediction:
+    """The answer for one sample. ok=False keeps the raw text and says why."""
+
+    sample_id: str
+    tasks: dict[str, TaskPrediction] = field(default_factory=dict)
+    rationale: str | None = None
+    cues: dict[str, str] = field(default_factory=dict)  # modality -> cue the answer cites
+    raw: str | None = None
+    ok: bool = True
+    error: str | None = None
+    error_kind: str | None = None  # one of FAILURE_KINDS when ok is False
+    notes: list[str] = field(default_factory=list)  # what was done to the input (e.g. a transcript cut to budget)
+    trace: list[dict[str, Any]] | None = None  # agent: one entry per step (tool, args, observation, tokens)
+    consistency: dict[str, Any] | None = None  # self-consistency: the draws' labels, the vote's agreement
+    experts: dict[str, dict[str, dict[str, float]]] | None = None  # fusion: expert -> task -> label distribution
+
+    def label(self, task: str) -> str | None:
+        pred = self.tasks.get(task)
+        return pred.label if pred else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Prediction:
+        data = dict(data)
+        data["tasks"] = {k: TaskPrediction(**v) for k, v in (data.get("tasks") or {}).items()}
+        return cls(**data)
+
+    @classmethod
+    def failure(cls, sample_id: str, error: str, raw: str | None = None, kind: str = "parse") -> Prediction:
+        if kind not in FAILURE_KINDS:
+            raise ValueError(f"failure kind {kind!r} is not one of {FAILURE_KINDS}")
+        return cls(sample_id=sample_id, raw=raw, ok=False, error=error, error_kind=kind)

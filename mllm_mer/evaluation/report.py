@@ -1,0 +1,304 @@
+"""Run reports: report.md, confusion.png, and side-by-side comparison of runs."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+HEADLINE = ("accuracy", "weighted_f1", "macro_f1", "uar", "failure_rate")
+
+
+def plot_confusions(metrics: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    tasks = metrics.get("tasks", {})
+    if not tasks:
+        return
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 5), squeeze=False)
+    for ax, (task, m) in zip(axes[0], tasks.items(), strict=False):
+        labels = m["confusion"]["labels"]
+        matrix = np.array(m["confusion"]["matrix"], dtype=float)
+        rows = matrix.sum(axis=1, keepdims=True)
+        normalised = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
+        ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+        ax.set_yticks(range(len(labels)), labels)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("gold")
+        ax.set_title(f"{task} (acc {m['accuracy']:.3f}, n={m['n']})")
+        for i in range(len(labels)):
+            for j in range(len(labels)):
+                if matrix[i, j]:
+                    ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=8,
+                            color="white" if normalised[i, j] > 0.5 else "black")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def summary(metrics: dict[str, Any]) -> list[str]:
+    """What a person must know before reading the numbers: failures by kind, unusable gold labels."""
+    kinds = metrics.get("failures_by_kind") or {}
+    line = f"{metrics['n_samples']} samples, {metrics['n_failed']} failed"
+    if kinds:
+        line += " (" + ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in sorted(kinds.items())) + ")"
+    lines = [line]
+    coverage = metrics.get("coverage") or {}
+    if coverage.get("partial"):
+        lines.append(f"partial: {coverage['answered']} of {coverage['of']}")
+    if present := metrics.get("modalities_present"):
+        lines.append("modalities present: " + ", ".join(f"{m} {n}/{metrics['n_samples']}" for m, n in present.items()))
+    lines += [f"warning: {w}" for w in metrics.get("warnings") or []]
+    for task, issue in (metrics.get("gold_issues") or {}).items():
+        if issue.get("outside_label_set") or issue.get("missing"):
+            lines.append(f"{task}: {issue['outside_label_set']} gold labels outside the label set and "
+                         f"{issue['missing']} missing: not scored")
+    return lines
+
+
+def dialogue_section(metrics: dict[str, Any]) -> list[str]:
+    """Emotion shifts and per-speaker accuracy of a dialogue dataset."""
+    d = metrics.get("dialogue")
+    if not d:
+        return []
+    mode = d.get("context_labels", "none")
+    note = {"gold": " (gold labels in the context: oracle information, not a fair comparison)",
+            "predicted": " (the model's own earlier predictions)", "none": " (none)"}.get(mode, "")
+    lines = ["", "## Dialogue", "", f"{d['dialogues']} dialogues; context labels: {mode}{note}", "",
+             "| shift precision | shift recall | shift F1 | gold shifts | predicted shifts |", "|---|---|---|---|---|",
+             f"| {d['shift_precision']:.4f} | {d['shift_recall']:.4f} | {d['shift_f1']:.4f} | {d['gold_shifts']} | "
+             f"{d['predicted_shifts']} |", "", "| speaker | accuracy | utterances |", "|---|---|---|"]
+    lines += [f"| {name} | {s['accuracy']:.4f} | {s['n']} |" for name, s in d["speaker_accuracy"].items()]
+    return lines
+
+
+def agent_section(metrics: dict[str, Any]) -> list[str]:
+    """Strategy, tool use per tool, steps per sample, self-consistency agreement."""
+    strategy = (metrics.get("run") or {}).get("strategy") or {}
+    agent = metrics.get("agent")
+    if not agent and strategy.get("strategy", "single") == "single":
+        return []
+    lines = ["", "## Strategy", "", "`" + ", ".join(f"{k}={v}" for k, v in strategy.items()) + "`"]
+    if agent and agent.get("samples_with_trace"):
+        lines += ["", f"{agent['samples_with_trace']} samples with a trace; mean steps {agent['mean_steps']:.2f}; "
+                      f"answered without a tool: {agent['answered_without_tools']}", "",
+                  "| tool | calls |", "|---|---|"]
+        lines += [f"| {tool} | {n} |" for tool, n in sorted(agent["calls_per_tool"].items())]
+        lines += ["", "| steps | samples |", "|---|---|"]
+        lines += [f"| {steps} | {n} |" for steps, n in agent["steps_histogram"].items()]
+    if agent and agent.get("mean_agreement"):
+        lines += ["", f"self-consistency: {agent['draws_per_sample']} draws per sample; mean agreement "
+                  + ", ".join(f"{t} {v:.2%}" for t, v in agent["mean_agreement"].items())]
+    return lines
+
+
+def excluded_gold(metrics: dict[str, Any], task: str) -> int:
+    issue = (metrics.get("gold_issues") or {}).get(task) or {}
+    return int(issue.get("outside_label_set", 0)) + int(issue.get("missing", 0))
+
+
+def write_report(metrics: dict[str, Any], path: Path) -> None:
+    run = metrics.get("run", {})
+    lines = [f"# {run.get('dataset', '?')} / {run.get('split', '?')}", "",
+             f"model `{run.get('model')}`" + (f", adapter `{run['adapter']}`" if run.get("adapter") else "")
+             + f", backend {run.get('backend')}, template `{run.get('template')}`, mode {run.get('mode')}, "
+             f"modalities {', '.join(run.get('modalities', []))}", "",
+             "; ".join(summary(metrics))
+             + (f"; {metrics['throughput_samples_per_s']:.2f} samples/s over inference"
+                + (f" (engine start {metrics['timing']['engine_start_s']:.1f} s, not counted)"
+                   if metrics.get("timing", {}).get("engine_start_s") else "")
+                if metrics.get("throughput_samples_per_s") else ""), "",
+             "| task | " + " | ".join(HEADLINE) + " |", "|---" * (len(HEADLINE) + 1) + "|"]
+    for task, m in metrics["tasks"].items():
+        lines.append(f"| {task} | " + " | ".join(f"{m[k]:.4f}" for k in HEADLINE) + " |")
+    calibrated = {t: m for t, m in metrics["tasks"].items() if "ece" in m}
+    if calibrated:
+        note = " (probabilities temperature-scaled)" if metrics.get("run", {}).get("calibrated") else ""
+        lines += ["", f"## Calibration{note}", "", "| task | ECE (15 bins) | Brier | NLL | n |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {t} | {m['ece']:.4f} | {m['brier']:.4f} | {m['nll']:.4f} | {m['n_scored']} |"
+                  for t, m in calibrated.items()]
+        if (path.parent / "reliability.png").is_file():
+            lines += ["", "![reliability diagram](reliability.png)"]
+    lines += agent_section(metrics) + dialogue_section(metrics)
+    if reg := metrics.get("regression"):
+        lines += ["", "| acc-2 | acc-7 | MAE | corr |", "|---|---|---|---|",
+                  "| " + " | ".join("-" if reg.get(k) is None else f"{reg[k]:.4f}"
+                                    for k in ("acc2", "acc7", "mae", "corr")) + " |"]
+    for task, m in metrics["tasks"].items():
+        lines += ["", f"## {task}: per class", "", "| label | precision | recall | F1 | support |",
+                  "|---|---|---|---|---|"]
+        for label, c in m["per_class"].items():
+            lines.append(f"| {label} | {c['precision']:.4f} | {c['recall']:.4f} | {c['f1']:.4f} | {c['support']} |")
+    lines += ["", "![confusion matrices](confusion.png)"]
+    if metrics["failures"]:
+        lines += ["", "## Failures", ""] + [f"- `{f['id']}`: {f['error']}" for f in metrics["failures"][:100]]
+        if len(metrics["failures"]) > 100:
+            lines.append(f"- ... and {len(metrics['failures']) - 100} more (metrics.json lists all)")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def compare_runs(run_dirs: list[str | Path]) -> str:
+    """A Markdown table of the headline metrics of several runs, one row per run and task."""
+    header = "| run | task | modalities | " + " | ".join(HEADLINE) + " | ECE | failed | gold not scored | samples |"
+    lines = [header, "|---" * (len(HEADLINE) + 7) + "|"]
+    sample_sets = set()
+    for run_dir in run_dirs:
+        path = Path(run_dir) / "metrics.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: not found (has the run finished?)")
+        metrics = json.loads(path.read_text())
+        modalities = ",".join(metrics.get("run", {}).get("modalities", []))
+        present = metrics.get("modalities_present")
+        if present:  # what the samples had, not only what was asked (MELD has no video without clips)
+            modalities = ",".join(m for m, n in present.items() if n) or "none"
+        coverage = metrics.get("coverage") or {}
+        samples = (f"partial: {coverage['answered']} of {coverage['of']}" if coverage.get("partial")
+                   else str(metrics["n_samples"]))
+        sample_sets.add(metrics.get("sample_set"))
+        for task, m in metrics["tasks"].items():
+            lines.append(f"| {Path(run_dir).name} | {task} | {modalities} | "
+                         + " | ".join(f"{m[k]:.4f}" for k in HEADLINE)
+                         + (f" | {m['ece']:.4f}" if "ece" in m else " | -")
+                         + f" | {metrics['n_failed']} | {excluded_gold(metrics, task)} | {samples} |")
+    if len(sample_sets) > 1:
+        lines.append("\n**warning: these runs cover different samples; their numbers are not comparable.**")
+    return "\n".join(lines)
+
+
+# -- fusion and ablation -------------------------------------------------------------------------
+
+def _expert_scores(records: list[dict[str, Any]], labels: tuple[str, ...], task: str,
+                   distribution) -> dict[str, Any]:
+    """Accuracy, weighted/macro F1 (a sample without this distribution counts as wrong) and ECE of the
+    distributions `distribution(record)` gives (None: absent)."""
+    import numpy as np
+
+    from mllm_mer.evaluation.metrics import classification_metrics
+    from mllm_mer.stages.calibration import calibration_metrics
+
+    gold, predicted, probs, gold_index = [], [], [], []
+    for record in records:
+        answer = str(record.get("gold", {}).get(task, "")).strip().lower()
+        matches = [label for label in labels if label.lower() == answer]
+        if not matches:
+            continue
+        given = distribution(record)
+        gold.append(matches[0])
+        predicted.append(max(given, key=given.get) if given else None)
+        if given:
+            probs.append([given.get(label, 0.0) for label in labels])
+            gold_index.append(labels.index(matches[0]))
+    if not gold:
+        return {}
+    scores = classification_metrics(gold, predicted, labels)
+    scores.update(calibration_metrics(np.asarray(probs).reshape(-1, len(labels)), np.asarray(gold_index)))
+    scores["present"] = len(probs)
+    return scores
+
+
+def ablation_scores(records: list[dict[str, Any]], scheme, gate=None) -> list[tuple[str, dict[str, Any]]]:
+    """(row name, scores of the first task) for each expert subset, then each fuser."""
+    from mllm_mer.strategies.fusion import FUSED, FUSERS, MODALITY_ORDER, fuse
+
+    ls = scheme.label_sets[0]
+    names = sorted({n for r in records for n in (r["prediction"].get("experts") or {})},
+                   key=lambda n: (n == "joint", n.count("+"), [MODALITY_ORDER.index(m) for m in n.split("+")]
+                                  if n != "joint" else []))
+    rows = []
+    for name in names:
+        rows.append((f"expert: {name}", _expert_scores(
+            records, ls.labels, ls.task, lambda r, n=name: ((r["prediction"].get("experts") or {}).get(n) or {})
+            .get(ls.task))))
+    for fuser in FUSERS:
+        if fuser == "gate" and gate is None:
+            continue
+        task_gate = gate.tasks.get(ls.task) if gate else None
+
+        def fused(record, fuser=fuser, task_gate=task_gate):
+            experts = {n: e[ls.task] for n, e in (record["prediction"].get("experts") or {}).items()
+                       if n in FUSED and ls.task in e}
+            return fuse(experts, fuser, ls.labels, task_gate) if experts else None
+
+        rows.append((f"fuser: {fuser}", _expert_scores(records, ls.labels, ls.task, fused)))
+    return rows
+
+
+def fusion_rows(records: list[dict[str, Any]], scheme, gate=None) -> list[str]:
+    """A Markdown table of the experts and fusers of a fusion run (first task)."""
+    task = scheme.label_sets[0].task
+    lines = [f"| {task}: expert / fuser | accuracy | weighted F1 | macro F1 | ECE | samples with it |",
+             "|---|---|---|---|---|---|"]
+    for name, m in ablation_scores(records, scheme, gate):
+        if m:
+            lines.append(f"| {name} | {m['accuracy']:.4f} | {m['weighted_f1']:.4f} | {m['macro_f1']:.4f} | "
+                         f"{m.get('ece', float('nan')):.4f} | {m['present']} |")
+    return lines
+
+
+def robustness_rows(records: list[dict[str, Any]], scheme) -> list[str]:
+    """The joint prompt with each modality removed at test time, and the accuracy it costs."""
+    from mllm_mer.strategies.fusion import MODALITY_ORDER, expert_name
+
+    ls = scheme.label_sets[0]
+    full = [r for r in records if "joint" in (r["prediction"].get("experts") or {})]
+    every = sorted({m for r in full for n in r["prediction"]["experts"] if n != "joint" for m in n.split("+")},
+                   key=MODALITY_ORDER.index)
+    if len(every) < 2:
+        return []
+
+    def accuracy(name):
+        return _expert_scores(full, ls.labels, ls.task, lambda r: (r["prediction"]["experts"].get(name) or {})
+                              .get(ls.task)).get("accuracy", 0.0)
+
+    base = accuracy("joint")
+    lines = ["| removed at test time | accuracy | drop |", "|---|---|---|", f"| (none: joint) | {base:.4f} | - |"]
+    for m in every:
+        rest = expert_name([x for x in every if x != m])
+        got = accuracy(rest)
+        lines.append(f"| {m} | {got:.4f} | {base - got:+.4f} |")
+    return lines
+
+
+def write_ablation(run_dir: Path, gate_path: str | None = None) -> str:
+    """ablation.md (experts x fusers table, missing-modality robustness) and ablation.png; returns the table."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mllm_mer.core.labels import load_label_scheme
+    from mllm_mer.evaluation.records import read_predictions
+    from mllm_mer.strategies.fusion import load_gate
+
+    info = json.loads((run_dir / "metrics.json").read_text())["run"]
+    scheme = load_label_scheme(info.get("labels_source") or info["labels"])
+    records = list(read_predictions(run_dir / "predictions.jsonl").values())
+    gate = load_gate(gate_path) if gate_path else None
+    table = fusion_rows(records, scheme, gate)
+    robust = robustness_rows(records, scheme)
+    lines = [f"# Ablation: {info.get('dataset')} / {info.get('split')}", "",
+             f"model `{info.get('model')}`, template `{info.get('template')}`; every modality subset scored from "
+             "the same decoded media; fusers combine the single-modality experts and the joint prompt.", ""] + table
+    if robust:
+        lines += ["", "## Missing modalities", "", *robust]
+    lines += ["", "![ablation](ablation.png)"]
+    (run_dir / "ablation.md").write_text("\n".join(lines) + "\n")
+    rows = [(name, m) for name, m in ablation_scores(records, scheme, gate) if m]
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.2))
+    y = range(len(rows))
+    ax.barh([i + 0.2 for i in y], [m["accuracy"] for _, m in rows], height=0.4, label="accuracy")
+    ax.barh([i - 0.2 for i in y], [m["macro_f1"] for _, m in rows], height=0.4, label="macro F1")
+    ax.set_yticks(list(y), [name for name, _ in rows])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.legend(loc="lower right")
+    ax.set_title(f"{scheme.label_sets[0].task}: experts and fusers")
+    fig.tight_layout()
+    fig.savefig(run_dir / "ablation.png", dpi=120)
+    plt.close(fig)
+    return "\n".join(table + ([""] + robust if robust else []))

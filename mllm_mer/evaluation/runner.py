@@ -1,0 +1,208 @@
+"""Batch prompting over a benchmark split: resumable, crash-safe, with the field's metrics.
+
+The run directory holds `run.json` (the settings), `predictions.jsonl` (append-only,
+fsynced as answers finish, one line per sample id, in the order they finished), and
+after the run `metrics.json`, `report.md` and `confusion.png`. Restarting the same
+command answers only the samples without a line: no sample is lost or answered twice.
+
+Three run modes answer the pending samples: streamed (media prepared ahead, each answer saved
+as it finishes), in dialogue order (when earlier turns' labels feed the context) and on Ray.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from mllm_mer.config import EvaluateConfig
+from mllm_mer.conversation.context import context_settings, dialogues_of
+from mllm_mer.core.types import Prediction, Sample
+from mllm_mer.datasets import Split, load_configured, loader_options
+from mllm_mer.evaluation.fingerprint import fingerprint, strategy_fingerprint
+from mllm_mer.evaluation.records import PREDICTIONS, append_records, check_run_dir, read_predictions, record_for
+from mllm_mer.evaluation.statistics import agent_statistics, compute_metrics, dialogue_metrics
+from mllm_mer.pipeline.answer import run_context
+from mllm_mer.pipeline.dialogue import classify_dialogues
+from mllm_mer.pipeline.resolve import resolve_prompt, resolve_strategy
+from mllm_mer.pipeline.resources import build_resources, needed
+from mllm_mer.pipeline.stream import answer_stream
+from mllm_mer.strategies import RunContext
+
+__all__ = ["agent_statistics", "compute_metrics", "dialogue_metrics", "fingerprint", "read_predictions", "record_for",
+           "run_evaluation"]
+
+
+@dataclass
+class Plan:
+    """A run made ready: its split, the samples asked for, those still to answer, and how."""
+
+    split: Split
+    samples: list[Sample]
+    pending: list[Sample]
+    run: RunContext
+    out: Path
+    done: dict[str, dict[str, Any]]
+    timing: dict[str, float] = field(default_factory=dict)
+
+
+def plan_run(cfg: EvaluateConfig, media_roots: tuple[str, ...] = ()) -> Plan:
+    """Check the flags, load the split, resolve the run and compare it with the run directory's."""
+    data, run = cfg.data, cfg.run
+    for name in ("dataset", "data_dir"):
+        if not getattr(data, name):
+            raise ValueError(f"evaluate needs --{name.replace('_', '-')}")
+    if not run.out:
+        raise ValueError("evaluate needs --out (the run directory)")
+    if run.limit is not None and run.limit < 1:
+        raise ValueError(f"--limit must be at least 1 (got {run.limit}); leave it out for the whole split")
+    split = load_configured(data, run.split, cfg.prompt.labels)
+    samples = list(split.samples[: run.limit] if run.limit else split.samples)
+    setup = resolve_prompt(cfg.model, cfg.prompt, cfg.media, default_labels=split.labels, retrieval=cfg.retrieval)
+    if media_roots:
+        setup = replace(setup, media=replace(setup.media, allowed_roots=tuple(media_roots)))
+    strategy = resolve_strategy(cfg.strategy, setup)
+    out = Path(run.out)
+    check_run_dir(out, fingerprint(cfg, setup, strategy), cfg)
+    done = read_predictions(out / PREDICTIONS)
+    pending = [s for s in samples if s.id not in done]
+    if cfg.scale.engine == "ray":
+        check_ray_support(cfg, setup, strategy)
+    resources = None
+    if pending and cfg.scale.engine != "ray":
+        resources = build_resources(setup, strategy, cfg.retrieval, data.dataset, data.data_dir, run.split,
+                                    split.samples, loader_options(data, cfg.prompt.labels))
+    context = run_context(setup, strategy, next(iter(cfg.model.adapters), None),
+                          run.probabilities or setup.mode == "score", resources=resources)
+    return Plan(split, samples, pending, context, out, done)
+
+
+def run_evaluation(cfg: EvaluateConfig, backend=None, progress: bool = True,
+                   media_roots: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Answer every pending sample of the split, then (re)compute the metrics and reports.
+
+    `media_roots`: when given, media must lie inside these folders (the app's Batch tab)."""
+    plan = plan_run(cfg, media_roots)
+    if plan.pending:
+        own_backend = backend is None and cfg.scale.engine != "ray"
+        if own_backend:
+            from mllm_mer.backends import load_backend
+
+            loading = time.perf_counter()
+            backend = load_backend(cfg.backend)
+            plan.timing["engine_start_s"] = time.perf_counter() - loading
+        try:
+            answer_pending(cfg, plan, backend, progress)
+        finally:
+            if own_backend:
+                backend.close()
+    return write_results(cfg, plan)
+
+
+def answer_pending(cfg: EvaluateConfig, plan: Plan, backend, progress: bool) -> None:
+    """Answer the plan's pending samples by the run mode the config asks for, saving as they finish."""
+    from tqdm import tqdm
+
+    started = time.perf_counter()  # throughput is over inference only, not the engine start
+    bar = tqdm(total=len(plan.samples), initial=len(plan.samples) - len(plan.pending), unit="sample",
+               disable=not progress, desc=f"{plan.split.name}", smoothing=0)  # the average rate: what report.md states
+    plan.run.on_stage = lambda stage: bar.set_postfix_str(stage, refresh=True)
+
+    def save(records: list[dict[str, Any]]) -> None:
+        append_records(plan.out / PREDICTIONS, records)
+        bar.update(len(records))
+
+    mode = _on_ray if cfg.scale.engine == "ray" else _streamed if context_settings(cfg.data)[0] == "none" \
+        else _in_dialogue_order
+    mode(cfg, plan, backend, save, started)
+    bar.close()
+    plan.timing["inference_s"] = time.perf_counter() - started
+
+
+Save = Callable[[list[dict[str, Any]]], None]
+
+
+def _records(plan: Plan, batch, answered) -> list[dict[str, Any]]:
+    return [record_for(s, a.prediction, a.prompt, plan.run.setup.modalities)
+            for s, a in zip(batch, answered, strict=True)]
+
+
+def _streamed(cfg: EvaluateConfig, plan: Plan, backend, save: Save, started: float) -> None:
+    """Media decoded ahead while the backend works; each answer saved as it finishes."""
+    run = cfg.run
+    for finished in answer_stream(backend, plan.pending, plan.run, batch_size=run.batch_size,
+                                  continuous=run.submission == "continuous", prefetch=run.prefetch,
+                                  media_workers=run.media_workers):
+        save(_records(plan, *map(list, zip(*finished, strict=True))))
+
+
+def _in_dialogue_order(cfg: EvaluateConfig, plan: Plan, backend, save: Save, started: float) -> None:
+    """In order, each turn's context labelled as asked; finished turns (a resumed run) keep theirs."""
+    labels, window = context_settings(cfg.data)
+    classify_dialogues(backend, dialogues_of(plan.samples), plan.run, labels, window,
+                       plan.run.setup.scheme.label_sets[0].task,
+                       done={i: Prediction.from_dict(r["prediction"]) for i, r in plan.done.items()},
+                       on_turn=lambda batch, answered: save(_records(plan, batch, answered)),
+                       batch_size=cfg.run.batch_size)
+
+
+def _on_ray(cfg: EvaluateConfig, plan: Plan, backend, save: Save, started: float) -> None:
+    from mllm_mer.evaluation.ray_batch import answer_on_ray
+
+    plan.run.on_stage(f"ray, {cfg.scale.replicas} replica(s)")
+    for records in answer_on_ray(cfg.backend, plan.pending, replace(plan.run, on_stage=_quiet), cfg.scale,
+                                 cfg.run.batch_size):
+        plan.timing.setdefault("first_answers_s", time.perf_counter() - started)  # includes actor start
+        save(records)
+
+
+def _quiet(stage: str) -> None:
+    """Ray's actors report no progress (the bar counts their records)."""
+
+
+def write_results(cfg: EvaluateConfig, plan: Plan) -> dict[str, Any]:
+    """metrics.json, report.md, confusion.png and reliability.png from every record of the run."""
+    from mllm_mer.evaluation.report import plot_confusions, write_report
+    from mllm_mer.stages.calibration import plot_reliability
+
+    setup, data = plan.run.setup, cfg.data
+    records = read_predictions(plan.out / PREDICTIONS)
+    wanted = [records[s.id] for s in plan.samples if s.id in records]
+    metrics = compute_metrics(wanted, setup.scheme, data.dataset, requested=setup.modalities)
+    metrics["run"] = {"dataset": data.dataset, "split": cfg.run.split, "model": cfg.model.model,
+                      "adapter": plan.run.adapter, "template": setup.template, "mode": setup.mode,
+                      "modalities": list(setup.modalities), "labels": setup.scheme.name,
+                      "backend": cfg.model.backend, "labels_source": setup.scheme.source,
+                      "calibrated": bool(setup.temperatures),
+                      "strategy": strategy_fingerprint(cfg, setup, plan.run.strategy)}
+    conversation = dialogue_metrics(plan.samples, records, setup.scheme.label_sets[0].task)
+    if conversation:
+        conversation["context_labels"] = context_settings(data)[0]
+        metrics["dialogue"] = conversation
+    agent = agent_statistics(wanted)
+    if agent:
+        metrics["agent"] = agent
+    metrics["coverage"] = {"answered": len(wanted), "of": len(plan.split.samples),
+                           "partial": len(wanted) < len(plan.split.samples)}
+    metrics["sample_set"] = hashlib.sha256("\n".join(sorted(s.id for s in plan.samples)).encode()).hexdigest()[:16]
+    if plan.timing.get("inference_s"):
+        metrics["throughput_samples_per_s"] = len(plan.pending) / plan.timing["inference_s"]
+        metrics["timing"] = plan.timing
+    (plan.out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
+    plot_confusions(metrics, plan.out / "confusion.png")
+    if not plot_reliability(wanted, setup.scheme, plan.out / "reliability.png"):
+        (plan.out / "reliability.png").unlink(missing_ok=True)
+    write_report(metrics, plan.out / "report.md")
+    return metrics
+
+
+def check_ray_support(cfg: EvaluateConfig, setup, strategy) -> None:
+    """What a Ray run cannot carry to its actors yet is refused up front, not mid-run."""
+    if context_settings(cfg.data)[0] != "none":
+        raise ValueError("--engine ray answers samples independently; --context-labels needs the local engine")
+    if needed(setup, strategy):
+        raise ValueError("--engine ray does not carry a retrieval index or dialogue history to its actors yet: "
+                         "use the local engine, or an agent without the recall and context tools")

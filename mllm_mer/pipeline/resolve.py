@@ -1,0 +1,143 @@
+"""Resolve once: configs (+ an adapter's saved prompt, + the model registry) -> a PromptSetup.
+
+Every verb calls `resolve_prompt` at its start; nothing downstream re-reads label-set or
+template names. A trained adapter carries the prompt it was trained with (`prompt.yaml`
+beside its weights, written by `save_adapter_prompt`), so serving it needs no flags.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mllm_mer.config import MediaConfig, ModelConfig, PromptConfig, RetrievalConfig, StrategyConfig
+from mllm_mer.core.labels import load_label_scheme
+from mllm_mer.core.types import MediaSettings, PromptSetup
+from mllm_mer.strategies import Strategy, build_strategy
+
+log = logging.getLogger(__name__)
+
+ADAPTER_PROMPT = "prompt.yaml"  # beside adapter_config.json
+ADAPTER_LABELS = "labels.yaml"  # the label file itself, so the adapter is self-contained
+MODALITIES = ("text", "video", "audio")
+
+
+def split_modalities(values: list[str] | tuple[str, ...] | str | None) -> tuple[str, ...] | None:
+    """`["text,video"]`, `["text", "video"]` or `"text,video"` -> ("text", "video")."""
+    if values is None:
+        return None
+    items = [values] if isinstance(values, str) else list(values)
+    chosen = tuple(m.strip() for item in items for m in str(item).split(",") if m.strip())
+    unknown = sorted(set(chosen) - set(MODALITIES))
+    if unknown:
+        raise ValueError(f"unknown modalities {unknown}; choose from {', '.join(MODALITIES)}")
+    if not chosen:
+        raise ValueError("no modality left: choose from " + ", ".join(MODALITIES))
+    return chosen
+
+
+def media_settings(media: MediaConfig, model: str | None, saved: dict[str, Any] | None = None) -> MediaSettings:
+    """The frame budget: the flags, else the adapter's training budget, else the model family's."""
+    from mllm_mer.core.families import family_for
+
+    saved = saved or {}
+    try:
+        family = family_for(model) if model else None
+    except ValueError:  # e.g. a served model name the registry cannot tell
+        family = None
+    defaults = MediaSettings()
+    max_frames = media.max_frames or saved.get("max_frames") or (family.max_frames if family else defaults.max_frames)
+    max_pixels = media.max_pixels or saved.get("max_pixels") or (family.max_pixels if family else defaults.max_pixels)
+    return MediaSettings(max_frames=int(max_frames), max_pixels=max_pixels, fps=media.fps,
+                         keyframe_snap=media.keyframe_snap, vocal_cues=media.vocal_cues, asr_model=media.asr_model,
+                         media_cache_gb=media.media_cache_gb)
+
+
+def adapter_prompt(model: ModelConfig) -> tuple[dict[str, Any], str | None]:
+    """The saved prompt of the first adapter that has one (and its directory)."""
+    for path in model.adapters.values():
+        file = Path(path) / ADAPTER_PROMPT
+        if file.is_file():
+            data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+            labels = Path(path) / ADAPTER_LABELS
+            if labels.is_file():
+                data["labels"] = str(labels)
+            return data, path
+    return {}, None
+
+
+def resolve_prompt(model: ModelConfig, prompt: PromptConfig, media: MediaConfig,
+                   default_labels: str | None = None, default_template: str = "zero_shot",
+                   retrieval: RetrievalConfig | None = None) -> PromptSetup:
+    """The run's label scheme, template, modalities, mode and media settings."""
+    saved, adapter_dir = adapter_prompt(model)
+    given = {"labels": prompt.labels, "template": prompt.template,
+             "modalities": split_modalities(prompt.modalities)}
+    for key, value in given.items():
+        if value is not None and key in saved and _differs(key, value, saved[key]):
+            log.warning("%s: the adapter at %s was trained with %s=%s; this run uses %s", key, adapter_dir, key,
+                        saved[key], value)
+    labels = prompt.labels or saved.get("labels") or default_labels or "meld"
+    template = prompt.template or saved.get("template") or default_template
+    modalities = given["modalities"] or split_modalities(saved.get("modalities")) or MODALITIES
+    from mllm_mer.prompting import load_template
+
+    load_template(template)  # fail now, not at the first sample
+    scheme = load_label_scheme(labels)
+    temperatures = {}
+    if prompt.calibration:
+        from mllm_mer.stages.calibration import load as load_calibration
+
+        calibration = load_calibration(prompt.calibration)
+        calibration.check(scheme, prompt.calibration)
+        temperatures = dict(calibration.temperatures)
+    return PromptSetup(scheme=scheme, template=template, modalities=modalities,
+                       mode=prompt.mode, media=media_settings(media, model.model, saved.get("media")),
+                       max_text_chars=prompt.max_text_chars, temperatures=temperatures,
+                       retrieve_k=(retrieval or RetrievalConfig()).retrieve_k)
+
+
+def resolve_strategy(strategy: StrategyConfig | None, setup: PromptSetup) -> Strategy:
+    """The run's strategy, with its own options (a combination that cannot work: ValueError)."""
+    return build_strategy(strategy or StrategyConfig(), setup.scheme, setup.mode)
+
+
+def _differs(key: str, given: Any, saved: Any) -> bool:
+    if key == "modalities":
+        return tuple(given) != split_modalities(saved)
+    if key == "labels":
+        try:
+            return load_label_scheme(given) != load_label_scheme(saved)
+        except (OSError, ValueError):
+            return True
+    return str(given) != str(saved)
+
+
+def save_adapter_prompt(adapter_dir: str | Path, setup: PromptSetup, strategy: Strategy | None = None) -> Path:
+    """Write the resolved prompt beside an adapter (litgpt's save_prompt_style pattern), and the strategy
+    it was trained to run with (pass the same at inference)."""
+    adapter_dir = Path(adapter_dir)
+    data: dict[str, Any] = {"template": setup.template, "modalities": list(setup.modalities),
+                            "media": {"max_frames": setup.media.max_frames, "max_pixels": setup.media.max_pixels}}
+    if strategy is not None:
+        data["strategy"] = strategy.fingerprint()
+    if setup.scheme.source:
+        shutil.copyfile(setup.scheme.source, adapter_dir / ADAPTER_LABELS)
+        data["labels"] = ADAPTER_LABELS
+    else:
+        data["labels"] = setup.scheme.name
+    template = Path(setup.template)
+    if template.suffix == ".jinja" and template.is_file():
+        shutil.copyfile(template, adapter_dir / template.name)
+        data["template"] = str((adapter_dir / template.name).resolve())
+    out = adapter_dir / ADAPTER_PROMPT
+    out.write_text(yaml.safe_dump(data, sort_keys=False))
+    return out
+
+
+def with_mode(setup: PromptSetup, mode: str) -> PromptSetup:
+    return replace(setup, mode=mode)

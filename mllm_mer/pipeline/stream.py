@@ -1,0 +1,86 @@
+"""Answers for many samples, in groups as they finish: media prepared ahead, the engine kept full."""
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+
+from mllm_mer.backends.base import Backend
+from mllm_mer.core.types import Prediction, Sample
+from mllm_mer.pipeline.answer import Answered, answer_prepared, finish
+from mllm_mer.stages.feed import PreparedFeed
+from mllm_mer.stages.prepare import Prepared
+from mllm_mer.stages.scoring import INPUT_ERRORS, add_probabilities, read_answer, refused
+from mllm_mer.strategies import RunContext
+
+
+def streams_answers(backend: Backend, run: RunContext) -> bool:
+    """Whether `answer_stream` can submit continuously: a strategy with one request per sample on a
+    backend that takes requests one by one (vLLM engine, OpenAI server)."""
+    return hasattr(backend, "stream") and run.strategy.can_stream(run.setup.mode)
+
+
+def answer_stream(backend: Backend, samples: Sequence[Sample], run: RunContext, batch_size: int = 16,
+                  continuous: bool = True, prefetch: int = 32, media_workers: int | None = None
+                  ) -> Iterator[list[tuple[Sample, Answered]]]:
+    """Answers for many samples, in groups as they finish (not in input order).
+
+    Media and prompts are prepared ahead by a bounded pool (`PreparedFeed`) while the backend
+    works. Where the backend and strategy allow it (`streams_answers`) and `continuous` is on,
+    each prompt is submitted as soon as it is ready and each answer comes back as it finishes
+    (with its label probabilities, if asked, scored right then while the other requests keep
+    running); otherwise `batch_size` samples at a time go through `answer_prepared`.
+    """
+    with PreparedFeed(samples, run.setup, run.resources, media_workers, max(prefetch, 1)) as feed:
+        if continuous and streams_answers(backend, run):
+            yield from _answer_continuously(backend, feed, run)
+            return
+        while chunk := feed.take(batch_size):
+            answered = answer_prepared(backend, chunk, run)
+            yield [(p.sample, a) for p, a in zip(chunk, answered, strict=True)]
+
+
+def _submit_ready(stream, feed: PreparedFeed, held: dict[int, Prepared], keys, finished: list) -> None:
+    """Submit prepared samples while the backend has room; waits for the feed only when it has nothing to do."""
+    while stream.room and not feed.exhausted:
+        prepared = feed.next(block=stream.pending == 0 and not finished)
+        if prepared is None:
+            return
+        if prepared.prompt is None:
+            finished.append((prepared, None))
+            continue
+        key = next(keys)
+        try:
+            stream.submit(key, prepared.prompt)
+        except INPUT_ERRORS as error:
+            finished.append((prepared, refused(prepared.prompt, error)))
+            continue
+        held[key] = prepared
+
+
+def _collect(stream, held: dict[int, Prepared], finished: list) -> None:
+    for key, raw in stream.collect():
+        prepared = held.pop(key)
+        if isinstance(raw, Exception) and not isinstance(raw, INPUT_ERRORS):
+            raise raw
+        finished.append((prepared, read_answer(prepared.prompt, raw)))
+
+
+def _answer_continuously(backend: Backend, feed: PreparedFeed, run: RunContext
+                         ) -> Iterator[list[tuple[Sample, Answered]]]:
+    held: dict[int, Prepared] = {}
+    keys = itertools.count()
+    with backend.stream(run.adapter) as stream:
+        while not (feed.exhausted and stream.pending == 0):
+            finished: list[tuple[Prepared, Prediction | None]] = []
+            _submit_ready(stream, feed, held, keys, finished)
+            if stream.pending:
+                run.on_stage(f"generating ({stream.pending} in flight)")
+                _collect(stream, held, finished)
+            if run.probabilities:
+                scored = [i for i, (_, pred) in enumerate(finished) if pred is not None]
+                predictions = [finished[i][1] for i in scored]
+                add_probabilities(backend, [finished[i][0].prompt for i in scored], predictions, run.adapter)
+                for i, prediction in zip(scored, predictions, strict=True):
+                    finished[i] = (finished[i][0], prediction)
+            if finished:
+                yield [(p.sample, finish(p, pred, run.setup)) for p, pred in finished]

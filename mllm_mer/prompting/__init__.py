@@ -1,0 +1,189 @@
+"""The one prompt path: Sample + media + label sets + template -> chat messages + answer schema.
+
+Messages are in the HF/OpenAI content-part form. The transformers backend renders
+them with the model's own chat template, vLLM gets the same rendering, the OpenAI
+client converts the media parts to data URLs, and training appends the answer to
+exactly this prompt.
+"""
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+
+from mllm_mer.core.paths import PROMPTS_DIR
+from mllm_mer.core.types import CUE_MODALITIES, LabelScheme, LabelSet, MediaInputs, Prompt, Sample, Turn
+
+TEMPLATES_DIR = PROMPTS_DIR / "templates"
+MODALITIES = ("text", "video", "audio")  # what an ablation can switch off
+# Bounded strings keep a constrained answer finite even from a random model. In the worst
+# case (3 tokens per character) the whole answer stays under 2048 tokens.
+RATIONALE_MAX_CHARS = 240
+CUE_MAX_CHARS = 80
+
+# Delimiters of quoted data and chat-control tokens: removed from data so that a transcript
+# cannot close its own block or inject a turn.
+_USER_MARKER = "=====USER====="  # base.jinja separates the system and user blocks with it
+_DATA_HAZARDS = re.compile(r"</?\s*(transcript|context|vocal_cues|examples|observation)\b[^>]{0,40}>"
+                           r"|<\|[^|<>]{1,40}\|>|[\x00-\x08\x0b-\x1f\x7f]",
+                           re.IGNORECASE)
+
+
+def as_data(text: str | None) -> str | None:
+    if text is None:
+        return None
+    return " ".join(_DATA_HAZARDS.sub(" ", str(text)).split())
+
+
+def answer_schema(label_sets: tuple[LabelSet, ...], with_rationale: bool) -> dict[str, Any]:
+    """JSON schema of the answer: one enum per task, then rationale and cues (bounded)."""
+    props: dict[str, Any] = {ls.task: {"type": "string", "enum": list(ls.labels)} for ls in label_sets}
+    if with_rationale:
+        props["rationale"] = {"type": "string", "maxLength": RATIONALE_MAX_CHARS}
+        props["cues"] = {
+            "type": "object",
+            "properties": {m: {"type": "string", "maxLength": CUE_MAX_CHARS} for m in CUE_MODALITIES},
+            "required": list(CUE_MODALITIES),
+            "additionalProperties": False,
+        }
+    return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
+
+
+def format_answer(answer: dict[str, Any], label_sets: tuple[LabelSet, ...], with_rationale: bool) -> str:
+    """The answer as the model should write it: compact JSON in schema key order.
+
+    Used for few-shot examples and training targets, and it is the form that
+    constrained decoding produces (no free whitespace).
+    """
+    ordered: dict[str, Any] = {ls.task: answer[ls.task] for ls in label_sets}
+    if with_rationale:
+        ordered["rationale"] = str(answer.get("rationale") or "")[:RATIONALE_MAX_CHARS]
+        cues = answer.get("cues") or {}
+        ordered["cues"] = {m: str(cues.get(m) or "")[:CUE_MAX_CHARS] for m in CUE_MODALITIES}
+    return json.dumps(ordered, ensure_ascii=False, separators=(",", ":"))
+
+
+def answer_prefix(previous: dict[str, str], task: str) -> str:
+    """The answer text up to the value of `task`, given the labels chosen before it (for scoring)."""
+    head = json.dumps(previous, ensure_ascii=False, separators=(",", ":"))[:-1]
+    sep = "," if previous else ""
+    return head + sep + json.dumps(task) + ':"'
+
+
+@cache
+def _environment(directory: str) -> jinja2.Environment:
+    # Sandboxed: a user's template file must not reach Python internals.
+    return SandboxedEnvironment(loader=jinja2.FileSystemLoader([directory, str(TEMPLATES_DIR)]),
+                              undefined=jinja2.StrictUndefined, keep_trailing_newline=False,
+                              autoescape=False)
+
+
+def available_templates() -> list[str]:
+    return sorted(p.stem for p in TEMPLATES_DIR.glob("*.jinja") if p.stem != "base")
+
+
+@cache
+def load_template(name_or_path: str) -> jinja2.Template:
+    """A bundled template by name (`zero_shot`) or a .jinja file that extends base.jinja."""
+    path = Path(name_or_path)
+    if path.suffix == ".jinja" and path.is_file():
+        return _environment(str(path.parent.resolve())).get_template(path.name)
+    if (TEMPLATES_DIR / f"{name_or_path}.jinja").is_file() and name_or_path != "base":
+        return _environment(str(TEMPLATES_DIR)).get_template(f"{name_or_path}.jinja")
+    raise FileNotFoundError(f"unknown template {name_or_path!r}; bundled: {', '.join(available_templates())}")
+
+
+def _evidence_view(sample: Sample, media: MediaInputs, modalities: frozenset[str]) -> dict[str, Any]:
+    """What the template sees of a sample: data sanitised, absent or ablated modalities as None."""
+    use_text, use_video, use_audio = ("text" in modalities, "video" in modalities, "audio" in modalities)
+    transcript = sample.transcript if sample.transcript else media.transcript
+    frames = media.frames if use_video else ()
+    return {
+        "n_frames": len(frames),
+        "frame_times": ", ".join(f"{t:.1f}" for t in media.frame_times) if frames and media.frame_times else "",
+        "has_image": use_video and media.image is not None,
+        "vocal_cues": as_data(media.vocal_cues or sample.vocal_cues) if use_audio else None,
+        "context": [{"speaker": as_data(t.speaker), "text": as_data(t.text), "emotion": t.emotion}
+                    for t in sample.context] if use_text else [],
+        "speaker": as_data(sample.speaker),
+        "transcript": as_data(transcript) if use_text else None,
+        # Rationalisation (distill): the annotated labels, given so that the model explains them.
+        "hint": ", ".join(f"{task}: {as_data(str(label))}" for task, label in sample.metadata["hint"].items())
+        if isinstance(sample.metadata.get("hint"), dict) else None,
+    }
+
+
+def _example_view(example: dict[str, Any], spec: LabelScheme, with_rationale: bool) -> dict[str, Any]:
+    view = _evidence_view(
+        Sample(id="example", transcript=example.get("transcript"), speaker=example.get("speaker"),
+               context=tuple(_turn(t) for t in example.get("context") or ())),
+        MediaInputs(vocal_cues=example.get("vocal_cues")), frozenset(MODALITIES))
+    view["answer_json"] = format_answer(example["answer"], spec.label_sets, with_rationale)
+    return view
+
+
+def _turn(data: dict[str, Any]) -> Turn:
+    return Turn(speaker=str(data.get("speaker", "")), text=str(data.get("text", "")), emotion=data.get("emotion"))
+
+
+def _demonstration_view(demo: Any) -> dict[str, Any]:
+    return {"speaker": as_data(demo.speaker), "text": as_data(demo.text),
+            "labels": ", ".join(f"{task}: {label}" for task, label in demo.labels.items())}
+
+
+@cache
+def needs_demonstrations(template: str) -> bool:
+    """Whether a template shows retrieved demonstrations (it sets `with_retrieved`)."""
+    module = load_template(template).make_module({"label_sets": (), "cue_modalities": CUE_MODALITIES, "examples": [],
+                                                  "demonstrations": [],
+                                                  "sample": _evidence_view(Sample(id="probe"), MediaInputs(),
+                                                                           frozenset(MODALITIES))})
+    return bool(getattr(module, "with_retrieved", False))
+
+
+def build_prompt(sample: Sample, spec: LabelScheme, template: str = "zero_shot",
+                 media: MediaInputs | None = None, modalities: tuple[str, ...] | None = None,
+                 demonstrations: list | None = None) -> Prompt:
+    """`demonstrations`: retrieved labelled utterances (retrieval.Demonstration) for templates that show them."""
+    media = media or MediaInputs()
+    chosen = frozenset(modalities or MODALITIES)
+    unknown = chosen - set(MODALITIES)
+    if unknown:
+        raise ValueError(f"unknown modalities {sorted(unknown)}; choose from {', '.join(MODALITIES)}")
+    tmpl = load_template(template)
+    flags = tmpl.make_module({"label_sets": spec.label_sets, "cue_modalities": CUE_MODALITIES, "examples": [],
+                              "demonstrations": [], "sample": _evidence_view(sample, MediaInputs(), chosen)})
+    with_rationale, with_examples = bool(flags.with_rationale), bool(flags.with_examples)
+    if with_examples and not spec.examples:
+        raise ValueError(f"template {template!r} needs worked examples, and label set {spec.name!r} has none")
+    variables = {
+        "label_sets": spec.label_sets, "cue_modalities": CUE_MODALITIES,
+        "with_rationale": with_rationale, "with_examples": with_examples,
+        "examples": [_example_view(e, spec, with_rationale) for e in spec.examples] if with_examples else [],
+        "sample": _evidence_view(sample, media, chosen),
+        "demonstrations": [_demonstration_view(d) for d in demonstrations or ()],
+    }
+    system, user_text = (part.strip() for part in tmpl.render(variables).split(_USER_MARKER, 1))
+
+    visual_parts: list[dict[str, Any]] = []
+    used = MediaInputs(transcript=media.transcript, vocal_cues=media.vocal_cues, fps=media.fps,
+                       duration=media.duration)
+    if "video" in chosen:
+        if media.frames:
+            visual_parts.append({"type": "video"})  # the frames themselves live once, in Prompt.media
+            used = MediaInputs(frames=media.frames, frame_times=media.frame_times, transcript=media.transcript,
+                               vocal_cues=media.vocal_cues, fps=media.fps, duration=media.duration)
+        elif media.image is not None:
+            visual_parts.append({"type": "image"})
+            used = MediaInputs(image=media.image, transcript=media.transcript, vocal_cues=media.vocal_cues)
+    messages = [
+        {"role": "system", "content": system},
+        {"role": "user", "content": visual_parts + [{"type": "text", "text": user_text}]},
+    ]
+    return Prompt(sample_id=sample.id, messages=messages, schema=answer_schema(spec.label_sets, with_rationale),
+                  label_sets=spec.label_sets, with_rationale=with_rationale, media=used)

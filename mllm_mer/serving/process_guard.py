@@ -1,0 +1,81 @@
+"""No engine outlives the command that started it.
+
+Two halves:
+- `exit_on_sigterm()`: SIGTERM becomes a normal exit, so `finally:` blocks close engines
+  (Python's default on SIGTERM is to die on the spot, skipping them).
+- `start_guard()`: a small watchdog process in its own session that keeps a recent list of
+  this process's descendants (vLLM engine cores, workers, a `serve` child) and, once this
+  process is gone for any reason, kill -9 included, stops every one of them.
+
+    python -m mllm_mer.serving.process_guard PID     (what start_guard runs)
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+POLL_S = 0.5
+GRACE_S = 5.0
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit(143) in the main thread."""
+
+    def _exit(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
+
+
+def start_guard() -> subprocess.Popen | None:
+    """Start the watchdog for this process (once); None where psutil is missing."""
+    try:
+        import psutil  # noqa: F401
+    except ImportError:
+        return None
+    if os.environ.get("MLLM_MER_GUARDED") == str(os.getpid()):
+        return None
+    os.environ["MLLM_MER_GUARDED"] = str(os.getpid())
+    return subprocess.Popen([sys.executable, "-m", "mllm_mer.serving.process_guard", str(os.getpid())],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+def _watch(pid: int) -> None:
+    import psutil
+
+    try:
+        parent = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return
+    me = os.getpid()
+    known: dict[int, psutil.Process] = {}
+    while True:
+        try:
+            if not parent.is_running() or parent.status() == psutil.STATUS_ZOMBIE:
+                break
+            for child in parent.children(recursive=True):
+                if child.pid != me:
+                    known.setdefault(child.pid, child)
+        except psutil.NoSuchProcess:
+            break
+        known = {p: proc for p, proc in known.items() if proc.is_running()}
+        time.sleep(POLL_S)
+    # The parent is gone: whatever it started and left behind goes too (is_running checks the
+    # start time, so a reused pid is never hit).
+    alive = [proc for proc in known.values() if proc.is_running()]
+    for proc in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.terminate()
+    _, alive = psutil.wait_procs(alive, timeout=GRACE_S)
+    for proc in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+
+
+if __name__ == "__main__":
+    _watch(int(sys.argv[1]))

@@ -1,0 +1,153 @@
+"""Runs vLLM's OpenAI-compatible server for a base model and its LoRA adapters.
+
+Binds 127.0.0.1 by default, waits until /health answers, and stops the whole
+process group (API server and engine workers) on exit, so nothing is orphaned.
+The server module is started directly: the CPU distribution has no `vllm serve` script.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from mllm_mer.config import ServeConfig
+from mllm_mer.core.families import family_for, resolve_model
+from mllm_mer.serving.server_guard import GuardMiddleware
+
+
+def served_base_name(config: ServeConfig) -> str:
+    """The model name clients use (default: the model's directory or hub-id name)."""
+    return config.server.served_name or Path(config.model.model.rstrip("/")).name
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def server_command(config: ServeConfig, extra_args: list[str] | None = None) -> list[str]:
+    """The server's command line; `extra_args` are vLLM server flags passed through unchanged.
+
+    The API key is not on it (it would show in `ps`): `Server.start` passes it in the environment.
+    """
+    model, engine, server = config.model, config.engine, config.server
+    model_id = resolve_model(model.model)
+    family_for(model_id)  # fail early on an unsupported model
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_id,
+           "--served-model-name", served_base_name(config), "--host", server.host, "--port", str(server.port),
+           "--max-model-len", str(engine.max_model_len), "--enable-prefix-caching",
+           "--limit-mm-per-prompt", json.dumps({"image": engine.max_images, "video": server.max_videos}),
+           "--structured-outputs-config", json.dumps({"backend": "xgrammar", "disable_any_whitespace": True}),
+           "--tensor-parallel-size", str(engine.tensor_parallel_size), "--seed", str(model.seed),
+           # every route keyed, media inline only, n and max_tokens capped; vLLM imports it by this path
+           "--middleware", f"{GuardMiddleware.__module__}.{GuardMiddleware.__qualname__}"]
+    if engine.data_parallel_size > 1:
+        cmd += ["--data-parallel-size", str(engine.data_parallel_size)]
+    if model.dtype != "auto":
+        cmd += ["--dtype", model.dtype]
+    else:
+        import torch
+
+        if not torch.cuda.is_available():
+            cmd += ["--dtype", "float32"]
+    if engine.enforce_eager:
+        cmd.append("--enforce-eager")
+    if model.adapters:
+        cmd += ["--enable-lora", "--max-lora-rank", str(engine.max_lora_rank),
+                "--max-loras", str(len(model.adapters)), "--lora-modules"]
+        cmd += [f"{name}={path}" for name, path in model.adapters.items()]
+    for key, value in engine.engine_args.items():
+        flag = "--" + str(key).replace("_", "-")
+        cmd += [flag] if value is True else [flag, json.dumps(value) if isinstance(value, (dict, list)) else str(value)]
+    return cmd + list(extra_args or [])
+
+
+class Server:
+    """A running server; a context manager that always stops it."""
+
+    def __init__(self, config: ServeConfig, extra_args: list[str] | None = None):
+        if config.server.port == 0:
+            config.server.port = free_port(config.server.host)
+        self.config = config
+        self.extra_args = list(extra_args or [])
+        self.url = f"http://{config.server.host}:{config.server.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> Server:
+        from mllm_mer.backends.vllm_env import cpu_engine_env
+
+        env = {**cpu_engine_env(self.config.engine.kv_cache_gb), **os.environ}
+        if self.config.server.api_key:
+            env["VLLM_API_KEY"] = self.config.server.api_key  # read by vLLM's server; not in `ps`
+        if self.config.server.allow_remote_media:
+            env["MLLM_MER_ALLOW_REMOTE_MEDIA"] = "1"
+        log_file = self.config.server.log_file
+        # A new session: the server and its engine workers share one process group to stop together.
+        with open(log_file, "ab") if log_file else contextlib.nullcontext() as out:
+            self.process = subprocess.Popen(server_command(self.config, self.extra_args), env=env, stdout=out,
+                                            stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
+        self._wait_healthy()
+        return self
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + self.config.server.startup_timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"vLLM server exited with code {self.process.returncode} while starting"
+                                   + (f"; see {self.config.server.log_file}" if self.config.server.log_file else ""))
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        self.stop()
+        raise TimeoutError(f"vLLM server at {self.url} not healthy after {self.config.server.startup_timeout_s:.0f} s")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        pgid = os.getpgid(self.process.pid)
+        os.killpg(pgid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout)
+        with contextlib.suppress(ProcessLookupError):  # anything of the group still alive (engine workers) goes too
+            os.killpg(pgid, signal.SIGKILL)
+        self.process.wait()
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def serve_forever(config: ServeConfig, extra_args: list[str] | None = None) -> int:
+    """`mllm-mer serve`: start, print the URL, block until SIGINT/SIGTERM, stop cleanly."""
+    server = Server(config, extra_args)
+    stopping = False
+
+    def _stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        server.start()
+        names = [served_base_name(config), *config.model.adapters]
+        print(f"serving {', '.join(names)} at {server.url}/v1 (OpenAI-compatible); Ctrl-C stops", flush=True)
+        while not stopping and server.process.poll() is None:
+            time.sleep(0.5)
+        return 0 if stopping else 1
+    finally:
+        server.stop()

@@ -1,0 +1,112 @@
+"""The media and prompt stages for a batch: sample -> media -> prompt, or why it could not get one.
+
+A sample whose media fails becomes a Prepared with the reason (and its failure kind), and the
+rest of the batch goes on.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from mllm_mer.core.types import MediaInputs, Prompt, PromptSetup, Sample, Turn
+from mllm_mer.media import MediaError, load_media
+from mllm_mer.prompting import build_prompt, needs_demonstrations
+from mllm_mer.stages.resources import Resources
+
+Stage = Callable[[str], None]  # told what the pipeline is doing now, for progress displays
+
+
+def quiet(stage: str) -> None:
+    """The progress display that shows nothing."""
+
+
+@dataclass
+class Prepared:
+    """A sample made ready for a backend: its prompt, or why it could not get one."""
+
+    sample: Sample
+    prompt: Prompt | None = None
+    error: str | None = None
+    error_kind: str = "media"
+    notes: list[str] = field(default_factory=list)
+    media: MediaInputs | None = None  # what the media stage produced (the agent's tools start from it)
+
+
+def fit_text_budget(sample: Sample, max_chars: int) -> tuple[Sample, list[str]]:
+    """The sample with transcript and context cut to `max_chars` in all (the latest turns kept)."""
+    notes = []
+    transcript = sample.transcript or ""
+    if len(transcript) > max_chars:
+        notes.append(f"transcript cut from {len(transcript)} to {max_chars} characters (text budget)")
+        transcript = transcript[:max_chars]
+    room = max_chars - len(transcript)
+    kept: list[Turn] = []
+    for turn in reversed(sample.context):
+        cost = len(turn.text) + len(turn.speaker)
+        if cost > room:
+            break
+        kept.insert(0, turn)
+        room -= cost
+    if len(kept) < len(sample.context):
+        notes.append(f"context cut to its last {len(kept)} of {len(sample.context)} turns (text budget)")
+    if not notes:
+        return sample, notes
+    return replace(sample, transcript=transcript or sample.transcript, context=tuple(kept)), notes
+
+
+def present_modalities(sample: Sample, media: MediaInputs, modalities: Sequence[str]) -> list[str]:
+    """The modalities a sample actually brings, once absent and ablated ones are gone."""
+    present = []
+    if "text" in modalities and (sample.transcript or media.transcript or "").strip():
+        present.append("text")
+    if "video" in modalities and (media.frames or media.image is not None):
+        present.append("video")
+    if "audio" in modalities and (media.vocal_cues or sample.vocal_cues):
+        present.append("audio")
+    return present
+
+
+def has_evidence(sample: Sample, media: MediaInputs, modalities: Sequence[str]) -> bool:
+    """Whether anything is left to classify."""
+    return bool(present_modalities(sample, media, modalities))
+
+
+def demonstrations_for(samples: Sequence[Sample], setup: PromptSetup, resources: Resources | None,
+                       on_stage: Stage = quiet) -> list[list]:
+    """Per sample, the demonstrations its template shows (none for most templates)."""
+    if not needs_demonstrations(setup.template):
+        return [[] for _ in samples]
+    if resources is None or resources.index is None:
+        raise ValueError(f"template {setup.template!r} shows retrieved demonstrations: give a labelled split "
+                         "to retrieve from (--retrieve-split, --retrieve-dataset, --retrieve-data-dir)")
+    on_stage(f"retrieving demonstrations for {len(samples)}")
+    return resources.index.nearest(list(samples), setup.retrieve_k, resources.source)
+
+
+def prepare_one(sample: Sample, setup: PromptSetup, demonstrations: list) -> Prepared:
+    """One sample's media and prompt, or the reason it has none."""
+    sample, notes = fit_text_budget(sample, setup.max_text_chars)
+    try:
+        inputs = load_media(sample, setup.media, modalities=setup.modalities)
+    except MediaError as error:
+        return Prepared(sample, error=str(error), error_kind="media", notes=notes)
+    if not has_evidence(sample, inputs, setup.modalities):
+        return Prepared(sample, error="no usable input: empty transcript and no media "
+                                      f"(modalities {', '.join(setup.modalities)})",
+                        error_kind="no_evidence", notes=notes)
+    prompt = build_prompt(sample, setup.scheme, setup.template, inputs, setup.modalities,
+                          demonstrations=demonstrations)
+    return Prepared(sample, prompt, notes=notes + list(inputs.notes), media=inputs)
+
+
+def prepare(samples: Sequence[Sample], setup: PromptSetup, on_stage: Stage = quiet,
+            resources: Resources | None = None) -> list[Prepared]:
+    """Media and prompt for each sample; a sample that cannot get one keeps the reason.
+
+    A template that shows retrieved demonstrations gets them from `resources.index`."""
+    demonstrations = demonstrations_for(samples, setup, resources, on_stage)
+    prepared = []
+    for number, (sample, demos) in enumerate(zip(samples, demonstrations, strict=True), 1):
+        on_stage(f"decoding media {number}/{len(samples)}")
+        prepared.append(prepare_one(sample, setup, demos))
+    return prepared

@@ -1,0 +1,133 @@
+"""The backend stages with error isolation: generate and parse, or score label probabilities.
+
+A prompt the backend refuses (over its context length, a server's 4xx, a tokenizer that
+chokes) fails alone: the batch is split until only the offending prompts fail. Lost
+connections and timeouts are not input errors: the run stops and resumes later instead.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+from mllm_mer.backends.base import Backend
+from mllm_mer.core.parsing import parse_answer
+from mllm_mer.core.types import Prediction, Prompt, TaskPrediction
+from mllm_mer.prompting import answer_prefix
+from mllm_mer.stages.prepare import Stage, quiet
+
+INPUT_ERRORS = (ValueError, RuntimeError, UnicodeError, OverflowError, IndexError)
+
+
+def call_isolating(call: Callable[[list], list], items: Sequence) -> list:
+    """`call(items)`, one result per item; when the batch raises an input error, it is split in
+    halves until each failing item stands alone, and that item's result is the exception."""
+    try:
+        results = list(call(list(items)))
+    except INPUT_ERRORS as error:
+        if len(items) == 1:
+            return [error]
+        half = len(items) // 2
+        return call_isolating(call, items[:half]) + call_isolating(call, items[half:])
+    if len(results) != len(items):
+        raise RuntimeError(f"the backend returned {len(results)} answers for {len(items)} prompts")
+    return results
+
+
+def refused(prompt: Prompt, error: Exception, what: str = "this input") -> Prediction:
+    return Prediction.failure(prompt.sample_id, f"the backend refused {what}: {error}", kind="backend")
+
+
+def read_answer(prompt: Prompt, raw: str | Exception) -> Prediction:
+    """The prediction a generated answer gives (a failure when the backend refused the prompt)."""
+    return refused(prompt, raw) if isinstance(raw, Exception) else parse_answer(raw, prompt.label_sets,
+                                                                                  prompt.sample_id)
+
+
+def _distribution(labels: Sequence[str], logps: Sequence[float]) -> dict[str, float]:
+    # The log-probabilities already form a distribution; normalising again only absorbs rounding.
+    top = max(logps)
+    weights = [math.exp(v - top) for v in logps]
+    total = sum(weights)
+    return {label: w / total for label, w in zip(labels, weights, strict=True)}
+
+
+def score_labels(backend: Backend, prompts: Sequence[Prompt], adapter: str | None = None,
+                 fixed: Sequence[dict[str, str]] | None = None) -> list[dict[str, TaskPrediction] | Exception]:
+    """Label probabilities per task, as a decoder constrained to the label set would choose the answer's value.
+
+    Tasks are scored in answer order; each later task is conditioned on the labels
+    already in the answer (`fixed`, e.g. generated ones) or else on the most probable
+    label of the earlier tasks. One batched backend call per task. A prompt the backend
+    refuses gets the error instead of its scores.
+    """
+    results: list[dict[str, TaskPrediction] | Exception] = [{} for _ in prompts]
+    chosen: list[dict[str, str]] = [{} for _ in prompts]
+    for k in range(max((len(p.label_sets) for p in prompts), default=0)):
+        owners = [i for i, p in enumerate(prompts) if k < len(p.label_sets) and isinstance(results[i], dict)]
+        requests = []
+        for i in owners:
+            ls = prompts[i].label_sets[k]
+            prefix = answer_prefix(chosen[i], ls.task)
+            requests.append((prompts[i], [prompts[i].answer_lead + prefix + label + '"' for label in ls.labels]))
+        scored = call_isolating(lambda batch: backend.score(batch, adapter=adapter), requests)
+        for i, logps in zip(owners, scored, strict=True):
+            if isinstance(logps, Exception):
+                results[i] = logps
+                continue
+            ls = prompts[i].label_sets[k]
+            probs = _distribution(ls.labels, logps)
+            label = (fixed[i].get(ls.task) if fixed and fixed[i] else None) or max(probs, key=probs.get)
+            results[i][ls.task] = TaskPrediction(label=label, probabilities=probs)
+            chosen[i][ls.task] = label
+    return results
+
+
+def score_predictions(backend: Backend, prompts: Sequence[Prompt], adapter: str | None = None) -> list[Prediction]:
+    """Score mode: label probabilities are the answer (no text is generated)."""
+    scored = score_labels(backend, prompts, adapter)
+    return [refused(p, t) if isinstance(t, Exception) else Prediction(sample_id=p.sample_id, tasks=t)
+            for p, t in zip(prompts, scored, strict=True)]
+
+
+def generate_predictions(backend: Backend, prompts: Sequence[Prompt], adapter: str | None = None,
+                         temperature: float = 0.0, seeds: Sequence[int] | None = None) -> list[Prediction]:
+    """Generate mode: constrained answers, parsed; greedy, or sampled at `temperature` with one seed per prompt."""
+    seeded = list(zip(prompts, seeds if seeds is not None else [None] * len(prompts), strict=True))
+    if seeds is None:
+        raws = call_isolating(lambda batch: backend.generate([p for p, _ in batch], adapter=adapter), seeded)
+    else:
+        raws = call_isolating(lambda batch: backend.generate([p for p, _ in batch], adapter=adapter,
+                                                             temperature=temperature, seeds=[s for _, s in batch]),
+                              seeded)
+    return [read_answer(p, raw) for (p, _), raw in zip(seeded, raws, strict=True)]
+
+
+def run_prompts(backend: Backend, prompts: Sequence[Prompt], mode: str = "generate", adapter: str | None = None,
+                with_probabilities: bool = True, on_stage: Stage = quiet) -> list[Prediction]:
+    """Predictions for ready prompts, in input order; a prompt the backend refuses fails alone."""
+    if mode == "score":
+        on_stage(f"scoring labels of {len(prompts)}")
+        return score_predictions(backend, prompts, adapter)
+    if mode != "generate":
+        raise ValueError(f"mode must be 'generate' or 'score', not {mode!r}")
+    on_stage(f"generating {len(prompts)} answers")
+    predictions = generate_predictions(backend, prompts, adapter)
+    if with_probabilities:
+        add_probabilities(backend, prompts, predictions, adapter, on_stage)
+    return predictions
+
+
+def add_probabilities(backend: Backend, prompts: Sequence[Prompt], predictions: list[Prediction],
+                      adapter: str | None = None, on_stage: Stage = quiet) -> None:
+    """Label probabilities for the answered predictions, their labels kept (in place; a prompt the
+    backend refuses to score fails)."""
+    ok = [i for i, pred in enumerate(predictions) if pred.ok]
+    if not ok:
+        return
+    fixed = [{t: tp.label for t, tp in predictions[i].tasks.items()} for i in ok]
+    on_stage(f"scoring labels of {len(ok)}")
+    for i, tasks in zip(ok, score_labels(backend, [prompts[i] for i in ok], adapter, fixed=fixed), strict=True):
+        if isinstance(tasks, Exception):
+            predictions[i] = refused(prompts[i], tasks)
+        else:
+            predictions[i].tasks = tasks

@@ -1,0 +1,63 @@
+"""The agent strategy: gather evidence with tools, then answer (its options are its own)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mllm_mer.core.types import LabelScheme, Prediction, PromptSetup
+from mllm_mer.stages.prepare import Prepared
+from mllm_mer.stages.resources import Resources
+from mllm_mer.strategies.agent.loop import run_episodes, start
+from mllm_mer.strategies.agent.tools import TOOL_NAMES, Toolbox
+from mllm_mer.strategies.base import BaseStrategy, RunContext
+
+
+@dataclass
+class Agent(BaseStrategy):
+    name = "agent"
+    scores_draws = True  # each episode's answer is scored where it was written; the vote averages them
+
+    max_steps: int = 3
+    tools: tuple[str, ...] = TOOL_NAMES
+    look_frames: int = 4
+
+    def __post_init__(self) -> None:
+        if self.max_steps < 1:
+            raise ValueError(f"--max-steps must be at least 1 (got {self.max_steps})")
+        unknown = sorted(set(self.tools) - set(TOOL_NAMES))
+        if unknown:
+            raise ValueError(f"unknown tools {unknown}; choose from {', '.join(TOOL_NAMES)}")
+        self.tools = tuple(self.tools)
+
+    @classmethod
+    def from_config(cls, config, scheme: LabelScheme | None = None) -> Agent:
+        return cls(config.max_steps, tuple(config.tools), config.look_frames)
+
+    def needs(self) -> frozenset[str]:
+        return frozenset({"index"} if "recall" in self.tools else set()) | (
+            {"history"} if "context" in self.tools else set())
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"strategy": self.name, "max_steps": self.max_steps, "tools": list(self.tools),
+                "look_frames": self.look_frames}
+
+    def can_draw(self, mode: str) -> bool:
+        return True  # actions are sampled even when the answer is scored
+
+    def toolbox(self, setup: PromptSetup, resources: Resources | None = None, backend=None) -> Toolbox:
+        """The tools over a run; looks stop where the backend's image limit per prompt would be passed."""
+        return Toolbox(setup, resources or Resources(), self.tools, self.max_steps, self.look_frames,
+                       image_limit=getattr(backend, "max_images", None))
+
+    def answer(self, backend, ready: Sequence[Prepared], run: RunContext) -> list[Prediction]:
+        return [draws[0] for draws in self.draw(backend, ready, run, 1, 0.0)]
+
+    def draw(self, backend, ready: Sequence[Prepared], run: RunContext, n: int, temperature: float
+             ) -> list[list[Prediction]]:
+        """`n` episodes per sample, all in one lockstep (episode k's steps seeded from k)."""
+        box = self.toolbox(run.setup, run.resources, backend)
+        episodes = [start(p.prompt, p.sample, p.media, box, draw) for p in ready for draw in range(n)]
+        run_episodes(backend, episodes, box, run.adapter, run.probabilities or run.setup.mode == "score",
+                     temperature=temperature, on_stage=run.on_stage)
+        return [[ep.prediction for ep in episodes[i * n:(i + 1) * n]] for i in range(len(ready))]

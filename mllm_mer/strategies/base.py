@@ -1,0 +1,104 @@
+"""The interface floor of strategies: what a strategy is, what a run gives it, and how one is built.
+
+A strategy answers a batch of prepared samples in a run context. It says what it needs from the
+run (`needs`: the demonstration index, the dialogue history), refuses a mode it cannot serve
+(`check`), and names the settings that change its answers (`fingerprint`, kept with a run so that
+a resumed run cannot silently change them). Optional capabilities:
+
+- `Draws`: it can draw several sampled answers per sample, so self-consistency can vote over them;
+- `can_stream(mode)`: each sample is one request, so answers can be submitted continuously.
+
+Strategies are registered by name as data (`core.registry.STRATEGIES`); `strategies.build_strategy` is
+the one place that builds one from its name, and self-consistency is one wrapper over any strategy that draws.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from mllm_mer.core.registry import STRATEGIES, load_entry, lookup
+from mllm_mer.core.types import Prediction, PromptSetup
+from mllm_mer.stages.prepare import Prepared, Stage, quiet
+from mllm_mer.stages.resources import Resources
+
+
+@dataclass
+class RunContext:
+    """What one run gives every strategy call, beside the backend and the prepared samples."""
+
+    setup: PromptSetup
+    strategy: Strategy | None = None  # None: single
+    adapter: str | None = None  # the adapter name each request uses
+    probabilities: bool = True  # generate mode: also score label probabilities
+    on_stage: Stage = quiet  # progress
+    resources: Resources = field(default_factory=Resources)  # demonstration index, dialogue history
+
+    def __post_init__(self) -> None:
+        if self.strategy is None:
+            self.strategy = single()
+
+
+@runtime_checkable
+class Strategy(Protocol):
+    name: ClassVar[str]
+
+    def needs(self) -> frozenset[str]:
+        """What it reads from the run's resources (of stages.resources.NEEDS)."""
+        ...
+
+    def check(self, mode: str) -> None:
+        """ValueError with a one-line reason when it cannot run in this mode."""
+        ...
+
+    def can_stream(self, mode: str) -> bool:
+        ...
+
+    def fingerprint(self) -> dict[str, Any]:
+        ...
+
+    def answer(self, backend, ready: Sequence[Prepared], run: RunContext) -> list[Prediction]:
+        """One prediction per ready sample (each has a prompt), in input order."""
+        ...
+
+
+@runtime_checkable
+class Draws(Protocol):
+    """A strategy that can draw `n` sampled answers per sample (for self-consistency)."""
+
+    # True: each draw carries label probabilities (averaged by the vote); False: the voted labels
+    # are scored once, on the sample's prompt.
+    scores_draws: ClassVar[bool]
+
+    def can_draw(self, mode: str) -> bool:
+        ...
+
+    def draw(self, backend, ready: Sequence[Prepared], run: RunContext, n: int, temperature: float
+             ) -> list[list[Prediction]]:
+        ...
+
+
+class BaseStrategy:
+    """Defaults for the optional parts of the protocol."""
+
+    name: ClassVar[str] = ""
+
+    def needs(self) -> frozenset[str]:
+        return frozenset()
+
+    def check(self, mode: str) -> None:
+        return None
+
+    def can_stream(self, mode: str) -> bool:
+        return False
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"strategy": self.name}
+
+
+def strategy_class(name: str) -> type:
+    return load_entry(lookup(STRATEGIES, name, "strategy"))
+
+
+def single() -> Strategy:
+    return strategy_class("single")()

@@ -1,0 +1,82 @@
+"""Self-consistency: several sampled answers per sample, one vote per task; a wrapper over any
+strategy that can draw (strategies.base.Draws).
+
+The voted label is the most frequent one (ties go to the higher mean probability, then to the
+earlier draw); label probabilities are the mean over the draws that have them; the agreement
+rate is the share of answered draws that chose the voted label.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from mllm_mer.core.types import LabelSet, Prediction, TaskPrediction
+from mllm_mer.stages.prepare import Prepared
+from mllm_mer.stages.scoring import add_probabilities
+from mllm_mer.strategies.base import BaseStrategy, Draws, RunContext, Strategy
+
+
+def mean_probabilities(draws: Sequence[Prediction], task: str) -> dict[str, float] | None:
+    tables = [d.tasks[task].probabilities for d in draws if task in d.tasks and d.tasks[task].probabilities]
+    if not tables:
+        return None
+    return {label: sum(t.get(label, 0.0) for t in tables) / len(tables) for label in tables[0]}
+
+
+def vote(draws: Sequence[Prediction], label_sets: Sequence[LabelSet], temperature: float) -> Prediction:
+    """One prediction from a sample's draws (which all share its id)."""
+    answered = [d for d in draws if d.ok]
+    record = {"n": len(draws), "temperature": temperature,
+              "labels": [{t: tp.label for t, tp in d.tasks.items()} if d.ok else None for d in draws]}
+    if not answered:
+        failed = draws[0]
+        failed.consistency = record
+        return failed
+    tasks, agreement = {}, {}
+    for ls in label_sets:
+        counts = Counter(d.label(ls.task) for d in answered if d.label(ls.task))
+        if not counts:
+            continue
+        probabilities = mean_probabilities(answered, ls.task)
+        first_seen = {label: i for i, label in reversed(list(enumerate(d.label(ls.task) for d in answered)))}
+        winner = max(counts, key=lambda label: (counts[label], (probabilities or {}).get(label, 0.0),
+                                                -first_seen[label]))
+        tasks[ls.task] = TaskPrediction(label=winner, probabilities=probabilities)
+        agreement[ls.task] = counts[winner] / len(answered)
+    record["agreement"] = agreement
+    # The rationale and trace of the first draw that agrees with the whole vote (else the first answered).
+    chosen = next((d for d in answered if all(d.label(t) == tp.label for t, tp in tasks.items())), answered[0])
+    return Prediction(sample_id=chosen.sample_id, tasks=tasks, rationale=chosen.rationale, cues=chosen.cues,
+                      raw=chosen.raw, notes=list(chosen.notes), trace=chosen.trace, consistency=record)
+
+
+class SelfConsistency(BaseStrategy):
+    """`draws` sampled answers per sample from the inner strategy, voted per task."""
+
+    def __init__(self, inner: Strategy, draws: int, temperature: float):
+        if not isinstance(inner, Draws):
+            raise ValueError(f"--samples {draws}: the {inner.name} strategy gives one deterministic answer per "
+                             "sample, so there is nothing to draw and vote; leave --samples at 1")
+        if temperature <= 0:
+            raise ValueError("--samples above 1 draws different answers only with --temperature above 0")
+        self.inner, self.draws, self.temperature = inner, draws, temperature
+        self.name = inner.name
+
+    def needs(self) -> frozenset[str]:
+        return self.inner.needs()
+
+    def check(self, mode: str) -> None:
+        self.inner.check(mode)
+        if not self.inner.can_draw(mode):
+            raise ValueError("--samples needs generate mode: score mode has one deterministic answer per sample")
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {**self.inner.fingerprint(), "samples": self.draws, "temperature": self.temperature}
+
+    def answer(self, backend, ready: Sequence[Prepared], run: RunContext) -> list[Prediction]:
+        draws = self.inner.draw(backend, ready, run, self.draws, self.temperature)
+        voted = [vote(d, p.prompt.label_sets, self.temperature) for d, p in zip(draws, ready, strict=True)]
+        if run.probabilities and not self.inner.scores_draws:
+            add_probabilities(backend, [p.prompt for p in ready], voted, run.adapter, run.on_stage)
+        return voted

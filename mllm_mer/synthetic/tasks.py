@@ -1,0 +1,97 @@
+"""Synthetic tasks for honest learnability checks.
+
+`make_task`: a task that needs both frames and words.
+
+Each clip is red or blue; each transcript says the weather is sunny or rainy. Each of
+the four combinations has its own emotion, so the colour alone or the wording alone
+can reach at most 50% accuracy (chance is 25%); 100% needs both modalities.
+"""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from mllm_mer.synthetic.media import write_clip
+
+COLOURS = {"red": (220, 40, 40), "blue": (40, 60, 220)}
+SENTENCES = {"sunny": ["It is sunny today.", "What a sunny morning.", "The sun is out again."],
+             "rainy": ["It is rainy today.", "What a rainy morning.", "The rain is back again."]}
+COMBINATIONS = {("red", "sunny"): "joy", ("red", "rainy"): "anger", ("blue", "sunny"): "surprise",
+                ("blue", "rainy"): "sadness"}
+LABELS_YAML = """name: colour-x-weather
+tasks:
+  - task: emotion
+    labels: [joy, anger, surprise, sadness]
+    descriptions: {joy: pleased, anger: annoyed, surprise: astonished, sadness: sorrowful}
+"""
+
+
+def combined_label(colour: str, weather: str) -> str:
+    return COMBINATIONS[(colour, weather)]
+
+
+def make_task(out_dir: str | Path, n_train: int = 128, n_dev: int = 32, n_test: int = 64,
+                  seed: int = 0) -> Path:
+    """Writes clips/, manifest.jsonl (with a split column) and labels.yaml; returns the manifest path."""
+    out = Path(out_dir)
+    (out / "clips").mkdir(parents=True, exist_ok=True)
+    (out / "labels.yaml").write_text(LABELS_YAML)
+    for name, rgb in COLOURS.items():  # one clip per colour: the frames are all that differ
+        write_clip(out / "clips" / f"{name}.mp4", seconds=1.0, fps=4, size=(56, 56), audio=False,
+                   colour=lambda i, rgb=rgb: rgb)
+    rng = random.Random(seed)
+    rows = []
+    for split, count in (("train", n_train), ("dev", n_dev), ("test", n_test)):
+        # Balanced: every combination equally often, so one modality alone is worth exactly 50%.
+        combos = [list(COMBINATIONS)[i % len(COMBINATIONS)] for i in range(count)]
+        rng.shuffle(combos)
+        for i, (colour, weather) in enumerate(combos):
+            rows.append({"id": f"{split}{i:04d}", "split": split, "text": rng.choice(SENTENCES[weather]),
+                         "video": f"clips/{colour}.mp4", "label": combined_label(colour, weather),
+                         "colour": colour, "weather": weather})
+    manifest = out / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return manifest
+
+
+# -- a task whose evidence hides in a short window -------------------------------------------------
+# A 4 s clip is grey except for 0.4 s (1.6-2.0 s) of red or blue: uniform sampling of 2 or 4 frames
+# (at 1.0/3.0 s, or 0.5/1.5/2.5/3.5 s) never sees the colour, so one pass is at chance; an agent that
+# looks at 1.5-2.0 s sees it. The transcript is the same for every clip.
+WINDOW = (1.6, 2.0)
+WINDOW_LABELS = {"red": "joy", "blue": "sadness"}
+WINDOW_LOOK = {"tool": "look", "args": {"start": 1.5, "end": 2, "n": 2}}
+WINDOW_LABELS_YAML = """name: hidden-window
+tasks:
+  - task: emotion
+    labels: [joy, sadness]
+    descriptions: {joy: pleased, sadness: sorrowful}
+"""
+
+
+def make_window_task(out_dir: str | Path, n_train: int = 96, n_dev: int = 24, n_test: int = 32, seed: int = 0
+                     ) -> Path:
+    """Writes clips/, manifest.jsonl (split column; train rows carry a scripted `trace`: look at the
+    window, then answer) and labels.yaml; returns the manifest path."""
+    out = Path(out_dir)
+    (out / "clips").mkdir(parents=True, exist_ok=True)
+    (out / "labels.yaml").write_text(WINDOW_LABELS_YAML)
+    fps, grey = 10, (128, 128, 128)
+    for name, rgb in COLOURS.items():
+        hidden = range(int(WINDOW[0] * fps), int(WINDOW[1] * fps))
+        # One keyframe: no sampled time can snap into the window.
+        write_clip(out / "clips" / f"{name}.mp4", seconds=4.0, fps=fps, size=(56, 56), audio=False, gop=40,
+                   colour=lambda i, rgb=rgb, hidden=hidden: rgb if i in hidden else grey)
+    rng = random.Random(seed)
+    rows = []
+    for split, count in (("train", n_train), ("dev", n_dev), ("test", n_test)):
+        colours = [list(COLOURS)[i % 2] for i in range(count)]
+        rng.shuffle(colours)
+        for i, colour in enumerate(colours):
+            rows.append({"id": f"{split}{i:04d}", "split": split, "text": "Watch closely.",
+                         "video": f"clips/{colour}.mp4", "label": WINDOW_LABELS[colour], "colour": colour,
+                         "trace": [WINDOW_LOOK] if split == "train" else []})
+    manifest = out / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return manifest
