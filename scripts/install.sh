@@ -34,4 +34,12 @@ if ! command -v chromium >/dev/null 2>&1; then
         echo "warning: chromium not found and cannot be installed here; browser tests will fail" >&2
     fi
 fi
+# espeak-ng synthesises the real speech the front-end tests measure (eGeMAPS cues, voice activity).
+if ! command -v espeak-ng >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null
+    else
+        echo "warning: espeak-ng not found and cannot be installed here; front-end speech tests will be skipped" >&2
+    fi
+fi
 "$VENV/bin/python" -c "import vllm, transformers, torch; print('mllm-mer env ready: torch', torch.__version__, 'transformers', transformers.__version__, 'vllm', vllm.__version__)"

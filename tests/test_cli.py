@@ -63,3 +63,19 @@ def test_unreachable_hub_id_is_explained(tmp_path):
     proc = run_cli("predict", "--model", "Qwen/Qwen2.5-VL-7B-Instruct", "--transcript", "hi", check=False)
     assert proc.returncode == 2
     assert "make-tiny" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_predict_shows_its_prompt_and_evidence_and_checks_files_before_loading(cli_model, tmp_path):
+    from mllm_mer.synthetic.media import write_clip
+
+    clip = write_clip(tmp_path / "clip.mp4", seconds=2.0)
+    shown = run_cli("predict", "--model", cli_model, "--video", clip, "--transcript", "You did WHAT?", "--mode",
+                    "score", "--max-frames", "2", "--show-prompt", "--show-evidence")
+    assert json.loads(shown.stdout)["ok"]  # stdout stays the prediction alone
+    evidence = json.loads(shown.stderr[shown.stderr.index("{"):shown.stderr.index("}\n") + 1])
+    assert evidence["transcript"] == "You did WHAT?" and len(evidence["frame_times"]) == 2
+    assert evidence["vocal_cues"] and evidence["notes"] == []
+    assert "--- system ---" in shown.stderr and "[video]" in shown.stderr and "You did WHAT?" in shown.stderr
+    missing = run_cli("predict", "--model", cli_model, "--audio", tmp_path / "gone.wav", check=False)
+    assert missing.returncode == 2 and missing.stderr.strip().splitlines() == [
+        f"mllm-mer predict: error: --audio {tmp_path / 'gone.wav'}: no such file"]  # nothing loaded before it

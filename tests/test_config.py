@@ -142,3 +142,15 @@ def test_every_shipped_recipe_is_a_valid_config(recipe):
 
     cfg = TrainConfig.from_yaml(REPO / "finetune" / "configs" / recipe)
     assert cfg.optim.output_dir and cfg.data.dataset and cfg.model.model
+
+
+def test_a_bundled_recipe_is_found_by_name_from_any_folder(tmp_path):
+    listed = subprocess.run([sys.executable, "-m", "mllm_mer.cli", "ls", "recipes"], capture_output=True, text=True,
+                            timeout=120, cwd=tmp_path)
+    assert listed.returncode == 0 and "tiny_lora" in listed.stdout.split()
+    from mllm_mer.cli import parse
+
+    _, cfg, _ = parse(["finetune", "--config", "tiny_lora", "model=/m"])  # the name, not a path
+    assert cfg.optim.output_dir == "runs/tiny-lora" and cfg.model.model == "/m"
+    _, cfg, _ = parse(["finetune", "--config", "finetune/configs/tiny_lora.yaml"])
+    assert cfg.optim.output_dir == "runs/tiny-lora"

@@ -240,20 +240,3 @@ def test_dialogue_command_takes_a_dataset_dialogue(tiny_model, tmp_path):
                               str(MELD_DIR), "--split", "test", "--dialogue", "99999", "--model", str(tiny_model),
                               "--out", str(tmp_path / "none")], capture_output=True, text=True, timeout=600)
     assert missing.returncode == 2 and "no dialogue '99999'" in missing.stderr
-
-
-def test_without_a_transcript_speech_segments_become_utterances(tiny_model, tmp_path):
-    from mllm_mer.synthetic.media import write_wav
-    from mllm_mer.synthetic.tiny_whisper import make_tiny_whisper
-
-    whisper = make_tiny_whisper(tmp_path / "whisper")
-    recording = write_wav(tmp_path / "talk.wav", parts=[(0.2, None), (0.8, 220.0), (0.8, None), (1.0, 300.0)])
-    out = tmp_path / "asr"
-    done = subprocess.run([sys.executable, "-m", "mllm_mer.cli", "dialogue", "--audio", str(recording),
-                           "--asr-model", str(whisper), "--model", str(tiny_model), "--template", "label_only",
-                           "--out", str(out)], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = [json.loads(x) for x in (out / "timeline.jsonl").read_text().splitlines()]
-    assert len(rows) == 2 and all(r["speaker"] == "unknown speaker" for r in rows)
-    assert abs(rows[0]["start"] - 0.2) < 0.1 and abs(rows[0]["end"] - 1.0) < 0.1
-    assert abs(rows[1]["start"] - 1.8) < 0.1 and abs(rows[1]["end"] - 2.8) < 0.1

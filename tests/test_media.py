@@ -79,7 +79,7 @@ def test_cues_follow_the_signal(tmp_path):
 def test_load_media_for_a_clip_gives_frames_and_vocal_cues(clip):
     media = load_media(Sample(id="c", video=str(clip), transcript="hi"), MediaSettings(max_frames=4))
     assert len(media.frames) == 4 and len(media.frame_times) == 4
-    assert "Hz" in media.vocal_cues and media.fps == 10
+    assert media.vocal_cues and media.fps == 10  # a tone is no speech: the cues say so (test_frontend has speech)
 
 
 def test_video_without_audio_still_gives_frames(tmp_path):
@@ -91,7 +91,7 @@ def test_video_without_audio_still_gives_frames(tmp_path):
 def test_audio_only_input_gives_cues_and_no_frames(tmp_path):
     path = write_wav(tmp_path / "a.wav", seconds=1)
     media = load_media(Sample(id="a", audio=str(path)), MediaSettings())
-    assert media.frames == () and "Hz" in media.vocal_cues
+    assert media.frames == () and media.vocal_cues
 
 
 def _expect_media_error(sample, fragment):

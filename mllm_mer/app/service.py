@@ -6,6 +6,7 @@ concurrent analyse requests arrive batched, so they reach vLLM as one batch.
 """
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -20,6 +21,7 @@ from mllm_mer.conversation.context import DEFAULT_CONTEXT_LABELS
 from mllm_mer.conversation.timeline import timeline_rows, write_timeline
 from mllm_mer.conversation.transcripts import TranscriptError, asr_utterances, read_transcript, utterance_samples
 from mllm_mer.core.types import Prediction, Prompt, PromptSetup, Sample, Turn
+from mllm_mer.evaluation.records import for_download
 from mllm_mer.media import MediaError
 from mllm_mer.pipeline.answer import answer_run, run_context
 from mllm_mer.pipeline.dialogue import classify_dialogues
@@ -279,7 +281,10 @@ class Service:
         archive = out / "run.zip"
         with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
             for path in sorted((out / "run").iterdir()):
-                z.write(path, path.name)
+                if path.name == "run.json":  # the operator's launch command and host are not the user's to read
+                    z.writestr(path.name, json.dumps(for_download(json.loads(path.read_text())), indent=2) + "\n")
+                else:
+                    z.write(path, path.name)
         return BatchRun(metrics, out / "run", archive)
 
     def _batch_input(self, upload: Path, out: Path, data_folder: str | None) -> tuple[Path, Path]:

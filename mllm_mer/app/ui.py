@@ -25,6 +25,7 @@ from mllm_mer.app.conversation_tab import build_conversation_tab
 from mllm_mer.app.service import AnalyseRequest, Service
 from mllm_mer.core.labels import available as available_label_sets
 from mllm_mer.core.registry import STRATEGIES
+from mllm_mer.media.audio import SAMPLE_RATE
 from mllm_mer.prompting import available_templates
 
 
@@ -82,7 +83,8 @@ def _task_panel(analysis, index: int, folder: Path):
 def _prompt_text(analysis) -> str:
     if analysis.prompt is None:
         return ""
-    lines = []
+    lines = [f"--- what the model heard ---\n{len(a) / SAMPLE_RATE:.2f} s of audio (16 kHz mono), as the prompt's "
+             "audio part" for a in analysis.prompt.audios]
     for message in analysis.prompt.messages:
         content = message["content"]
         if isinstance(content, list):
@@ -231,8 +233,9 @@ def build_batch_tab(service: Service) -> None:
         except (ValueError, RuntimeError, ConnectionError, OSError) as error:
             raise gr.Error(str(error).replace(str(Path(upload).parent), "")) from None
         metrics = run.metrics
-        rows = [[t, m["n"], round(m["accuracy"], 4), round(m["weighted_f1"], 4), round(m["macro_f1"], 4),
-                 round(m["uar"], 4), round(m["failure_rate"], 4)] for t, m in metrics["tasks"].items()]
+        rows = [[t, m["n"], *(round(m.get(k, float("nan")), 4) for k in ("accuracy", "weighted_f1", "macro_f1", "uar",
+                                                                          "failure_rate"))]
+                for t, m in metrics["tasks"].items()]  # list-answer tasks (no accuracy) show NaN there
         from mllm_mer.evaluation.report import summary
 
         status = "  \n".join(summary(metrics))

@@ -7,8 +7,9 @@ from typing import Any
 import torch
 
 from mllm_mer.config import ModelConfig
-from mllm_mer.core.families import explain_load_error, resolve_model
+from mllm_mer.core.families import explain_load_error, family_for, resolve_model
 from mllm_mer.core.types import Prompt
+from mllm_mer.media.audio import SAMPLE_RATE
 
 
 def torch_dtype(name: str, device: str) -> torch.dtype:
@@ -21,23 +22,30 @@ def processor_inputs(processor: Any, prompts: Sequence[Prompt], texts: Sequence[
     """Tokenise texts and preprocess the prompts' images and frames in one batched call."""
     images = [im for p in prompts for im in p.images]
     videos = [list(v) for p in prompts for v in p.videos]
+    audios = [a for p in prompts for a in p.audios]
     kwargs: dict[str, Any] = {"text": list(texts), "padding": True, "return_tensors": "pt"}
     if images:
         kwargs["images"] = images
     if videos:
         kwargs["videos"] = videos
+    if audios:  # 16 kHz mono waveforms (Omni families)
+        kwargs.update(audio=audios, sampling_rate=SAMPLE_RATE)
     return processor(**kwargs)
 
 
 def load_model_and_processor(model: ModelConfig, device: str, **model_kwargs: Any):
     """The model (safetensors only) and its processor, for inference and for training."""
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    import transformers
 
     config = model
     model_id = resolve_model(config.model)
+    family = family_for(model_id)
     try:
-        processor = AutoProcessor.from_pretrained(model_id, trust_remote_code=config.trust_remote_code)
-        model = AutoModelForImageTextToText.from_pretrained(
+        processor = transformers.AutoProcessor.from_pretrained(model_id, trust_remote_code=config.trust_remote_code)
+        if family.hf_subconfig:  # an Omni checkpoint: its thinker alone, from its part of the config
+            whole = transformers.AutoConfig.from_pretrained(model_id, trust_remote_code=config.trust_remote_code)
+            model_kwargs.update(config=getattr(whole, family.hf_subconfig), key_mapping=dict(family.hf_key_mapping))
+        model = getattr(transformers, family.hf_class).from_pretrained(
             model_id, dtype=model_kwargs.pop("dtype", torch_dtype(config.dtype, device)),
             trust_remote_code=config.trust_remote_code, use_safetensors=True, **model_kwargs)
     except OSError as error:

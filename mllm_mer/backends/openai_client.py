@@ -23,6 +23,7 @@ from mllm_mer.backends.label_scoring import (
 from mllm_mer.config import BackendConfig
 from mllm_mer.core.families import video_fps
 from mllm_mer.core.types import Prompt
+from mllm_mer.media.audio import SAMPLE_RATE
 
 
 def image_data_url(image) -> str:
@@ -51,6 +52,22 @@ def frames_to_mp4(frames: Sequence[Any], fps: float) -> bytes:
     return buffer.getvalue()
 
 
+def wav_bytes(waveform: Any, rate: int = SAMPLE_RATE) -> bytes:
+    """A 16 kHz mono float waveform as a 16-bit PCM WAV file (what the server decodes, losslessly enough)."""
+    import wave
+
+    import numpy as np
+
+    pcm = (np.clip(np.asarray(waveform, dtype=np.float32), -1.0, 1.0) * 32767).astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(pcm.tobytes())
+    return buffer.getvalue()
+
+
 def to_openai_messages(prompt: Prompt) -> list[dict[str, Any]]:
     messages = []
     images = iter(prompt.images)  # placeholders and images are in the same order
@@ -65,6 +82,9 @@ def to_openai_messages(prompt: Prompt) -> list[dict[str, Any]]:
                     mp4 = frames_to_mp4(prompt.media.frames, video_fps(prompt.media.frame_times))
                     url = "data:video/mp4;base64," + base64.b64encode(mp4).decode()
                     parts.append({"type": "video_url", "video_url": {"url": url}})
+                elif part["type"] == "audio":  # inline, as the server's guard requires of all media
+                    url = "data:audio/wav;base64," + base64.b64encode(wav_bytes(prompt.media.audio)).decode()
+                    parts.append({"type": "audio_url", "audio_url": {"url": url}})
                 else:
                     parts.append(part)
             content = parts

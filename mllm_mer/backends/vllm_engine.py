@@ -18,6 +18,7 @@ from mllm_mer.backends.engine_loop import EngineLoop
 from mllm_mer.config import BackendConfig
 from mllm_mer.core.families import explain_load_error, family_for, resolve_model
 from mllm_mer.core.types import Prompt
+from mllm_mer.media.audio import SAMPLE_RATE
 
 
 class VLLMEngineBackend:
@@ -45,7 +46,8 @@ class VLLMEngineBackend:
             enforce_eager=engine.enforce_eager, enable_prefix_caching=True, seed=model.seed,
             tensor_parallel_size=engine.tensor_parallel_size, gpu_memory_utilization=engine.gpu_memory_utilization,
             # Images beyond the first are an agent's observations (look); one video per prompt.
-            limit_mm_per_prompt={"image": engine.max_images, "video": 1},
+            limit_mm_per_prompt={"image": engine.max_images, "video": 1,
+                                 **({"audio": 1} if self.family.hears_audio else {})},
             # Per request this flag is ignored; without it a random model emits whitespace until max_tokens.
             structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True},
             logits_processors=[ForcedTokens],
@@ -94,6 +96,8 @@ class VLLMEngineBackend:
             data["image"] = prompt.images
         if prompt.videos:
             data["video"] = [self.family.video_for_vllm(v, prompt.media.frame_times) for v in prompt.videos]
+        if prompt.audios:  # the waveform itself, 16 kHz mono (Omni thinkers)
+            data["audio"] = [(a, SAMPLE_RATE) for a in prompt.audios]
         request: dict[str, Any] = {"prompt": text}
         if data:
             request["multi_modal_data"] = data

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import yaml
 
 from mllm_mer.config import ConfigError, build, flatten, leaf_fields, load_config, read_yaml, unknown_key_error
+from mllm_mer.core.paths import config_file
 
 # Secrets come from the environment rather than the command line (which `ps` shows to everyone).
 ENVIRONMENT = {"api_key": "MLLM_MER_API_KEY", "auth": "MLLM_MER_APP_AUTH"}
@@ -88,7 +89,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
                                default=argparse.SUPPRESS, **kwargs)
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     parser.add_argument("--config", metavar="FILE.yaml", help="read options from a YAML file (flat keys or sections; "
-                                                              "flags and key=value words override it)")
+                                                              "flags and key=value words override it), or a "
+                                                              "bundled recipe by name (`mllm-mer ls recipes`)")
 
 
 def split_overrides(words: list[str]) -> tuple[list[str], list[str]]:
@@ -100,7 +102,7 @@ def split_overrides(words: list[str]) -> tuple[list[str], list[str]]:
 def config_from_namespace(cls: type, namespace: argparse.Namespace, overrides: list[str]):
     """The verb config: defaults < --config file < key=value < flags < environment (for unset secrets)."""
     given = {k[4:]: v for k, v in vars(namespace).items() if k.startswith("cfg:")}
-    path = getattr(namespace, "config", None)
+    path = config_file(getattr(namespace, "config", None))
     config = load_config(cls, path, overrides, **given)
     _apply_environment(config, cls)
     return config

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from mllm_mer import config as C  # noqa: N812 (the config tree, read as C.EvaluateConfig)
 from mllm_mer.core.labels import available as available_labels
+from mllm_mer.core.paths import recipes
 from mllm_mer.core.registry import DATASETS
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
@@ -40,23 +41,29 @@ def results_stdout():
 
 def predict(cfg: C.PredictConfig) -> int:
     from mllm_mer.backends import load_backend
-    from mllm_mer.pipeline.answer import predict as run_predict
+    from mllm_mer.pipeline.answer import answer_prepared, run_context
     from mllm_mer.pipeline.resolve import resolve_prompt, resolve_strategy
     from mllm_mer.pipeline.resources import build_resources
+    from mllm_mer.stages.prepare import evidence_of, prepare, prompt_text
 
-    sample = input_sample(cfg.input)
+    sample = input_sample(cfg.input)  # a missing file fails here, before any model loads
     setup = resolve_prompt(cfg.model, cfg.prompt, cfg.media, retrieval=cfg.retrieval)
     strategy = resolve_strategy(cfg.strategy, setup)
-    resources = build_resources(setup, strategy, cfg.retrieval, samples=[sample])
+    run = run_context(setup, strategy, next(iter(cfg.model.adapters), None),
+                      resources=build_resources(setup, strategy, cfg.retrieval, samples=[sample]))
     with results_stdout() as out:
+        [prepared] = prepare([sample], setup, resources=run.resources)  # media decoded before the model loads
+        if cfg.input.show_evidence:
+            print(json.dumps(evidence_of(prepared), ensure_ascii=False, indent=2), file=sys.stderr)
+        if cfg.input.show_prompt:
+            print(prompt_text(prepared), file=sys.stderr)
         backend = load_backend(cfg.backend)
         try:
-            [prediction] = run_predict(backend, [sample], setup, adapter=next(iter(cfg.model.adapters), None),
-                                       strategy=strategy, resources=resources)
+            [answered] = answer_prepared(backend, [prepared], run)
         finally:
             backend.close()
-        print(json.dumps(prediction.to_dict(), ensure_ascii=False, indent=2), file=out, flush=True)
-    return 0 if prediction.ok else 1
+        print(json.dumps(answered.prediction.to_dict(), ensure_ascii=False, indent=2), file=out, flush=True)
+    return 0 if answered.prediction.ok else 1
 
 
 def input_sample(given: C.PredictInput):
@@ -64,6 +71,10 @@ def input_sample(given: C.PredictInput):
     from mllm_mer.conversation.context import read_context
     from mllm_mer.core.types import Sample
 
+    for flag, path in (("--video", given.video), ("--audio", given.audio), ("--image", given.image),
+                       ("--context", given.context)):
+        if path and not Path(path).is_file():
+            raise FileNotFoundError(f"{flag} {path}: no such file")
     frames: tuple = ()
     if given.frames_dir:
         folder = Path(given.frames_dir)
@@ -85,6 +96,9 @@ def evaluate(cfg: C.EvaluateConfig) -> int:
     with results_stdout() as out:
         metrics = run_evaluation(cfg)
         for task, m in metrics["tasks"].items():
+            if "headline" in m:  # multi-label and open-vocabulary tasks have their own headline
+                print(f"{task}: " + "  ".join(f"{k.replace('_', ' ')} {m[k]:.4f}" for k in m["headline"]), file=out)
+                continue
             print(f"{task}: accuracy {m['accuracy']:.4f}  weighted F1 {m['weighted_f1']:.4f}  "
                   f"macro F1 {m['macro_f1']:.4f}  UAR {m['uar']:.4f}  "
                   f"failures {m['failure_rate']:.2%}", file=out)
@@ -99,11 +113,24 @@ def evaluate(cfg: C.EvaluateConfig) -> int:
 
 
 def compare(cfg: C.CompareConfig) -> int:
-    from mllm_mer.evaluation.report import compare_runs
+    from mllm_mer.evaluation.comparison import compare_runs
 
     if not cfg.compare.runs:
         raise ValueError("compare needs at least one run directory")
     print(compare_runs(cfg.compare.runs))
+    return 0
+
+
+def score(cfg: C.ScoreConfig) -> int:
+    """Score a predictions file (or rescore a run) against gold: the evaluate run's metrics, no model."""
+    from mllm_mer.evaluation.report import headline_tables, summary
+    from mllm_mer.evaluation.scored_run import score_predictions
+
+    metrics = score_predictions(cfg)
+    print("\n".join(headline_tables(metrics["tasks"])))
+    for line in summary(metrics):
+        print(line)
+    print(f"report: {Path(cfg.score.out) / 'report.md'}")
     return 0
 
 
@@ -141,7 +168,7 @@ def serve(cfg: C.ServeConfig, vllm_args: list[str]) -> int:
 
 
 def make_tiny(cfg: C.MakeTinyConfig) -> int:
-    from mllm_mer.synthetic.tiny import make_tiny as build_tiny
+    from mllm_mer.synthetic.checkpoints import build_checkpoint as build_tiny
 
     tiny = cfg.tiny
     if not tiny.dir:
@@ -280,6 +307,7 @@ LISTINGS: dict[str, Callable[[], list[str]]] = {
     "labels": lambda: available_labels(),
     "templates": _templates,
     "models": _families,
+    "recipes": lambda: recipes(),
 }
 
 
@@ -303,7 +331,9 @@ VERBS: dict[str, Verb] = {
                     starts_engines=True),
     "evaluate": Verb(C.EvaluateConfig, evaluate, "batch-prompt a benchmark split; resumable; metrics and report",
                      starts_engines=True),
-    "compare": Verb(C.CompareConfig, compare, "side-by-side Markdown table of finished runs"),
+    "compare": Verb(C.CompareConfig, compare, "finished runs side by side, with intervals and paired tests"),
+    "score": Verb(C.ScoreConfig, score, "score any system's predictions file (or rescore a run) against a dataset's "
+                                        "gold: the metrics, intervals and report of an evaluate run"),
     "finetune": Verb(C.TrainConfig, finetune, "LoRA/QLoRA fine-tuning from a recipe (finetune/configs/*.yaml)"),
     "merge": Verb(C.MergeConfig, merge, "merge a LoRA adapter into the base weights"),
     "app": Verb(C.AppConfig, app, "the Gradio front end", starts_engines=True),
@@ -321,5 +351,5 @@ VERBS: dict[str, Verb] = {
                                              "ablation.md and ablation.png"),
     "distill": Verb(C.DistillConfig, distill, "a teacher labels and explains a split; writes a training manifest "
                                               "(dataset: distilled) and distill.md"),
-    "ls": Verb(C.ListConfig, list_bundled, "list what is bundled: datasets | labels | templates | models"),
+    "ls": Verb(C.ListConfig, list_bundled, "list what is bundled: datasets | labels | templates | models | recipes"),
 }

@@ -74,8 +74,8 @@ class PromptConfig:
     """What to ask. Unset fields come from the adapter's saved prompt, then the defaults."""
 
     labels: str | None = option(None, "label set name or YAML file (default: the dataset's own, else meld)")
-    template: str | None = option(None, "zero_shot | label_only | few_shot | reasoning | path to a .jinja "
-                                        "(default zero_shot)")
+    template: str | None = option(None, "zero_shot | label_only | few_shot | retrieved | path to a .jinja "
+                                        "(default zero_shot; `mllm-mer ls templates`)")
     modalities: list[str] | None = option(None, "subset of text,video,audio (default all)")
     mode: Literal["generate", "score"] = option(
         "generate", "generate: constrained JSON with rationale; score: label probabilities only")
@@ -83,6 +83,8 @@ class PromptConfig:
                                            "probabilities (the label set must match)")
     max_text_chars: int = option(6000, "transcript + context budget per sample; longer text is cut (latest "
                                        "turns kept) and the prediction notes it")
+    label_map: list[str] = option([], "FROM=TO aliases for gold and answers, case and whitespace folded (e.g. "
+                                      "anxiety=fear; repeatable or comma-separated)")
 
 
 @dataclass
@@ -131,6 +133,14 @@ class MediaConfig:
                                         "sampling interval, and skip deblocking (faster decoding); 0 = "
                                         "exact times and pixels")
     vocal_cues: bool = option(True, "describe loudness, pitch, pauses and speech rate from the audio")
+    visual: Literal["frames", "faces", "both"] = option(
+        "frames", "what the model sees of each sampled frame: the whole frame, a square crop of the main face "
+                  "(detected and tracked; a frame without a face is shown whole, with a note), or both side by side")
+    frame_selection: Literal["uniform", "peak"] = option(
+        "uniform", "uniform sampling, or peak: of 4x the frame budget decoded, the frames where the face departs "
+                   "most from the clip's median face (true times kept)")
+    face_detector: Literal["haar"] = option("haar", "face detector: haar (OpenCV's bundled frontal-face cascade)")
+    face_margin: float = option(0.25, "context kept around a face box on each side, as a share of the box")
     asr_model: str | None = option(None, "Whisper id or directory, used when no transcript is given")
     media_cache_gb: float = option(2.0, "decoded frames kept on disk ($MLLM_MER_CACHE/media, default ~/.cache/"
                                         "mllm-mer/media) up to this many GiB, so reruns decode nothing; 0 = off")
@@ -204,6 +214,9 @@ class PredictInput:
     transcript: str | None = option(None, "what is said (else Whisper with --asr-model)")
     speaker: str | None = option(None, "who says it")
     context: str | None = option(None, "JSONL file of earlier turns: {speaker, text, emotion?}")
+    show_prompt: bool = option(False, "also print the exact prompt (messages, media placeholders) to stderr")
+    show_evidence: bool = option(False, "also print the evidence to stderr: transcript, vocal cues, frame times, "
+                                        "seconds heard, and what was cut")
 
 
 @dataclass
@@ -296,7 +309,8 @@ class TinyConfig:
     """A random-weight checkpoint of a real architecture, built offline."""
 
     dir: str | None = option(None, "where to write it", positional=True)
-    arch: Literal["qwen2_vl", "qwen2_5_vl"] = option("qwen2_vl", "architecture")
+    arch: Literal["qwen2_vl", "qwen2_5_vl", "qwen2_5_omni"] = option(
+        "qwen2_vl", "architecture (qwen2_5_omni: the Omni thinker, which hears audio)")
     size: Literal["tiny", "small"] = option("tiny", "tiny: 0.8 M parameters; small: Qwen2-0.5B text dimensions")
     seed: int = option(0, "weight seed")
     whisper: bool = option(False, "also build a tiny Whisper in DIR/whisper")
@@ -352,8 +366,28 @@ class CalibrateOptions:
 
 
 @dataclass
+class ScoreOptions:
+    """Scoring any system's predictions (or a finished run, rescored) against gold; no model runs."""
+
+    predictions: str | None = option(None, "CSV, TSV, JSON or JSONL of predictions, or a run directory to rescore",
+                                     positional=True)
+    out: str | None = option(None, "run directory for metrics.json, report.md and the plots")
+    split: str | None = option(None, "split of --dataset holding the gold labels")
+    labels: str | None = option(None, "label set name or YAML file (open: open-vocabulary answers; default: the "
+                                      "dataset's own, or the rescored run's)")
+    pred_id_col: str = option("id", "column of the sample id, or a template over columns "
+                                    "('dia{Dialogue_ID}_utt{Utterance_ID}'); a media file name matches its sample")
+    pred_col: str = option("pred", "column of the predicted label (list answers: a JSON list or comma-separated)")
+    prob_col: str | None = option(None, "column holding a JSON mapping label -> probability (default: the "
+                                        "p_<label> columns, when there are any)")
+    label_map: list[str] = option([], "FROM=TO aliases for gold and predictions (e.g. anxiety=fear; repeatable)")
+    missing: Literal["skip", "wrong"] = option("skip", "samples without a prediction: skip (metrics over the "
+                                                       "predicted rows, said as n of N) or wrong (count as wrong)")
+
+
+@dataclass
 class ListOptions:
-    what: Literal["datasets", "labels", "templates", "models"] = option(
+    what: Literal["datasets", "labels", "templates", "models", "recipes"] = option(
         "labels", "what to list", positional=True)
 
 
@@ -361,5 +395,5 @@ class ListOptions:
 
 __all__ = ["CalibrateOptions", "ClientConfig", "CompareOptions", "DataConfig", "DialogueOptions", "DistillOptions",
            "EngineConfig", "ListOptions", "LoraConfig", "MediaConfig", "MergeOptions", "ModelConfig", "OptimConfig",
-           "PredictInput", "PromptConfig", "RetrievalConfig", "RunConfig", "ScaleConfig", "ServerConfig",
-           "StrategyConfig", "TinyConfig", "TraceConfig", "UIConfig"]
+           "PredictInput", "PromptConfig", "RetrievalConfig", "RunConfig", "ScaleConfig", "ScoreOptions",
+           "ServerConfig", "StrategyConfig", "TinyConfig", "TraceConfig", "UIConfig"]

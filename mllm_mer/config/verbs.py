@@ -26,6 +26,7 @@ from mllm_mer.config.sections import (
     RetrievalConfig,
     RunConfig,
     ScaleConfig,
+    ScoreOptions,
     ServerConfig,
     StrategyConfig,
     TinyConfig,
@@ -106,6 +107,7 @@ MakeTinyConfig = _verb("MakeTinyConfig", tiny=TinyConfig)
 CompareConfig = _verb("CompareConfig", compare=CompareOptions)
 CalibrateConfig = _verb("CalibrateConfig", calibrate=CalibrateOptions)
 ListConfig = _verb("ListConfig", list=ListOptions)
+ScoreConfig = _verb("ScoreConfig", data=DataConfig, score=ScoreOptions)
 FitFusionConfig = _verb("FitFusionConfig", fit=CalibrateOptions)
 DistillConfig = _verb("DistillConfig", InferenceConfig, data=DataConfig, run=RunConfig, scale=ScaleConfig,
                       distill=DistillOptions)
@@ -115,4 +117,4 @@ DistillConfig = _verb("DistillConfig", InferenceConfig, data=DataConfig, run=Run
 
 __all__ = ["AppConfig", "BackendConfig", "CalibrateConfig", "CompareConfig", "DialogueConfig", "DistillConfig",
            "EngineRunConfig", "EvaluateConfig", "FitFusionConfig", "InferenceConfig", "ListConfig", "MakeTinyConfig",
-           "MergeConfig", "PredictConfig", "PromptedConfig", "ServeConfig", "TrainConfig"]
+           "MergeConfig", "PredictConfig", "PromptedConfig", "ScoreConfig", "ServeConfig", "TrainConfig"]

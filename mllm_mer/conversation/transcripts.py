@@ -118,16 +118,16 @@ def _jsonl(path: Path, text: str) -> list[Utterance]:
     return out
 
 
-def asr_utterances(path: str, asr_model: str) -> list[Utterance]:
-    """Utterances of a recording without a transcript: speech segments (split at pauses), each transcribed
-    by Whisper; who speaks is unknown and the samples say so."""
+def asr_utterances(path: str, asr_model: str, cache_gb: float = 0.0) -> list[Utterance]:
+    """Utterances of a recording without a transcript: speech segments (silero-vad, split at pauses),
+    each transcribed by Whisper; who speaks is unknown and the samples say so."""
     from mllm_mer.media import MediaError
     from mllm_mer.media.asr import transcribe
     from mllm_mer.media.audio import SAMPLE_RATE, load_audio
-    from mllm_mer.media.cues import speech_segments
+    from mllm_mer.media.vad import cached_segments
 
-    wave = load_audio(path)
-    segments = speech_segments(wave)
+    wave = load_audio(path, cache_gb=cache_gb)
+    segments = cached_segments(path, wave, cache_gb)
     if not segments:
         raise MediaError(path, "no speech found to split into utterances")
     return [Utterance(None, start, end, transcribe(wave[int(start * SAMPLE_RATE):int(end * SAMPLE_RATE)], asr_model))

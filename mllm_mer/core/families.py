@@ -30,7 +30,19 @@ class ModelFamily:
     max_pixels: int  # default pixel budget per frame (processor resizes to fit)
     min_pixels: int = 56 * 56
     patch_multiple: int = 28  # frames are resized to multiples of patch * merge size
-    vision_module_pattern: str = r"(^|\.)(visual|vision_tower|vision_model)\."
+    vision_module_pattern: str = r"(^|\.)(visual|vision_tower|vision_model|audio_tower)\."
+    # Omni thinkers hear the waveform itself (16 kHz mono), up to the audio encoder's window per
+    # prompt; longer audio is cut there, with a note. 0: the family does not hear (cue text only).
+    audio_seconds: float = 0.0
+    # transformers: the class that holds the text-output model, the checkpoint's config part it reads,
+    # and how the checkpoint's weight names map onto it (an Omni checkpoint stores `thinker.*`).
+    hf_class: str = "AutoModelForImageTextToText"
+    hf_subconfig: str | None = None
+    hf_key_mapping: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def hears_audio(self) -> bool:
+        return self.audio_seconds > 0
 
     @property
     def lora_target_modules(self) -> str:
@@ -67,6 +79,14 @@ FAMILIES: dict[str, ModelFamily] = {
         ModelFamily("qwen2_5_vl", ("qwen2_5_vl",), r"qwen2\.5-vl", True, max_frames=8, max_pixels=448 * 448),
         ModelFamily("qwen3_vl", ("qwen3_vl", "qwen3_vl_moe"), r"qwen3-vl", True, max_frames=8, max_pixels=448 * 448,
                     patch_multiple=32),
+        # Thinkers only: text out; the talker and the speech decoder are never loaded. Their
+        # Whisper-style front end takes 30 s per audio item (4 s audio windows of 25 tokens/s).
+        ModelFamily("qwen2_5_omni", ("qwen2_5_omni",), r"qwen2\.5-omni", False, max_frames=8, max_pixels=448 * 448,
+                    audio_seconds=30.0, hf_class="Qwen2_5OmniThinkerForConditionalGeneration",
+                    hf_subconfig="thinker_config", hf_key_mapping=((r"^thinker\.", ""),)),
+        ModelFamily("qwen3_omni", ("qwen3_omni_moe",), r"qwen3-omni", True, max_frames=8, max_pixels=448 * 448,
+                    patch_multiple=32, audio_seconds=30.0, hf_class="Qwen3OmniMoeThinkerForConditionalGeneration",
+                    hf_subconfig="thinker_config", hf_key_mapping=((r"^thinker\.", ""),)),
     )
 }
 
@@ -84,7 +104,7 @@ def family_for(model: str | Path) -> ModelFamily:
         if re.search(family.id_pattern, str(model), re.IGNORECASE):
             return family
     raise ValueError(f"{model}: not a supported model family ({', '.join(FAMILIES)}); "
-                     "pass a local checkpoint directory or a Qwen2-VL / Qwen2.5-VL / Qwen3-VL hub id")
+                     "pass a local checkpoint directory or a Qwen2-VL / Qwen2.5-VL / Qwen3-VL / Qwen Omni hub id")
 
 
 def resolve_model(model: str) -> str:

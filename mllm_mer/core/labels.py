@@ -1,17 +1,51 @@
 """Label sets: the closed sets of answers, loaded from prompts/labels/*.yaml.
 
 A label file bundles the tasks asked together (MELD: emotion + sentiment) and
-optional worked examples for few-shot templates.
+optional worked examples for few-shot templates. A task may name `aliases` (or `synonyms`: the same),
+other spellings of its labels; `multi_label: true` (several labels per sample) or `open: true` (an
+open-vocabulary answer: a few words of the bundled emotion vocabulary; `labels` may then be left out).
+`--labels open` is that open task, built in.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+from mllm_mer.core.emotion_wheels import load_wheels
 from mllm_mer.core.paths import PROMPTS_DIR
 from mllm_mer.core.types import LabelScheme, LabelSet
 from mllm_mer.core.yaml_file import read_yaml
 
 LABELS_DIR = PROMPTS_DIR / "labels"
+OPEN = "open"  # the built-in open-vocabulary label set
+
+
+def fold(text: str) -> str:
+    """Case and whitespace folded: how aliases and label-map keys are compared."""
+    return " ".join(str(text).lower().split())
+
+
+def open_scheme(task: str = "emotion") -> LabelScheme:
+    """The open-vocabulary task: any few words of the bundled emotion vocabulary."""
+    wheels = load_wheels()
+    return LabelScheme(name=OPEN, label_sets=(LabelSet(task=task, labels=wheels.vocabulary,
+                                                       synonyms=dict(wheels.synonyms), open=True),))
+
+
+def _label_set(path: Path, number: int, t: dict) -> LabelSet:
+    if not isinstance(t, dict) or "task" not in t or not (isinstance(t.get("labels"), list) or t.get("open")):
+        raise ValueError(f"{path}: task {number} needs `task:` and a `labels:` list")
+    is_open = bool(t.get("open"))
+    wheels = load_wheels() if is_open else None
+    labels = tuple(str(x) for x in t.get("labels") or wheels.vocabulary)
+    synonyms = dict(wheels.synonyms) if wheels else {}
+    for key in ("synonyms", "aliases"):
+        given = t.get(key) or {}
+        if not isinstance(given, dict):
+            raise ValueError(f"{path}: task {number}: `{key}` must be a mapping (other spelling: label)")
+        synonyms.update({fold(k): str(v) for k, v in given.items()})
+    return LabelSet(task=str(t["task"]), labels=labels, synonyms=synonyms,
+                    descriptions={str(k): str(v) for k, v in (t.get("descriptions") or {}).items()},
+                    multi_label=bool(t.get("multi_label")), open=is_open)
 
 
 def available() -> list[str]:
@@ -23,6 +57,8 @@ def load_label_scheme(name_or_path: str | Path) -> LabelScheme:
 
     A file that is not a label file gets a ValueError naming the file and what is wrong.
     """
+    if str(name_or_path) == OPEN:
+        return open_scheme()
     path = Path(name_or_path)
     if not path.is_file():
         path = LABELS_DIR / f"{name_or_path}.yaml"
@@ -32,13 +68,32 @@ def load_label_scheme(name_or_path: str | Path) -> LabelScheme:
     tasks = data.get("tasks")
     if not tasks or not isinstance(tasks, list):
         raise ValueError(f"{path}: not a label file (needs `tasks:`, a list of {{task, labels}})")
-    label_sets = []
-    for number, t in enumerate(tasks, 1):
-        if not isinstance(t, dict) or "task" not in t or not isinstance(t.get("labels"), list):
-            raise ValueError(f"{path}: task {number} needs `task:` and a `labels:` list")
-        label_sets.append(LabelSet(
-            task=str(t["task"]), labels=tuple(str(x) for x in t["labels"]),
-            synonyms={str(k).lower(): str(v) for k, v in (t.get("synonyms") or {}).items()},
-            descriptions={str(k): str(v) for k, v in (t.get("descriptions") or {}).items()}))
+    label_sets = [_label_set(path, number, t) for number, t in enumerate(tasks, 1)]
     return LabelScheme(name=str(data.get("name", path.stem)), label_sets=tuple(label_sets),
                        examples=tuple(data.get("examples") or ()), source=str(path.resolve()))
+
+
+def with_label_map(scheme: LabelScheme, pairs: list[str], flag: str = "--label-map",
+                   named: bool = False) -> LabelScheme:
+    """The scheme with `FROM=TO` aliases added to every task that has the label TO (case and
+    whitespace folded); a pair whose TO no task has is an error naming the flag. `named`: the map is
+    written into the scheme's name (a run's identity)."""
+    from dataclasses import replace
+
+    mapping = {}
+    for pair in pairs:
+        source, sep, target = pair.partition("=")
+        if not sep or not source.strip() or not target.strip():
+            raise ValueError(f"{flag} {pair!r}: expected FROM=TO (e.g. anxiety=fear)")
+        mapping[fold(source)] = target.strip()
+    label_sets = []
+    for ls in scheme.label_sets:
+        by_fold = {fold(label): label for label in ls.labels}
+        added = {k: by_fold[fold(v)] for k, v in mapping.items() if fold(v) in by_fold}
+        label_sets.append(replace(ls, synonyms={**ls.synonyms, **added}))
+    unknown = sorted({v for v in mapping.values() if not any(fold(v) in map(fold, ls.labels)
+                                                             for ls in scheme.label_sets)})
+    if unknown:
+        raise ValueError(f"{flag}: {', '.join(map(repr, unknown))} is not a label of {scheme.name!r}")
+    name = f"{scheme.name} (label map {', '.join(f'{k}={v}' for k, v in mapping.items())})" if named else scheme.name
+    return replace(scheme, name=name, label_sets=tuple(label_sets))

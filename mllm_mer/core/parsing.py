@@ -29,6 +29,35 @@ def _first_json_object(text: str) -> dict[str, Any] | None:
     return None
 
 
+def list_labels(ls: LabelSet, value: Any) -> tuple[list[str], list[str]]:
+    """(labels, words outside the set) of a list answer: a JSON list, or one comma-separated string;
+    duplicates dropped, order kept."""
+    items = value.split(",") if isinstance(value, str) else value if isinstance(value, list) else []
+    labels, outside = [], []
+    for item in items:
+        if not str(item).strip():
+            continue
+        label = ls.normalise(str(item))
+        if label is None:
+            outside.append(str(item).strip())
+        elif label not in labels:
+            labels.append(label)
+    return labels, outside
+
+
+def _list_task(ls: LabelSet, value: Any, problems: list[str]) -> TaskPrediction | None:
+    labels, outside = list_labels(ls, value)
+    if not isinstance(value, (list, str)):
+        problems.append(f"missing {ls.task!r} (a list)")
+    elif outside:
+        problems.append(f"{ls.task} {', '.join(map(repr, outside))} not in the label set")
+    elif not labels:
+        problems.append(f"{ls.task}: an empty list")
+    else:
+        return TaskPrediction(labels[0], labels=labels)
+    return None
+
+
 def parse_answer(raw: str, label_sets: tuple[LabelSet, ...], sample_id: str) -> Prediction:
     """Parse one generated answer against the label sets it was asked for."""
     text = (raw or "").strip()
@@ -45,6 +74,10 @@ def parse_answer(raw: str, label_sets: tuple[LabelSet, ...], sample_id: str) -> 
     problems: list[str] = []
     for ls in label_sets:
         value = data.get(ls.task)
+        if ls.list_answer:
+            if (found := _list_task(ls, value, problems)) is not None:
+                tasks[ls.task] = found
+            continue
         if not isinstance(value, str):
             problems.append(f"missing {ls.task!r}")
             continue

@@ -3,3 +3,19 @@ import os
 from pathlib import Path
 
 PROMPTS_DIR = Path(os.environ.get("MLLM_MER_PROMPTS", Path(__file__).resolve().parents[2] / "prompts"))
+# Fine-tuning recipes (`--config NAME` finds finetune/configs/NAME.yaml from any folder).
+RECIPES_DIR = Path(os.environ.get("MLLM_MER_RECIPES", Path(__file__).resolve().parents[2] / "finetune" / "configs"))
+
+
+def config_file(name: str | None) -> str | None:
+    """A --config value as a path: the file itself, else the bundled recipe of that name."""
+    if not name or Path(name).is_file():
+        return name
+    for candidate in (RECIPES_DIR / name, RECIPES_DIR / f"{name}.yaml", RECIPES_DIR / Path(name).name):
+        if candidate.is_file():
+            return str(candidate)
+    return name  # the loader says it is missing
+
+
+def recipes() -> list[str]:
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))

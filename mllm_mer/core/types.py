@@ -13,8 +13,8 @@ from typing import Any
 # Cue keys, one per modality; the answer schema, the parser and the UI share them.
 CUE_MODALITIES = ("visual", "vocal", "lexical", "context")
 # Why a sample has no answer: its media could not be read; nothing was left to classify; the model
-# (or server) refused the input; the answer could not be read.
-FAILURE_KINDS = ("media", "no_evidence", "backend", "parse")
+# (or server) refused the input; the answer could not be read; a scored predictions file had no row for it.
+FAILURE_KINDS = ("media", "no_evidence", "backend", "parse", "missing")
 # Lone UTF-16 surrogates (from broken JSON or undecodable command-line bytes) and NUL cannot be
 # encoded or tokenised; they become U+FFFD so that one bad string cannot fail a batch.
 _UNENCODABLE = re.compile("[\ud800-\udfff\x00]")
@@ -65,12 +65,17 @@ class Sample:
 
 @dataclass(frozen=True)
 class LabelSet:
-    """A classification task: its name and the closed set of labels."""
+    """A classification task: its name and the closed set of labels.
+
+    multi_label: a sample may carry several labels (the answer is a list); open: the labels are an
+    emotion vocabulary and the answer is a short list of its words, scored on emotion wheels."""
 
     task: str
     labels: tuple[str, ...]
-    synonyms: dict[str, str] = field(default_factory=dict)  # lower-case synonym -> label
+    synonyms: dict[str, str] = field(default_factory=dict)  # lower-case synonym or alias -> label
     descriptions: dict[str, str] = field(default_factory=dict)  # label -> one line
+    multi_label: bool = False
+    open: bool = False
 
     def __post_init__(self) -> None:
         if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
@@ -84,11 +89,16 @@ class LabelSet:
 
     def normalise(self, text: str) -> str | None:
         """The label `text` names (exact, case-insensitive or a synonym), else None."""
-        key = text.strip().strip(".!\"'").lower()
+        key = " ".join(text.strip().strip(".!\"'").lower().split())
         for label in self.labels:
             if key == label.lower():
                 return label
         return self.synonyms.get(key)
+
+    @property
+    def list_answer(self) -> bool:
+        """Whether the answer is a list of labels (multi-label or open vocabulary), not one label."""
+        return self.multi_label or self.open
 
 
 @dataclass(frozen=True)
@@ -124,6 +134,11 @@ class MediaSettings:
     # 0 = exact times and pixels.
     keyframe_snap: float = 0.25
     vocal_cues: bool = True  # describe loudness, pitch, pauses, speech rate from the audio
+    # The field's front end (media.faces); new fields stay out of fingerprints and cache keys at their defaults.
+    visual: str = "frames"  # frames | faces | both: whole frames, face crops of the main face, or both
+    frame_selection: str = "uniform"  # uniform | peak: the frames where the face departs most from its neutral
+    face_detector: str = "haar"  # haar (OpenCV's bundled cascade)
+    face_margin: float = 0.25  # context kept around a face box, as a share of its side
     asr_model: str | None = None  # Whisper id/path: transcribe when a sample has no transcript
     # Decoded media kept on disk up to this size (media.frame_cache); 0 = off. Where frames come from,
     # not which: no part of a run's identity (equality, fingerprint).
@@ -146,6 +161,9 @@ class PromptSetup:
     max_text_chars: int = 6000  # transcript + context budget per sample; longer text is cut, with a note
     temperatures: dict[str, float] = field(default_factory=dict)  # task -> calibration temperature (1: none)
     retrieve_k: int = 4  # demonstrations the `retrieved` template shows (and `recall` may ask for)
+    # > 0: the model hears (an Omni family): the prompt carries the waveform itself, up to this many
+    # seconds (the family's audio window); 0: sound reaches the prompt only as transcript and cue text.
+    hear_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -160,6 +178,10 @@ class MediaInputs:
     fps: float | None = None  # source frame rate (video metadata for families that want it)
     duration: float | None = None
     notes: tuple[str, ...] = ()  # what the reader noticed (e.g. a clip cut short), kept with the prediction
+    vocal_features: dict[str, float] | None = None  # the eGeMAPS numbers behind vocal_cues (media.acoustic)
+    visual: str = "frames"  # what `frames` hold: whole frames, face crops, or both (media.faces)
+    # The waveform itself (16 kHz mono float32) for families that hear it (Omni thinkers).
+    audio: Any = None
 
 
 @dataclass
@@ -190,11 +212,16 @@ class Prompt:
     def videos(self) -> list[tuple[Any, ...]]:
         return [self.media.frames] if self.media.frames else []
 
+    @property
+    def audios(self) -> list[Any]:
+        return [self.media.audio] if self.media.audio is not None else []
+
 
 @dataclass
 class TaskPrediction:
     label: str
     probabilities: dict[str, float] | None = None  # label -> probability (sums to 1) when scored
+    labels: list[str] | None = None  # list answers (multi-label, open vocabulary): every label given; label: the first
 
 
 @dataclass
@@ -219,7 +246,11 @@ class Prediction:
         return pred.label if pred else None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        for task in data["tasks"].values():  # a single-label answer's record stays as it was
+            if task.get("labels") is None:
+                task.pop("labels", None)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Prediction:

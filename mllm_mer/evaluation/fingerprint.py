@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from mllm_mer.config import EvaluateConfig
-from mllm_mer.core.types import PromptSetup
+from mllm_mer.core.types import MediaSettings, PromptSetup
 from mllm_mer.pipeline.resources import needed
 from mllm_mer.strategies import Strategy
 
@@ -17,13 +17,23 @@ def fingerprint(cfg: EvaluateConfig, setup: PromptSetup, strategy: Strategy) -> 
     return {
         "dataset": data.dataset, "data_dir": str(Path(data.data_dir).resolve()), "split": cfg.run.split,
         "data": data.describe(), "labels": setup.scheme.name, "tasks": list(setup.scheme.tasks),
-        "prompt": {"template": setup.template, "modalities": list(setup.modalities), "mode": setup.mode},
-        "media": {k: v for k, v in asdict(setup.media).items() if k != "media_cache_gb"},  # a cache: no identity
+        "prompt": {"template": setup.template, "modalities": list(setup.modalities), "mode": setup.mode,
+                   **({"hear_seconds": setup.hear_seconds} if setup.hear_seconds else {})},
+        "media": media_fingerprint(setup.media),
         "model": cfg.model.model, "backend": cfg.model.backend,
         "adapters": cfg.model.adapters, "probabilities": cfg.run.probabilities,
         "temperatures": setup.temperatures,
         "strategy": strategy_fingerprint(cfg, setup, strategy),
     }
+
+
+def media_fingerprint(media: MediaSettings) -> dict[str, Any]:
+    """The media settings that change answers: the disk cache is none of them, and the front end's
+    settings count only where they differ from their defaults (runs from before it still resume)."""
+    from mllm_mer.media.frontend import FRONT_END_NAMES, front_end
+
+    kept = {k: v for k, v in asdict(media).items() if k != "media_cache_gb" and k not in FRONT_END_NAMES}
+    return {**kept, **front_end(media)}
 
 
 def strategy_fingerprint(cfg: EvaluateConfig, setup: PromptSetup, strategy: Strategy) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mllm_mer.core.types import Prediction, Prompt, Sample
+from mllm_mer.media.audio import SAMPLE_RATE
 
 PREDICTIONS = "predictions.jsonl"
 SECRETS = ("api_key", "auth")  # never written to run records
@@ -58,6 +59,8 @@ def record_for(sample: Sample, prediction: Prediction, prompt: Prompt | None = N
     """One line of predictions.jsonl: the answer, the gold labels, and what the model was given."""
     record = {"id": sample.id, "gold": sample.gold, "prediction": prediction.to_dict(),
               "score": sample.metadata.get("score")}
+    if sample.metadata.get("dialogue") is not None:  # paired tests in `compare` resample whole dialogues
+        record["dialogue"] = sample.metadata["dialogue"]
     if prompt is not None:
         from mllm_mer.stages.prepare import present_modalities
 
@@ -65,6 +68,12 @@ def record_for(sample: Sample, prediction: Prediction, prompt: Prompt | None = N
         record["inputs"] = {"modalities": present_modalities(sample, media, modalities),
                             "asr_transcript": media.transcript, "vocal_cues": media.vocal_cues or sample.vocal_cues,
                             "n_frames": len(media.frames) + (media.image is not None)}
+        if media.vocal_features:  # the eGeMAPS numbers behind the cue words
+            record["inputs"]["vocal_features"] = media.vocal_features
+        if media.visual != "frames" and media.frames:
+            record["inputs"]["visual"] = media.visual
+        if media.audio is not None:  # what a model that hears received
+            record["inputs"]["audio_seconds"] = round(len(media.audio) / SAMPLE_RATE, 2)
         if any(t.emotion for t in sample.context):  # the labels the model saw with earlier turns (dialogue runs)
             record["inputs"]["context_emotions"] = [t.emotion for t in sample.context]
     return record
@@ -72,16 +81,41 @@ def record_for(sample: Sample, prediction: Prediction, prompt: Prompt | None = N
 
 # -- the run -----------------------------------------------------------------------------------
 
+def _secret_name(word: str) -> bool:
+    """`--api-key`, `api_key`, `--client.api_key`, `client.api-key`: every spelling of a secret option."""
+    name = word.lstrip("-").rpartition(".")[2].replace("-", "_")
+    return name in SECRETS
+
+
+def masked_command(argv: list[str]) -> list[str]:
+    """The command line with every secret's value masked, as a flag value, `--flag=value` or `key=value`."""
+    masked = []
+    for i, word in enumerate(argv):
+        key, sep, _ = word.partition("=")
+        if sep and _secret_name(key):
+            masked.append(f"{key}=***")
+        elif i and _secret_name(argv[i - 1]) and argv[i - 1].startswith("-") and "=" not in argv[i - 1]:
+            masked.append("***")
+        else:
+            masked.append(word)
+    return masked
+
+
 def provenance(config: Any) -> dict[str, Any]:
     """Who ran what, when: everything needed to reproduce or question a run later."""
     from mllm_mer.config import to_flat
 
     settings = {k: ("***" if k in SECRETS and v else v) for k, v in to_flat(config).items()}
-    command = [("***" if i and sys.argv[i - 1].lstrip("-").replace("-", "_") in SECRETS else a)
-               for i, a in enumerate(sys.argv)]
+    command = masked_command(sys.argv)
     return {"package_version": _version(), "git_commit": _git_commit(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "command": command, "python": platform.python_version(), "host": platform.node(),
             "config": json.loads(json.dumps(settings, default=str))}
+
+
+def for_download(run: dict[str, Any]) -> dict[str, Any]:
+    """run.json as a user who did not start the server may see it: no launch command, host or settings."""
+    provenance = {k: v for k, v in (run.get("provenance") or {}).items() if k not in ("command", "host", "config")}
+    return {**run, "provenance": provenance}
 
 
 def check_run_dir(out: Path, fingerprint: dict[str, Any], config: Any) -> None:

@@ -8,6 +8,31 @@ from typing import Any
 HEADLINE = ("accuracy", "weighted_f1", "macro_f1", "uar", "failure_rate")
 
 
+def headline_of(m: dict[str, Any]) -> tuple[str, ...]:
+    """A task's headline metrics: single-label, multi-label and open-vocabulary tasks each have theirs."""
+    return tuple(m.get("headline") or HEADLINE)
+
+
+def with_interval(m: dict[str, Any], key: str) -> str:
+    """`0.5123 [0.4810, 0.5440]`: the value and its bootstrap interval, where there is one."""
+    bounds = (m.get("intervals") or {}).get(key)
+    return f"{m[key]:.4f}" + (f" [{bounds[0]:.4f}, {bounds[1]:.4f}]" if bounds else "")
+
+
+def headline_tables(tasks: dict[str, dict[str, Any]]) -> list[str]:
+    """One table per kind of headline (consecutive tasks that share it), each value with its interval."""
+    lines: list[str] = []
+    shown: tuple[str, ...] = ()
+    for task, m in tasks.items():
+        keys = headline_of(m)
+        if keys != shown:
+            lines += ([""] if lines else []) + ["| task | " + " | ".join(keys) + " | n |",
+                                                "|---" * (len(keys) + 2) + "|"]
+            shown = keys
+        lines.append(f"| {task} | " + " | ".join(with_interval(m, k) for k in keys) + f" | {m['n']} |")
+    return lines
+
+
 def plot_confusions(metrics: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -15,8 +40,9 @@ def plot_confusions(metrics: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    tasks = metrics.get("tasks", {})
+    tasks = {t: m for t, m in metrics.get("tasks", {}).items() if "confusion" in m}
     if not tasks:
+        path.unlink(missing_ok=True)
         return
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 5), squeeze=False)
     for ax, (task, m) in zip(axes[0], tasks.items(), strict=False):
@@ -57,6 +83,11 @@ def summary(metrics: dict[str, Any]) -> list[str]:
         if issue.get("outside_label_set") or issue.get("missing"):
             lines.append(f"{task}: {issue['outside_label_set']} gold labels outside the label set and "
                          f"{issue['missing']} missing: not scored")
+        names = (metrics.get("tasks", {}).get(task) or {}).get("gold_outside_names")
+        if names:
+            lines.append(f"{task}: gold labels outside the label set: "
+                         + ", ".join(f"{k} {n}" for k, n in list(names.items())[:10]))
+    lines += (metrics.get("scored") or {}).get("summary") or []
     return lines
 
 
@@ -101,20 +132,38 @@ def excluded_gold(metrics: dict[str, Any], task: str) -> int:
     return int(issue.get("outside_label_set", 0)) + int(issue.get("missing", 0))
 
 
+def per_task_sections(tasks: dict[str, dict[str, Any]]) -> list[str]:
+    """Per class (closed and multi-label sets) or per wheel (open vocabulary), per task."""
+    lines: list[str] = []
+    for task, m in tasks.items():
+        if "per_wheel" in m:
+            lines += ["", f"## {task}: per emotion wheel", "", "| wheel | precision | recall | F |",
+                      "|---|---|---|---|"]
+            lines += [f"| {w} | {c['precision']:.4f} | {c['recall']:.4f} | {c['f']:.4f} |"
+                      for w, c in m["per_wheel"].items()]
+            lines += ["", f"empty answers: {m['empty_answers']}; words outside the vocabulary: "
+                      + (", ".join(f"{k} {n}" for k, n in m["words_outside_vocabulary"].items()) or "none")]
+            continue
+        lines += ["", f"## {task}: per class", "", "| label | precision | recall | F1 | support |",
+                  "|---|---|---|---|---|"]
+        for label, c in m["per_class"].items():
+            lines.append(f"| {label} | {c['precision']:.4f} | {c['recall']:.4f} | {c['f1']:.4f} | {c['support']} |")
+    return lines
+
+
 def write_report(metrics: dict[str, Any], path: Path) -> None:
     run = metrics.get("run", {})
     lines = [f"# {run.get('dataset', '?')} / {run.get('split', '?')}", "",
              f"model `{run.get('model')}`" + (f", adapter `{run['adapter']}`" if run.get("adapter") else "")
              + f", backend {run.get('backend')}, template `{run.get('template')}`, mode {run.get('mode')}, "
-             f"modalities {', '.join(run.get('modalities', []))}", "",
+             f"modalities {', '.join(run.get('modalities', [])) or '-'}", "",
              "; ".join(summary(metrics))
              + (f"; {metrics['throughput_samples_per_s']:.2f} samples/s over inference"
                 + (f" (engine start {metrics['timing']['engine_start_s']:.1f} s, not counted)"
                    if metrics.get("timing", {}).get("engine_start_s") else "")
-                if metrics.get("throughput_samples_per_s") else ""), "",
-             "| task | " + " | ".join(HEADLINE) + " |", "|---" * (len(HEADLINE) + 1) + "|"]
-    for task, m in metrics["tasks"].items():
-        lines.append(f"| {task} | " + " | ".join(f"{m[k]:.4f}" for k in HEADLINE) + " |")
+                if metrics.get("throughput_samples_per_s") else ""), ""] + headline_tables(metrics["tasks"])
+    if metrics.get("intervals_note"):
+        lines += ["", f"In brackets: {metrics['intervals_note']}."]
     calibrated = {t: m for t, m in metrics["tasks"].items() if "ece" in m}
     if calibrated:
         note = " (probabilities temperature-scaled)" if metrics.get("run", {}).get("calibrated") else ""
@@ -129,45 +178,14 @@ def write_report(metrics: dict[str, Any], path: Path) -> None:
         lines += ["", "| acc-2 | acc-7 | MAE | corr |", "|---|---|---|---|",
                   "| " + " | ".join("-" if reg.get(k) is None else f"{reg[k]:.4f}"
                                     for k in ("acc2", "acc7", "mae", "corr")) + " |"]
-    for task, m in metrics["tasks"].items():
-        lines += ["", f"## {task}: per class", "", "| label | precision | recall | F1 | support |",
-                  "|---|---|---|---|---|"]
-        for label, c in m["per_class"].items():
-            lines.append(f"| {label} | {c['precision']:.4f} | {c['recall']:.4f} | {c['f1']:.4f} | {c['support']} |")
-    lines += ["", "![confusion matrices](confusion.png)"]
+    lines += per_task_sections(metrics["tasks"])
+    if (path.parent / "confusion.png").is_file():
+        lines += ["", "![confusion matrices](confusion.png)"]
     if metrics["failures"]:
         lines += ["", "## Failures", ""] + [f"- `{f['id']}`: {f['error']}" for f in metrics["failures"][:100]]
         if len(metrics["failures"]) > 100:
             lines.append(f"- ... and {len(metrics['failures']) - 100} more (metrics.json lists all)")
     path.write_text("\n".join(lines) + "\n")
-
-
-def compare_runs(run_dirs: list[str | Path]) -> str:
-    """A Markdown table of the headline metrics of several runs, one row per run and task."""
-    header = "| run | task | modalities | " + " | ".join(HEADLINE) + " | ECE | failed | gold not scored | samples |"
-    lines = [header, "|---" * (len(HEADLINE) + 7) + "|"]
-    sample_sets = set()
-    for run_dir in run_dirs:
-        path = Path(run_dir) / "metrics.json"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: not found (has the run finished?)")
-        metrics = json.loads(path.read_text())
-        modalities = ",".join(metrics.get("run", {}).get("modalities", []))
-        present = metrics.get("modalities_present")
-        if present:  # what the samples had, not only what was asked (MELD has no video without clips)
-            modalities = ",".join(m for m, n in present.items() if n) or "none"
-        coverage = metrics.get("coverage") or {}
-        samples = (f"partial: {coverage['answered']} of {coverage['of']}" if coverage.get("partial")
-                   else str(metrics["n_samples"]))
-        sample_sets.add(metrics.get("sample_set"))
-        for task, m in metrics["tasks"].items():
-            lines.append(f"| {Path(run_dir).name} | {task} | {modalities} | "
-                         + " | ".join(f"{m[k]:.4f}" for k in HEADLINE)
-                         + (f" | {m['ece']:.4f}" if "ece" in m else " | -")
-                         + f" | {metrics['n_failed']} | {excluded_gold(metrics, task)} | {samples} |")
-    if len(sample_sets) > 1:
-        lines.append("\n**warning: these runs cover different samples; their numbers are not comparable.**")
-    return "\n".join(lines)
 
 
 # -- fusion and ablation -------------------------------------------------------------------------

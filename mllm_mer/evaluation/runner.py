@@ -27,7 +27,7 @@ from mllm_mer.evaluation.records import PREDICTIONS, append_records, check_run_d
 from mllm_mer.evaluation.statistics import agent_statistics, compute_metrics, dialogue_metrics
 from mllm_mer.pipeline.answer import run_context
 from mllm_mer.pipeline.dialogue import classify_dialogues
-from mllm_mer.pipeline.resolve import resolve_prompt, resolve_strategy
+from mllm_mer.pipeline.resolve import check_list_answers, resolve_prompt, resolve_strategy
 from mllm_mer.pipeline.resources import build_resources, needed
 from mllm_mer.pipeline.stream import answer_stream
 from mllm_mer.strategies import RunContext
@@ -64,6 +64,7 @@ def plan_run(cfg: EvaluateConfig, media_roots: tuple[str, ...] = ()) -> Plan:
     setup = resolve_prompt(cfg.model, cfg.prompt, cfg.media, default_labels=split.labels, retrieval=cfg.retrieval)
     if media_roots:
         setup = replace(setup, media=replace(setup.media, allowed_roots=tuple(media_roots)))
+    check_list_answers(setup.scheme, run.probabilities, "--probabilities")
     strategy = resolve_strategy(cfg.strategy, setup)
     out = Path(run.out)
     check_run_dir(out, fingerprint(cfg, setup, strategy), cfg)
@@ -171,7 +172,8 @@ def write_results(cfg: EvaluateConfig, plan: Plan) -> dict[str, Any]:
     setup, data = plan.run.setup, cfg.data
     records = read_predictions(plan.out / PREDICTIONS)
     wanted = [records[s.id] for s in plan.samples if s.id in records]
-    metrics = compute_metrics(wanted, setup.scheme, data.dataset, requested=setup.modalities)
+    metrics = compute_metrics(wanted, setup.scheme, data.dataset, requested=setup.modalities,
+                              groups=dialogue_groups(plan.samples))
     metrics["run"] = {"dataset": data.dataset, "split": cfg.run.split, "model": cfg.model.model,
                       "adapter": plan.run.adapter, "template": setup.template, "mode": setup.mode,
                       "modalities": list(setup.modalities), "labels": setup.scheme.name,
@@ -197,6 +199,12 @@ def write_results(cfg: EvaluateConfig, plan: Plan) -> dict[str, Any]:
         (plan.out / "reliability.png").unlink(missing_ok=True)
     write_report(metrics, plan.out / "report.md")
     return metrics
+
+
+def dialogue_groups(samples: list[Sample]) -> dict[str, Any] | None:
+    """Sample id -> dialogue, for intervals that resample whole dialogues (None: no dialogues)."""
+    groups = {s.id: s.metadata.get("dialogue") for s in samples}
+    return groups if any(g is not None for g in groups.values()) else None
 
 
 def check_ray_support(cfg: EvaluateConfig, setup, strategy) -> None:

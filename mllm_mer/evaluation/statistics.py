@@ -7,9 +7,13 @@ from typing import Any
 
 from mllm_mer.conversation.context import dialogues_of
 from mllm_mer.conversation.shifts import pooled_shift_metrics
-from mllm_mer.core.types import LabelScheme, Prediction
+from mllm_mer.core.emotion_wheels import load_wheels
+from mllm_mer.core.types import LabelScheme, LabelSet, Prediction
 from mllm_mer.datasets import DatasetError
 from mllm_mer.evaluation.metrics import classification_metrics, sentiment_regression_metrics
+from mllm_mer.evaluation.set_metrics import multilabel_intervals, multilabel_metrics, open_vocab_metrics
+from mllm_mer.evaluation.uncertainty import NOTE, classification_intervals
+from mllm_mer.prompting import as_list
 from mllm_mer.stages.calibration import arrays as calibration_arrays
 from mllm_mer.stages.calibration import calibration_metrics
 
@@ -53,10 +57,65 @@ def agent_statistics(records: list[dict[str, Any]]) -> dict[str, Any] | None:
     return found
 
 
+def _gold_of(ls: LabelSet, raw: Any) -> tuple[Any, list[str]]:
+    """(gold label, or list of labels for list answers, or None; the gold words that map to nothing)."""
+    if ls.open:
+        return as_list(raw), []
+    if ls.multi_label:
+        words = as_list(raw)
+        labels = [ls.normalise(w) for w in words]
+        outside = [w for w, label in zip(words, labels, strict=True) if label is None]
+        return (None if outside or not words else sorted(set(labels))), outside
+    label = ls.normalise(str(raw))
+    return label, [] if label is not None else [str(raw)]
+
+
+def _predicted_of(ls: LabelSet, prediction: Prediction) -> Any:
+    if not prediction.ok or ls.task not in prediction.tasks:
+        return None
+    found = prediction.tasks[ls.task]
+    return (found.labels or [found.label]) if ls.list_answer else found.label
+
+
+def task_metrics(records: list[dict[str, Any]], predictions: list[Prediction], ls: LabelSet,
+                 groups: dict[str, Any] | None = None) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """(metrics with bootstrap intervals, or None without usable gold; the gold issues) of one task."""
+    gold, pred, group, outside, missing = [], [], [], Counter(), 0
+    for record, prediction in zip(records, predictions, strict=True):
+        raw_gold = record["gold"].get(ls.task)
+        if raw_gold is None or raw_gold == "":
+            missing += 1
+            continue
+        label, unmapped = _gold_of(ls, raw_gold)
+        if label is None:
+            outside.update(unmapped)
+            continue
+        gold.append(label)
+        pred.append(_predicted_of(ls, prediction))
+        group.append((groups or {}).get(record["id"]))
+    issues = {"outside_label_set": sum(outside.values()), "missing": missing}
+    if not gold:
+        return None, issues
+    groups_or_none = group if groups else None
+    if ls.open:
+        metrics = open_vocab_metrics(gold, pred, load_wheels(), groups_or_none)
+    elif ls.multi_label:
+        metrics = multilabel_metrics(gold, pred, ls.labels)
+        metrics["intervals"] = multilabel_intervals(gold, pred, ls.labels, groups_or_none)
+    else:
+        metrics = classification_metrics(gold, pred, ls.labels)
+        metrics["intervals"] = classification_intervals(gold, pred, ls.labels, groups_or_none)
+    metrics["gold_outside_label_set"] = issues["outside_label_set"]
+    if outside:  # by name and count
+        metrics["gold_outside_names"] = dict(outside.most_common())
+    return metrics, issues
+
+
 def compute_metrics(records: list[dict[str, Any]], spec: LabelScheme, dataset: str,
-                    requested: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The field's metrics per task, failures by kind, the gold labels the metrics could not use,
-    and how many samples brought each modality (with a warning for a requested one none had)."""
+                    requested: tuple[str, ...] = (), groups: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The field's metrics per task (with seeded bootstrap intervals; `groups`: sample id -> dialogue,
+    resampled whole), failures by kind, the gold labels the metrics could not use, and how many samples
+    brought each modality (with a warning for a requested one none had)."""
     if not records:
         raise DatasetError("no predictions to score")
     predictions = [Prediction.from_dict(r["prediction"]) for r in records]
@@ -70,23 +129,12 @@ def compute_metrics(records: list[dict[str, Any]], spec: LabelScheme, dataset: s
         result["warnings"] = [f"modality {m!r} was requested but no sample had it: the numbers do not use it"
                               for m, n in result["modalities_present"].items() if n == 0]
     for ls in spec.label_sets:
-        gold, pred, outside, missing = [], [], 0, 0
-        for record, prediction in zip(records, predictions, strict=True):
-            raw_gold = record["gold"].get(ls.task)
-            if raw_gold is None:
-                missing += 1
-                continue
-            label = ls.normalise(str(raw_gold))
-            if label is None:
-                outside += 1
-                continue
-            gold.append(label)
-            pred.append(prediction.label(ls.task) if prediction.ok else None)
-        result["gold_issues"][ls.task] = {"outside_label_set": outside, "missing": missing}
-        if gold:
-            result["tasks"][ls.task] = classification_metrics(gold, pred, ls.labels)
-            result["tasks"][ls.task]["gold_outside_label_set"] = outside
-            result["tasks"][ls.task].update(calibration_metrics(*calibration_arrays(records, ls.task, ls.labels)))
+        metrics, result["gold_issues"][ls.task] = task_metrics(records, predictions, ls, groups)
+        if metrics is not None:
+            if not ls.list_answer:
+                metrics.update(calibration_metrics(*calibration_arrays(records, ls.task, ls.labels)))
+            result["tasks"][ls.task] = metrics
+    result["intervals_note"] = NOTE
     if dataset in ("mosi7", "mosei7"):
         labels = spec.task("sentiment").labels
         scores = [r.get("score") for r in records]

@@ -65,11 +65,13 @@ def load_media(sample: Sample, settings: MediaSettings, modalities: tuple[str, .
         _unplan(sample, settings)
     notes: list[str] = []
     seen = _read_visual(sample, settings, video_streams[0], notes) if "video" in modalities else _Visual()
-    transcript, cues = _read_sound(sample, settings, modalities, video_streams[1], audio_streams[1], notes)
+    transcript, cues, features = _read_sound(sample, settings, modalities, video_streams[1], audio_streams[1], notes)
     if "video" in modalities and sample.video and not seen.frames and not any(video_streams):
         raise MediaError(sample.video, "no video or audio stream (zero-length or empty media)")
     return MediaInputs(frames=seen.frames, frame_times=seen.times, image=seen.image, vocal_cues=cues,
-                       transcript=transcript, fps=seen.fps, duration=seen.duration, notes=tuple(notes))
+                       transcript=transcript, fps=seen.fps, duration=seen.duration, notes=tuple(notes),
+                       vocal_features=features,
+                       visual=settings.visual if seen.frames and not sample.frames else "frames")
 
 
 @dataclass
@@ -83,16 +85,13 @@ class _Visual:
 
 def _read_visual(sample: Sample, settings: MediaSettings, has_video: bool, notes: list[str]) -> _Visual:
     """Frames (given, or sampled from the clip) and the still image; notes what was cut short or outside."""
-    from mllm_mer.media import video as video_mod
-
     seen = _Visual()
     clip = None
     if sample.frames:
         seen.frames = tuple(load_image(f) for f in sample.frames)
     elif has_video:
         try:
-            clip = video_mod.read_frames(sample.video, settings.max_frames, settings.fps, sample.start, sample.end,
-                                         settings.max_pixels, settings.keyframe_snap, settings.media_cache_gb)
+            clip = _read_clip(sample, settings, notes)
         except WindowOutside as outside:  # e.g. a subtitle cue past the recording: the words still count
             notes.append(f"{Path(sample.video).name}: {outside.reason}")
     if clip is not None:
@@ -105,30 +104,49 @@ def _read_visual(sample: Sample, settings: MediaSettings, has_video: bool, notes
     return seen
 
 
+def _read_clip(sample: Sample, settings: MediaSettings, notes: list[str]):
+    """The window's frames: as sampled, or through the front end (faces, peak selection)."""
+    from mllm_mer.media import frontend
+    from mllm_mer.media import video as video_mod
+    from mllm_mer.media.decode import sample_window
+
+    if not frontend.active(settings):
+        return video_mod.read_frames(sample.video, settings.max_frames, settings.fps, sample.start, sample.end,
+                                     settings.max_pixels, settings.keyframe_snap, settings.media_cache_gb)
+    _unplan(sample, settings)  # the front end decodes its own candidates: a shared pass need not hold these
+    clip, noticed = frontend.read_visual(sample.video, sample_window(sample, settings), settings)
+    notes.extend(noticed)
+    return clip
+
+
 def _read_sound(sample: Sample, settings: MediaSettings, modalities: tuple[str, ...], video_sound: bool,
-                file_sound: bool, notes: list[str]) -> tuple[str | None, str | None]:
-    """(transcript from ASR, vocal cues) from the sample's sound, where the prompt uses them."""
+                file_sound: bool, notes: list[str]) -> tuple[str | None, str | None, dict | None]:
+    """(transcript from ASR, vocal cues, their numbers) from the sample's sound, where the prompt uses them."""
     from mllm_mer.media import audio as audio_mod
 
-    # A separate audio file is the utterance already; a window applies to the video's own track.
-    sound, window = ((sample.audio, (None, None)) if file_sound
+    # A separate audio file is the utterance already, unless it is the only recording (a dialogue's
+    # --audio); a window applies to the video's own track.
+    own_window = (sample.start, sample.end) if not sample.video else (None, None)
+    sound, window = ((sample.audio, own_window) if file_sound
                      else (sample.video, (sample.start, sample.end)) if video_sound else (None, (None, None)))
     need_asr = not sample.transcript and settings.asr_model and "text" in modalities
     need_cues = settings.vocal_cues and "audio" in modalities and not sample.vocal_cues
     if not sound or not (need_asr or need_cues):
-        return None, None
+        return None, None, None
     try:
         waveform = audio_mod.load_audio(sound, *window, cache_gb=settings.media_cache_gb)
     except WindowOutside as outside:  # past the end of the recording: nothing to hear, the words still count
         notes.append(f"{Path(sound).name}: {outside.reason}")
-        return None, None
-    transcript = cues = None
+        return None, None, None
+    transcript = cues = features = None
     if need_asr:
         from mllm_mer.media.asr import transcribe
+        from mllm_mer.media.vad import trim_silence
 
-        transcript = transcribe(waveform, settings.asr_model)
+        transcript = transcribe(trim_silence(waveform)[0], settings.asr_model)  # silence only invites hallucination
     if need_cues:
-        from mllm_mer.media.cues import vocal_cues
+        from mllm_mer.media.speech_cues import cues_for
 
-        cues = vocal_cues(waveform, sample.transcript or transcript).describe()
-    return transcript, cues
+        cues, features = cues_for(waveform, (sound, *window), sample.transcript or transcript,
+                                  sample.metadata.get("vocal_baseline"), settings.media_cache_gb, notes)
+    return transcript, cues, features

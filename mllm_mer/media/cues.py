@@ -1,5 +1,6 @@
 """Paralinguistic cues from a waveform, put into words for the prompt.
 
+The fallback where openSMILE cannot load (media.speech_cues); eGeMAPS (media.acoustic) is the default.
 Loudness (RMS, dBFS) level and variation, pitch median and range (frame-wise
 autocorrelation over voiced frames), pause ratio, and speech rate when a transcript
 gives the word count. numpy only: cheap enough to run on every clip.
@@ -78,22 +79,6 @@ def _silent(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rms = np.sqrt(np.mean(frames ** 2, axis=1)) + 1e-10
     db = 20 * np.log10(rms)
     return db, db < max(db.max() - 35.0, -60.0)
-
-
-def speech_segments(audio: np.ndarray, min_pause: float = 0.5, max_length: float = 15.0) -> list[tuple[float, float]]:
-    """(start, end) seconds of speech: voiced runs joined across pauses shorter than `min_pause`, cut at
-    `max_length` (what one ASR call should take)."""
-    frames = _frames(audio.astype(np.float64))
-    _, silent = _silent(frames)
-    segments: list[list[float]] = []
-    for index in np.flatnonzero(~silent):
-        t = index * HOP
-        if segments and t - segments[-1][1] <= min_pause and t + FRAME - segments[-1][0] <= max_length:
-            segments[-1][1] = t + FRAME
-        else:
-            segments.append([t, t + FRAME])
-    duration = audio.size / SAMPLE_RATE
-    return [(round(a, 2), round(min(b, duration), 2)) for a, b in segments if b - a >= 2 * FRAME]
 
 
 def vocal_cues(audio: np.ndarray, transcript: str | None = None) -> VocalCues:

@@ -39,6 +39,7 @@ from mllm_mer.media.decode import (
 )
 from mllm_mer.media.errors import MediaError
 from mllm_mer.media.frame_cache import media_cache
+from mllm_mer.media.frontend import active as front_end_active
 from mllm_mer.media.plans import drop_passes, plan_passes, take_pass
 
 
@@ -320,7 +321,7 @@ def shared_windows(samples: Sequence[Sample], settings: MediaSettings,
     pass per file, on first demand (see the module's doc); their sound comes from one decoded track."""
     cache = media_cache(settings.media_cache_gb)
     by_file: dict[str, list[Window]] = {}
-    if "video" in modalities:
+    if "video" in modalities and not front_end_active(settings):  # the front end decodes its own candidates
         for s in samples:
             if s.video and not s.frames and os.path.isfile(s.video):
                 windows = by_file.setdefault(s.video, [])

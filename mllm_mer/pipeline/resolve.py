@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from mllm_mer.config import MediaConfig, ModelConfig, PromptConfig, RetrievalConfig, StrategyConfig
-from mllm_mer.core.labels import load_label_scheme
+from mllm_mer.core.labels import load_label_scheme, with_label_map
 from mllm_mer.core.types import MediaSettings, PromptSetup
 from mllm_mer.strategies import Strategy, build_strategy
 
@@ -52,9 +52,13 @@ def media_settings(media: MediaConfig, model: str | None, saved: dict[str, Any] 
     defaults = MediaSettings()
     max_frames = media.max_frames or saved.get("max_frames") or (family.max_frames if family else defaults.max_frames)
     max_pixels = media.max_pixels or saved.get("max_pixels") or (family.max_pixels if family else defaults.max_pixels)
+    if not 0 <= media.face_margin <= 2:
+        raise ValueError(f"--face-margin must be between 0 and 2 (a share of the face box), not {media.face_margin}")
     return MediaSettings(max_frames=int(max_frames), max_pixels=max_pixels, fps=media.fps,
                          keyframe_snap=media.keyframe_snap, vocal_cues=media.vocal_cues, asr_model=media.asr_model,
-                         media_cache_gb=media.media_cache_gb)
+                         media_cache_gb=media.media_cache_gb, visual=media.visual,
+                         frame_selection=media.frame_selection, face_detector=media.face_detector,
+                         face_margin=media.face_margin)
 
 
 def adapter_prompt(model: ModelConfig) -> tuple[dict[str, Any], str | None]:
@@ -88,6 +92,9 @@ def resolve_prompt(model: ModelConfig, prompt: PromptConfig, media: MediaConfig,
 
     load_template(template)  # fail now, not at the first sample
     scheme = load_label_scheme(labels)
+    if prompt.label_map:  # the map is part of the scheme's name, so of the run's identity
+        scheme = with_label_map(scheme, prompt.label_map, named=True)
+    check_list_answers(scheme, prompt.mode == "score")
     temperatures = {}
     if prompt.calibration:
         from mllm_mer.stages.calibration import load as load_calibration
@@ -98,7 +105,25 @@ def resolve_prompt(model: ModelConfig, prompt: PromptConfig, media: MediaConfig,
     return PromptSetup(scheme=scheme, template=template, modalities=modalities,
                        mode=prompt.mode, media=media_settings(media, model.model, saved.get("media")),
                        max_text_chars=prompt.max_text_chars, temperatures=temperatures,
-                       retrieve_k=(retrieval or RetrievalConfig()).retrieve_k)
+                       retrieve_k=(retrieval or RetrievalConfig()).retrieve_k, hear_seconds=hearing(model.model))
+
+
+def hearing(model: str | None) -> float:
+    """Seconds of waveform a prompt carries for this model: its family's audio window (0: it does not hear)."""
+    from mllm_mer.core.families import family_for
+
+    try:
+        return family_for(model).audio_seconds if model else 0.0
+    except ValueError:  # e.g. a served model name the registry cannot tell
+        return 0.0
+
+
+def check_list_answers(scheme, scoring: bool, flag: str = "--mode score") -> None:
+    """Label scoring gives one distribution over one label per task; a list answer has none."""
+    listed = [ls.task for ls in scheme.label_sets if ls.list_answer]
+    if scoring and listed:
+        raise ValueError(f"{flag} scores one label per task, and {scheme.name!r} answers {', '.join(listed)} with a "
+                         "list (multi-label or open vocabulary): use --mode generate without --probabilities")
 
 
 def resolve_strategy(strategy: StrategyConfig | None, setup: PromptSetup) -> Strategy:

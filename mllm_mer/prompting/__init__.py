@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from mllm_mer.core.paths import PROMPTS_DIR
 from mllm_mer.core.types import CUE_MODALITIES, LabelScheme, LabelSet, MediaInputs, Prompt, Sample, Turn
+from mllm_mer.media.audio import SAMPLE_RATE
 
 TEMPLATES_DIR = PROMPTS_DIR / "templates"
 MODALITIES = ("text", "video", "audio")  # what an ablation can switch off
@@ -40,9 +42,27 @@ def as_data(text: str | None) -> str | None:
     return " ".join(_DATA_HAZARDS.sub(" ", str(text)).split())
 
 
+OPEN_MAX_WORDS = 3  # an open-vocabulary answer: one to three emotion words
+
+
+def task_schema(ls: LabelSet) -> dict[str, Any]:
+    """One label from the set, or (multi-label, open vocabulary) a short list of them."""
+    one = {"type": "string", "enum": list(ls.labels)}
+    if not ls.list_answer:
+        return one
+    return {"type": "array", "items": one, "minItems": 1,
+            "maxItems": OPEN_MAX_WORDS if ls.open else len(ls.labels)}
+
+
+def as_list(value: Any) -> list[str]:
+    """A list answer's labels from a list or a comma-separated string (gold of a multi-label manifest)."""
+    items = value if isinstance(value, (list, tuple)) else str(value or "").split(",")
+    return [str(x).strip() for x in items if str(x).strip()]
+
+
 def answer_schema(label_sets: tuple[LabelSet, ...], with_rationale: bool) -> dict[str, Any]:
     """JSON schema of the answer: one enum per task, then rationale and cues (bounded)."""
-    props: dict[str, Any] = {ls.task: {"type": "string", "enum": list(ls.labels)} for ls in label_sets}
+    props: dict[str, Any] = {ls.task: task_schema(ls) for ls in label_sets}
     if with_rationale:
         props["rationale"] = {"type": "string", "maxLength": RATIONALE_MAX_CHARS}
         props["cues"] = {
@@ -60,7 +80,8 @@ def format_answer(answer: dict[str, Any], label_sets: tuple[LabelSet, ...], with
     Used for few-shot examples and training targets, and it is the form that
     constrained decoding produces (no free whitespace).
     """
-    ordered: dict[str, Any] = {ls.task: answer[ls.task] for ls in label_sets}
+    ordered: dict[str, Any] = {ls.task: as_list(answer[ls.task]) if ls.list_answer else answer[ls.task]
+                               for ls in label_sets}
     if with_rationale:
         ordered["rationale"] = str(answer.get("rationale") or "")[:RATIONALE_MAX_CHARS]
         cues = answer.get("cues") or {}
@@ -108,6 +129,7 @@ def _evidence_view(sample: Sample, media: MediaInputs, modalities: frozenset[str
         "frame_times": ", ".join(f"{t:.1f}" for t in media.frame_times) if frames and media.frame_times else "",
         "has_image": use_video and media.image is not None,
         "vocal_cues": as_data(media.vocal_cues or sample.vocal_cues) if use_audio else None,
+        "audio_seconds": round(len(media.audio) / SAMPLE_RATE, 2) if use_audio and media.audio is not None else None,
         "context": [{"speaker": as_data(t.speaker), "text": as_data(t.text), "emotion": t.emotion}
                     for t in sample.context] if use_text else [],
         "speaker": as_data(sample.speaker),
@@ -172,15 +194,20 @@ def build_prompt(sample: Sample, spec: LabelScheme, template: str = "zero_shot",
 
     visual_parts: list[dict[str, Any]] = []
     used = MediaInputs(transcript=media.transcript, vocal_cues=media.vocal_cues, fps=media.fps,
-                       duration=media.duration)
+                       duration=media.duration, vocal_features=media.vocal_features)
     if "video" in chosen:
         if media.frames:
             visual_parts.append({"type": "video"})  # the frames themselves live once, in Prompt.media
             used = MediaInputs(frames=media.frames, frame_times=media.frame_times, transcript=media.transcript,
-                               vocal_cues=media.vocal_cues, fps=media.fps, duration=media.duration)
+                               vocal_cues=media.vocal_cues, fps=media.fps, duration=media.duration,
+                               vocal_features=media.vocal_features, visual=media.visual)
         elif media.image is not None:
             visual_parts.append({"type": "image"})
-            used = MediaInputs(image=media.image, transcript=media.transcript, vocal_cues=media.vocal_cues)
+            used = MediaInputs(image=media.image, transcript=media.transcript, vocal_cues=media.vocal_cues,
+                               vocal_features=media.vocal_features)
+    if "audio" in chosen and media.audio is not None:  # a family that hears: the waveform itself
+        visual_parts.append({"type": "audio"})
+        used = replace(used, audio=media.audio)
     messages = [
         {"role": "system", "content": system},
         {"role": "user", "content": visual_parts + [{"type": "text", "text": user_text}]},

@@ -1,59 +1,133 @@
 """ASGI middleware that `mllm-mer serve` puts in front of vLLM's OpenAI-compatible app.
 
-vLLM's own `--api-key` guards only the /v1-style routes (so /invocations, /tokenize, /metrics,
-/docs answered without a key) and its media loader fetches any http(s) URL a request names.
-This guard, loaded through vLLM's `--middleware` option, closes both:
-- with a key set (`VLLM_API_KEY` in the server's environment), every route but /health needs
-  `Authorization: Bearer KEY` (401 otherwise);
-- media in requests must be inline `data:` URLs: a remote, local or `file:` URL is a 400, not a
-  fetch, unless the operator allowed remote media (`mllm-mer serve --allow-remote-media`, which
-  also passes vLLM's `--allowed-media-domains`);
-- `n` and `max_tokens` are capped, so one request cannot ask for unbounded work.
+vLLM's own `--api-key` guards only the /v1-style routes, its media loader fetches any URL a request
+names (on every route that takes media, the Anthropic-style /v1/messages included), and it reads
+whole bodies. This guard, loaded through vLLM's `--middleware` option, serves an allow-list instead:
+- with a key set (`VLLM_API_KEY` in the server's environment), every route and method but
+  GET /health needs `Authorization: Bearer KEY` (401 otherwise; OPTIONS too: no CORS is served);
+- only the routes mllm-mer's clients use are served (`ROUTES`); any other is a 404, so a route a
+  later vLLM adds is closed until it is listed here;
+- bodies are capped per route before they are read (`Content-Length` first, then as they stream):
+  small for tokenising, a configured cap (`MLLM_MER_MAX_BODY_MB`, 256) for media requests;
+- every URL anywhere in a body must be an inline `data:` URL (a remote, local or `file:` URL is a
+  400 and is never fetched) unless the operator allowed remote media (`--allow-remote-media`);
+  message content parts must be of the types we send; an inline image whose size would be a
+  decompression bomb is a 400 with the reason;
+- `n` and the token caps are read as numbers whatever their JSON type ("1000", 1000.0) and capped.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import io
 import json
 import os
 import secrets
 from typing import Any
 
-OPEN_PATHS = ("/health",)
-MEDIA_KEYS = ("image_url", "video_url", "audio_url", "input_audio", "file")
+MB = 1024 * 1024
 MAX_N = int(os.environ.get("MLLM_MER_MAX_N", "4"))
 MAX_TOKENS = int(os.environ.get("MLLM_MER_MAX_TOKENS", "4096"))
-MAX_BODY_BYTES = 512 * 1024 * 1024
+MAX_MEDIA_BODY = int(float(os.environ.get("MLLM_MER_MAX_BODY_MB", "256")) * MB)
+MAX_IMAGE_PIXELS = 3840 * 2160  # as the media stage's limit on source frames
+OPEN_PATHS = {("GET", "/health"), ("HEAD", "/health")}
+# (method, path) -> the largest body it may carry.
+SMALL = 64 * 1024  # what a GET (or a ping) may carry
+ROUTES: dict[tuple[str, str], int] = {
+    ("GET", "/health"): SMALL, ("HEAD", "/health"): SMALL, ("GET", "/v1/models"): SMALL, ("GET", "/version"): SMALL,
+    ("GET", "/metrics"): SMALL, ("GET", "/ping"): SMALL, ("POST", "/ping"): SMALL,
+    ("POST", "/v1/chat/completions"): MAX_MEDIA_BODY, ("POST", "/v1/completions"): 8 * MB,
+    ("POST", "/tokenize"): 8 * MB, ("POST", "/detokenize"): 8 * MB,
+}
+PART_TYPES = {"text", "image_url", "video_url", "audio_url", "input_audio"}
+CAPPED = {"n": MAX_N, "best_of": MAX_N, "max_tokens": MAX_TOKENS, "max_completion_tokens": MAX_TOKENS}
 
 
-def _remote_urls(value: Any) -> list[str]:
-    """Every media URL in a request body that is not an inline data: URL."""
+def _urls(value: Any) -> list[str]:
+    """Every URL-like string anywhere in a body: a `url` field, or a source of type url."""
     found: list[str] = []
     if isinstance(value, dict):
         for key, item in value.items():
-            if key in MEDIA_KEYS:
-                url = item.get("url") if isinstance(item, dict) else item
-                if isinstance(url, str) and not url.startswith("data:"):
-                    found.append(url)
+            if key in ("url", "image_url", "video_url", "audio_url") and isinstance(item, str):
+                found.append(item)
             else:
-                found += _remote_urls(item)
+                found += _urls(item)
     elif isinstance(value, list):
         for item in value:
-            found += _remote_urls(item)
+            found += _urls(item)
     return found
+
+
+def as_whole_number(value: Any) -> int | None:
+    """A JSON number or numeric string as an int; None when it is not a whole number (true/false neither)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    return value if isinstance(value, int) else None
+
+
+def _check_numbers(body: dict[str, Any]) -> str | None:
+    for key, most in CAPPED.items():
+        if key not in body or body[key] is None:
+            continue
+        number = as_whole_number(body[key])
+        if number is None or number < 0:
+            return f"{key} must be a whole number, not {str(body[key])[:40]!r}"
+        if number > most:
+            return f"{key} is at most {most}"
+    return None
+
+
+def _check_parts(body: dict[str, Any]) -> str | None:
+    for message in body.get("messages") or []:
+        content = message.get("content") if isinstance(message, dict) else None
+        for part in content if isinstance(content, list) else []:
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind not in PART_TYPES:
+                return f"content part type {str(kind)[:40]!r} is not served (allowed: {', '.join(sorted(PART_TYPES))})"
+    return None
+
+
+def image_too_large(url: str) -> str | None:
+    """Why an inline image must not be decoded (its header declares too many pixels), or None."""
+    header, _, data = url.partition(",")
+    if not header.startswith("data:image/") or ";base64" not in header:
+        return None
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(base64.b64decode(data[:4 * MB], validate=False))) as image:
+            width, height = image.size
+    except Image.DecompressionBombError as error:  # its header alone declares a bomb
+        return f"an inline image too large to decode ({error})"
+    except (binascii.Error, OSError, ValueError):
+        return "an inline image that cannot be read"
+    if width * height > MAX_IMAGE_PIXELS:
+        return f"an inline image of {width}x{height} pixels (at most {MAX_IMAGE_PIXELS} are decoded)"
+    return None
 
 
 def check_body(body: dict[str, Any], allow_remote: bool) -> str | None:
     """Why a request body is refused, or None."""
-    if not allow_remote and (urls := _remote_urls(body)):
-        return f"media must be inline data: URLs; this server does not fetch {urls[0][:80]!r}"
-    n = body.get("n")
-    if isinstance(n, int) and n > MAX_N:
-        return f"n is at most {MAX_N}"
-    for key in ("max_tokens", "max_completion_tokens"):
-        value = body.get(key)
-        if isinstance(value, int) and value > MAX_TOKENS:
-            return f"{key} is at most {MAX_TOKENS}"
-    return None
+    urls = _urls(body)
+    remote = [u for u in urls if not u.startswith("data:")]
+    if remote and not allow_remote:
+        return f"media must be inline data: URLs; this server does not fetch {remote[0][:80]!r}"
+    for url in urls:
+        if reason := image_too_large(url):
+            return reason
+    return _check_parts(body) or _check_numbers(body)
+
+
+def route_of(scope) -> tuple[str, str]:
+    return scope.get("method", "GET"), scope["path"].removeprefix(scope.get("root_path", ""))
 
 
 class GuardMiddleware:
@@ -71,31 +145,27 @@ class GuardMiddleware:
         return secrets.compare_digest(hashlib.sha256(token.encode()).digest(), self.key_hash)
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] not in ("http", "websocket"):
+        if scope["type"] == "lifespan":
             return await self.app(scope, receive, send)
-        path = scope["path"].removeprefix(scope.get("root_path", ""))
-        if self.key_hash is not None and path not in OPEN_PATHS and scope.get("method") != "OPTIONS" \
-                and not self._authorised(scope):
+        if scope["type"] != "http":  # websockets are not served
+            return await _reply(send, 404, "not served", scope)
+        route = route_of(scope)
+        if self.key_hash is not None and route not in OPEN_PATHS and not self._authorised(scope):
             return await _reply(send, 401, "Unauthorized", scope)
-        if scope["type"] != "http" or scope.get("method") != "POST":
-            return await self.app(scope, receive, send)
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > MAX_BODY_BYTES:
-                return await _reply(send, 413, "request body too large", scope)
-            if not message.get("more_body"):
-                break
-        body = b"".join(chunks)
-        try:
-            parsed = json.loads(body) if body else None
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            parsed = None  # not JSON: vLLM answers it
-        reason = check_body(parsed, self.allow_remote) if isinstance(parsed, dict) else None
-        if reason:
-            return await _reply(send, 400, reason, scope)
+        if route not in ROUTES:
+            return await _reply(send, 404, f"{route[0]} {route[1][:80]} is not served here", scope)
+        body = await _read_capped(scope, receive, ROUTES[route])
+        if body is None:
+            return await _reply(send, 413, f"request body too large for {route[1]} (at most {ROUTES[route]} bytes)",
+                                scope)
+        if route[0] == "POST" and body:
+            try:
+                parsed = json.loads(body)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                return await _reply(send, 400, "the request body is not JSON", scope)
+            reason = check_body(parsed, self.allow_remote) if isinstance(parsed, dict) else "expected a JSON object"
+            if reason:
+                return await _reply(send, 400, reason, scope)
         delivered = False
 
         async def replay():
@@ -108,6 +178,24 @@ class GuardMiddleware:
         return await self.app(scope, replay, send)
 
 
+async def _read_capped(scope, receive, cap: int) -> bytes | None:
+    """The request body, or None as soon as it is known to pass `cap` (the declared length first)."""
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+    declared = as_whole_number(headers.get("content-length", "0") or "0")
+    if declared is None or declared > cap:
+        return None
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > cap:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
 async def _reply(send, status: int, message: str, scope) -> None:
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1008})
@@ -116,3 +204,6 @@ async def _reply(send, status: int, message: str, scope) -> None:
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
     await send({"type": "http.response.body", "body": payload})
+
+
+__all__ = ["ROUTES", "GuardMiddleware", "as_whole_number", "check_body", "image_too_large", "route_of"]

@@ -41,11 +41,13 @@ def server_command(config: ServeConfig, extra_args: list[str] | None = None) -> 
     """
     model, engine, server = config.model, config.engine, config.server
     model_id = resolve_model(model.model)
-    family_for(model_id)  # fail early on an unsupported model
+    family = family_for(model_id)  # fail early on an unsupported model
+    media_limits = {"image": engine.max_images, "video": server.max_videos, **({"audio": 1} if family.hears_audio
+                                                                                else {})}
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_id,
            "--served-model-name", served_base_name(config), "--host", server.host, "--port", str(server.port),
            "--max-model-len", str(engine.max_model_len), "--enable-prefix-caching",
-           "--limit-mm-per-prompt", json.dumps({"image": engine.max_images, "video": server.max_videos}),
+           "--limit-mm-per-prompt", json.dumps(media_limits),
            "--structured-outputs-config", json.dumps({"backend": "xgrammar", "disable_any_whitespace": True}),
            "--tensor-parallel-size", str(engine.tensor_parallel_size), "--seed", str(model.seed),
            # every route keyed, media inline only, n and max_tokens capped; vLLM imports it by this path

@@ -10,7 +10,9 @@ from dataclasses import dataclass, field, replace
 
 from mllm_mer.core.types import MediaInputs, Prompt, PromptSetup, Sample, Turn
 from mllm_mer.media import MediaError, load_media
+from mllm_mer.media.audio import SAMPLE_RATE
 from mllm_mer.prompting import build_prompt, needs_demonstrations
+from mllm_mer.stages.hearing import hear
 from mllm_mer.stages.resources import Resources
 
 Stage = Callable[[str], None]  # told what the pipeline is doing now, for progress displays
@@ -61,7 +63,7 @@ def present_modalities(sample: Sample, media: MediaInputs, modalities: Sequence[
         present.append("text")
     if "video" in modalities and (media.frames or media.image is not None):
         present.append("video")
-    if "audio" in modalities and (media.vocal_cues or sample.vocal_cues):
+    if "audio" in modalities and (media.vocal_cues or sample.vocal_cues or media.audio is not None):
         present.append("audio")
     return present
 
@@ -88,6 +90,9 @@ def prepare_one(sample: Sample, setup: PromptSetup, demonstrations: list) -> Pre
     sample, notes = fit_text_budget(sample, setup.max_text_chars)
     try:
         inputs = load_media(sample, setup.media, modalities=setup.modalities)
+        if setup.hear_seconds and "audio" in setup.modalities:
+            wave, heard = hear(sample, setup.media, setup.hear_seconds)
+            inputs = replace(inputs, audio=wave, notes=inputs.notes + tuple(heard))
     except MediaError as error:
         return Prepared(sample, error=str(error), error_kind="media", notes=notes)
     if not has_evidence(sample, inputs, setup.modalities):
@@ -110,3 +115,29 @@ def prepare(samples: Sequence[Sample], setup: PromptSetup, on_stage: Stage = qui
         on_stage(f"decoding media {number}/{len(samples)}")
         prepared.append(prepare_one(sample, setup, demos))
     return prepared
+
+
+def evidence_of(prepared: Prepared) -> dict:
+    """What the prompt holds of a sample, for a person to check: transcript, vocal cues, frame times,
+    seconds heard, and every note on what was cut or missing."""
+    media = prepared.prompt.media if prepared.prompt else (prepared.media or MediaInputs())
+    return {"sample": prepared.sample.id, "ok": prepared.prompt is not None, "error": prepared.error,
+            "transcript": prepared.sample.transcript or media.transcript,
+            "transcript_from_asr": bool(media.transcript and not prepared.sample.transcript),
+            "vocal_cues": media.vocal_cues or prepared.sample.vocal_cues,
+            "frame_times": list(media.frame_times), "frames": len(media.frames) + (media.image is not None),
+            "heard_seconds": round(len(media.audio) / SAMPLE_RATE, 2) if media.audio is not None else None,
+            "context_turns": len(prepared.sample.context), "notes": prepared.notes}
+
+
+def prompt_text(prepared: Prepared) -> str:
+    """The prompt's messages as text, media parts as placeholders."""
+    if prepared.prompt is None:
+        return f"(no prompt: {prepared.error})"
+    lines = []
+    for message in prepared.prompt.messages:
+        content = message["content"]
+        if isinstance(content, list):
+            content = "\n".join(p["text"] if p["type"] == "text" else f"[{p['type']}]" for p in content)
+        lines.append(f"--- {message['role']} ---\n{content}")
+    return "\n".join(lines)

@@ -1,7 +1,7 @@
 """Builds small random-weight checkpoints of the real architectures, fully offline.
 
 Tests and offline demos need a model that transformers and vLLM both load without
-the hub: the real Qwen2-VL / Qwen2.5-VL classes at toy sizes, a byte-level BPE
+the hub: the real Qwen2-VL / Qwen2.5-VL classes (the Omni thinker: `tiny_omni`) at toy sizes, a byte-level BPE
 tokenizer trained here on local text with Qwen's special tokens, Qwen's chat
 template, and the image/video processor configs, so that
 `AutoProcessor.from_pretrained(dir)` works with HF_HUB_OFFLINE=1.
@@ -60,7 +60,7 @@ SIZES = {
     "small": TinySize(hidden=896, layers=12, heads=14, kv_heads=2, intermediate=4864, vision_depth=4,
                       vision_embed=256, vision_heads=4, vocab=4096, max_pixels=224 * 224),
 }
-ARCHES = ("qwen2_vl", "qwen2_5_vl")
+ARCHES = ("qwen2_vl", "qwen2_5_vl")  # the Omni thinker: tiny_omni
 
 
 def training_text() -> list[str]:
@@ -83,20 +83,30 @@ def training_text() -> list[str]:
     return texts
 
 
-def _build_tokenizer(size: TinySize):
+def build_tokenizer(size: TinySize, special_tokens: list[str] = SPECIAL_TOKENS, chat_template: str = CHAT_TEMPLATE,
+                    named: dict[str, str] | None = None):
+    """A byte-level BPE tokenizer trained on local text, with the family's special tokens (and, for
+    processors that look tokens up by role, their names: `audio_token` -> `<|AUDIO|>`)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=size.vocab - len(SPECIAL_TOKENS), special_tokens=[],
+    trainer = trainers.BpeTrainer(vocab_size=size.vocab - len(special_tokens), special_tokens=[],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(training_text(), trainer=trainer)
-    tok.add_special_tokens(SPECIAL_TOKENS)
+    tok.add_special_tokens(special_tokens)
+    extra = {"extra_special_tokens": named} if named else {}
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token=None,
-        bos_token=None, model_max_length=32768, chat_template=CHAT_TEMPLATE, padding_side="left")
+        bos_token=None, model_max_length=32768, chat_template=chat_template, padding_side="left", **extra)
+
+
+def mrope_section(head_dim: int) -> list[int]:
+    """mrope splits half the head dim over (time, height, width), in Qwen's proportions."""
+    half = head_dim // 2
+    return [half // 4, 3 * half // 8, half - half // 4 - 3 * half // 8]
 
 
 def make_tiny(out_dir: str | Path, arch: str = "qwen2_vl", size: str = "tiny", seed: int = 0) -> Path:
@@ -112,12 +122,9 @@ def make_tiny(out_dir: str | Path, arch: str = "qwen2_vl", size: str = "tiny", s
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    tokenizer = _build_tokenizer(dims)
+    tokenizer = build_tokenizer(dims)
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-    head_dim = dims.hidden // dims.heads
-    # mrope splits half the head dim over (time, height, width), in Qwen's proportions.
-    half = head_dim // 2
-    mrope = [half // 4, 3 * half // 8, half - half // 4 - 3 * half // 8]
+    mrope = mrope_section(dims.hidden // dims.heads)
     text_config = dict(
         vocab_size=len(tokenizer), hidden_size=dims.hidden, intermediate_size=dims.intermediate,
         num_hidden_layers=dims.layers, num_attention_heads=dims.heads, num_key_value_heads=dims.kv_heads,

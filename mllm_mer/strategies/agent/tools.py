@@ -122,20 +122,34 @@ class Look:
         most = min(box.look_frames, ep.frames_left)
         if most < 1:
             return None
-        return _object({**_time_args(ep.span), "n": {"enum": list(range(1, most + 1))}})
+        found = {**_time_args(ep.span), "n": {"enum": list(range(1, most + 1))}}
+        if box.setup.media.visual != "frames":  # a run that shows faces lets the agent ask for them too
+            found["faces"] = {"type": "boolean"}
+        return _object(found)
 
     def run(self, ep: Episode, box: Toolbox, args: dict[str, Any]) -> Observation:
+        from dataclasses import replace
+
+        from mllm_mer.media.decode import Window
+        from mllm_mer.media.frontend import read_visual
         from mllm_mer.media.video import read_frames
 
         start, end = _window(args, ep.span)
         n = min(int(args["n"]), ep.frames_left)
+        media, notes = box.setup.media, ()
         # Exact times: the model asked for this window.
-        clip = read_frames(ep.sample.video, n, None, start, end, box.setup.media.max_pixels, 0.0,
-                           box.setup.media.media_cache_gb)
+        if args.get("faces"):
+            clip, notes = read_visual(ep.sample.video, Window(n, None, start, end, 0.0),
+                                      replace(media, visual="faces", frame_selection="uniform"))
+        else:
+            clip = read_frames(ep.sample.video, n, None, start, end, media.max_pixels, 0.0, media.media_cache_gb)
         ep.frames_left -= len(clip.images)
         times = ", ".join(f"{t:.2f}" for t in clip.times)
-        return Observation(f"{len(clip.images)} frames of {start:.2f}-{end:.2f} s above, at {times} s.",
-                           f"{len(clip.images)} frames at {times} s", tuple(clip.images), tuple(clip.times))
+        what = "face crops" if args.get("faces") else "frames"
+        text = f"{len(clip.images)} {what} of {start:.2f}-{end:.2f} s above, at {times} s."
+        if notes:
+            text += " " + as_data(" ".join(notes))
+        return Observation(text, f"{len(clip.images)} {what} at {times} s", tuple(clip.images), tuple(clip.times))
 
 
 class Listen:
@@ -149,8 +163,9 @@ class Listen:
         return _object(_time_args(ep.span))
 
     def run(self, ep: Episode, box: Toolbox, args: dict[str, Any]) -> Observation:
+        from mllm_mer.media.acoustic import baseline
         from mllm_mer.media.audio import SAMPLE_RATE, load_audio
-        from mllm_mer.media.cues import vocal_cues
+        from mllm_mer.media.speech_cues import cues_for
 
         start, end = _window(args, ep.span)
         if ep.waveform is None:
@@ -162,9 +177,14 @@ class Listen:
         words = None
         if not ep.sample.transcript and box.setup.media.asr_model and "text" in box.setup.modalities:
             from mllm_mer.media.asr import transcribe
+            from mllm_mer.media.vad import trim_silence
 
-            words = as_data(transcribe(piece, box.setup.media.asr_model))
-        cues = vocal_cues(piece, ep.sample.transcript).describe()
+            words = as_data(transcribe(trim_silence(piece)[0], box.setup.media.asr_model))
+        # The whole utterance is the speaker's baseline: the window is described relative to it.
+        notes: list[str] = []
+        whole = cues_for(ep.waveform, ep.sound, ep.sample.transcript, None, box.setup.media.media_cache_gb, notes)[1]
+        reference = baseline([whole]) if whole and (end - start) < 0.9 * ep.waveform.size / SAMPLE_RATE else None
+        cues = cues_for(piece, None, ep.sample.transcript, reference, 0.0, notes)[0]
         text = f"{start:.2f}-{end:.2f} s: <vocal_cues>{as_data(cues)}</vocal_cues>"
         if words is not None:
             text += f" Words heard: <transcript>{words}</transcript>"

@@ -1,0 +1,161 @@
+"""Faces in sampled frames: detection (OpenCV's bundled Haar cascade, offline), the main face tracked
+across frames, square crops at the pixel budget, and how far each face departs from the clip's own
+neutral (for peak-frame selection)."""
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Sequence
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image
+
+Box = tuple[int, int, int, int]  # x, y, width, height in the frame's pixels
+DETECTORS = {"haar": "haarcascade_frontalface_default.xml"}
+DETECT_WIDTH = 640  # frames are searched at this width at most (the cascade's cost grows with area)
+CASCADE_LOCK = threading.Lock()  # one CascadeClassifier object is not safe across threads
+MIN_FACE_SHARE = 0.03  # faces narrower than this share of the searched frame are ignored (mostly false hits)
+
+
+@lru_cache(maxsize=4)
+def _cascade(detector: str):
+    import cv2
+
+    if detector not in DETECTORS:
+        raise ValueError(f"unknown face detector {detector!r}; choose one of {', '.join(DETECTORS)}")
+    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + DETECTORS[detector])
+    if cascade.empty():
+        raise RuntimeError(f"OpenCV could not load its {DETECTORS[detector]}")
+    return cascade
+
+
+def detect(image: Image.Image, detector: str = "haar") -> list[Box]:
+    """Face boxes in one frame, largest first."""
+    scale = min(1.0, DETECT_WIDTH / image.width)
+    gray = np.asarray(image.convert("L").resize((max(1, round(image.width * scale)),
+                                                 max(1, round(image.height * scale)))))
+    side = max(20, int(MIN_FACE_SHARE * gray.shape[1]))  # no histogram equalisation: flat backgrounds swamp it
+    with CASCADE_LOCK:
+        found = _cascade(detector).detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(side, side))
+    boxes = [tuple(int(round(v / scale)) for v in box) for box in (found if len(found) else [])]
+    return sorted(boxes, key=lambda b: -b[2] * b[3])
+
+
+def detect_near(image: Image.Image, near: Box, detector: str = "haar") -> list[Box]:
+    """Face boxes within two face sides of `near` (a neighbouring frame's face), at sizes near its own:
+    a search of a small region, far cheaper than the whole frame."""
+    x, y, w, h = near
+    left, top = max(0, x - 2 * w), max(0, y - h)
+    region = image.crop((left, top, min(image.width, x + 3 * w), min(image.height, y + 2 * h))).convert("L")
+    side = max(w, h)
+    scale = min(1.0, 96 / side)  # the cascade's 24 px window needs no more than ~4x that per face
+    gray = np.asarray(region.resize((max(1, round(region.width * scale)), max(1, round(region.height * scale)))))
+    low, high = max(20, int(0.6 * side * scale)), int(1.6 * side * scale) + 1
+    with CASCADE_LOCK:
+        found = _cascade(detector).detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(low, low),
+                                                    maxSize=(high, high))
+    boxes = [(int(round(bx / scale)) + left, int(round(by / scale)) + top, int(round(bw / scale)),
+              int(round(bh / scale))) for bx, by, bw, bh in (found if len(found) else [])]
+    return sorted(boxes, key=lambda b: -b[2] * b[3])
+
+
+def find_main(images: Sequence[Image.Image], detector: str = "haar", stride: int = 1) -> list[Box | None]:
+    """The main face in each frame. Every `stride`-th frame is searched whole; the frames between are
+    searched only near the face of their nearest searched neighbour (peak selection's candidates)."""
+    whole = {i: detect(images[i], detector) for i in range(0, len(images), max(1, stride))}
+    near = fill_gaps(track([whole.get(i, []) for i in range(len(images))]))
+    found: list[list[Box]] = []
+    for i, image in enumerate(images):
+        if i in whole:
+            found.append(whole[i])
+            continue
+        # The previous frame's face, where it was found, is the closest guide (faces move between frames).
+        guide = max(found[-1], key=lambda b, ref=near[i]: iou(b, ref)) if found and found[-1] else near[i]
+        found.append(detect_near(image, guide, detector) if guide else [])
+    return track(found)
+
+
+def fill_gaps(boxes: Sequence[Box | None]) -> list[Box | None]:
+    """Each frame without a box takes the nearest frame's (the earlier one on a tie)."""
+    known = [i for i, b in enumerate(boxes) if b is not None]
+    if not known:
+        return list(boxes)
+    return [b if b is not None else boxes[min(known, key=lambda k, i=i: (abs(k - i), k))]
+            for i, b in enumerate(boxes)]
+
+
+def iou(a: Box, b: Box) -> float:
+    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
+    x2, y2 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
+    inter = max(0, x2 - x1) * max(0, y2 - y1)
+    return inter / float(a[2] * a[3] + b[2] * b[3] - inter) if inter else 0.0
+
+
+def track(found: Sequence[list[Box]]) -> list[Box | None]:
+    """The main face in each frame: the largest face of the clip starts the track; each other frame
+    takes the face overlapping its nearest tracked neighbour most, else the one closest to it."""
+    sizes = [(boxes[0][2] * boxes[0][3], i) for i, boxes in enumerate(found) if boxes]
+    if not sizes:
+        return [None] * len(found)
+    seed = max(sizes)[1]
+    chosen: list[Box | None] = [None] * len(found)
+    chosen[seed] = found[seed][0]
+    for order in (range(seed + 1, len(found)), range(seed - 1, -1, -1)):  # outwards from the seed
+        last = chosen[seed]
+        for i in order:
+            if found[i]:
+                chosen[i] = last = max(found[i], key=lambda b, ref=last: (iou(b, ref), -_distance(b, ref)))
+    return chosen
+
+
+def _distance(a: Box, b: Box) -> float:
+    return math.hypot(a[0] + a[2] / 2 - b[0] - b[2] / 2, a[1] + a[3] / 2 - b[1] - b[3] / 2)
+
+
+def crop_side(max_pixels: int | None) -> int:
+    """A square crop's side at the pixel budget, a multiple of 28 (the vision tower's patch merge)."""
+    return max(28, math.isqrt(max_pixels or 448 * 448) // 28 * 28)
+
+
+def crop(image: Image.Image, box: Box, margin: float, side: int) -> Image.Image:
+    """A square around the face with `margin` of its side on each edge, kept inside the frame where it
+    fits, resized once to side x side."""
+    x, y, w, h = box
+    size = min(int(max(w, h) * (1 + 2 * margin)), image.width, image.height)
+    cx, cy = x + w / 2, y + h / 2
+    left = int(min(max(0, cx - size / 2), image.width - size))
+    top = int(min(max(0, cy - size / 2), image.height - size))
+    return image.crop((left, top, left + size, top + size)).resize((side, side), Image.BICUBIC)
+
+
+def letterbox(image: Image.Image, side: int) -> Image.Image:
+    """The whole frame fitted into a side x side square (a frame without a face, among face crops that
+    must share one size)."""
+    scale = side / max(image.width, image.height)
+    fitted = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BICUBIC)
+    canvas = Image.new("RGB", (side, side))
+    canvas.paste(fitted, ((side - fitted.width) // 2, (side - fitted.height) // 2))
+    return canvas
+
+
+def beside(frame: Image.Image, face: Image.Image, max_pixels: int | None) -> Image.Image:
+    """The whole frame with the face crop to its right, one image at the pixel budget (`--visual both`:
+    every frame of a video must share one size)."""
+    face = face.resize((frame.height, frame.height), Image.BICUBIC)
+    canvas = Image.new("RGB", (frame.width + frame.height, frame.height))
+    canvas.paste(frame, (0, 0))
+    canvas.paste(face, (frame.width, 0))
+    from mllm_mer.media.decode import fit_size
+
+    return canvas.resize(fit_size(canvas.width, canvas.height, max_pixels), Image.BICUBIC)
+
+
+def departure(faces: Sequence[Image.Image], size: int = 48) -> np.ndarray:
+    """How far each face departs from the clip's own neutral: the mean absolute difference of its
+    grey, contrast-normalised thumbnail from the per-pixel median over the clip's faces. The median
+    is the neutral because an expression peak is, by definition, the brief exception."""
+    thumbs = np.stack([np.asarray(f.convert("L").resize((size, size)), dtype=np.float32) for f in faces])
+    thumbs = (thumbs - thumbs.mean(axis=(1, 2), keepdims=True)) / (thumbs.std(axis=(1, 2), keepdims=True) + 1e-3)
+    neutral = np.median(thumbs, axis=0)
+    return np.abs(thumbs - neutral).mean(axis=(1, 2))

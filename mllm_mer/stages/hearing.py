@@ -1,0 +1,42 @@
+"""The waveform for a model that hears (Omni families): the sample's audio file, or its clip's own track
+in the utterance's window, decoded once at 16 kHz mono and cut to the family's audio window.
+
+A clip without a sound track is answered from its frames and text, with a note; an audio file that
+cannot be read is the sample's media failure, naming the file (`MediaError`)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mllm_mer.core.types import MediaSettings, Sample
+from mllm_mer.media import MediaError
+from mllm_mer.media.audio import SAMPLE_RATE, load_audio
+from mllm_mer.media.errors import WindowOutside
+from mllm_mer.media.video import probe
+
+
+def hear(sample: Sample, settings: MediaSettings, seconds: float) -> tuple[np.ndarray | None, list[str]]:
+    """(waveform or None, notes) of what the model will hear of `sample`."""
+    notes: list[str] = []
+    if sample.audio:
+        source, window = sample.audio, (None, None)
+    elif sample.video and probe(sample.video, settings.media_cache_gb)[1]:
+        source, window = sample.video, (sample.start, sample.end)
+    else:
+        if sample.video:
+            notes.append(f"{Path(sample.video).name}: no sound track; answered from the frames and text")
+        return None, notes
+    try:
+        wave = load_audio(source, *window, cache_gb=settings.media_cache_gb)
+    except WindowOutside as outside:
+        return None, [f"{Path(source).name}: {outside.reason}"]
+    if wave.size == 0:
+        raise MediaError(source, "zero-length audio")
+    most = int(seconds * SAMPLE_RATE)
+    if len(wave) > most:
+        notes.append(f"{Path(source).name}: audio cut from {len(wave) / SAMPLE_RATE:.1f} s to {seconds:g} s "
+                     "(the model's audio window)")
+        wave = wave[:most]
+    notes.append(f"heard {len(wave) / SAMPLE_RATE:.2f} s of audio from {Path(source).name}")
+    return wave, notes

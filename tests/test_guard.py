@@ -1,0 +1,166 @@
+"""The serve guard as an ASGI middleware, driven in process (the app behind it is a recorder that answers
+200, standing in for vLLM's): routes allow-listed, every method keyed, bodies capped before they are read,
+URLs refused wherever they sit, numbers capped whatever their JSON type, bomb images refused."""
+import asyncio
+import base64
+import json
+import struct
+import zlib
+
+import httpx
+import pytest
+
+from mllm_mer.serving import server_guard
+from mllm_mer.serving.server_guard import ROUTES, GuardMiddleware, as_whole_number, check_body
+
+KEY = "guard-key-7d2"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+class Recorder:
+    """Stands in for vLLM's app: records what reached it."""
+
+    def __init__(self):
+        self.calls = []
+
+    async def __call__(self, scope, receive, send):
+        message = await receive() if scope["type"] == "http" else {}
+        self.calls.append((scope.get("method"), scope["path"], message.get("body", b"")))
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+@pytest.fixture
+def guarded(monkeypatch):
+    monkeypatch.setenv("VLLM_API_KEY", KEY)
+    monkeypatch.delenv("MLLM_MER_ALLOW_REMOTE_MEDIA", raising=False)
+    recorder = Recorder()
+    return recorder, GuardMiddleware(recorder)
+
+
+def call(app, method, path, **kwargs):
+    async def go():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
+            return await client.request(method, path, **kwargs)
+    return asyncio.run(go())
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG whose header declares width x height (no pixel data: what a decompression bomb looks like)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    return b"\x89PNG\r\n\x1a\n" + chunk + struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+
+
+def chat(*parts, **extra):
+    return {"model": "m", "max_tokens": 4, **extra, "messages": [{"role": "user", "content": list(parts)}]}
+
+
+def test_every_route_and_method_of_vllms_app_needs_the_key_and_only_ours_are_served(guarded, tiny_model):
+    """Enumerated from vLLM's own app, so a route a later vLLM adds is checked too."""
+    from vllm.entrypoints.launchers.cli_args import make_arg_parser
+    from vllm.entrypoints.openai.api_server import build_app
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    app = build_app(make_arg_parser(FlexibleArgumentParser()).parse_args(["--model", str(tiny_model)]),
+                    supported_tasks=("generate",))
+    routes = {(m, r.path) for r in app.routes for m in (getattr(r, "methods", None) or ())}
+    assert ("POST", "/v1/messages") in routes and len(routes) > 30
+    recorder, guard = guarded
+    for method, path in sorted(routes | {("OPTIONS", "/metrics"), ("OPTIONS", "/v1/chat/completions")}):
+        open_route = (method, path) in {("GET", "/health"), ("HEAD", "/health")}
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            status = call(guard, method, path, headers=headers).status_code
+            assert status == (200 if open_route else 401), (method, path, status)
+        served = call(guard, method, path, headers=AUTH)
+        assert served.status_code == (200 if (method, path) in ROUTES else 404), (method, path)
+    reached = {(m, p) for m, p, _ in recorder.calls}
+    assert reached <= set(ROUTES)
+
+
+def test_a_url_in_any_shape_on_any_route_is_refused_and_never_reaches_the_server(guarded):
+    recorder, guard = guarded
+    anthropic = {"model": "m", "max_tokens": 4, "messages": [{"role": "user", "content": [
+        {"type": "image", "source": {"type": "url", "url": "http://127.0.0.1:9/x.png"}}]}]}
+    assert call(guard, "POST", "/v1/messages", json=anthropic, headers=AUTH).status_code == 404
+    for body in (chat({"type": "image_url", "image_url": {"url": "http://127.0.0.1:9/x.png"}}),
+                 chat({"type": "image_url", "image_url": "file:///etc/passwd"}),
+                 chat({"type": "text", "text": "hi", "extra": {"url": "https://example.org/a.mp4"}})):
+        answer = call(guard, "POST", "/v1/chat/completions", json=body, headers=AUTH)
+        assert answer.status_code == 400 and "data: URLs" in answer.json()["error"]["message"]
+    odd = call(guard, "POST", "/v1/chat/completions", json=chat({"type": "image", "source": {"data": "x"}}),
+               headers=AUTH)
+    assert odd.status_code == 400 and "content part type 'image'" in odd.text
+    assert recorder.calls == []
+
+
+def test_numbers_are_capped_whatever_their_json_type(guarded):
+    recorder, guard = guarded
+    text = {"type": "text", "text": "hi"}
+    for extra, reason in (({"n": "1000"}, "n is at most"), ({"n": 1000.0}, "n is at most"),
+                          ({"max_tokens": "4097"}, "max_tokens is at most"), ({"n": "2.5"}, "whole number"),
+                          ({"max_completion_tokens": True}, "whole number")):
+        answer = call(guard, "POST", "/v1/chat/completions", json=chat(text, **extra), headers=AUTH)
+        assert answer.status_code == 400 and reason in answer.text, (extra, answer.text)
+    assert recorder.calls == []
+    assert call(guard, "POST", "/v1/chat/completions", json=chat(text, n="2"), headers=AUTH).status_code == 200
+    assert as_whole_number("3") == 3 and as_whole_number(3.0) == 3 and as_whole_number("x") is None
+
+
+def test_bodies_are_capped_before_they_are_read(guarded):
+    recorder, guard = guarded
+    huge = {"Content-Length": str(300 * 1024 * 1024), **AUTH}
+    received = []
+
+    async def go():
+        async def receive():  # would hand over 300 MiB; the guard must not ask for it
+            received.append(1)
+            return {"type": "http.request", "body": b"x" * 1024, "more_body": True}
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+        for path in ("/health", "/tokenize", "/v1/chat/completions"):
+            scope = {"type": "http", "method": "POST" if path != "/health" else "GET", "path": path,
+                     "headers": [(k.lower().encode(), v.encode()) for k, v in huge.items()]}
+            await guard(scope, receive, send)
+        return sent
+    sent = asyncio.run(go())
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [413, 413, 413]
+    assert received == [] and recorder.calls == []
+    unauthenticated = call(guard, "POST", "/v1/chat/completions", content=b"x" * 1024)
+    assert unauthenticated.status_code == 401 and recorder.calls == []
+
+
+def test_an_inline_decompression_bomb_is_a_400_with_the_reason(guarded):
+    recorder, guard = guarded
+    bomb = "data:image/png;base64," + base64.b64encode(png_header(50_000, 50_000)).decode()
+    answer = call(guard, "POST", "/v1/chat/completions", json=chat({"type": "image_url", "image_url": {"url": bomb}}),
+                  headers=AUTH)
+    assert answer.status_code == 400 and "2500000000 pixels" in answer.json()["error"]["message"]
+    large = "data:image/png;base64," + base64.b64encode(png_header(8000, 6000)).decode()  # under PIL's own limit
+    assert "8000x6000" in check_body(chat({"type": "image_url", "image_url": {"url": large}}), allow_remote=False)
+    fine = "data:image/png;base64," + base64.b64encode(png_header(64, 48)).decode()
+    assert check_body(chat({"type": "image_url", "image_url": {"url": fine}}), allow_remote=False) is None
+    assert recorder.calls == []
+
+
+def test_without_a_key_the_routes_are_still_allow_listed(monkeypatch):
+    monkeypatch.delenv("VLLM_API_KEY", raising=False)
+    recorder = Recorder()
+    guard = GuardMiddleware(recorder)
+    assert call(guard, "POST", "/v1/messages", json={}).status_code == 404
+    assert call(guard, "GET", "/v1/models").status_code == 200
+    assert json.loads(call(guard, "POST", "/v1/responses", json={}).text)["error"]["code"] == 404
+    assert server_guard.MAX_N == 4
+
+
+def test_secrets_are_masked_in_every_spelling_and_downloads_hold_no_launch_command():
+    from mllm_mer.evaluation.records import for_download, masked_command
+
+    argv = ["mllm-mer", "evaluate", "--api-key", "K1", "--api-key=K2", "api_key=K3", "--client.api_key", "K4",
+            "client.api-key=K5", "--auth", "u:p", "--model", "m"]
+    shown = " ".join(masked_command(argv))
+    assert not any(secret in shown for secret in ("K1", "K2", "K3", "K4", "K5", "u:p")) and "--model m" in shown
+    run = {"fingerprint": {"model": "m"}, "provenance": {"command": argv, "host": "box", "config": {}, "started": "t"}}
+    assert for_download(run) == {"fingerprint": {"model": "m"}, "provenance": {"started": "t"}}
