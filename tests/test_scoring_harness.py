@@ -1,5 +1,5 @@
 """`mllm-mer score`, label aliases, open-vocabulary and multi-label metrics, bootstrap intervals and the
-paired tests of `compare` (issue #33)."""
+paired tests of `compare`."""
 from __future__ import annotations
 
 import json

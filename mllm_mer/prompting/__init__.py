@@ -130,7 +130,7 @@ def _evidence_view(sample: Sample, media: MediaInputs, modalities: frozenset[str
         "has_image": use_video and media.image is not None,
         "vocal_cues": as_data(media.vocal_cues or sample.vocal_cues) if use_audio else None,
         "audio_seconds": round(len(media.audio) / SAMPLE_RATE, 2) if use_audio and media.audio is not None else None,
-        "context": [{"speaker": as_data(t.speaker), "text": as_data(t.text), "emotion": t.emotion}
+        "context": [{"speaker": as_data(t.speaker), "text": as_data(t.text), "emotion": as_data(t.emotion)}
                     for t in sample.context] if use_text else [],
         "speaker": as_data(sample.speaker),
         "transcript": as_data(transcript) if use_text else None,

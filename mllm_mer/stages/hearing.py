@@ -1,5 +1,7 @@
 """The waveform for a model that hears (Omni families): the sample's audio file, or its clip's own track
-in the utterance's window, decoded once at 16 kHz mono and cut to the family's audio window.
+in the utterance's window, at 16 kHz mono, cut to the family's audio window. The media stage has read
+the same window for the cue text; the disk cache (on by default) serves this read, and runs over a
+recording slice one decoded track (`audio.shared_tracks`).
 
 A clip without a sound track is answered from its frames and text, with a note; an audio file that
 cannot be read is the sample's media failure, naming the file (`MediaError`)."""
@@ -19,8 +21,8 @@ from mllm_mer.media.video import probe
 def hear(sample: Sample, settings: MediaSettings, seconds: float) -> tuple[np.ndarray | None, list[str]]:
     """(waveform or None, notes) of what the model will hear of `sample`."""
     notes: list[str] = []
-    if sample.audio:
-        source, window = sample.audio, (None, None)
+    if sample.audio:  # the utterance already, unless it is the only recording (a dialogue's --audio)
+        source, window = sample.audio, ((sample.start, sample.end) if not sample.video else (None, None))
     elif sample.video and probe(sample.video, settings.media_cache_gb)[1]:
         source, window = sample.video, (sample.start, sample.end)
     else:
