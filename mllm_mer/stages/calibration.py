@@ -106,11 +106,12 @@ def arrays(records: list[dict[str, Any]], task: str, labels: tuple[str, ...]) ->
 
 def calibration_metrics(probs: np.ndarray, gold: np.ndarray) -> dict[str, float]:
     """ECE (15 bins, top-label), multiclass Brier score and NLL."""
+    if len(gold) == 0:
+        return {}
+    # Imported only when there is something to score: torchmetrics takes seconds to import.
     import torch
     from torchmetrics.functional.classification import multiclass_calibration_error
 
-    if len(gold) == 0:
-        return {}
     onehot = np.eye(probs.shape[1])[gold]
     ece = multiclass_calibration_error(torch.tensor(probs, dtype=torch.float64), torch.tensor(gold),
                                        num_classes=probs.shape[1], n_bins=N_BINS, norm="l1")
