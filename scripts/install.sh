@@ -39,7 +39,7 @@ if ! command -v espeak-ng >/dev/null 2>&1; then
     if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
         apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null
     else
-        echo "warning: espeak-ng not found and cannot be installed here; front-end speech tests will be skipped" >&2
+        echo "warning: espeak-ng not found and cannot be installed here; the front-end speech tests will fail" >&2
     fi
 fi
 "$VENV/bin/python" -c "import vllm, transformers, torch; print('mllm-mer env ready: torch', torch.__version__, 'transformers', transformers.__version__, 'vllm', vllm.__version__)"

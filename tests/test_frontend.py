@@ -1,7 +1,6 @@
 """The field's front end on real material: eGeMAPS cues of espeak-ng speech, silero voice activity,
 faces of a real portrait (skimage's astronaut), peak-frame selection, and what each may not do."""
 import json
-import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -18,7 +17,6 @@ from mllm_mer.media.frontend import read_visual
 from mllm_mer.media.vad import speech_segments
 from mllm_mer.synthetic.frontend import face_clip, portrait, speak, write_frames, write_speech
 
-pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 SENTENCE = "I really did not expect to see you here today, it is a lovely surprise."
 VOICES = {"low": (25, 160), "high": (85, 160), "slow": (50, 110), "fast": (50, 280)}
 

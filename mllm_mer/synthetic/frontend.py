@@ -2,6 +2,7 @@
 (skimage's astronaut) moving across a 720p frame, with an optional stretch where the face changes."""
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -21,7 +22,7 @@ def speak(text: str, pitch: int = 50, rate: int = 175) -> np.ndarray:
         raise RuntimeError("espeak-ng is not installed (scripts/install.sh installs it)")
     done = subprocess.run(["espeak-ng", "-p", str(pitch), "-s", str(rate), "--stdout", text],
                           capture_output=True, check=True, timeout=60)
-    with av.open(__import__("io").BytesIO(done.stdout), format="wav") as container:
+    with av.open(io.BytesIO(done.stdout), format="wav") as container:
         resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
         chunks = [out.to_ndarray().reshape(-1) for frame in container.decode(audio=0)
                   for out in resampler.resample(frame)]
