@@ -17,7 +17,7 @@ from mllm_mer.pipeline import predict, prepare
 from mllm_mer.pipeline.resolve import resolve_prompt, resolve_strategy
 from mllm_mer.stages.resources import Resources
 from mllm_mer.strategies.agent import Agent, action_schema, start
-from mllm_mer.strategies.agent.tools import GRID_POINTS, TOOLS, offered
+from mllm_mer.strategies.agent.tools import GRID_POINTS, TOOLS, Look, offered
 from mllm_mer.strategies.consistency import vote
 
 MAX_STEPS = 3
@@ -90,6 +90,13 @@ def test_tools_are_offered_only_where_they_apply(tiny_model, agent_inputs):
     look = offered(ep, box)["look"]["properties"]
     assert look["start"]["enum"][0] == 0.0 and look["end"]["enum"][-1] == 3.0
     assert len(look["start"]["enum"]) == GRID_POINTS
+    # A zero-length look at the clip's end is answered from the nearest grid step, and says so.
+    seen = Look().run(ep, box, {"start": 3.0, "end": 3.0, "n": 2})
+    lo, hi = 3.0 - 3.0 / (GRID_POINTS - 1), 3.0
+    assert seen.times and all(lo - 1 / 8 <= t <= hi for t in seen.times)  # a frame shows for 1/fps = 1/8 s
+    assert f"of {lo:.2f}-3.00 s" in seen.text and "asked for, 3.00-3.00 s, holds no time of its own" in seen.text
+    plain = Look().run(ep, box, {"start": 1.0, "end": 2.0, "n": 1}).text
+    assert "asked for" not in plain
     # The history holds the dialogue's earlier turns, never their labels.
     assert all(t.emotion is None for turns in history.values() for t in turns)
     assert [t.text for t in history["a9"]] == [s.transcript for s in agent_inputs[26:29]]

@@ -42,6 +42,26 @@ def test_temperature_fitted_on_dev_lowers_ece_on_held_out_data():
     print(f"held-out ECE {before['ece']:.3f} -> {after['ece']:.3f}")
 
 
+def test_a_fit_on_a_bound_or_on_few_rows_says_so():
+    """Probabilities that carry no information about the gold label push T to the search bound: the fit
+    searches wider bounds, then says it hit one; a sound fit on enough rows has no warning."""
+    from mllm_mer.stages.calibration import WIDE_BOUNDS
+
+    scheme = load_label_scheme("meld")
+    assert fit(overconfident_records(600, seed=1), scheme).warnings == {}
+    rng = np.random.default_rng(5)
+    noise = overconfident_records(600, seed=3)
+    for record in noise:  # confident answers, gold independent of them
+        record["gold"]["emotion"] = str(rng.choice(LABELS))
+    fitted = fit(noise, scheme)
+    assert fitted.temperatures["emotion"] > 20.0  # beyond the first bounds: the search was widened
+    assert fitted.temperatures["emotion"] == pytest.approx(WIDE_BOUNDS[1], rel=0.02)
+    assert "hit the search bound" in fitted.warnings["emotion"] and "no information" in fitted.warnings["emotion"]
+    few = fit(overconfident_records(40, seed=1), scheme)
+    assert few.warnings["emotion"] == "fitted on 40 rows (fewer than 50): a rough estimate"
+    assert json.loads(few.to_json())["tasks"]["emotion"]["warning"] == few.warnings["emotion"]
+
+
 def test_rescaling_keeps_the_label_and_a_distribution():
     probs = {"a": 0.7, "b": 0.2, "c": 0.1}
     for t in (0.3, 1.0, 4.0):
@@ -78,11 +98,14 @@ def test_evaluate_calibrate_then_evaluate_calibrated_through_the_cli(tiny_model,
     dev = json.loads((tmp_path / "dev" / "metrics.json").read_text())
     assert {"ece", "brier", "nll"} <= set(dev["tasks"]["emotion"])
     assert (tmp_path / "dev" / "reliability.png").stat().st_size > 0
+    assert "no label probabilities" not in (tmp_path / "dev" / "report.md").read_text()
 
     fitted = run_cli("calibrate", tmp_path / "dev", "--out", tmp_path / "cal.json")
     assert "emotion: temperature" in fitted.stdout and "ECE" in fitted.stdout
     saved = json.loads((tmp_path / "cal.json").read_text())
     assert saved["scheme"] == "meld" and saved["tasks"]["emotion"]["labels"] == list(LABELS)
+    assert "  warning: " in fitted.stdout and "fitted on 24 rows (fewer than 50)" in fitted.stdout
+    assert "fitted on 24 rows" in saved["tasks"]["emotion"]["warning"]
 
     run_cli("evaluate", *common, "--out", tmp_path / "calibrated", "--calibration", tmp_path / "cal.json")
     calibrated = json.loads((tmp_path / "calibrated" / "metrics.json").read_text())

@@ -6,7 +6,6 @@ import sys
 
 import pytest
 
-from mllm_mer.core.types import CUE_MODALITIES
 from mllm_mer.prompting import RATIONALE_MAX_CHARS
 
 
@@ -20,8 +19,17 @@ def run_cli(*args, check=True):
 
 @pytest.fixture(scope="module")
 def cli_model(tmp_path_factory):
-    out = tmp_path_factory.mktemp("cli") / "t"
-    run_cli("make-tiny", out)
+    """`mllm-mer demo DIR` on a fresh folder: it builds the tiny model and a clip with sound, and predicts."""
+    from mllm_mer.cli.demo import DEMO_TRANSCRIPT, TINY_NOTE
+
+    folder = tmp_path_factory.mktemp("cli") / "demo"
+    proc = run_cli("demo", folder)
+    pred = json.loads(proc.stdout)
+    assert pred["ok"] and pred["sample_id"] == "demo" and pred["tasks"]["emotion"]["probabilities"]
+    assert TINY_NOTE in proc.stderr and f"demo clip: {folder / 'sample.mp4'}" in proc.stderr
+    evidence = json.loads(proc.stderr[proc.stderr.index("{"):proc.stderr.index("}\n") + 1])
+    assert evidence["transcript"] == DEMO_TRANSCRIPT and evidence["frames"] == 8 and evidence["vocal_cues"]
+    out = folder / "tiny-qwen2-vl"
     assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
     return out
 
@@ -39,7 +47,7 @@ def test_predict_prints_a_prediction_in_the_meld_sets(cli_model, face_png, mode)
         assert math.isclose(sum(task["probabilities"].values()), 1.0, rel_tol=1e-6)
     if mode == "generate":  # the schema bounds the rationale and names the cue modalities
         assert isinstance(pred["rationale"], str) and len(pred["rationale"]) <= RATIONALE_MAX_CHARS
-        assert set(pred["cues"]) <= set(CUE_MODALITIES)
+        assert set(pred["cues"]) <= {"visual", "lexical"}  # a still and words: no vocal or context cue
     else:  # scoring writes no rationale
         assert pred["rationale"] is None and pred["cues"] == {}
 
@@ -61,8 +69,8 @@ def test_missing_model_names_make_tiny(tmp_path):
 
 def test_unreachable_hub_id_is_explained(tmp_path):
     proc = run_cli("predict", "--model", "Qwen/Qwen2.5-VL-7B-Instruct", "--transcript", "hi", check=False)
-    assert proc.returncode == 2
-    assert "make-tiny" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "mllm-mer demo" in proc.stderr and "--model DIR" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_predict_shows_its_prompt_and_evidence_and_checks_files_before_loading(cli_model, tmp_path):

@@ -73,6 +73,20 @@ def test_unknown_options_name_the_nearest_valid_one(argv, suggestion):
         parse(argv)
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["predict", "--max-text-chars", "0"], "--max-text-chars must be at least 1, not 0"),
+    (["evaluate", "--batch-size", "-2"], "--batch-size must be at least 1, not -2"),
+    (["predict", "--max-frames", "0"], "--max-frames must be at least 1, not 0"),
+    (["serve", "--gpu-memory-utilization", "1.5"], "--gpu-memory-utilization must be between 0.01 and 1.0, not 1.5"),
+    (["finetune", "lora_dropout=1"], "--lora-dropout must be between 0.0 and 0.99, not 1"),
+    (["evaluate", "--samples", "0"], "--samples must be at least 1, not 0"),
+])
+def test_out_of_range_values_are_refused_while_parsing(argv, message):
+    """Before any file is read or model loaded: the flags, YAML keys and overrides share one range check."""
+    with pytest.raises(ConfigError, match=f"^{message}$"):
+        parse(argv)
+
+
 def test_unknown_yaml_key_names_the_file_and_the_nearest_key(tmp_path):
     bad = write_yaml(tmp_path / "bad.yaml", {"modalitie": ["text"]})
     with pytest.raises(ConfigError, match=r"bad\.yaml: unknown option 'modalitie'; did you mean 'modalities'"):

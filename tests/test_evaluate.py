@@ -286,6 +286,9 @@ def test_report_throughput_agrees_with_the_progress_bar(tmp_path, tiny_model):
     reported = json.loads((out / "metrics.json").read_text())["throughput_samples_per_s"]
     assert abs(reported - shown) <= 0.2 * shown, (reported, shown)
     assert f"{reported:.2f}" in (out / "report.md").read_text()
+    # Generate mode without --probabilities: the run says there is no ECE, and which flag adds it.
+    absent = "no label probabilities were computed (generate mode), so no ECE, Brier or NLL: add --probabilities"
+    assert absent in done.stdout and absent in (out / "report.md").read_text()
 
 
 def test_a_second_evaluate_over_the_same_clips_opens_no_media_file(tmp_path, hf_backend, monkeypatch):

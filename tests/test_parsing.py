@@ -42,3 +42,16 @@ def test_prediction_round_trips_through_a_dict(meld_spec):
 
     pred = parse_answer('{"emotion":"joy","sentiment":"positive"}', meld_spec.label_sets, "s1")
     assert Prediction.from_dict(pred.to_dict()) == pred
+
+
+def test_a_raw_control_character_is_invalid_json_as_for_any_client(meld_spec):
+    """A standard client's json.loads rejects it; so do we, and say why."""
+    pred = parse_answer('{"emotion":"joy","sentiment":"positive","rationale":"a\x11b"}', meld_spec.label_sets, "s1")
+    assert not pred.ok and pred.error == "invalid JSON: a raw control character inside a string"
+
+
+def test_a_cue_for_a_modality_the_prompt_did_not_show_is_dropped_with_a_note(meld_spec):
+    raw = '{"emotion":"joy","sentiment":"positive","cues":{"visual":"smile","vocal":"a warm voice"}}'
+    pred = parse_answer(raw, meld_spec.label_sets, "s1", cue_modalities=("visual", "lexical"))
+    assert pred.ok and pred.cues == {"visual": "smile"}
+    assert pred.notes == ["dropped the answer's vocal cue: the prompt did not show that modality"]

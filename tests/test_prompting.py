@@ -52,12 +52,41 @@ def test_several_tasks_are_asked_together(meld_spec):
     assert prompt.schema["required"][:2] == ["emotion", "sentiment"]
 
 
-def test_schema_enumerates_labels_and_bounds_free_text(meld_spec):
+def _grammar_accepts(schema, text):
+    import xgrammar as xgr
+    from xgrammar.testing import _is_grammar_accept_string
+
+    grammar = xgr.Grammar.from_json_schema(json.dumps(schema), any_whitespace=False, separators=(",", ":"))
+    return _is_grammar_accept_string(grammar, text)
+
+
+def test_schema_enumerates_labels_and_bounds_free_text_in_valid_json(meld_spec):
+    """The grammar our backends compile from the schema admits only what json.loads reads: no raw control
+    character (a `maxLength` string let `\x11` through), and the length bound still holds."""
+    from mllm_mer.prompting import RATIONALE_MAX_CHARS
+
     schema = answer_schema(meld_spec.label_sets, with_rationale=True)
     assert schema["properties"]["emotion"]["enum"] == list(meld_spec.task("emotion").labels)
-    assert schema["properties"]["rationale"]["maxLength"] > 0
     assert set(schema["properties"]["cues"]["required"]) == {"visual", "vocal", "lexical", "context"}
     assert list(answer_schema(meld_spec.label_sets, with_rationale=False)["properties"]) == ["emotion", "sentiment"]
+    answer = ('{"emotion":"joy","sentiment":"positive","rationale":"RAT",'
+              '"cues":{"visual":"smile","vocal":"","lexical":"wow","context":""}}')
+    assert _grammar_accepts(schema, answer.replace("RAT", "a" * RATIONALE_MAX_CHARS))
+    for bad in ("a\x11smile", "a\nb", "a" * (RATIONALE_MAX_CHARS + 1)):
+        assert not _grammar_accepts(schema, answer.replace("RAT", bad)), bad
+
+
+def test_cue_fields_only_for_the_modalities_the_prompt_shows(meld_spec):
+    still = build_prompt(Sample(id="s", transcript="Hi"), meld_spec, media=MediaInputs(image=Image.new("RGB", (8, 8))))
+    assert still.cue_modalities == ("visual", "lexical")
+    assert list(still.schema["properties"]["cues"]["properties"]) == ["visual", "lexical"]
+    assert '"vocal"' not in still.messages[0]["content"]  # the instructions ask for no vocal cue either
+    answer = '{"emotion":"joy","sentiment":"positive","rationale":"x","cues":{"visual":"a","lexical":"b"}}'
+    assert _grammar_accepts(still.schema, answer)
+    assert not _grammar_accepts(still.schema, answer.replace('"lexical":"b"', '"lexical":"b","vocal":"loud"'))
+    heard = build_prompt(Sample(id="s", transcript="Hi", context=(Turn("A", "earlier"),)), meld_spec,
+                         media=MediaInputs(vocal_cues="loud"), modalities=("audio", "text"))
+    assert heard.cue_modalities == ("vocal", "lexical", "context")
 
 
 def test_transcript_cannot_close_its_block_or_inject_chat_tokens(meld_spec):
@@ -90,6 +119,10 @@ def test_formatted_answer_is_compact_json_in_schema_order(meld_spec):
     text = format_answer({"sentiment": "negative", "emotion": "anger", "rationale": "x"}, meld_spec.label_sets, True)
     assert text.startswith('{"emotion":"anger","sentiment":"negative","rationale":"x","cues":{')
     assert json.loads(text)["cues"] == {"visual": "", "vocal": "", "lexical": "", "context": ""}
+    # Free text in the form the grammar allows: no quote, backslash or control character to escape.
+    odd = format_answer({"sentiment": "negative", "emotion": "anger", "rationale": 'say "no"\\\x11'},
+                        meld_spec.label_sets, True, ("lexical",))
+    assert json.loads(odd)["rationale"] == "say 'no'/ " and list(json.loads(odd)["cues"]) == ["lexical"]
     assert answer_prefix({"emotion": "joy"}, "sentiment") == '{"emotion":"joy","sentiment":"'
     assert text.startswith(answer_prefix({}, "emotion") + 'anger"')
 

@@ -22,11 +22,12 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
 class ServeProcess:
-    def __init__(self, model, adapter, log):
+    def __init__(self, model, adapter, log, prompted=None):
         self.port = free_port()
+        named = ["--adapter", f"cw={prompted}"] if prompted else []
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mllm_mer.cli", "serve", "--model", str(model), "--adapter", f"probe={adapter}",
-             "--port", str(self.port), "--enforce-eager", "--max-model-len", "4096", "--log-file", str(log),
+             *named, "--port", str(self.port), "--enforce-eager", "--max-model-len", "4096", "--log-file", str(log),
              "--max-num-seqs", "8"],  # not a flag of ours: passed through to vLLM's server
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "MLLM_MER_API_KEY": KEY})
         self.banner = ""
@@ -51,9 +52,31 @@ class ServeProcess:
         return [p.pid for p in alive if p.pid in tree_pids]
 
 
+WEATHER_LABELS = """name: weather4
+tasks:
+  - task: emotion
+    labels: [sunny, rainy, foggy, stormy]
+"""
+
+
 @pytest.fixture(scope="module")
-def server(tiny_model, tiny_lora, tmp_path_factory):
-    handle = ServeProcess(tiny_model, tiny_lora, tmp_path_factory.mktemp("serve") / "server.log")
+def prompted_adapter(tiny_lora, tmp_path_factory):
+    """The probe adapter's weights with a saved prompt: a 4-label set of its own, and label_only."""
+    import shutil
+
+    import yaml
+
+    folder = tmp_path_factory.mktemp("prompted") / "cw"
+    shutil.copytree(tiny_lora, folder)
+    (folder / "labels.yaml").write_text(WEATHER_LABELS)
+    (folder / "prompt.yaml").write_text(yaml.safe_dump({"labels": "labels.yaml", "template": "label_only",
+                                                        "modalities": ["text", "video"]}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model, tiny_lora, prompted_adapter, tmp_path_factory):
+    handle = ServeProcess(tiny_model, tiny_lora, tmp_path_factory.mktemp("serve") / "server.log", prompted_adapter)
     yield handle
     for pid in handle.stop():
         psutil.Process(pid).kill()
@@ -95,6 +118,17 @@ def test_video_chat_completion_returns_a_valid_prediction(client, meld_spec, ada
     assert pred.label("emotion") in meld_spec.task("emotion").labels
     assert pred.label("sentiment") in meld_spec.task("sentiment").labels
     assert abs(sum(pred.tasks["emotion"].probabilities.values()) - 1) < 1e-6
+
+
+def test_every_schema_constrained_answer_is_json_a_standard_client_reads(client, meld_spec):
+    """200 concurrent answers with free-text rationales, sampled: json.loads (strict, as the openai client's
+    users call it) reads every one. A `maxLength` string in the schema let raw control characters through."""
+    from mllm_mer.prompting import build_prompt
+
+    prompts = [build_prompt(Sample(id=f"j{i}", transcript=s.transcript), meld_spec)
+               for i, s in enumerate(random_samples(200, seed=31))]
+    answers = client.generate(prompts, temperature=1.0, seeds=range(200))
+    assert all(isinstance(json.loads(raw), dict) for raw in answers)
 
 
 def test_agent_over_the_server_ends_every_run_with_a_valid_answer(client, tiny_model, tmp_path):
@@ -217,6 +251,28 @@ def test_cli_predict_over_the_server(server, face_png):
     pred = json.loads(proc.stdout)
     assert pred["ok"] and pred["tasks"]["emotion"]["label"] in {"neutral", "joy", "sadness", "anger", "surprise",
                                                                  "fear", "disgust"}
+
+
+def test_an_adapter_named_over_the_server_answers_in_its_own_label_set(server, tmp_path):
+    """`--adapter cw` (no directory here): the client asks the server for the adapter's prompt; an adapter the
+    server cannot account for is refused in one line, never answered in another label set."""
+    import json
+
+    def predict_over(*flags):
+        return subprocess.run([sys.executable, "-m", "mllm_mer.cli", "predict", "--backend", "openai", "--base-url",
+                               server.url, "--transcript", "It is rainy today.", "--mode", "score", *flags],
+                              capture_output=True, text=True, timeout=300, env={**os.environ, "MLLM_MER_API_KEY": KEY,
+                                                                                "MLLM_MER_CACHE": str(tmp_path)})
+    named = predict_over("--adapter", "cw")
+    assert named.returncode == 0, named.stderr
+    assert set(json.loads(named.stdout)["tasks"]["emotion"]["probabilities"]) == {"sunny", "rainy", "foggy", "stormy"}
+    unknown = predict_over("--adapter", "elsewhere")
+    assert unknown.returncode == 2 and len(unknown.stderr.strip().splitlines()) == 1, unknown.stderr
+    assert "does not say what prompt it was trained with" in unknown.stderr and "--adapter elsewhere=DIR" in \
+        unknown.stderr
+    table = httpx.get(f"{server.url}/v1/adapters/prompts", headers=AUTH, timeout=10).json()
+    assert table["probe"] == {"prompt": None, "labels_yaml": None} and table["cw"]["labels_yaml"] == WEATHER_LABELS
+    assert httpx.get(f"{server.url}/v1/adapters/prompts", timeout=10).status_code == 401
 
 
 @pytest.mark.parametrize("method, route", [

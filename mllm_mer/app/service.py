@@ -148,7 +148,8 @@ class Service:
         if key not in self._runs:
             prompt = replace(self.config.prompt, labels=key[0], template=key[1],
                              modalities=list(key[2]) if key[2] else self.config.prompt.modalities, mode=key[3])
-            setup = resolve_prompt(self.config.model, prompt, self.config.media, retrieval=self.config.retrieval)
+            setup = resolve_prompt(self.config.model, prompt, self.config.media, retrieval=self.config.retrieval,
+                                   client=self.config.client)
             chosen = resolve_strategy(replace(self.config.strategy, strategy=key[4]), setup)
             self._runs[key] = (setup, chosen, build_resources(setup, chosen, self.config.retrieval))
         setup, chosen, resources = self._runs[key]

@@ -170,6 +170,9 @@ def build_analyse_tab(service: Service, analysis_state: gr.State, chatbot: gr.Ch
                                                 "or read earlier turns before it answers; fusion: one scored "
                                                 "prompt per modality, fused")
                 analyse_button = gr.Button("Analyse", variant="primary")
+                if config.ui.example_video:
+                    gr.Examples([[config.ui.example_video, config.ui.example_transcript or ""]], [video, transcript],
+                                label="Example")
             with gr.Column():
                 summary = gr.Markdown()
                 first_task = gr.Label(label="first task", num_top_classes=8)
@@ -321,4 +324,9 @@ def launch(demo: gr.Blocks, service: Service, **kwargs):
     runs = Path(ui.runs_dir).expanduser().resolve()
     runs.mkdir(parents=True, exist_ok=True)
     return demo.launch(server_name=ui.host, server_port=ui.port, auth=auth, max_file_size=f"{ui.max_upload_mb}mb",
-                       show_error=False, allowed_paths=[str(runs)], **kwargs)
+                       show_error=False, allowed_paths=[str(runs)] + _example_folder(ui), **kwargs)
+
+
+def _example_folder(ui) -> list[str]:
+    # Only the example's own folder is served besides the runs: never a parent of it.
+    return [str(Path(ui.example_video).expanduser().resolve().parent)] if ui.example_video else []

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -20,8 +21,9 @@ from mllm_mer.backends.label_scoring import (
     constrained_logprobs,
     readings_from_token_logprobs,
 )
-from mllm_mer.config import BackendConfig
+from mllm_mer.config import BackendConfig, ClientConfig
 from mllm_mer.core.families import video_fps
+from mllm_mer.core.paths import ADAPTER_PROMPTS_ROUTE
 from mllm_mer.core.types import Prompt
 from mllm_mer.media.audio import SAMPLE_RATE
 
@@ -90,6 +92,29 @@ def to_openai_messages(prompt: Prompt) -> list[dict[str, Any]]:
             content = parts
         messages.append({"role": message["role"], "content": content})
     return messages
+
+
+def served_adapter_prompts(client: ClientConfig) -> dict[str, Any] | None:
+    """What the server at the first --base-url says of its adapters' prompts (`mllm-mer serve` does);
+    None when it says nothing (another server)."""
+    import httpx
+
+    root = client.base_url[0].rstrip("/").removesuffix("/v1")
+    key = client.api_key or os.environ.get("MLLM_MER_API_KEY")
+    try:
+        reply = httpx.get(f"{root}{ADAPTER_PROMPTS_ROUTE}", timeout=client.timeout_s,
+                          headers={"Authorization": f"Bearer {key}"} if key else {})
+    except httpx.HTTPError as error:
+        raise ConnectionError(f"cannot reach the server at {root}: {error}") from None
+    if reply.status_code == 401:
+        raise PermissionError(f"the server at {root} refused the key (set MLLM_MER_API_KEY)")
+    if reply.status_code != 200:
+        return None
+    try:
+        table = reply.json()
+    except ValueError:
+        return None
+    return table if isinstance(table, dict) else None
 
 
 class OpenAIBackend:

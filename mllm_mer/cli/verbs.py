@@ -47,7 +47,7 @@ def predict(cfg: C.PredictConfig) -> int:
     from mllm_mer.stages.prepare import evidence_of, prepare, prompt_text
 
     sample = input_sample(cfg.input)  # a missing file fails here, before any model loads
-    setup = resolve_prompt(cfg.model, cfg.prompt, cfg.media, retrieval=cfg.retrieval)
+    setup = resolve_prompt(cfg.model, cfg.prompt, cfg.media, retrieval=cfg.retrieval, client=cfg.client)
     strategy = resolve_strategy(cfg.strategy, setup)
     run = run_context(setup, strategy, next(iter(cfg.model.adapters), None),
                       resources=build_resources(setup, strategy, cfg.retrieval, samples=[sample]))
@@ -190,6 +190,26 @@ def make_tiny(cfg: C.MakeTinyConfig) -> int:
     return 0
 
 
+def demo(cfg: C.DemoConfig) -> int:
+    """The main job on a fresh machine: a tiny model and a clip with sound (built once), one prediction."""
+    from mllm_mer.cli.demo import DEMO_TRANSCRIPT, TINY_NOTE, demo_inputs
+    from mllm_mer.core.families import DEFAULT_MODEL
+
+    model, clip = demo_inputs(cfg.demo.dir)
+    tiny = cfg.model.model == DEFAULT_MODEL  # no model asked for: the offline tiny one
+    if tiny:
+        cfg.model.model, cfg.model.dtype = str(model), "float32"
+    print(f"demo clip: {clip} (transcript: {DEMO_TRANSCRIPT!r}); model: {cfg.model.model}", file=sys.stderr)
+    if tiny:
+        print(TINY_NOTE, file=sys.stderr)
+    if cfg.demo.app:
+        cfg.ui.example_video, cfg.ui.example_transcript = str(clip), DEMO_TRANSCRIPT
+        return app(C.AppConfig(**{f: getattr(cfg, f) for f in C.AppConfig.__dataclass_fields__}))
+    given = C.PredictInput(id="demo", video=str(clip), transcript=DEMO_TRANSCRIPT, show_evidence=True)
+    return predict(C.PredictConfig(**{f: getattr(cfg, f) for f in C.InferenceConfig.__dataclass_fields__},
+                                   input=given))
+
+
 def dialogue(cfg: C.DialogueConfig) -> int:
     """A conversation -> its per-speaker emotion timeline (timeline.jsonl / .png / .md)."""
     from mllm_mer.backends import load_backend
@@ -204,7 +224,8 @@ def dialogue(cfg: C.DialogueConfig) -> int:
     if not cfg.dialogue.out:
         raise ValueError("dialogue needs --out DIR")
     samples, default_labels = conversation_samples(cfg)
-    setup = resolve_prompt(cfg.model, cfg.prompt, cfg.media, default_labels=default_labels, retrieval=cfg.retrieval)
+    setup = resolve_prompt(cfg.model, cfg.prompt, cfg.media, default_labels=default_labels, retrieval=cfg.retrieval,
+                           client=cfg.client)
     strategy = resolve_strategy(cfg.strategy, setup)
     run = run_context(setup, strategy, next(iter(cfg.model.adapters), None),
                       resources=build_resources(setup, strategy, cfg.retrieval, samples=samples))
@@ -340,6 +361,8 @@ VERBS: dict[str, Verb] = {
     "serve": Verb(C.ServeConfig, serve, "the OpenAI-compatible vLLM server with LoRA adapters "
                                         "(unknown flags are passed to vLLM's server)", passthrough=True,
                   starts_engines=True),
+    "demo": Verb(C.DemoConfig, demo, "one prediction on a bundled clip with sound, offline (builds a tiny model "
+                                     "once); --app opens the app on it", starts_engines=True),
     "make-tiny": Verb(C.MakeTinyConfig, make_tiny, "build a random-weight checkpoint of a real architecture, offline"),
     "dialogue": Verb(C.DialogueConfig, dialogue, "a conversation (recording + SRT/VTT/JSONL transcript) utterance "
                                                  "by utterance: a per-speaker emotion timeline", starts_engines=True),

@@ -4,6 +4,8 @@ A verb's config (`EvaluateConfig`, `ServeConfig`, ...) is a dataclass whose fiel
 The command line (`mllm_mer.cli`), YAML files and `key=value` overrides are all generated from
 these classes (`tree`).
 """
+from mllm_mer.config.options import *  # noqa: F403
+from mllm_mer.config.options import __all__ as _options
 from mllm_mer.config.sections import *  # noqa: F403
 from mllm_mer.config.sections import __all__ as _sections
 from mllm_mer.config.tree import *  # noqa: F403
@@ -11,4 +13,4 @@ from mllm_mer.config.tree import __all__ as _tree
 from mllm_mer.config.verbs import *  # noqa: F403
 from mllm_mer.config.verbs import __all__ as _verbs
 
-__all__ = [*_sections, *_tree, *_verbs]
+__all__ = [*_options, *_sections, *_tree, *_verbs]

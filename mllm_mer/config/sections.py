@@ -21,8 +21,8 @@ class ModelConfig:
     backend: str = option("transformers", "who runs the model", choices=tuple(BACKENDS))
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = option(
         "auto", "weights dtype (auto: bf16 on GPU, fp32 on CPU)")
-    max_new_tokens: int = option(1024, "answer length cap (the constrained answer needs < 2048 worst case)")
-    forward_batch_size: int = option(8, "transformers backend: samples per forward pass")
+    max_new_tokens: int = option(1024, "answer length cap (the constrained answer needs < 2048 worst case)", low=1)
+    forward_batch_size: int = option(8, "transformers backend: samples per forward pass", low=1)
     trust_remote_code: bool = option(False, "run model code from the hub (never needed for the supported families)")
     seed: int = option(0, "sampling/engine seed")
 
@@ -42,14 +42,14 @@ class ModelConfig:
 class EngineConfig:
     """The vLLM engine (in process, or behind `serve`)."""
 
-    max_model_len: int = option(8192, "context length the engine reserves")
-    gpu_memory_utilization: float = option(0.85, "GPU memory share for weights and KV cache")
-    kv_cache_gb: int = option(1, "CPU build: KV cache space in GiB")
-    tensor_parallel_size: int = option(1, "GPUs one replica is split over")
-    data_parallel_size: int = option(1, "engine replicas (vLLM data parallelism)")
+    max_model_len: int = option(8192, "context length the engine reserves", low=16)
+    gpu_memory_utilization: float = option(0.85, "GPU memory share for weights and KV cache", low=0.01, high=1.0)
+    kv_cache_gb: int = option(1, "CPU build: KV cache space in GiB", low=1)
+    tensor_parallel_size: int = option(1, "GPUs one replica is split over", low=1)
+    data_parallel_size: int = option(1, "engine replicas (vLLM data parallelism)", low=1)
     enforce_eager: bool = option(False, "skip graph capture/compilation: faster start, slower decode")
-    max_lora_rank: int = option(64, "largest adapter rank the engine accepts")
-    max_images: int = option(8, "images per prompt (beyond the first: an agent's look observations)")
+    max_lora_rank: int = option(64, "largest adapter rank the engine accepts", low=1)
+    max_images: int = option(8, "images per prompt (beyond the first: an agent's look observations)", low=1)
     engine_args: dict = option({}, "further vllm EngineArgs fields, as a YAML/JSON mapping (passed through)")
 
 
@@ -60,9 +60,9 @@ class ClientConfig:
     base_url: list[str] = option([], "server URL, e.g. http://127.0.0.1:8000; repeatable: requests are spread "
                                      "over several servers")
     api_key: str | None = option(None, "server key (prefer the MLLM_MER_API_KEY environment variable)")
-    timeout_s: float = option(120.0, "per-request timeout")
-    retries: int = option(2, "retries of a failed request")
-    concurrency: int = option(8, "requests in flight at once, per server (the server batches them continuously)")
+    timeout_s: float = option(120.0, "per-request timeout", low=0.1)
+    retries: int = option(2, "retries of a failed request", low=0)
+    concurrency: int = option(8, "requests in flight at once, per server (the server batches them continuously)", low=1)
 
     def __post_init__(self):
         if isinstance(self.base_url, str):  # one URL given as a plain value (YAML, Python)
@@ -82,7 +82,7 @@ class PromptConfig:
     calibration: str | None = option(None, "calibration.json from `mllm-mer calibrate DEV_RUN`: rescales label "
                                            "probabilities (the label set must match)")
     max_text_chars: int = option(6000, "transcript + context budget per sample; longer text is cut (latest "
-                                       "turns kept) and the prediction notes it")
+                                       "turns kept) and the prediction notes it", low=1)
     label_map: list[str] = option([], "FROM=TO aliases for gold and answers, case and whitespace folded (e.g. "
                                       "anxiety=fear; repeatable or comma-separated)")
 
@@ -98,9 +98,9 @@ class StrategyConfig:
     max_steps: int = option(3, "agent: actions per sample at most; the last one may only answer")
     tools: list[str] = option(["look", "listen", "recall", "context"], "agent: tools offered (each where it "
                                                                         "applies)")
-    look_frames: int = option(4, "agent: frames one look may ask for (all looks: at most max_frames)")
-    samples: int = option(1, "self-consistency: answers drawn per sample and voted (1: greedy, no vote)")
-    temperature: float = option(0.7, "self-consistency: sampling temperature of the draws")
+    look_frames: int = option(4, "agent: frames one look may ask for (all looks: at most max_frames)", low=1)
+    samples: int = option(1, "self-consistency: answers drawn per sample and voted (1: greedy, no vote)", low=1)
+    temperature: float = option(0.7, "self-consistency: sampling temperature of the draws", low=0.0)
     fuser: str = option(
         "entropy", "fusion: mean, product of experts, entropy-weighted (confident modalities weigh more), or "
                    "gate (a learned gate: --fusion)", choices=tuple(FUSERS))
@@ -117,7 +117,7 @@ class RetrievalConfig:
                                                  "itself or its dialogue)")
     retrieve_dataset: str | None = option(None, "dataset of that split (default: the run's)")
     retrieve_data_dir: str | None = option(None, "its folder or manifest (default: the run's)")
-    retrieve_k: int = option(4, "demonstrations per prompt (recall may ask for up to this many)")
+    retrieve_k: int = option(4, "demonstrations per prompt (recall may ask for up to this many)", low=1)
     retrieve_embedder: str | None = option(None, "sentence-embedding model (transformers id or folder); "
                                                  "default TF-IDF")
 
@@ -126,12 +126,12 @@ class RetrievalConfig:
 class MediaConfig:
     """How clips become frames, transcript and vocal cues. Unset budgets come from the model family."""
 
-    max_frames: int | None = option(None, "frames per clip (default: the model family's)")
-    max_pixels: int | None = option(None, "pixel budget per frame (default: the model family's)")
-    fps: float | None = option(None, "sample frames at this rate (still at most max_frames)")
+    max_frames: int | None = option(None, "frames per clip (default: the model family's)", low=1)
+    max_pixels: int | None = option(None, "pixel budget per frame (default: the model family's)", low=784)
+    fps: float | None = option(None, "sample frames at this rate (still at most max_frames)", low=0.01)
     keyframe_snap: float = option(0.25, "move a sampled time onto a keyframe within this fraction of the "
                                         "sampling interval, and skip deblocking (faster decoding); 0 = "
-                                        "exact times and pixels")
+                                        "exact times and pixels", low=0.0, high=1.0)
     vocal_cues: bool = option(True, "describe loudness, pitch, pauses and speech rate from the audio")
     visual: Literal["frames", "faces", "both"] = option(
         "frames", "what the model sees of each sampled frame: the whole frame, a square crop of the main face "
@@ -140,10 +140,12 @@ class MediaConfig:
         "uniform", "uniform sampling, or peak: of 4x the frame budget decoded, the frames where the face departs "
                    "most from the clip's median face (true times kept)")
     face_detector: Literal["haar"] = option("haar", "face detector: haar (OpenCV's bundled frontal-face cascade)")
-    face_margin: float = option(0.25, "context kept around a face box on each side, as a share of the box")
+    face_margin: float = option(0.25, "context kept around a face box on each side, as a share of the box",
+                                low=0.0, high=2.0)
     asr_model: str | None = option(None, "Whisper id or directory, used when no transcript is given")
     media_cache_gb: float = option(2.0, "decoded frames kept on disk ($MLLM_MER_CACHE/media, default ~/.cache/"
-                                        "mllm-mer/media) up to this many GiB, so reruns decode nothing; 0 = off")
+                                        "mllm-mer/media) up to this many GiB, so reruns decode nothing; 0 = off",
+                                   low=0.0)
 
 
 @dataclass
@@ -154,7 +156,8 @@ class DataConfig:
                                  + " (see `mllm-mer ls datasets`)")
     data_dir: str | None = option(None, "release folder (the CSV/JSONL file for manifest)")
     video_dir: str | None = option(None, "clips folder, if not in the release layout")
-    context_window: int | None = option(None, "previous turns given as context (-1: all; default 5, for every verb)")
+    context_window: int | None = option(None, "previous turns given as context (-1: all; default 5, for every "
+                                                  "verb)", low=-1)
     context_labels: Literal["none", "predicted", "gold"] | None = option(
         None, "emotions shown with earlier turns: none, the predicted ones (turns classified in order, dialogues "
               "in lockstep) or gold (oracle information, flagged in reports); default: none, for every verb")
@@ -180,10 +183,10 @@ class ServerConfig:
     port: int = option(8000, "port (0 picks a free one)")
     api_key: str | None = option(None, "key clients must send (prefer the MLLM_MER_API_KEY environment variable)")
     served_name: str | None = option(None, "model name clients use (default: the model's directory/id name)")
-    max_videos: int = option(1, "videos per prompt")
+    max_videos: int = option(1, "videos per prompt", low=1)
     allow_remote_media: bool = option(False, "let requests name http(s) media URLs for the server to fetch "
                                              "(default: inline data: URLs only)")
-    startup_timeout_s: float = option(300.0, "give up if not healthy by then")
+    startup_timeout_s: float = option(300.0, "give up if not healthy by then", low=1.0)
     log_file: str | None = option(None, "write the server's output here")
 
 
@@ -194,12 +197,14 @@ class UIConfig:
     host: str = option("127.0.0.1", "bind address (loopback unless asked)")
     port: int = option(7860, "port")
     auth: str | None = option(None, "user:password (prefer the MLLM_MER_APP_AUTH environment variable)")
-    max_upload_mb: int = option(200, "largest upload")
-    ui_concurrency: int = option(4, "simultaneous requests per event; analyse requests are batched up to 16")
-    chat_max_new_tokens: int = option(256, "chat answer length cap")
+    max_upload_mb: int = option(200, "largest upload", low=1)
+    ui_concurrency: int = option(4, "simultaneous requests per event; analyse requests are batched up to 16", low=1)
+    chat_max_new_tokens: int = option(256, "chat answer length cap", low=1)
     runs_dir: str = option("~/.cache/mllm-mer/app-runs", "where Batch runs are written")
     data_dirs: list[str] = option([], "server folders the Batch tab may read clips from (repeatable); "
                                       "without one, Batch takes a zip of manifest + clips")
+    example_video: str | None = option(None, "a clip the Analyse tab offers as a one-click example")
+    example_transcript: str | None = option(None, "the example clip's transcript")
 
 
 @dataclass
@@ -225,14 +230,15 @@ class RunConfig:
 
     split: str | None = option(None, "split to run (see the dataset's loader)")
     out: str | None = option(None, "run directory (rerun the same command to resume)")
-    limit: int | None = option(None, "first N samples of the split")
+    limit: int | None = option(None, "first N samples of the split", low=1)
     batch_size: int = option(16, "samples per backend call where answers come back per batch (transformers, "
-                                 "score mode, agent, fusion, self-consistency)")
+                                 "score mode, agent, fusion, self-consistency)", low=1)
     submission: Literal["continuous", "batched"] = option(
         "continuous", "continuous: each prompt goes to the engine (vllm, openai) as soon as it is ready and each "
                       "answer is saved as it finishes; batched: batch_size at a time")
-    prefetch: int = option(32, "samples prepared (media decoded) ahead of the backend; bounds memory")
-    media_workers: int | None = option(None, "threads decoding media alongside inference (default: min(4, cores))")
+    prefetch: int = option(32, "samples prepared (media decoded) ahead of the backend; bounds memory", low=1)
+    media_workers: int | None = option(None, "threads decoding media alongside inference (default: min(4, "
+                                                 "cores))", low=1)
     probabilities: bool = option(False, "generate mode: also score label probabilities (one extra pass)")
 
 
@@ -242,22 +248,23 @@ class ScaleConfig:
 
     engine: Literal["local", "ray"] = option("local", "local: this process; ray: a Ray Dataset answered by an "
                                                       "actor pool, each actor holding one backend")
-    replicas: int = option(1, "ray: backend actors (each loads the model once)")
+    replicas: int = option(1, "ray: backend actors (each loads the model once)", low=1)
     ray_address: str | None = option(None, "ray: an existing cluster (e.g. auto, ray://head:10001); default: "
                                            "start a local one")
-    replica_gpus: float | None = option(None, "ray: GPUs per replica (default 1 where CUDA is visible, else 0)")
+    replica_gpus: float | None = option(None, "ray: GPUs per replica (default 1 where CUDA is visible, else 0)",
+                                         low=0.0)
     replica_cpus: float = option(0.5, "ray: CPUs reserved per replica (fractional, so that read and decode "
-                                      "tasks still get a core on a small node)")
-    task_cpus: float = option(0.25, "ray: CPUs per media-decoding task")
+                                      "tasks still get a core on a small node)", low=0.0)
+    task_cpus: float = option(0.25, "ray: CPUs per media-decoding task", low=0.01)
 
 
 @dataclass
 class LoraConfig:
     """The adapter being trained."""
 
-    lora_r: int = option(16, "LoRA rank")
-    lora_alpha: int = option(32, "LoRA scaling numerator")
-    lora_dropout: float = option(0.05, "dropout on the LoRA path")
+    lora_r: int = option(16, "LoRA rank", low=1)
+    lora_alpha: int = option(32, "LoRA scaling numerator", low=1)
+    lora_dropout: float = option(0.05, "dropout on the LoRA path", low=0.0, high=0.99)
     target_modules: list[str] | None = option(None, "module names, or one regex (default: the family's "
                                                     "language-model projections)")
     modules_to_save: list[str] = option([], "fully trained extra modules (not vLLM-servable)")
@@ -273,20 +280,20 @@ class OptimConfig:
     output_dir: str | None = option(None, "checkpoints, logs, the final adapter, resolved config, dev metrics")
     train_split: str = option("train", "split trained on")
     dev_split: str | None = option("dev", "best checkpoint is chosen here; never a test split")
-    limit_train: int | None = option(None, "first N training samples")
-    limit_dev: int | None = option(None, "first N dev samples")
-    epochs: float = option(1.0, "passes over the training split")
+    limit_train: int | None = option(None, "first N training samples", low=1)
+    limit_dev: int | None = option(None, "first N dev samples", low=1)
+    epochs: float = option(1.0, "passes over the training split", low=0.0)
     max_steps: int = option(-1, "stop after this many steps (-1: epochs decide)")
-    learning_rate: float = option(2e-4, "peak learning rate")
+    learning_rate: float = option(2e-4, "peak learning rate", low=0.0)
     batch_size: int = option(4, "samples per device and step")
-    grad_accum: int = option(1, "gradient accumulation steps")
-    warmup_ratio: float = option(0.03, "share of steps warming up")
-    weight_decay: float = option(0.0, "AdamW weight decay")
+    grad_accum: int = option(1, "gradient accumulation steps", low=1)
+    warmup_ratio: float = option(0.03, "share of steps warming up", low=0.0, high=1.0)
+    weight_decay: float = option(0.0, "AdamW weight decay", low=0.0)
     lr_scheduler: str = option("cosine", "transformers scheduler name")
-    eval_steps: int | None = option(None, "dev evaluation (and checkpoint) every N steps; unset: every epoch")
-    save_steps: int | None = option(None, "checkpoint every N steps (default: eval_steps)")
-    save_total_limit: int | None = option(3, "checkpoints kept")
-    logging_steps: int = option(10, "log every N steps")
+    eval_steps: int | None = option(None, "dev evaluation (and checkpoint) every N steps; unset: every epoch", low=1)
+    save_steps: int | None = option(None, "checkpoint every N steps (default: eval_steps)", low=1)
+    save_total_limit: int | None = option(3, "checkpoints kept", low=1)
+    logging_steps: int = option(10, "log every N steps", low=1)
     metric_for_best: str = option("macro_f1", "accuracy | weighted_f1 | macro_f1 | uar, of the first task")
     resume_from_checkpoint: str | None = option(None, "a checkpoint dir, or true for the latest")
     report_to: list[str] = option(["tensorboard"], "transformers loggers")
@@ -299,101 +306,11 @@ class TraceConfig:
     trace_col: str | None = option(None, "manifest column holding each sample's actions (a JSON list of "
                                          "{tool, args}; the answer from the gold labels is added); set: train "
                                          "the agent, loss on every action, observations masked")
-    agent_steps: int = option(3, "the --max-steps the agent will run with (its prompt says so)")
+    agent_steps: int = option(3, "the --max-steps the agent will run with (its prompt says so)", low=1)
     agent_tools: list[str] = option(["look", "listen", "recall", "context"], "the --tools it will be offered")
-    agent_look_frames: int = option(4, "the --look-frames it will run with")
+    agent_look_frames: int = option(4, "the --look-frames it will run with", low=1)
 
 
-@dataclass
-class TinyConfig:
-    """A random-weight checkpoint of a real architecture, built offline."""
-
-    dir: str | None = option(None, "where to write it", positional=True)
-    arch: Literal["qwen2_vl", "qwen2_5_vl", "qwen2_5_omni"] = option(
-        "qwen2_vl", "architecture (qwen2_5_omni: the Omni thinker, which hears audio)")
-    size: Literal["tiny", "small"] = option("tiny", "tiny: 0.8 M parameters; small: Qwen2-0.5B text dimensions")
-    seed: int = option(0, "weight seed")
-    whisper: bool = option(False, "also build a tiny Whisper in DIR/whisper")
-    task: str | None = option(None, "also write the synthetic colour x wording task to this folder")
-    agent_task: str | None = option(None, "also write the synthetic hidden-window task (with scripted agent "
-                                          "traces) to this folder")
-
-
-@dataclass
-class MergeOptions:
-    """Folding an adapter into the base weights."""
-
-    out: str | None = option(None, "directory of the merged model")
-
-
-@dataclass
-class CompareOptions:
-    runs: list[str] = option([], "run directories", positional=True)
-
-
-@dataclass
-class DialogueOptions:
-    """A recorded conversation, utterance by utterance."""
-
-    video: str | None = option(None, "the recording (video)")
-    audio: str | None = option(None, "the recording's sound, if separate (or the only recording)")
-    transcript: str | None = option(None, "utterances with speakers and times: .srt, .vtt (<v Name> or 'Name:') "
-                                          "or .jsonl {speaker, start, end, text}")
-    out: str | None = option(None, "where timeline.jsonl, timeline.png and timeline.md go")
-    split: str | None = option(None, "with --dataset: the split holding the dialogue")
-    dialogue: str | None = option(None, "with --dataset: the dialogue id (e.g. 17 for MELD's Dialogue_ID 17)")
-
-
-@dataclass
-class DistillOptions:
-    """Distillation: which teacher answers become training targets."""
-
-    filter: Literal["agree", "rationalise", "all"] = option(
-        "rationalise", "agree: keep rows where the teacher matches gold; rationalise: also re-ask wrong rows with "
-                       "the gold label as a hint and keep them when the hinted answer is gold (STaR); all: keep "
-                       "every answer (no gold needed)")
-    dev_split: str | None = option("dev", "copy this split with its gold labels into the manifest, for choosing "
-                                          "the student's checkpoint (never trained on); null: none")
-
-
-@dataclass
-class CalibrateOptions:
-    """Fitting on a finished dev run (calibration, a fusion gate)."""
-
-    run_dir: str | None = option(None, "a finished evaluate run (with label probabilities) on a dev split",
-                                 positional=True)
-    out: str | None = option(None, "where to write the fitted file (calibration.json, fusion.json)")
-
-
-@dataclass
-class ScoreOptions:
-    """Scoring any system's predictions (or a finished run, rescored) against gold; no model runs."""
-
-    predictions: str | None = option(None, "CSV, TSV, JSON or JSONL of predictions, or a run directory to rescore",
-                                     positional=True)
-    out: str | None = option(None, "run directory for metrics.json, report.md and the plots")
-    split: str | None = option(None, "split of --dataset holding the gold labels")
-    labels: str | None = option(None, "label set name or YAML file (open: open-vocabulary answers; default: the "
-                                      "dataset's own, or the rescored run's)")
-    pred_id_col: str = option("id", "column of the sample id, or a template over columns "
-                                    "('dia{Dialogue_ID}_utt{Utterance_ID}'); a media file name matches its sample")
-    pred_col: str = option("pred", "column of the predicted label (list answers: a JSON list or comma-separated)")
-    prob_col: str | None = option(None, "column holding a JSON mapping label -> probability (default: the "
-                                        "p_<label> columns, when there are any)")
-    label_map: list[str] = option([], "FROM=TO aliases for gold and predictions (e.g. anxiety=fear; repeatable)")
-    missing: Literal["skip", "wrong"] = option("skip", "samples without a prediction: skip (metrics over the "
-                                                       "predicted rows, said as n of N) or wrong (count as wrong)")
-
-
-@dataclass
-class ListOptions:
-    what: Literal["datasets", "labels", "templates", "models", "recipes"] = option(
-        "labels", "what to list", positional=True)
-
-
-
-
-__all__ = ["CalibrateOptions", "ClientConfig", "CompareOptions", "DataConfig", "DialogueOptions", "DistillOptions",
-           "EngineConfig", "ListOptions", "LoraConfig", "MediaConfig", "MergeOptions", "ModelConfig", "OptimConfig",
-           "PredictInput", "PromptConfig", "RetrievalConfig", "RunConfig", "ScaleConfig", "ScoreOptions",
-           "ServerConfig", "StrategyConfig", "TinyConfig", "TraceConfig", "UIConfig"]
+__all__ = ["ClientConfig", "DataConfig", "EngineConfig", "LoraConfig", "MediaConfig", "ModelConfig", "OptimConfig",
+           "PredictInput", "PromptConfig", "RetrievalConfig", "RunConfig", "ScaleConfig", "ServerConfig",
+           "StrategyConfig", "TraceConfig", "UIConfig"]

@@ -17,8 +17,8 @@ import yaml
 
 from mllm_mer.core.yaml_file import ConfigError, read_yaml
 
-__all__ = ["ConfigError", "build", "flatten", "leaf_fields", "load_config", "option", "parse_overrides", "read_yaml",
-           "to_flat", "unknown_key_error"]
+__all__ = ["ConfigError", "build", "check_ranges", "flatten", "leaf_fields", "load_config", "option",
+           "parse_overrides", "read_yaml", "to_flat", "unknown_key_error"]
 
 
 def option(default: Any = None, help: str = "", **extra: Any) -> Any:  # noqa: A002 (argparse's word)
@@ -85,7 +85,21 @@ def build(cls: type, flat: dict[str, Any] | None = None, **values: Any):
     per_section: dict[str, dict[str, Any]] = {f.name: {} for f in fields(cls)}
     for key, value in data.items():
         per_section[leaves[key][0]][key] = value
-    return cls(**{name: _section_type(cls, name)(**kw) for name, kw in per_section.items()})
+    built = cls(**{name: _section_type(cls, name)(**kw) for name, kw in per_section.items()})
+    check_ranges(built)
+    return built
+
+
+def check_ranges(config: Any) -> None:
+    """Every option's declared range (`low`, `high`), checked before anything loads: one clear error."""
+    for leaf, (section, spec) in leaf_fields(type(config)).items():
+        value, low, high = getattr(getattr(config, section), leaf), spec.metadata.get("low"), spec.metadata.get("high")
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if (low is not None and value < low) or (high is not None and value > high):
+            bound = f"between {low} and {high}" if low is not None and high is not None else \
+                f"at least {low}" if low is not None else f"at most {high}"
+            raise ConfigError(f"--{leaf.replace('_', '-')} must be {bound}, not {value}")
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:

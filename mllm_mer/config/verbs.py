@@ -7,18 +7,23 @@ from pathlib import Path
 
 import yaml
 
-from mllm_mer.config.sections import (
+from mllm_mer.config.options import (
     CalibrateOptions,
-    ClientConfig,
     CompareOptions,
-    DataConfig,
+    DemoOptions,
     DialogueOptions,
     DistillOptions,
-    EngineConfig,
     ListOptions,
+    MergeOptions,
+    ScoreOptions,
+    TinyConfig,
+)
+from mllm_mer.config.sections import (
+    ClientConfig,
+    DataConfig,
+    EngineConfig,
     LoraConfig,
     MediaConfig,
-    MergeOptions,
     ModelConfig,
     OptimConfig,
     PredictInput,
@@ -26,10 +31,8 @@ from mllm_mer.config.sections import (
     RetrievalConfig,
     RunConfig,
     ScaleConfig,
-    ScoreOptions,
     ServerConfig,
     StrategyConfig,
-    TinyConfig,
     TraceConfig,
     UIConfig,
 )
@@ -104,6 +107,7 @@ AppConfig = _verb("AppConfig", InferenceConfig, ui=UIConfig)
 ServeConfig = _verb("ServeConfig", EngineRunConfig, server=ServerConfig)
 MergeConfig = _verb("MergeConfig", model=ModelConfig, merge=MergeOptions)
 MakeTinyConfig = _verb("MakeTinyConfig", tiny=TinyConfig)
+DemoConfig = _verb("DemoConfig", InferenceConfig, demo=DemoOptions, ui=UIConfig)
 CompareConfig = _verb("CompareConfig", compare=CompareOptions)
 CalibrateConfig = _verb("CalibrateConfig", calibrate=CalibrateOptions)
 ListConfig = _verb("ListConfig", list=ListOptions)
@@ -115,6 +119,7 @@ DistillConfig = _verb("DistillConfig", InferenceConfig, data=DataConfig, run=Run
 
 
 
-__all__ = ["AppConfig", "BackendConfig", "CalibrateConfig", "CompareConfig", "DialogueConfig", "DistillConfig",
-           "EngineRunConfig", "EvaluateConfig", "FitFusionConfig", "InferenceConfig", "ListConfig", "MakeTinyConfig",
-           "MergeConfig", "PredictConfig", "PromptedConfig", "ScoreConfig", "ServeConfig", "TrainConfig"]
+__all__ = ["AppConfig", "BackendConfig", "CalibrateConfig", "CompareConfig", "DemoConfig", "DialogueConfig",
+           "DistillConfig", "EngineRunConfig", "EvaluateConfig", "FitFusionConfig", "InferenceConfig", "ListConfig",
+           "MakeTinyConfig", "MergeConfig", "PredictConfig", "PromptedConfig", "ScoreConfig", "ServeConfig",
+           "TrainConfig"]

@@ -125,6 +125,7 @@ def resolve_model(model: str) -> str:
 
 
 def explain_load_error(model: str, error: Exception) -> RuntimeError:
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]  # one line, not the hub's essay
     return RuntimeError(
-        f"could not load model {model!r}: {error}. Without network access, download it elsewhere and "
-        "pass its directory, or build an offline test model with `mllm-mer make-tiny DIR`.")
+        f"could not load model {model!r} ({first}); without network access, `mllm-mer demo` runs an offline "
+        "tiny model, and --model DIR loads a checkpoint downloaded elsewhere (or built by `mllm-mer make-tiny DIR`)")

@@ -17,7 +17,7 @@ _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 
 def _first_json_object(text: str) -> dict[str, Any] | None:
     candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
-    decoder = json.JSONDecoder(strict=False)  # control characters inside strings are tolerated
+    decoder = json.JSONDecoder()  # strict: what a standard client's json.loads rejects is no answer
     for candidate in candidates:
         for start in (i for i, ch in enumerate(candidate) if ch == "{"):
             try:
@@ -27,6 +27,17 @@ def _first_json_object(text: str) -> dict[str, Any] | None:
             if isinstance(value, dict):
                 return value
     return None
+
+
+def _no_json_reason(text: str) -> str:
+    lenient = json.JSONDecoder(strict=False)
+    for start in (i for i, ch in enumerate(text) if ch == "{"):
+        try:
+            lenient.raw_decode(text[start:])
+        except json.JSONDecodeError:
+            continue
+        return "invalid JSON: a raw control character inside a string"
+    return "no JSON object in the answer"
 
 
 def list_labels(ls: LabelSet, value: Any) -> tuple[list[str], list[str]]:
@@ -58,8 +69,10 @@ def _list_task(ls: LabelSet, value: Any, problems: list[str]) -> TaskPrediction 
     return None
 
 
-def parse_answer(raw: str, label_sets: tuple[LabelSet, ...], sample_id: str) -> Prediction:
-    """Parse one generated answer against the label sets it was asked for."""
+def parse_answer(raw: str, label_sets: tuple[LabelSet, ...], sample_id: str,
+                 cue_modalities: tuple[str, ...] = CUE_MODALITIES) -> Prediction:
+    """Parse one generated answer against the label sets it was asked for; a cue for a modality the
+    prompt did not show (`cue_modalities` are those it did) is dropped, with a note."""
     text = (raw or "").strip()
     if not text:
         return Prediction.failure(sample_id, "empty answer", raw=raw)
@@ -68,7 +81,7 @@ def parse_answer(raw: str, label_sets: tuple[LabelSet, ...], sample_id: str) -> 
         # A bare label ("Joy.") is an unambiguous answer for a single-task question.
         if len(label_sets) == 1 and (label := label_sets[0].normalise(text)) is not None:
             return Prediction(sample_id=sample_id, tasks={label_sets[0].task: TaskPrediction(label)}, raw=raw)
-        return Prediction.failure(sample_id, "no JSON object in the answer", raw=raw)
+        return Prediction.failure(sample_id, _no_json_reason(text), raw=raw)
 
     tasks: dict[str, TaskPrediction] = {}
     problems: list[str] = []
@@ -88,10 +101,13 @@ def parse_answer(raw: str, label_sets: tuple[LabelSet, ...], sample_id: str) -> 
         tasks[ls.task] = TaskPrediction(label)
     rationale = data.get("rationale")
     cues = data.get("cues") if isinstance(data.get("cues"), dict) else {}
+    unseen = [m for m in CUE_MODALITIES if cues.get(m) and m not in cue_modalities]
     prediction = Prediction(
         sample_id=sample_id, tasks=tasks, raw=raw,
         rationale=rationale if isinstance(rationale, str) else None,
-        cues={m: str(cues[m]) for m in CUE_MODALITIES if cues.get(m)},
+        cues={m: str(cues[m]) for m in cue_modalities if cues.get(m)},
+        notes=[f"dropped the answer's {', '.join(unseen)} cue: the prompt did not show that modality"]
+        if unseen else [],
     )
     if problems:
         prediction.ok = False

@@ -7,6 +7,11 @@ PROMPTS_DIR = Path(os.environ.get("MLLM_MER_PROMPTS", Path(__file__).resolve().p
 RECIPES_DIR = Path(os.environ.get("MLLM_MER_RECIPES", Path(__file__).resolve().parents[2] / "finetune" / "configs"))
 
 
+ADAPTER_PROMPT = "prompt.yaml"  # beside adapter_config.json: the prompt an adapter was trained with
+ADAPTER_LABELS = "labels.yaml"  # the label file itself, so the adapter is self-contained
+ADAPTER_PROMPTS_ROUTE = "/v1/adapters/prompts"  # where `serve` tells each adapter's prompt (read-only)
+
+
 def config_file(name: str | None) -> str | None:
     """A --config value as a path: the file itself, else the bundled recipe of that name."""
     if not name or Path(name).is_file():
@@ -19,3 +24,8 @@ def config_file(name: str | None) -> str | None:
 
 def recipes() -> list[str]:
     return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+
+
+def user_cache() -> Path:
+    """$MLLM_MER_CACHE, else ~/.cache/mllm-mer: caches and what `demo` builds."""
+    return Path(os.environ.get("MLLM_MER_CACHE") or Path.home() / ".cache" / "mllm-mer").expanduser()

@@ -202,6 +202,8 @@ class Prompt:
     # Text the answer object follows in the assistant turn (an agent writes {"tool":"answer","args":ANSWER});
     # label scoring continues from it.
     answer_lead: str = ""
+    # The cue fields the answer may fill: the modalities this prompt showed (see prompting.present_cues).
+    cue_modalities: tuple[str, ...] = CUE_MODALITIES
 
     @property
     def images(self) -> list[Any]:

@@ -88,6 +88,10 @@ def summary(metrics: dict[str, Any]) -> list[str]:
             lines.append(f"{task}: gold labels outside the label set: "
                          + ", ".join(f"{k} {n}" for k, n in list(names.items())[:10]))
     lines += (metrics.get("scored") or {}).get("summary") or []
+    tasks = metrics.get("tasks") or {}
+    if (metrics.get("run") or {}).get("mode") == "generate" and tasks and not any("ece" in m for m in tasks.values()):
+        lines.append("no label probabilities were computed (generate mode), so no ECE, Brier or NLL: add "
+                     "--probabilities (one extra scoring pass) or use --mode score")
     return lines
 
 

@@ -61,7 +61,8 @@ def plan_run(cfg: EvaluateConfig, media_roots: tuple[str, ...] = ()) -> Plan:
         raise ValueError(f"--limit must be at least 1 (got {run.limit}); leave it out for the whole split")
     split = load_configured(data, run.split, cfg.prompt.labels)
     samples = list(split.samples[: run.limit] if run.limit else split.samples)
-    setup = resolve_prompt(cfg.model, cfg.prompt, cfg.media, default_labels=split.labels, retrieval=cfg.retrieval)
+    setup = resolve_prompt(cfg.model, cfg.prompt, cfg.media, default_labels=split.labels, retrieval=cfg.retrieval,
+                           client=cfg.client)
     if media_roots:
         setup = replace(setup, media=replace(setup.media, allowed_roots=tuple(media_roots)))
     check_list_answers(setup.scheme, run.probabilities, "--probabilities")

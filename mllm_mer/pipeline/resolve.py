@@ -7,22 +7,17 @@ beside its weights, written by `save_adapter_prompt`), so serving it needs no fl
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-import yaml
-
-from mllm_mer.config import MediaConfig, ModelConfig, PromptConfig, RetrievalConfig, StrategyConfig
+from mllm_mer.config import ClientConfig, MediaConfig, ModelConfig, PromptConfig, RetrievalConfig, StrategyConfig
 from mllm_mer.core.labels import load_label_scheme, with_label_map
 from mllm_mer.core.types import MediaSettings, PromptSetup
+from mllm_mer.pipeline.adapter_prompt import adapter_prompt
 from mllm_mer.strategies import Strategy, build_strategy
 
 log = logging.getLogger(__name__)
 
-ADAPTER_PROMPT = "prompt.yaml"  # beside adapter_config.json
-ADAPTER_LABELS = "labels.yaml"  # the label file itself, so the adapter is self-contained
 MODALITIES = ("text", "video", "audio")
 
 
@@ -61,24 +56,12 @@ def media_settings(media: MediaConfig, model: str | None, saved: dict[str, Any] 
                          face_margin=media.face_margin)
 
 
-def adapter_prompt(model: ModelConfig) -> tuple[dict[str, Any], str | None]:
-    """The saved prompt of the first adapter that has one (and its directory)."""
-    for path in model.adapters.values():
-        file = Path(path) / ADAPTER_PROMPT
-        if file.is_file():
-            data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-            labels = Path(path) / ADAPTER_LABELS
-            if labels.is_file():
-                data["labels"] = str(labels)
-            return data, path
-    return {}, None
-
-
 def resolve_prompt(model: ModelConfig, prompt: PromptConfig, media: MediaConfig,
                    default_labels: str | None = None, default_template: str = "zero_shot",
-                   retrieval: RetrievalConfig | None = None) -> PromptSetup:
-    """The run's label scheme, template, modalities, mode and media settings."""
-    saved, adapter_dir = adapter_prompt(model)
+                   retrieval: RetrievalConfig | None = None, client: ClientConfig | None = None) -> PromptSetup:
+    """The run's label scheme, template, modalities, mode and media settings. `client`: the server an
+    adapter named without its directory is asked for its prompt (backend openai)."""
+    saved, adapter_dir = adapter_prompt(model, client, labels_given=prompt.labels is not None)
     given = {"labels": prompt.labels, "template": prompt.template,
              "modalities": split_modalities(prompt.modalities)}
     for key, value in given.items():
@@ -140,28 +123,6 @@ def _differs(key: str, given: Any, saved: Any) -> bool:
         except (OSError, ValueError):
             return True
     return str(given) != str(saved)
-
-
-def save_adapter_prompt(adapter_dir: str | Path, setup: PromptSetup, strategy: Strategy | None = None) -> Path:
-    """Write the resolved prompt beside an adapter (litgpt's save_prompt_style pattern), and the strategy
-    it was trained to run with (pass the same at inference)."""
-    adapter_dir = Path(adapter_dir)
-    data: dict[str, Any] = {"template": setup.template, "modalities": list(setup.modalities),
-                            "media": {"max_frames": setup.media.max_frames, "max_pixels": setup.media.max_pixels}}
-    if strategy is not None:
-        data["strategy"] = strategy.fingerprint()
-    if setup.scheme.source:
-        shutil.copyfile(setup.scheme.source, adapter_dir / ADAPTER_LABELS)
-        data["labels"] = ADAPTER_LABELS
-    else:
-        data["labels"] = setup.scheme.name
-    template = Path(setup.template)
-    if template.suffix == ".jinja" and template.is_file():
-        shutil.copyfile(template, adapter_dir / template.name)
-        data["template"] = str((adapter_dir / template.name).resolve())
-    out = adapter_dir / ADAPTER_PROMPT
-    out.write_text(yaml.safe_dump(data, sort_keys=False))
-    return out
 
 
 def with_mode(setup: PromptSetup, mode: str) -> PromptSetup:

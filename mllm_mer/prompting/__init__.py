@@ -34,6 +34,7 @@ _USER_MARKER = "=====USER====="  # base.jinja separates the system and user bloc
 _DATA_HAZARDS = re.compile(r"</?\s*(transcript|context|vocal_cues|examples|observation)\b[^>]{0,40}>"
                            r"|<\|[^|<>]{1,40}\|>|[\x00-\x08\x0b-\x1f\x7f]",
                            re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def as_data(text: str | None) -> str | None:
@@ -60,21 +61,46 @@ def as_list(value: Any) -> list[str]:
     return [str(x).strip() for x in items if str(x).strip()]
 
 
-def answer_schema(label_sets: tuple[LabelSet, ...], with_rationale: bool) -> dict[str, Any]:
-    """JSON schema of the answer: one enum per task, then rationale and cues (bounded)."""
+_SAFE_CHAR = '[^\\x00-\\x1f"\\\\]'  # JSON string content that needs no escape
+_MAX_REPEAT = 120  # xgrammar's compiler fails on a bounded repeat over 128
+
+
+def free_text(max_chars: int) -> dict[str, Any]:
+    """A bounded string the grammar keeps valid JSON: no control character, quote or backslash.
+
+    xgrammar turns `maxLength` into a character class that admits raw control characters (JSON
+    forbids them, clients' json.loads fails), and it ignores a length bound beside a pattern: so
+    the bound lives in the pattern, as repeats its compiler takes.
+    """
+    chunks = [_MAX_REPEAT] * (max_chars // _MAX_REPEAT) + ([max_chars % _MAX_REPEAT] if max_chars % _MAX_REPEAT else [])
+    return {"type": "string", "pattern": "^" + "".join(f"{_SAFE_CHAR}{{0,{n}}}" for n in chunks) + "$"}
+
+
+def _plain(text: Any, max_chars: int) -> str:
+    """Free text in the form the grammar produces (see free_text): for examples and training targets."""
+    clean = _CONTROL.sub(" ", str(text or "")).replace('"', "'").replace("\\", "/")
+    return clean[:max_chars]
+
+
+def answer_schema(label_sets: tuple[LabelSet, ...], with_rationale: bool,
+                  cue_modalities: tuple[str, ...] = CUE_MODALITIES) -> dict[str, Any]:
+    """JSON schema of the answer: one enum per task, then rationale and cues (bounded), the cues only
+    for the modalities the prompt showed (an absent one has no field to fill)."""
     props: dict[str, Any] = {ls.task: task_schema(ls) for ls in label_sets}
     if with_rationale:
-        props["rationale"] = {"type": "string", "maxLength": RATIONALE_MAX_CHARS}
-        props["cues"] = {
-            "type": "object",
-            "properties": {m: {"type": "string", "maxLength": CUE_MAX_CHARS} for m in CUE_MODALITIES},
-            "required": list(CUE_MODALITIES),
-            "additionalProperties": False,
-        }
+        props["rationale"] = free_text(RATIONALE_MAX_CHARS)
+        if cue_modalities:
+            props["cues"] = {
+                "type": "object",
+                "properties": {m: free_text(CUE_MAX_CHARS) for m in cue_modalities},
+                "required": list(cue_modalities),
+                "additionalProperties": False,
+            }
     return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
 
 
-def format_answer(answer: dict[str, Any], label_sets: tuple[LabelSet, ...], with_rationale: bool) -> str:
+def format_answer(answer: dict[str, Any], label_sets: tuple[LabelSet, ...], with_rationale: bool,
+                  cue_modalities: tuple[str, ...] = CUE_MODALITIES) -> str:
     """The answer as the model should write it: compact JSON in schema key order.
 
     Used for few-shot examples and training targets, and it is the form that
@@ -83,10 +109,19 @@ def format_answer(answer: dict[str, Any], label_sets: tuple[LabelSet, ...], with
     ordered: dict[str, Any] = {ls.task: as_list(answer[ls.task]) if ls.list_answer else answer[ls.task]
                                for ls in label_sets}
     if with_rationale:
-        ordered["rationale"] = str(answer.get("rationale") or "")[:RATIONALE_MAX_CHARS]
+        ordered["rationale"] = _plain(answer.get("rationale"), RATIONALE_MAX_CHARS)
         cues = answer.get("cues") or {}
-        ordered["cues"] = {m: str(cues.get(m) or "")[:CUE_MAX_CHARS] for m in CUE_MODALITIES}
+        if cue_modalities:
+            ordered["cues"] = {m: _plain(cues.get(m), CUE_MAX_CHARS) for m in cue_modalities}
     return json.dumps(ordered, ensure_ascii=False, separators=(",", ":"))
+
+
+def present_cues(view: dict[str, Any]) -> tuple[str, ...]:
+    """The cue modalities a prompt's evidence view shows (CUE_MODALITIES order)."""
+    shown = {"visual": bool(view["n_frames"] or view["has_image"]),
+             "vocal": view["vocal_cues"] is not None or view["audio_seconds"] is not None,
+             "lexical": view["transcript"] is not None, "context": bool(view["context"])}
+    return tuple(m for m in CUE_MODALITIES if shown[m])
 
 
 def answer_prefix(previous: dict[str, str], task: str) -> str:
@@ -140,12 +175,14 @@ def _evidence_view(sample: Sample, media: MediaInputs, modalities: frozenset[str
     }
 
 
-def _example_view(example: dict[str, Any], spec: LabelScheme, with_rationale: bool) -> dict[str, Any]:
+def _example_view(example: dict[str, Any], spec: LabelScheme, with_rationale: bool,
+                  cues: tuple[str, ...]) -> dict[str, Any]:
     view = _evidence_view(
         Sample(id="example", transcript=example.get("transcript"), speaker=example.get("speaker"),
                context=tuple(_turn(t) for t in example.get("context") or ())),
         MediaInputs(vocal_cues=example.get("vocal_cues")), frozenset(MODALITIES))
-    view["answer_json"] = format_answer(example["answer"], spec.label_sets, with_rationale)
+    # In the answer form this prompt asks for: the cue fields of the modalities it shows.
+    view["answer_json"] = format_answer(example["answer"], spec.label_sets, with_rationale, cues)
     return view
 
 
@@ -183,11 +220,13 @@ def build_prompt(sample: Sample, spec: LabelScheme, template: str = "zero_shot",
     with_rationale, with_examples = bool(flags.with_rationale), bool(flags.with_examples)
     if with_examples and not spec.examples:
         raise ValueError(f"template {template!r} needs worked examples, and label set {spec.name!r} has none")
+    view = _evidence_view(sample, media, chosen)
+    cues = present_cues(view)
     variables = {
-        "label_sets": spec.label_sets, "cue_modalities": CUE_MODALITIES,
+        "label_sets": spec.label_sets, "cue_modalities": cues,
         "with_rationale": with_rationale, "with_examples": with_examples,
-        "examples": [_example_view(e, spec, with_rationale) for e in spec.examples] if with_examples else [],
-        "sample": _evidence_view(sample, media, chosen),
+        "examples": [_example_view(e, spec, with_rationale, cues) for e in spec.examples] if with_examples else [],
+        "sample": view,
         "demonstrations": [_demonstration_view(d) for d in demonstrations or ()],
     }
     system, user_text = (part.strip() for part in tmpl.render(variables).split(_USER_MARKER, 1))
@@ -212,5 +251,6 @@ def build_prompt(sample: Sample, spec: LabelScheme, template: str = "zero_shot",
         {"role": "system", "content": system},
         {"role": "user", "content": visual_parts + [{"type": "text", "text": user_text}]},
     ]
-    return Prompt(sample_id=sample.id, messages=messages, schema=answer_schema(spec.label_sets, with_rationale),
-                  label_sets=spec.label_sets, with_rationale=with_rationale, media=used)
+    return Prompt(sample_id=sample.id, messages=messages,
+                  schema=answer_schema(spec.label_sets, with_rationale, cues), label_sets=spec.label_sets,
+                  with_rationale=with_rationale, media=used, cue_modalities=cues)

@@ -26,6 +26,9 @@ import os
 import secrets
 from typing import Any
 
+from mllm_mer.serving.adapter_prompts import ENV as PROMPTS_ENV
+from mllm_mer.serving.adapter_prompts import ROUTE as PROMPTS_ROUTE
+
 MB = 1024 * 1024
 MAX_N = int(os.environ.get("MLLM_MER_MAX_N", "4"))
 MAX_TOKENS = int(os.environ.get("MLLM_MER_MAX_TOKENS", "4096"))
@@ -38,7 +41,7 @@ ROUTES: dict[tuple[str, str], int] = {
     ("GET", "/health"): SMALL, ("HEAD", "/health"): SMALL, ("GET", "/v1/models"): SMALL, ("GET", "/version"): SMALL,
     ("GET", "/metrics"): SMALL, ("GET", "/ping"): SMALL, ("POST", "/ping"): SMALL,
     ("POST", "/v1/chat/completions"): MAX_MEDIA_BODY, ("POST", "/v1/completions"): 8 * MB,
-    ("POST", "/tokenize"): 8 * MB, ("POST", "/detokenize"): 8 * MB,
+    ("POST", "/tokenize"): 8 * MB, ("POST", "/detokenize"): 8 * MB, ("GET", PROMPTS_ROUTE): SMALL,
 }
 PART_TYPES = {"text", "image_url", "video_url", "audio_url", "input_audio"}
 CAPPED = {"n": MAX_N, "best_of": MAX_N, "max_tokens": MAX_TOKENS, "max_completion_tokens": MAX_TOKENS}
@@ -154,6 +157,8 @@ class GuardMiddleware:
             return await _reply(send, 401, "Unauthorized", scope)
         if route not in ROUTES:
             return await _reply(send, 404, f"{route[0]} {route[1][:80]} is not served here", scope)
+        if route == ("GET", PROMPTS_ROUTE):  # answered here: vLLM knows nothing of an adapter's prompt
+            return await _reply(send, 200, "", scope, payload=os.environ.get(PROMPTS_ENV, "{}").encode())
         body = await _read_capped(scope, receive, ROUTES[route])
         if body is None:
             return await _reply(send, 413, f"request body too large for {route[1]} (at most {ROUTES[route]} bytes)",
@@ -196,11 +201,11 @@ async def _read_capped(scope, receive, cap: int) -> bytes | None:
             return b"".join(chunks)
 
 
-async def _reply(send, status: int, message: str, scope) -> None:
+async def _reply(send, status: int, message: str, scope, payload: bytes | None = None) -> None:
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1008})
         return
-    payload = json.dumps({"error": {"message": message, "code": status}}).encode()
+    payload = payload if payload is not None else json.dumps({"error": {"message": message, "code": status}}).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
     await send({"type": "http.response.body", "body": payload})

@@ -20,6 +20,8 @@ import httpx
 
 from mllm_mer.config import ServeConfig
 from mllm_mer.core.families import family_for, resolve_model
+from mllm_mer.serving.adapter_prompts import ENV as PROMPTS_ENV
+from mllm_mer.serving.adapter_prompts import adapter_prompts
 from mllm_mer.serving.server_guard import GuardMiddleware
 
 
@@ -90,6 +92,7 @@ class Server:
         env = {**cpu_engine_env(self.config.engine.kv_cache_gb), **os.environ}
         if self.config.server.api_key:
             env["VLLM_API_KEY"] = self.config.server.api_key  # read by vLLM's server; not in `ps`
+        env[PROMPTS_ENV] = json.dumps(adapter_prompts(self.config.model.adapters))  # served by the guard
         if self.config.server.allow_remote_media:
             env["MLLM_MER_ALLOW_REMOTE_MEDIA"] = "1"
         log_file = self.config.server.log_file

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,9 @@ from mllm_mer.core.types import LabelScheme, Prediction
 
 N_BINS = 15
 EPS = 1e-12
+BOUNDS = (0.05, 20.0)  # the temperatures searched first
+WIDE_BOUNDS = (0.01, 100.0)  # searched when the first fit lands on a bound
+MIN_ROWS = 50  # fewer dev rows than this: the temperature is a rough estimate, and the fit says so
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ class Calibration:
     temperatures: dict[str, float]
     labels: dict[str, tuple[str, ...]]
     fitted_on: str = ""
+    warnings: dict[str, str] = field(default_factory=dict)  # task -> why its temperature deserves doubt
 
     def check(self, scheme: LabelScheme, source: str = "calibration") -> None:
         """A calibration applies only to the label sets it was fitted on."""
@@ -45,7 +49,8 @@ class Calibration:
 
     def to_json(self) -> str:
         return json.dumps({"scheme": self.scheme, "fitted_on": self.fitted_on,
-                           "tasks": {t: {"temperature": self.temperatures[t], "labels": list(self.labels[t])}
+                           "tasks": {t: {"temperature": self.temperatures[t], "labels": list(self.labels[t]),
+                                         **({"warning": self.warnings[t]} if t in self.warnings else {})}
                                      for t in self.temperatures}}, indent=2) + "\n"
 
 
@@ -78,7 +83,8 @@ def load(path: str | Path) -> Calibration:
         tasks = data["tasks"]
         return Calibration(scheme=str(data.get("scheme", "")), fitted_on=str(data.get("fitted_on", "")),
                            temperatures={t: float(v["temperature"]) for t, v in tasks.items()},
-                           labels={t: tuple(v["labels"]) for t, v in tasks.items()})
+                           labels={t: tuple(v["labels"]) for t, v in tasks.items()},
+                           warnings={t: str(v["warning"]) for t, v in tasks.items() if v.get("warning")})
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such calibration file") from None
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
@@ -120,8 +126,8 @@ def calibration_metrics(probs: np.ndarray, gold: np.ndarray) -> dict[str, float]
             "n_scored": int(len(gold))}
 
 
-def fit_temperature(probs: np.ndarray, gold: np.ndarray) -> float:
-    """The T > 0 minimising NLL of softmax(log p / T); 1.0 when there is nothing to fit on."""
+def fit_temperature(probs: np.ndarray, gold: np.ndarray, bounds: tuple[float, float] = BOUNDS) -> float:
+    """The T in `bounds` minimising NLL of softmax(log p / T); 1.0 when there is nothing to fit on."""
     from scipy.optimize import minimize_scalar
 
     if len(gold) < 2:
@@ -134,22 +140,47 @@ def fit_temperature(probs: np.ndarray, gold: np.ndarray) -> float:
         log_norm = np.log(np.exp(scaled).sum(axis=1))
         return float(-np.mean(scaled[np.arange(len(gold)), gold] - log_norm))
 
-    result = minimize_scalar(nll, bounds=(math.log(0.05), math.log(20.0)), method="bounded")
+    result = minimize_scalar(nll, bounds=(math.log(bounds[0]), math.log(bounds[1])), method="bounded")
     return float(math.exp(result.x))
 
 
+def _at_bound(temperature: float, bounds: tuple[float, float]) -> bool:
+    return abs(math.log(temperature) - math.log(bounds[0])) < 0.01 or \
+        abs(math.log(temperature) - math.log(bounds[1])) < 0.01
+
+
+def fit_task(probs: np.ndarray, gold: np.ndarray) -> tuple[float, str | None]:
+    """(temperature, warning): a fit on a bound is searched again over wider bounds, and a fit still on
+    one, or on few rows, comes with the reason to doubt it."""
+    temperature = fit_temperature(probs, gold)
+    if _at_bound(temperature, BOUNDS):
+        temperature = fit_temperature(probs, gold, WIDE_BOUNDS)
+    problems = []
+    if _at_bound(temperature, WIDE_BOUNDS):
+        what = "flattens every answer toward uniform: the probabilities carry almost no information about " \
+               "correctness" if temperature > 1 else "sharpens every answer toward certainty"
+        problems.append(f"the fit hit the search bound T = {temperature:.3g} (searched {WIDE_BOUNDS[0]:g}-"
+                        f"{WIDE_BOUNDS[1]:g}); it {what}")
+    if len(gold) < MIN_ROWS:
+        problems.append(f"fitted on {len(gold)} rows (fewer than {MIN_ROWS}): a rough estimate")
+    return temperature, "; ".join(problems) or None
+
+
 def fit(records: list[dict[str, Any]], scheme: LabelScheme, fitted_on: str = "") -> Calibration:
-    temperatures, labels = {}, {}
+    temperatures, labels, warnings = {}, {}, {}
     for ls in scheme.label_sets:
         probs, gold = arrays(records, ls.task, ls.labels)
         if len(gold) < 2:
             continue
-        temperatures[ls.task] = fit_temperature(probs, gold)
+        temperatures[ls.task], warning = fit_task(probs, gold)
         labels[ls.task] = tuple(ls.labels)
+        if warning:
+            warnings[ls.task] = warning
     if not temperatures:
         raise ValueError(f"{fitted_on or 'the run'}: no answered sample with label probabilities and a gold label "
                          "to fit on (run evaluate with --mode score or --probabilities)")
-    return Calibration(scheme=scheme.name, temperatures=temperatures, labels=labels, fitted_on=fitted_on)
+    return Calibration(scheme=scheme.name, temperatures=temperatures, labels=labels, fitted_on=fitted_on,
+                       warnings=warnings)
 
 
 def describe_fit(records: list[dict[str, Any]], calibration: Calibration) -> list[str]:
@@ -160,7 +191,8 @@ def describe_fit(records: list[dict[str, Any]], calibration: Calibration) -> lis
         before = calibration_metrics(probs, gold)
         after = calibration_metrics(rescale_rows(probs, temperature), gold)
         lines.append(f"{task}: temperature {temperature:.3f}; on this run ECE {before['ece']:.4f} -> "
-                     f"{after['ece']:.4f}, NLL {before['nll']:.4f} -> {after['nll']:.4f} (n={before['n_scored']})")
+                     f"{after['ece']:.4f}, NLL {before['nll']:.4f} -> {after['nll']:.4f} (n={before['n_scored']})"
+                     + (f"\n  warning: {calibration.warnings[task]}" if task in calibration.warnings else ""))
     return lines
 
 

@@ -40,7 +40,8 @@ def refused(prompt: Prompt, error: Exception, what: str = "this input") -> Predi
 def read_answer(prompt: Prompt, raw: str | Exception) -> Prediction:
     """The prediction a generated answer gives (a failure when the backend refused the prompt)."""
     return refused(prompt, raw) if isinstance(raw, Exception) else parse_answer(raw, prompt.label_sets,
-                                                                                  prompt.sample_id)
+                                                                                  prompt.sample_id,
+                                                                                  prompt.cue_modalities)
 
 
 def _distribution(labels: Sequence[str], logps: Sequence[float]) -> dict[str, float]:

@@ -120,7 +120,8 @@ def _rationalise(cfg, samples, teacher, scheme, path: Path, backend=None) -> dic
     done = read_predictions(path)
     pending = [s for s in wrong if s.id not in done]
     if pending:
-        setup = resolve_prompt(cfg.model, cfg.prompt, cfg.media, default_labels=scheme.source or scheme.name)
+        setup = resolve_prompt(cfg.model, cfg.prompt, cfg.media, default_labels=scheme.source or scheme.name,
+                               client=cfg.client)
         own = backend is None
         backend = backend or load_backend(cfg.backend)
         try:

@@ -23,7 +23,7 @@ def target_answer(sample: Sample, prompt: Prompt) -> str:
     answer = {ls.task: sample.gold[ls.task] for ls in prompt.label_sets}
     answer["rationale"] = sample.metadata.get("rationale") or ""
     answer["cues"] = sample.metadata.get("cues") or {}
-    return format_answer(answer, prompt.label_sets, prompt.with_rationale)
+    return format_answer(answer, prompt.label_sets, prompt.with_rationale, prompt.cue_modalities)
 
 
 def answer_suffix(processor: Any) -> str:

@@ -168,7 +168,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> Path:
 
 def save_trained(trainer, out: Path, recipe: Recipe) -> Path:
     """The final adapter with its prompt beside it (one process writes it)."""
-    from mllm_mer.pipeline.resolve import save_adapter_prompt
+    from mllm_mer.pipeline.adapter_prompt import save_adapter_prompt
 
     adapter_dir = out / "adapter"
     # Under DDP every process holds the same weights; under FSDP they are sharded, and every process

@@ -79,14 +79,15 @@ def _prompt(ep: Episode, schema: dict[str, Any]) -> Prompt:
     first = ep.first
     return Prompt(sample_id=first.sample_id, messages=list(ep.messages), schema=schema, label_sets=first.label_sets,
                   with_rationale=first.with_rationale, media=first.media, observation_images=tuple(ep.images),
-                  answer_lead=ANSWER_LEAD)
+                  answer_lead=ANSWER_LEAD, cue_modalities=first.cue_modalities)
 
 
 def step_prompt(ep: Episode, box: Toolbox, step: int) -> Prompt:
     """The prompt of an episode's step: its conversation so far, constrained to the actions open now."""
     final = step >= box.max_steps
     return _prompt(ep, action_schema({} if final else offered(ep, box),
-                                     answer_schema(ep.first.label_sets, ep.first.with_rationale)))
+                                     answer_schema(ep.first.label_sets, ep.first.with_rationale,
+                                                   ep.first.cue_modalities)))
 
 
 def _tokens(backend: Backend, text: str) -> int | None:
@@ -104,7 +105,7 @@ def act(ep: Episode, prompt: Prompt, raw: str, step: int, box: Toolbox, tokens: 
     from mllm_mer.core.parsing import parse_answer
 
     try:
-        action = json.JSONDecoder(strict=False).decode(raw)  # as parsing does: control characters in strings pass
+        action = json.loads(raw)  # strict, as parsing is: what a standard client cannot read fails here too
         jsonschema.validate(action, prompt.schema)
     except (json.JSONDecodeError, jsonschema.ValidationError) as error:
         reason = error.msg if isinstance(error, json.JSONDecodeError) else error.message
@@ -115,7 +116,8 @@ def act(ep: Episode, prompt: Prompt, raw: str, step: int, box: Toolbox, tokens: 
     ep.messages.append({"role": "assistant", "content": raw})
     if tool == "answer":
         ep.trace.append({"step": step, "tool": "answer", "args": args, "tokens": tokens})
-        ep.prediction = parse_answer(json.dumps(args, ensure_ascii=False), prompt.label_sets, ep.sample.id)
+        ep.prediction = parse_answer(json.dumps(args, ensure_ascii=False), prompt.label_sets, ep.sample.id,
+                                     prompt.cue_modalities)
         ep.prediction.raw = raw  # what the model wrote
         ep.last_prompt = prompt
         return

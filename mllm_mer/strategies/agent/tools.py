@@ -136,6 +136,7 @@ class Look:
 
         start, end = _window(args, ep.span)
         n = min(int(args["n"]), ep.frames_left)
+        asked = sorted((float(args["start"]), float(args["end"])))
         media, notes = box.setup.media, ()
         # Exact times: the model asked for this window.
         if args.get("faces"):
@@ -147,6 +148,9 @@ class Look:
         times = ", ".join(f"{t:.2f}" for t in clip.times)
         what = "face crops" if args.get("faces") else "frames"
         text = f"{len(clip.images)} {what} of {start:.2f}-{end:.2f} s above, at {times} s."
+        if (start, end) != tuple(asked):  # say so: the frames are not from the window asked for
+            text += (f" The window asked for, {asked[0]:.2f}-{asked[1]:.2f} s, holds no time of its own;"
+                     f" these come from the nearest {end - start:.2f} s of the clip.")
         if notes:
             text += " " + as_data(" ".join(notes))
         return Observation(text, f"{len(clip.images)} {what} at {times} s", tuple(clip.images), tuple(clip.times))

@@ -1,0 +1,107 @@
+"""The sections only one verb has: each names what that verb works on (a run, a file, a folder)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from mllm_mer.config.tree import option
+
+
+@dataclass
+class TinyConfig:
+    """A random-weight checkpoint of a real architecture, built offline."""
+
+    dir: str | None = option(None, "where to write it", positional=True)
+    arch: Literal["qwen2_vl", "qwen2_5_vl", "qwen2_5_omni"] = option(
+        "qwen2_vl", "architecture (qwen2_5_omni: the Omni thinker, which hears audio)")
+    size: Literal["tiny", "small"] = option("tiny", "tiny: 0.8 M parameters; small: Qwen2-0.5B text dimensions")
+    seed: int = option(0, "weight seed")
+    whisper: bool = option(False, "also build a tiny Whisper in DIR/whisper")
+    task: str | None = option(None, "also write the synthetic colour x wording task to this folder")
+    agent_task: str | None = option(None, "also write the synthetic hidden-window task (with scripted agent "
+                                          "traces) to this folder")
+
+
+@dataclass
+class MergeOptions:
+    """Folding an adapter into the base weights."""
+
+    out: str | None = option(None, "directory of the merged model")
+
+
+@dataclass
+class CompareOptions:
+    runs: list[str] = option([], "run directories", positional=True)
+
+
+@dataclass
+class DialogueOptions:
+    """A recorded conversation, utterance by utterance."""
+
+    video: str | None = option(None, "the recording (video)")
+    audio: str | None = option(None, "the recording's sound, if separate (or the only recording)")
+    transcript: str | None = option(None, "utterances with speakers and times: .srt, .vtt (<v Name> or 'Name:') "
+                                          "or .jsonl {speaker, start, end, text}")
+    out: str | None = option(None, "where timeline.jsonl, timeline.png and timeline.md go")
+    split: str | None = option(None, "with --dataset: the split holding the dialogue")
+    dialogue: str | None = option(None, "with --dataset: the dialogue id (e.g. 17 for MELD's Dialogue_ID 17)")
+
+
+@dataclass
+class DistillOptions:
+    """Distillation: which teacher answers become training targets."""
+
+    filter: Literal["agree", "rationalise", "all"] = option(
+        "rationalise", "agree: keep rows where the teacher matches gold; rationalise: also re-ask wrong rows with "
+                       "the gold label as a hint and keep them when the hinted answer is gold (STaR); all: keep "
+                       "every answer (no gold needed)")
+    dev_split: str | None = option("dev", "copy this split with its gold labels into the manifest, for choosing "
+                                          "the student's checkpoint (never trained on); null: none")
+
+
+@dataclass
+class CalibrateOptions:
+    """Fitting on a finished dev run (calibration, a fusion gate)."""
+
+    run_dir: str | None = option(None, "a finished evaluate run (with label probabilities) on a dev split",
+                                 positional=True)
+    out: str | None = option(None, "where to write the fitted file (calibration.json, fusion.json)")
+
+
+@dataclass
+class ScoreOptions:
+    """Scoring any system's predictions (or a finished run, rescored) against gold; no model runs."""
+
+    predictions: str | None = option(None, "CSV, TSV, JSON or JSONL of predictions, or a run directory to rescore",
+                                     positional=True)
+    out: str | None = option(None, "run directory for metrics.json, report.md and the plots")
+    split: str | None = option(None, "split of --dataset holding the gold labels")
+    labels: str | None = option(None, "label set name or YAML file (open: open-vocabulary answers; default: the "
+                                      "dataset's own, or the rescored run's)")
+    pred_id_col: str = option("id", "column of the sample id, or a template over columns "
+                                    "('dia{Dialogue_ID}_utt{Utterance_ID}'); a media file name matches its sample")
+    pred_col: str = option("pred", "column of the predicted label (list answers: a JSON list or comma-separated)")
+    prob_col: str | None = option(None, "column holding a JSON mapping label -> probability (default: the "
+                                        "p_<label> columns, when there are any)")
+    label_map: list[str] = option([], "FROM=TO aliases for gold and predictions (e.g. anxiety=fear; repeatable)")
+    missing: Literal["skip", "wrong"] = option("skip", "samples without a prediction: skip (metrics over the "
+                                                       "predicted rows, said as n of N) or wrong (count as wrong)")
+
+
+@dataclass
+class ListOptions:
+    what: Literal["datasets", "labels", "templates", "models", "recipes"] = option(
+        "labels", "what to list", positional=True)
+
+
+@dataclass
+class DemoOptions:
+    """`mllm-mer demo`: the main job on a fresh machine, offline."""
+
+    dir: str | None = option(None, "where the tiny checkpoint and the sample clip go (default: the user cache, "
+                                   "~/.cache/mllm-mer/demo)", positional=True)
+    app: bool = option(False, "then open the app with the same model and clip")
+
+
+__all__ = ["CalibrateOptions", "CompareOptions", "DemoOptions", "DialogueOptions", "DistillOptions", "ListOptions",
+           "MergeOptions", "ScoreOptions", "TinyConfig"]
