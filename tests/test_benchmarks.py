@@ -45,7 +45,7 @@ def test_media_benchmark_alone():
 
 @pytest.mark.parametrize("module", ["run_all", "media", "throughput", "scoring", "prefix_cache", "agent",
                                     "dialogue", "fusion", "engine_full", "long_media", "ray_scale", "frontend",
-                                    "omni"])
+                                    "omni", "intake"])
 def test_benchmark_command_lines(module):
     """Each benchmark's flags come from its config dataclasses (no engine is started)."""
     proc = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", "--help"],
@@ -63,6 +63,7 @@ def test_benchmark_command_lines(module):
                 "long_media": ["--minutes", "--windows", "--frames", "--folder"],
                 "ray_scale": ["--model", "--n", "--backend", "--meld-dir"],
                 "frontend": ["--clips", "--seconds", "--frames"],
-                "omni": ["--omni-model", "--vl-model", "--n", "--minutes", "--windows"]}[module]
+                "omni": ["--omni-model", "--vl-model", "--n", "--minutes", "--windows"],
+                "intake": ["--model", "--rows", "--big-rows"]}[module]
     for flag in expected:
         assert flag in proc.stdout, f"{module}: {flag} missing from --help"

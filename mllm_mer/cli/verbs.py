@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mllm_mer import config as C  # noqa: N812 (the config tree, read as C.EvaluateConfig)
+from mllm_mer.cli.corpus import inspect_corpus, label_set_lines
 from mllm_mer.core.labels import available as available_labels
 from mllm_mer.core.paths import recipes
 from mllm_mer.core.registry import DATASETS
@@ -333,8 +334,10 @@ LISTINGS: dict[str, Callable[[], list[str]]] = {
 
 
 def list_bundled(cfg: C.ListConfig) -> int:
-    """What ships with the package: datasets, label sets, templates, model families."""
-    print("\n".join(LISTINGS[cfg.list.what]()))
+    """What ships with the package: datasets, label sets (one, with its aliases), templates, model families."""
+    if cfg.list.name and cfg.list.what != "labels":
+        raise ValueError(f"ls {cfg.list.what} takes no name (ls labels NAME shows one label set)")
+    print("\n".join(label_set_lines(cfg.list.name) if cfg.list.name else LISTINGS[cfg.list.what]()))
     return 0
 
 
@@ -361,6 +364,9 @@ VERBS: dict[str, Verb] = {
     "serve": Verb(C.ServeConfig, serve, "the OpenAI-compatible vLLM server with LoRA adapters "
                                         "(unknown flags are passed to vLLM's server)", passthrough=True,
                   starts_engines=True),
+    "inspect": Verb(C.InspectConfig, inspect_corpus, "what a loader makes of a corpus, without a model: rows, "
+                                                      "labels (and those outside the set), dialogues, media found, "
+                                                      "the first samples as prompted"),
     "demo": Verb(C.DemoConfig, demo, "one prediction on a bundled clip with sound, offline (builds a tiny model "
                                      "once); --app opens the app on it", starts_engines=True),
     "make-tiny": Verb(C.MakeTinyConfig, make_tiny, "build a random-weight checkpoint of a real architecture, offline"),

@@ -92,6 +92,8 @@ class ScoreOptions:
 class ListOptions:
     what: Literal["datasets", "labels", "templates", "models", "recipes"] = option(
         "labels", "what to list", positional=True)
+    name: str | None = option(None, "with labels: one label set (name or YAML file), shown with its aliases",
+                              positional=True)
 
 
 @dataclass
@@ -103,5 +105,13 @@ class DemoOptions:
     app: bool = option(False, "then open the app with the same model and clip")
 
 
-__all__ = ["CalibrateOptions", "CompareOptions", "DemoOptions", "DialogueOptions", "DistillOptions", "ListOptions",
-           "MergeOptions", "ScoreOptions", "TinyConfig"]
+@dataclass
+class InspectOptions:
+    """`mllm-mer inspect`: what a loader makes of a corpus, without a model."""
+
+    split: str | None = option(None, "the split to read (a manifest's split column, a dataset's split)")
+    show: int = option(3, "samples printed as they would be prompted", low=0)
+
+
+__all__ = ["CalibrateOptions", "CompareOptions", "DemoOptions", "DialogueOptions", "DistillOptions", "InspectOptions",
+           "ListOptions", "MergeOptions", "ScoreOptions", "TinyConfig"]

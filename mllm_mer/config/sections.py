@@ -148,6 +148,10 @@ class MediaConfig:
                                    low=0.0)
 
 
+_LATER_DATA_OPTIONS = {"audio_col", "image_col", "order_col", "media_root", "delimiter", "header", "columns",
+                       "turns_field", "turn_text", "turn_speaker", "turn_label", "label_ids"}
+
+
 @dataclass
 class DataConfig:
     """Where samples come from: a bundled benchmark loader or a CSV/JSONL manifest."""
@@ -161,18 +165,36 @@ class DataConfig:
     context_labels: Literal["none", "predicted", "gold"] | None = option(
         None, "emotions shown with earlier turns: none, the predicted ones (turns classified in order, dialogues "
               "in lockstep) or gold (oracle information, flagged in reports); default: none, for every verb")
-    id_col: str = option("id", "manifest: column of the sample id")
-    text_col: str = option("text", "manifest: column of the transcript")
-    label_col: str = option("label", "manifest: column of the gold label")
+    id_col: str = option("id", "manifest: column of the sample id (several, comma-separated: a composite key)")
+    text_col: str = option("text", "manifest: column of the transcript ('': none, e.g. face photos)")
+    label_col: str = option("label", "manifest: column of the gold label ('': none)")
     video_col: str = option("video", "manifest: column of the clip path")
+    audio_col: str = option("audio", "manifest: column of the audio file path")
+    image_col: str = option("image", "manifest: column of the still image path")
     speaker_col: str = option("speaker", "manifest: column of the speaker")
-    dialogue_col: str = option("dialogue", "manifest: column of the dialogue id")
+    dialogue_col: str = option("dialogue", "manifest: column of the dialogue id (several: a composite key)")
+    order_col: str | None = option(None, "manifest: column of the utterance order within a dialogue")
+    media_root: str | None = option(None, "manifest: folder relative media paths resolve in (default: the "
+                                          "manifest's)")
+    delimiter: str | None = option(None, "manifest: CSV delimiter, e.g. '\\t' or '|' (default: by suffix)")
+    header: bool = option(True, "manifest: the first line names the columns (--no-header: name them with "
+                                "--columns)")
+    columns: str | None = option(None, "manifest: the column names, comma-separated, of a headerless file")
+    turns_field: str | None = option(None, "manifest: field holding each dialogue record's list of turns")
+    turn_text: str = option("utterance", "manifest with --turns-field: a turn's text field")
+    turn_speaker: str = option("speaker", "manifest with --turns-field: a turn's speaker field")
+    turn_label: str = option("emotion", "manifest with --turns-field: a turn's label field")
+    label_ids: bool = option(False, "manifest: gold labels are 0-based indices into the label set's labels "
+                                    "('3,7': two labels)")
     task: str = option("emotion", "manifest: the task its label column annotates")
     dataset_options: dict = option({}, "further loader keywords, as a YAML/JSON mapping")
 
     def describe(self) -> dict[str, Any]:
-        """A JSON-safe summary for run fingerprints."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, {}, "")}
+        """A JSON-safe summary for run fingerprints; options added later count only where set (so that
+        runs from before them still resume)."""
+        later = {f.name: f.default for f in dataclasses.fields(self) if f.name in _LATER_DATA_OPTIONS}
+        return {k: v for k, v in dataclasses.asdict(self).items()
+                if v not in (None, {}, "") and not (k in later and v == later[k])}
 
 
 @dataclass

@@ -13,6 +13,7 @@ from mllm_mer.config.options import (
     DemoOptions,
     DialogueOptions,
     DistillOptions,
+    InspectOptions,
     ListOptions,
     MergeOptions,
     ScoreOptions,
@@ -107,6 +108,7 @@ AppConfig = _verb("AppConfig", InferenceConfig, ui=UIConfig)
 ServeConfig = _verb("ServeConfig", EngineRunConfig, server=ServerConfig)
 MergeConfig = _verb("MergeConfig", model=ModelConfig, merge=MergeOptions)
 MakeTinyConfig = _verb("MakeTinyConfig", tiny=TinyConfig)
+InspectConfig = _verb("InspectConfig", PromptedConfig, data=DataConfig, inspect=InspectOptions)
 DemoConfig = _verb("DemoConfig", InferenceConfig, demo=DemoOptions, ui=UIConfig)
 CompareConfig = _verb("CompareConfig", compare=CompareOptions)
 CalibrateConfig = _verb("CalibrateConfig", calibrate=CalibrateOptions)
@@ -120,6 +122,6 @@ DistillConfig = _verb("DistillConfig", InferenceConfig, data=DataConfig, run=Run
 
 
 __all__ = ["AppConfig", "BackendConfig", "CalibrateConfig", "CompareConfig", "DemoConfig", "DialogueConfig",
-           "DistillConfig", "EngineRunConfig", "EvaluateConfig", "FitFusionConfig", "InferenceConfig", "ListConfig",
-           "MakeTinyConfig", "MergeConfig", "PredictConfig", "PromptedConfig", "ScoreConfig", "ServeConfig",
-           "TrainConfig"]
+           "DistillConfig", "EngineRunConfig", "EvaluateConfig", "FitFusionConfig", "InferenceConfig", "InspectConfig",
+           "ListConfig", "MakeTinyConfig", "MergeConfig", "PredictConfig", "PromptedConfig", "ScoreConfig",
+           "ServeConfig", "TrainConfig"]

@@ -54,9 +54,13 @@ def loader_options(data, labels: str | None) -> dict[str, Any]:
     return options
 
 
-def load_configured(data, split: str | None, labels: str | None = None) -> Split:
-    """The split a verb's DataConfig names (`--dataset`, `--data-dir`, loader options)."""
-    return load_split(data.dataset, data.data_dir, split, **loader_options(data, labels))
+def load_configured(data, split: str | None, labels: str | None = None, limit: int | None = None) -> Split:
+    """The split a verb's DataConfig names (`--dataset`, `--data-dir`, loader options); `limit`: the first
+    samples only, where the loader can stop early (a big manifest)."""
+    options = loader_options(data, labels)
+    if limit is not None and "limit" in inspect.signature(_module(data.dataset).load).parameters:
+        options["limit"] = limit
+    return load_split(data.dataset, data.data_dir, split, **options)
 
 
 def load_hf(name: str, data_dir: str | Path, split: str, **options: Any):

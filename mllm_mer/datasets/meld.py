@@ -1,12 +1,12 @@
 """MELD (Poria et al., 2019): the released CSVs, optional clips `dia{D}_utt{U}.mp4`."""
 from __future__ import annotations
 
-import csv
 from collections import defaultdict
 from pathlib import Path
 
 from mllm_mer.core.types import Sample, Turn
 from mllm_mer.datasets.base import Split, context_window, find_video, non_empty, repair_text, require_dir, require_file
+from mllm_mer.datasets.tables import read_table, rows
 
 CSV_FILES = {"train": "train_sent_emo.csv", "dev": "dev_sent_emo.csv", "test": "test_sent_emo.csv"}
 # Video folder names of the release (MELD.Raw), by split.
@@ -39,10 +39,8 @@ def load(data_dir: str | Path, split: str, context: int = 5, context_labels: boo
         video_dir = next((root / d for d in VIDEO_DIRS[split] if (root / d).is_dir()), None)
     videos = Path(video_dir) if video_dir else None
 
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f))
     dialogues: dict[int, list[dict]] = defaultdict(list)
-    for row in rows:
+    for row in rows(read_table(path)):
         dialogues[int(row["Dialogue_ID"])].append(row)
 
     samples = []

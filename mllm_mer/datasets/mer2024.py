@@ -1,10 +1,11 @@
 """MER2024 (Lian et al., 2024) discrete track: label CSV (name, discrete), transcriptions, videos."""
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
+from mllm_mer.core.types import Sample
 from mllm_mer.datasets.base import DatasetError, Split, find_video, non_empty, repair_text, require_dir
+from mllm_mer.datasets.tables import read_table, rows
 
 LABEL_FILES = ("label-disdim.csv", "label-6way.csv", "labels.csv")
 TRANSCRIPT_FILES = ("transcription-engchi-polish.csv", "transcription.csv")
@@ -22,22 +23,18 @@ def load(data_dir: str | Path, split: str = "train", language: str = "english",
         raise DatasetError(f"{root}: no label CSV ({' or '.join(LABEL_FILES)})")
     transcripts: dict[str, str] = {}
     if (tpath := _first(root, TRANSCRIPT_FILES)) is not None:
-        with open(tpath, encoding="utf-8", newline="") as f:
-            for row in csv.DictReader(f):
-                transcripts[row["name"]] = repair_text(row.get(language) or row.get("sentence") or "")
+        for row in rows(read_table(tpath)):
+            transcripts[row["name"]] = repair_text(row.get(language) or row.get("sentence") or "")
     videos = root / "video" if (root / "video").is_dir() else None
     samples = []
-    with open(labels_path, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        if not {"name", "discrete"} <= set(reader.fieldnames or ()):
-            raise DatasetError(f"{labels_path}: needs columns name and discrete")
-        for row in reader:
-            if row.get("split") and row["split"] != split:
-                continue
-            from mllm_mer.core.types import Sample
-
-            samples.append(Sample(id=row["name"], transcript=transcripts.get(row["name"]) or None,
-                                  video=find_video(videos, row["name"]),
-                                  gold={"emotion": row["discrete"].strip().lower()},
-                                  metadata={k: v for k, v in row.items() if k not in ("name", "discrete")}))
+    table = read_table(labels_path)
+    if not {"name", "discrete"} <= set(table.column_names):
+        raise DatasetError(f"{labels_path}: needs columns name and discrete")
+    for row in rows(table):
+        if row.get("split") and row["split"] != split:
+            continue
+        samples.append(Sample(id=row["name"], transcript=transcripts.get(row["name"]) or None,
+                              video=find_video(videos, row["name"]),
+                              gold={"emotion": row["discrete"].strip().lower()},
+                              metadata={k: v for k, v in row.items() if k not in ("name", "discrete")}))
     return non_empty(f"mer2024/{split}", samples, labels="mer2024")

@@ -59,7 +59,7 @@ def plan_run(cfg: EvaluateConfig, media_roots: tuple[str, ...] = ()) -> Plan:
         raise ValueError("evaluate needs --out (the run directory)")
     if run.limit is not None and run.limit < 1:
         raise ValueError(f"--limit must be at least 1 (got {run.limit}); leave it out for the whole split")
-    split = load_configured(data, run.split, cfg.prompt.labels)
+    split = load_configured(data, run.split, cfg.prompt.labels, limit=run.limit)
     samples = list(split.samples[: run.limit] if run.limit else split.samples)
     setup = resolve_prompt(cfg.model, cfg.prompt, cfg.media, default_labels=split.labels, retrieval=cfg.retrieval,
                            client=cfg.client)

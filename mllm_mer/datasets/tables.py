@@ -1,0 +1,193 @@
+"""Any table as released, read by Hugging Face `datasets`: CSV/TSV with any delimiter (with or
+without a header), JSON arrays, JSON lines, Parquet, Arrow files, `save_to_disk` folders, and a
+hub id when online.
+
+Rows come out as an Arrow-backed `datasets.Dataset` (memory-mapped, not Python objects), so a
+200k-row file costs what the rows a run takes cost. Cells are strings where the format has no
+types (CSV); an encoding problem is one line naming the file and the line.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mllm_mer.datasets.base import DatasetError
+
+SUFFIXES = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet",
+            ".arrow": "arrow"}
+
+
+@dataclass(frozen=True)
+class TableFormat:
+    """How to read a delimited file: the delimiter (None: by suffix), whether it has a header, and the
+    column names of a headerless one."""
+
+    delimiter: str | None = None
+    header: bool = True
+    columns: tuple[str, ...] = ()
+
+
+def read_table(source: str | Path, fmt: TableFormat = TableFormat(), split: str | None = None):
+    """The rows of a file, an Arrow folder or a hub dataset, as a `datasets.Dataset`."""
+    import datasets
+
+    path = Path(source)
+    with _quiet():
+        if path.is_dir():
+            return _from_disk(path, split)
+        if not path.is_file():
+            if str(source).count("/") == 1 and not str(source).startswith((".", "/")):
+                return _from_hub(str(source), split)
+            raise DatasetError(f"{path}: manifest not found")
+        builder = SUFFIXES.get(path.suffix.lower(), "csv")
+        if builder == "csv":
+            _check_utf8(path)
+            return _csv(path, fmt)
+        if builder == "json":
+            _check_utf8(path)
+        try:
+            return datasets.load_dataset(builder, data_files=str(path), split="train")
+        except (ValueError, TypeError, OSError, datasets.exceptions.DatasetGenerationError) as error:
+            if builder == "json":
+                _json_lines_problem(path)  # the line at fault, where there is one
+            raise DatasetError(f"{path}: not readable as {builder} ({_cause(error)})") from None
+
+
+def _json_lines_problem(path: Path) -> None:
+    import json
+
+    with open(path, encoding="utf-8-sig") as f:
+        head = f.read(1).lstrip()
+        f.seek(0)
+        if head == "[":
+            return
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DatasetError(f"{path}:{number}: not a JSON line ({error})") from None
+            if not isinstance(row, dict):
+                raise DatasetError(f"{path}:{number}: expected a JSON object per line")
+
+
+def _csv(path: Path, fmt: TableFormat):
+    import datasets
+
+    delimiter = fmt.delimiter or ("\t" if path.suffix.lower() == ".tsv" else ",")
+    if not fmt.header and not fmt.columns:
+        raise DatasetError(f"{path}: --no-header needs --columns naming every column (e.g. text,labels,id)")
+    names = list(fmt.columns) if not fmt.header else _header(path, delimiter)
+    # Every cell a string, as written: a typed guess would turn id 007 into 7.
+    options: dict[str, Any] = {"sep": delimiter, "keep_default_na": False, "encoding": "utf-8-sig",
+                               "features": datasets.Features({n: datasets.Value("string") for n in names})}
+    if not fmt.header:
+        options.update(header=None, column_names=names)
+    try:
+        table = datasets.load_dataset("csv", data_files=str(path), split="train", **options)
+    except (ValueError, TypeError, OSError, datasets.exceptions.DatasetGenerationError) as error:
+        raise DatasetError(f"{path}: not readable as a table with delimiter {delimiter!r} ({_cause(error)})") \
+            from None
+    if fmt.header and fmt.columns:  # names for a header the file has: renamed in order
+        if len(fmt.columns) != len(table.column_names):
+            raise DatasetError(f"{path}: --columns names {len(fmt.columns)} columns; the file has "
+                               f"{len(table.column_names)}")
+        table = table.rename_columns(dict(zip(table.column_names, fmt.columns, strict=True)))
+    return table
+
+
+def _header(path: Path, delimiter: str) -> list[str]:
+    import csv
+
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        first = next(csv.reader(f, delimiter=delimiter), None)
+    if not first:
+        raise DatasetError(f"{path}: no rows")
+    if len(set(first)) != len(first):
+        raise DatasetError(f"{path}: the header names a column twice ({', '.join(first)})")
+    return first
+
+
+def _from_disk(path: Path, split: str | None):
+    import datasets
+
+    try:
+        table = datasets.load_from_disk(str(path))
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: a folder, but not one written by save_to_disk (no dataset_info.json)") \
+            from None
+    if isinstance(table, datasets.DatasetDict):
+        return _pick(table, split, path)
+    return table
+
+
+def _from_hub(name: str, split: str | None):
+    import datasets
+
+    try:
+        found = datasets.load_dataset(name)
+    except Exception as error:  # the hub's errors are many and unrelated; say it in one line
+        raise DatasetError(f"{name}: not a file here, and the hub dataset cannot be loaded ({_cause(error)})") \
+            from None
+    return _pick(found, split, name)
+
+
+def _pick(splits, split: str | None, where: Any):
+    if split in splits:
+        return splits[split]
+    if split is None and len(splits) == 1:
+        return next(iter(splits.values()))
+    raise DatasetError(f"{where}: splits {', '.join(splits)}; choose one with --split")
+
+
+def _check_utf8(path: Path, chunk: int = 1 << 20) -> None:
+    """Not UTF-8: the one-line error with its line number (pandas would say only a byte offset)."""
+    import codecs
+
+    decoder, line, offset = codecs.getincrementaldecoder("utf-8")(), 1, 0
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as error:
+                line += block[:error.start].count(b"\n")
+                raise DatasetError(f"{path}:{line}: not UTF-8 text (save the manifest as UTF-8)") from None
+            line += block.count(b"\n")
+            offset += len(block)
+
+
+def _cause(error: Exception) -> str:
+    cause = error.__cause__ or error.__context__ or error
+    return (str(cause).strip().splitlines() or [type(cause).__name__])[0][:200]
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """No progress bars or cache chatter from `datasets` for a local file."""
+    import datasets
+
+    was = datasets.utils.logging.is_progress_bar_enabled()
+    datasets.utils.logging.disable_progress_bar()
+    level = logging.getLogger("datasets").level
+    logging.getLogger("datasets").setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logging.getLogger("datasets").setLevel(level)
+        if was:
+            datasets.utils.logging.enable_progress_bar()
+
+
+def rows(table, start: int = 0, stop: int | None = None, batch: int = 1000) -> Iterator[dict[str, Any]]:
+    """Rows as dicts, read in batches (Arrow to Python a batch at a time, never the whole table)."""
+    stop = len(table) if stop is None else min(stop, len(table))
+    for first in range(start, stop, batch):
+        part = table[first:min(first + batch, stop)]
+        names = list(part)
+        for values in zip(*(part[n] for n in names), strict=True):
+            yield dict(zip(names, values, strict=True))
