@@ -36,7 +36,17 @@ def parse_config(cls: type[C], description: str | None, argv: list[str] | None =
     for name in required:
         if values[name] is None:
             parser.error(f"--{name.replace('_', '-')} is required")
+    guard()
     return config
+
+
+def guard() -> None:
+    """As for the CLI's verbs: SIGTERM exits through `finally:`, and a watchdog stops any engine this
+    process started once it is gone (kill -9 included)."""
+    from mllm_mer.serving.process_guard import exit_on_sigterm, start_guard
+
+    exit_on_sigterm()
+    start_guard()
 
 
 def _module_name(cls: type) -> str:

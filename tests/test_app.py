@@ -108,6 +108,10 @@ def test_chat_answers_a_follow_up_about_the_same_clip(app_url, clip):
     assert [_text(m["content"]) for m in history2[:2]] == [_text(m["content"]) for m in history]
     assert len(history2) == 4
     assert cleared == ""
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="the question is 60000 characters; at most 2000"):
+        client.predict("why? " * 12_000, [], api_name="/chat")
 
 
 def test_corrupt_upload_is_a_readable_error_and_the_app_keeps_serving(app_url, clip, tmp_path):
@@ -400,6 +404,23 @@ def test_wrong_logins_are_slowed_then_locked_out():
     assert not any(guard("ann", f"guess{i}") for i in range(3))
     assert time.monotonic() - started >= 0.15  # each wrong login costs its delay
     assert not guard("ann", "secret")  # locked out now, even with the right password
+
+
+def test_a_stranger_guessing_does_not_lock_out_the_real_user():
+    from mllm_mer.app.ui import CLIENT, LoginGuard
+
+    guard = LoginGuard("ann:secret", delay_s=0.0, max_failures=3, lockout_s=60)
+    CLIENT.set("10.0.0.66")
+    assert not any(guard("ann", f"guess{i}") for i in range(5))
+    assert not guard("ann", "secret")  # that client is locked out
+    CLIENT.set("10.0.0.7")
+    assert guard("ann", "secret")  # another one is not
+
+
+def test_the_app_serves_no_openapi_description_without_a_login(app_url):
+    import httpx
+
+    assert httpx.get(f"{app_url.rstrip('/')}/openapi.json", timeout=10).status_code == 404
 
 
 @pytest.fixture(scope="module")

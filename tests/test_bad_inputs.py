@@ -32,6 +32,10 @@ def _with_garbage_run(tmp_path):
     return _manifest(tmp_path, "id,text,label\na,hi,joy\n")
 
 
+def _labels(tmp_path, text: str, expected: str):
+    return ["predict", "--transcript", "hi", "--labels", str(_manifest(tmp_path, text + "\n", "l.yaml"))], expected
+
+
 CASES = {
     "label file without tasks": lambda t: (["predict", "--transcript", "hi", "--labels",
                                             str(_manifest(t, "foo: 1\n", "l.yaml"))], "l.yaml: not a label file"),
@@ -63,6 +67,44 @@ CASES = {
     "garbage in predictions.jsonl": lambda t: (_evaluate(_with_garbage_run(t), t),
                                                "predictions.jsonl:2: not a prediction record"),
     "unknown option": lambda t: (["evaluate", "--max-frame", "3"], "did you mean '--max-frames'"),
+    # Label sets are checked when loaded: a label the answer could not carry back, or a set that cannot work.
+    "label ending in punctuation": lambda t: _labels(t, "tasks: [{task: emotion, labels: [joy, 'anger!']}]",
+                                                     "label 'anger!' cannot be answered and read back"),
+    "label with a leading space": lambda t: _labels(t, "tasks: [{task: emotion, labels: [joy, ' sad']}]",
+                                                    "label ' sad' cannot be answered"),
+    "labels differing in case": lambda t: _labels(t, "tasks: [{task: emotion, labels: [Joy, joy]}]",
+                                                  "labels 'Joy' and 'joy' differ only in case"),
+    "a null label": lambda t: _labels(t, "tasks: [{task: emotion, labels: [joy, null]}]",
+                                      "label None is not a word (a NoneType)"),
+    "a special-token label": lambda t: _labels(t, "tasks: [{task: emotion, labels: [joy, '<|im_end|>']}]",
+                                               "label '<|im_end|>' cannot be answered"),
+    "a task named rationale": lambda t: _labels(t, "tasks: [{task: rationale, labels: [a, b]}]",
+                                                "'rationale' cannot name a task"),
+    "two tasks with one name": lambda t: _labels(t, "tasks: [{task: e, labels: [a, b]}, {task: e, labels: [c, d]}]",
+                                                 "two tasks named 'e'"),
+    "a YAML alias bomb": lambda t: _labels(t, "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, "
+                                              "*a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+                                              "tasks: [{task: emotion, labels: [*c, *c, *c]}]",
+                                           "is not a word (a list)"),
+    "5000 labels": lambda t: _labels(t, "tasks: [{task: emotion, labels: [" + ", ".join(f"l{i}" for i in range(5000))
+                                     + "]}]", "has 5000 labels; at most 200"),
+    "a 200k-character description": lambda t: _labels(t, "tasks: [{task: emotion, labels: [a, b], descriptions: "
+                                                         "{a: " + "x" * 200_000 + "}}]", "over 300 characters"),
+    "few-shot examples that are not mappings": lambda t: _labels(t, "tasks: [{task: e, labels: [a, b]}]\n"
+                                                                    "examples: [1, x]", "`examples` must be a list"),
+    # Flags and overrides checked before anything loads, with the range in the message.
+    "batch size 0": lambda t: (["evaluate", "--batch-size", "0"], "--batch-size must be at least 1, not 0"),
+    "batch size -1": lambda t: (["evaluate", "--batch-size", "-1"], "--batch-size must be at least 1, not -1"),
+    "max frames -3": lambda t: (["predict", "--max-frames", "-3"], "--max-frames must be at least 1, not -3"),
+    "max pixels -100": lambda t: (["predict", "--max-pixels", "-100"], "--max-pixels must be at least 784, not -100"),
+    "forward batch size 0": lambda t: (["predict", "--forward-batch-size", "0"], "--forward-batch-size must be at "
+                                                                                "least 1, not 0"),
+    "media workers -2": lambda t: (["evaluate", "--media-workers", "-2"], "--media-workers must be at least 1"),
+    "max new tokens 0": lambda t: (["evaluate", "--max-new-tokens", "0"], "--max-new-tokens must be at least 1"),
+    "max text chars 0": lambda t: (["predict", "--max-text-chars", "0"], "--max-text-chars must be at least 1"),
+    "max text chars -10": lambda t: (["predict", "--max-text-chars", "-10"], "--max-text-chars must be at least 1"),
+    "an override that is not YAML": lambda t: (["predict", "max_frames=[1,2"], "override 'max_frames=[1,2': not a "
+                                                                              "YAML value"),
     "unknown config key": lambda t: (["predict", "--config", str(_manifest(t, "labls: meld\n", "c.yaml"))],
                                      "did you mean 'labels'"),
 }
@@ -146,6 +188,17 @@ def test_truncated_clip_is_read_or_fails_alone(hf_backend, meld_spec, media):
     cut, whole = (a.prediction for a in answer(hf_backend, samples, PromptSetup(meld_spec, template="label_only")))
     assert whole.ok
     assert cut.ok or (cut.error_kind == "media" and "truncated.mp4" in cut.error)
+
+
+@pytest.mark.parametrize("mode", ["generate", "score"])
+def test_a_prompt_over_the_models_context_fails_alone_on_transformers(hf_backend, meld_spec, mode):
+    """As vLLM does: the transformers backend refuses a prompt that cannot fit the model's context."""
+    samples = [Sample(id="ok-1", transcript="fine"), Sample(id="long", transcript="many words " * 20_000),
+               Sample(id="ok-2", transcript="great")]
+    setup = PromptSetup(meld_spec, template="label_only", max_text_chars=10**6, mode=mode)
+    results = [a.prediction for a in answer(hf_backend, samples, setup)]
+    assert [p.ok for p in results] == [True, False, True]
+    assert results[1].error_kind == "backend" and "over the model's context of 32768" in results[1].error
 
 
 @pytest.mark.vllm

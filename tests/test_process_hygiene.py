@@ -99,3 +99,15 @@ def test_app(tiny_model, sig, tmp_path):
     assert "emotion:" in summary
     assert engine_children(proc), "the vLLM engine should be running"
     assert_tree_gone(proc, sig)
+
+
+def test_a_benchmark_killed_mid_run_leaves_no_engine(tiny_model):
+    """`python -m benchmarks.engine_full`, killed (-9) while its vLLM engine runs: the benchmarks start the
+    CLI's watchdog too, so the EngineCore goes with it."""
+    from conftest import MELD_DIR, REPO
+
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.engine_full", "--model", str(tiny_model), "--n", "400",
+                             "--clips", "0", "--repeats", "3", "--meld-dir", str(MELD_DIR)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: engine_children(proc), proc, what="start its engine")
+    assert_tree_gone(proc, signal.SIGKILL)

@@ -33,6 +33,7 @@ from mllm_mer.strategies import RunContext, Strategy
 CHAT_SYSTEM_NOTE = ("Answer the user's follow-up question about the clip in plain sentences, "
                     "consistent with the evidence and your earlier answer.")
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
+MAX_QUESTION_CHARS = 2000  # a chat question; the conversation carried along stays under ten of them
 MAX_UNZIPPED_BYTES = 2 * 1024 ** 3
 
 
@@ -198,6 +199,10 @@ class Service:
         """Stream an answer to a follow-up question, with the clip and the earlier answer in context."""
         if analysis.prompt is None:
             raise MediaError("the clip", "was not analysed successfully; analyse a clip first")
+        if len(question) > MAX_QUESTION_CHARS:
+            raise ValueError(f"the question is {len(question)} characters; at most {MAX_QUESTION_CHARS}")
+        if sum(len(u) + len(a) for u, a in history) > MAX_QUESTION_CHARS * 10:
+            raise ValueError("the conversation is too long to carry on; analyse the clip again to start afresh")
         messages = [dict(m) for m in analysis.prompt.messages]
         messages[0] = {"role": "system", "content": messages[0]["content"] + "\n\n" + CHAT_SYSTEM_NOTE}
         messages.append({"role": "assistant", "content": analysis.prediction.raw or answer_text(analysis)})

@@ -1,6 +1,7 @@
 """The Gradio Blocks: one small builder per tab, plain callbacks into `Service`; no model code here."""
 from __future__ import annotations
 
+import contextvars
 import json
 import secrets
 import sys
@@ -22,7 +23,7 @@ from mllm_mer.app.components import (
     user_name,
 )
 from mllm_mer.app.conversation_tab import build_conversation_tab
-from mllm_mer.app.service import AnalyseRequest, Service
+from mllm_mer.app.service import MAX_QUESTION_CHARS, AnalyseRequest, Service
 from mllm_mer.core.labels import available as available_label_sets
 from mllm_mer.core.registry import STRATEGIES
 from mllm_mer.media.audio import SAMPLE_RATE
@@ -210,7 +211,8 @@ def build_chat_tab(service: Service, analysis_state: gr.State, chatbot: gr.Chatb
     with gr.Tab("Chat"):
         chat_header.render()
         chatbot.render()
-        question = gr.Textbox(label="Question", placeholder="Which cue weighed most, and why?")
+        question = gr.Textbox(label="Question", placeholder="Which cue weighed most, and why?",
+                              max_length=MAX_QUESTION_CHARS)
         ask = gr.Button("Ask", variant="primary")
         for trigger in (ask.click, question.submit):
             # Ask is off while an answer streams, so a second question cannot overwrite the first exchange.
@@ -290,29 +292,54 @@ def build_demo(service: Service) -> gr.Blocks:
     return demo
 
 
-class LoginGuard:
-    """Gradio's auth check with a brake: each wrong login costs a second, and after ten in five
-    minutes every login is refused for a minute (no guessing at speed)."""
+# The peer address of the request being served (set by ClientAddress; the login check reads it).
+CLIENT: contextvars.ContextVar[str] = contextvars.ContextVar("mllm_mer_client", default="?")
 
-    def __init__(self, credentials: str, delay_s: float = 1.0, max_failures: int = 10, lockout_s: float = 60.0):
+
+class ClientAddress:
+    """ASGI middleware: the socket peer of each request, for the login brake (headers could be forged)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        token = CLIENT.set((scope.get("client") or ("?", 0))[0])
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            CLIENT.reset(token)
+
+
+class LoginGuard:
+    """Gradio's auth check with a brake per client: each wrong login costs a second, and after ten in five
+    minutes that client's logins are refused for a minute (no guessing at speed, and no stranger can lock
+    the real user out)."""
+
+    def __init__(self, credentials: str, delay_s: float = 1.0, max_failures: int = 10, lockout_s: float = 60.0,
+                 max_clients: int = 10_000):
         self.user, _, self.password = credentials.partition(":")
         self.delay_s, self.max_failures, self.lockout_s = delay_s, max_failures, lockout_s
-        self.failures: list[float] = []
-        self.locked_until = 0.0
+        self.failures: dict[str, list[float]] = {}
+        self.locked_until: dict[str, float] = {}
+        self.max_clients = max_clients
         self.lock = threading.Lock()
 
     def __call__(self, user: str, password: str) -> bool:
-        now = time.monotonic()
+        now, client = time.monotonic(), CLIENT.get()
         with self.lock:
-            if now < self.locked_until:
+            if now < self.locked_until.get(client, 0.0):
                 return False
         ok = secrets.compare_digest(f"{user}:{password}".encode(), f"{self.user}:{self.password}".encode())
         if not ok:
             time.sleep(self.delay_s)
             with self.lock:
-                self.failures = [t for t in self.failures if now - t < 300] + [now]
-                if len(self.failures) >= self.max_failures:
-                    self.locked_until = now + self.lockout_s
+                recent = [t for t in self.failures.get(client, []) if now - t < 300] + [now]
+                self.failures[client] = recent
+                if len(recent) >= self.max_failures:
+                    self.locked_until[client] = now + self.lockout_s
+                if len(self.failures) > self.max_clients:  # bounded: forget the quietest clients
+                    for stale in sorted(self.failures, key=lambda c: self.failures[c][-1])[:len(self.failures) // 2]:
+                        self.failures.pop(stale)
         return ok
 
 
@@ -323,8 +350,13 @@ def launch(demo: gr.Blocks, service: Service, **kwargs):
         print(f"warning: serving on {ui.host} without a login (set MLLM_MER_APP_AUTH=user:password)", file=sys.stderr)
     runs = Path(ui.runs_dir).expanduser().resolve()
     runs.mkdir(parents=True, exist_ok=True)
+    from starlette.middleware import Middleware
+
+    # FastAPI's own /openapi.json would describe every route without a login (gradio's is behind it).
+    app_kwargs = {"openapi_url": None, "middleware": [Middleware(ClientAddress)]}
     return demo.launch(server_name=ui.host, server_port=ui.port, auth=auth, max_file_size=f"{ui.max_upload_mb}mb",
-                       show_error=False, allowed_paths=[str(runs)] + _example_folder(ui), **kwargs)
+                       show_error=False, allowed_paths=[str(runs)] + _example_folder(ui), app_kwargs=app_kwargs,
+                       **kwargs)
 
 
 def _example_folder(ui) -> list[str]:

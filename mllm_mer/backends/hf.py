@@ -108,8 +108,8 @@ class TransformersBackend:
         answers: list[str] = []
         for start in range(0, len(prompts), self.config.model.forward_batch_size):
             batch = prompts[start:start + self.config.model.forward_batch_size]
-            inputs = processor_inputs(self.processor, batch, [render(self.processor, p) for p in batch])
-            inputs = inputs.to(self.device)
+            inputs = self._fitting(batch, [render(self.processor, p) for p in batch],
+                                   self.config.model.max_new_tokens)
             constrain = LogitsProcessor([self._compiled_grammar(p.schema) for p in batch])
             with self._adapter_context(adapter):
                 out = self.model.generate(**inputs, max_new_tokens=self.config.model.max_new_tokens,
@@ -117,6 +117,18 @@ class TransformersBackend:
             new_tokens = out[:, inputs["input_ids"].shape[1]:]
             answers += self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         return answers
+
+    def _fitting(self, prompts: Sequence[Prompt], texts: Sequence[str], answer_tokens: int):
+        """The batch's model inputs; a prompt that cannot fit the model's context with its answer is refused
+        (ValueError: the pipeline isolates it and fails that sample alone, as vLLM's length check does)."""
+        inputs = processor_inputs(self.processor, prompts, texts)
+        context = getattr(self.model.config.get_text_config(), "max_position_embeddings", None)
+        mask = inputs.get("attention_mask")
+        lengths = mask.sum(dim=1).tolist() if mask is not None else [inputs["input_ids"].shape[1]] * len(texts)
+        if context and max(lengths) + answer_tokens > context:
+            raise ValueError(f"the prompt is {int(max(lengths))} tokens; with {answer_tokens} answer tokens it is "
+                             f"over the model's context of {context}")
+        return inputs.to(self.device)
 
     def generate_token_ids(self, prompts: Sequence[Prompt], adapter: str | None = None,
                            max_new_tokens: int = 16, ignore_eos: bool = False) -> list[list[int]]:
@@ -173,7 +185,7 @@ class TransformersBackend:
             batch = walks[start:start + self.config.model.forward_batch_size]
             prompts = [requests[i][0] for i, _ in batch]
             texts = [render(self.processor, requests[i][0]) + requests[i][1][walk.candidate] for i, walk in batch]
-            inputs = processor_inputs(self.processor, prompts, texts).to(self.device)
+            inputs = self._fitting(prompts, texts, 0)
             with self._adapter_context(adapter):
                 logits = self.model(**inputs).logits
             for row, (i, walk) in enumerate(batch):

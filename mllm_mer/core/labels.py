@@ -8,6 +8,7 @@ open-vocabulary answer: a few words of the bundled emotion vocabulary; `labels` 
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from mllm_mer.core.emotion_wheels import load_wheels
@@ -31,20 +32,68 @@ def open_scheme(task: str = "emotion") -> LabelScheme:
                                                        synonyms=dict(wheels.synonyms), open=True),))
 
 
+MAX_LABELS = 200  # per task: each is listed in every prompt and enumerated by the grammar
+MAX_LABEL_CHARS = 40
+MAX_DESCRIPTION_CHARS = 300
+RESERVED_TASKS = {"rationale", "cues"}  # keys of the answer object itself
+# A label the constrained answer can write and the parser read back as itself: words joined by single
+# spaces, hyphens, apostrophes or slashes; no punctuation at either end, no quotes, no markup.
+_LABEL = re.compile(r"^[^\W_](?:[\w'/-]| (?! ))*(?<![ '/-])$")
+_TASK = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
+
+
+def _check_label(path: Path, task: str, label: object) -> str:
+    if not isinstance(label, (str, int)) or isinstance(label, bool):
+        raise ValueError(f"{path}: task {task!r}: label {label!r} is not a word (a {type(label).__name__})")
+    text = str(label)
+    if len(text) > MAX_LABEL_CHARS or not _LABEL.match(text):
+        raise ValueError(f"{path}: task {task!r}: label {text[:60]!r} cannot be answered and read back: use words "
+                         f"(letters, digits, single spaces, - ' /), at most {MAX_LABEL_CHARS} characters, no "
+                         "punctuation at either end")
+    return text
+
+
+def _labels(path: Path, task: str, given: list) -> tuple[str, ...]:
+    if len(given) > MAX_LABELS:
+        raise ValueError(f"{path}: task {task!r} has {len(given)} labels; at most {MAX_LABELS}")
+    labels = tuple(_check_label(path, task, x) for x in given)
+    seen: dict[str, str] = {}
+    for label in labels:
+        if fold(label) in seen:
+            raise ValueError(f"{path}: task {task!r}: labels {seen[fold(label)]!r} and {label!r} differ only in "
+                             "case or spacing (one could never be told from the other)")
+        seen[fold(label)] = label
+    return labels
+
+
+def _descriptions(path: Path, task: str, given: object) -> dict[str, str]:
+    if not isinstance(given, dict):
+        raise ValueError(f"{path}: task {task!r}: `descriptions` must be a mapping (label: text)")
+    long = [str(k) for k, v in given.items() if len(str(v)) > MAX_DESCRIPTION_CHARS]
+    if long:
+        raise ValueError(f"{path}: task {task!r}: the description of {long[0]!r} is over {MAX_DESCRIPTION_CHARS} "
+                         "characters")
+    return {str(k): str(v) for k, v in given.items() if isinstance(v, (str, int, float))}
+
+
 def _label_set(path: Path, number: int, t: dict) -> LabelSet:
     if not isinstance(t, dict) or "task" not in t or not (isinstance(t.get("labels"), list) or t.get("open")):
         raise ValueError(f"{path}: task {number} needs `task:` and a `labels:` list")
+    task = str(t["task"])
+    if not _TASK.match(task) or task in RESERVED_TASKS:
+        raise ValueError(f"{path}: task {number}: {task[:60]!r} cannot name a task (a word of letters, digits and "
+                         f"_, not {' or '.join(sorted(RESERVED_TASKS))})")
     is_open = bool(t.get("open"))
     wheels = load_wheels() if is_open else None
-    labels = tuple(str(x) for x in t.get("labels") or wheels.vocabulary)
+    labels = _labels(path, task, t.get("labels") or list(wheels.vocabulary))
     synonyms = dict(wheels.synonyms) if wheels else {}
     for key in ("synonyms", "aliases"):
         given = t.get(key) or {}
         if not isinstance(given, dict):
             raise ValueError(f"{path}: task {number}: `{key}` must be a mapping (other spelling: label)")
-        synonyms.update({fold(k): str(v) for k, v in given.items()})
-    return LabelSet(task=str(t["task"]), labels=labels, synonyms=synonyms,
-                    descriptions={str(k): str(v) for k, v in (t.get("descriptions") or {}).items()},
+        synonyms.update({fold(k): str(v) for k, v in given.items() if isinstance(v, (str, int))})
+    return LabelSet(task=task, labels=labels, synonyms=synonyms,
+                    descriptions=_descriptions(path, task, t.get("descriptions") or {}),
                     multi_label=bool(t.get("multi_label")), open=is_open)
 
 
@@ -69,8 +118,15 @@ def load_label_scheme(name_or_path: str | Path) -> LabelScheme:
     if not tasks or not isinstance(tasks, list):
         raise ValueError(f"{path}: not a label file (needs `tasks:`, a list of {{task, labels}})")
     label_sets = [_label_set(path, number, t) for number, t in enumerate(tasks, 1)]
+    names = [ls.task for ls in label_sets]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{path}: two tasks named {next(n for n in names if names.count(n) > 1)!r}")
+    examples = data.get("examples") or []
+    if not isinstance(examples, list) or not all(isinstance(e, dict) and isinstance(e.get("answer"), dict)
+                                                 for e in examples):
+        raise ValueError(f"{path}: `examples` must be a list of mappings, each with an `answer:` mapping")
     return LabelScheme(name=str(data.get("name", path.stem)), label_sets=tuple(label_sets),
-                       examples=tuple(data.get("examples") or ()), source=str(path.resolve()))
+                       examples=tuple(examples), source=str(path.resolve()))
 
 
 def with_label_map(scheme: LabelScheme, pairs: list[str], flag: str = "--label-map",

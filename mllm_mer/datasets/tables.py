@@ -174,7 +174,7 @@ def _quiet() -> Iterator[None]:
     was = datasets.utils.logging.is_progress_bar_enabled()
     datasets.utils.logging.disable_progress_bar()
     level = logging.getLogger("datasets").level
-    logging.getLogger("datasets").setLevel(logging.ERROR)
+    logging.getLogger("datasets").setLevel(logging.CRITICAL)  # a bad file is our one-line error, not its log
     try:
         yield
     finally:
