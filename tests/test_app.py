@@ -423,6 +423,15 @@ def test_the_app_serves_no_openapi_description_without_a_login(app_url):
     assert httpx.get(f"{app_url.rstrip('/')}/openapi.json", timeout=10).status_code == 404
 
 
+def test_the_chat_shows_model_text_as_text_not_markdown(app_url):
+    """A `~` in an answer must not strike text through: the chat does not render Markdown."""
+    import httpx
+
+    components = httpx.get(f"{app_url.rstrip('/')}/config", timeout=10).json()["components"]
+    [chat] = [c for c in components if c["type"] == "chatbot"]
+    assert chat["props"]["render_markdown"] is False
+
+
 @pytest.fixture(scope="module")
 def talk(tmp_path_factory):
     from test_dialogue import SRT
@@ -449,18 +458,26 @@ def test_conversation_endpoint_gives_the_timeline_table_and_details(app_url, tal
     assert "context labels: predicted" in Path(report).read_text()
     assert detail.startswith("**1. Ann**") and len(frames) >= 1  # the first utterance's own frames
     assert probabilities["label"] == rows[0][5]
+    # One convention with the Analyse headline: the answer's label and P, and the most probable one beside it.
+    shown = {c["label"]: c["confidence"] for c in probabilities["confidences"]}
+    top = max(shown, key=shown.get)
+    assert f"**emotion: {rows[0][5]}** ({shown[rows[0][5]]:.0%})" in detail
+    assert rows[0][6] == pytest.approx(shown[rows[0][5]], abs=1e-3)
+    assert (rows[0][7] == f"{top} ({shown[top]:.0%})" and f"most probable: {top}" in detail) if top != rows[0][5] \
+        else (rows[0][7] == "" and "most probable" not in detail)
 
 
 def test_conversation_with_a_broken_transcript_names_the_users_file(app_url, talk, tmp_path):
     from gradio_client import Client, handle_file
-    from gradio_client.exceptions import AppError
 
     video, _ = talk
     bad = tmp_path / "meeting.srt"
     bad.write_bytes("1\n00:00:00,000 --> 00:00:01,000\nCaf\xe9\n".encode("latin-1"))
-    with pytest.raises(AppError, match=r"meeting\.srt:3: not UTF-8"):
-        Client(app_url, verbose=False).predict(handle_file(str(video)), None, handle_file(str(bad)), "meld",
-                                               "label_only", "predicted", api_name="/conversation")
+    plot, table, report, detail, frames, rationale, probabilities = Client(app_url, verbose=False).predict(
+        handle_file(str(video)), None, handle_file(str(bad)), "meld", "label_only", "predicted",
+        api_name="/conversation")  # shown inline, as the Analyse tab shows its errors: no toast, no red badges
+    assert detail.startswith("**Could not analyse the conversation:**") and "meeting.srt:3: not UTF-8" in detail
+    assert plot is None and table["data"] in ([], [[]], [["", "", "", "", "", "", "", ""]]) and report is None
 
 
 @pytest.mark.browser
@@ -472,6 +489,12 @@ def test_in_chromium_a_conversation_row_shows_its_utterance(app_url, talk):
         page.goto(app_url)
         page.get_by_role("tab", name="Conversation").click()
         page.locator("#conversation-video input[type=file]").set_input_files(str(video))
+        page.wait_for_timeout(1000)
+        page.get_by_role("button", name="Analyse conversation").click()  # no transcript yet: said inline
+        page.get_by_text("Could not analyse the conversation").first.wait_for(timeout=30_000)
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(ARTIFACTS / "conversation-no-transcript.png"), full_page=True)
+        assert page.get_by_text("Error", exact=True).count() == 0  # no red badge on any output
         page.locator("#conversation-transcript input[type=file]").set_input_files(str(srt))
         page.wait_for_timeout(1500)
         page.get_by_role("button", name="Analyse conversation").click()

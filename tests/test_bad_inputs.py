@@ -32,6 +32,18 @@ def _with_garbage_run(tmp_path):
     return _manifest(tmp_path, "id,text,label\na,hi,joy\n")
 
 
+def _dialogue(transcript):
+    return ["dialogue", "--model", str(transcript.parent / "never-loaded"), "--transcript", str(transcript),
+            "--out", str(transcript.parent / "timeline")]
+
+
+def _meld(tmp_path, text: str):
+    folder = tmp_path / "meld"
+    folder.mkdir()
+    (folder / "dev_sent_emo.csv").write_text(text)
+    return folder
+
+
 def _labels(tmp_path, text: str, expected: str):
     return ["predict", "--transcript", "hi", "--labels", str(_manifest(tmp_path, text + "\n", "l.yaml"))], expected
 
@@ -92,6 +104,35 @@ CASES = {
                                                          "{a: " + "x" * 200_000 + "}}]", "over 300 characters"),
     "few-shot examples that are not mappings": lambda t: _labels(t, "tasks: [{task: e, labels: [a, b]}]\n"
                                                                     "examples: [1, x]", "`examples` must be a list"),
+    # Transcripts and manifests that used to end in a traceback or a wrong reading.
+    "a transcript line that is a list": lambda t: (_dialogue(_manifest(t, "[1, 2]\n", "t.jsonl")),
+                                                   "t.jsonl:1: expected {speaker, start, end, text}"),
+    "a transcript line that is a string": lambda t: (_dialogue(_manifest(t, '"str"\n', "t.jsonl")),
+                                                     "t.jsonl:1: expected {speaker, start, end, text}"),
+    "an infinite end time": lambda t: (_dialogue(_manifest(t, '{"speaker": "A", "start": 0, "end": Infinity, '
+                                                              '"text": "hi"}\n', "t.jsonl")),
+                                       "t.jsonl:1: start and end must be seconds within the recording"),
+    "an end time of 1.7e308": lambda t: (_dialogue(_manifest(t, '{"start": 0, "end": 1.7e308, "text": "hi"}\n',
+                                                             "t.jsonl")), "must be seconds within the recording"),
+    "a NaN start time": lambda t: (_dialogue(_manifest(t, '{"start": NaN, "end": 1, "text": "hi"}\n', "t.jsonl")),
+                                   "t.jsonl:1: start and end must be seconds"),
+    "a ragged CSV": lambda t: (_evaluate(_manifest(t, "id,text,label\na,hi,joy,extra,more\nb,yo,joy\n"), t),
+                               "m.csv:2: 5 fields where the header names 3"),
+    "deeply nested JSON": lambda t: (_evaluate(_manifest(t, '{"id": "a", "text": ' + "[" * 5000 + "]" * 5000
+                                                         + ', "label": "joy"}\n', "m.jsonl"), t),
+                                     "m.jsonl: nested too deeply to read as a table"),
+    "an empty id": lambda t: (_evaluate(_manifest(t, "id,text,label\n,hi,joy\nb,yo,joy\n"), t),
+                              "row 1 has an empty id"),
+    "a MELD CSV without a column": lambda t: (["evaluate", "--model", str(t / "never-loaded"), "--dataset", "meld",
+                                               "--data-dir", str(_meld(t, "Sr No.,Utterance,Speaker,Emotion\n")),
+                                               "--split", "dev", "--out", str(t / "run")],
+                                              "no column Dialogue_ID, Utterance_ID, Sentiment"),
+    "a MELD CSV with a non-numeric id": lambda t: (["evaluate", "--model", str(t / "never-loaded"), "--dataset",
+                                                    "meld", "--data-dir", str(_meld(t, "Utterance,Speaker,Emotion,"
+                                                                                     "Sentiment,Dialogue_ID,Utterance_ID"
+                                                                                     "\nhi,A,joy,positive,one,0\n")),
+                                                    "--split", "dev", "--out", str(t / "run")],
+                                                   "dev_sent_emo.csv:2: Dialogue_ID and Utterance_ID must be whole"),
     # Flags and overrides checked before anything loads, with the range in the message.
     "batch size 0": lambda t: (["evaluate", "--batch-size", "0"], "--batch-size must be at least 1, not 0"),
     "batch size -1": lambda t: (["evaluate", "--batch-size", "-1"], "--batch-size must be at least 1, not -1"),

@@ -59,6 +59,8 @@ def test_predict_with_the_vllm_backend(cli_model, face_png):
     pred = json.loads(proc.stdout)
     assert pred["ok"] is True
     assert pred["tasks"]["sentiment"]["label"] in {"neutral", "positive", "negative"}
+    # vLLM's own logging is quiet unless asked for (--engine-log): warnings only
+    assert not [line for line in proc.stderr.splitlines() if " INFO " in line], proc.stderr[-2000:]
 
 
 def test_missing_model_names_make_tiny(tmp_path):

@@ -87,6 +87,16 @@ def test_out_of_range_values_are_refused_while_parsing(argv, message):
         parse(argv)
 
 
+def test_serve_offers_no_flag_that_does_not_apply_to_it():
+    from mllm_mer.cli import build_parser
+
+    parser = build_parser()
+    serve = parser._subparsers._group_actions[0].choices["serve"].format_help()  # noqa: SLF001
+    predict = parser._subparsers._group_actions[0].choices["predict"].format_help()  # noqa: SLF001
+    assert "--backend" not in serve and "--forward-batch-size" not in serve and "--max-lora-rank" in serve
+    assert "--backend" in predict and "--forward-batch-size" in predict
+
+
 def test_unknown_yaml_key_names_the_file_and_the_nearest_key(tmp_path):
     bad = write_yaml(tmp_path / "bad.yaml", {"modalitie": ["text"]})
     with pytest.raises(ConfigError, match=r"bad\.yaml: unknown option 'modalitie'; did you mean 'modalities'"):

@@ -49,6 +49,7 @@ def test_face_photos_without_text_every_row_answered_or_failed_by_name(tiny_mode
         "label_only", "--out", tmp_path / "run")
     records = read_predictions(tmp_path / "run" / "predictions.jsonl")
     assert sorted(records) == ["1", "2", "3", "4"]
+    assert (tmp_path / "run" / "report.md").read_text().splitlines()[0] == "# manifest"  # no "/ None" split
     assert records["1"]["prediction"]["ok"] and records["2"]["prediction"]["ok"]
     for key, name in (("3", "c.jpg"), ("4", "gone.png")):
         failed = records[key]["prediction"]

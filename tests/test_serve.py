@@ -27,7 +27,8 @@ class ServeProcess:
         named = ["--adapter", f"cw={prompted}"] if prompted else []
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mllm_mer.cli", "serve", "--model", str(model), "--adapter", f"probe={adapter}",
-             *named, "--port", str(self.port), "--enforce-eager", "--max-model-len", "4096", "--log-file", str(log),
+             *named, "--engine-log", "--port", str(self.port), "--enforce-eager", "--max-model-len", "4096",
+             "--log-file", str(log),
              "--max-num-seqs", "8"],  # not a flag of ours: passed through to vLLM's server
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "MLLM_MER_API_KEY": KEY})
         self.banner = ""

@@ -32,3 +32,15 @@ def label_data(label: str, probabilities: dict[str, float] | None, folder: Path,
     path = folder / f"{uuid.uuid4().hex}-{task}.json"
     path.write_text(json.dumps({"label": label, "confidences": [{"label": k, "confidence": v} for k, v in ranked]}))
     return str(path)
+
+
+def label_summary(task: str, label: str, probabilities: dict[str, float] | None) -> str:
+    """The answer's own label with its probability, and the most probable label beside it where they differ:
+    one convention for every headline (Analyse, Conversation, the utterance table)."""
+    probs = probabilities or {}
+    text = f"**{task}: {label}**" + (f" ({probs[label]:.0%})" if label in probs else "")
+    top = max(probs, key=probs.get) if probs else label
+    if top != label:
+        text += f" · most probable: {top} ({probs[top]:.0%})"
+    return text
+

@@ -3,20 +3,35 @@ from __future__ import annotations
 
 import gradio as gr
 
-from mllm_mer.app.components import AUDIO_TYPES, TRANSCRIPT_TYPES, VIDEO_TYPES, check_type, label_data, user_name
+from mllm_mer.app.components import (
+    AUDIO_TYPES,
+    TRANSCRIPT_TYPES,
+    VIDEO_TYPES,
+    check_type,
+    label_data,
+    label_summary,
+    user_name,
+)
 from mllm_mer.app.service import Service
 from mllm_mer.conversation.context import DEFAULT_CONTEXT_LABELS
 from mllm_mer.core.labels import available as available_label_sets
 from mllm_mer.prompting import available_templates
 
+HEADERS = ["#", "speaker", "start", "end", "text", "emotion", "P(emotion)", "most probable"]
+
 
 def utterance_table(rows: list[dict]) -> list[list]:
+    """A row per utterance: the answer's label, its probability and, where another label is more
+    probable, that one (as the headlines say it)."""
     table = []
     for number, r in enumerate(rows, 1):
         label = next(iter(r["labels"].values()), None) if r["ok"] else None
+        probabilities = next(iter(r["probabilities"].values()), None) or {}
+        top = max(probabilities, key=probabilities.get) if probabilities else None
         confidence = round(r["confidence"], 3) if r.get("confidence") is not None else None
         table.append([number, r["speaker"], round(r["start"], 2), round(r["end"], 2), r["text"] or "",
-                      label or f"failed: {r['error']}", confidence])
+                      label or f"failed: {r['error']}", confidence,
+                      f"{top} ({probabilities[top]:.0%})" if top and top != label else ""])
     return table
 
 
@@ -25,29 +40,36 @@ def utterance_details(run, index: int):
     r = run.rows[index]
     probabilities = next(iter(r["probabilities"].values()), None) or {}
     label = next(iter(r["labels"].values()), None)
-    summary = (f"**{index + 1}. {r['speaker']}** ({r['start']:.1f}-{r['end']:.1f} s): "
-               + (f"**{label}**" if r["ok"] else f"not analysed: {r['error']}")
-               + ("  \n" + "; ".join(r["notes"]) if r.get("notes") else ""))
     task = next(iter(r["labels"]), "emotion")
+    summary = (f"**{index + 1}. {r['speaker']}** ({r['start']:.1f}-{r['end']:.1f} s): "
+               + (label_summary(task, label, probabilities) if r["ok"] and label else f"not analysed: {r['error']}")
+               + ("  \n" + "; ".join(r["notes"]) if r.get("notes") else ""))
     return (summary, run.frames[index], r.get("rationale") or "",
             label_data(label, probabilities, run.out, task) if r["ok"] and label else None)
+
+
+def not_analysed(reason: str) -> tuple:
+    """The tab's outputs for a conversation that could not be analysed: the reason, inline; nothing else."""
+    return None, [], None, None, f"**Could not analyse the conversation:** {reason}", [], "", None
 
 
 def build_conversation_tab(service: Service) -> None:
     config = service.config
 
     def analyse(video, audio, transcript, labels, template, context_labels, progress=gr.Progress()):  # noqa: B008
-        check_type(video, VIDEO_TYPES, "video")
-        check_type(audio, AUDIO_TYPES, "audio")
-        check_type(transcript, TRANSCRIPT_TYPES, "transcript")
         names = {p: user_name(p) for p in (video, audio, transcript) if p}
         progress(0, desc="reading the transcript")
         try:
+            check_type(video, VIDEO_TYPES, "video")
+            check_type(audio, AUDIO_TYPES, "audio")
+            check_type(transcript, TRANSCRIPT_TYPES, "transcript")
             run = service.conversation(video, audio, transcript, labels, template, context_labels, names,
                                        on_utterance=lambda done, total: progress(done / total,
                                                                                  desc=f"utterance {done}/{total}"))
+        except gr.Error as error:  # one error display, inline, as the Analyse tab shows it
+            return not_analysed(error.message)
         except (ValueError, RuntimeError, ConnectionError, OSError) as error:
-            raise gr.Error(str(error)) from None
+            return not_analysed(str(error))
         return (str(run.out / "timeline.png"), utterance_table(run.rows), run, str(run.out / "timeline.md"),
                 *utterance_details(run, 0))
 
@@ -68,15 +90,15 @@ def build_conversation_tab(service: Service) -> None:
                 with gr.Row():
                     labels = gr.Dropdown(sorted({*available_label_sets(), default_labels}), value=default_labels,
                                          label="Label set")
-                    template = gr.Dropdown(available_templates(), value="label_only", label="Template")
+                    template = gr.Dropdown(available_templates(), value=config.prompt.template or "zero_shot",
+                                           label="Template")  # the CLI's default: one set of defaults
                     context_labels = gr.Dropdown(["none", "predicted"], value=DEFAULT_CONTEXT_LABELS,
                                                  label="Earlier turns' emotions in the context")
                 go = gr.Button("Analyse conversation", variant="primary")
             with gr.Column(scale=2):
                 plot = gr.Image(label="Timeline: one lane per speaker", type="filepath")
-                table = gr.Dataframe(headers=["#", "speaker", "start", "end", "text", "emotion", "confidence"],
-                                     label="Utterances (select a row for its details)", interactive=False,
-                                     elem_id="conversation-table")
+                table = gr.Dataframe(headers=HEADERS, label="Utterances (select a row for its details)",
+                                     interactive=False, elem_id="conversation-table")
                 report = gr.File(label="timeline.md")
         with gr.Row():
             detail = gr.Markdown()

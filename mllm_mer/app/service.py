@@ -279,7 +279,7 @@ class Service:
         cfg = EvaluateConfig(model=base.model, engine=base.engine, client=base.client, strategy=base.strategy,
                              retrieval=base.retrieval,
                              prompt=replace(PromptConfig(), labels=labels or base.prompt.labels,
-                                            template=template or "label_only"),
+                                            template=template or base.prompt.template),
                              media=media, data=data, run=RunConfig(out=str(out / "run"), limit=limit))
         backend = self.backend
         with self._lock:

@@ -20,6 +20,7 @@ from mllm_mer.app.components import (
     VIDEO_TYPES,
     check_type,
     label_data,
+    label_summary,
     user_name,
 )
 from mllm_mer.app.conversation_tab import build_conversation_tab
@@ -42,15 +43,7 @@ def headline(analysis) -> str:
     pred = analysis.prediction
     if not pred.ok:
         return f"**Could not analyse {analysis.clip}:** {pred.error}"
-    parts = []
-    for task, tp in pred.tasks.items():
-        probs = tp.probabilities or {}
-        text = f"**{task}: {tp.label}**" + (f" ({probs[tp.label]:.0%})" if tp.label in probs else "")
-        top = max(probs, key=probs.get) if probs else tp.label
-        if top != tp.label:
-            text += f" · most probable: {top} ({probs[top]:.0%})"
-        parts.append(text)
-    return "  \n".join(parts)
+    return "  \n".join(label_summary(task, tp.label, tp.probabilities) for task, tp in pred.tasks.items())
 
 
 def trace_messages(prediction) -> list[dict]:
@@ -74,8 +67,8 @@ def trace_messages(prediction) -> list[dict]:
 def _task_panel(analysis, index: int, folder: Path):
     """A probability panel titled by its task, headed by the answer's label (not the arg-max)."""
     tasks = list(analysis.prediction.tasks.items())
-    if index >= len(tasks):
-        return gr.Label(value=None, label="(no second task)", visible=index == 0)
+    if index >= len(tasks):  # a failed answer has no task to show; a one-task set has no second panel
+        return gr.Label(value=None, label="(no answer)", visible=index == 0)
     task, tp = tasks[index]
     title = f"{task} (calibrated probabilities)" if analysis.calibrated else task
     return gr.Label(value=label_data(tp.label, tp.probabilities, folder, task), label=title, visible=True)
@@ -255,7 +248,8 @@ def build_batch_tab(service: Service) -> None:
             with gr.Column():
                 batch_labels = gr.Dropdown(sorted({*available_label_sets(), default_labels}), value=default_labels,
                                            label="Label set")
-                batch_template = gr.Dropdown(available_templates(), value="label_only", label="Template")
+                batch_template = gr.Dropdown(available_templates(), value=config.prompt.template or "zero_shot",
+                                             label="Template")
                 task = gr.Textbox(value="emotion", label="Task of the label column")
                 limit = gr.Number(label="Limit (optional)", precision=0)
                 folders = [str(Path(d)) for d in config.ui.data_dirs]
@@ -282,7 +276,8 @@ def build_demo(service: Service) -> gr.Blocks:
         timer.tick(lambda: f"Model `{service.config.model.model}`: **{service.status}**", None, status, queue=False,
                    show_progress="hidden")
         analysis_state = gr.State(None)
-        chatbot = gr.Chatbot(label="Ask about the analysed clip", height=360, render=False)
+        # Plain text: model output is not Markdown (a `~` would strike text through).
+        chatbot = gr.Chatbot(label="Ask about the analysed clip", height=360, render=False, render_markdown=False)
         chat_header = gr.Markdown("Analyse a clip first; the chat is about it.", render=False)
         build_analyse_tab(service, analysis_state, chatbot, chat_header)
         build_chat_tab(service, analysis_state, chatbot, chat_header)

@@ -25,6 +25,9 @@ class VLLMEngineBackend:
     name = "vllm"
 
     def __init__(self, config: BackendConfig):
+        from mllm_mer.backends.vllm_env import apply_log_level
+
+        apply_log_level(config.engine.engine_log)  # read when vllm is imported: before the import
         from vllm import LLM
         from vllm.lora.request import LoRARequest
 

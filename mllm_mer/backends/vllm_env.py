@@ -21,3 +21,8 @@ def apply_cpu_engine_env(kv_cache_gb: int) -> None:
     """
     for name, value in cpu_engine_env(kv_cache_gb).items():
         os.environ.setdefault(name, value)
+
+
+def apply_log_level(verbose: bool) -> None:
+    """vLLM's own logging: warnings only unless asked (`--engine-log`); a level the user exported wins."""
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "INFO" if verbose else "WARNING")

@@ -22,7 +22,7 @@ def build_parser(verbs: dict[str, Verb] = VERBS) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for name, verb in verbs.items():
         add_config_arguments(sub.add_parser(name, help=verb.help, description=verb.help, allow_abbrev=False),
-                             verb.config)
+                             verb.config, verb.hidden)
     return parser
 
 

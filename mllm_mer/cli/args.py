@@ -63,8 +63,9 @@ def _leaf_kwargs(hint: Any, leaf: dataclasses.Field) -> dict[str, Any]:
     return kwargs
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
-    """One flag per leaf of `cls`, grouped by section; values land under `cfg:<leaf>`."""
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type, hidden: tuple[str, ...] = ()) -> None:
+    """One flag per leaf of `cls`, grouped by section; values land under `cfg:<leaf>`. `hidden`: leaves this
+    verb has but does not use (no flag; they keep their defaults)."""
     hints_by_section = {}
     for section in dataclasses.fields(cls):
         section_type = typing.get_type_hints(cls)[section.name]
@@ -73,6 +74,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         group = parser.add_argument_group(section_name, (section_type.__doc__ or "").strip().splitlines()[0]
                                           if section_type.__doc__ else None)
         for leaf in dataclasses.fields(section_type):
+            if leaf.name in hidden:
+                continue
             kwargs = _leaf_kwargs(hints[leaf.name], leaf)
             if leaf.metadata.get("positional"):
                 nargs = "*" if kwargs.get("action") == "extend" else "?"

@@ -348,6 +348,7 @@ class Verb:
     help: str
     passthrough: bool = False  # unknown flags go to the wrapped program (vLLM's server)
     starts_engines: bool = False  # a watchdog stops whatever it started if it dies (process_guard)
+    hidden: tuple[str, ...] = ()  # options of its config tree that do not apply to it: no flag
 
 
 VERBS: dict[str, Verb] = {
@@ -363,7 +364,7 @@ VERBS: dict[str, Verb] = {
     "app": Verb(C.AppConfig, app, "the Gradio front end", starts_engines=True),
     "serve": Verb(C.ServeConfig, serve, "the OpenAI-compatible vLLM server with LoRA adapters "
                                         "(unknown flags are passed to vLLM's server)", passthrough=True,
-                  starts_engines=True),
+                  starts_engines=True, hidden=("backend", "forward_batch_size")),
     "inspect": Verb(C.InspectConfig, inspect_corpus, "what a loader makes of a corpus, without a model: rows, "
                                                       "labels (and those outside the set), dialogues, media found, "
                                                       "the first samples as prompted"),

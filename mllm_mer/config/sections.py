@@ -51,6 +51,7 @@ class EngineConfig:
     max_lora_rank: int = option(64, "largest adapter rank the engine accepts", low=1)
     max_images: int = option(8, "images per prompt (beyond the first: an agent's look observations)", low=1)
     engine_args: dict = option({}, "further vllm EngineArgs fields, as a YAML/JSON mapping (passed through)")
+    engine_log: bool = option(False, "show vLLM's own start-up and progress logging (default: its warnings only)")
 
 
 @dataclass

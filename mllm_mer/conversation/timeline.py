@@ -87,5 +87,5 @@ def plot_timeline(rows: list[dict[str, Any]], path: Path, task: str = "emotion")
     if handles:
         ax.legend(handles, list(colours), loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # the title and the legend beside the plot stay whole
     plt.close(fig)

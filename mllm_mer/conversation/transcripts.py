@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from mllm_mer.core.types import Sample
 
+MAX_SECONDS = 7 * 24 * 3600.0  # a week: any longer "time" is a broken file, not a recording
 _PREFIX_SPEAKER = re.compile(r"^\s*([A-Z][\w .'-]{0,40}):\s+(.*)$", re.DOTALL)
 
 
@@ -112,9 +114,18 @@ def _jsonl(path: Path, text: str) -> list[Utterance]:
             continue
         try:
             row = json.loads(line)
-            out.append(Utterance(row.get("speaker"), float(row["start"]), float(row["end"]), str(row["text"])))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            if not isinstance(row, dict):
+                raise TypeError("not an object")
+            start, end = float(row["start"]), float(row["end"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, RecursionError):
             raise TranscriptError(f"{path}:{number}: expected {{speaker, start, end, text}}") from None
+        if not (math.isfinite(start) and math.isfinite(end)) or max(abs(start), abs(end)) > MAX_SECONDS:
+            raise TranscriptError(f"{path}:{number}: start and end must be seconds within the recording "
+                                  f"(got {row['start']!r}, {row['end']!r})")
+        said = row.get("text")
+        speaker = row.get("speaker")
+        out.append(Utterance(str(speaker) if speaker not in (None, "") else None, start, end,
+                             str(said) if said is not None else ""))
     return out
 
 

@@ -125,6 +125,8 @@ def unique_ids(path, source, id_cols: tuple[str, ...]) -> list[str]:
             for values in zip(*(_column(source, n) for n in id_cols), strict=True)]
     seen: dict[str, int] = {}
     for number, key in enumerate(keys, 1):
+        if not key.strip("/"):
+            raise DatasetError(f"{path}: row {number} has an empty id ({', '.join(id_cols)})")
         if key in seen:
             raise DatasetError(f"{path}: id {key!r} appears in rows {seen[key]} and {number}; ids must be unique "
                                "(build them from several columns, e.g. --id-col dialogue,utterance)")

@@ -5,9 +5,19 @@ from collections import defaultdict
 from pathlib import Path
 
 from mllm_mer.core.types import Sample, Turn
-from mllm_mer.datasets.base import Split, context_window, find_video, non_empty, repair_text, require_dir, require_file
+from mllm_mer.datasets.base import (
+    DatasetError,
+    Split,
+    context_window,
+    find_video,
+    non_empty,
+    repair_text,
+    require_dir,
+    require_file,
+)
 from mllm_mer.datasets.tables import read_table, rows
 
+COLUMNS = ("Dialogue_ID", "Utterance_ID", "Speaker", "Utterance", "Emotion", "Sentiment")
 CSV_FILES = {"train": "train_sent_emo.csv", "dev": "dev_sent_emo.csv", "test": "test_sent_emo.csv"}
 # Video folder names of the release (MELD.Raw), by split.
 VIDEO_DIRS = {"train": ("train_splits", "train"), "dev": ("dev_splits_complete", "dev"),
@@ -32,16 +42,24 @@ def load(data_dir: str | Path, split: str, context: int = 5, context_labels: boo
     """
     root = require_dir(data_dir, "MELD directory")
     if split not in CSV_FILES:
-        from mllm_mer.datasets.base import DatasetError
         raise DatasetError(f"MELD has splits {', '.join(CSV_FILES)}, not {split!r}")
     path = require_file(root / CSV_FILES[split], f"MELD {split} CSV")
     if video_dir is None:
         video_dir = next((root / d for d in VIDEO_DIRS[split] if (root / d).is_dir()), None)
     videos = Path(video_dir) if video_dir else None
 
+    table = read_table(path)
+    missing = [c for c in COLUMNS if c not in table.column_names]
+    if missing:
+        raise DatasetError(f"{path}: no column {', '.join(missing)} (a MELD CSV has {', '.join(COLUMNS)})")
     dialogues: dict[int, list[dict]] = defaultdict(list)
-    for row in rows(read_table(path)):
-        dialogues[int(row["Dialogue_ID"])].append(row)
+    for number, row in enumerate(rows(table), 2):
+        try:
+            row["Utterance_ID"] = int(row["Utterance_ID"])
+            dialogues[int(row["Dialogue_ID"])].append(row)
+        except (TypeError, ValueError):
+            raise DatasetError(f"{path}:{number}: Dialogue_ID and Utterance_ID must be whole numbers "
+                               f"(got {row['Dialogue_ID']!r}, {row['Utterance_ID']!r})") from None
 
     samples = []
     for dia, utterances in sorted(dialogues.items()):

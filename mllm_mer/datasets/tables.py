@@ -33,9 +33,17 @@ class TableFormat:
 
 def read_table(source: str | Path, fmt: TableFormat = TableFormat(), split: str | None = None):
     """The rows of a file, an Arrow folder or a hub dataset, as a `datasets.Dataset`."""
-    import datasets
 
     path = Path(source)
+    try:
+        return _read(path, source, fmt, split)
+    except RecursionError:
+        raise DatasetError(f"{path}: nested too deeply to read as a table") from None
+
+
+def _read(path: Path, source: str | Path, fmt: TableFormat, split: str | None):
+    import datasets
+
     with _quiet():
         if path.is_dir():
             return _from_disk(path, split)
@@ -83,8 +91,11 @@ def _csv(path: Path, fmt: TableFormat):
     if not fmt.header and not fmt.columns:
         raise DatasetError(f"{path}: --no-header needs --columns naming every column (e.g. text,labels,id)")
     names = list(fmt.columns) if not fmt.header else _header(path, delimiter)
+    if not _check_fields(path, delimiter, len(names), skip=1 if fmt.header else 0):  # a header alone
+        return datasets.Dataset.from_dict({n: [] for n in names},
+                                          features=datasets.Features({n: datasets.Value("string") for n in names}))
     # Every cell a string, as written: a typed guess would turn id 007 into 7.
-    options: dict[str, Any] = {"sep": delimiter, "keep_default_na": False, "encoding": "utf-8-sig",
+    options: dict[str, Any] = {"sep": delimiter, "keep_default_na": False, "encoding": "utf-8-sig", "index_col": False,
                                "features": datasets.Features({n: datasets.Value("string") for n in names})}
     if not fmt.header:
         options.update(header=None, column_names=names)
@@ -111,6 +122,24 @@ def _header(path: Path, delimiter: str) -> list[str]:
     if len(set(first)) != len(first):
         raise DatasetError(f"{path}: the header names a column twice ({', '.join(first)})")
     return first
+
+
+def _check_fields(path: Path, delimiter: str, expected: int, skip: int) -> int:
+    """The number of data rows; a ragged row is an error naming its line (pandas would shift or drop
+    cells silently)."""
+    import csv
+
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f, delimiter=delimiter)
+        for _ in range(skip):
+            next(reader, None)
+        count = 0
+        for row in reader:
+            if row and len(row) != expected:
+                raise DatasetError(f"{path}:{reader.line_num}: {len(row)} fields where the "
+                                   f"{'header' if skip else '--columns'} names {expected}")
+            count += bool(row)
+    return count
 
 
 def _from_disk(path: Path, split: str | None):

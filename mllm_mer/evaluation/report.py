@@ -50,19 +50,22 @@ def plot_confusions(metrics: dict[str, Any], path: Path) -> None:
         matrix = np.array(m["confusion"]["matrix"], dtype=float)
         rows = matrix.sum(axis=1, keepdims=True)
         normalised = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
-        ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+        image = ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the gold row")
         ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
         ax.set_yticks(range(len(labels)), labels)
         ax.set_xlabel("predicted")
         ax.set_ylabel("gold")
-        ax.set_title(f"{task} (acc {m['accuracy']:.3f}, n={m['n']})")
+        # Colour is the share of its row (recall per gold label); the number in a cell is its count.
+        ax.set_title(f"{task} (acc {m['accuracy']:.3f}, n={m['n']})\ncolour: share of the gold row; numbers: counts",
+                     fontsize=9)
         for i in range(len(labels)):
             for j in range(len(labels)):
                 if matrix[i, j]:
                     ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=8,
                             color="white" if normalised[i, j] > 0.5 else "black")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -157,7 +160,7 @@ def per_task_sections(tasks: dict[str, dict[str, Any]]) -> list[str]:
 
 def write_report(metrics: dict[str, Any], path: Path) -> None:
     run = metrics.get("run", {})
-    lines = [f"# {run.get('dataset', '?')} / {run.get('split', '?')}", "",
+    lines = [f"# {run.get('dataset', '?')}" + (f" / {run['split']}" if run.get("split") else ""), "",
              f"model `{run.get('model')}`" + (f", adapter `{run['adapter']}`" if run.get("adapter") else "")
              + f", backend {run.get('backend')}, template `{run.get('template')}`, mode {run.get('mode')}, "
              f"modalities {', '.join(run.get('modalities', [])) or '-'}", "",

@@ -64,6 +64,8 @@ def load_media(sample: Sample, settings: MediaSettings, modalities: tuple[str, .
     if not video_streams[0]:
         _unplan(sample, settings)
     notes: list[str] = []
+    if sample.audio and not audio_streams[1]:  # e.g. an image saved as .wav: say so, never ignore it silently
+        notes.append(f"{Path(sample.audio).name}: no audio stream in it, so no vocal evidence from it")
     seen = _read_visual(sample, settings, video_streams[0], notes) if "video" in modalities else _Visual()
     transcript, cues, features = _read_sound(sample, settings, modalities, video_streams[1], audio_streams[1], notes)
     if "video" in modalities and sample.video and not seen.frames and not any(video_streams):

@@ -221,7 +221,11 @@ def plot_reliability(records: list[dict[str, Any]], scheme: LabelScheme, path: P
                 accuracy.append(correct[mask].mean())
                 counts.append(mask.sum())
         ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=1)
-        ax.bar(centres, accuracy, width=1 / N_BINS, alpha=0.7, edgecolor="black")
+        # Bars on the bins' own edges (the mean confidence would let neighbours overlap), each with its count.
+        lefts = [edges[min(int(c * N_BINS), N_BINS - 1)] for c in centres]
+        bars = ax.bar(lefts, accuracy, width=1 / N_BINS, align="edge", alpha=0.7, edgecolor="black")
+        ax.bar_label(bars, labels=[f"n={n}" for n in counts], fontsize=6, rotation=90, padding=2)
+        ax.plot(centres, accuracy, "o", color="black", markersize=3)  # where each bin's confidence lies
         ece = calibration_metrics(probs, gold)["ece"]
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy", title=f"{task} (ECE {ece:.3f})")
     fig.tight_layout()
