@@ -186,6 +186,24 @@ def test_batch_media_outside_the_upload_fails_alike_whether_or_not_it_exists(app
     assert Path(archive).suffix == ".zip"
 
 
+def test_batch_failure_reasons_name_the_users_own_paths(app_url, clip, tmp_path):
+    import json
+    import zipfile
+
+    from gradio_client import Client, handle_file
+
+    archive = tmp_path / "b.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(clip, "clips/c0.mp4")
+        z.writestr("m.jsonl", json.dumps({"id": "s0", "text": "Fine.", "label": "neutral", "video": "clips/c0.mp4"})
+                   + "\n" + json.dumps({"id": "s1", "text": "Oh.", "label": "joy", "video": "clips/gone.mp4"}) + "\n")
+    _, _, _, status, failures = Client(app_url, verbose=False).predict(
+        handle_file(str(archive)), "meld", "label_only", "emotion", None, None, api_name="/batch")
+    assert "2 samples, 1 failed (media 1)" in status
+    [[sample, kind, reason]] = failures["data"]
+    assert (sample, kind) == ("s1", "media") and reason.startswith("clips/gone.mp4: ") and "app-runs" not in reason
+
+
 def _zip_of_manifest_and_clips(tmp_path, clip) -> Path:
     import json
     import zipfile

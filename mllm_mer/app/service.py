@@ -284,6 +284,8 @@ class Service:
         backend = self.backend
         with self._lock:
             metrics = run_evaluation(cfg, backend=backend, progress=True, media_roots=(str(root),))
+        for failure in metrics.get("failures") or []:  # the user's own paths, as in their manifest
+            failure["error"] = str(failure.get("error") or "").replace(f"{root}/", "")
         archive = out / "run.zip"
         with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
             for path in sorted((out / "run").iterdir()):

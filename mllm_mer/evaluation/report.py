@@ -48,18 +48,20 @@ def plot_confusions(metrics: dict[str, Any], path: Path) -> None:
     for ax, (task, m) in zip(axes[0], tasks.items(), strict=False):
         labels = m["confusion"]["labels"]
         matrix = np.array(m["confusion"]["matrix"], dtype=float)
+        gold_labels = [label for label in labels if label != "<failed>"]  # a failure is an answer, never gold
+        matrix = matrix[:len(gold_labels)]
         rows = matrix.sum(axis=1, keepdims=True)
         normalised = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
         image = ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the gold row")
         ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-        ax.set_yticks(range(len(labels)), labels)
+        ax.set_yticks(range(len(gold_labels)), gold_labels)
         ax.set_xlabel("predicted")
         ax.set_ylabel("gold")
         # Colour is the share of its row (recall per gold label); the number in a cell is its count.
         ax.set_title(f"{task} (acc {m['accuracy']:.3f}, n={m['n']})\ncolour: share of the gold row; numbers: counts",
                      fontsize=9)
-        for i in range(len(labels)):
+        for i in range(len(gold_labels)):
             for j in range(len(labels)):
                 if matrix[i, j]:
                     ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=8,
