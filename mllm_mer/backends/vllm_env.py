@@ -24,5 +24,9 @@ def apply_cpu_engine_env(kv_cache_gb: int) -> None:
 
 
 def apply_log_level(verbose: bool) -> None:
-    """vLLM's own logging: warnings only unless asked (`--engine-log`); a level the user exported wins."""
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    """vLLM's own logging: warnings only unless asked; `--engine-log` wins over any exported level, and an
+    exported level wins over the quiet default."""
+    if verbose:
+        os.environ["VLLM_LOGGING_LEVEL"] = "INFO"
+    else:
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")

@@ -89,8 +89,9 @@ class Server:
     def start(self) -> Server:
         from mllm_mer.backends.vllm_env import cpu_engine_env
 
-        env = {**cpu_engine_env(self.config.engine.kv_cache_gb),
-               "VLLM_LOGGING_LEVEL": "INFO" if self.config.engine.engine_log else "WARNING", **os.environ}
+        env = {**cpu_engine_env(self.config.engine.kv_cache_gb), "VLLM_LOGGING_LEVEL": "WARNING", **os.environ}
+        if self.config.engine.engine_log:  # asked for on the command line: wins over an exported level
+            env["VLLM_LOGGING_LEVEL"] = "INFO"
         if self.config.server.api_key:
             env["VLLM_API_KEY"] = self.config.server.api_key  # read by vLLM's server; not in `ps`
         env[PROMPTS_ENV] = json.dumps(adapter_prompts(self.config.model.adapters))  # served by the guard
