@@ -138,3 +138,20 @@ def test_parquet_and_a_saved_folder_give_the_predictions_of_the_csv(tiny_model, 
         runs[name] = read_predictions(tmp_path / name / "predictions.jsonl")
     assert sorted(runs["m.csv"]) == ["000", "001", "002"]  # ids as written: 000 stays 000
     assert runs["m.parquet"] == runs["m.csv"] == runs["m_disk"]
+
+
+def test_rows_out_of_order_take_their_context_by_the_order_column_and_media_from_the_root(tiny_model, tmp_path):
+    from mllm_mer.synthetic.media import write_wav
+
+    sounds = tmp_path / "sounds"
+    sounds.mkdir()
+    write_wav(sounds / "b.wav", seconds=0.5)
+    (tmp_path / "rows.csv").write_text("utt,dialogue,turn,speaker,text,label,wav\n"
+                                       "u2,d1,2,B,Second words,joy,b.wav\nu1,d1,1,A,First words,neutral,a.wav\n")
+    shown = cli("inspect", "--dataset", "manifest", "--data-dir", tmp_path / "rows.csv", "--id-col", "utt",
+                "--dialogue-col", "dialogue", "--order-col", "turn", "--audio-col", "wav", "--media-root", sounds,
+                "--model", tiny_model, "--show", "2").stdout
+    assert shown.index("=== sample u1") < shown.index("=== sample u2")  # dialogue order, not file order
+    second = shown[shown.index("=== sample u2"):]
+    assert "A: First words" in second and "1 samples with earlier turns as context" in shown
+    assert f"audio: 1 found, 1 missing (first: {sounds / 'a.wav'})" in shown
