@@ -183,6 +183,7 @@ def media(tmp_path_factory):
     Image.new("1", (20000, 20000)).save(root / "bomb.png")  # 400 M pixels, a few kB on disk
     write_clip(root / "huge.mp4", seconds=0.2, fps=5, size=(4096, 2304), audio=False)  # over the 4K source limit
     (root / "not-an-image.png").write_text("hello")
+    Image.new("RGB", (16, 16)).save(root / "photo.wav", format="JPEG")  # an "audio" file that is a picture
     return root, good, silent
 
 
@@ -202,6 +203,7 @@ def test_a_batch_with_every_bad_input_answers_the_good_ones(hf_backend, meld_spe
         Sample(id="surrogates", transcript="bad \ud800 half \udfff pair\x00", context=(Turn("A", "x\ud83d"),)),
         Sample(id="long-text", transcript="word " * 20_000, context=tuple(Turn("B", "t " * 500) for _ in range(40))),
         Sample(id="injection", transcript=injection),
+        Sample(id="jpeg-audio", audio=str(root / "photo.wav"), transcript="hi"),
     ]
     setup = PromptSetup(meld_spec, template="label_only", max_text_chars=2000)
     results = {a.prediction.sample_id: a.prediction for a in answer(hf_backend, samples, setup)}
@@ -215,8 +217,9 @@ def test_a_batch_with_every_bad_input_answers_the_good_ones(hf_backend, meld_spe
     assert "too large" in failed["bomb"][1]
     assert failed["empty"][0] == "no_evidence"
     emotions = set(meld_spec.task("emotion").labels)
-    for name in ("good", "silent", "surrogates", "long-text", "injection"):
+    for name in ("good", "silent", "surrogates", "long-text", "injection", "jpeg-audio"):
         assert results[name].label("emotion") in emotions
+    assert "photo.wav: no audio stream in it, so no vocal evidence from it" in results["jpeg-audio"].notes
     assert any("transcript cut from 100000 to 2000" in n for n in results["long-text"].notes)
     assert any("context cut" in n for n in results["long-text"].notes)
     json.dumps([p.to_dict() for p in results.values()], ensure_ascii=False).encode("utf-8")  # all encodable
