@@ -441,13 +441,16 @@ def test_the_app_serves_no_openapi_description_without_a_login(app_url):
     assert httpx.get(f"{app_url.rstrip('/')}/openapi.json", timeout=10).status_code == 404
 
 
-def test_the_chat_shows_model_text_as_text_not_markdown(app_url):
+def test_the_chat_shows_model_text_as_text_not_markdown_and_tabs_share_the_cli_defaults(app_url):
     """A `~` in an answer must not strike text through: the chat does not render Markdown."""
     import httpx
 
     components = httpx.get(f"{app_url.rstrip('/')}/config", timeout=10).json()["components"]
     [chat] = [c for c in components if c["type"] == "chatbot"]
     assert chat["props"]["render_markdown"] is False
+    # One set of defaults: every tab's template is the CLI's (zero_shot when the config names none).
+    templates = [c["props"]["value"] for c in components if c.get("props", {}).get("label") == "Template"]
+    assert templates == ["zero_shot", "zero_shot", "zero_shot"]
 
 
 @pytest.fixture(scope="module")
