@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 
 from PIL import Image
 
@@ -43,3 +45,12 @@ def varied_inputs(folder) -> list[Sample]:
                               context=(Turn("Ann", "earlier"),) if i % 6 > 1 else (),
                               metadata={"dialogue": f"d{i // 6}"}))
     return samples
+
+
+def run_cli(*args, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
+    """`mllm-mer ARGS...` as a user types it (a subprocess); with `check`, a non-zero exit fails with its stderr."""
+    proc = subprocess.run([sys.executable, "-m", "mllm_mer.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc

@@ -1,10 +1,9 @@
 """Calibration: temperature scaling fitted on a dev run, ECE/Brier/NLL, the calibrate verb end to end."""
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from helpers import run_cli
 
 from mllm_mer.core.labels import load_label_scheme
 from mllm_mer.stages.calibration import Calibration, arrays, calibration_metrics, fit, rescale, rescale_rows
@@ -75,14 +74,6 @@ def test_a_calibration_for_another_label_set_is_refused():
     calibration.check(load_label_scheme("meld"))
     with pytest.raises(ValueError, match="label set 'iemocap4'"):
         calibration.check(load_label_scheme("iemocap4"))
-
-
-def run_cli(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "mllm_mer.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=600)
-    if check:
-        assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
 
 
 def test_evaluate_calibrate_then_evaluate_calibrated_through_the_cli(tiny_model, tmp_path):

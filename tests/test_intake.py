@@ -1,10 +1,9 @@
 """Corpora as released, read through `datasets`: the published shapes written here, checked through the CLI
 (`inspect` without a model, `evaluate` with the tiny one)."""
 import json
-import subprocess
-import sys
 
 import pytest
+from helpers import run_cli as cli
 from PIL import Image
 
 from mllm_mer.config import EvaluateConfig, build
@@ -17,14 +16,6 @@ tasks:
     labels: [happy, neutral, sad, angry]
     aliases: {happiness: happy, sadness: sad, anger: angry}
 """
-
-
-def cli(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "mllm_mer.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=600)
-    if check:
-        assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
 
 
 def test_face_photos_without_text_every_row_answered_or_failed_by_name(tiny_model, tmp_path):

@@ -53,7 +53,6 @@ def _read(path: Path, source: str | Path, fmt: TableFormat, split: str | None):
             raise DatasetError(f"{path}: manifest not found")
         builder = SUFFIXES.get(path.suffix.lower(), "csv")
         if builder == "csv":
-            _check_utf8(path)
             return _csv(path, fmt)
         if builder == "json":
             _check_utf8(path)
@@ -90,8 +89,8 @@ def _csv(path: Path, fmt: TableFormat):
     delimiter = fmt.delimiter or ("\t" if path.suffix.lower() == ".tsv" else ",")
     if not fmt.header and not fmt.columns:
         raise DatasetError(f"{path}: --no-header needs --columns naming every column (e.g. text,labels,id)")
-    names = list(fmt.columns) if not fmt.header else _header(path, delimiter)
-    if not _check_fields(path, delimiter, len(names), skip=1 if fmt.header else 0):  # a header alone
+    names, count = _scan(path, delimiter, fmt)
+    if not count:  # a header alone
         return datasets.Dataset.from_dict({n: [] for n in names},
                                           features=datasets.Features({n: datasets.Value("string") for n in names}))
     # Every cell a string, as written: a typed guess would turn id 007 into 7.
@@ -112,34 +111,29 @@ def _csv(path: Path, fmt: TableFormat):
     return table
 
 
-def _header(path: Path, delimiter: str) -> list[str]:
+def _scan(path: Path, delimiter: str, fmt: TableFormat) -> tuple[list[str], int]:
+    """(column names, data rows) in one pass that also checks what pandas would let through silently:
+    text that is not UTF-8, a header naming a column twice, a ragged row (each error names its line)."""
     import csv
 
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        first = next(csv.reader(f, delimiter=delimiter), None)
-    if not first:
-        raise DatasetError(f"{path}: no rows")
-    if len(set(first)) != len(first):
-        raise DatasetError(f"{path}: the header names a column twice ({', '.join(first)})")
-    return first
-
-
-def _check_fields(path: Path, delimiter: str, expected: int, skip: int) -> int:
-    """The number of data rows; a ragged row is an error naming its line (pandas would shift or drop
-    cells silently)."""
-    import csv
-
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f, delimiter=delimiter)
-        for _ in range(skip):
-            next(reader, None)
-        count = 0
-        for row in reader:
-            if row and len(row) != expected:
-                raise DatasetError(f"{path}:{reader.line_num}: {len(row)} fields where the "
-                                   f"{'header' if skip else '--columns'} names {expected}")
-            count += bool(row)
-    return count
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f, delimiter=delimiter)
+            names = list(fmt.columns) if not fmt.header else next(reader, None)
+            if not names:
+                raise DatasetError(f"{path}: no rows")
+            if fmt.header and len(set(names)) != len(names):
+                raise DatasetError(f"{path}: the header names a column twice ({', '.join(names)})")
+            count = 0
+            for row in reader:
+                if row and len(row) != len(names):
+                    raise DatasetError(f"{path}:{reader.line_num}: {len(row)} fields where the "
+                                       f"{'header' if fmt.header else '--columns'} names {len(names)}")
+                count += bool(row)
+    except UnicodeDecodeError:
+        _check_utf8(path)  # finds the line
+        raise
+    return names, count
 
 
 def _from_disk(path: Path, split: str | None):
@@ -178,7 +172,7 @@ def _check_utf8(path: Path, chunk: int = 1 << 20) -> None:
     """Not UTF-8: the one-line error with its line number (pandas would say only a byte offset)."""
     import codecs
 
-    decoder, line, offset = codecs.getincrementaldecoder("utf-8")(), 1, 0
+    decoder, line = codecs.getincrementaldecoder("utf-8")(), 1
     with open(path, "rb") as f:
         while block := f.read(chunk):
             try:
@@ -187,7 +181,6 @@ def _check_utf8(path: Path, chunk: int = 1 << 20) -> None:
                 line += block[:error.start].count(b"\n")
                 raise DatasetError(f"{path}:{line}: not UTF-8 text (save the manifest as UTF-8)") from None
             line += block.count(b"\n")
-            offset += len(block)
 
 
 def _cause(error: Exception) -> str:
