@@ -55,7 +55,7 @@ def test_finetune_recipe_and_key_value_overrides():
     assert isinstance(cfg, TrainConfig)
     assert cfg.lora.lora_r == 4 and cfg.prompt.modalities == ["text"] and cfg.data.dataset_options == {
         "task": "emotion"}
-    assert cfg.optim.epochs == 20 and cfg.media.max_frames == 2  # from the recipe
+    assert cfg.optim.epochs == 8 and cfg.media.max_frames == 2  # from the recipe
 
 
 def test_repeated_and_comma_separated_list_flags():

@@ -67,8 +67,11 @@ def test_evaluate(tiny_model, manifest, tmp_path, sig):
                                 manifest, "--out", out, "--batch-size", "1", "--mode", "score",
                                 "--template", "label_only"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for(lambda: (out / "predictions.jsonl").is_file() and (out / "predictions.jsonl").stat().st_size > 0,
-             proc, what="answer a sample")
+    if sig == signal.SIGTERM:  # the `finally:` path runs once the engine has answered
+        wait_for(lambda: (out / "predictions.jsonl").is_file() and (out / "predictions.jsonl").stat().st_size > 0,
+                 proc, what="answer a sample")
+    else:  # kill -9 as soon as the engine runs: the watchdog's case, also for processes it had no time to see
+        wait_for(lambda: engine_children(proc), proc, what="start its engine")
     assert_tree_gone(proc, sig)
 
 

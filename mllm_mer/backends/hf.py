@@ -6,6 +6,7 @@ grammar engine vLLM uses too, so both backends can only emit labels of the set.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -27,6 +28,9 @@ class TransformersBackend:
         model, processor = load_model_and_processor(config.model, self.device)
         self.adapters = dict(config.model.adapters)
         if self.adapters:
+            # peft imports bitsandbytes, which warns that it cannot fetch a 4-bit CPU kernel from the hub:
+            # inference here never loads 4-bit weights.
+            logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
             from peft import PeftModel
 
             names = list(self.adapters)

@@ -29,6 +29,11 @@ def _first_json_object(text: str) -> dict[str, Any] | None:
     return None
 
 
+def answer_object(text: str) -> dict[str, Any] | None:
+    """The first JSON object in an answer (fenced or after a preamble), as `parse_answer` reads it."""
+    return _first_json_object((text or "").strip())
+
+
 def _no_json_reason(text: str) -> str:
     lenient = json.JSONDecoder(strict=False)
     for start in (i for i, ch in enumerate(text) if ch == "{"):

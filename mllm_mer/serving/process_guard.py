@@ -5,7 +5,9 @@ Two halves:
   (Python's default on SIGTERM is to die on the spot, skipping them).
 - `start_guard()`: a small watchdog process in its own session that keeps a recent list of
   this process's descendants (vLLM engine cores, workers, a `serve` child) and, once this
-  process is gone for any reason, kill -9 included, stops every one of them.
+  process is gone for any reason, kill -9 included, stops every one of them, and every
+  process that inherited this process's `MLLM_MER_GUARDED` mark (one started between two
+  polls, orphaned before the watchdog saw it).
 
     python -m mllm_mer.serving.process_guard PID     (what start_guard runs)
 """
@@ -53,6 +55,7 @@ def _watch(pid: int) -> None:
     except psutil.NoSuchProcess:
         return
     me = os.getpid()
+    born = parent.create_time()
     known: dict[int, psutil.Process] = {}
     while True:
         try:
@@ -67,6 +70,7 @@ def _watch(pid: int) -> None:
         time.sleep(POLL_S)
     # The parent is gone: whatever it started and left behind goes too (is_running checks the
     # start time, so a reused pid is never hit).
+    known.update({proc.pid: proc for proc in _marked(str(pid), born, me)})
     alive = [proc for proc in known.values() if proc.is_running()]
     for proc in alive:
         with contextlib.suppress(psutil.NoSuchProcess):
@@ -75,6 +79,21 @@ def _watch(pid: int) -> None:
     for proc in alive:
         with contextlib.suppress(psutil.NoSuchProcess):
             proc.kill()
+
+
+def _marked(pid: str, born: float, me: int) -> list:
+    """Processes started after the parent whose environment carries its mark (its descendants,
+    orphaned or not)."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["create_time"]):
+        if proc.pid == me or (proc.info["create_time"] or 0) < born:
+            continue
+        with contextlib.suppress(psutil.Error):
+            if proc.environ().get("MLLM_MER_GUARDED") == pid:
+                found.append(proc)
+    return found
 
 
 if __name__ == "__main__":

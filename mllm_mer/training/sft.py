@@ -151,6 +151,9 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> Path:
             headline = metrics["tasks"][first_task]
             result = {f"{metric_key_prefix}_{k}": headline[k] for k in ("accuracy", "weighted_f1", "macro_f1", "uar")}
             self.log(result)
+            # As Trainer.evaluate does: callbacks (early stopping) see the metrics, and the pending
+            # evaluation is cleared (left set, the epoch's end evaluated the same step again).
+            self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, result)
             return result
 
     trainer = DevTrainer(model=model, args=args, train_dataset=SampleList(recipe.train_samples),

@@ -1,0 +1,132 @@
+"""Verifiable rewards for reinforcement fine-tuning (GRPO): small pure functions of one completion.
+
+Each reward reads the completion text and what the prompt asked (`Asked`: label sets, the modalities it
+showed, the gold labels) and returns a float. A recipe weighs them by name (`REWARDS`):
+
+- `correct`: per task, 1 for the gold label, partial credit for a label the similarity calls near
+  (same sector of an emotion wheel, or the same valence), 0 otherwise; the mean over tasks.
+- `format`: 1 when the answer is the JSON the schema asks for with every label in its set, else 0.
+- `grounded`: 1 unless the rationale or the cues name a modality the prompt did not show (a
+  text-only sample whose rationale says "she frowns"), then 0.
+- `length`: 0 up to `max_chars` of answer, then down to -1 at twice that (against padding).
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+
+from mllm_mer.core.emotion_wheels import load_wheels
+from mllm_mer.core.parsing import answer_object, parse_answer
+from mllm_mer.core.paths import PROMPTS_DIR
+from mllm_mer.core.types import CUE_MODALITIES, LabelSet
+from mllm_mer.core.yaml_file import read_yaml
+
+MODALITY_WORDS = PROMPTS_DIR / "rewards" / "modality_words.yaml"
+# Valence of each Ekman sector (surprise has none: it can be either).
+VALENCE = {"joy": "positive", "sadness": "negative", "anger": "negative", "disgust": "negative",
+           "fear": "negative", "neutral": "neutral"}
+SIMILARITIES = ("none", "wheel", "valence")
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What one prompt asked: its label sets, the cue modalities it showed, the gold answer."""
+
+    label_sets: tuple[LabelSet, ...]
+    gold: dict[str, str]
+    shown: tuple[str, ...] = CUE_MODALITIES
+
+
+@dataclass(frozen=True)
+class RewardOptions:
+    similarity: str = "none"  # none | wheel | valence: what earns partial credit
+    wheel: str = "plutchik"  # the wheel `similarity: wheel` reads
+    partial_credit: float = 0.5
+    max_chars: int = 400  # answer length before the length penalty starts
+    weights: dict[str, float] = field(default_factory=lambda: {"correct": 1.0, "format": 0.5})
+
+    def __post_init__(self) -> None:
+        if self.similarity not in SIMILARITIES:
+            raise ValueError(f"reward similarity {self.similarity!r}: one of {', '.join(SIMILARITIES)}")
+        unknown = sorted(set(self.weights) - set(REWARDS))
+        if unknown:
+            raise ValueError(f"unknown rewards {unknown}: the rewards are {', '.join(REWARDS)}")
+        if not 0 <= self.partial_credit <= 1 or self.max_chars < 1:
+            raise ValueError("partial_credit must be in [0, 1] and max_chars at least 1")
+
+
+def _near(predicted: str, gold: str, options: RewardOptions) -> bool:
+    if options.similarity == "none":
+        return False
+    wheels = load_wheels()
+    if options.similarity == "wheel":
+        return wheels.sector(options.wheel, predicted) == wheels.sector(options.wheel, gold)
+    valence = VALENCE.get(wheels.sector("ekman", predicted))
+    return valence is not None and valence == VALENCE.get(wheels.sector("ekman", gold))
+
+
+def correct(text: str, asked: Asked, options: RewardOptions) -> float:
+    prediction = parse_answer(text, asked.label_sets, "reward", asked.shown)
+    scores = []
+    for ls in asked.label_sets:
+        task = prediction.tasks.get(ls.task)
+        gold = asked.gold.get(ls.task)
+        if task is None or gold is None:
+            scores.append(0.0)
+        elif task.label == gold:
+            scores.append(1.0)
+        else:
+            scores.append(options.partial_credit if _near(task.label, gold, options) else 0.0)
+    return sum(scores) / len(scores) if scores else 0.0
+
+
+def well_formed(text: str, asked: Asked, options: RewardOptions) -> float:
+    data = answer_object(text)
+    if data is None:  # a bare label parses, but it is not the constrained answer
+        return 0.0
+    return 1.0 if parse_answer(text, asked.label_sets, "reward", asked.shown).ok else 0.0
+
+
+@cache
+def _modality_patterns() -> dict[str, re.Pattern]:
+    data = read_yaml(MODALITY_WORDS)
+    patterns = {}
+    for modality, words in data.items():
+        alternatives = [re.escape(w[:-1]) + r"\w*" if w.endswith("*") else re.escape(w) for w in words]
+        patterns[modality] = re.compile(r"\b(?:" + "|".join(alternatives) + r")\b", re.IGNORECASE)
+    return patterns
+
+
+def absent_claims(text: str, shown: tuple[str, ...]) -> list[str]:
+    """The modalities not shown that the answer's rationale or cues still speak of."""
+    data = answer_object(text)
+    rationale = data.get("rationale") if data else text
+    cues = data.get("cues") if data and isinstance(data.get("cues"), dict) else {}
+    said = " ".join([rationale if isinstance(rationale, str) else "", *map(str, cues.values())])
+    claimed = []
+    for modality, pattern in _modality_patterns().items():
+        if modality not in shown and (cues.get(modality) or pattern.search(said)):
+            claimed.append(modality)
+    return claimed
+
+
+def grounded(text: str, asked: Asked, options: RewardOptions) -> float:
+    return 0.0 if absent_claims(text, asked.shown) else 1.0
+
+
+def length(text: str, asked: Asked, options: RewardOptions) -> float:
+    over = len(text or "") - options.max_chars
+    return -min(1.0, over / options.max_chars) if over > 0 else 0.0
+
+
+Reward = Callable[[str, Asked, RewardOptions], float]
+REWARDS: dict[str, Reward] = {"correct": correct, "format": well_formed, "grounded": grounded, "length": length}
+
+
+def score(text: str, asked: Asked, options: RewardOptions) -> dict[str, float]:
+    """Each weighted reward of one completion, and their weighted sum under `total`."""
+    parts = {name: REWARDS[name](text, asked, options) for name in options.weights}
+    parts["total"] = sum(options.weights[name] * value for name, value in parts.items())
+    return parts

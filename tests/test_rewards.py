@@ -1,0 +1,107 @@
+"""GRPO's rewards on hand-made completions (pure functions: no model)."""
+import json
+
+import pytest
+
+from mllm_mer.core.types import LabelSet
+from mllm_mer.training.rewards import Asked, RewardOptions, absent_claims, correct, grounded, length, score, well_formed
+
+EMOTION = LabelSet("emotion", ("neutral", "joy", "sadness", "anger", "surprise", "fear", "disgust"),
+                   synonyms={"happy": "joy"})
+SENTIMENT = LabelSet("sentiment", ("neutral", "positive", "negative"))
+TEXT_ONLY = Asked((EMOTION,), {"emotion": "anger"}, shown=("lexical",))
+BOTH = Asked((EMOTION, SENTIMENT), {"emotion": "anger", "sentiment": "negative"},
+             shown=("visual", "vocal", "lexical"))
+PLAIN = RewardOptions()
+
+
+def answer(**fields) -> str:
+    return json.dumps(fields)
+
+
+@pytest.mark.parametrize("text, expected", [
+    (answer(emotion="anger"), 1.0),
+    (answer(emotion="Anger."), 1.0),  # normalised as the parser does
+    (answer(emotion="joy"), 0.0),
+    (answer(emotion="rage"), 0.0),  # outside the set
+    ('{"emotion": "anger"', 0.0),  # malformed JSON
+    ("", 0.0),
+])
+def test_correct_is_exact_per_task(text, expected):
+    assert correct(text, TEXT_ONLY, PLAIN) == expected
+
+
+def test_correct_is_the_mean_over_tasks():
+    assert correct(answer(emotion="anger", sentiment="positive"), BOTH, PLAIN) == 0.5
+    assert correct(answer(emotion="anger", sentiment="negative"), BOTH, PLAIN) == 1.0
+
+
+def test_partial_credit_by_wheel_sector_and_by_valence():
+    disgust = answer(emotion="disgust")
+    assert correct(disgust, TEXT_ONLY, PLAIN) == 0.0
+    # Plutchik puts disgust and anger in different sectors; their valence is the same.
+    assert correct(disgust, TEXT_ONLY, RewardOptions(similarity="wheel", wheel="plutchik")) == 0.0
+    assert correct(disgust, TEXT_ONLY, RewardOptions(similarity="valence", partial_credit=0.25)) == 0.25
+    assert correct(answer(emotion="joy"), TEXT_ONLY, RewardOptions(similarity="valence")) == 0.0
+    assert correct(answer(emotion="surprise"), TEXT_ONLY, RewardOptions(similarity="valence")) == 0.0
+    # Parrott files disgust under anger.
+    assert correct(disgust, TEXT_ONLY, RewardOptions(similarity="wheel", wheel="parrott")) == 0.5
+
+
+@pytest.mark.parametrize("text, expected", [
+    (answer(emotion="anger", rationale="short"), 1.0),
+    ("Anger.", 0.0),  # a bare label: parsed, but not the constrained answer
+    (answer(emotion="rage"), 0.0),
+    ('{"emotion": "anger", ', 0.0),
+    ('{"emotion": "anger", "rationale": "a\nb"}', 0.0),  # a raw control character: strict JSON rejects it
+    ("no json here", 0.0),
+])
+def test_format(text, expected):
+    assert well_formed(text, TEXT_ONLY, PLAIN) == expected
+
+
+@pytest.mark.parametrize("rationale, cues, claimed", [
+    ("The words are an insult.", {}, []),
+    ("She frowns and says it is unfair.", {}, ["visual"]),
+    ("Smiling, he shouts back.", {}, ["visual", "vocal"]),
+    ("A raised voice.", {}, ["vocal"]),
+    ("The words are an insult.", {"visual": "clenched"}, ["visual"]),
+    ("An eyebrow raised.", {}, ["visual"]),
+    ("Brown paper, a tonal shift in the words.", {}, []),  # whole words only: brown, tonal
+])
+def test_a_rationale_naming_an_absent_modality_is_caught(rationale, cues, claimed):
+    text = answer(emotion="anger", rationale=rationale, cues=cues)
+    assert absent_claims(text, TEXT_ONLY.shown) == claimed
+    assert grounded(text, TEXT_ONLY, PLAIN) == (0.0 if claimed else 1.0)
+
+
+def test_a_shown_modality_may_be_named():
+    text = answer(emotion="anger", rationale="She frowns; her voice is loud.")
+    assert grounded(text, BOTH, PLAIN) == 1.0
+    assert grounded("she frowns, plainly angry", TEXT_ONLY, PLAIN) == 0.0  # not JSON: the whole text is read
+
+
+def test_length_penalty_starts_at_max_chars_and_stops_at_minus_one():
+    options = RewardOptions(max_chars=100)
+    assert length("x" * 100, TEXT_ONLY, options) == 0.0
+    assert length("x" * 150, TEXT_ONLY, options) == pytest.approx(-0.5)
+    assert length("x" * 1000, TEXT_ONLY, options) == -1.0
+
+
+def test_score_weighs_the_named_rewards():
+    options = RewardOptions(weights={"correct": 1.0, "format": 0.5, "grounded": 0.5, "length": 1.0}, max_chars=20)
+    text = answer(emotion="anger", rationale="She frowns.")
+    parts = score(text, TEXT_ONLY, options)
+    over = (len(text) - 20) / 20
+    assert parts == pytest.approx({"correct": 1.0, "format": 1.0, "grounded": 0.0, "length": -min(1.0, over),
+                                   "total": 1.0 + 0.5 + 0.0 - min(1.0, over)})
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"weights": {"corect": 1.0}}, "unknown rewards"),
+    ({"similarity": "colour"}, "reward similarity"),
+    ({"partial_credit": 2.0}, "partial_credit"),
+])
+def test_bad_reward_options_are_refused(bad, message):
+    with pytest.raises(ValueError, match=message):
+        RewardOptions(**bad)
