@@ -76,7 +76,9 @@ def training_text() -> list[str]:
 
     from mllm_mer.core.paths import PROMPTS_DIR
 
-    texts = [p.read_text() for p in sorted(PROMPTS_DIR.rglob("*")) if p.is_file()]
+    # A fixed set of folders: a new data file elsewhere in prompts/ must not change the test model.
+    files = [p for folder in ("agent", "labels", "templates", "wheels") for p in (PROMPTS_DIR / folder).rglob("*")]
+    texts = [p.read_text() for p in sorted(files) if p.is_file()]
     texts += [m.__doc__ or "" for m in (argparse, codecs, collections, dataclasses, functools, json_module,
                                          string, textwrap)]
     texts.append('{"emotion":"neutral","sentiment":"positive","rationale":"","cues":{}} 0123456789')
