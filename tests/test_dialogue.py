@@ -136,6 +136,7 @@ def test_a_cue_beyond_the_recording_is_answered_from_its_words_with_a_note(tiny_
     assert len(rows) == 4 and all(r["ok"] for r in rows)
     assert any("no frames in the window 9.0-10.5 s (the video holds 4.0 s)" in note for note in rows[3]["notes"])
     assert not any("window" in note for r in rows[:3] for note in r["notes"])
+    assert "The recording ends at 4.0 s; 1 utterance starts after it" in (out / "timeline.md").read_text()
 
 
 @pytest.mark.parametrize("suffix, backend", [(".srt", "transformers"), (".vtt", "transformers"),

@@ -18,7 +18,7 @@ from typing import Any
 
 from mllm_mer.config import AppConfig, EvaluateConfig, PromptConfig, RunConfig, build
 from mllm_mer.conversation.context import DEFAULT_CONTEXT_LABELS
-from mllm_mer.conversation.timeline import timeline_rows, write_timeline
+from mllm_mer.conversation.timeline import recording_end, timeline_rows, write_timeline
 from mllm_mer.conversation.transcripts import TranscriptError, asr_utterances, read_transcript, utterance_samples
 from mllm_mer.core.types import Prediction, Prompt, PromptSetup, Sample, Turn
 from mllm_mer.evaluation.records import for_download
@@ -256,7 +256,7 @@ class Service:
         rows = timeline_rows(samples, predictions, task)
         out = (Path(self.config.ui.runs_dir).expanduser().resolve() / "conversations"
                / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}")
-        write_timeline(rows, out, task, context_labels)
+        write_timeline(rows, out, task, context_labels, recording_end(samples))
         frames = [list(prompts[s.id].media.frames) if prompts.get(s.id) else [] for s in samples]
         return ConversationRun(rows, frames, out)
 

@@ -216,7 +216,7 @@ def dialogue(cfg: C.DialogueConfig) -> int:
     from mllm_mer.backends import load_backend
     from mllm_mer.conversation.context import context_settings
     from mllm_mer.conversation.sources import conversation_samples
-    from mllm_mer.conversation.timeline import timeline_rows, write_timeline
+    from mllm_mer.conversation.timeline import recording_end, timeline_rows, write_timeline
     from mllm_mer.pipeline.answer import run_context
     from mllm_mer.pipeline.dialogue import classify_dialogues
     from mllm_mer.pipeline.resolve import resolve_prompt, resolve_strategy
@@ -238,7 +238,8 @@ def dialogue(cfg: C.DialogueConfig) -> int:
             [predictions] = classify_dialogues(backend, [samples], run, context_labels, window, task)
         finally:
             backend.close()
-        write_timeline(timeline_rows(samples, predictions, task), Path(cfg.dialogue.out), task, context_labels)
+        write_timeline(timeline_rows(samples, predictions, task), Path(cfg.dialogue.out), task, context_labels,
+                       recording_end(samples))
         failed = sum(not p.ok for p in predictions)
         print(f"{len(samples)} utterances ({failed} failed); timeline: {Path(cfg.dialogue.out) / 'timeline.md'}",
               file=out)

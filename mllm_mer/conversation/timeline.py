@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from mllm_mer.core.types import Prediction, Sample
+from mllm_mer.media.errors import MediaError
+from mllm_mer.media.video import recording_seconds
 
 
 def timeline_rows(samples: Sequence[Sample], predictions: Sequence[Prediction], task: str = "emotion"
@@ -28,17 +30,35 @@ def timeline_rows(samples: Sequence[Sample], predictions: Sequence[Prediction], 
     return rows
 
 
-def write_timeline(rows: list[dict[str, Any]], out: Path, task: str = "emotion", context_labels: str = "predicted"
-                   ) -> None:
-    """timeline.jsonl, timeline.png (a lane per speaker) and timeline.md (distribution and shifts)."""
+def recording_end(samples: Sequence[Sample]) -> float | None:
+    """Where the conversation's recording ends (the longest of its files), None without one or when it
+    cannot be read (the utterances then carry that error themselves)."""
+    ends = []
+    for path in dict.fromkeys(s.video or s.audio for s in samples if s.video or s.audio):
+        try:
+            ends.append(recording_seconds(path))
+        except MediaError:
+            continue
+    ends = [e for e in ends if e]
+    return max(ends) if ends else None
+
+
+def write_timeline(rows: list[dict[str, Any]], out: Path, task: str = "emotion", context_labels: str = "predicted",
+                   end: float | None = None) -> None:
+    """timeline.jsonl, timeline.png (a lane per speaker) and timeline.md (distribution and shifts);
+    `end`: where the recording ends, marked on the plot."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "timeline.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    plot_timeline(rows, out / "timeline.png", task)
+    plot_timeline(rows, out / "timeline.png", task, end)
     speakers = list(dict.fromkeys(r["speaker"] for r in rows))
     lines = ["# Emotion timeline", "", f"{len(rows)} utterances, {len(speakers)} speakers; context labels: "
              f"{context_labels}" + (" (gold labels in the context: oracle information)" if context_labels == "gold"
-                                    else ""), "", "## Per speaker", "", "| speaker | utterances | emotions |",
-             "|---|---|---|"]
+                                    else ""), ""]
+    if end is not None:
+        after = sum(r["start"] >= end for r in rows)
+        late = f"; {after} utterance{'s start' if after > 1 else ' starts'} after it (answered from the words alone)"
+        lines += [f"The recording ends at {end:.1f} s" + (late if after else "") + ".", ""]
+    lines += ["## Per speaker", "", "| speaker | utterances | emotions |", "|---|---|---|"]
     for speaker in speakers:
         labels = Counter(r["labels"].get(task) for r in rows if r["speaker"] == speaker and r["ok"])
         lines.append(f"| {speaker} | {sum(labels.values())} | "
@@ -58,7 +78,7 @@ def write_timeline(rows: list[dict[str, Any]], out: Path, task: str = "emotion",
     (out / "timeline.md").write_text("\n".join(lines) + "\n")
 
 
-def plot_timeline(rows: list[dict[str, Any]], path: Path, task: str = "emotion") -> None:
+def plot_timeline(rows: list[dict[str, Any]], path: Path, task: str = "emotion", end: float | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -80,6 +100,10 @@ def plot_timeline(rows: list[dict[str, Any]], path: Path, task: str = "emotion")
             ax.plot([start, start], [lane - 0.4, lane + 0.4], color="black", linewidth=2)  # a shift
         if label:
             last[r["speaker"]] = label
+    if end is not None:
+        ax.axvline(end, color="black", linestyle="--", linewidth=1)
+        ax.annotate("end of recording", (end, len(speakers) - 0.5), xytext=(3, 0), textcoords="offset points",
+                    fontsize=8, va="bottom")
     ax.set_yticks(range(len(speakers)), speakers)
     ax.set_xlabel("time (s)")
     ax.set_title(f"{task} per speaker (opacity: confidence; bars: shifts)")

@@ -46,6 +46,20 @@ def probe(path: str, cache_gb: float = 0.0) -> tuple[bool, bool]:
     return streams
 
 
+def recording_seconds(path: str) -> float | None:
+    """How long a recording lasts: the container's declared length, else its video's readable length
+    (None when neither is known); MediaError for a missing or unreadable file."""
+    with open_media(path) as container:
+        if container.duration:
+            return container.duration / 1_000_000  # AV_TIME_BASE units
+        has_video = bool(container.streams.video)
+    if not has_video:
+        return None
+    container, _, info = open_video(path)
+    container.close()
+    return info.duration or None
+
+
 def read_frames(path: str, n: int = 8, fps: float | None = None, start: float | None = None,
                 end: float | None = None, max_pixels: int | None = None, keyframe_snap: float = 0.0,
                 cache_gb: float = 0.0) -> Frames:
