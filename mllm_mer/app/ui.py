@@ -251,7 +251,7 @@ def build_batch_tab(service: Service) -> None:
                 batch_template = gr.Dropdown(available_templates(), value=config.prompt.template or "zero_shot",
                                              label="Template")
                 task = gr.Textbox(value="emotion", label="Task of the label column")
-                limit = gr.Number(label="Limit (optional)", precision=0)
+                limit = gr.Number(None, label="Limit (optional)", placeholder="all rows", precision=0, minimum=1)
                 folders = [str(Path(d)) for d in config.ui.data_dirs]
                 data_folder = gr.Dropdown(folders, value=folders[0] if len(folders) == 1 else None,
                                           label="Clips folder on the server (for a plain manifest)",
