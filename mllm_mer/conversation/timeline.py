@@ -78,7 +78,8 @@ def write_timeline(rows: list[dict[str, Any]], out: Path, task: str = "emotion",
     (out / "timeline.md").write_text("\n".join(lines) + "\n")
 
 
-def plot_timeline(rows: list[dict[str, Any]], path: Path, task: str = "emotion", end: float | None = None) -> None:
+def plot_timeline(rows: list[dict[str, Any]], path: Path, task: str = "emotion", recording: float | None = None
+                  ) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -100,10 +101,10 @@ def plot_timeline(rows: list[dict[str, Any]], path: Path, task: str = "emotion",
             ax.plot([start, start], [lane - 0.4, lane + 0.4], color="black", linewidth=2)  # a shift
         if label:
             last[r["speaker"]] = label
-    if end is not None:
-        ax.axvline(end, color="black", linestyle="--", linewidth=1)
-        ax.annotate("end of recording", (end, len(speakers) - 0.5), xytext=(3, 0), textcoords="offset points",
-                    fontsize=8, va="bottom")
+    if recording is not None:
+        ax.axvline(recording, color="black", linestyle="--", linewidth=1)
+        ax.annotate("end of recording", (recording, 0.02), xycoords=("data", "axes fraction"), xytext=(3, 0),
+                    textcoords="offset points", fontsize=8, va="bottom")
     ax.set_yticks(range(len(speakers)), speakers)
     ax.set_xlabel("time (s)")
     ax.set_title(f"{task} per speaker (opacity: confidence; bars: shifts)")
