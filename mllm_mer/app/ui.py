@@ -220,13 +220,19 @@ def build_chat_tab(service: Service, analysis_state: gr.State, chatbot: gr.Chatb
 def build_batch_tab(service: Service) -> None:
     config = service.config
 
+    def _limit(text) -> int | None:
+        text = str(text or "").strip()
+        if text and not (text.isdigit() and int(text) > 0):
+            raise gr.Error(f"Limit: a whole number of rows (at least 1), or empty for all rows; got {text!r}")
+        return int(text) if text else None
+
     def run_batch(upload, labels, template, task, limit, data_folder, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
         if upload is None:
             raise gr.Error("Upload a .zip of manifest + clips, or a CSV/JSONL manifest (columns: id, text, label, "
                            "and optionally video).")
         check_type(upload, BATCH_TYPES, "upload")
         try:
-            run = service.run_batch(upload, labels, task or "emotion", int(limit) if limit else None, template,
+            run = service.run_batch(upload, labels, task or "emotion", _limit(limit), template,
                                     data_folder or None)
         except (ValueError, RuntimeError, ConnectionError, OSError) as error:
             raise gr.Error(str(error).replace(str(Path(upload).parent), "")) from None
@@ -251,7 +257,8 @@ def build_batch_tab(service: Service) -> None:
                 batch_template = gr.Dropdown(available_templates(), value=config.prompt.template or "zero_shot",
                                              label="Template")
                 task = gr.Textbox(value="emotion", label="Task of the label column")
-                limit = gr.Number(None, label="Limit (optional)", placeholder="all rows", precision=0, minimum=1)
+                # A text box: Gradio's number box shows an empty value as 0.
+                limit = gr.Textbox(label="Limit (optional)", placeholder="all rows")
                 folders = [str(Path(d)) for d in config.ui.data_dirs]
                 data_folder = gr.Dropdown(folders, value=folders[0] if len(folders) == 1 else None,
                                           label="Clips folder on the server (for a plain manifest)",

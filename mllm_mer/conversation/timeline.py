@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from mllm_mer.core.types import Prediction, Sample
-from mllm_mer.media.errors import MediaError
-from mllm_mer.media.video import recording_seconds
 
 
 def timeline_rows(samples: Sequence[Sample], predictions: Sequence[Prediction], task: str = "emotion"
@@ -33,6 +31,9 @@ def timeline_rows(samples: Sequence[Sample], predictions: Sequence[Prediction], 
 def recording_end(samples: Sequence[Sample]) -> float | None:
     """Where the conversation's recording ends (the longest of its files), None without one or when it
     cannot be read (the utterances then carry that error themselves)."""
+    from mllm_mer.media.errors import MediaError  # here: the app imports this module before it serves its page
+    from mllm_mer.media.video import recording_seconds
+
     ends = []
     for path in dict.fromkeys(s.video or s.audio for s in samples if s.video or s.audio):
         try:
