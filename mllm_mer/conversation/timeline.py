@@ -45,20 +45,20 @@ def recording_end(samples: Sequence[Sample]) -> float | None:
 
 
 def write_timeline(rows: list[dict[str, Any]], out: Path, task: str = "emotion", context_labels: str = "predicted",
-                   end: float | None = None) -> None:
+                   recording: float | None = None) -> None:
     """timeline.jsonl, timeline.png (a lane per speaker) and timeline.md (distribution and shifts);
-    `end`: where the recording ends, marked on the plot."""
+    `recording`: where the recording ends (seconds), marked on the plot."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "timeline.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    plot_timeline(rows, out / "timeline.png", task, end)
+    plot_timeline(rows, out / "timeline.png", task, recording)
     speakers = list(dict.fromkeys(r["speaker"] for r in rows))
     lines = ["# Emotion timeline", "", f"{len(rows)} utterances, {len(speakers)} speakers; context labels: "
              f"{context_labels}" + (" (gold labels in the context: oracle information)" if context_labels == "gold"
                                     else ""), ""]
-    if end is not None:
-        after = sum(r["start"] >= end for r in rows)
+    if recording is not None:
+        after = sum(r["start"] >= recording for r in rows)
         late = f"; {after} utterance{'s start' if after > 1 else ' starts'} after it (answered from the words alone)"
-        lines += [f"The recording ends at {end:.1f} s" + (late if after else "") + ".", ""]
+        lines += [f"The recording ends at {recording:.1f} s" + (late if after else "") + ".", ""]
     lines += ["## Per speaker", "", "| speaker | utterances | emotions |", "|---|---|---|"]
     for speaker in speakers:
         labels = Counter(r["labels"].get(task) for r in rows if r["speaker"] == speaker and r["ok"])
