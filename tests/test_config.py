@@ -166,6 +166,10 @@ def test_every_shipped_recipe_is_a_valid_config(recipe):
 
     cfg = TrainConfig.from_yaml(REPO / "finetune" / "configs" / recipe)
     assert cfg.optim.output_dir and cfg.data.dataset and cfg.model.model
+    if cfg.optim.method == "grpo":
+        from mllm_mer.training.grpo import check_recipe
+
+        check_recipe(cfg)  # group size divides the batch, rewards known
 
 
 def test_a_bundled_recipe_is_found_by_name_from_any_folder(tmp_path):

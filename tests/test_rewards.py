@@ -55,6 +55,8 @@ def test_partial_credit_by_wheel_sector_and_by_valence():
     ('{"emotion": "anger", ', 0.0),
     ('{"emotion": "anger", "rationale": "a\nb"}', 0.0),  # a raw control character: strict JSON rejects it
     ("no json here", 0.0),
+    (answer(emotion="anger") + ' ar speaker"}', 0.0),  # text after the object: padding a policy would learn
+    ("  " + answer(emotion="anger") + "\n", 1.0),
 ])
 def test_format(text, expected):
     assert well_formed(text, TEXT_ONLY, PLAIN) == expected

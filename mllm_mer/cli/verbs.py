@@ -136,9 +136,9 @@ def score(cfg: C.ScoreConfig) -> int:
 
 
 def finetune(cfg: C.TrainConfig) -> int:
-    from mllm_mer.training.sft import train
+    from mllm_mer.core.registry import TRAINING_METHODS, load_entry, lookup
 
-    print(f"adapter: {train(cfg)}")
+    print(f"adapter: {load_entry(lookup(TRAINING_METHODS, cfg.optim.method, 'training method'))(cfg)}")
     return 0
 
 

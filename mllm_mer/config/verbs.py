@@ -30,6 +30,7 @@ from mllm_mer.config.sections import (
     PredictInput,
     PromptConfig,
     RetrievalConfig,
+    RLConfig,
     RunConfig,
     ScaleConfig,
     ServerConfig,
@@ -86,6 +87,7 @@ class TrainConfig(PromptedConfig):
     lora: LoraConfig = field(default_factory=LoraConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     traces: TraceConfig = field(default_factory=TraceConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> TrainConfig:

@@ -32,6 +32,12 @@ FUSERS: dict[str, str] = {
     "gate": "mllm_mer.strategies.fusion.fusers:fuse_gate",
 }
 
+# How `finetune` trains an adapter (mllm_mer.training): the recipe's `method`.
+TRAINING_METHODS: dict[str, str] = {
+    "sft": "mllm_mer.training.sft:train",
+    "grpo": "mllm_mer.training.grpo:train",
+}
+
 # Benchmark loaders (mllm_mer.datasets): name -> (loader module, fixed keywords of its `load`).
 DATASETS: dict[str, tuple[str, dict[str, Any]]] = {
     "meld": ("mllm_mer.datasets.meld", {}),

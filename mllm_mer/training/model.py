@@ -68,9 +68,14 @@ def load_trainable_model(cfg: TrainConfig):
     elif lora_cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
-    lora = LoraConfig(r=lora_cfg.lora_r, lora_alpha=lora_cfg.lora_alpha, lora_dropout=lora_cfg.lora_dropout,
-                      target_modules=lora_targets(cfg, model), modules_to_save=lora_cfg.modules_to_save or None)
-    model = get_peft_model(model, lora)
+    if lora_cfg.init_adapter:  # trained further (GRPO after SFT): its own rank and targets
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, lora_cfg.init_adapter, is_trainable=True)
+    else:
+        lora = LoraConfig(r=lora_cfg.lora_r, lora_alpha=lora_cfg.lora_alpha, lora_dropout=lora_cfg.lora_dropout,
+                          target_modules=lora_targets(cfg, model), modules_to_save=lora_cfg.modules_to_save or None)
+        model = get_peft_model(model, lora)
     if not lora_cfg.quantization:
         model = model.to(device)
     return model, processor

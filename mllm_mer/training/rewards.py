@@ -5,13 +5,15 @@ showed, the gold labels) and returns a float. A recipe weighs them by name (`REW
 
 - `correct`: per task, 1 for the gold label, partial credit for a label the similarity calls near
   (same sector of an emotion wheel, or the same valence), 0 otherwise; the mean over tasks.
-- `format`: 1 when the answer is the JSON the schema asks for with every label in its set, else 0.
+- `format`: 1 when the whole answer is the JSON object the schema asks for with every label in its set
+  (nothing after it), else 0.
 - `grounded`: 1 unless the rationale or the cues name a modality the prompt did not show (a
   text-only sample whose rationale says "she frowns"), then 0.
 - `length`: 0 up to `max_chars` of answer, then down to -1 at twice that (against padding).
 """
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -83,8 +85,13 @@ def correct(text: str, asked: Asked, options: RewardOptions) -> float:
 
 
 def well_formed(text: str, asked: Asked, options: RewardOptions) -> float:
-    data = answer_object(text)
-    if data is None:  # a bare label parses, but it is not the constrained answer
+    # The whole answer is the object, as constrained decoding writes it: a bare label parses, and so does
+    # an object followed by more text, but a policy rewarded for those learns to pad after its answer.
+    try:
+        data = json.loads((text or "").strip())
+    except json.JSONDecodeError:
+        return 0.0
+    if not isinstance(data, dict):
         return 0.0
     return 1.0 if parse_answer(text, asked.label_sets, "reward", asked.shown).ok else 0.0
 

@@ -69,13 +69,14 @@ def dev_metrics(model, processor, samples: list[Sample], setup: PromptSetup, cfg
     return compute_metrics(records, setup.scheme, cfg.data.dataset)
 
 
-def training_arguments(cfg: TrainConfig, out: Path, with_dev: bool):
-    """transformers TrainingArguments from the recipe's optimisation section."""
+def training_arguments(cfg: TrainConfig, out: Path, with_dev: bool, kind: type | None = None, **extra: Any):
+    """transformers TrainingArguments (or `kind`, a subclass such as TRL's GRPOConfig, with `extra`) from the
+    recipe's optimisation section."""
     from transformers import TrainingArguments
 
     opt = cfg.optim
     evaluation = "steps" if opt.eval_steps else "epoch"
-    return TrainingArguments(
+    return (kind or TrainingArguments)(
         output_dir=str(out / "checkpoints"), num_train_epochs=opt.epochs, max_steps=opt.max_steps,
         learning_rate=opt.learning_rate, per_device_train_batch_size=opt.batch_size,
         gradient_accumulation_steps=opt.grad_accum, warmup_steps=opt.warmup_ratio,  # a float < 1 is a ratio
@@ -90,8 +91,26 @@ def training_arguments(cfg: TrainConfig, out: Path, with_dev: bool):
         bf16=train_dtype(cfg) == torch.bfloat16, dataloader_num_workers=0, disable_tqdm=False,
         gradient_checkpointing=False,  # set up above, per model type
         # On CPU, say so: under a multi-process launcher this makes the run DDP over gloo (MULTI_CPU).
-        use_cpu=not torch.cuda.is_available(),
+        use_cpu=not torch.cuda.is_available(), **extra,
     )
+
+
+def dev_evaluation(processor, samples: list[Sample], setup: PromptSetup, cfg: TrainConfig,
+                   agent: Agent | None = None, resources: Resources | None = None):
+    """A trainer's `evaluate`: the dev headline of the first task, logged, and seen by the callbacks."""
+    first_task = setup.scheme.label_sets[0].task
+
+    def evaluate(trainer, metric_key_prefix: str = "eval") -> dict[str, float]:
+        metrics = dev_metrics(trainer.model, processor, samples, setup, cfg, agent, resources)
+        headline = metrics["tasks"][first_task]
+        result = {f"{metric_key_prefix}_{k}": headline[k] for k in ("accuracy", "weighted_f1", "macro_f1", "uar")}
+        trainer.log(result)
+        # As Trainer.evaluate does: callbacks (early stopping) see the metrics, and the pending
+        # evaluation is cleared (left set, the epoch's end evaluated the same step again).
+        trainer.control = trainer.callback_handler.on_evaluate(trainer.args, trainer.state, trainer.control, result)
+        return result
+
+    return evaluate
 
 
 @dataclass
@@ -117,7 +136,9 @@ def ready_recipe(cfg: TrainConfig, out: Path) -> Recipe:
     set_seed(cfg.model.seed)
     out.mkdir(parents=True, exist_ok=True)
     train_samples, default_labels = _load_samples(cfg, opt.train_split, opt.limit_train)
-    setup = resolve_prompt(cfg.model, cfg.prompt, cfg.media, default_labels=default_labels,
+    # An adapter trained further brings its prompt, as it would to `predict`.
+    prompt_model = replace(cfg.model, adapter=[f"init={cfg.lora.init_adapter}"]) if cfg.lora.init_adapter else cfg.model
+    setup = resolve_prompt(prompt_model, cfg.prompt, cfg.media, default_labels=default_labels,
                            default_template="label_only")
     dev_samples = _load_samples(cfg, opt.dev_split, opt.limit_dev)[0] if opt.dev_split else []
     (out / "config.yaml").write_text(cfg.to_yaml())
@@ -142,31 +163,31 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> Path:
     resources = training_resources(cfg, setup, agent, cfg.optim.train_split, recipe.train_samples)
     dev_resources = training_resources(cfg, setup, agent, cfg.optim.dev_split, dev_samples) if dev_samples else None
     collator = Collator(processor, setup, resources, cfg.traces.trace_col, agent)
-    first_task = setup.scheme.label_sets[0].task
     args = training_arguments(cfg, out, bool(dev_samples))
+    on_dev = dev_evaluation(processor, dev_samples, setup, cfg, agent, dev_resources)
 
     class DevTrainer(Trainer):
         def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
-            metrics = dev_metrics(self.model, processor, dev_samples, setup, cfg, agent, dev_resources)
-            headline = metrics["tasks"][first_task]
-            result = {f"{metric_key_prefix}_{k}": headline[k] for k in ("accuracy", "weighted_f1", "macro_f1", "uar")}
-            self.log(result)
-            # As Trainer.evaluate does: callbacks (early stopping) see the metrics, and the pending
-            # evaluation is cleared (left set, the epoch's end evaluated the same step again).
-            self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, result)
-            return result
+            return on_dev(self, metric_key_prefix)
 
     trainer = DevTrainer(model=model, args=args, train_dataset=SampleList(recipe.train_samples),
                          eval_dataset=SampleList(dev_samples) if dev_samples else None, data_collator=collator,
                          callbacks=callbacks)
-    resume = cfg.optim.resume_from_checkpoint
-    trainer.train(resume_from_checkpoint=(resume in (True, "true", "True")) or resume or None)
+    trainer.train(resume_from_checkpoint=resume_point(cfg))
     adapter_dir = save_trained(trainer, out, recipe)
     if dev_samples and trainer.is_world_process_zero() and not (trainer.is_fsdp_enabled and args.world_size > 1):
-        metrics = dev_metrics(trainer.model, processor, dev_samples, setup, cfg, agent, dev_resources)
-        (out / "dev_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        write_dev_metrics(out, dev_metrics(trainer.model, processor, dev_samples, setup, cfg, agent, dev_resources))
     trainer.accelerator.wait_for_everyone()
     return adapter_dir
+
+
+def resume_point(cfg: TrainConfig) -> str | bool | None:
+    resume = cfg.optim.resume_from_checkpoint
+    return (resume in (True, "true", "True")) or resume or None
+
+
+def write_dev_metrics(out: Path, metrics: dict[str, Any]) -> None:
+    (out / "dev_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
 
 def save_trained(trainer, out: Path, recipe: Recipe) -> Path:

@@ -1,0 +1,181 @@
+"""GRPO: the trainer scores the prompts `predict` builds (media included), learns from rewards alone on the
+colour x wording task, resumes, and its adapter is served by vLLM like any other."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import REPO, recipe_overrides
+
+from mllm_mer.config import TrainConfig
+
+SFT = "finetune/configs/tiny_lora.yaml"
+GRPO = "finetune/configs/tiny_grpo.yaml"
+
+
+def grpo_recipe(model, task, out, init, *extra) -> TrainConfig:
+    return TrainConfig.from_yaml(GRPO, [*recipe_overrides(model, task, out, f"init_adapter={init}"), *extra])
+
+
+def cli_finetune(recipe, overrides, timeout=900):
+    proc = subprocess.run([sys.executable, "-m", "mllm_mer.cli", "finetune", "--config", recipe, *overrides],
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def dev_accuracy(run):
+    return json.loads((run / "dev_metrics.json").read_text())["tasks"]["emotion"]["accuracy"]
+
+
+@pytest.fixture(scope="module")
+def undertrained(tiny_model, colour_task, tmp_path_factory):
+    """An SFT adapter stopped early on purpose: it reads one modality (dev accuracy about 0.5)."""
+    out = tmp_path_factory.mktemp("grpo") / "sft"
+    cli_finetune(SFT, recipe_overrides(tiny_model, colour_task, out, "max_steps=32", "eval_steps=32",
+                                       "report_to=[]"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def grpo_run(tiny_model, colour_task, undertrained, tmp_path_factory):
+    """The CPU recipe through the CLI, from the undertrained adapter (48 steps, dev at 24 and 48)."""
+    out = tmp_path_factory.mktemp("grpo") / "rl"
+    cli_finetune(GRPO, [*recipe_overrides(tiny_model, colour_task, out, f"init_adapter={undertrained / 'adapter'}"),
+                        "max_steps=48"])
+    return out
+
+
+def test_grpo_scores_the_prompt_predict_builds_and_the_clip_reaches_every_forward_pass(
+        tiny_model, colour_task, undertrained, tmp_path):
+    from mllm_mer.backends.base import render
+    from mllm_mer.backends.hf_loading import processor_inputs
+    from mllm_mer.config import MediaConfig, ModelConfig, PromptConfig
+    from mllm_mer.pipeline.resolve import resolve_prompt
+    from mllm_mer.stages.prepare import prepare, prompt_text
+    from mllm_mer.training.grpo import build_trainer
+
+    cfg = grpo_recipe(tiny_model, colour_task, tmp_path / "rl", undertrained / "adapter", "max_steps=1",
+                      "dev_split=null", "eval_steps=null", "save_steps=1")
+    trainer, recipe, processor = build_trainer(cfg)
+    generated, scored = [], []
+    generate = trainer.model.generate
+
+    def spy_generate(**inputs):  # test instrumentation: what sampling was given
+        generated.append({k: v.clone() for k, v in inputs.items() if isinstance(v, torch.Tensor)})
+        return generate(**inputs)
+
+    trainer.model.generate = spy_generate
+    trainer.model.register_forward_pre_hook(
+        lambda module, args, kwargs: scored.append({k: kwargs.get(k) for k in ("input_ids", "pixel_values_videos",
+                                                                                "video_grid_thw")}),
+        with_kwargs=True)
+    trainer.train()
+    assert generated and scored
+
+    # Sampling saw, row for row, exactly the token ids and frames the transformers backend builds for predict.
+    row = trainer._batch[0]
+    sample = trainer.rows.samples[row["sample_id"]]
+    setup = resolve_prompt(ModelConfig(model=str(tiny_model), adapter=[str(undertrained / "adapter")]),
+                           PromptConfig(), MediaConfig())  # what predict resolves from the adapter
+    [ready] = prepare([sample], setup)
+    expected = processor_inputs(processor, [ready.prompt], [render(processor, ready.prompt)])
+    ids = generated[0]["input_ids"][0]
+    assert ids[generated[0]["attention_mask"][0].bool()].tolist() == expected["input_ids"][0].tolist()
+    frames = len(expected["pixel_values_videos"])
+    assert torch.equal(generated[0]["pixel_values_videos"][:frames], expected["pixel_values_videos"])
+
+    # The scored pass (the loss) got every row's frames back: as many videos as sequences, features matching.
+    loss_pass = scored[-1]
+    assert loss_pass["pixel_values_videos"] is not None
+    assert len(loss_pass["video_grid_thw"]) == len(loss_pass["input_ids"])
+    assert loss_pass["pixel_values_videos"].sum().item() == pytest.approx(
+        generated[0]["pixel_values_videos"].sum().item(), rel=1e-5)  # the same frames, shuffled with their rows
+
+    # ... and through the CLI as a user types it: predict --show-prompt prints the prompt the trainer scored.
+    proc = subprocess.run([sys.executable, "-m", "mllm_mer.cli", "predict", "--model", str(tiny_model), "--adapter",
+                           str(undertrained / "adapter"), "--video", sample.video, "--transcript", sample.transcript,
+                           "--show-prompt", "--mode", "score", "--dtype", "float32"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    trained_prompt = prompt_text(type(ready)(sample=sample, prompt=trainer.rows.prompts[sample.id]))
+    assert trained_prompt in proc.stderr
+
+
+def test_grpo_resumes_from_its_checkpoint(tiny_model, colour_task, undertrained, tmp_path):
+    from transformers import TrainerCallback
+
+    from mllm_mer.training.grpo import train
+
+    class StopAfter3(TrainerCallback):  # an interruption right after the step-3 checkpoint
+        def on_step_end(self, args, state, control, **kwargs):
+            control.should_training_stop = state.global_step >= 3
+
+    class FirstStep(TrainerCallback):
+        seen: list = []
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.seen.append(state.global_step)
+
+    common = ["max_steps=6", "dev_split=null", "eval_steps=null", "save_steps=3", "logging_steps=1"]
+    out = tmp_path / "rl"
+    train(grpo_recipe(tiny_model, colour_task, out, undertrained / "adapter", *common), callbacks=[StopAfter3()])
+    checkpoint = out / "checkpoints" / "checkpoint-3"
+    assert checkpoint.is_dir() and not (out / "checkpoints" / "checkpoint-6").exists()
+    steps = FirstStep()
+    train(grpo_recipe(tiny_model, colour_task, out, undertrained / "adapter", *common,
+                      f"resume_from_checkpoint={checkpoint}"), callbacks=[steps])
+    assert steps.seen == [4, 5, 6]  # continued from the saved step, not from the start
+    history = json.loads((out / "checkpoints" / "checkpoint-6" / "trainer_state.json").read_text())["log_history"]
+    assert [h["step"] for h in history if "reward" in h] == [1, 2, 3, 4, 5, 6]
+
+
+def _history(run):
+    last = max((run / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    return json.loads((last / "trainer_state.json").read_text())["log_history"]
+
+
+@pytest.mark.vllm
+def test_grpo_learns_from_rewards_alone_and_vllm_serves_its_adapter(tiny_model, colour_task, undertrained, grpo_run,
+                                                                    vllm_backend):
+    from mllm_mer.backends.hf import TransformersBackend
+    from mllm_mer.config import BackendConfig, MediaConfig, ModelConfig, PromptConfig
+    from mllm_mer.datasets import load_split
+    from mllm_mer.pipeline import predict
+    from mllm_mer.pipeline.resolve import resolve_prompt
+
+    start = dev_accuracy(undertrained)
+    assert 0.45 <= start <= 0.7  # undertrained on purpose: it reads one modality
+    steps = [h for h in _history(grpo_run) if "reward" in h]
+    assert [h["step"] for h in steps] == list(range(4, 49, 4))
+
+    def mean(rows, key):
+        return sum(r[key] for r in rows) / len(rows)
+
+    # The rewards the answers earned rose, with no gold answer text ever shown: well-formed answers (the
+    # whole answer is the JSON object) and right labels among the sampled answers.
+    assert mean(steps[-3:], "rewards/format/mean") >= mean(steps[:2], "rewards/format/mean") + 0.2
+    assert mean(steps[-3:], "rewards/correct/mean") >= mean(steps[:2], "rewards/correct/mean") + 0.1
+    assert dev_accuracy(grpo_run) >= start - 0.05  # and the dev score it started from is kept
+    report = (grpo_run / "grpo.md").read_text()
+    assert "| step | reward | KL | answer tokens | groups without signal | step s | sampling s | correct | format |" \
+        in report
+    assert all(0 < h["generation_time"] < h["step_time"] for h in steps)  # where a step's time goes
+    assert (grpo_run / "grpo.png").stat().st_size > 10_000
+
+    # An ordinary adapter: it carries the prompt it was trained with (the SFT adapter's), vLLM serves it.
+    adapter = grpo_run / "adapter"
+    saved = resolve_prompt(ModelConfig(model=str(tiny_model), adapter=[f"rl={adapter}"]), PromptConfig(),
+                           MediaConfig())
+    assert saved == resolve_prompt(ModelConfig(model=str(tiny_model), adapter=[f"sft={undertrained / 'adapter'}"]),
+                                   PromptConfig(), MediaConfig())
+    test = list(load_split("manifest", colour_task / "manifest.jsonl", "test",
+                           labels=str(colour_task / "labels.yaml")).samples)
+    tuned = TransformersBackend(BackendConfig(model=ModelConfig(model=str(tiny_model), dtype="float32",
+                                                                adapter=[f"rl={adapter}"])))
+    hf_preds = predict(tuned, test, saved, adapter="rl", with_probabilities=False)
+    vllm_backend.register_adapter("rl", str(adapter))
+    vllm_preds = predict(vllm_backend, test, saved, adapter="rl", with_probabilities=False)
+    assert [p.label("emotion") for p in vllm_preds] == [p.label("emotion") for p in hf_preds]
+    assert all(p.ok for p in hf_preds)
