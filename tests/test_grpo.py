@@ -179,3 +179,35 @@ def test_grpo_learns_from_rewards_alone_and_vllm_serves_its_adapter(tiny_model, 
     vllm_preds = predict(vllm_backend, test, saved, adapter="rl", with_probabilities=False)
     assert [p.label("emotion") for p in vllm_preds] == [p.label("emotion") for p in hf_preds]
     assert all(p.ok for p in hf_preds)
+
+
+def _claim_rates(run) -> list[float]:
+    """Per logged step, the share of sampled answers whose rationale names a modality the prompt did not
+    show: well-formed answers (format) less the well-formed ones that name none (grounded)."""
+    return [h["rewards/format/mean"] - h["rewards/grounded/mean"] for h in _history(run) if "reward" in h]
+
+
+def test_the_grounded_reward_stops_rationales_naming_an_absent_modality(tiny_model, colour_task, tmp_path):
+    # Text-only prompts; the SFT targets alternate a lexical rationale and a visual one the prompt cannot
+    # support, so the SFT adapter writes both.
+    rows = [json.loads(line) for line in (colour_task / "manifest.jsonl").read_text().splitlines()]
+    manifest = tmp_path / "rationales.jsonl"
+    manifest.write_text("".join(json.dumps({**row, "video": str(colour_task / row["video"]),
+                                            "rationale": "She frowns at the camera." if i % 2
+                                            else "The words say it plainly."}) + "\n"
+                                for i, row in enumerate(rows)))
+    data = [f"data_dir={manifest}"]
+    sft = tmp_path / "sft"
+    cli_finetune(SFT, [*recipe_overrides(tiny_model, colour_task, sft, "template=zero_shot", "modalities=[text]",
+                                         "report_to=[]"), *data])
+    common = [*recipe_overrides(tiny_model, colour_task, tmp_path / "x", f"init_adapter={sft / 'adapter'}"), *data,
+              "max_steps=16", "logging_steps=2", "temperature=0.7", "max_completion_length=48", "dev_split=null",
+              "eval_steps=null"]
+    runs = {}
+    for name, rewards in (("grounded", "{grounded: 1.0, format: 1.0}"), ("format", "{format: 1.0, grounded: 0.0}")):
+        runs[name] = tmp_path / name
+        cli_finetune(GRPO, [*common, f"output_dir={runs[name]}", f"rewards={rewards}"])
+    with_reward, without = _claim_rates(runs["grounded"]), _claim_rates(runs["format"])
+    assert with_reward[0] >= 0.1  # the SFT adapter names the absent face at first
+    assert sum(with_reward[-4:]) / 4 <= 0.05  # rewarded for grounded rationales, it stops
+    assert sum(without[-4:]) / 4 >= 0.3  # rewarded for form alone (weight 0 on grounded), it does not

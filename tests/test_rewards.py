@@ -62,6 +62,11 @@ def test_format(text, expected):
     assert well_formed(text, TEXT_ONLY, PLAIN) == expected
 
 
+def test_a_broken_answer_is_read_whole_not_by_its_inner_object():
+    broken = '{"emotion":"anger","rationale":"ry\x10 frowns at the camera.","cues":{"lexical":""}}'
+    assert absent_claims(broken, TEXT_ONLY.shown) == ["visual"]  # the inner {"lexical": ""} says nothing
+
+
 @pytest.mark.parametrize("rationale, cues, claimed", [
     ("The words are an insult.", {}, []),
     ("She frowns and says it is unfair.", {}, ["visual"]),
@@ -80,7 +85,10 @@ def test_a_rationale_naming_an_absent_modality_is_caught(rationale, cues, claime
 def test_a_shown_modality_may_be_named():
     text = answer(emotion="anger", rationale="She frowns; her voice is loud.")
     assert grounded(text, BOTH, PLAIN) == 1.0
-    assert grounded("she frowns, plainly angry", TEXT_ONLY, PLAIN) == 0.0  # not JSON: the whole text is read
+    assert absent_claims("she frowns, plainly angry", TEXT_ONLY.shown) == ["visual"]  # not JSON: read whole
+    # A broken answer earns nothing, whatever it names: else breaking answers would be the easy way to earn it.
+    assert grounded("plainly angry", TEXT_ONLY, PLAIN) == 0.0
+    assert grounded(answer(emotion="anger", rationale="Plainly angry.") + " x", TEXT_ONLY, PLAIN) == 0.0
 
 
 def test_length_penalty_starts_at_max_chars_and_stops_at_minus_one():

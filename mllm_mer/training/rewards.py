@@ -7,8 +7,9 @@ showed, the gold labels) and returns a float. A recipe weighs them by name (`REW
   (same sector of an emotion wheel, or the same valence), 0 otherwise; the mean over tasks.
 - `format`: 1 when the whole answer is the JSON object the schema asks for with every label in its set
   (nothing after it), else 0.
-- `grounded`: 1 unless the rationale or the cues name a modality the prompt did not show (a
-  text-only sample whose rationale says "she frowns"), then 0.
+- `grounded`: 1 for a whole answer object whose rationale and cues name only modalities the prompt
+  showed; 0 when they name another (a text-only sample whose rationale says "she frowns") or when the
+  answer is broken (else breaking the answer would be the easy way to earn it).
 - `length`: 0 up to `max_chars` of answer, then down to -1 at twice that (against padding).
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from functools import cache
 
 from mllm_mer.core.emotion_wheels import load_wheels
-from mllm_mer.core.parsing import answer_object, parse_answer
+from mllm_mer.core.parsing import parse_answer
 from mllm_mer.core.paths import PROMPTS_DIR
 from mllm_mer.core.types import CUE_MODALITIES, LabelSet
 from mllm_mer.core.yaml_file import read_yaml
@@ -84,14 +85,19 @@ def correct(text: str, asked: Asked, options: RewardOptions) -> float:
     return sum(scores) / len(scores) if scores else 0.0
 
 
-def well_formed(text: str, asked: Asked, options: RewardOptions) -> float:
-    # The whole answer is the object, as constrained decoding writes it: a bare label parses, and so does
-    # an object followed by more text, but a policy rewarded for those learns to pad after its answer.
+def _whole_object(text: str) -> dict | None:
+    """The answer when the whole of it is one JSON object (as constrained decoding writes it), else None."""
     try:
         data = json.loads((text or "").strip())
     except json.JSONDecodeError:
-        return 0.0
-    if not isinstance(data, dict):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def well_formed(text: str, asked: Asked, options: RewardOptions) -> float:
+    # A bare label parses, and so does an object followed by more text, but a policy rewarded for those
+    # learns to pad after its answer.
+    if _whole_object(text) is None:
         return 0.0
     return 1.0 if parse_answer(text, asked.label_sets, "reward", asked.shown).ok else 0.0
 
@@ -108,7 +114,9 @@ def _modality_patterns() -> dict[str, re.Pattern]:
 
 def absent_claims(text: str, shown: tuple[str, ...]) -> list[str]:
     """The modalities not shown that the answer's rationale or cues still speak of."""
-    data = answer_object(text)
+    # Only a whole answer that is one object is read by its fields; anything else is read whole (a broken
+    # answer's first parseable object may be its inner cues, and its rationale would go unread).
+    data = _whole_object(text)
     rationale = data.get("rationale") if data else text
     cues = data.get("cues") if data and isinstance(data.get("cues"), dict) else {}
     said = " ".join([rationale if isinstance(rationale, str) else "", *map(str, cues.values())])
@@ -120,6 +128,10 @@ def absent_claims(text: str, shown: tuple[str, ...]) -> list[str]:
 
 
 def grounded(text: str, asked: Asked, options: RewardOptions) -> float:
+    # A broken answer has no rationale to be grounded: rewarding it would teach a policy to break its
+    # answers rather than to stop naming what it was not shown.
+    if not _whole_object(text):
+        return 0.0
     return 0.0 if absent_claims(text, asked.shown) else 1.0
 
 
