@@ -55,6 +55,41 @@ def three_prompts(sounds):
 
 
 @pytest.fixture(scope="module")
+def tone_task(tmp_path_factory):
+    from mllm_mer.synthetic.tasks import make_tone_task
+
+    return make_tone_task(tmp_path_factory.mktemp("tone") / "tone").parent
+
+
+def tone_finetune(model, task, out):
+    """`mllm-mer finetune` with the shipped Omni recipe on the sine-or-square task, as a user types it."""
+    from conftest import REPO, recipe_overrides
+
+    done = subprocess.run([sys.executable, "-m", "mllm_mer.cli", "finetune", "--config",
+                           "finetune/configs/tiny_omni_lora.yaml", *recipe_overrides(model, task, out)],
+                          capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def tone_adapter(tiny_omni, tone_task, tmp_path_factory):
+    return tone_finetune(tiny_omni, tone_task, tmp_path_factory.mktemp("tone-lora") / "run") / "adapter"
+
+
+@pytest.fixture(scope="module")
+def omni_engine(tiny_omni, tone_adapter):
+    """One vLLM engine on the Omni thinker for the module, serving the adapter trained on the tone task."""
+    from mllm_mer.backends.vllm_engine import VLLMEngineBackend
+
+    engine = VLLMEngineBackend(build(BackendConfig, model=str(tiny_omni), adapter=[f"tone={tone_adapter}"],
+                                     dtype="float32", enforce_eager=True, max_new_tokens=256, max_model_len=4096,
+                                     kv_cache_gb=1, max_lora_rank=32))
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
 def omni_hf(tiny_omni):
     from mllm_mer.backends.hf import TransformersBackend
 
@@ -90,20 +125,14 @@ def test_bad_and_unusual_audio_gets_a_note_or_a_clear_failure(tiny_omni, sounds)
     assert corrupt.prompt is None and corrupt.error_kind == "media" and "corrupt.wav" in corrupt.error
 
 
-def test_greedy_tokens_and_label_probabilities_match_between_transformers_and_vllm(tiny_omni, omni_hf, sounds):
+def test_greedy_tokens_and_label_probabilities_match_between_transformers_and_vllm(tiny_omni, omni_hf, omni_engine,
+                                                                                    sounds):
     """Parity on audio, audio + video and text prompts (float32): the same answers, token for token."""
-    from mllm_mer.backends.vllm_engine import VLLMEngineBackend
-
     prompts = [p.prompt for p in prepare(three_prompts(sounds), omni_setup(tiny_omni, mode="generate"))]
     want_text = omni_hf.generate(prompts)
     want = predict(omni_hf, three_prompts(sounds), omni_setup(tiny_omni))
-    engine = VLLMEngineBackend(build(BackendConfig, model=str(tiny_omni), dtype="float32", enforce_eager=True,
-                                     max_new_tokens=256, max_model_len=4096, kv_cache_gb=1))
-    try:
-        got_text = engine.generate(prompts)
-        got = predict(engine, three_prompts(sounds), omni_setup(tiny_omni))
-    finally:
-        engine.close()
+    got_text = omni_engine.generate(prompts)
+    got = predict(omni_engine, three_prompts(sounds), omni_setup(tiny_omni))
     assert got_text == want_text
     for g, w in zip(got, want, strict=True):
         assert g.ok and w.ok
@@ -184,3 +213,56 @@ def test_the_omni_thinker_answers_in_bf16_on_a_gpu(tiny_omni, sounds):
         backend.close()
     assert all(p.ok for p in predictions)
     assert next(backend.model.parameters()).dtype == torch.bfloat16
+
+
+def test_only_a_model_that_hears_learns_a_label_the_sound_alone_carries(tiny_omni, tiny_model, tone_task,
+                                                                         tone_adapter, omni_engine, tmp_path):
+    """Sine or square at one pitch and loudness: the Omni thinker's LoRA learns it (dev, transformers) and vLLM
+    serves it (test); the tiny Qwen2-VL, which reads transcript and cue text, gets the same prompt for both
+    classes, so the same recipe leaves it at chance. `ablate` shows what hearing adds over the cue text."""
+    from mllm_mer.config import EvaluateConfig
+    from mllm_mer.evaluation.report import write_ablation
+    from mllm_mer.evaluation.runner import run_evaluation
+    from mllm_mer.pipeline.resolve import resolve_prompt
+
+    assert json.loads((tone_adapter.parent / "dev_metrics.json").read_text())["tasks"]["emotion"]["accuracy"] >= 0.9
+    rows = [json.loads(line) for line in (tone_task / "manifest.jsonl").read_text().splitlines()]
+    dev = [Sample(id=r["id"], audio=str(tone_task / r["audio"]), transcript=r["text"]) for r in rows
+           if r["split"] == "dev"]
+    read = prepare(dev, resolve_prompt(ModelConfig(model=str(tiny_model)), PromptConfig(
+        labels=str(tone_task / "labels.yaml"), template="label_only", modalities=["text", "audio"]), MediaConfig()))
+    assert len({json.dumps(p.prompt.messages) for p in read}) == 1
+    assert "no clear speech" in read[0].prompt.media.vocal_cues
+    assert not read[0].prompt.audios  # the VL family reads the cues; it does not hear
+    reader = tone_finetune(tiny_model, tone_task, tmp_path / "reader")
+    assert json.loads((reader / "dev_metrics.json").read_text())["tasks"]["emotion"]["accuracy"] <= 0.6
+
+    out = tmp_path / "ablation"
+    run_evaluation(build(EvaluateConfig, model=str(tiny_omni), adapter=[f"tone={tone_adapter}"], backend="vllm",
+                         dataset="manifest", data_dir=str(tone_task / "manifest.jsonl"), split="test",
+                         strategy="fusion", experts="all", out=str(out)), backend=omni_engine, progress=False)
+    table = write_ablation(out)
+    accuracy = {line.split(" | ")[0].removeprefix("| expert: "): float(line.split(" | ")[1])
+                for line in table.splitlines() if line.startswith("| expert: ")}
+    assert accuracy["joint"] >= 0.9 and accuracy["audio:heard"] >= 0.9, table
+    assert accuracy["audio:cue_text"] <= 0.6 and accuracy["text"] <= 0.6, table
+
+
+def test_an_omni_agent_hears_the_window_it_listens_to(tiny_omni, omni_hf, omni_engine, tone_task):
+    """listen(start, end) gives a model that hears the window's waveform itself, beside its cue text;
+    both backends take the conversation, and the server's messages carry each sound inline."""
+    from mllm_mer.backends.openai_client import to_openai_messages
+    from mllm_mer.strategies.agent import Agent, start
+    from mllm_mer.strategies.agent.loop import act, step_prompt
+
+    setup = omni_setup(tiny_omni, modalities=["text", "audio"], mode="generate")
+    [ready] = prepare([Sample(id="s", audio=str(tone_task / "sounds" / "square.wav"), transcript="Hm.")], setup)
+    box = Agent(tools=("listen",), max_steps=2).toolbox(setup, backend=omni_engine)
+    ep = start(ready.prompt, ready.sample, ready.media, box)
+    act(ep, step_prompt(ep, box, 1), '{"listen":{"start":0.25,"end":0.75}}', 1, box, None)
+    assert len(ep.audios) == 1 and ep.audios[0].size == 8000 and "heard 0.50 s" in ep.trace[0]["observation"]
+    prompt = step_prompt(ep, box, 2)
+    assert len(prompt.audios) == 2
+    parts = [p["type"] for m in to_openai_messages(prompt) if isinstance(m["content"], list) for p in m["content"]]
+    assert parts.count("audio_url") == 2
+    assert omni_hf.generate([prompt]) == omni_engine.generate([prompt])

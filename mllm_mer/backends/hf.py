@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from mllm_mer.backends.base import render
-from mllm_mer.backends.hf_loading import load_model_and_processor, processor_inputs
+from mllm_mer.backends.hf_loading import load_model_and_processor, processor_inputs, with_adapters
 from mllm_mer.backends.label_scoring import constrained_logprobs, reading_paths
 from mllm_mer.config import BackendConfig
 from mllm_mer.core.types import Prompt
@@ -31,12 +31,7 @@ class TransformersBackend:
             # peft imports bitsandbytes, which warns that it cannot fetch a 4-bit CPU kernel from the hub:
             # inference here never loads 4-bit weights.
             logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
-            from peft import PeftModel
-
-            names = list(self.adapters)
-            model = PeftModel.from_pretrained(model, self.adapters[names[0]], adapter_name=names[0])
-            for name in names[1:]:
-                model.load_adapter(self.adapters[name], adapter_name=name)
+            model = with_adapters(model, self.adapters, config.model.model)
         self._attach(model.to(self.device).eval(), processor)
 
     @classmethod

@@ -72,7 +72,7 @@ def wav_bytes(waveform: Any, rate: int = SAMPLE_RATE) -> bytes:
 
 def to_openai_messages(prompt: Prompt) -> list[dict[str, Any]]:
     messages = []
-    images = iter(prompt.images)  # placeholders and images are in the same order
+    images, audios = iter(prompt.images), iter(prompt.audios)  # placeholders and media are in the same order
     for message in prompt.messages:
         content = message["content"]
         if isinstance(content, list):
@@ -85,7 +85,7 @@ def to_openai_messages(prompt: Prompt) -> list[dict[str, Any]]:
                     url = "data:video/mp4;base64," + base64.b64encode(mp4).decode()
                     parts.append({"type": "video_url", "video_url": {"url": url}})
                 elif part["type"] == "audio":  # inline, as the server's guard requires of all media
-                    url = "data:audio/wav;base64," + base64.b64encode(wav_bytes(prompt.media.audio)).decode()
+                    url = "data:audio/wav;base64," + base64.b64encode(wav_bytes(next(audios))).decode()
                     parts.append({"type": "audio_url", "audio_url": {"url": url}})
                 else:
                     parts.append(part)

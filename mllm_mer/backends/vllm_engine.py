@@ -42,6 +42,7 @@ class VLLMEngineBackend:
 
             apply_cpu_engine_env(engine.kv_cache_gb)
         self.max_images = engine.max_images  # images per prompt the engine takes (the agent's looks stop there)
+        self.max_audios = self.family.max_audios if self.family.hears_audio else 0
         self.adapters = {name: LoRARequest(name, i + 1, path) for i, (name, path) in enumerate(model.adapters.items())}
         engine_args: dict[str, Any] = dict(
             model=model_id, dtype="float32" if model.dtype == "auto" and _cpu_only() else model.dtype,
@@ -50,7 +51,7 @@ class VLLMEngineBackend:
             tensor_parallel_size=engine.tensor_parallel_size, gpu_memory_utilization=engine.gpu_memory_utilization,
             # Images beyond the first are an agent's observations (look); one video per prompt.
             limit_mm_per_prompt={"image": engine.max_images, "video": 1,
-                                 **({"audio": 1} if self.family.hears_audio else {})},
+                                 **({"audio": self.max_audios} if self.max_audios else {})},
             # Per request this flag is ignored; without it a random model emits whitespace until max_tokens.
             structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True},
             logits_processors=[ForcedTokens],

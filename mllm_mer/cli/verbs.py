@@ -184,6 +184,10 @@ def make_tiny(cfg: C.MakeTinyConfig) -> int:
         from mllm_mer.synthetic.tasks import make_window_task
 
         print(f"wrote the hidden-window task (agent traces) to {make_window_task(tiny.agent_task).parent}")
+    if tiny.tone_task:
+        from mllm_mer.synthetic.tasks import make_tone_task
+
+        print(f"wrote the sine-or-square task (heard, not described) to {make_tone_task(tiny.tone_task).parent}")
     if tiny.whisper:
         from mllm_mer.synthetic.tiny_whisper import make_tiny_whisper
 

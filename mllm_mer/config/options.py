@@ -20,6 +20,8 @@ class TinyConfig:
     task: str | None = option(None, "also write the synthetic colour x wording task to this folder")
     agent_task: str | None = option(None, "also write the synthetic hidden-window task (with scripted agent "
                                           "traces) to this folder")
+    tone_task: str | None = option(None, "also write the synthetic sine-or-square task (its label lives only in "
+                                         "the sound's timbre) to this folder")
 
 
 @dataclass

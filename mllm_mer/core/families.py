@@ -34,11 +34,20 @@ class ModelFamily:
     # Omni thinkers hear the waveform itself (16 kHz mono), up to the audio encoder's window per
     # prompt; longer audio is cut there, with a note. 0: the family does not hear (cue text only).
     audio_seconds: float = 0.0
+    max_audios: int = 4  # sounds per prompt where it hears: the clip's own and up to three listened windows
     # transformers: the class that holds the text-output model, the checkpoint's config part it reads,
-    # and how the checkpoint's weight names map onto it (an Omni checkpoint stores `thinker.*`).
+    # and the prefix of its weights in the checkpoint (an Omni checkpoint stores `thinker.*`). Adapters
+    # are saved under that prefix too, so vLLM maps their names as it maps the checkpoint's.
     hf_class: str = "AutoModelForImageTextToText"
     hf_subconfig: str | None = None
-    hf_key_mapping: tuple[tuple[str, str], ...] = ()
+    checkpoint_prefix: str = ""
+    # Where the language model's layers sit in the transformers class's module names.
+    language_model_pattern: str = r".*language_model.*"
+
+    @property
+    def hf_key_mapping(self) -> dict[str, str] | None:
+        """Checkpoint (and adapter) weight names -> the transformers class's; None: they are the same."""
+        return {rf"^{re.escape(self.checkpoint_prefix)}": ""} if self.checkpoint_prefix else None
 
     @property
     def hears_audio(self) -> bool:
@@ -47,7 +56,7 @@ class ModelFamily:
     @property
     def lora_target_modules(self) -> str:
         """PEFT `target_modules` regex: language-model projections only."""
-        return rf".*language_model.*\.{_LM_PROJECTIONS}$"
+        return rf"{self.language_model_pattern}\.{_LM_PROJECTIONS}$"
 
     def is_vision_module(self, module_name: str) -> bool:
         return re.search(self.vision_module_pattern, module_name) is not None
@@ -83,10 +92,12 @@ FAMILIES: dict[str, ModelFamily] = {
         # Whisper-style front end takes 30 s per audio item (4 s audio windows of 25 tokens/s).
         ModelFamily("qwen2_5_omni", ("qwen2_5_omni",), r"qwen2\.5-omni", False, max_frames=8, max_pixels=448 * 448,
                     audio_seconds=30.0, hf_class="Qwen2_5OmniThinkerForConditionalGeneration",
-                    hf_subconfig="thinker_config", hf_key_mapping=((r"^thinker\.", ""),)),
+                    hf_subconfig="thinker_config", checkpoint_prefix="thinker.",
+                    language_model_pattern=r"model\.layers\..*"),
         ModelFamily("qwen3_omni", ("qwen3_omni_moe",), r"qwen3-omni", True, max_frames=8, max_pixels=448 * 448,
                     patch_multiple=32, audio_seconds=30.0, hf_class="Qwen3OmniMoeThinkerForConditionalGeneration",
-                    hf_subconfig="thinker_config", hf_key_mapping=((r"^thinker\.", ""),)),
+                    hf_subconfig="thinker_config", checkpoint_prefix="thinker.",
+                    language_model_pattern=r"model\.layers\..*"),
     )
 }
 

@@ -199,6 +199,8 @@ class Prompt:
     media: MediaInputs = field(default_factory=MediaInputs)
     # Images shown in later turns (an agent's observations), in the order of their placeholders.
     observation_images: tuple[Any, ...] = ()
+    # Sound heard in later turns (an Omni agent's listen windows: 16 kHz waveforms), likewise.
+    observation_audios: tuple[Any, ...] = ()
     # Text the answer object follows in the assistant turn (an agent writes {"tool":"answer","args":ANSWER});
     # label scoring continues from it.
     answer_lead: str = ""
@@ -216,7 +218,8 @@ class Prompt:
 
     @property
     def audios(self) -> list[Any]:
-        return [self.media.audio] if self.media.audio is not None else []
+        first = [self.media.audio] if self.media.audio is not None else []
+        return first + list(self.observation_audios)
 
 
 @dataclass

@@ -230,12 +230,10 @@ def _expert_scores(records: list[dict[str, Any]], labels: tuple[str, ...], task:
 
 def ablation_scores(records: list[dict[str, Any]], scheme, gate=None) -> list[tuple[str, dict[str, Any]]]:
     """(row name, scores of the first task) for each expert subset, then each fuser."""
-    from mllm_mer.strategies.fusion import FUSED, FUSERS, MODALITY_ORDER, fuse
+    from mllm_mer.strategies.fusion import FUSED, FUSERS, expert_order, fuse
 
     ls = scheme.label_sets[0]
-    names = sorted({n for r in records for n in (r["prediction"].get("experts") or {})},
-                   key=lambda n: (n == "joint", n.count("+"), [MODALITY_ORDER.index(m) for m in n.split("+")]
-                                  if n != "joint" else []))
+    names = sorted({n for r in records for n in (r["prediction"].get("experts") or {})}, key=expert_order)
     rows = []
     for name in names:
         rows.append((f"expert: {name}", _expert_scores(
@@ -269,11 +267,11 @@ def fusion_rows(records: list[dict[str, Any]], scheme, gate=None) -> list[str]:
 
 def robustness_rows(records: list[dict[str, Any]], scheme) -> list[str]:
     """The joint prompt with each modality removed at test time, and the accuracy it costs."""
-    from mllm_mer.strategies.fusion import MODALITY_ORDER, expert_name
+    from mllm_mer.strategies.fusion import MODALITY_ORDER, expert_name, subset_of
 
     ls = scheme.label_sets[0]
     full = [r for r in records if "joint" in (r["prediction"].get("experts") or {})]
-    every = sorted({m for r in full for n in r["prediction"]["experts"] if n != "joint" for m in n.split("+")},
+    every = sorted({m for r in full for n in r["prediction"]["experts"] for m in subset_of(n) or ()},
                    key=MODALITY_ORDER.index)
     if len(every) < 2:
         return []

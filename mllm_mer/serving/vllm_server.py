@@ -44,8 +44,8 @@ def server_command(config: ServeConfig, extra_args: list[str] | None = None) -> 
     model, engine, server = config.model, config.engine, config.server
     model_id = resolve_model(model.model)
     family = family_for(model_id)  # fail early on an unsupported model
-    media_limits = {"image": engine.max_images, "video": server.max_videos, **({"audio": 1} if family.hears_audio
-                                                                                else {})}
+    media_limits = {"image": engine.max_images, "video": server.max_videos,
+                    **({"audio": family.max_audios} if family.hears_audio else {})}
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_id,
            "--served-model-name", served_base_name(config), "--host", server.host, "--port", str(server.port),
            "--max-model-len", str(engine.max_model_len), "--enable-prefix-caching",

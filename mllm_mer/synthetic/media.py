@@ -74,13 +74,21 @@ def write_clip(path: str | Path, seconds: float = 2.0, fps: int = 10, size: tupl
 
 
 def write_wav(path: str | Path, seconds: float = 1.0, tone_hz: float | None = 220.0, amplitude: float = 0.3,
-              sample_rate: int = 16_000, parts: list[tuple[float, float | None]] | None = None) -> Path:
-    """A mono WAV: one tone (None: silence), or `parts`, a sequence of (seconds, tone or None)."""
+              sample_rate: int = 16_000, parts: list[tuple[float, float | None]] | None = None,
+              shape: str = "sine") -> Path:
+    """A mono WAV: one tone (None: silence), or `parts`, a sequence of (seconds, tone or None).
+
+    `shape` "square" gives a square wave of the sine's loudness (equal RMS): same pitch, other timbre."""
     path = Path(path)
     pieces = []
     for length, tone in parts or [(seconds, tone_hz)]:
         t = np.arange(int(length * sample_rate)) / sample_rate
-        pieces.append(amplitude * np.sin(2 * np.pi * tone * t) if tone else np.zeros_like(t))
+        wave = np.sin(2 * np.pi * tone * t) if tone else np.zeros_like(t)
+        if shape == "square":
+            wave = np.sign(wave) / np.sqrt(2)
+        elif shape != "sine":
+            raise ValueError(f"shape must be sine or square, not {shape!r}")
+        pieces.append(amplitude * wave)
     wave = np.concatenate(pieces)
     pcm = (wave * 32767).astype(np.int16)
     with av.open(str(path), "w", format="wav") as container:

@@ -1,6 +1,8 @@
 """Synthetic tasks for honest learnability checks.
 
 `make_task`: a task that needs both frames and words.
+`make_window_task`: evidence in a short window that uniform sampling misses.
+`make_tone_task`: a label that lives only in the sound's timbre, which neither words nor cue text carry.
 
 Each clip is red or blue; each transcript says the weather is sunny or rainy. Each of
 the four combinations has its own emotion, so the colour alone or the wording alone
@@ -12,7 +14,7 @@ import json
 import random
 from pathlib import Path
 
-from mllm_mer.synthetic.media import write_clip
+from mllm_mer.synthetic.media import write_clip, write_wav
 
 COLOURS = {"red": (220, 40, 40), "blue": (40, 60, 220)}
 SENTENCES = {"sunny": ["It is sunny today.", "What a sunny morning.", "The sun is out again."],
@@ -92,6 +94,42 @@ def make_window_task(out_dir: str | Path, n_train: int = 96, n_dev: int = 24, n_
             rows.append({"id": f"{split}{i:04d}", "split": split, "text": "Watch closely.",
                          "video": f"clips/{colour}.mp4", "label": WINDOW_LABELS[colour], "colour": colour,
                          "trace": [WINDOW_LOOK] if split == "train" else []})
+    manifest = out / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return manifest
+
+
+# -- a task only a model that hears can learn ------------------------------------------------------
+# A sine or a square wave at one pitch and one loudness (equal RMS): the timbre differs, and nothing
+# else. openSMILE finds no speech in a pure tone, so the cue text is the same for both ("no clear
+# speech found"), and so is the transcript: a model reading words and cues is at chance.
+TONE_HZ = 440.0
+TONE_LABELS = {"sine": "neutral", "square": "anger"}
+TONE_TEXT = "Listen to this."
+TONE_LABELS_YAML = """name: tone-timbre
+tasks:
+  - task: emotion
+    labels: [neutral, anger]
+    descriptions: {neutral: calm, anger: annoyed}
+"""
+
+
+def make_tone_task(out_dir: str | Path, n_train: int = 64, n_dev: int = 16, n_test: int = 16, seed: int = 0
+                   ) -> Path:
+    """Writes sounds/ (one 1 s WAV per shape), manifest.jsonl (split column) and labels.yaml; returns the
+    manifest path."""
+    out = Path(out_dir)
+    (out / "sounds").mkdir(parents=True, exist_ok=True)
+    (out / "labels.yaml").write_text(TONE_LABELS_YAML)
+    for shape in TONE_LABELS:
+        write_wav(out / "sounds" / f"{shape}.wav", seconds=1.0, tone_hz=TONE_HZ, shape=shape)
+    rng = random.Random(seed)
+    rows = []
+    for split, count in (("train", n_train), ("dev", n_dev), ("test", n_test)):
+        shapes = [list(TONE_LABELS)[i % 2] for i in range(count)]
+        rng.shuffle(shapes)
+        rows += [{"id": f"{split}{i:04d}", "split": split, "text": TONE_TEXT, "audio": f"sounds/{shape}.wav",
+                  "label": TONE_LABELS[shape], "shape": shape} for i, shape in enumerate(shapes)]
     manifest = out / "manifest.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return manifest

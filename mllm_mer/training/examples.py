@@ -77,7 +77,8 @@ class Collator:
         actions = scripted_actions(ready.sample, self.trace_col)
         actions = [a for a in actions if a["tool"] != "answer"] + [{"tool": "answer", "args": json.loads(answer)}]
         ep = replay(start(ready.prompt, ready.sample, ready.media, box), box, actions)
-        prompt = replace(ready.prompt, messages=ep.messages, observation_images=tuple(ep.images))
+        prompt = replace(ready.prompt, messages=ep.messages, observation_images=tuple(ep.images),
+                         observation_audios=tuple(ep.audios))
         return Conversation(prompt, [i for i, m in enumerate(ep.messages) if m["role"] == "assistant"])
 
     def examples(self, samples: list[Sample]) -> list[tuple[Prompt, str] | Conversation]:
@@ -112,10 +113,10 @@ class Collator:
         for index in example.targets:
             # The prefix's length in tokens, media expanded as the processor expands it.
             head = prompt.messages[:index]
-            shown = sum(part.get("type") == "image" for m in head if isinstance(m["content"], list)
-                        for part in m["content"])
+            parts = [part.get("type") for m in head if isinstance(m["content"], list) for part in m["content"]]
             prefix = replace(prompt, messages=head, observation_images=prompt.observation_images[
-                : shown - (prompt.media.image is not None)])
+                : parts.count("image") - (prompt.media.image is not None)], observation_audios=prompt.
+                observation_audios[: parts.count("audio") - (prompt.media.audio is not None)])
             start = int(processor_inputs(self.processor, [prefix], [render(self.processor, prefix)])["input_ids"]
                         .shape[1])
             spans.append((start, self.tokenizer(prompt.messages[index]["content"] + self.suffix,

@@ -47,7 +47,7 @@ def load_trainable_model(cfg: TrainConfig):
     """A freshly loaded base model (4-bit for QLoRA) with LoRA on it; the vision tower frozen."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
-    from mllm_mer.backends.hf_loading import load_model_and_processor
+    from mllm_mer.backends.hf_loading import load_model_and_processor, with_adapters
 
     lora_cfg = cfg.lora
     kwargs: dict[str, Any] = {"dtype": train_dtype(cfg)}
@@ -69,9 +69,7 @@ def load_trainable_model(cfg: TrainConfig):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     if lora_cfg.init_adapter:  # trained further (GRPO after SFT): its own rank and targets
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, lora_cfg.init_adapter, is_trainable=True)
+        model = with_adapters(model, {"default": lora_cfg.init_adapter}, cfg.model.model, trainable=True)
     else:
         lora = LoraConfig(r=lora_cfg.lora_r, lora_alpha=lora_cfg.lora_alpha, lora_dropout=lora_cfg.lora_dropout,
                           target_modules=lora_targets(cfg, model), modules_to_save=lora_cfg.modules_to_save or None)
@@ -83,12 +81,10 @@ def load_trainable_model(cfg: TrainConfig):
 
 def merge(model: str, adapter: str, out: str | Path) -> Path:
     """Fold an adapter into the base weights (safetensors) next to the base processor."""
-    from peft import PeftModel
-
-    from mllm_mer.backends.hf_loading import load_model_and_processor
+    from mllm_mer.backends.hf_loading import load_model_and_processor, with_adapters
 
     base, processor = load_model_and_processor(ModelConfig(model=model), "cpu")
-    merged = PeftModel.from_pretrained(base, adapter).merge_and_unload()
+    merged = with_adapters(base, {"default": adapter}, model).merge_and_unload()
     out = Path(out)
     merged.save_pretrained(out, safe_serialization=True)
     processor.save_pretrained(out)

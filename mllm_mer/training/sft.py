@@ -121,6 +121,7 @@ class Recipe:
     agent: Agent | None
     train_samples: list[Sample]
     dev_samples: list[Sample]
+    model: str  # the base model's id or folder
 
 
 def ready_recipe(cfg: TrainConfig, out: Path) -> Recipe:
@@ -142,7 +143,7 @@ def ready_recipe(cfg: TrainConfig, out: Path) -> Recipe:
                            default_template="label_only")
     dev_samples = _load_samples(cfg, opt.dev_split, opt.limit_dev)[0] if opt.dev_split else []
     (out / "config.yaml").write_text(cfg.to_yaml())
-    return Recipe(setup, agent_strategy(cfg), train_samples, dev_samples)
+    return Recipe(setup, agent_strategy(cfg), train_samples, dev_samples, cfg.model.model)
 
 
 def train(cfg: TrainConfig, callbacks: list | None = None) -> Path:
@@ -192,6 +193,7 @@ def write_dev_metrics(out: Path, metrics: dict[str, Any]) -> None:
 
 def save_trained(trainer, out: Path, recipe: Recipe) -> Path:
     """The final adapter with its prompt beside it (one process writes it)."""
+    from mllm_mer.backends.hf_loading import name_adapter_as_checkpoint
     from mllm_mer.pipeline.adapter_prompt import save_adapter_prompt
 
     adapter_dir = out / "adapter"
@@ -201,6 +203,7 @@ def save_trained(trainer, out: Path, recipe: Recipe) -> Path:
     state = trainer.accelerator.get_state_dict(trainer.model) if sharded else None
     if trainer.is_world_process_zero():
         trainer.accelerator.unwrap_model(trainer.model).save_pretrained(adapter_dir, state_dict=state)
+        name_adapter_as_checkpoint(adapter_dir, recipe.model)
         save_adapter_prompt(adapter_dir, recipe.setup, recipe.agent)
         if recipe.dev_samples and sharded and trainer.args.world_size > 1:
             print("dev metrics skipped under multi-process FSDP (a sharded model answers only with every process); "

@@ -79,6 +79,7 @@ def _prompt(ep: Episode, schema: dict[str, Any]) -> Prompt:
     first = ep.first
     return Prompt(sample_id=first.sample_id, messages=list(ep.messages), schema=schema, label_sets=first.label_sets,
                   with_rationale=first.with_rationale, media=first.media, observation_images=tuple(ep.images),
+                  observation_audios=tuple(ep.audios),
                   answer_lead=ANSWER_LEAD, cue_modalities=first.cue_modalities)
 
 
@@ -123,9 +124,10 @@ def act(ep: Episode, prompt: Prompt, raw: str, step: int, box: Toolbox, tokens: 
         return
     observation = run_tool(tool, ep, box, args)
     ep.trace.append({"step": step, "tool": tool, "args": args, "observation": observation.summary,
-                     "images": len(observation.images), "tokens": tokens})
+                     "images": len(observation.images), "audios": len(observation.audios), "tokens": tokens})
     ep.images.extend(observation.images)
-    content = [{"type": "image"} for _ in observation.images]
+    ep.audios.extend(observation.audios)
+    content = [{"type": "audio"} for _ in observation.audios] + [{"type": "image"} for _ in observation.images]
     content.append({"type": "text", "text": f"<observation tool=\"{tool}\">\n{observation.text}\n</observation>\n"
                                             + _next_turn(step, box.max_steps)})
     ep.messages.append({"role": "user", "content": content})

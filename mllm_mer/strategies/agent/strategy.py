@@ -48,7 +48,8 @@ class Agent(BaseStrategy):
     def toolbox(self, setup: PromptSetup, resources: Resources | None = None, backend=None) -> Toolbox:
         """The tools over a run; looks stop where the backend's image limit per prompt would be passed."""
         return Toolbox(setup, resources or Resources(), self.tools, self.max_steps, self.look_frames,
-                       image_limit=getattr(backend, "max_images", None))
+                       image_limit=getattr(backend, "max_images", None),
+                       audio_limit=getattr(backend, "max_audios", None))
 
     def answer(self, backend, ready: Sequence[Prepared], run: RunContext) -> list[Prediction]:
         return [draws[0] for draws in self.draw(backend, ready, run, 1, 0.0)]

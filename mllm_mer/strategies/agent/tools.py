@@ -31,6 +31,8 @@ class Toolbox:
     look_frames: int = 4  # frames one look may ask for
     # Images one prompt may carry (the backend's limit, e.g. vLLM's max_images); looks stop there.
     image_limit: int | None = None
+    # Sounds one prompt may carry (an Omni model hears each listen window itself); None: the family's.
+    audio_limit: int | None = None
 
     @property
     def index(self) -> Any:
@@ -51,6 +53,7 @@ class Observation:
     summary: str  # one line for the trace
     images: tuple[Any, ...] = ()
     times: tuple[float, ...] = ()
+    audios: tuple[Any, ...] = ()  # waveforms heard (Omni families), in placeholder order
 
 
 @dataclass
@@ -63,6 +66,7 @@ class Episode:
     messages: list[dict[str, Any]]
     draw: int = 0
     images: list[Any] = field(default_factory=list)  # observation images, in placeholder order
+    audios: list[Any] = field(default_factory=list)  # observation sounds, in placeholder order
     trace: list[dict[str, Any]] = field(default_factory=list)
     frames_left: int = 0
     context_shown: int = 0
@@ -156,10 +160,18 @@ class Look:
         return Observation(text, f"{len(clip.images)} {what} at {times} s", tuple(clip.images), tuple(clip.times))
 
 
+def _hearable(ep: Episode, box: Toolbox) -> bool:
+    """Whether the model hears a listened window itself: an Omni family, below the prompt's sound limit."""
+    if not box.setup.hear_seconds:
+        return False
+    return box.audio_limit is None or (ep.media.audio is not None) + len(ep.audios) < box.audio_limit
+
+
 class Listen:
     name = "listen"
     description = ("listen(start, end): vocal cues (loudness, pitch, pauses, pace) of seconds start..end, "
-                   "and the words heard there when there is no transcript")
+                   "and the words heard there when there is no transcript; a model that hears also gets "
+                   "the sound of the window itself")
 
     def parameters(self, ep: Episode, box: Toolbox) -> dict[str, Any] | None:
         if "audio" not in box.setup.modalities or ep.sound is None or not ep.span:
@@ -189,10 +201,15 @@ class Listen:
         whole = cues_for(ep.waveform, ep.sound, ep.sample.transcript, None, box.setup.media.media_cache_gb, notes)[1]
         reference = baseline([whole]) if whole and (end - start) < 0.9 * ep.waveform.size / SAMPLE_RATE else None
         cues = cues_for(piece, None, ep.sample.transcript, reference, 0.0, notes)[0]
+        heard = piece[:int(box.setup.hear_seconds * SAMPLE_RATE)] if _hearable(ep, box) else None
         text = f"{start:.2f}-{end:.2f} s: <vocal_cues>{as_data(cues)}</vocal_cues>"
+        if heard is not None:
+            seconds = heard.size / SAMPLE_RATE
+            text = f"The sound of {start:.2f}-{start + seconds:.2f} s above. " + text
         if words is not None:
             text += f" Words heard: <transcript>{words}</transcript>"
-        return Observation(text, cues)
+        return Observation(text, cues if heard is None else f"heard {heard.size / SAMPLE_RATE:.2f} s; {cues}",
+                           audios=() if heard is None else (heard,))
 
 
 class Recall:

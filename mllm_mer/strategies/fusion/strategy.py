@@ -12,7 +12,7 @@ from mllm_mer.prompting import build_prompt
 from mllm_mer.stages.prepare import Prepared, present_modalities
 from mllm_mer.stages.scoring import score_labels
 from mllm_mer.strategies.base import BaseStrategy, RunContext
-from mllm_mer.strategies.fusion.experts import FUSED, JOINT, expert_subsets
+from mllm_mer.strategies.fusion.experts import FUSED, JOINT, expert_subsets, hearing_experts
 from mllm_mer.strategies.fusion.fusers import fuse
 from mllm_mer.strategies.fusion.gate import Gate, load_gate
 
@@ -49,6 +49,9 @@ class Fusion(BaseStrategy):
                 prompt = p.prompt if name == JOINT else build_prompt(p.sample, setup.scheme, setup.template,
                                                                      p.media, modalities)
                 jobs.append((i, name, prompt))
+            if self.every_subset and "audio" in present:
+                jobs += [(i, name, build_prompt(sample, setup.scheme, setup.template, media, ("audio",)))
+                         for name, (sample, media) in hearing_experts(p.sample, p.media).items()]
             missing.append([m for m in setup.modalities if m not in present])
         run.on_stage(f"scoring {len(jobs)} expert prompts")
         scored = score_labels(backend, [prompt for _, _, prompt in jobs], run.adapter)
