@@ -7,6 +7,7 @@ concurrent analyse requests arrive batched, so they reach vLLM as one batch.
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 import uuid
@@ -89,6 +90,18 @@ class Service:
         self.activity = ""  # what the model is doing now (the page shows it beside the status)
         if backend is not None:
             self._loaded.set()
+
+    def housekeep(self, keep: tuple[Path, ...] = ()) -> None:
+        """Bound the runs folder: outputs older than `keep_hours` go, then the oldest past `keep_gb`
+        (Batch runs, analyses and conversations each); `keep` stays (what a request just made)."""
+        from mllm_mer.core.housekeeping import prune
+
+        ui = self.config.ui
+        runs = Path(ui.runs_dir).expanduser().resolve()
+        age, size = ui.keep_hours * 3600, int(ui.keep_gb * 1024**3)
+        for folder in (runs / "analyses", runs / "conversations"):
+            prune(folder, age, size, keep)
+        prune(runs, age, size, (runs / "analyses", runs / "conversations", *keep))
 
     # -- the model --------------------------------------------------------------------------
     def start_loading(self) -> threading.Thread:
@@ -257,6 +270,7 @@ class Service:
         out = (Path(self.config.ui.runs_dir).expanduser().resolve() / "conversations"
                / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}")
         write_timeline(rows, out, task, context_labels, recording_end(samples))
+        self.housekeep(keep=(out,))
         frames = [list(prompts[s.id].media.frames) if prompts.get(s.id) else [] for s in samples]
         return ConversationRun(rows, frames, out)
 
@@ -271,7 +285,12 @@ class Service:
         name = f"batch-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         out = Path(self.config.ui.runs_dir).expanduser().resolve() / name
         out.mkdir(parents=True)
-        manifest, root = self._batch_input(Path(upload), out, data_folder)
+        self.housekeep(keep=(out,))
+        try:
+            manifest, root = self._batch_input(Path(upload), out, data_folder)
+        except BaseException:  # a refused upload leaves nothing behind
+            shutil.rmtree(out, ignore_errors=True)
+            raise
         base = self.config
         media = replace(base.media)
         data = build(EvaluateConfig, dataset="manifest", data_dir=str(manifest), task=task,

@@ -123,11 +123,9 @@ def _analysis_outputs(analysis, outbox: Path) -> tuple:
             _prompt_text(analysis), str(download), analysis, trace_messages(pred), about)
 
 
-def build_analyse_tab(service: Service, analysis_state: gr.State, chatbot: gr.Chatbot,
-                      chat_header: gr.Markdown) -> None:
-    config = service.config
-    adapters = [NO_ADAPTER] + list(config.model.adapters)
-    outbox = Path(config.ui.runs_dir).expanduser().resolve() / "analyses"
+def _analyse_handler(service: Service):
+    """The Analyse button's batched handler; its downloads go to the runs folder, kept bounded."""
+    outbox = Path(service.config.ui.runs_dir).expanduser().resolve() / "analyses"
 
     def analyse(*batched):
         outbox.mkdir(parents=True, exist_ok=True)
@@ -136,8 +134,18 @@ def build_analyse_tab(service: Service, analysis_state: gr.State, chatbot: gr.Ch
             results = service.analyse_many(requests)
         except (ValueError, RuntimeError, ConnectionError, OSError) as error:
             raise gr.Error(str(error)) from None
-        return [list(column) for column in zip(*(_analysis_outputs(a, outbox) for a in results), strict=True)]
+        outputs = [_analysis_outputs(a, outbox) for a in results]
+        service.housekeep()
+        return [list(column) for column in zip(*outputs, strict=True)]
 
+    return analyse
+
+
+def build_analyse_tab(service: Service, analysis_state: gr.State, chatbot: gr.Chatbot,
+                      chat_header: gr.Markdown) -> None:
+    config = service.config
+    adapters = [NO_ADAPTER] + list(config.model.adapters)
+    analyse = _analyse_handler(service)
     default_labels = config.prompt.labels or "meld"
     with gr.Tab("Analyse"):
         with gr.Row():
@@ -275,7 +283,9 @@ def build_batch_tab(service: Service) -> None:
 
 
 def build_demo(service: Service) -> gr.Blocks:
-    with gr.Blocks(title="mllm-mer") as demo:
+    keep = int(service.config.ui.keep_hours * 3600)
+    # Gradio's own upload folder: checked hourly, files older than the app keeps its outputs go.
+    with gr.Blocks(title="mllm-mer", delete_cache=(min(3600, keep), keep)) as demo:
         gr.Markdown("# mllm-mer\nMultimodal emotion recognition: frames, transcript, vocal cues and the "
                     "conversation go in; a label from the chosen set and a rationale citing its cues come out.")
         status = gr.Markdown(f"Model `{service.config.model.model}`: **{service.status}**", elem_id="model-status")
@@ -352,6 +362,7 @@ def launch(demo: gr.Blocks, service: Service, **kwargs):
         print(f"warning: serving on {ui.host} without a login (set MLLM_MER_APP_AUTH=user:password)", file=sys.stderr)
     runs = Path(ui.runs_dir).expanduser().resolve()
     runs.mkdir(parents=True, exist_ok=True)
+    service.housekeep()
     from starlette.middleware import Middleware
 
     # FastAPI's own /openapi.json would describe every route without a login (gradio's is behind it).

@@ -17,6 +17,7 @@ from mllm_mer.backends.base import render
 from mllm_mer.backends.engine_loop import EngineLoop
 from mllm_mer.config import BackendConfig
 from mllm_mer.core.families import explain_load_error, family_for, resolve_model
+from mllm_mer.core.housekeeping import sweep_engine_leftovers
 from mllm_mer.core.types import Prompt
 from mllm_mer.media.audio import SAMPLE_RATE
 
@@ -66,6 +67,7 @@ class VLLMEngineBackend:
         if self.adapters:
             engine_args.update(enable_lora=True, max_lora_rank=engine.max_lora_rank, max_loras=len(self.adapters))
         engine_args.update(engine.engine_args)  # vLLM's own EngineArgs fields, passed through
+        sweep_engine_leftovers()  # what engines killed earlier left in /dev/shm and the temp folder
         try:
             self.llm = LLM(**engine_args)
         except OSError as error:

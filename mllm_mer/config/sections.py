@@ -224,6 +224,9 @@ class UIConfig:
     ui_concurrency: int = option(4, "simultaneous requests per event; analyse requests are batched up to 16", low=1)
     chat_max_new_tokens: int = option(256, "chat answer length cap", low=1)
     runs_dir: str = option("~/.cache/mllm-mer/app-runs", "where Batch runs are written")
+    keep_hours: float = option(24.0, "the app's outputs (Batch runs, analyses, conversations, uploads) are "
+                                     "removed after this many hours", low=0.01)
+    keep_gb: float = option(2.0, "and the oldest go first past this size, per kind of output", low=0.001)
     data_dirs: list[str] = option([], "server folders the Batch tab may read clips from (repeatable); "
                                       "without one, Batch takes a zip of manifest + clips")
     example_video: str | None = option(None, "a clip the Analyse tab offers as a one-click example")

@@ -5,7 +5,7 @@ what is decoded (window, frame count, rate, pixel budget, snapping); an edited f
 key. Frames are stored uncompressed (`.npy`, exact pixels, fast to read) with their times;
 audio windows and probes (which streams a file has) are stored too, so a cached run opens
 no media file at all. The folder is bounded: past `max_gb`, the least recently used
-entries go first.
+entries go first (checked at each process's first write and after every 1/20 of the bound).
 
 Location: `$MLLM_MER_CACHE/media` (default `~/.cache/mllm-mer/media`).
 """
@@ -33,7 +33,9 @@ class MediaCache:
     def __init__(self, root: Path | None = None, max_gb: float = 2.0):
         self.root, self.max_bytes = Path(root or cache_root()), int(max_gb * 1024**3)
         self._lock = threading.Lock()
-        self._written = 0  # bytes written since the last size check
+        # Bytes written since the last size check; the first write of every process checks, so that
+        # many short processes, each writing little, still keep the bound.
+        self._written = self.max_bytes
 
     def _path(self, key: tuple, suffix: str) -> Path:
         digest = hashlib.sha256(repr(key).encode()).hexdigest()

@@ -88,6 +88,9 @@ class Server:
 
     def start(self) -> Server:
         from mllm_mer.backends.vllm_env import cpu_engine_env
+        from mllm_mer.core.housekeeping import sweep_engine_leftovers
+
+        sweep_engine_leftovers()  # what servers killed earlier left in /dev/shm and the temp folder
 
         env = {**cpu_engine_env(self.config.engine.kv_cache_gb), "VLLM_LOGGING_LEVEL": "WARNING", **os.environ}
         if self.config.engine.engine_log:  # asked for on the command line: wins over an exported level
