@@ -220,6 +220,29 @@ def test_resuming_with_other_settings_is_refused(tmp_path, cli_split):
 
 
 @requires_meld
+def test_a_rerun_answers_again_the_rows_a_bad_setting_failed(tmp_path, cli_split):
+    """--max-new-tokens 3 cuts every answer (parse failures); the rerun with a workable value answers those rows
+    again, replaces their failures (each id once in the file) and says so; a corrupt clip stays failed."""
+    data_dir, ids, model = cli_split
+    out = tmp_path / "run"
+    subprocess.run(_evaluate_cmd(data_dir, out, *model, "--limit", "4", "--max-new-tokens", "3"),
+                   capture_output=True, text=True, timeout=600)
+    before = read_predictions(out / "predictions.jsonl")
+    cut = sorted(i for i, r in before.items() if r["prediction"].get("error_kind") == "parse")
+    assert len(cut) == 2, {i: r["prediction"].get("error") for i, r in before.items()}
+    again = subprocess.run(_evaluate_cmd(data_dir, out, *model, "--limit", "4", "--max-new-tokens", "1024"),
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    lines = [json.loads(line)["id"] for line in (out / "predictions.jsonl").read_text().splitlines()]
+    after = read_predictions(out / "predictions.jsonl")
+    assert sorted(lines) == sorted(set(lines)) == sorted(before)
+    assert all(after[i]["prediction"]["ok"] for i in cut)
+    assert after[ids[0]]["prediction"]["error_kind"] == "media"  # the file is as broken as it was
+    assert "answered again: 2 that had failed (parse)" in again.stdout
+    assert json.loads((out / "metrics.json").read_text())["retried"] == {"parse": 2}
+
+
+@requires_meld
 def test_a_run_where_every_sample_failed_exits_non_zero(tmp_path, cli_split):
     data_dir, ids, model = cli_split  # the first two: a corrupt clip, an empty transcript
     proc = subprocess.run(_evaluate_cmd(data_dir, tmp_path / "run", *model, "--limit", "2"), capture_output=True,

@@ -54,6 +54,13 @@ def append_records(path: Path, records: list[dict[str, Any]]) -> None:
         os.close(fd)
 
 
+def rewrite_records(path: Path, records: list[dict[str, Any]]) -> None:
+    """Replace the file's rows atomically (a kill leaves the old file or the new one, never half)."""
+    partial = path.with_name(path.name + ".rewrite")
+    partial.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    os.replace(partial, path)
+
+
 def record_for(sample: Sample, prediction: Prediction, prompt: Prompt | None = None,
                modalities: tuple[str, ...] = ()) -> dict[str, Any]:
     """One line of predictions.jsonl: the answer, the gold labels, and what the model was given."""

@@ -81,6 +81,9 @@ def summary(metrics: dict[str, Any]) -> list[str]:
     coverage = metrics.get("coverage") or {}
     if coverage.get("partial"):
         lines.append(f"partial: {coverage['answered']} of {coverage['of']}")
+    if retried := metrics.get("retried"):
+        lines.append("answered again: " + ", ".join(f"{n} that had failed ({k})" for k, n in sorted(retried.items()))
+                     + "; their earlier failures are replaced")
     if present := metrics.get("modalities_present"):
         lines.append("modalities present: " + ", ".join(f"{m} {n}/{metrics['n_samples']}" for m, n in present.items()))
     lines += [f"warning: {w}" for w in metrics.get("warnings") or []]

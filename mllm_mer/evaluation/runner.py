@@ -23,7 +23,14 @@ from mllm_mer.conversation.context import context_settings, dialogues_of
 from mllm_mer.core.types import Prediction, Sample
 from mllm_mer.datasets import Split, load_configured, loader_options
 from mllm_mer.evaluation.fingerprint import fingerprint, strategy_fingerprint
-from mllm_mer.evaluation.records import PREDICTIONS, append_records, check_run_dir, read_predictions, record_for
+from mllm_mer.evaluation.records import (
+    PREDICTIONS,
+    append_records,
+    check_run_dir,
+    read_predictions,
+    record_for,
+    rewrite_records,
+)
 from mllm_mer.evaluation.statistics import agent_statistics, compute_metrics, dialogue_metrics
 from mllm_mer.pipeline.answer import run_context
 from mllm_mer.pipeline.dialogue import classify_dialogues
@@ -47,6 +54,26 @@ class Plan:
     out: Path
     done: dict[str, dict[str, Any]]
     timing: dict[str, float] = field(default_factory=dict)
+    retried: dict[str, int] = field(default_factory=dict)  # failure kind -> rows answered again
+
+
+# Failures a rerun may fix (a server back up, a larger --max-new-tokens): such rows are answered again;
+# a file that cannot be read, or a sample with nothing to classify, stays as it was.
+RETRIED_KINDS = ("backend", "parse")
+
+
+def retry_failed(done: dict[str, dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
+    """(the rows that stand, failure kind -> rows to answer again)."""
+    retried: dict[str, int] = {}
+    kept = {}
+    for sample_id, record in done.items():
+        prediction = record.get("prediction") or {}
+        kind = prediction.get("error_kind")
+        if not prediction.get("ok", True) and kind in RETRIED_KINDS:
+            retried[kind] = retried.get(kind, 0) + 1
+        else:
+            kept[sample_id] = record
+    return kept, retried
 
 
 def plan_run(cfg: EvaluateConfig, media_roots: tuple[str, ...] = ()) -> Plan:
@@ -69,7 +96,9 @@ def plan_run(cfg: EvaluateConfig, media_roots: tuple[str, ...] = ()) -> Plan:
     strategy = resolve_strategy(cfg.strategy, setup)
     out = Path(run.out)
     check_run_dir(out, fingerprint(cfg, setup, strategy), cfg)
-    done = read_predictions(out / PREDICTIONS)
+    done, retried = retry_failed(read_predictions(out / PREDICTIONS))
+    if retried:  # the failed rows leave the file; their new answers are appended as they finish
+        rewrite_records(out / PREDICTIONS, list(done.values()))
     pending = [s for s in samples if s.id not in done]
     if cfg.scale.engine == "ray":
         check_ray_support(cfg, setup, strategy)
@@ -79,7 +108,7 @@ def plan_run(cfg: EvaluateConfig, media_roots: tuple[str, ...] = ()) -> Plan:
                                     split.samples, loader_options(data, cfg.prompt.labels))
     context = run_context(setup, strategy, next(iter(cfg.model.adapters), None),
                           run.probabilities or setup.mode == "score", resources=resources)
-    return Plan(split, samples, pending, context, out, done)
+    return Plan(split, samples, pending, context, out, done, retried=retried)
 
 
 def run_evaluation(cfg: EvaluateConfig, backend=None, progress: bool = True,
@@ -191,6 +220,8 @@ def write_results(cfg: EvaluateConfig, plan: Plan) -> dict[str, Any]:
     metrics["coverage"] = {"answered": len(wanted), "of": len(plan.split.samples),
                            "partial": len(wanted) < len(plan.split.samples)}
     metrics["sample_set"] = hashlib.sha256("\n".join(sorted(s.id for s in plan.samples)).encode()).hexdigest()[:16]
+    if plan.retried:
+        metrics["retried"] = plan.retried
     if plan.timing.get("inference_s"):
         metrics["throughput_samples_per_s"] = len(plan.pending) / plan.timing["inference_s"]
         metrics["timing"] = plan.timing
