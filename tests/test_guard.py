@@ -145,6 +145,25 @@ def test_an_inline_decompression_bomb_is_a_400_with_the_reason(guarded):
     assert recorder.calls == []
 
 
+def test_a_request_may_set_only_a_clips_frame_rate_and_every_frame_of_a_sequence_is_checked(guarded):
+    recorder, guard = guarded
+    frame = base64.b64encode(png_header(64, 48)).decode()
+    sequence = {"type": "video_url", "video_url": {"url": f"data:video/jpeg;base64,{frame},{frame}"}}
+    for extra, reason in (({"mm_processor_kwargs": {"max_pixels": 10**9}}, "mm_processor_kwargs are not accepted"),
+                          ({"media_io_kwargs": {"video": {"fps": 2, "num_frames": 10**6}}}, "may only carry video.fps"),
+                          ({"media_io_kwargs": {"image": {"fps": 2}}}, "may only carry video.fps"),
+                          ({"media_io_kwargs": {"video": {"fps": "2"}}}, "a number in (0, 120]"),
+                          ({"media_io_kwargs": {"video": {"fps": 1e9}}}, "a number in (0, 120]")):
+        answer = call(guard, "POST", "/v1/chat/completions", json=chat(sequence, **extra), headers=AUTH)
+        assert answer.status_code == 400 and reason in answer.text, (extra, answer.text)
+    bomb = base64.b64encode(png_header(50_000, 50_000)).decode()
+    bombed = {"type": "video_url", "video_url": {"url": f"data:video/jpeg;base64,{frame},{bomb}"}}
+    assert "too large to decode" in check_body(chat(bombed), allow_remote=False)
+    assert recorder.calls == []
+    fine = chat(sequence, media_io_kwargs={"video": {"fps": 1.43}})
+    assert call(guard, "POST", "/v1/chat/completions", json=fine, headers=AUTH).status_code == 200
+
+
 def test_without_a_key_the_routes_are_still_allow_listed(monkeypatch):
     monkeypatch.delenv("VLLM_API_KEY", raising=False)
     recorder = Recorder()

@@ -219,6 +219,24 @@ def assert_server_scores_match_the_engine(client, vllm_backend, meld_spec, trans
             assert abs(got.tasks[task].probabilities[label] - p) < 1e-4
 
 
+def test_a_video_prompt_scores_the_same_in_transformers_the_engine_and_over_the_server(
+        client, vllm_backend, hf_backend, meld_spec, tmp_path):
+    """The same frames reach all three (the server gets them losslessly, none re-sampled), so the same label
+    probabilities come back (float32)."""
+    from mllm_mer.core.types import MediaSettings
+    from mllm_mer.synthetic.media import write_clip
+
+    clip = write_clip(tmp_path / "clip.mp4", seconds=2.0, fps=10, size=(96, 64))
+    samples = [Sample(id="v", video=str(clip), transcript="Oh no.")]
+    setup = PromptSetup(meld_spec, mode="score", template="label_only", media=MediaSettings(max_frames=3))
+    got = {b.name: predict(b, samples, setup)[0] for b in (hf_backend, vllm_backend, client)}
+    assert all(p.ok for p in got.values()), got
+    want = got.pop("transformers")
+    for name, prediction in got.items():
+        for task, tp in want.tasks.items():
+            assert prediction.tasks[task].probabilities == pytest.approx(tp.probabilities, abs=1e-4), name
+
+
 def test_label_scores_over_the_server_match_the_engine(client, vllm_backend, meld_spec):
     assert_server_scores_match_the_engine(client, vllm_backend, meld_spec, "You did WHAT?")
 

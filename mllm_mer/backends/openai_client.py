@@ -34,24 +34,17 @@ def image_data_url(image) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def frames_to_mp4(frames: Sequence[Any], fps: float) -> bytes:
-    """Encode sampled frames as a short near-lossless H.264 clip (frames sent, not re-sampled)."""
-    from fractions import Fraction
+def frames_data_url(frames: Sequence[Any]) -> str:
+    """The sampled frames as vLLM's frame-sequence data URL (`video/jpeg`: comma-separated images, here PNG,
+    so the server decodes exactly the pixels the in-process engine gets and samples none of them again)."""
+    return "data:video/jpeg;base64," + ",".join(image_data_url(f).partition(",")[2] for f in frames)
 
-    import av
 
-    buffer = io.BytesIO()
-    width, height = frames[0].size
-    with av.open(buffer, "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
-        stream.width, stream.height = width - width % 2, height - height % 2
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "10", "preset": "veryfast"}
-        for image in frames:
-            frame = av.VideoFrame.from_image(image.convert("RGB").resize((stream.width, stream.height)))
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
-    return buffer.getvalue()
+def request_extras(prompt: Prompt) -> dict[str, Any]:
+    """What a request carries beside its messages: the frames' true rate (the sequence has no clock)."""
+    if not prompt.media.frames:
+        return {}
+    return {"media_io_kwargs": {"video": {"fps": video_fps(prompt.media.frame_times)}}}
 
 
 def wav_bytes(waveform: Any, rate: int = SAMPLE_RATE) -> bytes:
@@ -81,9 +74,7 @@ def to_openai_messages(prompt: Prompt) -> list[dict[str, Any]]:
                 if part["type"] == "image":
                     parts.append({"type": "image_url", "image_url": {"url": image_data_url(next(images))}})
                 elif part["type"] == "video":
-                    mp4 = frames_to_mp4(prompt.media.frames, video_fps(prompt.media.frame_times))
-                    url = "data:video/mp4;base64," + base64.b64encode(mp4).decode()
-                    parts.append({"type": "video_url", "video_url": {"url": url}})
+                    parts.append({"type": "video_url", "video_url": {"url": frames_data_url(prompt.media.frames)}})
                 elif part["type"] == "audio":  # inline, as the server's guard requires of all media
                     url = "data:audio/wav;base64," + base64.b64encode(wav_bytes(next(audios))).decode()
                     parts.append({"type": "audio_url", "audio_url": {"url": url}})
@@ -194,6 +185,7 @@ class OpenAIBackend:
         with self._server() as client:
             response = self._call(
                 client.chat.completions.create, model=model, messages=to_openai_messages(prompt),
+                extra_body=request_extras(prompt),
                 temperature=temperature, seed=seed, max_tokens=self.config.model.max_new_tokens,
                 response_format={"type": "json_schema",
                                  "json_schema": {"name": "answer", "schema": prompt.schema, "strict": True}})
@@ -222,7 +214,7 @@ class OpenAIBackend:
         """Free-text answer, streamed token by token from the server (accumulated text so far)."""
         stream = self._call(self.client.chat.completions.create, model=self._model_for(adapter),
                             messages=to_openai_messages(prompt), temperature=0.0, max_tokens=max_new_tokens,
-                            stream=True)
+                            stream=True, extra_body=request_extras(prompt))
         text = ""
         for chunk in stream:
             if chunk.choices and chunk.choices[0].delta.content:
@@ -244,23 +236,26 @@ class OpenAIBackend:
         with ThreadPoolExecutor(self.max_concurrency) as pool:
             candidates = [list(pool.map(lambda text: self._tokenize(text, model), texts)) for _, texts in requests]
             messages = list(pool.map(lambda r: to_openai_messages(r[0]), requests))
+            extras = [request_extras(prompt) for prompt, _ in requests]
             points = [sorted(branch_points(ids).items(), key=lambda item: len(item[0])) for ids in candidates]
             readings: list[dict | None] = [{} for _ in requests]
             for rank in range(max(map(len, points), default=0)):  # shallow first: later ones hit the cache
                 jobs = [(i, *points[i][rank]) for i in range(len(requests))
                         if rank < len(points[i]) and readings[i] is not None]
-                read = pool.map(lambda job: self._read_branch(messages[job[0]], job[1], job[2], model), jobs)
+                read = pool.map(lambda job: self._read_branch(messages[job[0]], job[1], job[2], model,
+                                                              extras[job[0]]), jobs)
                 for (i, prefix, _), reading in zip(jobs, read, strict=True):
                     readings[i] = None if reading is None else {**readings[i], prefix: reading}
             fallback = [(i, text) for i, r in enumerate(readings) if r is None for text in requests[i][1]]
-            logprobs = list(pool.map(lambda job: self._candidate_logprobs(messages[job[0]], job[1], model), fallback))
+            logprobs = list(pool.map(lambda job: self._candidate_logprobs(messages[job[0]], job[1], model,
+                                                                          extras[job[0]]), fallback))
         for i in {i for i, _ in fallback}:
             readings[i] = readings_from_token_logprobs(
                 candidates[i], [lp for (j, _), lp in zip(fallback, logprobs, strict=False) if j == i])
         return [constrained_logprobs(ids, r) for ids, r in zip(candidates, readings, strict=True)]
 
     def _read_branch(self, messages: list[dict], prefix: tuple[int, ...], tokens: set[int],
-                     model: str) -> dict[int, float] | None:
+                     model: str, extras: dict[str, Any]) -> dict[int, float] | None:
         """Next-token log-probabilities of `tokens` after the assistant has written `prefix`."""
         text = self._detokenize(prefix, model)
         with self._server(key=str(id(messages))) as client:  # a prompt's reads meet its cached prefix
@@ -269,7 +264,7 @@ class OpenAIBackend:
                 messages=messages + [{"role": "assistant", "content": text}],
                 extra_body={"continue_final_message": True, "add_generation_prompt": False,
                             "logprob_token_ids": sorted(tokens), "return_tokens_as_token_ids": True,
-                            "return_token_ids": True})
+                            "return_token_ids": True, **extras})
         prompt_ids = response.model_extra.get("prompt_token_ids") or []
         if prefix and list(prompt_ids[-len(prefix):]) != list(prefix):
             return None
@@ -277,13 +272,15 @@ class OpenAIBackend:
         found = {int(entry.token.removeprefix("token_id:")): entry.logprob for entry in step.top_logprobs}
         return {t: found[t] for t in tokens}
 
-    def _candidate_logprobs(self, messages: list[dict], continuation: str, model: str) -> list[float]:
+    def _candidate_logprobs(self, messages: list[dict], continuation: str, model: str,
+                            extras: dict[str, Any]) -> list[float]:
         ids = self._tokenize(continuation, model)
         with self._server(key=str(id(messages))) as client:
             response = self._call(
                 client.chat.completions.create, model=model, max_tokens=1, temperature=0.0,
                 messages=messages + [{"role": "assistant", "content": continuation}],
-                extra_body={"prompt_logprobs": 0, "continue_final_message": True, "add_generation_prompt": False})
+                extra_body={"prompt_logprobs": 0, "continue_final_message": True, "add_generation_prompt": False,
+                            **extras})
         tail = response.model_extra["prompt_logprobs"][-len(ids):]
         return [entry[str(token_id)]["logprob"] for token_id, entry in zip(ids, tail, strict=False)]
 

@@ -13,7 +13,9 @@ whole bodies. This guard, loaded through vLLM's `--middleware` option, serves an
   400 and is never fetched) unless the operator allowed remote media (`--allow-remote-media`);
   message content parts must be of the types we send; an inline image whose size would be a
   decompression bomb is a 400 with the reason;
-- `n` and the token caps are read as numbers whatever their JSON type ("1000", 1000.0) and capped.
+- `n` and the token caps are read as numbers whatever their JSON type ("1000", 1000.0) and capped;
+- per-request media settings: only a clip's frame rate (`media_io_kwargs.video.fps`, which a frame
+  sequence needs); every other media or processor setting a request names is refused.
 """
 from __future__ import annotations
 
@@ -98,11 +100,31 @@ def _check_parts(body: dict[str, Any]) -> str | None:
     return None
 
 
-def image_too_large(url: str) -> str | None:
-    """Why an inline image must not be decoded (its header declares too many pixels), or None."""
+def _check_media_settings(body: dict[str, Any]) -> str | None:
+    if body.get("mm_processor_kwargs"):
+        return "mm_processor_kwargs are not accepted per request"
+    settings = body.get("media_io_kwargs")
+    if not settings:
+        return None
+    fps = settings.get("video", {}).get("fps") if isinstance(settings.get("video"), dict) else None
+    if set(settings) != {"video"} or set(settings["video"]) != {"fps"}:
+        return "media_io_kwargs may only carry video.fps"
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= 120:
+        return f"media_io_kwargs video.fps must be a number in (0, 120], not {str(fps)[:40]!r}"
+    return None
+
+
+def media_too_large(url: str) -> str | None:
+    """Why an inline image, or a frame of an inline frame sequence (`data:video/jpeg`), must not be decoded."""
     header, _, data = url.partition(",")
+    if header == "data:video/jpeg;base64":
+        return next(filter(None, map(_image_too_large, data.split(","))), None)
     if not header.startswith("data:image/") or ";base64" not in header:
         return None
+    return _image_too_large(data)
+
+
+def _image_too_large(data: str) -> str | None:
     from PIL import Image
 
     try:
@@ -124,9 +146,9 @@ def check_body(body: dict[str, Any], allow_remote: bool) -> str | None:
     if remote and not allow_remote:
         return f"media must be inline data: URLs; this server does not fetch {remote[0][:80]!r}"
     for url in urls:
-        if reason := image_too_large(url):
+        if reason := media_too_large(url):
             return reason
-    return _check_parts(body) or _check_numbers(body)
+    return _check_parts(body) or _check_numbers(body) or _check_media_settings(body)
 
 
 def route_of(scope) -> tuple[str, str]:
@@ -211,4 +233,4 @@ async def _reply(send, status: int, message: str, scope, payload: bytes | None =
     await send({"type": "http.response.body", "body": payload})
 
 
-__all__ = ["ROUTES", "GuardMiddleware", "as_whole_number", "check_body", "image_too_large", "route_of"]
+__all__ = ["ROUTES", "GuardMiddleware", "as_whole_number", "check_body", "media_too_large", "route_of"]

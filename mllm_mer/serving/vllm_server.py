@@ -50,6 +50,9 @@ def server_command(config: ServeConfig, extra_args: list[str] | None = None) -> 
            "--served-model-name", served_base_name(config), "--host", server.host, "--port", str(server.port),
            "--max-model-len", str(engine.max_model_len), "--enable-prefix-caching",
            "--limit-mm-per-prompt", json.dumps(media_limits),
+           # A clip arrives as the frames the client sampled, with their rate in media_io_kwargs (the
+           # guard lets through that one setting and refuses every other per-request media setting).
+           "--trust-request-mm-kwargs",
            "--structured-outputs-config", json.dumps({"backend": "xgrammar", "disable_any_whitespace": True}),
            "--tensor-parallel-size", str(engine.tensor_parallel_size), "--seed", str(model.seed),
            # every route keyed, media inline only, n and max_tokens capped; vLLM imports it by this path
