@@ -54,3 +54,17 @@ def run_cli(*args, check: bool = True, timeout: int = 600) -> subprocess.Complet
     if check:
         assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
+
+
+def assert_tree_gone(proc, sig) -> None:
+    """Send `sig` to a command and assert that nothing it started (engine, watchdog, server) survives."""
+    import signal
+
+    import psutil
+
+    tree = psutil.Process(proc.pid).children(recursive=True)
+    assert tree, "the command should have started processes (engine, watchdog)"
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    _, alive = psutil.wait_procs(tree, timeout=30)
+    assert [p.pid for p in alive] == [], f"left running after {signal.Signals(sig).name}: {alive}"

@@ -167,11 +167,15 @@ def test_evaluate_on_audio_only_ravdess_files_records_the_seconds_heard(tiny_omn
     assert json.loads((out / "run.json").read_text())["fingerprint"]["prompt"]["hear_seconds"] == 30.0
 
 
-def test_serve_hears_the_audio_sent_inline(tiny_omni, sounds, tmp_path):
-    """`mllm-mer serve` on an Omni thinker; `predict --backend openai` sends the waveform as an inline WAV."""
+def test_serve_hears_the_audio_sent_inline_and_kill_9_leaves_nothing(tiny_omni, sounds, tmp_path):
+    """`mllm-mer serve` on an Omni thinker; `predict --backend openai` sends the waveform as an inline WAV.
+    Then the server is killed with -9: its watchdog takes vLLM's server and engine with it."""
     import os
     import signal
     import time
+
+    import httpx
+    from helpers import assert_tree_gone
 
     from mllm_mer.serving.vllm_server import free_port
 
@@ -194,9 +198,13 @@ def test_serve_hears_the_audio_sent_inline(tiny_omni, sounds, tmp_path):
         assert done.returncode == 0, done.stderr[-3000:]
         prediction = json.loads(done.stdout)
         assert prediction["ok"] and any(n.startswith("heard 2.00 s") for n in prediction["notes"])
+        assert_tree_gone(serve, signal.SIGKILL)
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=3)
     finally:
-        serve.send_signal(signal.SIGTERM)
-        serve.wait(timeout=120)
+        if serve.poll() is None:
+            serve.send_signal(signal.SIGTERM)
+            serve.wait(timeout=120)
 
 
 @pytest.mark.gpu

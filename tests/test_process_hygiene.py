@@ -1,4 +1,5 @@
-"""No engine outlives its command: SIGTERM and SIGKILL to evaluate, serve and app (vLLM on the tiny model)."""
+"""No engine outlives its command: SIGTERM and SIGKILL to evaluate, and app and a benchmark (vLLM on the tiny
+model); `serve` killed with -9 is tested on the Omni thinker (test_omni), the same server path."""
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import time
 import httpx
 import psutil
 import pytest
+from helpers import assert_tree_gone
 
 from mllm_mer.serving.vllm_server import free_port
 
@@ -51,15 +53,6 @@ def engine_children(proc) -> list[psutil.Process]:
     return tree if any("VLLM" in " ".join(p.cmdline()) or "spawn" in " ".join(p.cmdline()) for p in tree) else []
 
 
-def assert_tree_gone(proc, sig):
-    tree = psutil.Process(proc.pid).children(recursive=True)
-    assert tree, "the command should have started processes (engine, watchdog)"
-    proc.send_signal(sig)
-    proc.wait(timeout=60)
-    _, alive = psutil.wait_procs(tree, timeout=30)
-    assert [p.pid for p in alive] == [], f"left running after {signal.Signals(sig).name}: {alive}"
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_evaluate(tiny_model, manifest, tmp_path, sig):
     out = tmp_path / "run"
@@ -73,17 +66,6 @@ def test_evaluate(tiny_model, manifest, tmp_path, sig):
     else:  # kill -9 as soon as the engine runs: the watchdog's case, also for processes it had no time to see
         wait_for(lambda: engine_children(proc), proc, what="start its engine")
     assert_tree_gone(proc, sig)
-
-
-def test_serve_killed(tiny_model):
-    port = free_port()
-    proc = subprocess.Popen(cli("serve", "--model", tiny_model, "--port", port, "--enforce-eager",
-                                "--max-model-len", "4096"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    wait_for(lambda: answers(f"http://127.0.0.1:{port}/health"), proc, what="serve")
-    assert_tree_gone(proc, signal.SIGKILL)
-    with pytest.raises(httpx.HTTPError):
-        httpx.get(f"http://127.0.0.1:{port}/health", timeout=3)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM])  # kill -9 goes through the same watchdog as evaluate's
