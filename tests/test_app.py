@@ -240,8 +240,12 @@ def test_in_chromium_batch_zip_of_manifest_and_clips_gives_answered_rows_and_a_r
         page.locator("input[type=file][accept*='.zip']").set_input_files(str(_zip_of_manifest_and_clips(tmp_path,
                                                                                                        clip)))
         page.wait_for_timeout(1500)
+        # The Batch run's own mode and modalities (#32): scored, without the audio.
+        page.get_by_role("radio", name="score").check()
+        page.get_by_role("checkbox", name="audio").uncheck()
         page.get_by_role("button", name="Run").click()
         page.get_by_text("3 samples, 0 failed").wait_for(timeout=180_000)
+        page.screenshot(path=str(ARTIFACTS / "batch.png"), full_page=True)
         link = page.locator('a[download="run.zip"]').first
         link.wait_for(timeout=30_000)
         with page.expect_download() as download:
@@ -256,6 +260,8 @@ def test_in_chromium_batch_zip_of_manifest_and_clips_gives_answered_rows_and_a_r
     lines = zipfile.ZipFile(saved).read("predictions.jsonl").decode().splitlines()
     assert sorted(json.loads(x)["id"] for x in lines) == ["s0", "s1", "s2"]
     assert all(json.loads(x)["prediction"]["ok"] for x in lines)
+    run = json.loads(zipfile.ZipFile(saved).read("metrics.json"))["run"]
+    assert run["mode"] == "score" and run["modalities"] == ["text", "video"] and run["adapter"] is None
 
 
 def _find_disagreement(app_url) -> tuple[str, str, str, str]:
@@ -528,3 +534,15 @@ def test_in_chromium_a_conversation_row_shows_its_utterance(app_url, talk):
     finally:
         browser.close()
         manager.stop()
+
+
+def test_a_batch_run_answers_with_the_adapter_chosen_or_the_base_model():
+    from mllm_mer.app.service import batch_model
+    from mllm_mer.config import ModelConfig
+
+    model = ModelConfig(model="m", adapter=["a=/runs/a", "b=/runs/b"])
+    assert batch_model(model, "b").adapters == {"b": "/runs/b", "a": "/runs/a"}  # a run answers with its first
+    assert list(batch_model(model, "b").adapters)[0] == "b"
+    assert batch_model(model, None).adapters == {}
+    with pytest.raises(ValueError, match="unknown adapter 'c'; this app serves: a, b"):
+        batch_model(model, "c")

@@ -70,6 +70,15 @@ class ConversationRun:
     out: Path  # timeline.png / .md / .jsonl
 
 
+@dataclass(frozen=True)
+class BatchOptions:
+    """What a Batch run may choose beyond the label set and template; None: the app's own setting."""
+
+    adapter: str | None = None  # None: the base model
+    mode: str | None = None
+    modalities: tuple[str, ...] | list[str] | None = None
+
+
 @dataclass
 class BatchRun:
     metrics: dict[str, Any]
@@ -276,7 +285,7 @@ class Service:
 
     # -- batch --------------------------------------------------------------------------------
     def run_batch(self, upload: str, labels: str | None, task: str, limit: int | None, template: str | None = None,
-                  data_folder: str | None = None) -> BatchRun:
+                  data_folder: str | None = None, options: BatchOptions = BatchOptions()) -> BatchRun:
         """Evaluate an uploaded manifest: a zip of manifest + clips, or a CSV/JSONL whose relative media
         paths resolve in one of the data folders the operator allowed at launch. Media may only come
         from inside that folder (or the unpacked zip)."""
@@ -295,10 +304,13 @@ class Service:
         media = replace(base.media)
         data = build(EvaluateConfig, dataset="manifest", data_dir=str(manifest), task=task,
                      dataset_options={"media_root": str(root)}).data
-        cfg = EvaluateConfig(model=base.model, engine=base.engine, client=base.client, strategy=base.strategy,
-                             retrieval=base.retrieval,
+        cfg = EvaluateConfig(model=batch_model(base.model, options.adapter), engine=base.engine, client=base.client,
+                             strategy=base.strategy, retrieval=base.retrieval,
                              prompt=replace(PromptConfig(), labels=labels or base.prompt.labels,
-                                            template=template or base.prompt.template),
+                                            template=template or base.prompt.template,
+                                            mode=options.mode or base.prompt.mode,
+                                            modalities=list(options.modalities) if options.modalities
+                                            else base.prompt.modalities),
                              media=media, data=data, run=RunConfig(out=str(out / "run"), limit=limit))
         backend = self.backend
         with self._lock:
@@ -368,3 +380,15 @@ def user_paths(text: str, names: dict[str, str]) -> str:
 
 def answer_text(analysis: Analysis) -> str:
     return ", ".join(f"{task}: {tp.label}" for task, tp in analysis.prediction.tasks.items())
+
+
+def batch_model(model, adapter: str | None):
+    """The model settings of a Batch run: the chosen adapter first (a run answers with its first), or none."""
+    if adapter is None:
+        return replace(model, adapter=[])
+    adapters = model.adapters
+    if adapter not in adapters:
+        raise ValueError(f"unknown adapter {adapter!r}; this app serves: {', '.join(adapters) or 'none'}")
+    return replace(model, adapter=[f"{adapter}={adapters[adapter]}",
+                                   *(f"{n}={p}" for n, p in adapters.items() if n != adapter)])
+

@@ -24,7 +24,7 @@ from mllm_mer.app.components import (
     user_name,
 )
 from mllm_mer.app.conversation_tab import build_conversation_tab
-from mllm_mer.app.service import MAX_QUESTION_CHARS, AnalyseRequest, Service
+from mllm_mer.app.service import MAX_QUESTION_CHARS, AnalyseRequest, BatchOptions, Service
 from mllm_mer.core.labels import available as available_label_sets
 from mllm_mer.core.registry import STRATEGIES
 from mllm_mer.media.audio import SAMPLE_RATE
@@ -225,8 +225,8 @@ def build_chat_tab(service: Service, analysis_state: gr.State, chatbot: gr.Chatb
                 queue=False)
 
 
-def build_batch_tab(service: Service) -> None:
-    config = service.config
+def _batch_handler(service: Service):
+    """The Batch button's handler: one evaluate run over the upload, its table, plot, zip and failures."""
 
     def _limit(text) -> int | None:
         text = str(text or "").strip()
@@ -234,14 +234,16 @@ def build_batch_tab(service: Service) -> None:
             raise gr.Error(f"Limit: a whole number of rows (at least 1), or empty for all rows; got {text!r}")
         return int(text) if text else None
 
-    def run_batch(upload, labels, template, task, limit, data_folder, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
+    def run_batch(upload, labels, template, task, limit, data_folder, adapter=NO_ADAPTER, mode=None, modalities=None,
+                  progress=gr.Progress(track_tqdm=True)):  # noqa: B008
         if upload is None:
             raise gr.Error("Upload a .zip of manifest + clips, or a CSV/JSONL manifest (columns: id, text, label, "
                            "and optionally video).")
         check_type(upload, BATCH_TYPES, "upload")
         try:
-            run = service.run_batch(upload, labels, task or "emotion", _limit(limit), template,
-                                    data_folder or None)
+            options = BatchOptions(None if adapter in (None, NO_ADAPTER) else adapter, mode or None, modalities or None)
+            run = service.run_batch(upload, labels, task or "emotion", _limit(limit), template, data_folder or None,
+                                    options)
         except (ValueError, RuntimeError, ConnectionError, OSError) as error:
             raise gr.Error(str(error).replace(str(Path(upload).parent), "")) from None
         metrics = run.metrics
@@ -255,6 +257,12 @@ def build_batch_tab(service: Service) -> None:
         confusion = run.out / "confusion.png"
         return rows, str(confusion) if confusion.is_file() else None, str(run.archive), status, failures
 
+    return run_batch
+
+
+def build_batch_tab(service: Service) -> None:
+    config = service.config
+    run_batch = _batch_handler(service)
     default_labels = config.prompt.labels or "meld"
     with gr.Tab("Batch"):
         with gr.Row():
@@ -271,6 +279,11 @@ def build_batch_tab(service: Service) -> None:
                 data_folder = gr.Dropdown(folders, value=folders[0] if len(folders) == 1 else None,
                                           label="Clips folder on the server (for a plain manifest)",
                                           visible=bool(folders))
+                with gr.Row():  # the same choices as Analyse, the same defaults as the command line
+                    batch_adapter = gr.Dropdown([NO_ADAPTER, *config.model.adapters], value=NO_ADAPTER,
+                                                label="Adapter")
+                    batch_mode = gr.Radio(["generate", "score"], value=config.prompt.mode or "generate", label="Mode")
+                    batch_modalities = gr.CheckboxGroup(MODALITY_CHOICES, value=MODALITY_CHOICES, label="Modalities")
                 run = gr.Button("Run", variant="primary")
         batch_status = gr.Markdown()
         metrics_table = gr.Dataframe(headers=["task", "n", "accuracy", "weighted F1", "macro F1", "UAR",
@@ -278,7 +291,8 @@ def build_batch_tab(service: Service) -> None:
         failures = gr.Dataframe(headers=["id", "kind", "reason"], label="Failures", interactive=False)
         confusion = gr.Image(label="Confusion matrices", type="filepath")
         download = gr.File(label="The whole run (predictions, metrics, report, plots) as a zip")
-        run.click(run_batch, [upload, batch_labels, batch_template, task, limit, data_folder],
+        run.click(run_batch, [upload, batch_labels, batch_template, task, limit, data_folder, batch_adapter, batch_mode,
+                              batch_modalities],
                   [metrics_table, confusion, download, batch_status, failures], api_name="batch")
 
 
