@@ -98,3 +98,12 @@ def test_the_app_removes_old_outputs_and_a_refused_batch_leaves_nothing(tmp_path
         service.run_batch(str(bad), None, "emotion", None)
     assert sorted(p.name for p in runs.iterdir()) == ["analyses", "batch-new"]
     assert not old_analysis.exists()
+
+
+def test_gradio_deletes_the_apps_uploads_after_the_apps_own_keep_time(tmp_path):
+    from mllm_mer.app.service import Service
+    from mllm_mer.app.ui import build_demo
+    from mllm_mer.config import AppConfig, build
+
+    service = Service(build(AppConfig, model="unused", runs_dir=str(tmp_path / "runs"), keep_hours=2))
+    assert build_demo(service).delete_cache == (3600, 7200)  # checked hourly, uploads older than 2 h removed
