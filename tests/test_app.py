@@ -531,6 +531,14 @@ def test_in_chromium_a_conversation_row_shows_its_utterance(app_url, talk):
         page.locator("#conversation-table").get_by_text("Did what? I was only joking.").first.click()
         page.get_by_text("2. Bob").first.wait_for(timeout=30_000)
         page.screenshot(path=str(ARTIFACTS / "conversation.png"), full_page=True)
+        # Read-only cells (typing into a clicked cell changes nothing), no label box over the timeline's title.
+        page.keyboard.type("zzq")
+        page.keyboard.press("Enter")
+        page.wait_for_timeout(500)
+        assert page.locator("#conversation-table").get_by_text("zzq").count() == 0
+        assert page.locator("#conversation-table").get_by_text("Did what? I was only joking.").count() >= 1
+        assert not page.locator("#conversation-timeline").get_by_text("Timeline: one lane per speaker").first \
+            .is_visible()
     finally:
         browser.close()
         manager.stop()

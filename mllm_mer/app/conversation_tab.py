@@ -96,7 +96,9 @@ def build_conversation_tab(service: Service) -> None:
                                                  label="Earlier turns' emotions in the context")
                 go = gr.Button("Analyse conversation", variant="primary")
             with gr.Column(scale=2):
-                plot = gr.Image(label="Timeline: one lane per speaker", type="filepath")
+                # No label box: it sat over the plot's own title.
+                plot = gr.Image(label="Timeline: one lane per speaker", show_label=False, type="filepath",
+                                elem_id="conversation-timeline")
                 table = gr.Dataframe(headers=HEADERS, label="Utterances (select a row for its details)",
                                      interactive=False, elem_id="conversation-table")
                 report = gr.File(label="timeline.md")
