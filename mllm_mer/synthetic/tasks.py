@@ -29,6 +29,19 @@ tasks:
 """
 
 
+def balanced(rng: random.Random, classes: list, count: int) -> list:
+    """`count` class values, each equally often (as far as `count` allows), in a seeded random order."""
+    values = [classes[i % len(classes)] for i in range(count)]
+    rng.shuffle(values)
+    return values
+
+
+def write_manifest(out: Path, rows: list[dict]) -> Path:
+    manifest = out / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return manifest
+
+
 def combined_label(colour: str, weather: str) -> str:
     return COMBINATIONS[(colour, weather)]
 
@@ -46,15 +59,12 @@ def make_task(out_dir: str | Path, n_train: int = 128, n_dev: int = 32, n_test: 
     rows = []
     for split, count in (("train", n_train), ("dev", n_dev), ("test", n_test)):
         # Balanced: every combination equally often, so one modality alone is worth exactly 50%.
-        combos = [list(COMBINATIONS)[i % len(COMBINATIONS)] for i in range(count)]
-        rng.shuffle(combos)
+        combos = balanced(rng, list(COMBINATIONS), count)
         for i, (colour, weather) in enumerate(combos):
             rows.append({"id": f"{split}{i:04d}", "split": split, "text": rng.choice(SENTENCES[weather]),
                          "video": f"clips/{colour}.mp4", "label": combined_label(colour, weather),
                          "colour": colour, "weather": weather})
-    manifest = out / "manifest.jsonl"
-    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return manifest
+    return write_manifest(out, rows)
 
 
 # -- a task whose evidence hides in a short window -------------------------------------------------
@@ -88,15 +98,12 @@ def make_window_task(out_dir: str | Path, n_train: int = 96, n_dev: int = 24, n_
     rng = random.Random(seed)
     rows = []
     for split, count in (("train", n_train), ("dev", n_dev), ("test", n_test)):
-        colours = [list(COLOURS)[i % 2] for i in range(count)]
-        rng.shuffle(colours)
+        colours = balanced(rng, list(COLOURS), count)
         for i, colour in enumerate(colours):
             rows.append({"id": f"{split}{i:04d}", "split": split, "text": "Watch closely.",
                          "video": f"clips/{colour}.mp4", "label": WINDOW_LABELS[colour], "colour": colour,
                          "trace": [WINDOW_LOOK] if split == "train" else []})
-    manifest = out / "manifest.jsonl"
-    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return manifest
+    return write_manifest(out, rows)
 
 
 # -- a task only a model that hears can learn ------------------------------------------------------
@@ -126,10 +133,7 @@ def make_tone_task(out_dir: str | Path, n_train: int = 64, n_dev: int = 16, n_te
     rng = random.Random(seed)
     rows = []
     for split, count in (("train", n_train), ("dev", n_dev), ("test", n_test)):
-        shapes = [list(TONE_LABELS)[i % 2] for i in range(count)]
-        rng.shuffle(shapes)
+        shapes = balanced(rng, list(TONE_LABELS), count)
         rows += [{"id": f"{split}{i:04d}", "split": split, "text": TONE_TEXT, "audio": f"sounds/{shape}.wav",
                   "label": TONE_LABELS[shape], "shape": shape} for i, shape in enumerate(shapes)]
-    manifest = out / "manifest.jsonl"
-    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return manifest
+    return write_manifest(out, rows)
