@@ -152,6 +152,8 @@ def test_a_request_may_set_only_a_clips_frame_rate_and_every_frame_of_a_sequence
     for extra, reason in (({"mm_processor_kwargs": {"max_pixels": 10**9}}, "mm_processor_kwargs are not accepted"),
                           ({"media_io_kwargs": {"video": {"fps": 2, "num_frames": 10**6}}}, "may only carry video.fps"),
                           ({"media_io_kwargs": {"image": {"fps": 2}}}, "may only carry video.fps"),
+                          ({"media_io_kwargs": [1]}, "may only carry video.fps"),
+                          ({"media_io_kwargs": {"video": 5}}, "may only carry video.fps"),
                           ({"media_io_kwargs": {"video": {"fps": "2"}}}, "a number in (0, 120]"),
                           ({"media_io_kwargs": {"video": {"fps": 1e9}}}, "a number in (0, 120]")):
         answer = call(guard, "POST", "/v1/chat/completions", json=chat(sequence, **extra), headers=AUTH)

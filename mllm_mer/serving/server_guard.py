@@ -106,9 +106,10 @@ def _check_media_settings(body: dict[str, Any]) -> str | None:
     settings = body.get("media_io_kwargs")
     if not settings:
         return None
-    fps = settings.get("video", {}).get("fps") if isinstance(settings.get("video"), dict) else None
-    if set(settings) != {"video"} or set(settings["video"]) != {"fps"}:
+    video = settings.get("video") if isinstance(settings, dict) else None
+    if not isinstance(video, dict) or set(settings) != {"video"} or set(video) != {"fps"}:
         return "media_io_kwargs may only carry video.fps"
+    fps = video["fps"]
     if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= 120:
         return f"media_io_kwargs video.fps must be a number in (0, 120], not {str(fps)[:40]!r}"
     return None
