@@ -18,8 +18,10 @@ $PIP install --quiet --upgrade pip
 $PIP install --quiet -e ".[${FLAVOUR},train,app,ray,dev]"
 
 if [ "$FLAVOUR" = cpu ]; then
-    # CUDA-built wheels that break `import vllm` beside the CPU torch; nothing here needs them.
-    $PIP uninstall --quiet -y torchaudio torchcodec >/dev/null 2>&1 || true
+    # CUDA-built wheels that break `import vllm` beside the CPU torch; nothing here needs them. Triton
+    # (pulled in by xgrammar) compiles GPU kernels only: vLLM's CPU build disables it, and at exit its bindings
+    # print nanobind "leaked" reports from every server and engine process.
+    $PIP uninstall --quiet -y torchaudio torchcodec triton >/dev/null 2>&1 || true
     # torchvision's PyPI build is CUDA-only: register its op schemas before it loads (see the hook).
     SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
     cp scripts/torchvision_cpu_hook.py "$SITE/_mllm_mer_torchvision_hook.py"

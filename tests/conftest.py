@@ -8,6 +8,26 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _give_each_worker_its_own_cores() -> None:
+    """Under pytest-xdist (`-n 2` in pyproject), pin each worker, and so everything it starts (CLI runs, vLLM
+    engines, browsers), to its own share of the cores: two workers' OpenMP pools on the same cores spin against
+    each other, which costs more than the parallel run gains."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1, ...
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or count < 2 or not hasattr(os, "sched_setaffinity"):
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    share = max(1, len(cores) // count)
+    index = int(worker[2:]) % count
+    mine = cores[index * share:(index + 1) * share] or cores[-share:]
+    os.sched_setaffinity(0, mine)
+    os.environ.setdefault("OMP_NUM_THREADS", str(len(mine)))
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", ",".join(map(str, mine)))
+
+
+_give_each_worker_its_own_cores()
 # Caches (decoded media, retrieval indexes) of this session only, also for the CLI's subprocesses.
 os.environ.setdefault("MLLM_MER_CACHE", tempfile.mkdtemp(prefix="mllm-mer-cache-"))
 

@@ -127,7 +127,7 @@ def test_corrupt_upload_is_a_readable_error_and_the_app_keeps_serving(app_url, c
     assert_valid(analyse(client, clip))
 
 
-def test_wrong_upload_type_is_refused(app_url, tmp_path):
+def test_wrong_upload_type_is_refused_without_a_traceback_in_the_log(app_url, tmp_path, capfd):
     from gradio_client import Client
     from gradio_client.exceptions import AppError
 
@@ -135,6 +135,8 @@ def test_wrong_upload_type_is_refused(app_url, tmp_path):
     text.write_text("not a video")
     with pytest.raises(AppError, match="video must be one of"):
         analyse(Client(app_url, verbose=False), text)
+    logged = capfd.readouterr()
+    assert "Traceback" not in logged.err + logged.out  # the user's mistake, told on the page only
 
 
 @pytest.mark.browser

@@ -3,9 +3,11 @@ and the shared memory and IPC sockets of killed vLLM engines swept (live ones un
 import mmap
 import os
 import socket
+import tempfile
 import time
 import uuid
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -38,9 +40,10 @@ def test_prune_drops_old_entries_then_the_oldest_past_the_size_bound(tmp_path):
 
 
 def test_a_killed_engines_shared_memory_and_sockets_go_and_live_ones_stay(tmp_path):
-    shm, tmp = tmp_path / "shm", tmp_path / "tmp"
+    shm = tmp_path / "shm"
     shm.mkdir()
-    tmp.mkdir()
+    # A socket's path must fit in 108 bytes: pytest's per-worker temporary folders can be longer.
+    tmp = Path(tempfile.mkdtemp(prefix="hk-", dir="/tmp"))
     dead_memory, live_memory = shm / "psm_dead01", shm / "psm_live01"
     for path in (dead_memory, live_memory):
         path.write_bytes(b"\0" * 4096)

@@ -15,9 +15,14 @@ NO_ADAPTER = "(base model)"
 MODALITY_CHOICES = ["text", "video", "audio"]
 
 
+def user_error(message: str) -> gr.Error:
+    """An error the page shows: the input is at fault, not the code, so the app's log gets no traceback for it."""
+    return gr.Error(message, print_exception=False)
+
+
 def check_type(path: str | None, allowed: tuple[str, ...], what: str) -> None:
     if path and Path(path).suffix.lower() not in allowed:
-        raise gr.Error(f"{Path(path).name}: {what} must be one of {', '.join(allowed)}")
+        raise user_error(f"{Path(path).name}: {what} must be one of {', '.join(allowed)}")
 
 
 def user_name(path: str | None) -> str:

@@ -10,6 +10,7 @@ from mllm_mer.app.components import (
     check_type,
     label_data,
     label_summary,
+    user_error,
     user_name,
 )
 from mllm_mer.app.service import Service
@@ -75,7 +76,7 @@ def build_conversation_tab(service: Service) -> None:
 
     def select(run, event: gr.SelectData):
         if run is None:
-            raise gr.Error("Analyse a conversation first.")
+            raise user_error("Analyse a conversation first.")
         return utterance_details(run, event.index[0])
 
     default_labels = config.prompt.labels or "meld"

@@ -21,6 +21,7 @@ from mllm_mer.app.components import (
     check_type,
     label_data,
     label_summary,
+    user_error,
     user_name,
 )
 from mllm_mer.app.conversation_tab import build_conversation_tab
@@ -97,7 +98,7 @@ def _analyse_requests(videos, audios, transcripts, contexts, labels, templates, 
         check_type(video, VIDEO_TYPES, "video")
         check_type(audio, AUDIO_TYPES, "audio")
         if not modalities:
-            raise gr.Error("Choose at least one modality.")
+            raise user_error("Choose at least one modality.")
         rows = context.values.tolist() if hasattr(context, "values") else (context or [])
         requests.append(AnalyseRequest(
             video=video, audio=audio, transcript=transcript or "",
@@ -133,7 +134,7 @@ def _analyse_handler(service: Service):
         try:
             results = service.analyse_many(requests)
         except (ValueError, RuntimeError, ConnectionError, OSError) as error:
-            raise gr.Error(str(error)) from None
+            raise user_error(str(error)) from None
         outputs = [_analysis_outputs(a, outbox) for a in results]
         service.housekeep()
         return [list(column) for column in zip(*outputs, strict=True)]
@@ -196,9 +197,9 @@ def build_analyse_tab(service: Service, analysis_state: gr.State, chatbot: gr.Ch
 def build_chat_tab(service: Service, analysis_state: gr.State, chatbot: gr.Chatbot, chat_header: gr.Markdown) -> None:
     def chat(question, history, analysis):
         if analysis is None:
-            raise gr.Error("Analyse a clip first; the chat is about that clip.")
+            raise user_error("Analyse a clip first; the chat is about that clip.")
         if not (question or "").strip():
-            raise gr.Error("Type a question.")
+            raise user_error("Type a question.")
         spoken = [m for m in history if not (m.get("metadata") or {}).get("title")]  # tool steps are not turns
         pairs = [(_text(spoken[i]["content"]), _text(spoken[i + 1]["content"])) for i in range(0, len(spoken) - 1, 2)]
         history = list(history) + [{"role": "user", "content": question}, {"role": "assistant", "content": ""}]
@@ -207,7 +208,7 @@ def build_chat_tab(service: Service, analysis_state: gr.State, chatbot: gr.Chatb
                 history[-1] = {"role": "assistant", "content": text}
                 yield history, ""
         except (ValueError, RuntimeError, ConnectionError) as error:
-            raise gr.Error(str(error)) from None
+            raise user_error(str(error)) from None
 
     with gr.Tab("Chat"):
         chat_header.render()
@@ -231,13 +232,13 @@ def _batch_handler(service: Service):
     def _limit(text) -> int | None:
         text = str(text or "").strip()
         if text and not (text.isdigit() and int(text) > 0):
-            raise gr.Error(f"Limit: a whole number of rows (at least 1), or empty for all rows; got {text!r}")
+            raise user_error(f"Limit: a whole number of rows (at least 1), or empty for all rows; got {text!r}")
         return int(text) if text else None
 
     def run_batch(upload, labels, template, task, limit, data_folder, adapter=NO_ADAPTER, mode=None, modalities=None,
                   progress=gr.Progress(track_tqdm=True)):  # noqa: B008
         if upload is None:
-            raise gr.Error("Upload a .zip of manifest + clips, or a CSV/JSONL manifest (columns: id, text, label, "
+            raise user_error("Upload a .zip of manifest + clips, or a CSV/JSONL manifest (columns: id, text, label, "
                            "and optionally video).")
         check_type(upload, BATCH_TYPES, "upload")
         try:
@@ -245,7 +246,7 @@ def _batch_handler(service: Service):
             run = service.run_batch(upload, labels, task or "emotion", _limit(limit), template, data_folder or None,
                                     options)
         except (ValueError, RuntimeError, ConnectionError, OSError) as error:
-            raise gr.Error(str(error).replace(str(Path(upload).parent), "")) from None
+            raise user_error(str(error).replace(str(Path(upload).parent), "")) from None
         metrics = run.metrics
         rows = [[t, m["n"], *(round(m.get(k, float("nan")), 4) for k in ("accuracy", "weighted_f1", "macro_f1", "uar",
                                                                           "failure_rate"))]

@@ -210,6 +210,8 @@ class ServerConfig:
     allow_remote_media: bool = option(False, "let requests name http(s) media URLs for the server to fetch "
                                              "(default: inline data: URLs only)")
     startup_timeout_s: float = option(300.0, "give up if not healthy by then", low=1.0)
+    drain_s: int = option(10, "on stop, answers in flight get this long to finish before the engine stops",
+                          low=0)
     log_file: str | None = option(None, "write the server's output here")
 
 

@@ -55,6 +55,9 @@ def server_command(config: ServeConfig, extra_args: list[str] | None = None) -> 
            "--trust-request-mm-kwargs",
            "--structured-outputs-config", json.dumps({"backend": "xgrammar", "disable_any_whitespace": True}),
            "--tensor-parallel-size", str(engine.tensor_parallel_size), "--seed", str(model.seed),
+           # vLLM's default (0) kills its engine process at once on SIGTERM, leaving shared memory for the
+           # resource tracker to warn about; a drain window lets the engine stop in order.
+           "--shutdown-timeout", str(server.drain_s),
            # every route keyed, media inline only, n and max_tokens capped; vLLM imports it by this path
            "--middleware", f"{GuardMiddleware.__module__}.{GuardMiddleware.__qualname__}"]
     if engine.data_parallel_size > 1:
@@ -127,12 +130,14 @@ class Server:
         raise TimeoutError(f"vLLM server at {self.url} not healthy after {self.config.server.startup_timeout_s:.0f} s")
 
     def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM the server alone, which stops its engine processes in order (a signal to the whole group
+        would kill them under it mid-teardown); what of the group outlives `timeout` after the drain is killed."""
         if self.process is None or self.process.poll() is not None:
             return
         pgid = os.getpgid(self.process.pid)
-        os.killpg(pgid, signal.SIGTERM)
+        self.process.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout)
+            self.process.wait(timeout + self.config.server.drain_s)
         with contextlib.suppress(ProcessLookupError):  # anything of the group still alive (engine workers) goes too
             os.killpg(pgid, signal.SIGKILL)
         self.process.wait()
