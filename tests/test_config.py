@@ -182,3 +182,14 @@ def test_a_bundled_recipe_is_found_by_name_from_any_folder(tmp_path):
     assert cfg.optim.output_dir == "runs/tiny-lora" and cfg.model.model == "/m"
     _, cfg, _ = parse(["finetune", "--config", "finetune/configs/tiny_lora.yaml"])
     assert cfg.optim.output_dir == "runs/tiny-lora"
+
+
+def test_a_grpo_recipe_that_cannot_sample_as_asked_is_refused_before_any_model_loads(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "mllm_mer.cli", "finetune", "--config", "tiny_grpo",
+                           "use_vllm=true", f"output_dir={tmp_path / 'rl'}", "model=no/such-model"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "constrained: false" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

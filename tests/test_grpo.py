@@ -31,19 +31,20 @@ def dev_accuracy(run):
 
 @pytest.fixture(scope="module")
 def undertrained(tiny_model, colour_task, tmp_path_factory):
-    """An SFT adapter stopped early on purpose: it reads one modality (dev accuracy about 0.5)."""
+    """An SFT adapter stopped early on purpose: at a constant rate it reads one modality until step 52
+    (dev accuracy 0.5; both by step 60)."""
     out = tmp_path_factory.mktemp("grpo") / "sft"
-    cli_finetune(SFT, recipe_overrides(tiny_model, colour_task, out, "max_steps=32", "eval_steps=32",
-                                       "report_to=[]"))
+    cli_finetune(SFT, recipe_overrides(tiny_model, colour_task, out, "lr_scheduler=constant", "max_steps=52",
+                                       "eval_steps=52", "report_to=[]"))
     return out
 
 
 @pytest.fixture(scope="module")
 def grpo_run(tiny_model, colour_task, undertrained, tmp_path_factory):
-    """The CPU recipe through the CLI, from the undertrained adapter (48 steps, dev at 24 and 48)."""
+    """The CPU recipe through the CLI, from the undertrained adapter (24 steps, dev at 12 and 24)."""
     out = tmp_path_factory.mktemp("grpo") / "rl"
     cli_finetune(GRPO, [*recipe_overrides(tiny_model, colour_task, out, f"init_adapter={undertrained / 'adapter'}"),
-                        "max_steps=48"])
+                        "max_steps=24"])
     return out
 
 
@@ -57,7 +58,7 @@ def test_grpo_scores_the_prompt_predict_builds_and_the_clip_reaches_every_forwar
     from mllm_mer.training.grpo import build_trainer
 
     cfg = grpo_recipe(tiny_model, colour_task, tmp_path / "rl", undertrained / "adapter", "max_steps=1",
-                      "dev_split=null", "eval_steps=null", "save_steps=1")
+                      "batch_size=16", "dev_split=null", "eval_steps=null", "save_steps=1")
     trainer, recipe, processor = build_trainer(cfg)
     generated, scored = [], []
     generate = trainer.model.generate
@@ -118,7 +119,7 @@ def test_grpo_resumes_from_its_checkpoint(tiny_model, colour_task, undertrained,
         def on_step_end(self, args, state, control, **kwargs):
             self.seen.append(state.global_step)
 
-    common = ["max_steps=6", "dev_split=null", "eval_steps=null", "save_steps=3", "logging_steps=1"]
+    common = ["max_steps=6", "batch_size=16", "dev_split=null", "eval_steps=null", "save_steps=3", "logging_steps=1"]
     out = tmp_path / "rl"
     train(grpo_recipe(tiny_model, colour_task, out, undertrained / "adapter", *common), callbacks=[StopAfter3()])
     checkpoint = out / "checkpoints" / "checkpoint-3"
@@ -148,16 +149,17 @@ def test_grpo_learns_from_rewards_alone_and_vllm_serves_its_adapter(tiny_model, 
     start = dev_accuracy(undertrained)
     assert 0.45 <= start <= 0.7  # undertrained on purpose: it reads one modality
     steps = [h for h in _history(grpo_run) if "reward" in h]
-    assert [h["step"] for h in steps] == list(range(4, 49, 4))
+    assert [h["step"] for h in steps] == list(range(2, 25, 2))
 
     def mean(rows, key):
         return sum(r[key] for r in rows) / len(rows)
 
-    # The rewards the answers earned rose, with no gold answer text ever shown: well-formed answers (the
-    # whole answer is the JSON object) and right labels among the sampled answers.
-    assert mean(steps[-3:], "rewards/format/mean") >= mean(steps[:2], "rewards/format/mean") + 0.2
-    assert mean(steps[-3:], "rewards/correct/mean") >= mean(steps[:2], "rewards/correct/mean") + 0.1
-    assert dev_accuracy(grpo_run) >= start - 0.05  # and the dev score it started from is kept
+    # With no gold answer text ever shown, the right labels among the sampled answers rose, and so did the
+    # dev accuracy: the policy learnt to read the modality it ignored. Answers are sampled under the schema
+    # (as predict decodes), so every one is well formed.
+    assert mean(steps[-3:], "rewards/correct/mean") >= mean(steps[:2], "rewards/correct/mean") + 0.2
+    assert all(h["rewards/format/mean"] == 1.0 for h in steps)
+    assert dev_accuracy(grpo_run) >= start + 0.2 and dev_accuracy(grpo_run) >= 0.85
     report = (grpo_run / "grpo.md").read_text()
     assert "| step | reward | KL | answer tokens | groups without signal | step s | sampling s | correct | format |" \
         in report
@@ -202,7 +204,8 @@ def test_the_grounded_reward_stops_rationales_naming_an_absent_modality(tiny_mod
                                          "report_to=[]"), *data])
     common = [*recipe_overrides(tiny_model, colour_task, tmp_path / "x", f"init_adapter={sft / 'adapter'}"), *data,
               "max_steps=16", "logging_steps=2", "temperature=0.7", "max_completion_length=48", "dev_split=null",
-              "eval_steps=null"]
+              "eval_steps=null", "batch_size=16",
+              "constrained=false"]  # free sampling: the rationale's wording is what the rewards shape
     runs = {}
     for name, rewards in (("grounded", "{grounded: 1.0, format: 1.0}"), ("format", "{format: 1.0, grounded: 0.0}")):
         runs[name] = tmp_path / name

@@ -92,11 +92,16 @@ class TransformersBackend:
             self._grammar_compiler = xgr.GrammarCompiler(info)
         return self._grammar_compiler
 
+    def constraint(self, prompts: Sequence[Prompt]):
+        """A logits processor that holds each row of one `generate` call to its prompt's answer schema (one
+        row per prompt, in order; a new one per call: it keeps each row's place in its grammar)."""
+        from xgrammar.contrib.hf import LogitsProcessor
+
+        return LogitsProcessor([self._compiled_grammar(p.schema) for p in prompts])
+
     @torch.inference_mode()
     def generate(self, prompts: Sequence[Prompt], adapter: str | None = None, temperature: float = 0.0,
                  seeds: Sequence[int] | None = None) -> list[str]:
-        from xgrammar.contrib.hf import LogitsProcessor
-
         sampling: dict[str, Any] = {"do_sample": False}
         if temperature > 0:
             # One generator for the batch: rows of one batch draw differently, and the first seed
@@ -109,10 +114,9 @@ class TransformersBackend:
             batch = prompts[start:start + self.config.model.forward_batch_size]
             inputs = self._fitting(batch, [render(self.processor, p) for p in batch],
                                    self.config.model.max_new_tokens)
-            constrain = LogitsProcessor([self._compiled_grammar(p.schema) for p in batch])
             with self._adapter_context(adapter):
                 out = self.model.generate(**inputs, max_new_tokens=self.config.model.max_new_tokens,
-                                          logits_processor=[constrain], **sampling)
+                                          logits_processor=[self.constraint(batch)], **sampling)
             new_tokens = out[:, inputs["input_ids"].shape[1]:]
             answers += self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         return answers

@@ -353,6 +353,8 @@ class RLConfig:
     scale_rewards: str = option("group", "advantage scaling: group | batch | none")
     num_iterations: int = option(1, "optimisation passes per generated batch", low=1)
     use_vllm: bool = option(False, "generate with vLLM inside the trainer (GPU, colocate mode)")
+    constrained: bool = option(True, "sample answers under the answer's JSON schema, as predict decodes them "
+                                     "(false: free sampling, which the format reward then shapes)")
 
 
 @dataclass

@@ -43,6 +43,14 @@ def blocked_tokens(model, processor) -> list[int]:
     return sorted(i for i, token in processor.tokenizer.added_tokens_decoder.items() if token.special and i not in ends)
 
 
+def answer_constraint(model, processor, cfg: TrainConfig):
+    """The transformers backend's schema constraint over the model being trained."""
+    from mllm_mer.backends.hf import TransformersBackend
+    from mllm_mer.config import BackendConfig
+
+    return TransformersBackend.wrap(model, processor, BackendConfig(model=cfg.model)).constraint
+
+
 def check_recipe(cfg: TrainConfig) -> None:
     """The GRPO settings that cannot work, refused before any model loads."""
     rl = cfg.rl
@@ -53,6 +61,9 @@ def check_recipe(cfg: TrainConfig) -> None:
                          f"num_generations ({rl.num_generations})")
     if not rl.rewards:
         raise ValueError("the rl section needs at least one reward")
+    if rl.use_vllm and rl.constrained:
+        raise ValueError("use_vllm samples through TRL's vLLM path, which takes no JSON schema: set "
+                         "constrained: false (the format reward then shapes the answer)")
     reward_options(cfg)  # unknown reward names, bad ranges
 
 
@@ -99,7 +110,8 @@ def build_trainer(cfg: TrainConfig, callbacks: list | None = None):
         args=grpo_arguments(cfg, out, bool(dev), blocked_tokens(model, processor)),
         train_dataset=rows_dataset(recipe.train_samples), eval_dataset=rows_dataset(dev) if dev else None,
         processing_class=processor, callbacks=callbacks, rows=rows,
-        dev_evaluation=dev_evaluation(processor, dev, setup, cfg) if dev else None)
+        dev_evaluation=dev_evaluation(processor, dev, setup, cfg) if dev else None,
+        constraint=answer_constraint(model, processor, cfg) if cfg.rl.constrained else None)
     return trainer, recipe, processor
 
 

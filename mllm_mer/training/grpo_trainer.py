@@ -9,7 +9,9 @@ and reference log-probabilities) gets that row's media back through one forward 
 """
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -85,9 +87,10 @@ def _place(value: torch.Tensor, prompt_width: int, width: int) -> torch.Tensor:
 class MediaGRPOTrainer(GRPOTrainer):
     """GRPOTrainer whose rows carry `sample_id`; prompts come from `rows` (our prepare), not from messages."""
 
-    def __init__(self, *args: Any, rows: PreparedRows, dev_evaluation=None, **kwargs: Any):
+    def __init__(self, *args: Any, rows: PreparedRows, dev_evaluation=None,
+                 constraint: Callable[[list[Prompt]], Any] | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.rows, self.dev_evaluation = rows, dev_evaluation
+        self.rows, self.dev_evaluation, self.constraint = rows, dev_evaluation, constraint
         self._batch: list[dict[str, Any]] = []  # this generation batch, row by row
         self._active: list[dict[str, Any]] | None = None  # the rows of the forward pass being scored
         self._pending: dict[str, Any] | None = None
@@ -103,7 +106,8 @@ class MediaGRPOTrainer(GRPOTrainer):
         self._batch = []
         for prompt in prompts:
             ids, media = row_inputs(self.processing_class, prompt)
-            self._batch.append({"sample_id": prompt.sample_id, "ids": ids, "media": media, "length": len(ids)})
+            self._batch.append({"sample_id": prompt.sample_id, "ids": ids, "media": media, "length": len(ids),
+                                "prompt": prompt})
         width = max(row["length"] for row in self._batch)
         for row in self._batch:
             row["prompt_width"] = width  # TRL left-pads every prompt of the batch to the longest
@@ -114,6 +118,25 @@ class MediaGRPOTrainer(GRPOTrainer):
         self._metrics["train"]["generation_time"].append(time.perf_counter() - started)
         output["media_rows"] = list(self._batch)  # shuffled and split with the batch, row for row
         return output
+
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        """Sampling as `predict` decodes: each answer held to its prompt's schema (transformers generation;
+        TRL calls the model's `generate` with a config that cannot carry a logits processor)."""
+        if self.constraint is None or self.use_vllm:
+            return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
+                                                 has_tool_images)
+        model = self.accelerator.unwrap_model(self.model_wrapped)
+        own = model.__dict__.get("generate")  # an instance's own generate (a wrapper) stays in the chain
+        model.generate = functools.partial(model.generate,
+                                           logits_processor=[self.constraint([r["prompt"] for r in self._batch])])
+        try:
+            return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
+                                                 has_tool_images)
+        finally:
+            if own is None:
+                del model.generate  # the class's own again
+            else:
+                model.generate = own
 
     def _tokenize_prompts(self, prompts: list):
         if len(prompts) != len(self._batch):
