@@ -239,7 +239,7 @@ def _batch_handler(service: Service):
                   progress=gr.Progress(track_tqdm=True)):  # noqa: B008
         if upload is None:
             raise user_error("Upload a .zip of manifest + clips, or a CSV/JSONL manifest (columns: id, text, label, "
-                           "and optionally video).")
+                             "and optionally video).")
         check_type(upload, BATCH_TYPES, "upload")
         try:
             options = BatchOptions(None if adapter in (None, NO_ADAPTER) else adapter, mode or None, modalities or None)

@@ -122,7 +122,7 @@ class MediaGRPOTrainer(GRPOTrainer):
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
         """Sampling as `predict` decodes: each answer held to its prompt's schema (transformers generation;
         TRL calls the model's `generate` with a config that cannot carry a logits processor)."""
-        if self.constraint is None or self.use_vllm:
+        if self.constraint is None:  # free sampling (and vLLM's, which check_recipe keeps unconstrained)
             return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
                                                  has_tool_images)
         model = self.accelerator.unwrap_model(self.model_wrapped)
