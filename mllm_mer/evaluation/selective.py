@@ -37,3 +37,18 @@ def abstention(confidence: Sequence[float], correct: Sequence[bool], threshold: 
     return {"threshold": float(threshold), "coverage": float(kept.mean()) if conf.size else 0.0,
             "abstained": int((~kept).sum()),
             "selective_accuracy": float(right[kept].mean()) if kept.any() else float("nan")}
+
+
+def selective_metrics(probs: np.ndarray, gold: np.ndarray, abstain_below: float | None = None) -> dict[str, Any]:
+    """AURC and the risk-coverage curve (at most 101 points) of the top label of each distribution;
+    with `abstain_below`, the abstention summary at that threshold."""
+    if len(gold) == 0:
+        return {}
+    confidence, correct = probs.max(axis=1), probs.argmax(axis=1) == gold
+    curve = risk_coverage(confidence, correct)
+    keep = np.unique(np.linspace(0, len(curve["coverage"]) - 1, min(101, len(curve["coverage"]))).astype(int))
+    found: dict[str, Any] = {"aurc": curve["aurc"], "risk_coverage": {
+        "coverage": [curve["coverage"][i] for i in keep], "risk": [curve["risk"][i] for i in keep]}}
+    if abstain_below is not None:
+        found["abstention"] = abstention(confidence, correct, abstain_below)
+    return found

@@ -11,6 +11,7 @@ from mllm_mer.core.emotion_wheels import load_wheels
 from mllm_mer.core.types import LabelScheme, LabelSet, Prediction
 from mllm_mer.datasets import DatasetError
 from mllm_mer.evaluation.metrics import classification_metrics, sentiment_regression_metrics
+from mllm_mer.evaluation.selective import selective_metrics
 from mllm_mer.evaluation.set_metrics import multilabel_intervals, multilabel_metrics, open_vocab_metrics
 from mllm_mer.evaluation.uncertainty import NOTE, classification_intervals
 from mllm_mer.prompting import as_list
@@ -132,7 +133,9 @@ def compute_metrics(records: list[dict[str, Any]], spec: LabelScheme, dataset: s
         metrics, result["gold_issues"][ls.task] = task_metrics(records, predictions, ls, groups)
         if metrics is not None:
             if not ls.list_answer:
-                metrics.update(calibration_metrics(*calibration_arrays(records, ls.task, ls.labels)))
+                probs, gold = calibration_arrays(records, ls.task, ls.labels)
+                metrics.update(calibration_metrics(probs, gold))
+                metrics.update(selective_metrics(probs, gold))
             result["tasks"][ls.task] = metrics
     result["intervals_note"] = NOTE
     if dataset in ("mosi7", "mosei7"):

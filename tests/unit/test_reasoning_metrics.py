@@ -124,3 +124,23 @@ def test_abstaining_below_a_rising_threshold_lowers_coverage_and_raises_selectiv
     accuracy = [r["selective_accuracy"] for r in rows]
     assert coverage == sorted(coverage, reverse=True) and coverage[0] == 1.0
     assert accuracy == sorted(accuracy) and accuracy[-1] > accuracy[0] + 0.2
+
+
+def test_every_run_with_probabilities_reports_aurc_in_its_metrics():
+    from mllm_mer.core.labels import load_label_scheme
+    from mllm_mer.evaluation.statistics import compute_metrics
+
+    scheme = load_label_scheme("meld")
+    labels = scheme.label_sets[0].labels
+    rng = np.random.default_rng(1)
+    records = []
+    for i in range(30):
+        p = rng.dirichlet(np.ones(len(labels)))
+        best = labels[int(p.argmax())]
+        records.append({"id": f"s{i}", "gold": {"emotion": best if i % 3 else labels[0]},
+                        "prediction": {"sample_id": f"s{i}", "ok": True, "tasks": {"emotion": {
+                            "label": best, "probabilities": dict(zip(labels, p.tolist(), strict=True))}}}})
+    metrics = compute_metrics(records, scheme, "meld")["tasks"]["emotion"]
+    assert 0 <= metrics["aurc"] <= 1
+    assert metrics["risk_coverage"]["coverage"][-1] == 1.0
+    assert metrics["risk_coverage"]["risk"][-1] == pytest.approx(1 - metrics["accuracy"])
