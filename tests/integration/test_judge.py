@@ -1,0 +1,89 @@
+"""The pinned judge on the tiny model: verdicts under the task's schema, an identity that names the
+model files and prompt files, a content cache (a rescoring makes no call), and a kill -9 mid-run that
+resumes with every verdict once."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from mllm_mer.evaluation.judge import Judge
+from mllm_mer.evaluation.judge_identity import judge_identity, same_judge
+
+WORDS = [["happy", "joyful", "worried"], ["angry", "furious"], ["sad", "calm", "tired", "lonely"]]
+
+
+def _check_groups(verdicts):
+    for words, verdict in zip(WORDS, verdicts, strict=True):
+        grouped = [w for group in verdict["groups"] for w in group]
+        assert grouped and set(grouped) <= set(words)  # the schema holds the judge to the given words
+
+
+def test_the_judge_answers_under_its_schema_records_who_it_is_and_caches_by_content(hf_backend, tiny_model,
+                                                                                   tmp_path):
+    identity = judge_identity(str(tiny_model), "transformers")
+    assert len(identity["files_sha256"]) == 64 and set(identity["prompts"]) >= {"synonyms", "reference"}
+    cache = tmp_path / "verdicts.jsonl"
+    judge = Judge(hf_backend, identity, cache)
+    first = judge.ask("synonyms", [{"words": w} for w in WORDS])
+    _check_groups(first)
+    rated = judge.ask("reference", [{"description": "She smiles and sounds relieved.",
+                                     "reference": "A relieved smile; her voice relaxes."}])[0]
+    assert 0 <= rated["clue_overlap"] <= 10 and 0 <= rated["label_overlap"] <= 10
+    assert judge.calls == 4
+    again = Judge(hf_backend, identity, cache)  # a second scoring of the same inputs
+    assert again.ask("synonyms", [{"words": w} for w in WORDS]) == first
+    assert again.calls == 0
+    other = judge_identity(str(tiny_model), "vllm")
+    assert not same_judge([identity, other]) and same_judge([identity, dict(identity)])
+
+
+@pytest.mark.vllm
+def test_the_engine_judges_as_transformers_does(hf_backend, vllm_backend, tiny_model, tmp_path):
+    items = [{"words": w} for w in WORDS]
+    by_hf = Judge(hf_backend, judge_identity(str(tiny_model), "transformers")).ask("synonyms", items)
+    by_engine = Judge(vllm_backend, judge_identity(str(tiny_model), "vllm")).ask("synonyms", items)
+    assert by_engine == by_hf  # float32, greedy: the same verdicts
+
+
+SCRIPT = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from mllm_mer.backends.hf import TransformersBackend
+    from mllm_mer.config import BackendConfig, build
+    from mllm_mer.evaluation.judge import Judge
+    from mllm_mer.evaluation.judge_identity import judge_identity
+
+    model, cache = sys.argv[1], Path(sys.argv[2])
+    backend = TransformersBackend(build(BackendConfig, model=model, dtype="float32", max_new_tokens=256))
+    items = [{"words": [f"w{i}", f"v{i}", "happy"]} for i in range(64)]
+    judge = Judge(backend, judge_identity(model, "transformers"), cache)
+    judge.ask("synonyms", items)
+    print("asked", judge.calls, flush=True)
+""")
+
+
+def test_a_judging_run_killed_mid_way_resumes_with_every_verdict_once(tiny_model, tmp_path):
+    cache = tmp_path / "verdicts.jsonl"
+    script = tmp_path / "judging.py"
+    script.write_text(SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), str(tiny_model), str(cache)], stdout=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    while proc.poll() is None and not (cache.is_file() and cache.read_text().count("\n") >= 16):
+        time.sleep(0.2)  # a condition, not a clock: wait until the first batch is saved
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    saved_before = cache.read_text().count("\n")
+    assert saved_before >= 16
+    done = subprocess.run([sys.executable, str(script), str(tiny_model), str(cache)], capture_output=True,
+                          text=True, check=True, timeout=600)
+    asked = int(done.stdout.split()[-1])
+    keys = [json.loads(line)["key"] for line in cache.read_text().splitlines()]
+    assert len(keys) == len(set(keys)) == 64  # every verdict once
+    assert asked == 64 - saved_before  # the resumed run asked only what was not saved
