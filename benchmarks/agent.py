@@ -87,7 +87,7 @@ def run(vllm, n: int = 32, repeats: int = 2) -> dict:
                 seconds, out = timed(setup, strategy)
                 best[name] = min(best[name], seconds)
                 if name == "agent":
-                    steps = [len(p.trace or []) for p in out]
+                    steps = [len(p.extra("agent").get("trace") or []) for p in out]
     return {"n": n, "single_sps": n / best["single"], "agent_sps": n / best["agent"],
             "zero_sps": n / best["zero"], "retrieved_sps": n / best["retrieved"],
             "agent_cost": best["agent"] / best["single"], "retrieved_cost": best["retrieved"] / best["zero"],

@@ -53,15 +53,15 @@ def backend_config(cfg: ModelBenchConfig, backend: str) -> BackendConfig:
 
 
 def load_hf(cfg: ModelBenchConfig):
-    from mllm_mer.backends.hf import TransformersBackend
+    from mllm_mer.pipeline.build import open_backend
 
-    return TransformersBackend(backend_config(cfg, "transformers"))
+    return open_backend(backend_config(cfg, "transformers"))
 
 
 def load_vllm(cfg: ModelBenchConfig):
-    from mllm_mer.backends.vllm_engine import VLLMEngineBackend
+    from mllm_mer.pipeline.build import open_backend
 
-    return VLLMEngineBackend(backend_config(cfg, "vllm"))
+    return open_backend(backend_config(cfg, "vllm"))
 
 
 def script_main(doc: str | None, run: Callable[..., dict], report: Callable[[dict], str],
@@ -71,9 +71,7 @@ def script_main(doc: str | None, run: Callable[..., dict], report: Callable[[dic
     cfg = parse_config(config, doc, argv, required=("model",))
     backends = ([load_hf(cfg)] if needs_hf else []) + [load_vllm(cfg)]
     print(f"machine: {machine()}")
-    try:
+    with backends[-1]:  # the vLLM engine (and its worker processes) closed on exit
         result = run(*backends, **dataclasses.asdict(cfg.bench))  # type: ignore[attr-defined]
         print(report(result))
-    finally:
-        backends[-1].close()
     return result

@@ -28,7 +28,7 @@ from mllm_mer.config import EvaluateConfig, build, option
 from mllm_mer.datasets import load_configured
 from mllm_mer.evaluation.runner import run_evaluation
 from mllm_mer.pipeline import prepare
-from mllm_mer.pipeline.resolve import resolve_prompt
+from mllm_mer.pipeline.build import prompt_setup
 
 from .backends_for_bench import ModelBenchConfig, script_main
 from .dialogue import DEFAULT_MELD
@@ -59,8 +59,7 @@ def _config(vllm, dataset: str, data_dir: str, out: Path, **extra) -> EvaluateCo
 def _prompts(cfg: EvaluateConfig) -> list:
     split = load_configured(cfg.data, cfg.run.split, cfg.prompt.labels)
     samples = split.samples[: cfg.run.limit] if cfg.run.limit else split.samples
-    setup = resolve_prompt(cfg.model, cfg.prompt, cfg.media, default_labels=split.labels,
-                           retrieval=cfg.retrieval)
+    setup = prompt_setup(cfg, default_labels=split.labels)
     return samples, setup
 
 

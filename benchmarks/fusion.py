@@ -53,7 +53,7 @@ def run(vllm, n: int = 32, repeats: int = 2) -> dict:
                 out = predict(vllm, samples, single, strategy=strategy)
                 best[name] = min(best[name], time.perf_counter() - start)
                 if name == "fusion":
-                    experts = sum(len(p.experts or {}) for p in out) / len(out)
+                    experts = sum(len(p.extra("fusion").get("experts") or {}) for p in out) / len(out)
     return {"n": n, "single_sps": n / best["single"], "fusion_sps": n / best["fusion"],
             "cost": best["fusion"] / best["single"], "experts": experts}
 

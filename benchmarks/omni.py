@@ -15,11 +15,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mllm_mer.config import BackendConfig, MediaConfig, ModelConfig, PromptConfig, build, option
+from mllm_mer.config import BackendConfig, MediaConfig, ModelConfig, PromptConfig, PromptedConfig, build, option
 from mllm_mer.core.types import Sample
 from mllm_mer.media.audio import load_audio, shared_tracks
 from mllm_mer.pipeline import predict, prepare
-from mllm_mer.pipeline.resolve import resolve_prompt
+from mllm_mer.pipeline.build import open_backend, prompt_setup
 from mllm_mer.synthetic.media import write_clip, write_wav
 
 from .common import bench_main
@@ -52,23 +52,20 @@ def _path(model: str, samples: list[Sample]) -> dict:
 
     from mllm_mer.backends.base import render
     from mllm_mer.backends.hf_loading import processor_inputs
-    from mllm_mer.backends.vllm_engine import VLLMEngineBackend
 
-    setup = resolve_prompt(ModelConfig(model=model), PromptConfig(labels="meld", template="label_only", mode="score"),
-                           MediaConfig(max_frames=8, media_cache_gb=0))
+    setup = prompt_setup(PromptedConfig(ModelConfig(model=model), PromptConfig(labels="meld", template="label_only",
+                                                                               mode="score"),
+                                        MediaConfig(max_frames=8, media_cache_gb=0)))
     processor = AutoProcessor.from_pretrained(model)
     prompts = [p.prompt for p in prepare(samples, setup)]
     tokens = [int(processor_inputs(processor, [p], [render(processor, p)])["input_ids"].shape[1]) for p in prompts]
-    engine = VLLMEngineBackend(build(BackendConfig, model=model, dtype="float32", enforce_eager=True,
-                                     max_model_len=8192, kv_cache_gb=2))
-    try:
+    with open_backend(build(BackendConfig, model=model, backend="vllm", dtype="float32", enforce_eager=True,
+                            max_model_len=8192, kv_cache_gb=2)) as engine:
         predict(engine, samples[:2], setup)  # warm-up
         engine.llm.reset_prefix_cache()
         start = time.perf_counter()
         predict(engine, samples, setup)
         seconds = time.perf_counter() - start
-    finally:
-        engine.close()
     return {"tokens": sum(tokens) / len(tokens), "sps": len(samples) / seconds, "heard": setup.hear_seconds > 0}
 
 

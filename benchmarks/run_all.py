@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> Path:
     results = {"media": media.run(options.media_seconds, repeats=1 if options.quick else 3)}
     hf = load_hf(cfg)
     vllm = load_vllm(cfg)
-    try:
+    with vllm:  # the engine (and its worker processes) closed on exit
         results["throughput"] = throughput.run(hf, vllm, n, options.tokens)
         del hf
         results["scoring"] = scoring.run(vllm, n)
@@ -57,8 +57,6 @@ def main(argv: list[str] | None = None) -> Path:
         results["fusion"] = fusion.run(vllm, n, repeats=1 if options.quick else 2)
         if Path(dialogue.DEFAULT_MELD).is_dir():  # MELD's CSVs (set MLLM_MER_MELD_DIR)
             results["dialogue"] = dialogue.run(vllm, 2 * n, repeats=1 if options.quick else 2)
-    finally:
-        vllm.close()
 
     t, s, p, m, a = (results[k] for k in ("throughput", "scoring", "prefix", "media", "agent"))
     rows = [

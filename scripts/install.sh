@@ -2,11 +2,22 @@
 # Sets up a local virtual environment (.venv) with everything the project and its tests need.
 #   bash scripts/install.sh            CPU build of vLLM (this is what CI uses)
 #   MLLM_MER_FLAVOUR=gpu bash scripts/install.sh    CUDA build of vLLM
+# Versions come from the flavour's lock (requirements/<flavour>.lock, pip constraints; refreshed by
+# scripts/lock.sh), so every machine gets what CI tested; MLLM_MER_LOCK=none installs from pyproject's open ranges.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 FLAVOUR=${MLLM_MER_FLAVOUR:-cpu}
+LOCK=${MLLM_MER_LOCK:-requirements/$FLAVOUR.lock}
+if [ "$LOCK" = none ]; then
+    CONSTRAINTS=()
+elif [ -f "$LOCK" ]; then
+    CONSTRAINTS=(-c "$LOCK")
+else
+    echo "scripts/install.sh: no lock $LOCK (flavours: cpu, gpu; MLLM_MER_LOCK=none for the open ranges)" >&2
+    exit 2
+fi
 
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 pip_() {  # pip, minus this machine's noise about absent local index folders
@@ -14,8 +25,9 @@ pip_() {  # pip, minus this machine's noise about absent local index folders
 }
 PIP=pip_
 $PIP install --quiet --upgrade pip
-# pip (not uv/poetry): the CPU torch wheel is found through pip's find-links on this machine.
-$PIP install --quiet -e ".[${FLAVOUR},train,app,ray,dev]"
+# pip (not uv/poetry): the CPU torch wheel (torch==X+cpu in the lock) is found through pip's find-links on this
+# machine; elsewhere add PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu.
+$PIP install --quiet "${CONSTRAINTS[@]}" -e ".[${FLAVOUR},train,app,ray,dev,docs]"
 
 if [ "$FLAVOUR" = cpu ]; then
     # CUDA-built wheels that break `import vllm` beside the CPU torch; nothing here needs them. Triton

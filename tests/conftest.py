@@ -34,12 +34,7 @@ os.environ.setdefault("MLLM_MER_CACHE", tempfile.mkdtemp(prefix="mllm-mer-cache-
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-MELD_DIR = Path(os.environ.get("MLLM_MER_MELD_DIR", REPO.parent / "shared" / "data" / "meld"))
-# Skipped only where the folder is absent and nobody pointed at one: in CI it is there, so these run.
-requires_meld = pytest.mark.skipif(not MELD_DIR.is_dir() and "MLLM_MER_MELD_DIR" not in os.environ,
-                                   reason=f"MELD CSVs not found at {MELD_DIR}; set MLLM_MER_MELD_DIR")
+from helpers import REPO, recipe_overrides, run_cli  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -115,22 +110,61 @@ def colour_task(tmp_path_factory) -> Path:
     return make_task(tmp_path_factory.mktemp("task") / "colour-weather").parent
 
 
-def recipe_overrides(model, task, out, *extra) -> list[str]:
-    return [f"model={model}", f"output_dir={out}", f"data_dir={task / 'manifest.jsonl'}",
-            f"labels={task / 'labels.yaml'}", f"dataset_options={{labels: {task / 'labels.yaml'}, task: emotion}}",
-            *extra]
-
-
 @pytest.fixture(scope="session")
 def colour_adapter(tiny_model, colour_task, tmp_path_factory) -> Path:
     """One LoRA trained on the colour x wording task through the CLI, shared by the session; returns its run dir
     (adapter/, config.yaml, dev_metrics.json, checkpoints/)."""
-    import subprocess
-    import sys
-
     out = tmp_path_factory.mktemp("colour-lora") / "run"
-    proc = subprocess.run([sys.executable, "-m", "mllm_mer.cli", "finetune", "--config",
-                           "finetune/configs/tiny_lora.yaml", *recipe_overrides(tiny_model, colour_task, out)],
-                          capture_output=True, text=True, timeout=900, cwd=REPO)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_cli("finetune", "--config", "finetune/configs/tiny_lora.yaml", *recipe_overrides(tiny_model, colour_task, out),
+            timeout=900, cwd=REPO)
     return out
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_model, vllm_backend, tmp_path_factory):
+    """The Gradio app on the tiny checkpoint and the session's vLLM engine, served on a free port."""
+    from mllm_mer.app.service import Service
+    from mllm_mer.app.ui import build_demo, launch
+    from mllm_mer.config import AppConfig, build
+    from mllm_mer.serving.vllm_server import free_port
+
+    config = build(AppConfig, model=str(tiny_model), backend="vllm", max_frames=4, max_new_tokens=2048,
+                   runs_dir=str(tmp_path_factory.mktemp("app-runs")), port=free_port(), max_upload_mb=20)
+    service = Service(config, backend=vllm_backend)
+    demo = build_demo(service)
+    _, url, _ = launch(demo, service, prevent_thread_lock=True, quiet=True)
+    yield url
+    demo.close()
+
+
+@pytest.fixture(scope="session")
+def app_clip(tmp_path_factory) -> Path:
+    """A short clip with sound, as a user uploads it to the app."""
+    from mllm_mer.synthetic.media import write_clip
+
+    return write_clip(tmp_path_factory.mktemp("app-media") / "clip.mp4", seconds=1.5, fps=8, tone_hz=300)
+
+
+@pytest.fixture(scope="session")
+def app_talk(tmp_path_factory) -> tuple[Path, Path]:
+    """A recording of a three-cue conversation and its subtitles."""
+    from helpers import SRT
+
+    from mllm_mer.synthetic.media import write_clip
+
+    root = tmp_path_factory.mktemp("talk")
+    (root / "talk.srt").write_text(SRT)
+    return write_clip(root / "talk.mp4", seconds=4.0, fps=8, tone_hz=220), root / "talk.srt"
+
+
+@pytest.fixture
+def guarded(monkeypatch):
+    """The serve guard keyed with GUARD_KEY, in front of a recorder: (recorder, guard)."""
+    from helpers import GUARD_KEY, AsgiRecorder
+
+    from mllm_mer.serving.server_guard import GuardMiddleware
+
+    monkeypatch.setenv("VLLM_API_KEY", GUARD_KEY)
+    monkeypatch.delenv("MLLM_MER_ALLOW_REMOTE_MEDIA", raising=False)
+    recorder = AsgiRecorder()
+    return recorder, GuardMiddleware(recorder)

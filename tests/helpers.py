@@ -1,17 +1,54 @@
-"""Test inputs made on the spot: random samples with stills or frames."""
+"""Helpers shared by every test tier: repository paths, the MELD data switch, inputs made on the spot (random
+samples with stills or frames) and the CLI run as a user types it."""
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from mllm_mer.core.types import Sample, Turn
 from mllm_mer.synthetic.media import write_clip, write_wav
 
+REPO = Path(__file__).resolve().parents[1]
+MELD_DIR = Path(os.environ.get("MLLM_MER_MELD_DIR", REPO.parent / "shared" / "data" / "meld"))
+# Skipped only where the folder is absent and nobody pointed at one: in CI it is there, so these run.
+requires_meld = pytest.mark.skipif(not MELD_DIR.is_dir() and "MLLM_MER_MELD_DIR" not in os.environ,
+                                   reason=f"MELD CSVs not found at {MELD_DIR}; set MLLM_MER_MELD_DIR")
+
 WORDS = ["you", "did", "what", "never", "again", "fine", "okay", "wow", "really", "no", "yes", "please", "stop", "now",
          "great", "terrible"]
+
+
+# A dialogue of three cues, as subtitles in both formats a user may give.
+SRT = """1
+00:00:00,000 --> 00:00:01,200
+Ann: I can't believe you did that.
+
+2
+00:00:01,200 --> 00:00:02,400
+Bob: Did what? I was only joking.
+
+3
+00:00:02,400 --> 00:00:03,800
+Ann: It was not funny at all.
+"""
+
+VTT = """WEBVTT
+
+00:00.000 --> 00:01.200
+<v Ann>I can't believe you did that.
+
+00:01.200 --> 00:02.400
+<v Bob>Did what? I was only joking.
+
+00:02.400 --> 00:03.800
+<v Ann>It was not funny at all.
+"""
 
 
 def random_samples(n: int, seed: int = 0) -> list[Sample]:
@@ -47,13 +84,25 @@ def varied_inputs(folder) -> list[Sample]:
     return samples
 
 
-def run_cli(*args, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
-    """`mllm-mer ARGS...` as a user types it (a subprocess); with `check`, a non-zero exit fails with its stderr."""
-    proc = subprocess.run([sys.executable, "-m", "mllm_mer.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
+def cli_command(*args) -> list[str]:
+    """The command line of `mllm-mer ARGS...` in this interpreter (for Popen, signals and timing by the caller)."""
+    return [sys.executable, "-m", "mllm_mer.cli", *map(str, args)]
+
+
+def run_cli(*args, check: bool = True, timeout: int | None = 600, cwd=None, env=None) -> subprocess.CompletedProcess:
+    """`mllm-mer ARGS...` as a user types it (a subprocess); with `check`, a non-zero exit fails with its output."""
+    proc = subprocess.run(cli_command(*args), capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
     if check:
-        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert proc.returncode == 0, (f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\n"
+                                      f"stderr:\n{proc.stderr[-3000:]}")
     return proc
+
+
+def recipe_overrides(model, task, out, *extra) -> list[str]:
+    """`key=value` overrides that point a fine-tuning recipe at a model, a synthetic task and an output folder."""
+    return [f"model={model}", f"output_dir={out}", f"data_dir={task / 'manifest.jsonl'}",
+            f"labels={task / 'labels.yaml'}", f"dataset_options={{labels: {task / 'labels.yaml'}, task: emotion}}",
+            *extra]
 
 
 def assert_tree_gone(proc, sig) -> None:
@@ -68,3 +117,95 @@ def assert_tree_gone(proc, sig) -> None:
     proc.wait(timeout=60)
     _, alive = psutil.wait_procs(tree, timeout=30)
     assert [p.pid for p in alive] == [], f"left running after {signal.Signals(sig).name}: {alive}"
+
+
+MAX_STEPS = 3
+
+
+def agent_setup(tiny_model, **strategy):
+    """The prompt setup and the agent strategy (label-only MELD, 4 frames, MAX_STEPS) on `tiny_model`."""
+    from mllm_mer.config import MediaConfig, ModelConfig, PromptConfig, StrategyConfig
+    from mllm_mer.pipeline.resolve import resolve_prompt, resolve_strategy
+
+    setup = resolve_prompt(ModelConfig(model=str(tiny_model)), PromptConfig(labels="meld", template="label_only"),
+                           MediaConfig(max_frames=4))
+    return setup, resolve_strategy(StrategyConfig(strategy="agent", max_steps=MAX_STEPS, **strategy), setup)
+
+
+def check_traces(predictions, samples, setup, agent, max_steps=MAX_STEPS):
+    """Every agent run ends with a valid answer after at most `max_steps` steps of tools that apply to its input."""
+    from mllm_mer.strategies.agent.tools import TOOLS
+
+    by_id = {s.id: s for s in samples}
+    for p in predictions:
+        assert p.ok, p.error
+        trace = p.extras["agent"]["trace"]
+        assert trace and 1 <= len(trace) <= max_steps
+        assert [s["step"] for s in trace] == list(range(1, len(trace) + 1))
+        assert trace[-1]["tool"] == "answer" and all(s["tool"] in TOOLS for s in trace[:-1])
+        for step in trace[:-1]:
+            sample = by_id[p.sample_id]
+            if step["tool"] in ("look", "listen"):
+                assert sample.video or sample.audio
+                assert set(step["args"]) >= {"start", "end"}
+            if step["tool"] == "look":
+                assert sample.video and 1 <= step["args"]["n"] <= agent.look_frames and step["images"] >= 1
+            if step["tool"] == "context":
+                assert sample.metadata.get("dialogue")
+        label_set = setup.scheme.label_sets[0]
+        assert p.label(label_set.task) in label_set.labels
+        probabilities = p.tasks[label_set.task].probabilities
+        assert probabilities and abs(sum(probabilities.values()) - 1) < 1e-4
+
+
+MELD_EMOTIONS = {"neutral", "joy", "sadness", "anger", "surprise", "fear", "disgust"}
+
+
+def analyse(client, video, transcript="You did WHAT?", context=None, strategy="single"):
+    """One call of the app's /analyse endpoint, as its Analyse tab sends it."""
+    from gradio_client import handle_file
+
+    table = {"headers": ["speaker", "text"], "data": context or [["Rachel", "I threw out your sandwich."]]}
+    return client.predict(handle_file(str(video)) if video else None, None, transcript, table, "meld", "zero_shot",
+                          "(base model)", ["text", "video", "audio"], False, strategy, api_name="/analyse")
+
+
+def assert_valid(result):
+    """An /analyse answer whose panels, headline and probabilities agree with each other and the label sets."""
+    summary, first, second, rationale, cues, frames = result[:6]
+    assert "emotion:" in summary and "sentiment:" in summary, summary
+    assert (first["label"], second["label"]) == ("emotion", "sentiment")  # panels titled by their task
+    assert first["value"]["label"] in MELD_EMOTIONS
+    assert second["value"]["label"] in {"neutral", "positive", "negative"}
+    assert f"emotion: {first['value']['label']}" in summary  # the panel's head is the answer's label
+    assert abs(sum(c["confidence"] for c in first["value"]["confidences"]) - 1) < 1e-3
+
+
+# The serve guard driven in process: the app behind it is a recorder standing in for vLLM's.
+GUARD_KEY = "guard-key-7d2"
+GUARD_AUTH = {"Authorization": f"Bearer {GUARD_KEY}"}
+
+
+class AsgiRecorder:
+    """Stands in for vLLM's app: records what reached it and answers 200."""
+
+    def __init__(self):
+        self.calls = []
+
+    async def __call__(self, scope, receive, send):
+        message = await receive() if scope["type"] == "http" else {}
+        self.calls.append((scope.get("method"), scope["path"], message.get("body", b"")))
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+def call_asgi(app, method, path, **kwargs):
+    """One request to an ASGI app in this process."""
+    import asyncio
+
+    import httpx
+
+    async def go():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
+            return await client.request(method, path, **kwargs)
+    return asyncio.run(go())

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import gradio as gr
 
+from mllm_mer.core.types import MODALITIES
+
 VIDEO_TYPES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 AUDIO_TYPES = (".wav", ".mp3", ".flac", ".m4a", ".ogg", ".webm")
 BATCH_TYPES = (".csv", ".jsonl", ".zip")
 TRANSCRIPT_TYPES = (".srt", ".vtt", ".jsonl")
 NO_ADAPTER = "(base model)"
-MODALITY_CHOICES = ["text", "video", "audio"]
+MODALITY_CHOICES = list(MODALITIES)
 
 
 def user_error(message: str) -> gr.Error:

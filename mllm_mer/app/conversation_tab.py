@@ -19,6 +19,7 @@ from mllm_mer.core.labels import available as available_label_sets
 from mllm_mer.prompting import available_templates
 
 HEADERS = ["#", "speaker", "start", "end", "text", "emotion", "P(emotion)", "most probable"]
+COLUMN_WIDTHS = ["4%", "10%", "7%", "7%", "35%", "12%", "11%", "14%"]
 
 
 def utterance_table(rows: list[dict]) -> list[list]:
@@ -52,6 +53,14 @@ def utterance_details(run, index: int):
 def not_analysed(reason: str) -> tuple:
     """The tab's outputs for a conversation that could not be analysed: the reason, inline; nothing else."""
     return None, [], None, None, f"**Could not analyse the conversation:** {reason}", [], "", None
+
+
+def _utterance_table() -> gr.Dataframe:
+    """The whole page's width and wrapped cells: every column, the probabilities too, stays in view;
+    read-only cells (static), so a click selects a row and never starts an edit."""
+    return gr.Dataframe(headers=HEADERS, label="Utterances (select a row for its details)", interactive=False,
+                        elem_id="conversation-table", wrap=True, column_widths=COLUMN_WIDTHS,
+                        static_columns=list(range(len(HEADERS))), max_height=600)
 
 
 def build_conversation_tab(service: Service) -> None:
@@ -100,9 +109,8 @@ def build_conversation_tab(service: Service) -> None:
                 # No label box: it sat over the plot's own title.
                 plot = gr.Image(label="Timeline: one lane per speaker", show_label=False, type="filepath",
                                 elem_id="conversation-timeline")
-                table = gr.Dataframe(headers=HEADERS, label="Utterances (select a row for its details)",
-                                     interactive=False, elem_id="conversation-table")
                 report = gr.File(label="timeline.md")
+        table = _utterance_table()
         with gr.Row():
             detail = gr.Markdown()
         with gr.Row():

@@ -21,21 +21,20 @@ from mllm_mer.config import AppConfig, EvaluateConfig, PromptConfig, RunConfig, 
 from mllm_mer.conversation.context import DEFAULT_CONTEXT_LABELS
 from mllm_mer.conversation.timeline import recording_end, timeline_rows, write_timeline
 from mllm_mer.conversation.transcripts import TranscriptError, asr_utterances, read_transcript, utterance_samples
-from mllm_mer.core.types import Prediction, Prompt, PromptSetup, Sample, Turn
+from mllm_mer.core.types import Prediction, Prompt, Sample, ServiceError, Turn
 from mllm_mer.evaluation.records import for_download
 from mllm_mer.media import MediaError
-from mllm_mer.pipeline.answer import answer_run, run_context
+from mllm_mer.pipeline.answer import answer_run
+from mllm_mer.pipeline.build import Run, build_run, open_backend
 from mllm_mer.pipeline.dialogue import classify_dialogues
-from mllm_mer.pipeline.resolve import resolve_prompt, resolve_strategy
-from mllm_mer.pipeline.resources import build_resources
-from mllm_mer.stages.resources import Resources
-from mllm_mer.strategies import RunContext, Strategy
+from mllm_mer.strategies import RunContext
 
 CHAT_SYSTEM_NOTE = ("Answer the user's follow-up question about the clip in plain sentences, "
                     "consistent with the evidence and your earlier answer.")
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
 MAX_QUESTION_CHARS = 2000  # a chat question; the conversation carried along stays under ten of them
 MAX_UNZIPPED_BYTES = 2 * 1024 ** 3
+UNZIP_RATIO, UNZIP_ALLOWANCE = 20, 64 * 1024 ** 2  # a zip may unpack to 20x its size, or to 64 MiB
 
 
 @dataclass
@@ -77,6 +76,7 @@ class BatchOptions:
     adapter: str | None = None  # None: the base model
     mode: str | None = None
     modalities: tuple[str, ...] | list[str] | None = None
+    columns: dict[str, str] | None = None  # manifest column options (id_col, text_col, ...); None: the defaults
 
 
 @dataclass
@@ -95,7 +95,7 @@ class Service:
         self._lock = threading.Lock()
         self._loaded = threading.Event()
         self._load_error: str | None = None
-        self._runs: dict[tuple, tuple[PromptSetup, Strategy, Resources]] = {}
+        self._runs: dict[tuple, Run] = {}
         self.activity = ""  # what the model is doing now (the page shows it beside the status)
         if backend is not None:
             self._loaded.set()
@@ -124,12 +124,10 @@ class Service:
         self._load()
 
     def _load(self) -> None:
-        from mllm_mer.backends import load_backend
-
         try:
             with self._lock:
                 if self._backend is None:
-                    self._backend = load_backend(self.config.backend)
+                    self._backend = open_backend(self.config.backend)  # held for the process; closed by close()
         except Exception as error:  # shown in the UI; every request then fails with it
             self._load_error = f"{type(error).__name__}: {error}"
         finally:
@@ -152,7 +150,7 @@ class Service:
             self._load()  # nobody started loading: load now (tests, scripts)
         self._loaded.wait()
         if self._load_error:
-            raise RuntimeError(f"the model could not be loaded: {self._load_error}")
+            raise ServiceError(f"the model could not be loaded: {self._load_error}")
         return self._backend
 
     def close(self) -> None:
@@ -171,15 +169,12 @@ class Service:
         if key not in self._runs:
             prompt = replace(self.config.prompt, labels=key[0], template=key[1],
                              modalities=list(key[2]) if key[2] else self.config.prompt.modalities, mode=key[3])
-            setup = resolve_prompt(self.config.model, prompt, self.config.media, retrieval=self.config.retrieval,
-                                   client=self.config.client)
-            chosen = resolve_strategy(replace(self.config.strategy, strategy=key[4]), setup)
-            self._runs[key] = (setup, chosen, build_resources(setup, chosen, self.config.retrieval))
-        setup, chosen, resources = self._runs[key]
-        return run_context(setup, chosen, adapter, on_stage=self._working, resources=resources)
+            self._runs[key] = build_run(replace(self.config, prompt=prompt,
+                                                strategy=replace(self.config.strategy, strategy=key[4])))
+        return self._runs[key].for_adapter(adapter, self._working)
 
     def adapters(self) -> list[str]:
-        return list(getattr(self._backend, "adapters", None) or self.config.model.adapters)
+        return list((self._backend.adapters if self._backend is not None else None) or self.config.model.adapters)
 
     # -- analyse ------------------------------------------------------------------------------
     def analyse_many(self, requests: list[AnalyseRequest]) -> list[Analysis]:
@@ -303,7 +298,7 @@ class Service:
         base = self.config
         media = replace(base.media)
         data = build(EvaluateConfig, dataset="manifest", data_dir=str(manifest), task=task,
-                     dataset_options={"media_root": str(root)}).data
+                     dataset_options={"media_root": str(root)}, **(options.columns or {})).data
         cfg = EvaluateConfig(model=batch_model(base.model, options.adapter), engine=base.engine, client=base.client,
                              strategy=base.strategy, retrieval=base.retrieval,
                              prompt=replace(PromptConfig(), labels=labels or base.prompt.labels,
@@ -313,8 +308,11 @@ class Service:
                                             else base.prompt.modalities),
                              media=media, data=data, run=RunConfig(out=str(out / "run"), limit=limit))
         backend = self.backend
-        with self._lock:
-            metrics = run_evaluation(cfg, backend=backend, progress=True, media_roots=(str(root),))
+        try:
+            with self._lock:
+                metrics = run_evaluation(cfg, backend=backend, progress=True, media_roots=(str(root),))
+        finally:  # an unpacked upload is not kept past its run (the run's own outputs are)
+            shutil.rmtree(out / "input", ignore_errors=True)
         for failure in metrics.get("failures") or []:  # the user's own paths, as in their manifest
             failure["error"] = str(failure.get("error") or "").replace(f"{root}/", "")
         archive = out / "run.zip"
@@ -358,8 +356,11 @@ def unpack_zip(archive: Path, root: Path) -> None:
     try:
         with zipfile.ZipFile(archive) as z:
             members = z.infolist()
-            if sum(m.file_size for m in members) > MAX_UNZIPPED_BYTES:
-                raise ValueError(f"{archive.name}: unpacks to more than {MAX_UNZIPPED_BYTES // 1024 ** 3} GiB")
+            # Clips barely compress: a zip that unpacks to many times its size is a bomb, not a batch.
+            most = min(MAX_UNZIPPED_BYTES, max(UNZIP_ALLOWANCE, UNZIP_RATIO * archive.stat().st_size))
+            if sum(m.file_size for m in members) > most:
+                raise ValueError(f"{archive.name}: unpacks to more than {most // 1024 ** 2} MiB (at most "
+                                 f"{UNZIP_RATIO}x the upload, or {UNZIP_ALLOWANCE // 1024 ** 2} MiB)")
             root.mkdir(parents=True)
             for member in members:
                 target = (root / member.filename).resolve()

@@ -1,20 +1,16 @@
 """The Gradio Blocks: one small builder per tab, plain callbacks into `Service`; no model code here."""
 from __future__ import annotations
 
-import contextvars
 import json
-import secrets
 import sys
-import threading
-import time
 import uuid
 from pathlib import Path
 
 import gradio as gr
 
+from mllm_mer.app.batch_tab import build_batch_tab, public_message
 from mllm_mer.app.components import (
     AUDIO_TYPES,
-    BATCH_TYPES,
     MODALITY_CHOICES,
     NO_ADAPTER,
     VIDEO_TYPES,
@@ -25,7 +21,8 @@ from mllm_mer.app.components import (
     user_name,
 )
 from mllm_mer.app.conversation_tab import build_conversation_tab
-from mllm_mer.app.service import MAX_QUESTION_CHARS, AnalyseRequest, BatchOptions, Service
+from mllm_mer.app.login import ClientAddress, LoginGuard, SessionRoutesNeedLogin
+from mllm_mer.app.service import MAX_QUESTION_CHARS, AnalyseRequest, Service
 from mllm_mer.core.labels import available as available_label_sets
 from mllm_mer.core.registry import STRATEGIES
 from mllm_mer.media.audio import SAMPLE_RATE
@@ -50,14 +47,15 @@ def headline(analysis) -> str:
 def trace_messages(prediction) -> list[dict]:
     """The agent's steps as collapsible tool messages at the top of the chat (empty for a single pass)."""
     messages = []
-    for step in prediction.trace or []:
+    trace = prediction.extra("agent").get("trace") or []
+    for step in trace:
         if step.get("tool") in (None, "answer"):
             continue
         args = ", ".join(f"{k}={v}" for k, v in (step.get("args") or {}).items())
         messages.append({"role": "assistant", "content": step.get("observation") or "",
                          "metadata": {"title": f"step {step['step']}: {step['tool']}({args})", "status": "done"}})
     if messages:
-        final = prediction.trace[-1]
+        final = trace[-1]
         labels = ", ".join(f"{k}: {v}" for k, v in (final.get("args") or {}).items() if isinstance(v, str)
                            and k not in ("rationale",))
         messages.append({"role": "assistant", "content": labels or "(no answer)",
@@ -134,7 +132,7 @@ def _analyse_handler(service: Service):
         try:
             results = service.analyse_many(requests)
         except (ValueError, RuntimeError, ConnectionError, OSError) as error:
-            raise user_error(str(error)) from None
+            raise user_error(public_message(str(error))) from None
         outputs = [_analysis_outputs(a, outbox) for a in results]
         service.housekeep()
         return [list(column) for column in zip(*outputs, strict=True)]
@@ -208,7 +206,7 @@ def build_chat_tab(service: Service, analysis_state: gr.State, chatbot: gr.Chatb
                 history[-1] = {"role": "assistant", "content": text}
                 yield history, ""
         except (ValueError, RuntimeError, ConnectionError) as error:
-            raise user_error(str(error)) from None
+            raise user_error(public_message(str(error))) from None
 
     with gr.Tab("Chat"):
         chat_header.render()
@@ -226,75 +224,11 @@ def build_chat_tab(service: Service, analysis_state: gr.State, chatbot: gr.Chatb
                 queue=False)
 
 
-def _batch_handler(service: Service):
-    """The Batch button's handler: one evaluate run over the upload, its table, plot, zip and failures."""
-
-    def _limit(text) -> int | None:
-        text = str(text or "").strip()
-        if text and not (text.isdigit() and int(text) > 0):
-            raise user_error(f"Limit: a whole number of rows (at least 1), or empty for all rows; got {text!r}")
-        return int(text) if text else None
-
-    def run_batch(upload, labels, template, task, limit, data_folder, adapter=NO_ADAPTER, mode=None, modalities=None,
-                  progress=gr.Progress(track_tqdm=True)):  # noqa: B008
-        if upload is None:
-            raise user_error("Upload a .zip of manifest + clips, or a CSV/JSONL manifest (columns: id, text, label, "
-                             "and optionally video).")
-        check_type(upload, BATCH_TYPES, "upload")
-        try:
-            options = BatchOptions(None if adapter in (None, NO_ADAPTER) else adapter, mode or None, modalities or None)
-            run = service.run_batch(upload, labels, task or "emotion", _limit(limit), template, data_folder or None,
-                                    options)
-        except (ValueError, RuntimeError, ConnectionError, OSError) as error:
-            raise user_error(str(error).replace(str(Path(upload).parent), "")) from None
-        metrics = run.metrics
-        rows = [[t, m["n"], *(round(m.get(k, float("nan")), 4) for k in ("accuracy", "weighted_f1", "macro_f1", "uar",
-                                                                          "failure_rate"))]
-                for t, m in metrics["tasks"].items()]  # list-answer tasks (no accuracy) show NaN there
-        from mllm_mer.evaluation.report import summary
-
-        status = "  \n".join(summary(metrics))
-        failures = [[f["id"], f["kind"], f["error"]] for f in metrics["failures"]] or [["", "", ""]]
-        confusion = run.out / "confusion.png"
-        return rows, str(confusion) if confusion.is_file() else None, str(run.archive), status, failures
-
-    return run_batch
-
-
-def build_batch_tab(service: Service) -> None:
-    config = service.config
-    run_batch = _batch_handler(service)
-    default_labels = config.prompt.labels or "meld"
-    with gr.Tab("Batch"):
-        with gr.Row():
-            upload = gr.File(label="Manifest + clips (.zip), or a manifest (.csv/.jsonl)", file_types=list(BATCH_TYPES))
-            with gr.Column():
-                batch_labels = gr.Dropdown(sorted({*available_label_sets(), default_labels}), value=default_labels,
-                                           label="Label set")
-                batch_template = gr.Dropdown(available_templates(), value=config.prompt.template or "zero_shot",
-                                             label="Template")
-                task = gr.Textbox(value="emotion", label="Task of the label column")
-                # A text box: Gradio's number box shows an empty value as 0.
-                limit = gr.Textbox(label="Limit (optional)", placeholder="all rows")
-                folders = [str(Path(d)) for d in config.ui.data_dirs]
-                data_folder = gr.Dropdown(folders, value=folders[0] if len(folders) == 1 else None,
-                                          label="Clips folder on the server (for a plain manifest)",
-                                          visible=bool(folders))
-                with gr.Row():  # the same choices as Analyse, the same defaults as the command line
-                    batch_adapter = gr.Dropdown([NO_ADAPTER, *config.model.adapters], value=NO_ADAPTER,
-                                                label="Adapter")
-                    batch_mode = gr.Radio(["generate", "score"], value=config.prompt.mode or "generate", label="Mode")
-                    batch_modalities = gr.CheckboxGroup(MODALITY_CHOICES, value=MODALITY_CHOICES, label="Modalities")
-                run = gr.Button("Run", variant="primary")
-        batch_status = gr.Markdown()
-        metrics_table = gr.Dataframe(headers=["task", "n", "accuracy", "weighted F1", "macro F1", "UAR",
-                                              "failures"], label="Metrics", interactive=False)
-        failures = gr.Dataframe(headers=["id", "kind", "reason"], label="Failures", interactive=False)
-        confusion = gr.Image(label="Confusion matrices", type="filepath")
-        download = gr.File(label="The whole run (predictions, metrics, report, plots) as a zip")
-        run.click(run_batch, [upload, batch_labels, batch_template, task, limit, data_folder, batch_adapter, batch_mode,
-                              batch_modalities],
-                  [metrics_table, confusion, download, batch_status, failures], api_name="batch")
+def _status_line(service: Service) -> str:
+    """The model by its name, not its folder on the server (a hub id stays whole), and what it is doing."""
+    model = str(service.config.model.model)
+    shown = Path(model).name if Path(model).expanduser().exists() else model
+    return f"Model `{shown}`: **{public_message(service.status)}**"
 
 
 def build_demo(service: Service) -> gr.Blocks:
@@ -303,9 +237,9 @@ def build_demo(service: Service) -> gr.Blocks:
     with gr.Blocks(title="mllm-mer", delete_cache=(min(3600, keep), keep)) as demo:
         gr.Markdown("# mllm-mer\nMultimodal emotion recognition: frames, transcript, vocal cues and the "
                     "conversation go in; a label from the chosen set and a rationale citing its cues come out.")
-        status = gr.Markdown(f"Model `{service.config.model.model}`: **{service.status}**", elem_id="model-status")
+        status = gr.Markdown(_status_line(service), elem_id="model-status")
         timer = gr.Timer(1)
-        timer.tick(lambda: f"Model `{service.config.model.model}`: **{service.status}**", None, status, queue=False,
+        timer.tick(lambda: _status_line(service), None, status, queue=False,
                    show_progress="hidden")
         analysis_state = gr.State(None)
         # Plain text: model output is not Markdown (a `~` would strike text through).
@@ -319,57 +253,6 @@ def build_demo(service: Service) -> gr.Blocks:
     return demo
 
 
-# The peer address of the request being served (set by ClientAddress; the login check reads it).
-CLIENT: contextvars.ContextVar[str] = contextvars.ContextVar("mllm_mer_client", default="?")
-
-
-class ClientAddress:
-    """ASGI middleware: the socket peer of each request, for the login brake (headers could be forged)."""
-
-    def __init__(self, app) -> None:
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        token = CLIENT.set((scope.get("client") or ("?", 0))[0])
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            CLIENT.reset(token)
-
-
-class LoginGuard:
-    """Gradio's auth check with a brake per client: each wrong login costs a second, and after ten in five
-    minutes that client's logins are refused for a minute (no guessing at speed, and no stranger can lock
-    the real user out)."""
-
-    def __init__(self, credentials: str, delay_s: float = 1.0, max_failures: int = 10, lockout_s: float = 60.0,
-                 max_clients: int = 10_000):
-        self.user, _, self.password = credentials.partition(":")
-        self.delay_s, self.max_failures, self.lockout_s = delay_s, max_failures, lockout_s
-        self.failures: dict[str, list[float]] = {}
-        self.locked_until: dict[str, float] = {}
-        self.max_clients = max_clients
-        self.lock = threading.Lock()
-
-    def __call__(self, user: str, password: str) -> bool:
-        now, client = time.monotonic(), CLIENT.get()
-        with self.lock:
-            if now < self.locked_until.get(client, 0.0):
-                return False
-        ok = secrets.compare_digest(f"{user}:{password}".encode(), f"{self.user}:{self.password}".encode())
-        if not ok:
-            time.sleep(self.delay_s)
-            with self.lock:
-                recent = [t for t in self.failures.get(client, []) if now - t < 300] + [now]
-                self.failures[client] = recent
-                if len(recent) >= self.max_failures:
-                    self.locked_until[client] = now + self.lockout_s
-                if len(self.failures) > self.max_clients:  # bounded: forget the quietest clients
-                    for stale in sorted(self.failures, key=lambda c: self.failures[c][-1])[:len(self.failures) // 2]:
-                        self.failures.pop(stale)
-        return ok
-
-
 def launch(demo: gr.Blocks, service: Service, **kwargs):
     ui = service.config.ui
     auth = LoginGuard(ui.auth) if ui.auth else None
@@ -381,7 +264,9 @@ def launch(demo: gr.Blocks, service: Service, **kwargs):
     from starlette.middleware import Middleware
 
     # FastAPI's own /openapi.json would describe every route without a login (gradio's is behind it).
-    app_kwargs = {"openapi_url": None, "middleware": [Middleware(ClientAddress)]}
+    app_kwargs = {"openapi_url": None, "middleware": [Middleware(ClientAddress), Middleware(SessionRoutesNeedLogin)]}
+    # Quiet: gradio's banner suggests a public share link, which this app never makes; `serve_app` prints the URL.
+    kwargs.setdefault("quiet", True)
     return demo.launch(server_name=ui.host, server_port=ui.port, auth=auth, max_file_size=f"{ui.max_upload_mb}mb",
                        show_error=False, allowed_paths=[str(runs)] + _example_folder(ui), app_kwargs=app_kwargs,
                        **kwargs)

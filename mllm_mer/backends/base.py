@@ -7,7 +7,8 @@ the name it was registered under (as vLLM's LoRARequest does).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, Protocol, runtime_checkable
+from contextlib import AbstractContextManager
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from mllm_mer.core.types import Prompt
 
@@ -22,8 +23,33 @@ def render(processor: Any, prompt: Prompt) -> str:
 
 
 @runtime_checkable
+class RequestStream(Protocol):
+    """Requests submitted one by one and collected as they finish (`Backend.stream`)."""
+
+    room: bool  # another request may be submitted now
+    pending: int  # submitted, not yet collected
+
+    def submit(self, key: Any, prompt: Prompt) -> None:
+        ...
+
+    def collect(self) -> list[tuple[Any, str | Exception]]:
+        """At least one finished (key, answer text or the error that request met); waits for one."""
+        ...
+
+
+@runtime_checkable
 class Backend(Protocol):
+    """Required: `generate`, `score`, `chat`, `close`; a backend is a context manager that closes on exit.
+
+    Optional abilities are declared, not guessed: `can_stream` says whether `stream` exists;
+    `adapters`, `max_images`, `max_audios` and `tokenizer` are None/empty where a backend has none."""
+
     name: str
+    can_stream: ClassVar[bool]  # True: `stream(adapter)` takes requests one by one (continuous submission)
+    adapters: dict[str, Any]  # the adapters loaded, by name
+    max_images: int | None  # images per prompt the backend takes (None: no limit known)
+    max_audios: int | None  # waveforms per prompt (None: no limit known)
+    tokenizer: Any  # the model's tokenizer, where the backend holds one (prompt budgets count with it)
 
     def generate(self, prompts: Sequence[Prompt], adapter: str | None = None, temperature: float = 0.0,
                  seeds: Sequence[int] | None = None) -> list[str]:
@@ -43,5 +69,39 @@ class Backend(Protocol):
         """Free-text answer to a conversation (no schema), as a stream of the text so far."""
         ...
 
+    def stream(self, adapter: str | None = None) -> AbstractContextManager[RequestStream]:
+        """Only where `can_stream`: a block in which requests go out one by one (unfinished ones are
+        dropped when it ends)."""
+        ...
+
     def close(self) -> None:
         ...
+
+    def __enter__(self) -> Backend:
+        ...
+
+    def __exit__(self, *exc: object) -> None:
+        ...
+
+
+class BackendBase:
+    """What every backend shares: the defaults of the optional abilities, and closing as a context manager."""
+
+    name: str = ""
+    can_stream: ClassVar[bool] = False
+    adapters: dict[str, Any] = {}  # noqa: RUF012 (read-only default; a backend with adapters sets its own)
+    max_images: int | None = None
+    max_audios: int | None = None
+    tokenizer: Any = None
+
+    def stream(self, adapter: str | None = None) -> AbstractContextManager[RequestStream]:
+        raise NotImplementedError(f"the {self.name} backend takes requests in batches only (can_stream is False)")
+
+    def close(self) -> None:
+        return None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

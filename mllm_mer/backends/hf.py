@@ -6,20 +6,19 @@ grammar engine vLLM uses too, so both backends can only emit labels of the set.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 
-from mllm_mer.backends.base import render
+from mllm_mer.backends.base import BackendBase, render
 from mllm_mer.backends.hf_loading import load_model_and_processor, processor_inputs, with_adapters
 from mllm_mer.backends.label_scoring import constrained_logprobs, reading_paths
 from mllm_mer.config import BackendConfig
 from mllm_mer.core.types import Prompt
 
 
-class TransformersBackend:
+class TransformersBackend(BackendBase):
     name = "transformers"
 
     def __init__(self, config: BackendConfig, device: str | None = None):
@@ -28,9 +27,6 @@ class TransformersBackend:
         model, processor = load_model_and_processor(config.model, self.device)
         self.adapters = dict(config.model.adapters)
         if self.adapters:
-            # peft imports bitsandbytes, which warns that it cannot fetch a 4-bit CPU kernel from the hub:
-            # inference here never loads 4-bit weights.
-            logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
             model = with_adapters(model, self.adapters, config.model.model)
         self._attach(model.to(self.device).eval(), processor)
 

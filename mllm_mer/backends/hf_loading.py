@@ -51,6 +51,10 @@ def load_model_and_processor(model: ModelConfig, device: str, **model_kwargs: An
     except OSError as error:
         raise explain_load_error(config.model, error) from error
     processor.tokenizer.padding_side = "left"
+    video = getattr(processor, "video_processor", None)
+    for name, value in family.video_processor_kwargs:  # the processor's defaults for every call it serves
+        if video is not None:
+            setattr(video, name, value)
     return model, processor
 
 

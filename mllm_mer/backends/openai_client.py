@@ -16,6 +16,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any
 
+from mllm_mer.backends.base import BackendBase
 from mllm_mer.backends.label_scoring import (
     branch_points,
     constrained_logprobs,
@@ -24,7 +25,7 @@ from mllm_mer.backends.label_scoring import (
 from mllm_mer.config import BackendConfig, ClientConfig
 from mllm_mer.core.families import video_fps
 from mllm_mer.core.paths import ADAPTER_PROMPTS_ROUTE
-from mllm_mer.core.types import Prompt
+from mllm_mer.core.types import Prompt, ServiceError
 from mllm_mer.media.audio import SAMPLE_RATE
 
 
@@ -108,8 +109,9 @@ def served_adapter_prompts(client: ClientConfig) -> dict[str, Any] | None:
     return table if isinstance(table, dict) else None
 
 
-class OpenAIBackend:
+class OpenAIBackend(BackendBase):
     name = "openai"
+    can_stream = True
 
     def __init__(self, config: BackendConfig):
         import openai
@@ -159,7 +161,7 @@ class OpenAIBackend:
         except openai.AuthenticationError:
             raise ConnectionError(f"the server at {url} refused the API key") from None
         except openai.APIStatusError as error:
-            raise RuntimeError(f"server at {url} answered {error.status_code}: {error.message}") from None
+            raise ServiceError(f"server at {url} answered {error.status_code}: {error.message}") from None
 
     def _served_models(self) -> list[str]:
         """The models every server serves (each server is asked: a down or different one fails now)."""
@@ -167,9 +169,9 @@ class OpenAIBackend:
         for url, client in zip(self.base_urls, self.clients, strict=True):
             models = [m.id for m in self._call(client.models.list).data]
             if not models:
-                raise RuntimeError(f"the server at {url} serves no model")
+                raise ServiceError(f"the server at {url} serves no model")
             if served is not None and set(models) != set(served):
-                raise RuntimeError(f"the servers serve different models: {self.base_urls[0]} has "
+                raise ServiceError(f"the servers serve different models: {self.base_urls[0]} has "
                                    f"{', '.join(served)}; {url} has {', '.join(models)}")
             served = served or models
         return served

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from mllm_mer.backends.base import render
+from mllm_mer.backends.base import BackendBase, render
 from mllm_mer.backends.engine_loop import EngineLoop
 from mllm_mer.config import BackendConfig
 from mllm_mer.core.families import explain_load_error, family_for, resolve_model
@@ -22,8 +22,9 @@ from mllm_mer.core.types import Prompt
 from mllm_mer.media.audio import SAMPLE_RATE
 
 
-class VLLMEngineBackend:
+class VLLMEngineBackend(BackendBase):
     name = "vllm"
+    can_stream = True
 
     def __init__(self, config: BackendConfig):
         from mllm_mer.backends.vllm_env import apply_log_level
@@ -62,6 +63,8 @@ class VLLMEngineBackend:
             # label scored would recompute up to 127 prompt tokens. 32 is the smallest the CPU
             # attention kernel takes; generation speed is the same within noise (measured).
             engine_args["block_size"] = 32
+        if self.family.video_processor_kwargs:
+            engine_args["mm_processor_kwargs"] = dict(self.family.video_processor_kwargs)
         if engine.data_parallel_size > 1:
             engine_args["data_parallel_size"] = engine.data_parallel_size
         if self.adapters:

@@ -23,10 +23,20 @@ def apply_cpu_engine_env(kv_cache_gb: int) -> None:
         os.environ.setdefault(name, value)
 
 
+# vLLM's level unless asked for more: its start on CPU warns about a dozen settings it chose by itself (no
+# GPU, no pinned memory, the attention backend, ...), none of them the user's doing; errors still show.
+QUIET_LEVEL = "ERROR"
+
+
+def log_level(verbose: bool) -> str:
+    """The engine's log level: everything with `--engine-log`, else errors only."""
+    return "INFO" if verbose else QUIET_LEVEL
+
+
 def apply_log_level(verbose: bool) -> None:
-    """vLLM's own logging: warnings only unless asked; `--engine-log` wins over any exported level, and an
+    """vLLM's own logging: errors only unless asked; `--engine-log` wins over any exported level, and an
     exported level wins over the quiet default."""
     if verbose:
-        os.environ["VLLM_LOGGING_LEVEL"] = "INFO"
+        os.environ["VLLM_LOGGING_LEVEL"] = log_level(True)
     else:
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", QUIET_LEVEL)

@@ -40,8 +40,9 @@ def parse(argv: list[str], verbs: dict[str, Verb] = VERBS):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mllm_mer.config import ConfigError
-    from mllm_mer.media import MediaError
+    """Run a verb; a user's mistake (core.types.UserError, and the ValueErrors and OSErrors the project raises
+    for bad options, files and connections) is one line on stderr and exit code 2; a bug keeps its traceback."""
+    from mllm_mer.core.types import UserError
 
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv
@@ -54,12 +55,33 @@ def main(argv: list[str] | None = None) -> int:
             exit_on_sigterm()
             start_guard()
         return verb.run(cfg, rest) if verb.passthrough else verb.run(cfg)
-    except (ConfigError, FileNotFoundError, MediaError, ValueError, RuntimeError, ConnectionError, OSError,
-            KeyError, TypeError) as error:
+    except KeyboardInterrupt:
+        if debug:
+            raise
+    except (UserError, ValueError, OSError) as error:  # ConfigError, MediaError, DatasetError are ValueErrors
         if debug:
             raise
         name = next((a for a in argv if not a.startswith("-")), "")
-        message = str(error) if not isinstance(error, KeyError) else f"missing key {error}"
-        print(f"mllm-mer {name}: error: {message}", file=sys.stderr)
+        print(f"mllm-mer {name}: error: {error}", file=sys.stderr)
         return 2
+    # Only Ctrl-C gets here, once the interrupted frames are gone (a progress bar has closed its line).
+    print(interrupted_line(argv, locals().get("cfg")), file=sys.stderr)
+    return 130
 
+
+def interrupted_line(argv: list[str], cfg) -> str:
+    """Ctrl-C, in one line: for a verb that writes a run, how many rows it has saved and how to go on."""
+    from pathlib import Path
+
+    name = next((a for a in argv if not a.startswith("-")), "")
+    out = getattr(getattr(cfg, "run", None), "out", None)
+    if not out:
+        return f"mllm-mer {name}: interrupted"
+    saved = sum(_complete_lines(p) for p in Path(out).rglob("predictions.jsonl")) if Path(out).is_dir() else 0
+    return (f"mllm-mer {name}: interrupted; {saved} row{'s' * (saved != 1)} saved in {out}; "
+            "rerun the same command to resume")
+
+
+def _complete_lines(path) -> int:
+    with open(path, "rb") as f:
+        return sum(1 for line in f if line.endswith(b"\n") and line.strip())

@@ -13,11 +13,19 @@ import dataclasses
 import os
 import re
 import typing
-from typing import Any, Literal
+from typing import Any
 
-import yaml
-
-from mllm_mer.config import ConfigError, build, flatten, leaf_fields, load_config, read_yaml, unknown_key_error
+from mllm_mer.config import (
+    ConfigError,
+    build,
+    choices_of,
+    flatten,
+    leaf_fields,
+    load_config,
+    read_yaml,
+    unknown_key_error,
+)
+from mllm_mer.config.checks import section_hints, unwrap
 from mllm_mer.core.paths import config_file
 
 # Secrets come from the environment rather than the command line (which `ps` shows to everyone).
@@ -25,71 +33,62 @@ ENVIRONMENT = {"api_key": "MLLM_MER_API_KEY", "auth": "MLLM_MER_APP_AUTH"}
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w.\-]*=")
 
 
-def _mapping(text: str) -> dict:
-    value = yaml.safe_load(text)
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a YAML/JSON mapping, got {text!r}")
-    return value
-
-
 def _comma_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def _leaf_kwargs(hint: Any, leaf: dataclasses.Field) -> dict[str, Any]:
-    """argparse keywords for one field, from its type and metadata."""
+    """argparse keywords for one field, from its type and metadata. Values are checked by the section
+    they fill (`mllm_mer.config.checks`), not here, so that a flag, a YAML key and the app's own config
+    meet the same one-line error; argparse only splits the words."""
     default = leaf.default if leaf.default is not dataclasses.MISSING else leaf.default_factory()
     help_text = leaf.metadata.get("help", "")
     if leaf.name in ENVIRONMENT:
         help_text += f" [env {ENVIRONMENT[leaf.name]}]"
     shown = default if not isinstance(default, (list, dict)) or default else None
     kwargs: dict[str, Any] = {"help": f"{help_text} (default: {shown})" if shown is not None else help_text}
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    base = args[0] if typing.get_origin(hint) in (typing.Union, __import__("types").UnionType) else hint
-    origin = typing.get_origin(base)
+    base = unwrap(hint)[0]
+    choices = choices_of(hint, leaf)
     if base is bool:
         kwargs["action"] = argparse.BooleanOptionalAction
-    elif origin is Literal:
-        kwargs["choices"] = list(typing.get_args(base))
-    elif leaf.metadata.get("choices"):  # names read from a registry (core.registry)
-        kwargs.update(choices=list(leaf.metadata["choices"]), type=base)
-    elif origin is list or base is list:
+    elif choices:
+        kwargs["metavar"] = "{" + ",".join(map(str, choices)) + "}"
+    elif typing.get_origin(base) is list or base is list:
         # Repeatable, and comma-separated values split (`--modalities text,video`), except paths.
         kwargs.update(action="extend", type=(lambda v: [v]) if leaf.name == "adapter" else _comma_list)
-    elif base is dict or origin is dict:
-        kwargs["type"] = _mapping
-    elif base in (int, float, str):
-        kwargs["type"] = base
     return kwargs
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type, hidden: tuple[str, ...] = ()) -> None:
-    """One flag per leaf of `cls`, grouped by section; values land under `cfg:<leaf>`. `hidden`: leaves this
-    verb has but does not use (no flag; they keep their defaults)."""
-    hints_by_section = {}
-    for section in dataclasses.fields(cls):
-        section_type = typing.get_type_hints(cls)[section.name]
-        hints_by_section[section.name] = (section_type, typing.get_type_hints(section_type))
-    for section_name, (section_type, hints) in hints_by_section.items():
-        group = parser.add_argument_group(section_name, (section_type.__doc__ or "").strip().splitlines()[0]
-                                          if section_type.__doc__ else None)
-        for leaf in dataclasses.fields(section_type):
-            if leaf.name in hidden:
-                continue
-            kwargs = _leaf_kwargs(hints[leaf.name], leaf)
-            if leaf.metadata.get("positional"):
-                nargs = "*" if kwargs.get("action") == "extend" else "?"
-                kwargs.pop("action", None)
-                if nargs == "*":
-                    kwargs["type"] = str
-                group.add_argument(f"cfg:{leaf.name}", metavar=leaf.name.upper(), nargs=nargs,
-                                   default=argparse.SUPPRESS, **kwargs)
-                continue
-            flags = [f"--{leaf.name.replace('_', '-')}"]
-            if kwargs.get("action") is not argparse.BooleanOptionalAction:  # which would add --no- to each alias
-                flags += [f"--{section_name}.{leaf.name}"] + ([f"--{leaf.name}"] if "_" in leaf.name else [])
-            group.add_argument(*flags, dest=f"cfg:{leaf.name}", metavar=leaf.name.upper(),
-                               default=argparse.SUPPRESS, **kwargs)
+    """One flag per leaf of `cls`, grouped by section; values land under `cfg:<flat name>`. `hidden`: leaves
+    this verb has but does not use (no flag; they keep their defaults)."""
+    former = {}
+    for old, new in getattr(cls, "former_names", {}).items():
+        former.setdefault(new, []).append(old)
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for flat, (section_name, leaf) in leaf_fields(cls).items():
+        if flat in hidden:
+            continue
+        section_type = typing.get_type_hints(cls)[section_name]
+        if section_name not in groups:
+            doc = (section_type.__doc__ or "").strip().splitlines()
+            groups[section_name] = parser.add_argument_group(section_name, doc[0] if doc else None)
+        group = groups[section_name]
+        kwargs = _leaf_kwargs(section_hints(section_type)[leaf.name], leaf)
+        kwargs.setdefault("metavar", flat.upper())
+        if leaf.metadata.get("positional"):
+            nargs = "*" if kwargs.get("action") == "extend" else "?"
+            kwargs.pop("action", None)
+            if nargs == "*":
+                kwargs["type"] = str
+            group.add_argument(f"cfg:{flat}", nargs=nargs, default=argparse.SUPPRESS, **kwargs)
+            continue
+        flags = [f"--{flat.replace('_', '-')}"]
+        if kwargs.get("action") is not argparse.BooleanOptionalAction:  # which would add --no- to each alias
+            flags += [f"--{section_name}.{leaf.name}"] + ([f"--{flat}"] if "_" in flat else [])
+            for old in former.get(flat, []):  # a spelling from before the option moved
+                flags += [f"--{old}"] if "." in old else [f"--{old.replace('_', '-')}", f"--{old}"]
+        group.add_argument(*flags, dest=f"cfg:{flat}", default=argparse.SUPPRESS, **kwargs)
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     parser.add_argument("--config", metavar="FILE.yaml", help="read options from a YAML file (flat keys or sections; "
                                                               "flags and key=value words override it), or a "
@@ -112,10 +111,10 @@ def config_from_namespace(cls: type, namespace: argparse.Namespace, overrides: l
 
 
 def _apply_environment(config: Any, cls: type) -> None:
-    for leaf, (section, _) in leaf_fields(cls).items():
+    for leaf, (section, spec) in leaf_fields(cls).items():
         variable = ENVIRONMENT.get(leaf)
-        if variable and getattr(getattr(config, section), leaf) is None and os.environ.get(variable):
-            setattr(getattr(config, section), leaf, os.environ[variable])
+        if variable and getattr(getattr(config, section), spec.name) is None and os.environ.get(variable):
+            setattr(getattr(config, section), spec.name, os.environ[variable])
 
 
 def reject_unknown(words: list[str], parser: argparse.ArgumentParser) -> None:

@@ -12,6 +12,7 @@ from mllm_mer.core.types import LabelScheme, Sample
 
 def label_lines(samples: Sequence[Sample], scheme: LabelScheme) -> list[str]:
     """Per task: the gold distribution (after aliases) and the gold labels that map to no label, by name."""
+    from mllm_mer.core.labels import aliases_applied
     from mllm_mer.prompting import as_list
 
     lines = []
@@ -28,6 +29,11 @@ def label_lines(samples: Sequence[Sample], scheme: LabelScheme) -> list[str]:
         lines.append(f"{ls.task}: " + (", ".join(f"{k} {n}" for k, n in counts.most_common())
                                        or ("none in the label set" if unmapped else "no gold labels"))
                      + (f"; {missing} without one" if missing else ""))
+        words = [w for s in samples if s.gold.get(ls.task) not in (None, "")
+                 for w in (as_list(s.gold[ls.task]) if ls.list_answer else [s.gold[ls.task]])]
+        if not ls.open and (aliased := aliases_applied(ls, words)):
+            lines.append(f"{ls.task}: {sum(aliased.values())} gold labels read through aliases of {scheme.name!r}: "
+                         + ", ".join(f"{k} {n}" for k, n in aliased.items()))
         if unmapped:
             lines.append(f"{ls.task}: {sum(unmapped.values())} gold labels outside {scheme.name!r}: "
                          + ", ".join(f"{k} {n}" for k, n in unmapped.most_common(10))
@@ -59,20 +65,25 @@ def dialogue_line(samples: Sequence[Sample]) -> str:
 
 def inspect_corpus(cfg: C.InspectConfig) -> int:
     from mllm_mer.datasets import load_configured
-    from mllm_mer.pipeline.resolve import resolve_prompt
+    from mllm_mer.datasets.tables import UNREADABLE_ROW
+    from mllm_mer.pipeline.build import prompt_setup
     from mllm_mer.stages.prepare import prepare, prompt_text
 
     if not cfg.data.dataset or not cfg.data.data_dir:
         raise ValueError("inspect needs --dataset and --data-dir")
     split = load_configured(cfg.data, cfg.inspect.split, cfg.prompt.labels)
-    setup = resolve_prompt(cfg.model, cfg.prompt, cfg.media, default_labels=split.labels)
+    setup = prompt_setup(cfg, default_labels=split.labels)
     samples = split.samples
     texts = sum(bool(s.transcript) for s in samples)
     print(f"{split.name}: {len(samples)} samples; {texts} with text; label set {setup.scheme.name!r} "
           f"(tasks: {', '.join(setup.scheme.tasks)})")
     for line in label_lines(samples, setup.scheme) + [dialogue_line(samples)] + media_lines(samples):
         print(line)
-    for prepared in prepare(list(samples[:cfg.inspect.show]), setup):
+    unreadable = [s.metadata[UNREADABLE_ROW] for s in samples if UNREADABLE_ROW in s.metadata]
+    if unreadable:  # each fails alone in a run; the others are answered
+        print(f"unreadable rows: {len(unreadable)}, each a failure of its own in a run:")
+        print("\n".join(f"  {message}" for message in unreadable))
+    for prepared in prepare([s for s in samples if UNREADABLE_ROW not in s.metadata][:cfg.inspect.show], setup):
         print(f"\n=== sample {prepared.sample.id} (as prompted) ===\n{prompt_text(prepared)}")
     return 0
 

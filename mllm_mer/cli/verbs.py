@@ -41,41 +41,43 @@ def results_stdout():
 # -- verbs -------------------------------------------------------------------------------------
 
 def predict(cfg: C.PredictConfig) -> int:
-    from mllm_mer.backends import load_backend
-    from mllm_mer.pipeline.answer import answer_prepared, run_context
-    from mllm_mer.pipeline.resolve import resolve_prompt, resolve_strategy
-    from mllm_mer.pipeline.resources import build_resources
+    from mllm_mer.pipeline.answer import answer_prepared
+    from mllm_mer.pipeline.build import build_run, open_backend
     from mllm_mer.stages.prepare import evidence_of, prepare, prompt_text
 
     sample = input_sample(cfg.input)  # a missing file fails here, before any model loads
-    setup = resolve_prompt(cfg.model, cfg.prompt, cfg.media, retrieval=cfg.retrieval, client=cfg.client)
-    strategy = resolve_strategy(cfg.strategy, setup)
-    run = run_context(setup, strategy, next(iter(cfg.model.adapters), None),
-                      resources=build_resources(setup, strategy, cfg.retrieval, samples=[sample]))
+    run = build_run(cfg, samples=[sample]).context
     with results_stdout() as out:
-        [prepared] = prepare([sample], setup, resources=run.resources)  # media decoded before the model loads
+        [prepared] = prepare([sample], run.setup, resources=run.resources)  # media decoded before the model loads
         if cfg.input.show_evidence:
             print(json.dumps(evidence_of(prepared), ensure_ascii=False, indent=2), file=sys.stderr)
         if cfg.input.show_prompt:
             print(prompt_text(prepared), file=sys.stderr)
-        backend = load_backend(cfg.backend)
-        try:
+        with open_backend(cfg.backend) as backend:
             [answered] = answer_prepared(backend, [prepared], run)
-        finally:
-            backend.close()
         print(json.dumps(answered.prediction.to_dict(), ensure_ascii=False, indent=2), file=out, flush=True)
     return 0 if answered.prediction.ok else 1
 
 
 def input_sample(given: C.PredictInput):
     """The one sample `predict` classifies, from its flags."""
+    from mllm_mer.cli.inputs import check_predict_input
     from mllm_mer.conversation.context import read_context
     from mllm_mer.core.types import Sample
 
     for flag, path in (("--video", given.video), ("--audio", given.audio), ("--image", given.image),
                        ("--context", given.context)):
         if path and not Path(path).is_file():
+            if Path(path).exists():  # a folder, a FIFO or a device: say which
+                from mllm_mer.media.decode import check_regular_file
+                from mllm_mer.media.errors import MediaError
+
+                try:
+                    check_regular_file(path)
+                except MediaError as error:
+                    raise FileNotFoundError(f"{flag} {error}") from None
             raise FileNotFoundError(f"{flag} {path}: no such file")
+    check_predict_input(given)  # no input at all, or a file in the wrong role: a usage error, before any model
     frames: tuple = ()
     if given.frames_dir:
         folder = Path(given.frames_dir)
@@ -197,7 +199,7 @@ def make_tiny(cfg: C.MakeTinyConfig) -> int:
 
 def demo(cfg: C.DemoConfig) -> int:
     """The main job on a fresh machine: a tiny model and a clip with sound (built once), one prediction."""
-    from mllm_mer.cli.demo import DEMO_TRANSCRIPT, TINY_NOTE, demo_inputs
+    from mllm_mer.cli.demo import DEMO_TRANSCRIPT, TINY_NOTE, clip_contents, demo_inputs
     from mllm_mer.core.families import DEFAULT_MODEL
 
     model, clip = demo_inputs(cfg.demo.dir)
@@ -205,6 +207,7 @@ def demo(cfg: C.DemoConfig) -> int:
     if tiny:
         cfg.model.model, cfg.model.dtype = str(model), "float32"
     print(f"demo clip: {clip} (transcript: {DEMO_TRANSCRIPT!r}); model: {cfg.model.model}", file=sys.stderr)
+    print(f"the clip: {clip_contents(clip)}", file=sys.stderr)
     if tiny:
         print(TINY_NOTE, file=sys.stderr)
     if cfg.demo.app:
@@ -217,31 +220,21 @@ def demo(cfg: C.DemoConfig) -> int:
 
 def dialogue(cfg: C.DialogueConfig) -> int:
     """A conversation -> its per-speaker emotion timeline (timeline.jsonl / .png / .md)."""
-    from mllm_mer.backends import load_backend
     from mllm_mer.conversation.context import context_settings
     from mllm_mer.conversation.sources import conversation_samples
     from mllm_mer.conversation.timeline import recording_end, timeline_rows, write_timeline
-    from mllm_mer.pipeline.answer import run_context
+    from mllm_mer.pipeline.build import build_run, open_backend
     from mllm_mer.pipeline.dialogue import classify_dialogues
-    from mllm_mer.pipeline.resolve import resolve_prompt, resolve_strategy
-    from mllm_mer.pipeline.resources import build_resources
 
     if not cfg.dialogue.out:
         raise ValueError("dialogue needs --out DIR")
     samples, default_labels = conversation_samples(cfg)
-    setup = resolve_prompt(cfg.model, cfg.prompt, cfg.media, default_labels=default_labels, retrieval=cfg.retrieval,
-                           client=cfg.client)
-    strategy = resolve_strategy(cfg.strategy, setup)
-    run = run_context(setup, strategy, next(iter(cfg.model.adapters), None),
-                      resources=build_resources(setup, strategy, cfg.retrieval, samples=samples))
-    task = setup.scheme.label_sets[0].task
+    run = build_run(cfg, samples=samples, default_labels=default_labels).context
+    task = run.setup.scheme.label_sets[0].task
     context_labels, window = context_settings(cfg.data)
     with results_stdout() as out:
-        backend = load_backend(cfg.backend)
-        try:
+        with open_backend(cfg.backend) as backend:
             [predictions] = classify_dialogues(backend, [samples], run, context_labels, window, task)
-        finally:
-            backend.close()
         write_timeline(timeline_rows(samples, predictions, task), Path(cfg.dialogue.out), task, context_labels,
                        recording_end(samples))
         failed = sum(not p.ok for p in predictions)
@@ -272,11 +265,11 @@ def fit_fusion(cfg: C.FitFusionConfig) -> int:
     """Fit the fusion gate on a dev run made with --strategy fusion; print its dev accuracy beside the experts'."""
     from mllm_mer.evaluation.records import finished_run
     from mllm_mer.evaluation.report import fusion_rows
-    from mllm_mer.strategies.fusion import fit_gate
+    from mllm_mer.strategies.fusion import experts_of, fit_gate
 
     options = cfg.fit
     _, scheme, records = finished_run(options.run_dir, options.out, "fit-fusion", "fusion.json")
-    if not any(r["prediction"].get("experts") for r in records):
+    if not any(experts_of(r) for r in records):
         raise ValueError(f"{options.run_dir}: no expert distributions in this run; make it with --strategy fusion")
     gate = fit_gate(records, scheme, fitted_on=str(options.run_dir))
     gate.save(options.out)

@@ -4,11 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from mllm_mer.config.tree import option
+from mllm_mer.config.tree import Section, option
+from mllm_mer.core.registry import BACKENDS
 
 
 @dataclass
-class TinyConfig:
+class TinyConfig(Section):
     """A random-weight checkpoint of a real architecture, built offline."""
 
     dir: str | None = option(None, "where to write it", positional=True)
@@ -25,19 +26,19 @@ class TinyConfig:
 
 
 @dataclass
-class MergeOptions:
+class MergeOptions(Section):
     """Folding an adapter into the base weights."""
 
     out: str | None = option(None, "directory of the merged model")
 
 
 @dataclass
-class CompareOptions:
+class CompareOptions(Section):
     runs: list[str] = option([], "run directories", positional=True)
 
 
 @dataclass
-class DialogueOptions:
+class DialogueOptions(Section):
     """A recorded conversation, utterance by utterance."""
 
     video: str | None = option(None, "the recording (video)")
@@ -50,7 +51,7 @@ class DialogueOptions:
 
 
 @dataclass
-class DistillOptions:
+class DistillOptions(Section):
     """Distillation: which teacher answers become training targets."""
 
     filter: Literal["agree", "rationalise", "all"] = option(
@@ -62,7 +63,7 @@ class DistillOptions:
 
 
 @dataclass
-class CalibrateOptions:
+class CalibrateOptions(Section):
     """Fitting on a finished dev run (calibration, a fusion gate)."""
 
     run_dir: str | None = option(None, "a finished evaluate run (with label probabilities) on a dev split",
@@ -71,7 +72,7 @@ class CalibrateOptions:
 
 
 @dataclass
-class ScoreOptions:
+class ScoreOptions(Section):
     """Scoring any system's predictions (or a finished run, rescored) against gold; no model runs."""
 
     predictions: str | None = option(None, "CSV, TSV, JSON or JSONL of predictions, or a run directory to rescore",
@@ -88,10 +89,29 @@ class ScoreOptions:
     label_map: list[str] = option([], "FROM=TO aliases for gold and predictions (e.g. anxiety=fear; repeatable)")
     missing: Literal["skip", "wrong"] = option("skip", "samples without a prediction: skip (metrics over the "
                                                        "predicted rows, said as n of N) or wrong (count as wrong)")
+    pred_text_col: str | None = option(None, "column of free-text descriptions: their emotion words are extracted "
+                                             "(--extract) and scored as open-vocabulary answers (with --labels open)")
+    extract: Literal["lexicon", "judge"] = option("lexicon", "how words leave a description: lexicon (the bundled "
+                                                             "vocabulary, inflections, negation) or judge")
+    synonym_groups: str | None = option(None, "JSON/JSONL file of per-sample synonym groups ({\"id\", \"groups\"}) "
+                                              "for the OV-MERD set metrics (else the judge groups, if one is named)")
+    reference_col: str | None = option(None, "column of the gold manifest with a reference description (EMER): the "
+                                             "judge rates each description's clue and label overlap with it, 0-10")
+    abstain_below: float | None = option(None, "answers whose probability is below this abstain: counted apart "
+                                               "from errors, with coverage and selective accuracy", low=0.0, high=1.0)
 
 
 @dataclass
-class ListOptions:
+class JudgeConfig(Section):
+    """The judge behind judged numbers: any model the project runs, greedy, its verdicts under a schema."""
+
+    judge_model: str | None = option(None, "judge model: hub id or local checkpoint (every judged number names it)")
+    judge_backend: str = option("transformers", "who runs the judge", choices=tuple(BACKENDS))
+    judge_base_url: str | None = option(None, "the judge's server, e.g. http://127.0.0.1:8000 (judge backend openai)")
+
+
+@dataclass
+class ListOptions(Section):
     what: Literal["datasets", "labels", "templates", "models", "recipes"] = option(
         "labels", "what to list", positional=True)
     name: str | None = option(None, "with labels: one label set (name or YAML file), shown with its aliases",
@@ -99,7 +119,7 @@ class ListOptions:
 
 
 @dataclass
-class DemoOptions:
+class DemoOptions(Section):
     """`mllm-mer demo`: the main job on a fresh machine, offline."""
 
     dir: str | None = option(None, "where the tiny checkpoint and the sample clip go (default: the user cache, "
@@ -108,7 +128,7 @@ class DemoOptions:
 
 
 @dataclass
-class InspectOptions:
+class InspectOptions(Section):
     """`mllm-mer inspect`: what a loader makes of a corpus, without a model."""
 
     split: str | None = option(None, "the split to read (a manifest's split column, a dataset's split)")
@@ -116,4 +136,4 @@ class InspectOptions:
 
 
 __all__ = ["CalibrateOptions", "CompareOptions", "DemoOptions", "DialogueOptions", "DistillOptions", "InspectOptions",
-           "ListOptions", "MergeOptions", "ScoreOptions", "TinyConfig"]
+           "JudgeConfig", "ListOptions", "MergeOptions", "ScoreOptions", "TinyConfig"]

@@ -1,18 +1,17 @@
 """The config sections: small dataclasses of leaf options, each field documented once, here."""
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from mllm_mer.config.tree import option
+from mllm_mer.config.tree import OptionError, Section, option
 from mllm_mer.core.families import DEFAULT_MODEL
 from mllm_mer.core.registry import BACKENDS, DATASETS, FUSERS, STRATEGIES, TRAINING_METHODS
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(Section):
     """Which model answers, with which adapters, on which backend."""
 
     model: str = option(DEFAULT_MODEL, "hub id or local checkpoint directory")
@@ -39,7 +38,7 @@ class ModelConfig:
 
 
 @dataclass
-class EngineConfig:
+class EngineConfig(Section):
     """The vLLM engine (in process, or behind `serve`)."""
 
     max_model_len: int = option(8192, "context length the engine reserves", low=16)
@@ -55,7 +54,7 @@ class EngineConfig:
 
 
 @dataclass
-class ClientConfig:
+class ClientConfig(Section):
     """An OpenAI-compatible server (backend openai)."""
 
     base_url: list[str] = option([], "server URL, e.g. http://127.0.0.1:8000; repeatable: requests are spread "
@@ -65,13 +64,13 @@ class ClientConfig:
     retries: int = option(2, "retries of a failed request", low=0)
     concurrency: int = option(8, "requests in flight at once, per server (the server batches them continuously)", low=1)
 
-    def __post_init__(self):
+    def check(self) -> None:
         if isinstance(self.base_url, str):  # one URL given as a plain value (YAML, Python)
             self.base_url = [self.base_url]
 
 
 @dataclass
-class PromptConfig:
+class PromptConfig(Section):
     """What to ask. Unset fields come from the adapter's saved prompt, then the defaults."""
 
     labels: str | None = option(None, "label set name or YAML file (default: the dataset's own, else meld)")
@@ -89,17 +88,23 @@ class PromptConfig:
 
 
 @dataclass
-class StrategyConfig:
+class AgentConfig(Section):
+    """The agent's budget and tools: how it runs (`--strategy agent`) and what it is trained for (traces)."""
+
+    max_steps: int = option(3, "agent: actions per sample at most; the last one may only answer", low=1)
+    tools: list[str] = option(["look", "listen", "recall", "context"], "agent: tools offered (each where it "
+                                                                        "applies)")
+    look_frames: int = option(4, "agent: frames one look may ask for (all looks: at most max_frames)", low=1)
+
+
+@dataclass
+class StrategyConfig(AgentConfig):
     """How the model reaches its answer: one pass, or an agent that gathers evidence first; self-consistency."""
 
     strategy: str = option(
         "single", "single: one prompt, one answer; agent: call tools (look, listen, recall, context), then "
                   "answer; fusion: score one prompt per modality plus the joint one, then fuse",
-        choices=tuple(STRATEGIES))
-    max_steps: int = option(3, "agent: actions per sample at most; the last one may only answer")
-    tools: list[str] = option(["look", "listen", "recall", "context"], "agent: tools offered (each where it "
-                                                                        "applies)")
-    look_frames: int = option(4, "agent: frames one look may ask for (all looks: at most max_frames)", low=1)
+        choices=STRATEGIES)  # the live registry: a strategy registered at run time is a valid choice
     samples: int = option(1, "self-consistency: answers drawn per sample and voted (1: greedy, no vote)", low=1)
     temperature: float = option(0.7, "self-consistency: sampling temperature of the draws", low=0.0)
     fuser: str = option(
@@ -109,9 +114,13 @@ class StrategyConfig:
     experts: Literal["singles", "all"] = option("singles", "fusion: experts per modality plus the joint prompt, or "
                                                            "every non-empty modality subset (an ablation)")
 
+    def check(self) -> None:
+        if self.fuser == "gate" and not self.fusion:  # the learned gate is the file
+            raise OptionError("--fuser", "gate needs --fusion fusion.json (from `mllm-mer fit-fusion DEV_RUN`)")
+
 
 @dataclass
-class RetrievalConfig:
+class RetrievalConfig(Section):
     """Labelled demonstrations: the `retrieved` template and the agent's recall tool."""
 
     retrieve_split: str | None = option("train", "labelled split to retrieve from (never includes the sample "
@@ -124,7 +133,7 @@ class RetrievalConfig:
 
 
 @dataclass
-class MediaConfig:
+class MediaConfig(Section):
     """How clips become frames, transcript and vocal cues. Unset budgets come from the model family."""
 
     max_frames: int | None = option(None, "frames per clip (default: the model family's)", low=1)
@@ -149,12 +158,8 @@ class MediaConfig:
                                    low=0.0)
 
 
-_LATER_DATA_OPTIONS = {"audio_col", "image_col", "order_col", "media_root", "delimiter", "header", "columns",
-                       "turns_field", "turn_text", "turn_speaker", "turn_label", "label_ids"}
-
-
 @dataclass
-class DataConfig:
+class DataConfig(Section):
     """Where samples come from: a bundled benchmark loader or a CSV/JSONL manifest."""
 
     dataset: str | None = option(None, " | ".join(name for name in DATASETS if name != "distilled")
@@ -190,16 +195,9 @@ class DataConfig:
     task: str = option("emotion", "manifest: the task its label column annotates")
     dataset_options: dict = option({}, "further loader keywords, as a YAML/JSON mapping")
 
-    def describe(self) -> dict[str, Any]:
-        """A JSON-safe summary for run fingerprints; options added later count only where set (so that
-        runs from before them still resume)."""
-        later = {f.name: f.default for f in dataclasses.fields(self) if f.name in _LATER_DATA_OPTIONS}
-        return {k: v for k, v in dataclasses.asdict(self).items()
-                if v not in (None, {}, "") and not (k in later and v == later[k])}
-
 
 @dataclass
-class ServerConfig:
+class ServerConfig(Section):
     """The OpenAI-compatible vLLM server `serve` runs."""
 
     host: str = option("127.0.0.1", "bind address (loopback unless asked)")
@@ -213,10 +211,15 @@ class ServerConfig:
     drain_s: int = option(10, "on stop, answers in flight get this long to finish before the engine stops",
                           low=0)
     log_file: str | None = option(None, "write the server's output here")
+    # What one request may ask for (the project's own clients need far less): refused with the limit named.
+    max_body_mb: float = option(64.0, "largest request body, in MB (inline media included)", low=0.001)
+    max_schema_kb: float = option(64.0, "largest JSON schema or grammar in a request, in KB", low=0.001)
+    max_enum: int = option(1000, "most enum values and choices in one request's schema", low=1)
+    max_prompts: int = option(8, "most prompts in one /v1/completions request", low=1)
 
 
 @dataclass
-class UIConfig:
+class UIConfig(Section):
     """The Gradio front end."""
 
     host: str = option("127.0.0.1", "bind address (loopback unless asked)")
@@ -236,7 +239,7 @@ class UIConfig:
 
 
 @dataclass
-class PredictInput:
+class PredictInput(Section):
     """The one input `predict` classifies."""
 
     id: str = option("input", "sample id in the output")
@@ -253,7 +256,7 @@ class PredictInput:
 
 
 @dataclass
-class RunConfig:
+class RunConfig(Section):
     """A resumable batch run over one split."""
 
     split: str | None = option(None, "split to run (see the dataset's loader)")
@@ -271,7 +274,7 @@ class RunConfig:
 
 
 @dataclass
-class ScaleConfig:
+class ScaleConfig(Section):
     """Where batch prompting runs: in this process, or on a Ray cluster (pip install "mllm-mer[ray]")."""
 
     engine: Literal["local", "ray"] = option("local", "local: this process; ray: a Ray Dataset answered by an "
@@ -287,7 +290,7 @@ class ScaleConfig:
 
 
 @dataclass
-class LoraConfig:
+class LoraConfig(Section):
     """The adapter being trained."""
 
     lora_r: int = option(16, "LoRA rank", low=1)
@@ -304,7 +307,7 @@ class LoraConfig:
 
 
 @dataclass
-class OptimConfig:
+class OptimConfig(Section):
     """Training loop and checkpoints."""
 
     method: str = option("sft", "sft: supervised on the gold answers; grpo: reinforcement with verifiable "
@@ -334,7 +337,7 @@ class OptimConfig:
 
 
 @dataclass
-class RLConfig:
+class RLConfig(Section):
     """GRPO: each prompt answered num_generations times, each answer scored by the weighted rewards
     (`mllm_mer.training.rewards`), the policy moved towards the answers better than their group's mean."""
 
@@ -358,17 +361,15 @@ class RLConfig:
 
 
 @dataclass
-class TraceConfig:
-    """Training the agent on scripted traces: each sample's actions, rendered as the agent sees them."""
+class TraceConfig(Section):
+    """Training the agent on scripted traces: each sample's actions, rendered as the agent sees them (the
+    agent's budget and tools: the recipe's `agent_*` options, `AgentConfig`)."""
 
     trace_col: str | None = option(None, "manifest column holding each sample's actions (a JSON list of "
                                          "{tool, args}; the answer from the gold labels is added); set: train "
                                          "the agent, loss on every action, observations masked")
-    agent_steps: int = option(3, "the --max-steps the agent will run with (its prompt says so)", low=1)
-    agent_tools: list[str] = option(["look", "listen", "recall", "context"], "the --tools it will be offered")
-    agent_look_frames: int = option(4, "the --look-frames it will run with", low=1)
 
 
-__all__ = ["ClientConfig", "DataConfig", "EngineConfig", "LoraConfig", "MediaConfig", "ModelConfig", "OptimConfig",
-           "PredictInput", "PromptConfig", "RLConfig", "RetrievalConfig", "RunConfig", "ScaleConfig", "ServerConfig",
-           "StrategyConfig", "TraceConfig", "UIConfig"]
+__all__ = ["AgentConfig", "ClientConfig", "DataConfig", "EngineConfig", "LoraConfig", "MediaConfig", "ModelConfig",
+           "OptimConfig", "PredictInput", "PromptConfig", "RLConfig", "RetrievalConfig", "RunConfig", "ScaleConfig",
+           "ServerConfig", "StrategyConfig", "TraceConfig", "UIConfig"]

@@ -14,12 +14,14 @@ from mllm_mer.config.options import (
     DialogueOptions,
     DistillOptions,
     InspectOptions,
+    JudgeConfig,
     ListOptions,
     MergeOptions,
     ScoreOptions,
     TinyConfig,
 )
 from mllm_mer.config.sections import (
+    AgentConfig,
     ClientConfig,
     DataConfig,
     EngineConfig,
@@ -87,7 +89,13 @@ class TrainConfig(PromptedConfig):
     lora: LoraConfig = field(default_factory=LoraConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     traces: TraceConfig = field(default_factory=TraceConfig)
+    # The agent trained on traces: the same options as `--strategy agent` runs with, named agent_* here
+    # because `max_steps` is already the optimiser's.
+    agent: AgentConfig = field(default_factory=AgentConfig, metadata={"prefix": "agent_"})
     rl: RLConfig = field(default_factory=RLConfig)
+    # How recipes (and the config.yaml a training run saves) named these before the agent section.
+    former_names = {"agent_steps": "agent_max_steps", "traces.agent_steps": "agent_max_steps",
+                    "traces.agent_tools": "agent_tools", "traces.agent_look_frames": "agent_look_frames"}
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
@@ -115,7 +123,7 @@ DemoConfig = _verb("DemoConfig", InferenceConfig, demo=DemoOptions, ui=UIConfig)
 CompareConfig = _verb("CompareConfig", compare=CompareOptions)
 CalibrateConfig = _verb("CalibrateConfig", calibrate=CalibrateOptions)
 ListConfig = _verb("ListConfig", list=ListOptions)
-ScoreConfig = _verb("ScoreConfig", data=DataConfig, score=ScoreOptions)
+ScoreConfig = _verb("ScoreConfig", data=DataConfig, score=ScoreOptions, judge=JudgeConfig)
 FitFusionConfig = _verb("FitFusionConfig", fit=CalibrateOptions)
 DistillConfig = _verb("DistillConfig", InferenceConfig, data=DataConfig, run=RunConfig, scale=ScaleConfig,
                       distill=DistillOptions)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mllm_mer.core.nesting import check_depth
 from mllm_mer.core.types import Sample, Turn
 
 # Emotions shown with earlier turns: none, the ones predicted for them (turns classified in
@@ -60,6 +61,7 @@ def read_context(path: str | None) -> tuple[Turn, ...]:
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"{path}: no such context file")
+    check_depth(file)  # the stdlib parser would stop at the recursion limit without naming the file
     for number, line in enumerate(file.read_bytes().splitlines(), 1):
         if not line.strip():
             continue

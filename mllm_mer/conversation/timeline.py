@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,77 @@ def write_timeline(rows: list[dict[str, Any]], out: Path, task: str = "emotion",
     (out / "timeline.md").write_text("\n".join(lines) + "\n")
 
 
+@dataclass(frozen=True)
+class Gap:
+    """A stretch with nobody speaking, drawn shorter than it is: real `start`-`end` seconds, drawn from `at`."""
+
+    start: float
+    end: float
+    at: float
+
+
+@dataclass(frozen=True)
+class GapAxis:
+    """Real time -> plot position with long silences compressed to `kept` seconds each (and back)."""
+
+    gaps: tuple[Gap, ...]
+    kept: float
+
+    def __call__(self, t: float) -> float:
+        shift = 0.0
+        for gap in self.gaps:
+            if t <= gap.start:
+                break
+            if t < gap.end:  # inside a compressed gap: proportionally within its drawn width
+                return gap.at + self.kept * (t - gap.start) / (gap.end - gap.start)
+            shift += (gap.end - gap.start) - self.kept
+        return t - shift
+
+    def tick(self, x: float, _=None) -> str:
+        """A tick label in real seconds; none inside a compressed gap, whose time is not to scale."""
+        if any(gap.at < x < gap.at + self.kept for gap in self.gaps):
+            return ""
+        return f"{round(self.real(x), 1):g}"
+
+    def real(self, x: float) -> float:
+        shift = 0.0
+        for gap in self.gaps:
+            if x <= gap.at:
+                break
+            if x < gap.at + self.kept:
+                return gap.start + (x - gap.at) / self.kept * (gap.end - gap.start)
+            shift += (gap.end - gap.start) - self.kept
+        return x + shift
+
+
+def gap_axis(spans: Sequence[tuple[float, float]], threshold: float | None = None) -> GapAxis:
+    """The axis of a timeline whose silences longer than `threshold` (default: 3 median utterances, at least
+    5 s) are compressed, so that scenes far apart in one recording do not shrink every bar to a sliver."""
+    spans = sorted((float(a), float(max(a, b))) for a, b in spans)
+    durations = sorted(b - a for a, b in spans if b > a) or [1.0]
+    median = durations[len(durations) // 2]
+    threshold = threshold if threshold is not None else max(5.0, 3 * median)
+    kept = threshold / 3
+    gaps, covered, removed = [], None, 0.0
+    for a, b in spans:
+        if covered is not None and a - covered > threshold:
+            gaps.append(Gap(covered, a, covered - removed))
+            removed += (a - covered) - kept
+        covered = b if covered is None else max(covered, b)
+    return GapAxis(tuple(gaps), kept)
+
+
+def _mark_gaps(ax, axis: GapAxis) -> None:
+    """A break symbol on the time axis and the real length of each compressed silence."""
+    for gap in axis.gaps:
+        middle = gap.at + axis.kept / 2
+        ax.axvspan(gap.at, gap.at + axis.kept, color="0.92", zorder=0)
+        ax.annotate("//", (middle, 0), xycoords=("data", "axes fraction"), ha="center", va="center",
+                    fontsize=11, fontweight="bold", annotation_clip=False)
+        ax.annotate(f"{gap.end - gap.start:.0f} s\nskipped", (middle, 0.98), xycoords=("data", "axes fraction"),
+                    ha="center", va="top", fontsize=7)
+
+
 def plot_timeline(rows: list[dict[str, Any]], path: Path, task: str = "emotion", recording: float | None = None
                   ) -> None:
     import matplotlib
@@ -90,11 +162,13 @@ def plot_timeline(rows: list[dict[str, Any]], path: Path, task: str = "emotion",
     labels = sorted({r["labels"].get(task) for r in rows if r["ok"] and r["labels"].get(task)})
     colours = {label: plt.get_cmap("tab10")(i % 10) for i, label in enumerate(labels)}
     fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(rows) + 3), 0.8 * len(speakers) + 1.6))
+    spans = [(r["start"] or 0.0, r["end"] or (r["start"] or 0.0) + 1.0) for r in rows]
+    x = gap_axis(spans + ([(recording, recording)] if recording is not None else []))
     last: dict[str, str | None] = {}
-    for r in rows:
+    for r, (real_start, real_end) in zip(rows, spans, strict=True):
         lane = speakers.index(r["speaker"])
         label = r["labels"].get(task) if r["ok"] else None
-        start, end = r["start"] or 0.0, r["end"] or (r["start"] or 0.0) + 1.0
+        start, end = x(real_start), x(real_end)
         colour = colours.get(label, (0.7, 0.7, 0.7, 1.0))
         ax.barh(lane, end - start, left=start, height=0.6, color=colour,
                 alpha=0.3 + 0.7 * float(r["confidence"] or 0.0) if label else 0.3, edgecolor="black", linewidth=0.5)
@@ -102,12 +176,14 @@ def plot_timeline(rows: list[dict[str, Any]], path: Path, task: str = "emotion",
             ax.plot([start, start], [lane - 0.4, lane + 0.4], color="black", linewidth=2)  # a shift
         if label:
             last[r["speaker"]] = label
+    _mark_gaps(ax, x)
+    ax.xaxis.set_major_formatter(x.tick)
     if recording is not None:
-        ax.axvline(recording, color="black", linestyle="--", linewidth=1)
-        ax.annotate("end of recording", (recording, 0.02), xycoords=("data", "axes fraction"), xytext=(3, 0),
+        ax.axvline(x(recording), color="black", linestyle="--", linewidth=1)
+        ax.annotate("end of recording", (x(recording), 0.02), xycoords=("data", "axes fraction"), xytext=(3, 0),
                     textcoords="offset points", fontsize=8, va="bottom")
     ax.set_yticks(range(len(speakers)), speakers)
-    ax.set_xlabel("time (s)")
+    ax.set_xlabel("time (s)" + (" (// : a long silence, drawn shorter)" if x.gaps else ""))
     ax.set_title(f"{task} per speaker (opacity: confidence; bars: shifts)")
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
     if handles:

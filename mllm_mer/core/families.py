@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mllm_mer.core.types import ServiceError
+
 DEFAULT_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
 
 # Language-model projections only: vLLM applies LoRA to the language model, not the vision tower.
@@ -43,6 +45,9 @@ class ModelFamily:
     checkpoint_prefix: str = ""
     # Where the language model's layers sit in the transformers class's module names.
     language_model_pattern: str = r".*language_model.*"
+    # The video processor's settings chosen here rather than left to the library's changing default,
+    # the same on every backend (transformers, the vLLM engine, the vLLM server): (name, value) pairs.
+    video_processor_kwargs: tuple[tuple[str, Any], ...] = ()
 
     @property
     def hf_key_mapping(self) -> dict[str, str] | None:
@@ -86,8 +91,10 @@ FAMILIES: dict[str, ModelFamily] = {
     for f in (
         ModelFamily("qwen2_vl", ("qwen2_vl",), r"qwen2-vl", False, max_frames=8, max_pixels=448 * 448),
         ModelFamily("qwen2_5_vl", ("qwen2_5_vl",), r"qwen2\.5-vl", True, max_frames=8, max_pixels=448 * 448),
+        # Frames come already sized to the family's pixel budget; the processor's per-frame cap would shrink
+        # them again by clip length, so it is off (what the library does unasked, stated, so it stays).
         ModelFamily("qwen3_vl", ("qwen3_vl", "qwen3_vl_moe"), r"qwen3-vl", True, max_frames=8, max_pixels=448 * 448,
-                    patch_multiple=32),
+                    patch_multiple=32, video_processor_kwargs=(("cap_pixels_per_frame", False),)),
         # Thinkers only: text out; the talker and the speech decoder are never loaded. Their
         # Whisper-style front end takes 30 s per audio item (4 s audio windows of 25 tokens/s).
         ModelFamily("qwen2_5_omni", ("qwen2_5_omni",), r"qwen2\.5-omni", False, max_frames=8, max_pixels=448 * 448,
@@ -129,14 +136,15 @@ def resolve_model(model: str) -> str:
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"{model}: no config.json; not a model checkpoint directory")
         return str(path)
-    if model.count("/") == 1 and not model.startswith((".", "/")):
+    # `runs/tiny-modle` has a hub id's shape, but its first part is a folder here: a mistyped local path.
+    if model.count("/") == 1 and not model.startswith((".", "/", "~")) and not path.parent.is_dir():
         return model
     raise FileNotFoundError(f"{model}: no such model directory. Build an offline test model with "
                             "`mllm-mer make-tiny DIR`, or pass a hub id such as " + DEFAULT_MODEL)
 
 
-def explain_load_error(model: str, error: Exception) -> RuntimeError:
+def explain_load_error(model: str, error: Exception) -> ServiceError:
     first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]  # one line, not the hub's essay
-    return RuntimeError(
+    return ServiceError(
         f"could not load model {model!r} ({first}); without network access, `mllm-mer demo` runs an offline "
         "tiny model, and --model DIR loads a checkpoint downloaded elsewhere (or built by `mllm-mer make-tiny DIR`)")

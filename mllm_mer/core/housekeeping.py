@@ -89,9 +89,14 @@ def _stale_candidates(folder: Path, wanted, min_age_s: float) -> list[Path]:
 
 
 def sweep_engine_leftovers(shm: str | Path = "/dev/shm", tmp: str | Path | None = None,
-                           min_age_s: float = 60.0) -> list[Path]:
+                           min_age_s: float = 0.0) -> list[Path]:
     """Remove vLLM's shared-memory files that no live process holds and its IPC socket files that no
-    socket is bound to: what an engine killed with SIGKILL left. Returns what was removed."""
+    socket is bound to: what an engine killed with SIGKILL left. Returns what was removed.
+
+    No age is needed to spare files another engine is creating right now: a shared-memory file is
+    created already open (shm_open), and a socket file already bound, by its creating process. So the
+    folders are listed first and the holders read after: whatever was listed and is still held shows
+    up as held, and a file no live process holds can only be a dead one's, however new."""
     removed = []
     memory = _stale_candidates(Path(shm), lambda p, s: p.name.startswith("psm_") and stat.S_ISREG(s.st_mode),
                                min_age_s)

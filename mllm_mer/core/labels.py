@@ -97,6 +97,23 @@ def _label_set(path: Path, number: int, t: dict) -> LabelSet:
                     multi_label=bool(t.get("multi_label")), open=is_open)
 
 
+def alias_applied(ls: LabelSet, word: str) -> str | None:
+    """The label an alias reads `word` as (e.g. 'happy' as 'joy'), or None: `word` is a label itself (any case)
+    or names none. Aliases change what a corpus says, so every one applied is reported by name and count."""
+    label = ls.normalise(str(word))
+    if label is None or fold(str(word)).strip(".!\"'") == fold(label):
+        return None
+    return label
+
+
+def aliases_applied(ls: LabelSet, words) -> dict[str, int]:
+    """'word as label' -> how many of `words` an alias read (most frequent first)."""
+    from collections import Counter
+
+    counts = Counter(f"{fold(w)} as {label}" for w in words if (label := alias_applied(ls, w)) is not None)
+    return dict(counts.most_common())
+
+
 def available() -> list[str]:
     return sorted(p.stem for p in LABELS_DIR.glob("*.yaml"))
 

@@ -29,11 +29,6 @@ def _first_json_object(text: str) -> dict[str, Any] | None:
     return None
 
 
-def answer_object(text: str) -> dict[str, Any] | None:
-    """The first JSON object in an answer (fenced or after a preamble), as `parse_answer` reads it."""
-    return _first_json_object((text or "").strip())
-
-
 def _no_json_reason(text: str) -> str:
     lenient = json.JSONDecoder(strict=False)
     for start in (i for i, ch in enumerate(text) if ch == "{"):
@@ -43,6 +38,48 @@ def _no_json_reason(text: str) -> str:
             continue
         return "invalid JSON: a raw control character inside a string"
     return "no JSON object in the answer"
+
+
+def _cut_off(text: str) -> bool:
+    """An answer object that opens and never closes: constrained decoding stops only there when the token
+    limit ends it."""
+    body = text.strip().removeprefix("```json").removeprefix("```").lstrip()
+    return body.startswith("{") and not body.rstrip().rstrip("`").endswith("}")
+
+
+def _limit(max_new_tokens: int | None) -> str:
+    return f"--max-new-tokens {max_new_tokens}" if max_new_tokens else "--max-new-tokens"
+
+
+def cut_message(max_new_tokens: int | None) -> str:
+    return f"cut at {_limit(max_new_tokens)}; raise it"
+
+
+def _complete_labels(text: str, ls: LabelSet) -> TaskPrediction | None:
+    """The task's label(s) if the cut text holds them whole (a closed string; a list with its items closed)."""
+    key = re.escape(json.dumps(ls.task))
+    if not ls.list_answer:
+        found = re.search(key + r'\s*:\s*"([^"\\]*)"', text)
+        label = ls.normalise(found.group(1)) if found else None
+        return TaskPrediction(label) if label else None
+    found = re.search(key + r'\s*:\s*\[([^\]]*)\]', text)
+    labels, outside = list_labels(ls, re.findall(r'"([^"\\]*)"', found.group(1))) if found else ([], [])
+    return TaskPrediction(labels[0], labels=labels) if labels and not outside else None
+
+
+def _cut_answer(raw: str, text: str, label_sets: tuple[LabelSet, ...], sample_id: str,
+                max_new_tokens: int | None) -> Prediction:
+    """A cut answer: the labels it completed are taken, with a note; without every label it is a `cut` failure."""
+    tasks = {ls.task: tp for ls in label_sets if (tp := _complete_labels(text, ls)) is not None}
+    if len(tasks) < len(label_sets):
+        missing = ", ".join(ls.task for ls in label_sets if ls.task not in tasks)
+        prediction = Prediction.failure(sample_id, f"{cut_message(max_new_tokens)} (no complete {missing})",
+                                        raw=raw, kind="cut")
+        prediction.tasks = tasks
+        return prediction
+    return Prediction(sample_id=sample_id, tasks=tasks, raw=raw,
+                      notes=[f"the answer was cut at {_limit(max_new_tokens)} (raise it for a whole answer): its "
+                             "labels were complete and are taken; its rationale and cues are dropped"])
 
 
 def list_labels(ls: LabelSet, value: Any) -> tuple[list[str], list[str]]:
@@ -75,9 +112,10 @@ def _list_task(ls: LabelSet, value: Any, problems: list[str]) -> TaskPrediction 
 
 
 def parse_answer(raw: str, label_sets: tuple[LabelSet, ...], sample_id: str,
-                 cue_modalities: tuple[str, ...] = CUE_MODALITIES) -> Prediction:
+                 cue_modalities: tuple[str, ...] = CUE_MODALITIES, max_new_tokens: int | None = None) -> Prediction:
     """Parse one generated answer against the label sets it was asked for; a cue for a modality the
-    prompt did not show (`cue_modalities` are those it did) is dropped, with a note."""
+    prompt did not show (`cue_modalities` are those it did) is dropped, with a note. An answer cut by
+    the token limit (`max_new_tokens`, named in the message) keeps the labels it completed."""
     text = (raw or "").strip()
     if not text:
         return Prediction.failure(sample_id, "empty answer", raw=raw)
@@ -86,6 +124,8 @@ def parse_answer(raw: str, label_sets: tuple[LabelSet, ...], sample_id: str,
         # A bare label ("Joy.") is an unambiguous answer for a single-task question.
         if len(label_sets) == 1 and (label := label_sets[0].normalise(text)) is not None:
             return Prediction(sample_id=sample_id, tasks={label_sets[0].task: TaskPrediction(label)}, raw=raw)
+        if _cut_off(text):
+            return _cut_answer(raw, text, label_sets, sample_id, max_new_tokens)
         return Prediction.failure(sample_id, _no_json_reason(text), raw=raw)
 
     tasks: dict[str, TaskPrediction] = {}

@@ -1,10 +1,20 @@
-"""Where the project's data files live (overridable for installed copies)."""
+"""Where the project's data files live: the package's own copy, or a folder named by the environment."""
 import os
+from importlib.resources import files
 from pathlib import Path
 
-PROMPTS_DIR = Path(os.environ.get("MLLM_MER_PROMPTS", Path(__file__).resolve().parents[2] / "prompts"))
+
+def bundled(name: str) -> Path:
+    """The folder of a bundled data package (`prompts`, `recipes`, `accelerate`; see mllm_mer.resources).
+
+    Found through the import system, so it is the same in a wheel and an editable install, from any folder.
+    """
+    return Path(str(files(f"mllm_mer.resources.{name}")))
+
+
+PROMPTS_DIR = Path(os.environ.get("MLLM_MER_PROMPTS") or bundled("prompts"))
 # Fine-tuning recipes (`--config NAME` finds finetune/configs/NAME.yaml from any folder).
-RECIPES_DIR = Path(os.environ.get("MLLM_MER_RECIPES", Path(__file__).resolve().parents[2] / "finetune" / "configs"))
+RECIPES_DIR = Path(os.environ.get("MLLM_MER_RECIPES") or bundled("recipes"))
 
 
 ADAPTER_PROMPT = "prompt.yaml"  # beside adapter_config.json: the prompt an adapter was trained with

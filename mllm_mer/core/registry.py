@@ -17,6 +17,11 @@ STRATEGIES: dict[str, str] = {
     "fusion": "mllm_mer.strategies.fusion:Fusion",
 }
 
+# Wrappers over any strategy that draws; registered for their answers' extras and report sections.
+STRATEGY_WRAPPERS: dict[str, str] = {
+    "consistency": "mllm_mer.strategies.consistency:SelfConsistency",
+}
+
 # Who runs the model (mllm_mer.backends).
 BACKENDS: dict[str, str] = {
     "transformers": "mllm_mer.backends.hf:TransformersBackend",

@@ -10,14 +10,34 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+# The modalities a prompt can show (and an ablation switch off), in the order experts and choices list them.
+MODALITIES = ("text", "video", "audio")
 # Cue keys, one per modality; the answer schema, the parser and the UI share them.
 CUE_MODALITIES = ("visual", "vocal", "lexical", "context")
 # Why a sample has no answer: its media could not be read; nothing was left to classify; the model
-# (or server) refused the input; the answer could not be read; a scored predictions file had no row for it.
-FAILURE_KINDS = ("media", "no_evidence", "backend", "parse", "missing")
+# (or server) refused the input; the answer could not be read, or was cut by the token limit; its manifest
+# row could not be read (ragged); a scored predictions file had no row for it.
+FAILURE_KINDS = ("media", "no_evidence", "backend", "parse", "cut", "row", "missing")
 # Lone UTF-16 surrogates (from broken JSON or undecodable command-line bytes) and NUL cannot be
 # encoded or tokenised; they become U+FFFD so that one bad string cannot fail a batch.
 _UNENCODABLE = re.compile("[\ud800-\udfff\x00]")
+
+
+class UserError(Exception):
+    """A mistake its user can fix (an option, a file, a server that answers badly): the command line prints it
+    on one line. Most of the project's are ValueErrors (ConfigError, MediaError, DatasetError) or OSErrors (a
+    missing file, a refused connection); these are the rest. Any other exception is a bug: it keeps its traceback."""
+
+
+class UnknownTask(UserError, KeyError):
+    """A task name the label set does not have."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ServiceError(UserError, RuntimeError):
+    """A model, engine or server the run depends on could not load, start or answer (the message says which)."""
 
 
 def clean_text(text: str | None) -> str | None:
@@ -118,7 +138,7 @@ class LabelScheme:
         for ls in self.label_sets:
             if ls.task == name:
                 return ls
-        raise KeyError(f"label set {self.name!r} has no task {name!r} (tasks: {', '.join(self.tasks)})")
+        raise UnknownTask(f"label set {self.name!r} has no task {name!r} (tasks: {', '.join(self.tasks)})")
 
 
 @dataclass(frozen=True)
@@ -155,7 +175,7 @@ class PromptSetup:
 
     scheme: LabelScheme
     template: str = "zero_shot"
-    modalities: tuple[str, ...] = ("text", "video", "audio")
+    modalities: tuple[str, ...] = MODALITIES
     mode: str = "generate"  # generate | score
     media: MediaSettings = field(default_factory=MediaSettings)
     max_text_chars: int = 6000  # transcript + context budget per sample; longer text is cut, with a note
@@ -229,6 +249,21 @@ class TaskPrediction:
     labels: list[str] | None = None  # list answers (multi-label, open vocabulary): every label given; label: the first
 
 
+# Prediction records written before strategies kept their fields under their own names (runs still resume
+# and report): top-level key -> (the strategy, the key under it; None: the value is the strategy's whole entry).
+LEGACY_EXTRAS = {"trace": ("agent", "trace"), "consistency": ("consistency", None), "experts": ("fusion", "experts")}
+
+
+def extras_of(prediction: dict[str, Any]) -> dict[str, Any]:
+    """A prediction record's strategy extras by strategy name, an old record's top-level fields included."""
+    extras = dict(prediction.get("extras") or {})
+    for key, (name, inner) in LEGACY_EXTRAS.items():
+        value = prediction.get(key)
+        if value is not None and name not in extras:
+            extras[name] = value if inner is None else {inner: value}
+    return extras
+
+
 @dataclass
 class Prediction:
     """The answer for one sample. ok=False keeps the raw text and says why."""
@@ -242,13 +277,17 @@ class Prediction:
     error: str | None = None
     error_kind: str | None = None  # one of FAILURE_KINDS when ok is False
     notes: list[str] = field(default_factory=list)  # what was done to the input (e.g. a transcript cut to budget)
-    trace: list[dict[str, Any]] | None = None  # agent: one entry per step (tool, args, observation, tokens)
-    consistency: dict[str, Any] | None = None  # self-consistency: the draws' labels, the vote's agreement
-    experts: dict[str, dict[str, dict[str, float]]] | None = None  # fusion: expert -> task -> label distribution
+    # What a strategy adds to its answer, under the strategy's name (the agent's trace, self-consistency's
+    # vote, fusion's experts); the strategy's own module writes, reads and reports it.
+    extras: dict[str, Any] = field(default_factory=dict)
 
     def label(self, task: str) -> str | None:
         pred = self.tasks.get(task)
         return pred.label if pred else None
+
+    def extra(self, name: str) -> dict[str, Any]:
+        """What strategy `name` added to this answer ({} when nothing)."""
+        return self.extras.get(name) or {}
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -259,9 +298,10 @@ class Prediction:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Prediction:
-        data = dict(data)
-        data["tasks"] = {k: TaskPrediction(**v) for k, v in (data.get("tasks") or {}).items()}
-        return cls(**data)
+        fields = {k: v for k, v in data.items() if k not in LEGACY_EXTRAS}
+        fields["tasks"] = {k: TaskPrediction(**v) for k, v in (data.get("tasks") or {}).items()}
+        fields["extras"] = extras_of(data)
+        return cls(**fields)
 
     @classmethod
     def failure(cls, sample_id: str, error: str, raw: str | None = None, kind: str = "parse") -> Prediction:

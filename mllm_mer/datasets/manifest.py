@@ -10,7 +10,7 @@ from typing import Any
 
 from mllm_mer.core.types import Sample, Turn
 from mllm_mer.datasets.base import DatasetError, Split, context_window, non_empty, repair_text
-from mllm_mer.datasets.tables import TableFormat, read_table, rows
+from mllm_mer.datasets.tables import UNREADABLE_ROW, RaggedRow, TableFormat, read_table, rows
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,8 @@ def load(path: str | Path, split: str | None = None, labels: str = "meld", task:
     (default: the manifest's folder). `limit`: only the first rows become samples (big files)."""
     where = Path(path)
     picked = where.is_dir() or not where.exists()  # an Arrow folder or hub dataset: the split is picked there
-    table = read_table(path, fmt or TableFormat(), split if picked else None)
+    ragged: list[RaggedRow] = []
+    table = read_table(path, fmt or TableFormat(), split if picked else None, ragged)
     split = None if picked else split
     source, columns = flatten_turns(table, turns, columns) if turns.field else (table, columns)
     present = set(source[0]) if isinstance(source, list) and source else set(getattr(source, "column_names", []))
@@ -208,6 +209,9 @@ def load(path: str | Path, split: str | None = None, labels: str = "meld", task:
     picked = [source[i] for i in chosen] if isinstance(source, list) else rows(source.select(chosen))
     samples = [_sample(row, ids[i], columns, turns_of.get(i, ()), base, (task, gold_of), dialogue_of.get(i))
                for i, row in zip(chosen, picked, strict=True)]
+    # A ragged row fails alone (named by its line); every other row is answered.
+    samples += [Sample(id=f"{where.name}:{r.line}", metadata={UNREADABLE_ROW: r.message})
+                for r in ragged if limit is None or r.index < limit]
     return non_empty(f"{where.name}" + (f"/{split}" if split else ""), samples, labels=labels)
 
 

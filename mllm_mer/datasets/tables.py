@@ -17,6 +17,9 @@ from typing import Any
 
 from mllm_mer.datasets.base import DatasetError
 
+# Sample metadata key of a row that could not be read: the sample fails with this message, alone.
+UNREADABLE_ROW = "unreadable_row"
+MAX_CELL = 64 * 1024 * 1024  # characters in one CSV cell: a long transcript fits, a runaway quote is an error
 SUFFIXES = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet",
             ".arrow": "arrow"}
 
@@ -31,17 +34,32 @@ class TableFormat:
     columns: tuple[str, ...] = ()
 
 
-def read_table(source: str | Path, fmt: TableFormat = TableFormat(), split: str | None = None):
-    """The rows of a file, an Arrow folder or a hub dataset, as a `datasets.Dataset`."""
+@dataclass(frozen=True)
+class RaggedRow:
+    """A delimited row whose field count differs from the header's: `index` is its place among the data rows."""
+
+    index: int
+    line: int
+    message: str  # FILE:LINE: what is wrong
+
+
+def read_table(source: str | Path, fmt: TableFormat = TableFormat(), split: str | None = None,
+               ragged: list[RaggedRow] | None = None):
+    """The rows of a file, an Arrow folder or a hub dataset, as a `datasets.Dataset`.
+
+    A delimited file where half the rows or more disagree with its header (a wrong delimiter) is refused. A few
+    ragged rows (a delimiter inside unquoted text, as released corpora have) are left out of the table
+    and appended to `ragged`, for the caller to fail them one by one; without `ragged`, refused.
+    """
 
     path = Path(source)
     try:
-        return _read(path, source, fmt, split)
+        return _read(path, source, fmt, split, ragged)
     except RecursionError:
         raise DatasetError(f"{path}: nested too deeply to read as a table") from None
 
 
-def _read(path: Path, source: str | Path, fmt: TableFormat, split: str | None):
+def _read(path: Path, source: str | Path, fmt: TableFormat, split: str | None, ragged: list[RaggedRow] | None):
     import datasets
 
     with _quiet():
@@ -53,15 +71,25 @@ def _read(path: Path, source: str | Path, fmt: TableFormat, split: str | None):
             raise DatasetError(f"{path}: manifest not found")
         builder = SUFFIXES.get(path.suffix.lower(), "csv")
         if builder == "csv":
-            return _csv(path, fmt)
+            return _csv(path, fmt, ragged)
         if builder == "json":
             _check_utf8(path)
+            _check_nesting(path)  # pyarrow's reader would crash the process on deep nesting
         try:
             return datasets.load_dataset(builder, data_files=str(path), split="train")
         except (ValueError, TypeError, OSError, datasets.exceptions.DatasetGenerationError) as error:
             if builder == "json":
                 _json_lines_problem(path)  # the line at fault, where there is one
             raise DatasetError(f"{path}: not readable as {builder} ({_cause(error)})") from None
+
+
+def _check_nesting(path: Path) -> None:
+    from mllm_mer.core.nesting import TooDeep, check_depth
+
+    try:
+        check_depth(path)
+    except TooDeep as error:
+        raise DatasetError(str(error)) from None
 
 
 def _json_lines_problem(path: Path) -> None:
@@ -83,13 +111,19 @@ def _json_lines_problem(path: Path) -> None:
                 raise DatasetError(f"{path}:{number}: expected a JSON object per line")
 
 
-def _csv(path: Path, fmt: TableFormat):
+def _csv(path: Path, fmt: TableFormat, ragged: list[RaggedRow] | None = None):
     import datasets
 
     delimiter = fmt.delimiter or ("\t" if path.suffix.lower() == ".tsv" else ",")
     if not fmt.header and not fmt.columns:
         raise DatasetError(f"{path}: --no-header needs --columns naming every column (e.g. text,labels,id)")
-    names, count = _scan(path, delimiter, fmt)
+    names, count, bad = _scan(path, delimiter, fmt)
+    if bad and (ragged is None or 2 * len(bad) >= count):  # half the rows or more: the delimiter, not a row
+        raise DatasetError(bad[0].message + (f" ({len(bad)} of {count} rows; is --delimiter right?)"
+                                             if len(bad) > 1 else ""))
+    if bad:
+        ragged.extend(bad)
+        return _rows_but(path, delimiter, fmt, names, {r.index for r in bad})
     if not count:  # a header alone
         return datasets.Dataset.from_dict({n: [] for n in names},
                                           features=datasets.Features({n: datasets.Value("string") for n in names}))
@@ -111,11 +145,13 @@ def _csv(path: Path, fmt: TableFormat):
     return table
 
 
-def _scan(path: Path, delimiter: str, fmt: TableFormat) -> tuple[list[str], int]:
-    """(column names, data rows) in one pass that also checks what pandas would let through silently:
-    text that is not UTF-8, a header naming a column twice, a ragged row (each error names its line)."""
+def _scan(path: Path, delimiter: str, fmt: TableFormat) -> tuple[list[str], int, list[RaggedRow]]:
+    """(column names, data rows, ragged rows) in one pass that also checks what pandas would let through
+    silently: text that is not UTF-8, a header naming a column twice, a ragged row (each naming its line)."""
     import csv
 
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_CELL))  # the default 128 KiB refuses long transcripts
+    bad: list[RaggedRow] = []
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
             reader = csv.reader(f, delimiter=delimiter)
@@ -127,13 +163,40 @@ def _scan(path: Path, delimiter: str, fmt: TableFormat) -> tuple[list[str], int]
             count = 0
             for row in reader:
                 if row and len(row) != len(names):
-                    raise DatasetError(f"{path}:{reader.line_num}: {len(row)} fields where the "
-                                       f"{'header' if fmt.header else '--columns'} names {len(names)}")
+                    named = "header" if fmt.header else "--columns"
+                    bad.append(RaggedRow(count, reader.line_num, f"{path}:{reader.line_num}: {len(row)} fields "
+                                                                 f"where the {named} names {len(names)}"))
                 count += bool(row)
     except UnicodeDecodeError:
         _check_utf8(path)  # finds the line
         raise
-    return names, count
+    except csv.Error as error:
+        raise DatasetError(f"{path}:{reader.line_num}: not a readable table row ({error})") from None
+    return names, count, bad
+
+
+def _rows_but(path: Path, delimiter: str, fmt: TableFormat, names: list[str], skip: set[int]):
+    """The file's data rows but those in `skip`, every cell a string, read by the parser that counted them."""
+    import csv
+
+    import datasets
+
+    columns: dict[str, list[str]] = {n: [] for n in names}
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f, delimiter=delimiter)
+        if fmt.header:
+            next(reader)
+        for index, row in enumerate(r for r in reader if r):
+            if index not in skip:
+                for name, value in zip(names, row, strict=True):
+                    columns[name].append(value)
+    table = datasets.Dataset.from_dict(columns, features=datasets.Features({n: datasets.Value("string")
+                                                                            for n in names}))
+    if fmt.header and fmt.columns:
+        if len(fmt.columns) != len(names):
+            raise DatasetError(f"{path}: --columns names {len(fmt.columns)} columns; the file has {len(names)}")
+        table = table.rename_columns(dict(zip(names, fmt.columns, strict=True)))
+    return table
 
 
 def _from_disk(path: Path, split: str | None):

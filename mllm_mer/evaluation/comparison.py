@@ -115,10 +115,73 @@ def paired_rows(runs: list[tuple[str, dict[str, Any]]], run_dirs: list[str | Pat
     return lines if rows else []
 
 
+# Settings read from each run's launch configuration besides its fingerprint (which leaves defaults out):
+# those that change answers or how they are judged, so that a difference between runs has a named cause.
+COMPARED_SETTINGS = ("model", "adapter", "backend", "labels", "template", "mode", "modalities", "strategy",
+                     "context_labels", "context_window", "calibration", "max_new_tokens", "temperature", "samples")
+PRIORITY = ("backend", "mode", "template", "context_labels", "order", "judge")
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        return {k: v for key, inner in value.items() for k, v in _flat(inner, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): value}
+
+
+def run_settings(run_dir: str | Path) -> dict[str, Any] | None:
+    """One run's settings as dotted names -> values, from its run.json (None: the run has none)."""
+    path = Path(run_dir) / "run.json"
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    config = (saved.get("provenance") or {}).get("config") or {}
+    found = {k: config[k] for k in config if k in COMPARED_SETTINGS or "order" in k or "judge" in k}
+    for key, value in saved.items():
+        if key not in ("provenance", "schema"):
+            found.update(_flat(value, "" if key == "fingerprint" else f"{key}."))
+    found.pop("data_dir", None)  # the same data may lie in two places; `sample_set` says whether it is the same
+    found.pop("data.data_dir", None)
+    return found
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "-"
+    text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    return text.replace("|", "\\|") if len(text) <= 60 else text[:57].replace("|", "\\|") + "..."
+
+
+def _priority(key: str) -> int:
+    parts = key.split(".")
+    return next((i for i, p in enumerate(PRIORITY) if any(x == p or x.startswith(p + "_") for x in parts)),
+                len(PRIORITY))
+
+
+def difference_rows(names: list[str], settings: list[dict[str, Any] | None]) -> list[str]:
+    """A row per setting whose value is not the same in every run (a fingerprint leaves defaults out:
+    a setting one run lacks shows as '(default)'), the usual causes of a difference first."""
+    if all(s is None for s in settings):
+        return ["", "## How the runs differ", "", "No run has a run.json: their settings cannot be compared."]
+    keys = sorted({k for s in settings if s for k in s}, key=lambda k: (_priority(k), k))
+    rows = []
+    for key in keys:
+        values = [("(no run.json)" if s is None else _shown(s[key]) if key in s else "(default)") for s in settings]
+        if len(set(values)) > 1:
+            rows.append(f"| {key} | " + " | ".join(values) + " |")
+    head = ["", "## How the runs differ", ""]
+    if not rows:
+        return head + ["The runs share every recorded setting (model, backend, mode, template, context, strategy)."]
+    return head + [f"| setting | {' | '.join(names)} |", "|---" * (len(names) + 1) + "|", *rows]
+
+
 def compare_runs(run_dirs: list[str | Path]) -> str:
-    """Headline metrics of several runs with intervals, then paired tests against the first run."""
+    """Headline metrics of several runs with intervals, how their settings differ, then paired tests
+    against the first run."""
     runs = [(Path(d).name, _metrics(d)) for d in run_dirs]
-    lines = headline_rows(runs) + ["", f"In brackets: {NOTE}."] + paired_rows(runs, list(run_dirs))
+    lines = (headline_rows(runs) + ["", f"In brackets: {NOTE}."]
+             + difference_rows([name for name, _ in runs], [run_settings(d) for d in run_dirs])
+             + paired_rows(runs, list(run_dirs)))
     if len({m.get("sample_set") for _, m in runs}) > 1:
         lines.append("\n**warning: these runs cover different samples; their numbers are not comparable "
                      "(the paired tests use only the samples both answered).**")

@@ -1,39 +1,50 @@
-"""A run's identity: the settings that must not change between a run and its resumption."""
+"""A run's identity: the settings that must not change between a run and its resumption.
+
+One rule keeps runs resumable as options are added: a setting at its default is left out of the
+identity, so a new option, at its default, changes no earlier run's identity. `SCHEMA` says how the
+identity is written; a run.json from before it (defaults written out, empty data options left out)
+is read by the same rule.
+"""
 from __future__ import annotations
 
-from dataclasses import asdict
+import json
+from dataclasses import asdict, fields
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-from mllm_mer.config import EvaluateConfig
+from mllm_mer.config import DataConfig, EvaluateConfig, ModelConfig
 from mllm_mer.core.types import MediaSettings, PromptSetup
 from mllm_mer.pipeline.resources import needed
 from mllm_mer.strategies import Strategy
 
+__all__ = ["SCHEMA", "changed_settings", "fingerprint", "identity", "media_fingerprint", "strategy_fingerprint"]
+
+SCHEMA = 2  # 1: run.json before the rule (no "schema" key)
+_EMPTY = (None, {}, "", [])
+
 
 def fingerprint(cfg: EvaluateConfig, setup: PromptSetup, strategy: Strategy) -> dict[str, Any]:
-    """Settings that must not change between a run and its resumption (JSON-safe)."""
+    """Settings that must not change between a run and its resumption (JSON-safe), those at their
+    defaults left out, with the schema version."""
     data = cfg.data
-    return {
+    settings = {
         "dataset": data.dataset, "data_dir": str(Path(data.data_dir).resolve()), "split": cfg.run.split,
-        "data": data.describe(), "labels": setup.scheme.name, "tasks": list(setup.scheme.tasks),
+        "data": asdict(data), "labels": setup.scheme.name, "tasks": list(setup.scheme.tasks),
         "prompt": {"template": setup.template, "modalities": list(setup.modalities), "mode": setup.mode,
-                   **({"hear_seconds": setup.hear_seconds} if setup.hear_seconds else {})},
+                   "hear_seconds": setup.hear_seconds},
         "media": media_fingerprint(setup.media),
         "model": cfg.model.model, "backend": cfg.model.backend,
         "adapters": cfg.model.adapters, "probabilities": cfg.run.probabilities,
         "temperatures": setup.temperatures,
         "strategy": strategy_fingerprint(cfg, setup, strategy),
     }
+    return {"schema": SCHEMA, **identity(_json(settings), _defaults())}
 
 
 def media_fingerprint(media: MediaSettings) -> dict[str, Any]:
-    """The media settings that change answers: the disk cache is none of them, and the front end's
-    settings count only where they differ from their defaults (runs from before it still resume)."""
-    from mllm_mer.media.frontend import FRONT_END_NAMES, front_end
-
-    kept = {k: v for k, v in asdict(media).items() if k != "media_cache_gb" and k not in FRONT_END_NAMES}
-    return {**kept, **front_end(media)}
+    """The media settings that change answers: where frames are cached is none of them."""
+    return {k: v for k, v in asdict(media).items() if k != "media_cache_gb"}
 
 
 def strategy_fingerprint(cfg: EvaluateConfig, setup: PromptSetup, strategy: Strategy) -> dict[str, Any]:
@@ -45,3 +56,59 @@ def strategy_fingerprint(cfg: EvaluateConfig, setup: PromptSetup, strategy: Stra
                               "data_dir": str(Path(r.retrieve_data_dir or cfg.data.data_dir).resolve()),
                               "k": r.retrieve_k, "embedder": r.retrieve_embedder}
     return found
+
+
+def identity(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """`values` without what equals its default, section by section (a section left with nothing goes)."""
+    kept = {}
+    for key, value in values.items():
+        if key not in defaults:
+            kept[key] = value
+        elif isinstance(value, dict) and isinstance(defaults[key], dict) and defaults[key]:
+            if inner := identity(value, defaults[key]):
+                kept[key] = inner
+        elif value != defaults[key]:
+            kept[key] = value
+    return kept
+
+
+def changed_settings(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """The settings in which a run directory's saved identity differs from this run's ([]: it resumes)."""
+    if "schema" not in saved:
+        saved = _before_schema(saved, current)
+    return sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+
+
+def _before_schema(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """A run.json written before the schema version, read by the rule: it wrote defaults out (dropped
+    here), and left out data options that were empty (None, '', {}), which the current run's may be."""
+    found = {"schema": SCHEMA, **identity(_json(saved), _defaults())}
+    data = dict(found.get("data") or {})
+    data.update({k: v for k, v in (current.get("data") or {}).items()
+                 if k not in (saved.get("data") or {}) and v in _EMPTY})
+    found.pop("data", None)
+    return {**found, **({"data": data} if data else {})}
+
+
+@cache
+def _default_values() -> str:
+    prompt = {f.name: f.default for f in fields(PromptSetup)}
+    defaults = {"split": None, "data": asdict(DataConfig()),
+                "prompt": {k: prompt[k] for k in ("template", "modalities", "mode", "hear_seconds")},
+                "media": media_fingerprint(MediaSettings()), "model": ModelConfig().model,
+                "backend": ModelConfig().backend, "adapters": {}, "probabilities": False, "temperatures": {},
+                "strategy": {"strategy": "single"}}
+    return json.dumps(defaults)
+
+
+def _defaults() -> dict[str, Any]:
+    """The identity's defaults, as run.json would hold them (a fresh copy each time)."""
+    return json.loads(_default_values())
+
+
+def _json(values: dict[str, Any]) -> dict[str, Any]:
+    """As run.json will hold it: lists for tuples, and never a bare NaN or infinity (not JSON)."""
+    try:
+        return json.loads(json.dumps(values, allow_nan=False, default=str))
+    except ValueError:
+        raise ValueError("a run setting is NaN or infinite; run.json holds only finite numbers") from None

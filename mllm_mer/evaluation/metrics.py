@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import (
     accuracy_score,
-    balanced_accuracy_score,
     confusion_matrix,
     f1_score,
     precision_recall_fscore_support,
@@ -47,10 +46,6 @@ def classification_metrics(gold: Sequence[str], predicted: Sequence[str | None],
         "confusion": {"labels": cm_labels,
                       "matrix": confusion_matrix(gold, pred, labels=cm_labels).tolist()},
     }
-
-
-def balanced_accuracy(gold: Sequence[str], predicted: Sequence[str]) -> float:
-    return float(balanced_accuracy_score(gold, predicted))
 
 
 def sentiment_regression_metrics(gold_scores: Sequence[float], predicted_scores: Sequence[float | None]

@@ -37,9 +37,9 @@ class _Answerer:
     """One replica: a backend loaded once, answering prepared batches into predictions.jsonl records."""
 
     def __init__(self, backend: BackendConfig, run: RunContext):
-        from mllm_mer.backends import load_backend
+        from mllm_mer.pipeline.build import open_backend
 
-        self.backend, self.run = load_backend(backend), run
+        self.backend, self.run = open_backend(backend), run  # held for the actor's life
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         prepared = [pickle.loads(p) for p in batch["prepared"]]
@@ -70,8 +70,6 @@ def answer_on_ray(backend: BackendConfig, samples: Sequence[Sample], run: RunCon
         import ray
     except ImportError:
         raise ValueError("--engine ray needs Ray: pip install 'mllm-mer[ray]'") from None
-    if scale.replicas < 1:
-        raise ValueError(f"--replicas must be at least 1 (got {scale.replicas})")
     if not samples:
         return
     started = connect(scale)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mllm_mer.core.types import Prediction, Prompt, Sample
+from mllm_mer.evaluation.fingerprint import changed_settings
 from mllm_mer.media.audio import SAMPLE_RATE
 
 PREDICTIONS = "predictions.jsonl"
@@ -127,14 +128,18 @@ def for_download(run: dict[str, Any]) -> dict[str, Any]:
 
 def check_run_dir(out: Path, fingerprint: dict[str, Any], config: Any) -> None:
     """A new run writes run.json (fingerprint + provenance); a resumed one must match its fingerprint."""
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        what = "a file" if out.exists() else "under a file"
+        raise ValueError(f"{out}: --out must name a folder, and this is {what}") from None
     run_file = out / "run.json"
     fingerprint = json.loads(json.dumps(fingerprint))
     if run_file.is_file():
         saved = json.loads(run_file.read_text())
         previous = saved.get("fingerprint", saved)  # runs written before provenance kept only the fingerprint
-        if previous != fingerprint:
-            changed = sorted(k for k in fingerprint if previous.get(k) != fingerprint[k])
+        changed = changed_settings(previous, fingerprint)
+        if changed:
             raise ValueError(f"{out} holds a run with other settings ({', '.join(changed)}); "
                              "use another --out, or delete it to start over")
         if "fingerprint" in saved:

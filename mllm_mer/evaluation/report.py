@@ -5,6 +5,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mllm_mer.evaluation.judged_report import judged_lines, selective_lines
+from mllm_mer.strategies.reporting import strategy_sections, strategy_summary
+
 HEADLINE = ("accuracy", "weighted_f1", "macro_f1", "uar", "failure_rate")
 
 
@@ -95,7 +98,11 @@ def summary(metrics: dict[str, Any]) -> list[str]:
         if names:
             lines.append(f"{task}: gold labels outside the label set: "
                          + ", ".join(f"{k} {n}" for k, n in list(names.items())[:10]))
+        if aliased := (metrics.get("tasks", {}).get(task) or {}).get("gold_aliases"):
+            lines.append(f"{task}: gold labels read through aliases: "
+                         + ", ".join(f"{k} {n}" for k, n in aliased.items()))
     lines += (metrics.get("scored") or {}).get("summary") or []
+    lines += strategy_summary(metrics)
     tasks = metrics.get("tasks") or {}
     if (metrics.get("run") or {}).get("mode") == "generate" and tasks and not any("ece" in m for m in tasks.values()):
         lines.append("no label probabilities were computed (generate mode), so no ECE, Brier or NLL: add "
@@ -109,8 +116,9 @@ def dialogue_section(metrics: dict[str, Any]) -> list[str]:
     if not d:
         return []
     mode = d.get("context_labels", "none")
-    note = {"gold": " (gold labels in the context: oracle information, not a fair comparison)",
-            "predicted": " (the model's own earlier predictions)", "none": " (none)"}.get(mode, "")
+    note = {"gold": " (earlier turns carry their gold labels: oracle information, not a fair comparison)",
+            "predicted": " (earlier turns carry the model's own predictions)",
+            "none": " (earlier turns are shown without labels)"}.get(mode, "")
     lines = ["", "## Dialogue", "", f"{d['dialogues']} dialogues; context labels: {mode}{note}", "",
              "| shift precision | shift recall | shift F1 | gold shifts | predicted shifts |", "|---|---|---|---|---|",
              f"| {d['shift_precision']:.4f} | {d['shift_recall']:.4f} | {d['shift_f1']:.4f} | {d['gold_shifts']} | "
@@ -119,24 +127,13 @@ def dialogue_section(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
-def agent_section(metrics: dict[str, Any]) -> list[str]:
-    """Strategy, tool use per tool, steps per sample, self-consistency agreement."""
+def strategy_section(metrics: dict[str, Any]) -> list[str]:
+    """The run's strategy and its settings, then what each strategy reports of its extras (its own section)."""
     strategy = (metrics.get("run") or {}).get("strategy") or {}
-    agent = metrics.get("agent")
-    if not agent and strategy.get("strategy", "single") == "single":
+    sections = strategy_sections(metrics)
+    if not sections and strategy.get("strategy", "single") == "single":
         return []
-    lines = ["", "## Strategy", "", "`" + ", ".join(f"{k}={v}" for k, v in strategy.items()) + "`"]
-    if agent and agent.get("samples_with_trace"):
-        lines += ["", f"{agent['samples_with_trace']} samples with a trace; mean steps {agent['mean_steps']:.2f}; "
-                      f"answered without a tool: {agent['answered_without_tools']}", "",
-                  "| tool | calls |", "|---|---|"]
-        lines += [f"| {tool} | {n} |" for tool, n in sorted(agent["calls_per_tool"].items())]
-        lines += ["", "| steps | samples |", "|---|---|"]
-        lines += [f"| {steps} | {n} |" for steps, n in agent["steps_histogram"].items()]
-    if agent and agent.get("mean_agreement"):
-        lines += ["", f"self-consistency: {agent['draws_per_sample']} draws per sample; mean agreement "
-                  + ", ".join(f"{t} {v:.2%}" for t, v in agent["mean_agreement"].items())]
-    return lines
+    return ["", "## Strategy", "", "`" + ", ".join(f"{k}={v}" for k, v in strategy.items()) + "`", *sections]
 
 
 def excluded_gold(metrics: dict[str, Any], task: str) -> int:
@@ -185,7 +182,8 @@ def write_report(metrics: dict[str, Any], path: Path) -> None:
                   for t, m in calibrated.items()]
         if (path.parent / "reliability.png").is_file():
             lines += ["", "![reliability diagram](reliability.png)"]
-    lines += agent_section(metrics) + dialogue_section(metrics)
+    lines += selective_lines(metrics["tasks"]) + judged_lines(metrics)
+    lines += strategy_section(metrics) + dialogue_section(metrics)
     if reg := metrics.get("regression"):
         lines += ["", "| acc-2 | acc-7 | MAE | corr |", "|---|---|---|---|",
                   "| " + " | ".join("-" if reg.get(k) is None else f"{reg[k]:.4f}"
@@ -233,14 +231,14 @@ def _expert_scores(records: list[dict[str, Any]], labels: tuple[str, ...], task:
 
 def ablation_scores(records: list[dict[str, Any]], scheme, gate=None) -> list[tuple[str, dict[str, Any]]]:
     """(row name, scores of the first task) for each expert subset, then each fuser."""
-    from mllm_mer.strategies.fusion import FUSED, FUSERS, expert_order, fuse
+    from mllm_mer.strategies.fusion import FUSED, FUSERS, expert_order, experts_of, fuse
 
     ls = scheme.label_sets[0]
-    names = sorted({n for r in records for n in (r["prediction"].get("experts") or {})}, key=expert_order)
+    names = sorted({n for r in records for n in experts_of(r)}, key=expert_order)
     rows = []
     for name in names:
         rows.append((f"expert: {name}", _expert_scores(
-            records, ls.labels, ls.task, lambda r, n=name: ((r["prediction"].get("experts") or {}).get(n) or {})
+            records, ls.labels, ls.task, lambda r, n=name: (experts_of(r).get(n) or {})
             .get(ls.task))))
     for fuser in FUSERS:
         if fuser == "gate" and gate is None:
@@ -248,7 +246,7 @@ def ablation_scores(records: list[dict[str, Any]], scheme, gate=None) -> list[tu
         task_gate = gate.tasks.get(ls.task) if gate else None
 
         def fused(record, fuser=fuser, task_gate=task_gate):
-            experts = {n: e[ls.task] for n, e in (record["prediction"].get("experts") or {}).items()
+            experts = {n: e[ls.task] for n, e in experts_of(record).items()
                        if n in FUSED and ls.task in e}
             return fuse(experts, fuser, ls.labels, task_gate) if experts else None
 
@@ -270,17 +268,17 @@ def fusion_rows(records: list[dict[str, Any]], scheme, gate=None) -> list[str]:
 
 def robustness_rows(records: list[dict[str, Any]], scheme) -> list[str]:
     """The joint prompt with each modality removed at test time, and the accuracy it costs."""
-    from mllm_mer.strategies.fusion import MODALITY_ORDER, expert_name, subset_of
+    from mllm_mer.strategies.fusion import MODALITY_ORDER, expert_name, experts_of, subset_of
 
     ls = scheme.label_sets[0]
-    full = [r for r in records if "joint" in (r["prediction"].get("experts") or {})]
-    every = sorted({m for r in full for n in r["prediction"]["experts"] for m in subset_of(n) or ()},
+    full = [r for r in records if "joint" in experts_of(r)]
+    every = sorted({m for r in full for n in experts_of(r) for m in subset_of(n) or ()},
                    key=MODALITY_ORDER.index)
     if len(every) < 2:
         return []
 
     def accuracy(name):
-        return _expert_scores(full, ls.labels, ls.task, lambda r: (r["prediction"]["experts"].get(name) or {})
+        return _expert_scores(full, ls.labels, ls.task, lambda r: (experts_of(r).get(name) or {})
                               .get(ls.task)).get("accuracy", 0.0)
 
     base = accuracy("joint")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from mllm_mer.config import EvaluateConfig
+from mllm_mer.config import EvaluateConfig, RunConfig, ScaleConfig
 from mllm_mer.conversation.context import context_settings, dialogues_of
 from mllm_mer.core.types import Prediction, Sample
 from mllm_mer.datasets import Split, load_configured, loader_options
@@ -31,21 +31,23 @@ from mllm_mer.evaluation.records import (
     record_for,
     rewrite_records,
 )
-from mllm_mer.evaluation.statistics import agent_statistics, compute_metrics, dialogue_metrics
-from mllm_mer.pipeline.answer import run_context
+from mllm_mer.evaluation.statistics import compute_metrics, dialogue_metrics
+from mllm_mer.pipeline.build import Source, build_run, open_backend
 from mllm_mer.pipeline.dialogue import classify_dialogues
-from mllm_mer.pipeline.resolve import check_list_answers, resolve_prompt, resolve_strategy
-from mllm_mer.pipeline.resources import build_resources, needed
+from mllm_mer.pipeline.resolve import check_list_answers
+from mllm_mer.pipeline.resources import needed
 from mllm_mer.pipeline.stream import answer_stream
 from mllm_mer.strategies import RunContext
+from mllm_mer.strategies.reporting import strategy_statistics
 
-__all__ = ["agent_statistics", "compute_metrics", "dialogue_metrics", "fingerprint", "read_predictions", "record_for",
+__all__ = ["compute_metrics", "dialogue_metrics", "fingerprint", "read_predictions", "record_for",
            "run_evaluation"]
 
 
 @dataclass
 class Plan:
-    """A run made ready: its split, the samples asked for, those still to answer, and how."""
+    """A run made ready: its split, the samples asked for, those still to answer, and how (resolved once from
+    the config, which the plan does not carry)."""
 
     split: Split
     samples: list[Sample]
@@ -53,13 +55,18 @@ class Plan:
     run: RunContext
     out: Path
     done: dict[str, dict[str, Any]]
+    options: RunConfig  # batch size, submission, prefetch, media workers
+    scale: ScaleConfig  # local engine or Ray, and Ray's replicas
+    about: dict[str, Any]  # what metrics.json says of the run (dataset, split, model, backend, strategy)
+    context_labels: str = "none"  # how earlier turns are labelled in the context ("none": samples stand alone)
+    window: int = 0  # earlier turns in the context
     timing: dict[str, float] = field(default_factory=dict)
     retried: dict[str, int] = field(default_factory=dict)  # failure kind -> rows answered again
 
 
 # Failures a rerun may fix (a server back up, a larger --max-new-tokens): such rows are answered again;
 # a file that cannot be read, or a sample with nothing to classify, stays as it was.
-RETRIED_KINDS = ("backend", "parse")
+RETRIED_KINDS = ("backend", "parse", "cut")
 
 
 def retry_failed(done: dict[str, dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
@@ -84,16 +91,13 @@ def plan_run(cfg: EvaluateConfig, media_roots: tuple[str, ...] = ()) -> Plan:
             raise ValueError(f"evaluate needs --{name.replace('_', '-')}")
     if not run.out:
         raise ValueError("evaluate needs --out (the run directory)")
-    if run.limit is not None and run.limit < 1:
-        raise ValueError(f"--limit must be at least 1 (got {run.limit}); leave it out for the whole split")
     split = load_configured(data, run.split, cfg.prompt.labels, limit=run.limit)
     samples = list(split.samples[: run.limit] if run.limit else split.samples)
-    setup = resolve_prompt(cfg.model, cfg.prompt, cfg.media, default_labels=split.labels, retrieval=cfg.retrieval,
-                           client=cfg.client)
-    if media_roots:
-        setup = replace(setup, media=replace(setup.media, allowed_roots=tuple(media_roots)))
+    built = build_run(cfg, default_labels=split.labels, probabilities=run.probabilities, media_roots=media_roots,
+                      with_resources=False)
+    setup, strategy = built.setup, built.strategy
     check_list_answers(setup.scheme, run.probabilities, "--probabilities")
-    strategy = resolve_strategy(cfg.strategy, setup)
+    context_labels, window = context_settings(data)
     out = Path(run.out)
     check_run_dir(out, fingerprint(cfg, setup, strategy), cfg)
     done, retried = retry_failed(read_predictions(out / PREDICTIONS))
@@ -101,14 +105,14 @@ def plan_run(cfg: EvaluateConfig, media_roots: tuple[str, ...] = ()) -> Plan:
         rewrite_records(out / PREDICTIONS, list(done.values()))
     pending = [s for s in samples if s.id not in done]
     if cfg.scale.engine == "ray":
-        check_ray_support(cfg, setup, strategy)
-    resources = None
-    if pending and cfg.scale.engine != "ray":
-        resources = build_resources(setup, strategy, cfg.retrieval, data.dataset, data.data_dir, run.split,
-                                    split.samples, loader_options(data, cfg.prompt.labels))
-    context = run_context(setup, strategy, next(iter(cfg.model.adapters), None),
-                          run.probabilities or setup.mode == "score", resources=resources)
-    return Plan(split, samples, pending, context, out, done, retried=retried)
+        check_ray_support(context_labels, setup, strategy)
+    elif pending:
+        built.add_resources(split.samples, Source(data.dataset, data.data_dir, run.split,
+                                                  loader_options(data, cfg.prompt.labels)))
+    about = {"dataset": data.dataset, "split": run.split, "model": cfg.model.model, "backend": cfg.model.backend,
+             "strategy": strategy_fingerprint(cfg, setup, strategy)}
+    return Plan(split, samples, pending, built.context, out, done, run, cfg.scale, about, context_labels, window,
+                retried=retried)
 
 
 def run_evaluation(cfg: EvaluateConfig, backend=None, progress: bool = True,
@@ -117,24 +121,21 @@ def run_evaluation(cfg: EvaluateConfig, backend=None, progress: bool = True,
 
     `media_roots`: when given, media must lie inside these folders (the app's Batch tab)."""
     plan = plan_run(cfg, media_roots)
-    if plan.pending:
-        own_backend = backend is None and cfg.scale.engine != "ray"
-        if own_backend:
-            from mllm_mer.backends import load_backend
-
-            loading = time.perf_counter()
-            backend = load_backend(cfg.backend)
+    if plan.pending and plan.scale.engine == "ray":
+        answer_pending(plan, cfg.backend, progress)  # each actor loads its own
+    elif plan.pending and backend is not None:
+        answer_pending(plan, backend, progress)
+    elif plan.pending:
+        loading = time.perf_counter()
+        with open_backend(cfg.backend) as own:
             plan.timing["engine_start_s"] = time.perf_counter() - loading
-        try:
-            answer_pending(cfg, plan, backend, progress)
-        finally:
-            if own_backend:
-                backend.close()
-    return write_results(cfg, plan)
+            answer_pending(plan, own, progress)
+    return write_results(plan)
 
 
-def answer_pending(cfg: EvaluateConfig, plan: Plan, backend, progress: bool) -> None:
-    """Answer the plan's pending samples by the run mode the config asks for, saving as they finish."""
+def answer_pending(plan: Plan, backend, progress: bool) -> None:
+    """Answer the plan's pending samples by its run mode, saving as they finish. `backend`: the backend, or on
+    Ray the backend config each actor loads."""
     from tqdm import tqdm
 
     started = time.perf_counter()  # throughput is over inference only, not the engine start
@@ -146,9 +147,9 @@ def answer_pending(cfg: EvaluateConfig, plan: Plan, backend, progress: bool) -> 
         append_records(plan.out / PREDICTIONS, records)
         bar.update(len(records))
 
-    mode = _on_ray if cfg.scale.engine == "ray" else _streamed if context_settings(cfg.data)[0] == "none" \
+    mode = _on_ray if plan.scale.engine == "ray" else _streamed if plan.context_labels == "none" \
         else _in_dialogue_order
-    mode(cfg, plan, backend, save, started)
+    mode(plan, backend, save, started)
     bar.close()
     plan.timing["inference_s"] = time.perf_counter() - started
 
@@ -161,31 +162,30 @@ def _records(plan: Plan, batch, answered) -> list[dict[str, Any]]:
             for s, a in zip(batch, answered, strict=True)]
 
 
-def _streamed(cfg: EvaluateConfig, plan: Plan, backend, save: Save, started: float) -> None:
+def _streamed(plan: Plan, backend, save: Save, started: float) -> None:
     """Media decoded ahead while the backend works; each answer saved as it finishes."""
-    run = cfg.run
+    run = plan.options
     for finished in answer_stream(backend, plan.pending, plan.run, batch_size=run.batch_size,
                                   continuous=run.submission == "continuous", prefetch=run.prefetch,
                                   media_workers=run.media_workers):
         save(_records(plan, *map(list, zip(*finished, strict=True))))
 
 
-def _in_dialogue_order(cfg: EvaluateConfig, plan: Plan, backend, save: Save, started: float) -> None:
+def _in_dialogue_order(plan: Plan, backend, save: Save, started: float) -> None:
     """In order, each turn's context labelled as asked; finished turns (a resumed run) keep theirs."""
-    labels, window = context_settings(cfg.data)
-    classify_dialogues(backend, dialogues_of(plan.samples), plan.run, labels, window,
+    classify_dialogues(backend, dialogues_of(plan.samples), plan.run, plan.context_labels, plan.window,
                        plan.run.setup.scheme.label_sets[0].task,
                        done={i: Prediction.from_dict(r["prediction"]) for i, r in plan.done.items()},
                        on_turn=lambda batch, answered: save(_records(plan, batch, answered)),
-                       batch_size=cfg.run.batch_size)
+                       batch_size=plan.options.batch_size)
 
 
-def _on_ray(cfg: EvaluateConfig, plan: Plan, backend, save: Save, started: float) -> None:
+def _on_ray(plan: Plan, backend_config, save: Save, started: float) -> None:
     from mllm_mer.evaluation.ray_batch import answer_on_ray
 
-    plan.run.on_stage(f"ray, {cfg.scale.replicas} replica(s)")
-    for records in answer_on_ray(cfg.backend, plan.pending, replace(plan.run, on_stage=_quiet), cfg.scale,
-                                 cfg.run.batch_size):
+    plan.run.on_stage(f"ray, {plan.scale.replicas} replica(s)")
+    for records in answer_on_ray(backend_config, plan.pending, replace(plan.run, on_stage=_quiet), plan.scale,
+                                 plan.options.batch_size):
         plan.timing.setdefault("first_answers_s", time.perf_counter() - started)  # includes actor start
         save(records)
 
@@ -194,29 +194,26 @@ def _quiet(stage: str) -> None:
     """Ray's actors report no progress (the bar counts their records)."""
 
 
-def write_results(cfg: EvaluateConfig, plan: Plan) -> dict[str, Any]:
+def write_results(plan: Plan) -> dict[str, Any]:
     """metrics.json, report.md, confusion.png and reliability.png from every record of the run."""
     from mllm_mer.evaluation.report import plot_confusions, write_report
     from mllm_mer.stages.calibration import plot_reliability
 
-    setup, data = plan.run.setup, cfg.data
+    setup, about = plan.run.setup, plan.about
     records = read_predictions(plan.out / PREDICTIONS)
     wanted = [records[s.id] for s in plan.samples if s.id in records]
-    metrics = compute_metrics(wanted, setup.scheme, data.dataset, requested=setup.modalities,
+    metrics = compute_metrics(wanted, setup.scheme, about["dataset"], requested=setup.modalities,
                               groups=dialogue_groups(plan.samples))
-    metrics["run"] = {"dataset": data.dataset, "split": cfg.run.split, "model": cfg.model.model,
+    metrics["run"] = {"dataset": about["dataset"], "split": about["split"], "model": about["model"],
                       "adapter": plan.run.adapter, "template": setup.template, "mode": setup.mode,
                       "modalities": list(setup.modalities), "labels": setup.scheme.name,
-                      "backend": cfg.model.backend, "labels_source": setup.scheme.source,
-                      "calibrated": bool(setup.temperatures),
-                      "strategy": strategy_fingerprint(cfg, setup, plan.run.strategy)}
+                      "backend": about["backend"], "labels_source": setup.scheme.source,
+                      "calibrated": bool(setup.temperatures), "strategy": about["strategy"]}
     conversation = dialogue_metrics(plan.samples, records, setup.scheme.label_sets[0].task)
     if conversation:
-        conversation["context_labels"] = context_settings(data)[0]
+        conversation["context_labels"] = plan.context_labels
         metrics["dialogue"] = conversation
-    agent = agent_statistics(wanted)
-    if agent:
-        metrics["agent"] = agent
+    metrics.update(strategy_statistics(wanted))  # each strategy's entry, under its name
     metrics["coverage"] = {"answered": len(wanted), "of": len(plan.split.samples),
                            "partial": len(wanted) < len(plan.split.samples)}
     metrics["sample_set"] = hashlib.sha256("\n".join(sorted(s.id for s in plan.samples)).encode()).hexdigest()[:16]
@@ -239,9 +236,9 @@ def dialogue_groups(samples: list[Sample]) -> dict[str, Any] | None:
     return groups if any(g is not None for g in groups.values()) else None
 
 
-def check_ray_support(cfg: EvaluateConfig, setup, strategy) -> None:
+def check_ray_support(context_labels: str, setup, strategy) -> None:
     """What a Ray run cannot carry to its actors yet is refused up front, not mid-run."""
-    if context_settings(cfg.data)[0] != "none":
+    if context_labels != "none":
         raise ValueError("--engine ray answers samples independently; --context-labels needs the local engine")
     if needed(setup, strategy):
         raise ValueError("--engine ray does not carry a retrieval index or dialogue history to its actors yet: "

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mllm_mer.evaluation.described import judge_for, reference_section, synonym_section, words_of
 from mllm_mer.evaluation.records import PREDICTIONS, provenance
 from mllm_mer.evaluation.scoring import Source, load_source, records_of
 from mllm_mer.evaluation.statistics import compute_metrics
@@ -58,12 +59,34 @@ def score_predictions(cfg) -> dict[str, Any]:
     source, scheme, ls = load_source(cfg)
     out = Path(options.out)
     check_out(out, Path(options.predictions))
-    records, outside = records_of(source, ls, options.missing)
-    groups = {r["id"]: r.get("dialogue") for r in records}
-    metrics = compute_metrics(records, scheme, cfg.data.dataset or "",
-                              groups=groups if any(g is not None for g in groups.values()) else None)
-    mapping = {"pred_id_col": options.pred_id_col, "pred_col": options.pred_col, "prob_col": options.prob_col,
-               "task": ls.task, "labels": scheme.name, "label_map": list(options.label_map), "missing": options.missing}
+    if options.pred_text_col and not ls.open:
+        raise ValueError(f"--pred-text-col scores descriptions as open-vocabulary answers: add --labels open (label "
+                         f"set {scheme.name!r} is closed; gold labels are then read as words, with a hit rate)")
+    with judge_for(cfg.judge, options, out) as judge:
+        texts = [e.value for e in source.entries]  # the descriptions, before their words are taken out
+        if options.pred_text_col:
+            for entry, words in zip(source.entries, words_of([e.value for e in source.entries], options.extract,
+                                                             judge), strict=True):
+                entry.value = words
+        records, outside = records_of(source, ls, options.missing)
+        groups = {r["id"]: r.get("dialogue") for r in records}
+        metrics = compute_metrics(records, scheme, cfg.data.dataset or "", abstain_below=options.abstain_below,
+                                  groups=groups if any(g is not None for g in groups.values()) else None)
+        judged = synonym_section(records, ls, options, judge)
+        rated = reference_section([e.id for e in source.entries], texts, [e.reference for e in source.entries],
+                                  judge) if options.reference_col else None
+    if judged is not None and ls.task in metrics["tasks"]:
+        metrics["tasks"][ls.task]["synonym_groups"] = judged
+    if rated is not None:
+        metrics["against_reference"] = rated
+    mapping = {"pred_id_col": options.pred_id_col, "pred_col": options.pred_text_col or options.pred_col,
+               "prob_col": options.prob_col, "task": ls.task, "labels": scheme.name,
+               "label_map": list(options.label_map), "missing": options.missing,
+               **({"extract": options.extract} if options.pred_text_col else {}),
+               **({"synonym_groups": options.synonym_groups} if options.synonym_groups else {})}
+    if judge is not None:  # who judged, and how many verdicts this scoring asked (0: all from the cache)
+        metrics["judge"] = {**judge.identity, "verdicts_asked": judge.calls}
+        mapping["judge"] = judge.identity["id"]
     metrics["scored"] = {**source.facts, "mapping": mapping, "predictions_outside_label_set": dict(outside),
                          "samples_without_prediction": len(source.absent),
                          "summary": summary_lines(source, len(source.entries), dict(outside), options.missing, ls)}

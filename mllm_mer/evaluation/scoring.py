@@ -31,6 +31,7 @@ class Entry:
     probabilities: dict[str, float] | None = None
     dialogue: Any = None
     failure: dict[str, Any] | None = None  # a rescored run's own failure, kept as it was
+    reference: str | None = None  # the gold manifest's reference description (EMER), when one is named
 
 
 @dataclass
@@ -81,6 +82,8 @@ def prediction_of(entry: Entry, ls: LabelSet, outside: Counter) -> Prediction:
         given = labels + (unknown if ls.open else [])  # open: a word outside the vocabulary is scored by name
         if given:
             return Prediction(entry.id, tasks={ls.task: TaskPrediction(given[0], labels=given)})
+        if isinstance(entry.value, list) and not entry.value:  # a description that states no emotion
+            return Prediction.failure(entry.id, f"{ls.task}: no emotion word in the description", kind="parse")
         return Prediction.failure(entry.id, f"{ls.task} {entry.value!r}: no label of the set", kind="parse")
     label = ls.normalise(str(entry.value))
     if label is None:
@@ -108,7 +111,7 @@ def records_of(source: Source, ls: LabelSet, missing: str) -> tuple[list[dict[st
 def from_file(options, split, ls: LabelSet) -> Source:
     """A predictions file matched to the split's samples."""
     path = Path(options.predictions)
-    rows = read_rows(path, options.pred_id_col, options.pred_col, options.prob_col)
+    rows = read_rows(path, options.pred_id_col, options.pred_text_col or options.pred_col, options.prob_col)
     samples = {s.id: s for s in split.samples}
     matched, unmatched = match_ids(rows, list(samples))
     if not matched:
@@ -116,10 +119,15 @@ def from_file(options, split, ls: LabelSet) -> Source:
                          f"{', '.join(r.id for r in rows[:3])}; sample ids: {', '.join(list(samples)[:3])}); "
                          "name the id column or template with --pred-id-col")
 
+    if options.reference_col and not any(options.reference_col in s.metadata for s in samples.values()):
+        raise ValueError(f"--reference-col {options.reference_col}: no such column in the gold samples of "
+                         f"{split.name}")
+
     def entry(sample_id: str, row: Row | None) -> Entry:
         sample = samples[sample_id]
+        reference = sample.metadata.get(options.reference_col) if options.reference_col else None
         return Entry(sample_id, sample.gold, row.value if row else None, row.probabilities if row else None,
-                     sample.metadata.get("dialogue"))
+                     sample.metadata.get("dialogue"), reference=str(reference) if reference else None)
 
     entries = [entry(s, matched[s]) for s in samples if s in matched]
     absent = [entry(s, None) for s in samples if s not in matched]
@@ -128,8 +136,9 @@ def from_file(options, split, ls: LabelSet) -> Source:
     return Source(entries, len(samples), split.name, {}, facts, absent)
 
 
-def from_run(run_dir: Path, task: str) -> Source:
-    """A finished run's own records, to rescore without calling a model."""
+def from_run(run_dir: Path, task: str, text_field: str | None = None) -> Source:
+    """A finished run's own records, to rescore without calling a model; `text_field` (e.g. `rationale`):
+    score that free text of each answer instead of its labels."""
     records = read_predictions(run_dir / PREDICTIONS)
     if not records:
         raise ValueError(f"{run_dir}: no predictions.jsonl records to rescore")
@@ -139,7 +148,7 @@ def from_run(run_dir: Path, task: str) -> Source:
     for sample_id, record in records.items():
         prediction = record["prediction"]
         found = (prediction.get("tasks") or {}).get(task) or {}
-        value = found.get("labels") or found.get("label")
+        value = prediction.get(text_field) if text_field else found.get("labels") or found.get("label")
         entries.append(Entry(sample_id, record.get("gold") or {}, value, found.get("probabilities"),
                              record.get("dialogue"), None if prediction.get("ok") else prediction))
     facts = {"run": str(run_dir.resolve()), "sha256": file_hash(run_dir / PREDICTIONS), "rows": len(records),
@@ -157,7 +166,7 @@ def load_source(cfg) -> tuple[Source, LabelScheme, LabelSet]:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such predictions file or run directory")
     if path.is_dir():
-        source = from_run(path, data.task)
+        source = from_run(path, data.task, options.pred_text_col)
         labels = options.labels or source.run.get("labels_source") or source.run.get("labels") or "meld"
         scheme, ls = task_scheme(load_label_scheme(labels), data.task, options.label_map)
         return source, scheme, ls

@@ -1,5 +1,5 @@
-"""The field's metrics over a run's records: per task, failures by kind, gold issues, modality coverage,
-emotion shifts in dialogues, and the agent's tool use."""
+"""The field's metrics over a run's records: per task, failures by kind, gold issues, modality coverage and
+emotion shifts in dialogues (each strategy reports its own extras: strategies.reporting)."""
 from __future__ import annotations
 
 from collections import Counter
@@ -8,6 +8,7 @@ from typing import Any
 from mllm_mer.conversation.context import dialogues_of
 from mllm_mer.conversation.shifts import pooled_shift_metrics
 from mllm_mer.core.emotion_wheels import load_wheels
+from mllm_mer.core.labels import aliases_applied
 from mllm_mer.core.types import LabelScheme, LabelSet, Prediction
 from mllm_mer.datasets import DatasetError
 from mllm_mer.evaluation.metrics import classification_metrics, sentiment_regression_metrics
@@ -35,27 +36,6 @@ def dialogue_metrics(samples: list, records: dict[str, dict[str, Any]], task: st
     top = sorted(per_speaker.items(), key=lambda item: -len(item[1]))[:10]
     return {"dialogues": len(dialogues), **pooled_shift_metrics(turns_labelled),
             "speaker_accuracy": {name: {"accuracy": sum(hits) / len(hits), "n": len(hits)} for name, hits in top}}
-
-
-def agent_statistics(records: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Tool use over a run's agent traces, and the agreement of self-consistent votes."""
-    predictions = [Prediction.from_dict(r["prediction"]) for r in records]
-    traces = [p.trace for p in predictions if p.trace]
-    votes = [p.consistency for p in predictions if p.consistency and p.consistency.get("agreement")]
-    if not traces and not votes:
-        return None
-    found: dict[str, Any] = {}
-    if traces:
-        calls = Counter(step["tool"] for trace in traces for step in trace if step.get("tool"))
-        steps = [len(trace) for trace in traces]
-        found.update(samples_with_trace=len(traces), calls_per_tool=dict(calls),
-                     mean_steps=sum(steps) / len(steps), steps_histogram=dict(sorted(Counter(steps).items())),
-                     answered_without_tools=sum(len(t) == 1 for t in traces))
-    if votes:
-        tasks = sorted({task for v in votes for task in v["agreement"]})
-        found["draws_per_sample"] = votes[0]["n"]
-        found["mean_agreement"] = {t: sum(v["agreement"].get(t, 0.0) for v in votes) / len(votes) for t in tasks}
-    return found
 
 
 def _gold_of(ls: LabelSet, raw: Any) -> tuple[Any, list[str]]:
@@ -107,13 +87,18 @@ def task_metrics(records: list[dict[str, Any]], predictions: list[Prediction], l
         metrics = classification_metrics(gold, pred, ls.labels)
         metrics["intervals"] = classification_intervals(gold, pred, ls.labels, groups_or_none)
     metrics["gold_outside_label_set"] = issues["outside_label_set"]
+    words = [w for r in records if r["gold"].get(ls.task) not in (None, "")
+             for w in (as_list(r["gold"][ls.task]) if ls.list_answer else [str(r["gold"][ls.task])])]
+    if not ls.open and (aliased := aliases_applied(ls, words)):  # by name and count, as the labels outside the set
+        metrics["gold_aliases"] = aliased
     if outside:  # by name and count
         metrics["gold_outside_names"] = dict(outside.most_common())
     return metrics, issues
 
 
 def compute_metrics(records: list[dict[str, Any]], spec: LabelScheme, dataset: str,
-                    requested: tuple[str, ...] = (), groups: dict[str, Any] | None = None) -> dict[str, Any]:
+                    requested: tuple[str, ...] = (), groups: dict[str, Any] | None = None,
+                    abstain_below: float | None = None) -> dict[str, Any]:
     """The field's metrics per task (with seeded bootstrap intervals; `groups`: sample id -> dialogue,
     resampled whole), failures by kind, the gold labels the metrics could not use, and how many samples
     brought each modality (with a warning for a requested one none had)."""
@@ -135,7 +120,7 @@ def compute_metrics(records: list[dict[str, Any]], spec: LabelScheme, dataset: s
             if not ls.list_answer:
                 probs, gold = calibration_arrays(records, ls.task, ls.labels)
                 metrics.update(calibration_metrics(probs, gold))
-                metrics.update(selective_metrics(probs, gold))
+                metrics.update(selective_metrics(probs, gold, abstain_below))
             result["tasks"][ls.task] = metrics
     result["intervals_note"] = NOTE
     if dataset in ("mosi7", "mosei7"):

@@ -7,7 +7,6 @@ over samples; the headline is the mean of the two averages.
 """
 from __future__ import annotations
 
-import ast
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from mllm_mer.evaluation.uncertainty import group_ids, intervals, mean_stat, resample_weights
+from mllm_mer.prompting import as_list
 
 Groups = list[list[str]]
 SYNONYM_HEADLINE = ("ov_mean", "ov_precision", "ov_recall", "failure_rate")
@@ -27,29 +27,11 @@ def fold(word: str) -> str:
 
 
 def word_list(cell: Any) -> list[str]:
-    """A list cell as released: a Python list literal (`"['a', 'b']"`), a JSON list, a list, or
-    comma-separated words. Empty cells give []; words are folded and kept in order, once each."""
+    """A list cell as released (a Python list literal, a JSON list, a list, comma-separated words), its
+    words folded and kept in order, once each; an empty or missing cell gives []."""
     if cell is None or (isinstance(cell, float) and np.isnan(cell)):
         return []
-    items: Sequence[Any]
-    if isinstance(cell, (list, tuple)):
-        items = cell
-    else:
-        text = str(cell).strip()
-        items = _literal(text) if text[:1] in "[(" else text.split(",")
-    words = [fold(w) for w in items if fold(w)]
-    return list(dict.fromkeys(words))
-
-
-def _literal(text: str) -> Sequence[Any]:
-    for parse in (json.loads, ast.literal_eval):
-        try:
-            value = parse(text)
-        except (ValueError, SyntaxError):
-            continue
-        if isinstance(value, (list, tuple)):
-            return value
-    return text.strip("[]()").split(",")
+    return list(dict.fromkeys(w for w in (fold(x) for x in as_list(cell)) if w))
 
 
 def mapping(groups: Groups) -> dict[str, str]:

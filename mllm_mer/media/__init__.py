@@ -1,13 +1,13 @@
 """Media stage: a Sample's files -> frames, transcript and vocal cues for the prompt."""
 from __future__ import annotations
 
-import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from mllm_mer.core.types import MediaInputs, MediaSettings, Sample
+from mllm_mer.core.types import MODALITIES, MediaInputs, MediaSettings, Sample
 from mllm_mer.media.errors import MediaError, WindowOutside
 
 __all__ = ["MediaError", "MediaSettings", "load_media", "load_image"]
@@ -16,11 +16,19 @@ __all__ = ["MediaError", "MediaSettings", "load_media", "load_image"]
 def load_image(source) -> Image.Image:
     if isinstance(source, Image.Image):
         return source.convert("RGB")
+    from mllm_mer.media.decode import MAX_SOURCE_PIXELS, check_regular_file
+
     path = str(source)
-    if not os.path.exists(path):
-        raise MediaError(path, "file not found")
+    check_regular_file(path)
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():  # an oversized image is refused below, not warned about
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+        with img:
+            # One pixel budget for stills and video frames, read from the header before any decoding.
+            if img.width * img.height > MAX_SOURCE_PIXELS:
+                raise MediaError(path, f"image of {img.width}x{img.height} pixels (at most {MAX_SOURCE_PIXELS} "
+                                       "are decoded, as for video frames)")
             return img.convert("RGB")
     except Image.DecompressionBombError:
         raise MediaError(path, "image too large (more pixels than a decompression-bomb guard allows)") from None
@@ -46,7 +54,7 @@ def _unplan(sample: Sample, settings: MediaSettings) -> None:
         unplan(sample.video, sample_window(sample, settings), settings.max_pixels)
 
 
-def load_media(sample: Sample, settings: MediaSettings, modalities: tuple[str, ...] = ("text", "video", "audio")
+def load_media(sample: Sample, settings: MediaSettings, modalities: tuple[str, ...] = MODALITIES
                ) -> MediaInputs:
     """Decode what the prompt will use; MediaError names the file and the reason."""
     from mllm_mer.media import video as video_mod
@@ -55,6 +63,9 @@ def load_media(sample: Sample, settings: MediaSettings, modalities: tuple[str, .
     try:
         if settings.allowed_roots:
             check_allowed(sample, settings.allowed_roots)
+        from mllm_mer.media.decode import check_times
+
+        check_times(sample)
         # Each file is opened once to see what it holds (missing or broken files fail here).
         video_streams = video_mod.probe(sample.video, cache_gb) if sample.video else (False, False)
         audio_streams = video_mod.probe(sample.audio, cache_gb) if sample.audio else (False, False)
@@ -66,6 +77,8 @@ def load_media(sample: Sample, settings: MediaSettings, modalities: tuple[str, .
     notes: list[str] = []
     if sample.audio and not audio_streams[1]:  # e.g. an image saved as .wav: say so, never ignore it silently
         notes.append(f"{Path(sample.audio).name}: no audio stream in it, so no vocal evidence from it")
+    if sample.video and video_streams[1] and not video_streams[0] and "video" in modalities:
+        notes.append(f"{Path(sample.video).name}: no video stream in it (sound only), so no frames from it")
     seen = _read_visual(sample, settings, video_streams[0], notes) if "video" in modalities else _Visual()
     transcript, cues, features = _read_sound(sample, settings, modalities, video_streams[1], audio_streams[1], notes)
     if "video" in modalities and sample.video and not seen.frames and not any(video_streams):

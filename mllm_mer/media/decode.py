@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import math
 import os
+import stat
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -45,6 +46,8 @@ class Frames:
 def sample_times(duration: float, n: int, fps: float | None = None, start: float | None = None,
                  end: float | None = None) -> list[float]:
     """Times to sample: n uniform (centres of n equal spans), or every 1/fps s (at most n)."""
+    if fps is not None and not (math.isfinite(fps) and fps >= 0):
+        raise ValueError(f"fps must be a finite number of frames a second, not {fps}")
     lo = max(0.0, start or 0.0)
     hi = min(duration, end) if end is not None else duration
     if hi <= lo:
@@ -57,9 +60,24 @@ def sample_times(duration: float, n: int, fps: float | None = None, start: float
     return [lo + (i + 0.5) * span for i in range(n)]
 
 
+def check_regular_file(path: str) -> None:
+    """A MediaError saying what the path is when it is not a readable regular file (a folder, a FIFO or a
+    device would block or never end when read)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise MediaError(path, "file not found") from None
+    except OSError as error:
+        raise MediaError(path, f"cannot be read ({error.strerror})") from None
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    for test, kind in kinds:
+        if test(mode):
+            raise MediaError(path, f"is {kind}, not a media file")
+
+
 def open_media(path: str):
-    if not os.path.exists(path):
-        raise MediaError(path, "file not found")
+    check_regular_file(path)
     if os.path.getsize(path) == 0:
         raise MediaError(path, "empty file (0 bytes)")
     try:
@@ -155,6 +173,10 @@ def window_targets(path: str, info: VideoInfo, n: int, fps: float | None, start:
     """The times one window samples (snapped onto keyframes when allowed); WindowOutside or MediaError
     when there is nothing to sample."""
     targets = sample_times(info.duration, n, fps, start, end)
+    # A window that starts within the last frame's last half (3.3-5.0 s on a 3.303 s clip) holds no frame that
+    # decoding would pick (see video.decode_at): it lies past the end as much as one starting after it.
+    if targets and start is not None and info.duration and info.rate and targets[0] > info.duration - 0.5 / info.rate:
+        targets = []
     if not targets and info.duration and start is not None:
         until = end if end is not None else info.duration
         raise WindowOutside(path, f"no frames in the window {start:.1f}-{until:.1f} s (the video holds "
@@ -213,6 +235,16 @@ def frames_key(path: str, window: Window, max_pixels: int | None) -> tuple:
     """The media cache's key for a window's frames (media.frame_cache)."""
     return ("frames", DECODING, file_key(path), window.n, window.fps, window.start, window.end, max_pixels,
             window.keyframe_snap)
+
+
+def check_times(sample: Sample) -> None:
+    """An utterance window must be seconds from the start, in order: NaN, negative or reversed times
+    are the sample's failure, not a silent whole-file read."""
+    times = [t for t in (sample.start, sample.end) if t is not None]
+    bad = any(isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0 for t in times)
+    if bad or (sample.start is not None and sample.end is not None and sample.end <= sample.start):
+        raise MediaError(sample.video or sample.audio or sample.id,
+                         f"start {sample.start!r} and end {sample.end!r} must be seconds, start before end")
 
 
 def sample_window(sample: Sample, settings: MediaSettings) -> Window:

@@ -22,7 +22,7 @@ from contextlib import contextmanager, suppress
 
 import av
 
-from mllm_mer.core.types import MediaSettings, Sample
+from mllm_mer.core.types import MODALITIES, MediaSettings, Sample
 from mllm_mer.media.audio import shared_tracks
 from mllm_mer.media.decode import (
     Frames,
@@ -316,7 +316,7 @@ def unplan(path: str, window: Window, max_pixels: int | None) -> None:
 
 @contextmanager
 def shared_windows(samples: Sequence[Sample], settings: MediaSettings,
-                   modalities: Sequence[str] = ("text", "video", "audio")):
+                   modalities: Sequence[str] = MODALITIES):
     """While the block runs, windows of a file that two or more of `samples` read are decoded in one
     pass per file, on first demand (see the module's doc); their sound comes from one decoded track."""
     cache = media_cache(settings.media_cache_gb)

@@ -7,18 +7,15 @@ beside its weights, written by `save_adapter_prompt`), so serving it needs no fl
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from typing import Any
 
 from mllm_mer.config import ClientConfig, MediaConfig, ModelConfig, PromptConfig, RetrievalConfig, StrategyConfig
 from mllm_mer.core.labels import load_label_scheme, with_label_map
-from mllm_mer.core.types import MediaSettings, PromptSetup
+from mllm_mer.core.types import MODALITIES, MediaSettings, PromptSetup
 from mllm_mer.pipeline.adapter_prompt import adapter_prompt
 from mllm_mer.strategies import Strategy, build_strategy
 
 log = logging.getLogger(__name__)
-
-MODALITIES = ("text", "video", "audio")
 
 
 def split_modalities(values: list[str] | tuple[str, ...] | str | None) -> tuple[str, ...] | None:
@@ -47,8 +44,6 @@ def media_settings(media: MediaConfig, model: str | None, saved: dict[str, Any] 
     defaults = MediaSettings()
     max_frames = media.max_frames or saved.get("max_frames") or (family.max_frames if family else defaults.max_frames)
     max_pixels = media.max_pixels or saved.get("max_pixels") or (family.max_pixels if family else defaults.max_pixels)
-    if not 0 <= media.face_margin <= 2:
-        raise ValueError(f"--face-margin must be between 0 and 2 (a share of the face box), not {media.face_margin}")
     return MediaSettings(max_frames=int(max_frames), max_pixels=max_pixels, fps=media.fps,
                          keyframe_snap=media.keyframe_snap, vocal_cues=media.vocal_cues, asr_model=media.asr_model,
                          media_cache_gb=media.media_cache_gb, visual=media.visual,
@@ -124,6 +119,3 @@ def _differs(key: str, given: Any, saved: Any) -> bool:
             return True
     return str(given) != str(saved)
 
-
-def with_mode(setup: PromptSetup, mode: str) -> PromptSetup:
-    return replace(setup, mode=mode)

@@ -9,14 +9,14 @@ from mllm_mer.core.types import Prediction, Sample
 from mllm_mer.pipeline.answer import Answered, answer_prepared, finish
 from mllm_mer.stages.feed import PreparedFeed
 from mllm_mer.stages.prepare import Prepared
-from mllm_mer.stages.scoring import INPUT_ERRORS, add_probabilities, read_answer, refused
+from mllm_mer.stages.scoring import INPUT_ERRORS, add_probabilities, answer_limit, read_answer, refused
 from mllm_mer.strategies import RunContext
 
 
 def streams_answers(backend: Backend, run: RunContext) -> bool:
     """Whether `answer_stream` can submit continuously: a strategy with one request per sample on a
     backend that takes requests one by one (vLLM engine, OpenAI server)."""
-    return hasattr(backend, "stream") and run.strategy.can_stream(run.setup.mode)
+    return backend.can_stream and run.strategy.can_stream(run.setup.mode)
 
 
 def answer_stream(backend: Backend, samples: Sequence[Sample], run: RunContext, batch_size: int = 16,
@@ -62,7 +62,7 @@ def _collect(stream, held: dict[int, Prepared], finished: list) -> None:
         prepared = held.pop(key)
         if isinstance(raw, Exception) and not isinstance(raw, INPUT_ERRORS):
             raise raw
-        finished.append((prepared, read_answer(prepared.prompt, raw)))
+        finished.append((prepared, read_answer(prepared.prompt, raw, answer_limit(getattr(stream, "backend", None)))))
 
 
 def _answer_continuously(backend: Backend, feed: PreparedFeed, run: RunContext

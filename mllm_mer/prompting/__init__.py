@@ -7,8 +7,11 @@ exactly this prompt.
 """
 from __future__ import annotations
 
+import ast
+import contextlib
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import replace
 from functools import cache
 from pathlib import Path
@@ -18,11 +21,10 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from mllm_mer.core.paths import PROMPTS_DIR
-from mllm_mer.core.types import CUE_MODALITIES, LabelScheme, LabelSet, MediaInputs, Prompt, Sample, Turn
+from mllm_mer.core.types import CUE_MODALITIES, MODALITIES, LabelScheme, LabelSet, MediaInputs, Prompt, Sample, Turn
 from mllm_mer.media.audio import SAMPLE_RATE
 
 TEMPLATES_DIR = PROMPTS_DIR / "templates"
-MODALITIES = ("text", "video", "audio")  # what an ablation can switch off
 # Bounded strings keep a constrained answer finite even from a random model. In the worst
 # case (3 tokens per character) the whole answer stays under 2048 tokens.
 RATIONALE_MAX_CHARS = 240
@@ -56,9 +58,23 @@ def task_schema(ls: LabelSet) -> dict[str, Any]:
 
 
 def as_list(value: Any) -> list[str]:
-    """A list answer's labels from a list or a comma-separated string (gold of a multi-label manifest)."""
-    items = value if isinstance(value, (list, tuple)) else str(value or "").split(",")
+    """A list answer's labels from a list, or a cell as corpora release them: a Python list literal
+    (`"['happy', 'relieved']"`), a JSON list, or comma-separated words."""
+    items = value if isinstance(value, (list, tuple)) else _list_cell(str(value or "").strip())
     return [str(x).strip() for x in items if str(x).strip()]
+
+
+def _list_cell(text: str) -> list[Any]:
+    if text.startswith("[") and text.endswith("]"):
+        for parse in (json.loads, ast.literal_eval):
+            try:
+                found = parse(text)
+            except (ValueError, SyntaxError, RecursionError):
+                continue
+            if isinstance(found, (list, tuple)):
+                return list(found)
+        text = text[1:-1]
+    return text.split(",")
 
 
 _SAFE_CHAR = '[^\\x00-\\x1f"\\\\]'  # JSON string content that needs no escape
@@ -131,6 +147,16 @@ def answer_prefix(previous: dict[str, str], task: str) -> str:
     return head + sep + json.dumps(task) + ':"'
 
 
+@contextlib.contextmanager
+def _template_errors(template: str) -> Iterator[None]:
+    """A template the sandbox refuses, or one that does not render, is one line naming it."""
+    try:
+        yield
+    except jinja2.TemplateError as error:
+        where = f"{template}:{error.lineno}" if getattr(error, "lineno", None) else template
+        raise ValueError(f"template {where}: {error.message or type(error).__name__}") from None
+
+
 @cache
 def _environment(directory: str) -> jinja2.Environment:
     # Sandboxed: a user's template file must not reach Python internals.
@@ -148,7 +174,8 @@ def load_template(name_or_path: str) -> jinja2.Template:
     """A bundled template by name (`zero_shot`) or a .jinja file that extends base.jinja."""
     path = Path(name_or_path)
     if path.suffix == ".jinja" and path.is_file():
-        return _environment(str(path.parent.resolve())).get_template(path.name)
+        with _template_errors(name_or_path):
+            return _environment(str(path.parent.resolve())).get_template(path.name)
     if (TEMPLATES_DIR / f"{name_or_path}.jinja").is_file() and name_or_path != "base":
         return _environment(str(TEMPLATES_DIR)).get_template(f"{name_or_path}.jinja")
     raise FileNotFoundError(f"unknown template {name_or_path!r}; bundled: {', '.join(available_templates())}")
@@ -198,10 +225,10 @@ def _demonstration_view(demo: Any) -> dict[str, Any]:
 @cache
 def needs_demonstrations(template: str) -> bool:
     """Whether a template shows retrieved demonstrations (it sets `with_retrieved`)."""
-    module = load_template(template).make_module({"label_sets": (), "cue_modalities": CUE_MODALITIES, "examples": [],
-                                                  "demonstrations": [],
-                                                  "sample": _evidence_view(Sample(id="probe"), MediaInputs(),
-                                                                           frozenset(MODALITIES))})
+    with _template_errors(template):
+        module = load_template(template).make_module({
+            "label_sets": (), "cue_modalities": CUE_MODALITIES, "examples": [], "demonstrations": [],
+            "sample": _evidence_view(Sample(id="probe"), MediaInputs(), frozenset(MODALITIES))})
     return bool(getattr(module, "with_retrieved", False))
 
 
@@ -215,8 +242,9 @@ def build_prompt(sample: Sample, spec: LabelScheme, template: str = "zero_shot",
     if unknown:
         raise ValueError(f"unknown modalities {sorted(unknown)}; choose from {', '.join(MODALITIES)}")
     tmpl = load_template(template)
-    flags = tmpl.make_module({"label_sets": spec.label_sets, "cue_modalities": CUE_MODALITIES, "examples": [],
-                              "demonstrations": [], "sample": _evidence_view(sample, MediaInputs(), chosen)})
+    with _template_errors(template):
+        flags = tmpl.make_module({"label_sets": spec.label_sets, "cue_modalities": CUE_MODALITIES, "examples": [],
+                                  "demonstrations": [], "sample": _evidence_view(sample, MediaInputs(), chosen)})
     with_rationale, with_examples = bool(flags.with_rationale), bool(flags.with_examples)
     if with_examples and not spec.examples:
         raise ValueError(f"template {template!r} needs worked examples, and label set {spec.name!r} has none")
@@ -229,7 +257,9 @@ def build_prompt(sample: Sample, spec: LabelScheme, template: str = "zero_shot",
         "sample": view,
         "demonstrations": [_demonstration_view(d) for d in demonstrations or ()],
     }
-    system, user_text = (part.strip() for part in tmpl.render(variables).split(_USER_MARKER, 1))
+    with _template_errors(template):
+        rendered = tmpl.render(variables)
+    system, user_text = (part.strip() for part in rendered.split(_USER_MARKER, 1))
 
     visual_parts: list[dict[str, Any]] = []
     used = MediaInputs(transcript=media.transcript, vocal_cues=media.vocal_cues, fps=media.fps,

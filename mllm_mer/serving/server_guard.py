@@ -8,21 +8,21 @@ whole bodies. This guard, loaded through vLLM's `--middleware` option, serves an
 - only the routes mllm-mer's clients use are served (`ROUTES`); any other is a 404, so a route a
   later vLLM adds is closed until it is listed here;
 - bodies are capped per route before they are read (`Content-Length` first, then as they stream):
-  small for tokenising, a configured cap (`MLLM_MER_MAX_BODY_MB`, 256) for media requests;
+  small for tokenising, a configured cap (`MLLM_MER_MAX_BODY_MB`, 64) for media requests;
 - every URL anywhere in a body must be an inline `data:` URL (a remote, local or `file:` URL is a
   400 and is never fetched) unless the operator allowed remote media (`--allow-remote-media`);
-  message content parts must be of the types we send; an inline image whose size would be a
-  decompression bomb is a 400 with the reason;
+  message content parts must be of the types we send; every inline image, frame sequence and video
+  is checked by its own decoded header whatever media type it claims (`media_guard`), and one too
+  large to decode, or that cannot be read, is a 400 with the reason;
 - `n` and the token caps are read as numbers whatever their JSON type ("1000", 1000.0) and capped;
+- the work one request asks for (schema size, enum values, prompts per request) is bounded, and
+  free strings in a client's schema are kept valid JSON (`request_limits`);
 - per-request media settings: only a clip's frame rate (`media_io_kwargs.video.fps`, which a frame
   sequence needs); every other media or processor setting a request names is refused.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import io
 import json
 import os
 import secrets
@@ -30,12 +30,13 @@ from typing import Any
 
 from mllm_mer.serving.adapter_prompts import ENV as PROMPTS_ENV
 from mllm_mer.serving.adapter_prompts import ROUTE as PROMPTS_ROUTE
+from mllm_mer.serving.media_guard import media_refusal, media_urls
+from mllm_mer.serving.request_limits import check_work, keep_strings_valid, schema_texts
 
 MB = 1024 * 1024
 MAX_N = int(os.environ.get("MLLM_MER_MAX_N", "4"))
 MAX_TOKENS = int(os.environ.get("MLLM_MER_MAX_TOKENS", "4096"))
-MAX_MEDIA_BODY = int(float(os.environ.get("MLLM_MER_MAX_BODY_MB", "256")) * MB)
-MAX_IMAGE_PIXELS = 3840 * 2160  # as the media stage's limit on source frames
+MAX_MEDIA_BODY = int(float(os.environ.get("MLLM_MER_MAX_BODY_MB", "64")) * MB)
 OPEN_PATHS = {("GET", "/health"), ("HEAD", "/health")}
 # (method, path) -> the largest body it may carry.
 SMALL = 64 * 1024  # what a GET (or a ping) may carry
@@ -47,21 +48,6 @@ ROUTES: dict[tuple[str, str], int] = {
 }
 PART_TYPES = {"text", "image_url", "video_url", "audio_url", "input_audio"}
 CAPPED = {"n": MAX_N, "best_of": MAX_N, "max_tokens": MAX_TOKENS, "max_completion_tokens": MAX_TOKENS}
-
-
-def _urls(value: Any) -> list[str]:
-    """Every URL-like string anywhere in a body: a `url` field, or a source of type url."""
-    found: list[str] = []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if key in ("url", "image_url", "video_url", "audio_url") and isinstance(item, str):
-                found.append(item)
-            else:
-                found += _urls(item)
-    elif isinstance(value, list):
-        for item in value:
-            found += _urls(item)
-    return found
 
 
 def as_whole_number(value: Any) -> int | None:
@@ -115,41 +101,22 @@ def _check_media_settings(body: dict[str, Any]) -> str | None:
     return None
 
 
-def media_too_large(url: str) -> str | None:
-    """Why an inline image, or a frame of an inline frame sequence (`data:video/jpeg`), must not be decoded."""
-    header, _, data = url.partition(",")
-    if header == "data:video/jpeg;base64":
-        return next(filter(None, map(_image_too_large, data.split(","))), None)
-    if not header.startswith("data:image/") or ";base64" not in header:
-        return None
-    return _image_too_large(data)
+def media_too_large(url: str, kind: str | None = "image_url") -> str | None:
+    """Why an inline media URL (an image, a frame sequence, a video file) must not be decoded."""
+    return media_refusal(kind, url)
 
 
-def _image_too_large(data: str) -> str | None:
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(base64.b64decode(data[:4 * MB], validate=False))) as image:
-            width, height = image.size
-    except Image.DecompressionBombError as error:  # its header alone declares a bomb
-        return f"an inline image too large to decode ({error})"
-    except (binascii.Error, OSError, ValueError):
-        return "an inline image that cannot be read"
-    if width * height > MAX_IMAGE_PIXELS:
-        return f"an inline image of {width}x{height} pixels (at most {MAX_IMAGE_PIXELS} are decoded)"
-    return None
-
-
-def check_body(body: dict[str, Any], allow_remote: bool) -> str | None:
+def check_body(body: dict[str, Any], allow_remote: bool, route: str = "/v1/chat/completions") -> str | None:
     """Why a request body is refused, or None."""
-    urls = _urls(body)
-    remote = [u for u in urls if not u.startswith("data:")]
+    urls = media_urls(body)
+    remote = [u for _, u in urls if not u.startswith("data:")]
     if remote and not allow_remote:
         return f"media must be inline data: URLs; this server does not fetch {remote[0][:80]!r}"
-    for url in urls:
-        if reason := media_too_large(url):
+    for kind, url in urls:
+        if reason := media_refusal(kind, url):
             return reason
-    return _check_parts(body) or _check_numbers(body) or _check_media_settings(body)
+    return (_check_parts(body) or _check_numbers(body) or _check_media_settings(body)
+            or check_work(body, route) or keep_strings_valid(body))
 
 
 def route_of(scope) -> tuple[str, str]:
@@ -191,9 +158,16 @@ class GuardMiddleware:
                 parsed = json.loads(body)
             except (json.JSONDecodeError, UnicodeDecodeError):
                 return await _reply(send, 400, "the request body is not JSON", scope)
-            reason = check_body(parsed, self.allow_remote) if isinstance(parsed, dict) else "expected a JSON object"
+            schemas = schema_texts(parsed) if isinstance(parsed, dict) else []
+            reason = check_body(parsed, self.allow_remote, route[1]) if isinstance(parsed, dict) \
+                else "expected a JSON object"
             if reason:
                 return await _reply(send, 400, reason, scope)
+            if schema_texts(parsed) != schemas:  # a schema's strings were made safe: pass that on
+                body = json.dumps(parsed).encode()
+                scope = {**scope, "headers": [(k, v) for k, v in scope.get("headers", [])
+                                              if k.lower() != b"content-length"]
+                         + [(b"content-length", str(len(body)).encode())]}
         delivered = False
 
         async def replay():

@@ -9,17 +9,21 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections import deque
 from pathlib import Path
 
 import httpx
 
 from mllm_mer.config import ServeConfig
 from mllm_mer.core.families import family_for, resolve_model
+from mllm_mer.core.types import ServiceError
 from mllm_mer.serving.adapter_prompts import ENV as PROMPTS_ENV
 from mllm_mer.serving.adapter_prompts import adapter_prompts
 from mllm_mer.serving.server_guard import GuardMiddleware
@@ -34,6 +38,40 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def load_factor() -> float:
+    """How many times slower than idle this machine runs now: runnable processes per core, at least 1."""
+    try:
+        return max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
+    except OSError:
+        return 1.0
+
+
+def teardown_allowance_s() -> int:
+    """Seconds an engine may take to release its memory and exit after its last answer."""
+    return int(60 * load_factor())
+
+
+# Lines of an engine's log that say why it failed; the wrappers that only say that it failed are not causes.
+_CAUSE = re.compile(r"(Error|Exception|error:|Killed|out of memory|No such file|not supported)")
+_WRAPPER = re.compile(r"(WorkerProc initialization failed|Engine core initialization failed|See root cause above|"
+                      r"failed to start\.?$|^Traceback|^(File \"|raise |\^))")
+# What vLLM puts before a message: the process (`(Worker pid=7)`), then level, time and source.
+_PREFIX = re.compile(r"^(\(\w+ pid=\d+\)\s*)?((DEBUG|INFO|WARNING|ERROR|CRITICAL) [\d-]+ [\d:.]+ \[[^\]]*\]\s*)?")
+
+
+def start_failure_cause(lines: list[str], limit: int = 6) -> list[str]:
+    """The engine's own error lines, last ones first kept, without vLLM's wrappers: what a failed start
+    prints so that "WorkerProc initialization failed" never comes alone."""
+    causes: list[str] = []
+    for line in reversed(lines):
+        text = _PREFIX.sub("", re.sub(r"\x1b\[[0-9;]*m", "", line).strip()).strip()
+        if text and _CAUSE.search(text) and not _WRAPPER.search(text) and text not in causes:
+            causes.append(text)
+        if len(causes) == limit:
+            break
+    return causes[::-1]
 
 
 def server_command(config: ServeConfig, extra_args: list[str] | None = None) -> list[str]:
@@ -56,10 +94,14 @@ def server_command(config: ServeConfig, extra_args: list[str] | None = None) -> 
            "--structured-outputs-config", json.dumps({"backend": "xgrammar", "disable_any_whitespace": True}),
            "--tensor-parallel-size", str(engine.tensor_parallel_size), "--seed", str(model.seed),
            # vLLM's default (0) kills its engine process at once on SIGTERM, leaving shared memory for the
-           # resource tracker to warn about; a drain window lets the engine stop in order.
-           "--shutdown-timeout", str(server.drain_s),
+           # resource tracker to warn about. This bound is also how long vLLM waits for the engine to exit
+           # before it force-kills it: the drain plus a teardown allowance that grows with the machine's load
+           # (an upper bound, not a wait: an idle engine exits at once).
+           "--shutdown-timeout", str(server.drain_s + teardown_allowance_s()),
            # every route keyed, media inline only, n and max_tokens capped; vLLM imports it by this path
            "--middleware", f"{GuardMiddleware.__module__}.{GuardMiddleware.__qualname__}"]
+    if family.video_processor_kwargs and "mm_processor_kwargs" not in engine.engine_args:
+        cmd += ["--mm-processor-kwargs", json.dumps(dict(family.video_processor_kwargs))]
     if engine.data_parallel_size > 1:
         cmd += ["--data-parallel-size", str(engine.data_parallel_size)]
     if model.dtype != "auto":
@@ -91,14 +133,15 @@ class Server:
         self.extra_args = list(extra_args or [])
         self.url = f"http://{config.server.host}:{config.server.port}"
         self.process: subprocess.Popen | None = None
+        self._recent: deque[str] = deque(maxlen=400)  # the server's last lines when they go to this terminal
 
     def start(self) -> Server:
-        from mllm_mer.backends.vllm_env import cpu_engine_env
+        from mllm_mer.backends.vllm_env import QUIET_LEVEL, cpu_engine_env
         from mllm_mer.core.housekeeping import sweep_engine_leftovers
 
         sweep_engine_leftovers()  # what servers killed earlier left in /dev/shm and the temp folder
 
-        env = {**cpu_engine_env(self.config.engine.kv_cache_gb), "VLLM_LOGGING_LEVEL": "WARNING", **os.environ}
+        env = {**cpu_engine_env(self.config.engine.kv_cache_gb), "VLLM_LOGGING_LEVEL": QUIET_LEVEL, **os.environ}
         if self.config.engine.engine_log:  # asked for on the command line: wins over an exported level
             env["VLLM_LOGGING_LEVEL"] = "INFO"
         if self.config.server.api_key:
@@ -106,19 +149,47 @@ class Server:
         env[PROMPTS_ENV] = json.dumps(adapter_prompts(self.config.model.adapters))  # served by the guard
         if self.config.server.allow_remote_media:
             env["MLLM_MER_ALLOW_REMOTE_MEDIA"] = "1"
+        limits = self.config.server  # read by the guard in the server's process (server_guard, request_limits)
+        env.update(MLLM_MER_MAX_BODY_MB=str(limits.max_body_mb), MLLM_MER_MAX_SCHEMA_KB=str(limits.max_schema_kb),
+                   MLLM_MER_MAX_ENUM=str(limits.max_enum), MLLM_MER_MAX_PROMPTS=str(limits.max_prompts))
         log_file = self.config.server.log_file
         # A new session: the server and its engine workers share one process group to stop together.
-        with open(log_file, "ab") if log_file else contextlib.nullcontext() as out:
+        with open(log_file, "ab") if log_file else contextlib.nullcontext(subprocess.PIPE) as out:
             self.process = subprocess.Popen(server_command(self.config, self.extra_args), env=env, stdout=out,
-                                            stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
+                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            start_new_session=True)
+        if not log_file:  # shown as before, and its last lines kept to say why a start failed
+            threading.Thread(target=self._relay, args=(self.process.stdout,), name="vllm-server-output",
+                             daemon=True).start()
         self._wait_healthy()
         return self
+
+    def _relay(self, stream) -> None:
+        for raw in iter(stream.readline, b""):
+            self._recent.append(raw.decode("utf-8", errors="replace"))
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.write(self._recent[-1])
+                sys.stderr.flush()
+
+    def _last_lines(self) -> list[str]:
+        log_file = self.config.server.log_file
+        if not log_file:
+            time.sleep(0.5)  # the relay's last lines
+            return list(self._recent)
+        try:
+            with open(log_file, "rb") as f:
+                f.seek(max(0, f.seek(0, os.SEEK_END) - (1 << 17)))
+                return f.read().decode("utf-8", errors="replace").splitlines()
+        except OSError:
+            return []
 
     def _wait_healthy(self) -> None:
         deadline = time.monotonic() + self.config.server.startup_timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"vLLM server exited with code {self.process.returncode} while starting"
+                cause = start_failure_cause(self._last_lines())
+                raise ServiceError(f"vLLM server exited with code {self.process.returncode} while starting"
+                                   + (": " + " | ".join(cause) if cause else "")
                                    + (f"; see {self.config.server.log_file}" if self.config.server.log_file else ""))
             try:
                 if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
@@ -131,13 +202,16 @@ class Server:
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM the server alone, which stops its engine processes in order (a signal to the whole group
-        would kill them under it mid-teardown); what of the group outlives `timeout` after the drain is killed."""
+        would kill them under it mid-teardown); wait for the server, then for its engine processes, to exit,
+        each within a bound that grows with the machine's load; only what outlives that is killed."""
         if self.process is None or self.process.poll() is not None:
             return
         pgid = os.getpgid(self.process.pid)
+        bound = (timeout + self.config.server.drain_s + teardown_allowance_s()) * load_factor()
         self.process.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout + self.config.server.drain_s)
+            self.process.wait(bound)
+        wait_group_gone(pgid, bound)  # the engine releases its memory after the server has gone
         with contextlib.suppress(ProcessLookupError):  # anything of the group still alive (engine workers) goes too
             os.killpg(pgid, signal.SIGKILL)
         self.process.wait()
@@ -147,6 +221,25 @@ class Server:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def wait_group_gone(pgid: int, bound: float) -> bool:
+    """Wait until no process of group `pgid` is left (True), at most `bound` seconds (False)."""
+    import psutil
+
+    def alive() -> bool:  # a zombie has exited: it waits only for a parent (maybe none) to reap it
+        for process in psutil.process_iter(["status"]):
+            with contextlib.suppress(psutil.Error):
+                if process.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(process.pid) == pgid:
+                    return True
+        return False
+
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        if not alive():
+            return True
+        time.sleep(0.25)
+    return False
 
 
 def serve_forever(config: ServeConfig, extra_args: list[str] | None = None) -> int:

@@ -163,7 +163,19 @@ def fit_task(probs: np.ndarray, gold: np.ndarray) -> tuple[float, str | None]:
                         f"{WIDE_BOUNDS[1]:g}); it {what}")
     if len(gold) < MIN_ROWS:
         problems.append(f"fitted on {len(gold)} rows (fewer than {MIN_ROWS}): a rough estimate")
+    worse = _worse_ece(probs, gold, temperature)
+    if worse:  # NLL's optimum need not lower ECE (few rows, bins of one): a calibration that hurts is no calibration
+        problems.append(f"the fitted T = {temperature:.3g} made ECE worse on the run it was fitted on ({worse}); "
+                        "kept T = 1 (probabilities unchanged)")
+        temperature = 1.0
     return temperature, "; ".join(problems) or None
+
+
+def _worse_ece(probs: np.ndarray, gold: np.ndarray, temperature: float) -> str | None:
+    """'before -> after' when rescaling by `temperature` raises ECE on these rows, else None."""
+    before = calibration_metrics(probs, gold)["ece"]
+    after = calibration_metrics(rescale_rows(probs, temperature), gold)["ece"]
+    return f"{before:.3f} -> {after:.3f}" if after > before + 1e-9 else None
 
 
 def fit(records: list[dict[str, Any]], scheme: LabelScheme, fitted_on: str = "") -> Calibration:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from mllm_mer.core.types import MediaInputs, Prompt, PromptSetup, Sample, Turn
+from mllm_mer.datasets.tables import UNREADABLE_ROW
 from mllm_mer.media import MediaError, load_media
 from mllm_mer.media.audio import SAMPLE_RATE
 from mllm_mer.prompting import build_prompt, needs_demonstrations
@@ -87,6 +88,8 @@ def demonstrations_for(samples: Sequence[Sample], setup: PromptSetup, resources:
 
 def prepare_one(sample: Sample, setup: PromptSetup, demonstrations: list) -> Prepared:
     """One sample's media and prompt, or the reason it has none."""
+    if UNREADABLE_ROW in sample.metadata:  # a manifest row that could not be read: nothing to answer
+        return Prepared(sample, error=str(sample.metadata[UNREADABLE_ROW]), error_kind="row")
     sample, notes = fit_text_budget(sample, setup.max_text_chars)
     try:
         inputs = load_media(sample, setup.media, modalities=setup.modalities)

@@ -37,11 +37,18 @@ def refused(prompt: Prompt, error: Exception, what: str = "this input") -> Predi
     return Prediction.failure(prompt.sample_id, f"the backend refused {what}: {error}", kind="backend")
 
 
-def read_answer(prompt: Prompt, raw: str | Exception) -> Prediction:
-    """The prediction a generated answer gives (a failure when the backend refused the prompt)."""
-    return refused(prompt, raw) if isinstance(raw, Exception) else parse_answer(raw, prompt.label_sets,
-                                                                                  prompt.sample_id,
-                                                                                  prompt.cue_modalities)
+def read_answer(prompt: Prompt, raw: str | Exception, max_new_tokens: int | None = None) -> Prediction:
+    """The prediction a generated answer gives (a failure when the backend refused the prompt); the token
+    limit, where known, is named when the answer was cut by it."""
+    if isinstance(raw, Exception):
+        return refused(prompt, raw)
+    return parse_answer(raw, prompt.label_sets, prompt.sample_id, prompt.cue_modalities, max_new_tokens)
+
+
+def answer_limit(backend: object) -> int | None:
+    """The backend's answer token limit (--max-new-tokens), where it has one."""
+    model = getattr(getattr(backend, "config", None), "model", None)
+    return getattr(model, "max_new_tokens", None)
 
 
 def _distribution(labels: Sequence[str], logps: Sequence[float]) -> dict[str, float]:
@@ -100,7 +107,7 @@ def generate_predictions(backend: Backend, prompts: Sequence[Prompt], adapter: s
         raws = call_isolating(lambda batch: backend.generate([p for p, _ in batch], adapter=adapter,
                                                              temperature=temperature, seeds=[s for _, s in batch]),
                               seeded)
-    return [read_answer(p, raw) for (p, _), raw in zip(seeded, raws, strict=True)]
+    return [read_answer(p, raw, answer_limit(backend)) for (p, _), raw in zip(seeded, raws, strict=True)]
 
 
 def run_prompts(backend: Backend, prompts: Sequence[Prompt], mode: str = "generate", adapter: str | None = None,
@@ -120,15 +127,61 @@ def run_prompts(backend: Backend, prompts: Sequence[Prompt], mode: str = "genera
 
 def add_probabilities(backend: Backend, prompts: Sequence[Prompt], predictions: list[Prediction],
                       adapter: str | None = None, on_stage: Stage = quiet) -> None:
-    """Label probabilities for the answered predictions, their labels kept (in place; a prompt the
-    backend refuses to score fails)."""
+    """Label probabilities for the answered predictions (in place; a prompt the backend refuses to score fails).
+
+    A greedy answer's label becomes the most probable label of its scored distribution, so the
+    two agree by construction: the grammar may let generation spell a label through tokens that
+    scoring (each label's own tokens) never reads. A vote of sampled answers (self-consistency)
+    keeps its label. Where the label written differs from the most probable, a note says both.
+    """
     ok = [i for i, pred in enumerate(predictions) if pred.ok]
     if not ok:
         return
-    fixed = [{t: tp.label for t, tp in predictions[i].tasks.items()} for i in ok]
+    # Later tasks are conditioned on the labels kept: a vote's labels, else the most probable ones.
+    fixed = [{t: tp.label for t, tp in predictions[i].tasks.items() if _kept(predictions[i], tp)} for i in ok]
     on_stage(f"scoring labels of {len(ok)}")
     for i, tasks in zip(ok, score_labels(backend, [prompts[i] for i in ok], adapter, fixed=fixed), strict=True):
         if isinstance(tasks, Exception):
             predictions[i] = refused(prompts[i], tasks)
         else:
-            predictions[i].tasks = tasks
+            _take_scores(predictions[i], tasks)
+
+
+def _kept(prediction: Prediction, tp: TaskPrediction) -> str | None:
+    """Why a written label is kept (a vote of sampled answers; a list answer's first label), or None: a greedy
+    answer's single label gives way to the most probable one."""
+    if "consistency" in prediction.extras:
+        return "the vote of sampled answers (sampled, not the most probable)"
+    return "the first label of the list answered" if tp.labels is not None else None
+
+
+def _take_scores(prediction: Prediction, scored: dict[str, TaskPrediction]) -> None:
+    written = {t: tp for t, tp in prediction.tasks.items()}
+    for task, tp in scored.items():
+        given = written.get(task)
+        if given is None:
+            continue
+        kept = _kept(prediction, given)
+        if kept:
+            tp.label, tp.labels = given.label, given.labels
+        if given.label != (top := most_probable(tp)):
+            prediction.notes.append(disagreement_note(task, given.label, tp, kept))
+            if "consistency" in prediction.extras:
+                prediction.extras["consistency"].setdefault("most_probable", {})[task] = top
+    prediction.tasks = scored
+
+
+def most_probable(tp: TaskPrediction) -> str | None:
+    return max(tp.probabilities, key=tp.probabilities.get) if tp.probabilities else None
+
+
+def disagreement_note(task: str, written: str, tp: TaskPrediction, kept: str | None) -> str:
+    """Why a label and the most probable label of its distribution differ (`kept`: why the written label
+    stays), or why the label was changed to the most probable."""
+    probs = tp.probabilities or {}
+    top = most_probable(tp)
+    odds = f"{top!r} {probs.get(top, 0.0):.3f} against {written!r} {probs.get(written, 0.0):.3f}"
+    if not kept:
+        return (f"{task}: the generated answer wrote {written!r}, but the scored distribution's most probable "
+                f"label is {odds}; the label is {top!r} (any rationale was written for {written!r})")
+    return f"{task}: the label {written!r} is {kept}; the most probable label is {odds}"

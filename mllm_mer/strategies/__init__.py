@@ -20,8 +20,6 @@ def build_strategy(config, scheme: LabelScheme, mode: str) -> Strategy:
     if config.strategy not in STRATEGIES:
         raise ValueError(f"--strategy must be one of {', '.join(STRATEGIES)}, not {config.strategy!r}")
     strategy = strategy_class(config.strategy).from_config(config, scheme)
-    if config.samples < 1:
-        raise ValueError(f"--samples must be at least 1 (got {config.samples})")
     if config.samples > 1:
         strategy = SelfConsistency(strategy, config.samples, config.temperature)
     strategy.check(mode)

@@ -8,6 +8,11 @@ a resumed run cannot silently change them). Optional capabilities:
 - `Draws`: it can draw several sampled answers per sample, so self-consistency can vote over them;
 - `can_stream(mode)`: each sample is one request, so answers can be submitted continuously.
 
+A strategy owns what it adds to an answer: `Prediction.extras[name]` (the agent's trace, fusion's experts),
+and how a run reports it (`statistics` over the run's records -> its metrics.json entry, `report_section`
+-> its part of report.md, `summary_lines` -> its lines in the run's summary); `strategies.reporting`
+finds them through the registry.
+
 Strategies are registered by name as data (`core.registry.STRATEGIES`); `strategies.build_strategy` is
 the one place that builds one from its name, and self-consistency is one wrapper over any strategy that draws.
 """
@@ -94,6 +99,21 @@ class BaseStrategy:
 
     def fingerprint(self) -> dict[str, Any]:
         return {"strategy": self.name}
+
+    @classmethod
+    def statistics(cls, records: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+        """Its metrics.json entry over a run's records (predictions.jsonl rows); None: nothing to report."""
+        return None
+
+    @classmethod
+    def report_section(cls, stats: dict[str, Any]) -> list[str]:
+        """Its Markdown lines under the report's "Strategy" heading, from its `statistics`."""
+        return []
+
+    @classmethod
+    def summary_lines(cls, stats: dict[str, Any]) -> list[str]:
+        """Its lines in the summary printed after a run and atop report.md."""
+        return []
 
 
 def strategy_class(name: str) -> type:

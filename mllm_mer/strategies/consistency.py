@@ -11,9 +11,9 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from mllm_mer.core.types import LabelSet, Prediction, TaskPrediction
+from mllm_mer.core.types import LabelSet, Prediction, TaskPrediction, extras_of
 from mllm_mer.stages.prepare import Prepared
-from mllm_mer.stages.scoring import add_probabilities
+from mllm_mer.stages.scoring import add_probabilities, disagreement_note, most_probable
 from mllm_mer.strategies.base import BaseStrategy, Draws, RunContext, Strategy
 
 
@@ -31,7 +31,7 @@ def vote(draws: Sequence[Prediction], label_sets: Sequence[LabelSet], temperatur
               "labels": [{t: tp.label for t, tp in d.tasks.items()} if d.ok else None for d in draws]}
     if not answered:
         failed = draws[0]
-        failed.consistency = record
+        failed.extras["consistency"] = record
         return failed
     tasks, agreement = {}, {}
     for ls in label_sets:
@@ -47,8 +47,14 @@ def vote(draws: Sequence[Prediction], label_sets: Sequence[LabelSet], temperatur
     record["agreement"] = agreement
     # The rationale and trace of the first draw that agrees with the whole vote (else the first answered).
     chosen = next((d for d in answered if all(d.label(t) == tp.label for t, tp in tasks.items())), answered[0])
+    notes = list(chosen.notes)
+    for task, tp in tasks.items():  # the draws' mean distribution may favour a label fewer draws chose
+        if tp.probabilities and tp.label != (top := most_probable(tp)):
+            notes.append(disagreement_note(task, tp.label, tp, "the vote of sampled answers (sampled, not the "
+                                                               "most probable)"))
+            record.setdefault("most_probable", {})[task] = top
     return Prediction(sample_id=chosen.sample_id, tasks=tasks, rationale=chosen.rationale, cues=chosen.cues,
-                      raw=chosen.raw, notes=list(chosen.notes), trace=chosen.trace, consistency=record)
+                      raw=chosen.raw, notes=notes, extras={**chosen.extras, "consistency": record})
 
 
 class SelfConsistency(BaseStrategy):
@@ -73,6 +79,21 @@ class SelfConsistency(BaseStrategy):
 
     def fingerprint(self) -> dict[str, Any]:
         return {**self.inner.fingerprint(), "samples": self.draws, "temperature": self.temperature}
+
+    @classmethod
+    def statistics(cls, records: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+        """Draws per sample and the mean agreement of the votes, per task."""
+        votes = [v for r in records if (v := extras_of(r["prediction"]).get("consistency")) and v.get("agreement")]
+        if not votes:
+            return None
+        tasks = sorted({task for v in votes for task in v["agreement"]})
+        return {"draws_per_sample": votes[0]["n"],
+                "mean_agreement": {t: sum(v["agreement"].get(t, 0.0) for v in votes) / len(votes) for t in tasks}}
+
+    @classmethod
+    def report_section(cls, stats: dict[str, Any]) -> list[str]:
+        return ["", f"self-consistency: {stats['draws_per_sample']} draws per sample; mean agreement "
+                + ", ".join(f"{t} {v:.2%}" for t, v in stats["mean_agreement"].items())]
 
     def answer(self, backend, ready: Sequence[Prepared], run: RunContext) -> list[Prediction]:
         draws = self.inner.draw(backend, ready, run, self.draws, self.temperature)

@@ -3,10 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mllm_mer.synthetic.tiny import ARCHES, SIZES, make_tiny
+from mllm_mer.synthetic.tiny import SIZES, make_tiny
 from mllm_mer.synthetic.tiny_omni import make_tiny_omni
-
-ALL_ARCHES = (*ARCHES, "qwen2_5_omni")
 
 
 def build_checkpoint(out_dir: str | Path, arch: str = "qwen2_vl", size: str = "tiny", seed: int = 0) -> Path:

@@ -25,8 +25,9 @@ def frame_index(rgb) -> int:
 def write_clip(path: str | Path, seconds: float = 2.0, fps: int = 10, size: tuple[int, int] = (64, 48),
                tone_hz: float | None = 220.0, amplitude: float = 0.3, audio: bool = True, gop: int = 12,
                sample_rate: int = 16_000, colour=None, texture: bool = False, preset: str = "ultrafast",
-               crf: int = 12) -> Path:
-    """An H.264 mp4 (+AAC audio unless audio=False; tone_hz=None gives silence).
+               crf: int = 12, speech: np.ndarray | None = None) -> Path:
+    """An H.264 mp4 (+AAC audio unless audio=False; tone_hz=None gives silence; `speech`, a waveform at
+    `sample_rate`, replaces the tone, padded with silence or cut to the clip's length).
 
     texture=True overlays moving noise on the lower half, so decoding costs what real footage
     costs (flat colour decodes almost for free); the top rows keep the index colour.
@@ -61,6 +62,9 @@ def write_clip(path: str | Path, seconds: float = 2.0, fps: int = 10, size: tupl
         if sound is not None:
             t = np.arange(int(seconds * sample_rate)) / sample_rate
             wave = amplitude * np.sin(2 * np.pi * tone_hz * t) if tone_hz else np.zeros_like(t)
+            if speech is not None:
+                wave = np.zeros_like(t)
+                wave[:min(t.size, speech.size)] = speech[:t.size]
             wave = wave.astype(np.float32)
             chunk = 1024
             for start in range(0, wave.size, chunk):

@@ -9,6 +9,7 @@ by `dataset: distilled`), `OUT/labels.yaml` and `OUT/distill.md` (the quality re
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import statistics
@@ -111,36 +112,29 @@ def _agrees(prediction: Prediction, sample: Sample, scheme) -> bool | None:
 
 def _rationalise(cfg, samples, teacher, scheme, path: Path, backend=None) -> dict[str, dict[str, Any]]:
     """Rows the teacher got wrong, asked again with the gold labels as a hint (resumable)."""
-    from mllm_mer.backends import load_backend
     from mllm_mer.pipeline.answer import answer
-    from mllm_mer.pipeline.resolve import resolve_prompt
+    from mllm_mer.pipeline.build import chosen_adapter, open_backend, prompt_setup
 
     wrong = [s for s in samples if s.id in teacher and teacher[s.id]["prediction"]["ok"]
              and _agrees(Prediction.from_dict(teacher[s.id]["prediction"]), s, scheme) is False]
     done = read_predictions(path)
     pending = [s for s in wrong if s.id not in done]
     if pending:
-        setup = resolve_prompt(cfg.model, cfg.prompt, cfg.media, default_labels=scheme.source or scheme.name,
-                               client=cfg.client)
-        own = backend is None
-        backend = backend or load_backend(cfg.backend)
-        try:
+        setup = prompt_setup(cfg, default_labels=scheme.source or scheme.name)
+        with contextlib.nullcontext(backend) if backend is not None else open_backend(cfg.backend) as backend:
             for start in range(0, len(pending), cfg.run.batch_size):
                 batch = pending[start:start + cfg.run.batch_size]
                 hinted = [replace(s, metadata={**s.metadata, "hint": {ls.task: ls.normalise(str(s.gold[ls.task]))
                                                                       for ls in scheme.label_sets
                                                                       if s.gold.get(ls.task) is not None}})
                           for s in batch]
-                answered = answer(backend, hinted, setup, adapter=next(iter(cfg.model.adapters), None))
+                answered = answer(backend, hinted, setup, adapter=chosen_adapter(cfg.model))
                 records = []
                 for sample, a in zip(batch, answered, strict=True):
                     record = record_for(sample, a.prediction, a.prompt, setup.modalities)
                     record["kept"] = bool(a.prediction.ok and _agrees(a.prediction, sample, scheme))
                     records.append(record)
                 append_records(path, records)
-        finally:
-            if own:
-                backend.close()
     return read_predictions(path)
 
 
@@ -153,7 +147,7 @@ def _row(sample: Sample, prediction: Prediction, split: str, source: str, proven
             "context": [{"speaker": t.speaker, "text": t.text} for t in sample.context], "video": sample.video,
             "audio": sample.audio, "start": sample.start, "end": sample.end,
             "dialogue": sample.metadata.get("dialogue"), "labels": labels, "rationale": prediction.rationale,
-            "cues": prediction.cues, "trace": prediction.trace,
+            "cues": prediction.cues, "trace": prediction.extra("agent").get("trace"),
             "probabilities": {t: tp.probabilities for t, tp in prediction.tasks.items()}, "confidence": confidence,
             "source": source, "rationalised": source == "rationalised", "agrees_with_gold": agrees,
             "provenance": provenance}

@@ -71,6 +71,8 @@ def _near(predicted: str, gold: str, options: RewardOptions) -> bool:
 
 
 def correct(text: str, asked: Asked, options: RewardOptions) -> float:
+    if _whole_object(text) is None:  # an answer cut short earns nothing, though its labels can be read
+        return 0.0
     prediction = parse_answer(text, asked.label_sets, "reward", asked.shown)
     scores = []
     for ls in asked.label_sets:

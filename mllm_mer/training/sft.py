@@ -18,7 +18,7 @@ import torch
 from mllm_mer.config import BackendConfig, RetrievalConfig, TrainConfig
 from mllm_mer.core.types import PromptSetup, Sample
 from mllm_mer.datasets import load_configured, loader_options
-from mllm_mer.pipeline.resources import build_resources
+from mllm_mer.pipeline.build import Source, run_resources
 from mllm_mer.stages.resources import Resources
 from mllm_mer.strategies.agent import Agent
 from mllm_mer.training.examples import Collator, SampleList
@@ -35,10 +35,9 @@ def _load_samples(cfg: TrainConfig, split: str, limit: int | None) -> tuple[list
 
 def agent_strategy(cfg: TrainConfig) -> Agent | None:
     """The agent the recipe trains on scripted traces (None: single-pass training)."""
-    traces = cfg.traces
-    if not traces.trace_col:
+    if not cfg.traces.trace_col:
         return None
-    return Agent(traces.agent_steps, tuple(traces.agent_tools), traces.agent_look_frames)
+    return Agent(cfg.agent.max_steps, tuple(cfg.agent.tools), cfg.agent.look_frames)
 
 
 def training_resources(cfg: TrainConfig, setup: PromptSetup, agent: Agent | None, split: str,
@@ -46,8 +45,8 @@ def training_resources(cfg: TrainConfig, setup: PromptSetup, agent: Agent | None
     """What the agent's tools read over a split (None for single-pass training)."""
     if agent is None:
         return None
-    return build_resources(setup, agent, RetrievalConfig(retrieve_split=cfg.optim.train_split), cfg.data.dataset,
-                           cfg.data.data_dir, split, samples, loader_options(cfg.data, cfg.prompt.labels))
+    source = Source(cfg.data.dataset, cfg.data.data_dir, split, loader_options(cfg.data, cfg.prompt.labels))
+    return run_resources(setup, agent, RetrievalConfig(retrieve_split=cfg.optim.train_split), samples, source)
 
 
 def dev_metrics(model, processor, samples: list[Sample], setup: PromptSetup, cfg: TrainConfig,
@@ -127,7 +126,7 @@ class Recipe:
 def ready_recipe(cfg: TrainConfig, out: Path) -> Recipe:
     from transformers import set_seed
 
-    from mllm_mer.pipeline.resolve import resolve_prompt
+    from mllm_mer.pipeline.build import prompt_setup
 
     opt = cfg.optim
     if not (cfg.data.dataset and cfg.data.data_dir):
@@ -139,8 +138,7 @@ def ready_recipe(cfg: TrainConfig, out: Path) -> Recipe:
     train_samples, default_labels = _load_samples(cfg, opt.train_split, opt.limit_train)
     # An adapter trained further brings its prompt, as it would to `predict`.
     prompt_model = replace(cfg.model, adapter=[f"init={cfg.lora.init_adapter}"]) if cfg.lora.init_adapter else cfg.model
-    setup = resolve_prompt(prompt_model, cfg.prompt, cfg.media, default_labels=default_labels,
-                           default_template="label_only")
+    setup = prompt_setup(replace(cfg, model=prompt_model), default_labels, default_template="label_only")
     dev_samples = _load_samples(cfg, opt.dev_split, opt.limit_dev)[0] if opt.dev_split else []
     (out / "config.yaml").write_text(cfg.to_yaml())
     return Recipe(setup, agent_strategy(cfg), train_samples, dev_samples, cfg.model.model)

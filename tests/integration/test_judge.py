@@ -87,3 +87,47 @@ def test_a_judging_run_killed_mid_way_resumes_with_every_verdict_once(tiny_model
     keys = [json.loads(line)["key"] for line in cache.read_text().splitlines()]
     assert len(keys) == len(set(keys)) == 64  # every verdict once
     assert asked == 64 - saved_before  # the resumed run asked only what was not saved
+
+
+def test_score_groups_open_answers_with_the_judge_names_it_and_asks_nothing_twice(tiny_model, tmp_path):
+    from mllm_mer.cli import main
+
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps({"id": f"s{i}", "text": "...", "label": gold}) + "\n"
+                                for i, gold in enumerate(["['happy', 'relieved']", "['angry']", "['sad']"])))
+    answers = tmp_path / "answers.csv"
+    answers.write_text("id,pred\ns0,\"['joyful']\"\ns1,\"furious, annoyed\"\ns2,sad\n")
+    command = ["score", str(answers), "--dataset", "manifest", "--data-dir", str(manifest), "--labels", "open",
+               "--judge-model", str(tiny_model), "--out", str(tmp_path / "run")]
+    asked = []
+    for _ in range(2):
+        assert main(command) == 0
+        metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+        asked.append(metrics["judge"]["verdicts_asked"])
+    grouped = metrics["tasks"]["emotion"]["synonym_groups"]
+    assert grouped["groups_from"] == f"judge {metrics['judge']['id']}" and grouped["grouped"] == 3
+    assert metrics["judge"]["model"] == str(tiny_model) and len(metrics["judge"]["files_sha256"]) == 64
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["fingerprint"]["judge"] == metrics["judge"]["id"]
+    assert asked == [3, 0]  # the second scoring is served from the run's verdict cache
+
+
+def test_descriptions_are_rated_against_reference_descriptions_by_the_named_judge(tiny_model, tmp_path):
+    from mllm_mer.cli import main
+
+    manifest = tmp_path / "manifest.jsonl"
+    references = ["A broad smile; her voice lifts with relief.", "He shouts, jaw tight: anger.", ""]
+    manifest.write_text("".join(json.dumps({"id": f"s{i}", "text": "...", "label": "['joy']", "reference": ref})
+                                + "\n" for i, ref in enumerate(references)))
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text("".join(json.dumps({"id": f"s{i}", "description": d}) + "\n" for i, d in enumerate(
+        ["She smiles, relieved.", "He is calm and quiet.", "She looks happy."])))
+    base = ["score", str(answers), "--dataset", "manifest", "--data-dir", str(manifest), "--labels", "open",
+            "--pred-text-col", "description", "--out", str(tmp_path / "run")]
+    assert main([*base, "--reference-col", "reference", "--judge-model", str(tiny_model)]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    rated = metrics["against_reference"]
+    assert rated["n"] + rated["unrated"] == 2  # the sample without a reference is not rated
+    for key in ("clue_overlap", "label_overlap"):
+        assert 0 <= rated[key] <= 10 and rated["intervals"][key][0] <= rated[key] <= rated["intervals"][key][1]
+    assert metrics["judge"]["model"] == str(tiny_model)
+    assert main([*base, "--reference-col", "nope", "--judge-model", str(tiny_model)]) == 2

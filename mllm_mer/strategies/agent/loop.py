@@ -92,7 +92,7 @@ def step_prompt(ep: Episode, box: Toolbox, step: int) -> Prompt:
 
 
 def _tokens(backend: Backend, text: str) -> int | None:
-    tokenizer = getattr(backend, "tokenizer", None)
+    tokenizer = backend.tokenizer
     return len(tokenizer(text, add_special_tokens=False)["input_ids"]) if tokenizer is not None else None
 
 
@@ -159,7 +159,7 @@ def run_episodes(backend: Backend, episodes: Sequence[Episode], box: Toolbox, ad
         for ep, prediction in zip(answered, predictions, strict=True):
             ep.prediction = prediction
     for ep in episodes:
-        ep.prediction.trace = ep.trace
+        ep.prediction.extras["agent"] = {"trace": ep.trace}
 
 
 def replay(ep: Episode, box: Toolbox, actions: list[dict[str, Any]]) -> Episode:

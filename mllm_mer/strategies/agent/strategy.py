@@ -9,6 +9,7 @@ from mllm_mer.core.types import LabelScheme, Prediction, PromptSetup
 from mllm_mer.stages.prepare import Prepared
 from mllm_mer.stages.resources import Resources
 from mllm_mer.strategies.agent.loop import run_episodes, start
+from mllm_mer.strategies.agent.report import trace_section, trace_statistics
 from mllm_mer.strategies.agent.tools import TOOL_NAMES, Toolbox
 from mllm_mer.strategies.base import BaseStrategy, RunContext
 
@@ -42,14 +43,23 @@ class Agent(BaseStrategy):
         return {"strategy": self.name, "max_steps": self.max_steps, "tools": list(self.tools),
                 "look_frames": self.look_frames}
 
+    @classmethod
+    def statistics(cls, records) -> dict[str, Any] | None:
+        return trace_statistics(records)
+
+    @classmethod
+    def report_section(cls, stats: dict[str, Any]) -> list[str]:
+        return trace_section(stats)
+
     def can_draw(self, mode: str) -> bool:
         return True  # actions are sampled even when the answer is scored
 
     def toolbox(self, setup: PromptSetup, resources: Resources | None = None, backend=None) -> Toolbox:
-        """The tools over a run; looks stop where the backend's image limit per prompt would be passed."""
+        """The tools over a run; looks stop where the backend's image limit per prompt would be passed (no
+        backend: training replays scripted traces, with no limit)."""
         return Toolbox(setup, resources or Resources(), self.tools, self.max_steps, self.look_frames,
-                       image_limit=getattr(backend, "max_images", None),
-                       audio_limit=getattr(backend, "max_audios", None))
+                       image_limit=backend.max_images if backend is not None else None,
+                       audio_limit=backend.max_audios if backend is not None else None)
 
     def answer(self, backend, ready: Sequence[Prepared], run: RunContext) -> list[Prediction]:
         return [draws[0] for draws in self.draw(backend, ready, run, 1, 0.0)]

@@ -17,6 +17,7 @@ from mllm_mer.strategies.fusion.experts import (
                                                expert_name,
                                                expert_order,
                                                expert_subsets,
+                                               experts_of,
                                                subset_of,
 )
 from mllm_mer.strategies.fusion.fusers import fuse
@@ -24,4 +25,5 @@ from mllm_mer.strategies.fusion.gate import Gate, TaskGate, fit_gate, load_gate
 from mllm_mer.strategies.fusion.strategy import Fusion
 
 __all__ = ["CUE_TEXT", "FUSED", "FUSERS", "GATE_EXPERTS", "HEARD", "JOINT", "MODALITY_ORDER", "Fusion", "Gate",
-           "TaskGate", "expert_name", "expert_order", "expert_subsets", "fit_gate", "fuse", "load_gate", "subset_of"]
+           "TaskGate", "expert_name", "expert_order", "expert_subsets", "experts_of", "fit_gate", "fuse", "load_gate",
+           "subset_of"]

@@ -6,7 +6,9 @@ from dataclasses import replace
 from itertools import combinations
 from typing import Any
 
-MODALITY_ORDER = ("text", "video", "audio")
+from mllm_mer.core.types import MODALITIES, extras_of
+
+MODALITY_ORDER = MODALITIES
 JOINT = "joint"
 GATE_EXPERTS = (*MODALITY_ORDER, JOINT)  # the gate's input slots
 FUSED = frozenset(GATE_EXPERTS)  # what fusers combine (an ablation's other subsets are reported, not fused)
@@ -47,3 +49,8 @@ def expert_order(name: str) -> tuple:
     """Single modalities first, then pairs, ..., the hearing split after audio, the joint prompt last."""
     parts = subset_of(name.split(":")[0]) or []
     return (name == JOINT, len(parts), [MODALITY_ORDER.index(m) for m in parts], name)
+
+
+def experts_of(record: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
+    """A predictions.jsonl record's experts (expert -> task -> label distribution; {} for another strategy)."""
+    return (extras_of(record["prediction"]).get("fusion") or {}).get("experts") or {}

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from mllm_mer.core.types import LabelScheme
-from mllm_mer.strategies.fusion.experts import GATE_EXPERTS, JOINT, MODALITY_ORDER
+from mllm_mer.strategies.fusion.experts import GATE_EXPERTS, JOINT, MODALITY_ORDER, experts_of
 from mllm_mer.strategies.fusion.fusers import FLOOR
 
 
@@ -87,7 +87,7 @@ def fit_gate(records: list[dict[str, Any]], scheme: LabelScheme, fitted_on: str 
         shell = TaskGate(ls.labels, GATE_EXPERTS, np.zeros((len(ls.labels), 1)), np.zeros(len(ls.labels)))
         rows, targets = [], []
         for record in records:
-            experts = {name: tasks_[ls.task] for name, tasks_ in (record["prediction"].get("experts") or {}).items()
+            experts = {name: tasks_[ls.task] for name, tasks_ in experts_of(record).items()
                        if ls.task in tasks_}
             gold = ls.normalise(str(record.get("gold", {}).get(ls.task, "")))
             if not experts or gold is None:

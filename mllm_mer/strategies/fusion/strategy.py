@@ -77,4 +77,4 @@ class Fusion(BaseStrategy):
             tasks[ls.task] = TaskPrediction(label=max(probabilities, key=probabilities.get),
                                             probabilities=probabilities)
         notes = [f"missing experts: {', '.join(missing)} (no such modality in this sample)"] if missing else []
-        return Prediction(sample_id=sample_id, tasks=tasks, experts=experts, notes=notes)
+        return Prediction(sample_id=sample_id, tasks=tasks, notes=notes, extras={"fusion": {"experts": experts}})

@@ -1,0 +1,1 @@
+"""Bundled `accelerate launch` configs: installed as `mllm_mer.resources.accelerate`."""

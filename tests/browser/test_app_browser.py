@@ -1,0 +1,235 @@
+"""The Gradio app in headless Chromium, on the tiny checkpoint and the session's vLLM engine: what a user clicks
+and sees."""
+import json
+import os
+from pathlib import Path
+
+import pytest
+from helpers import MELD_EMOTIONS
+
+pytestmark = pytest.mark.vllm
+ARTIFACTS = Path(os.environ.get("MLLM_MER_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
+
+
+def _browser():
+    from playwright.sync_api import sync_playwright
+
+    manager = sync_playwright().start()
+    browser = manager.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--disable-quic"])
+    return manager, browser
+
+
+def _find_disagreement(app_url) -> tuple[str, str, str, str]:
+    """(transcript, task, written, most probable): an input on which the random model writes one label while
+    another is most probable (a greedy decoder can pick a shared first token, e.g. 's' of sadness/surprise)."""
+    import random
+
+    from gradio_client import Client
+    from helpers import WORDS
+
+    client, rng = Client(app_url, verbose=False), random.Random(0)
+    for _ in range(40):
+        transcript = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 8)))
+        summary = client.predict(None, None, transcript, {"headers": ["speaker", "text"], "data": [["", ""]]},
+                                 "meld", "label_only", "(base model)", ["text"], False, "single",
+                                 api_name="/analyse")[0]
+        for line in summary.splitlines():
+            if "most probable:" in line:
+                task, rest = line.strip("* ").split(": ", 1)
+                return transcript, task, rest.split("**", 1)[0], line.split("most probable: ", 1)[1].split(" (")[0]
+    pytest.fail("no input in 40 where the written and the most probable label differ")
+
+
+def _zip_of_manifest_and_clips(tmp_path, app_clip) -> Path:
+    import json
+    import zipfile
+
+    archive = tmp_path / "batch.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        lines = []
+        for i, (text, label) in enumerate([("Great news!", "joy"), ("Get out.", "anger"), ("Okay.", "neutral")]):
+            z.write(app_clip, f"clips/c{i}.mp4")
+            lines.append(json.dumps({"id": f"s{i}", "text": text, "label": label, "video": f"clips/c{i}.mp4"}))
+        z.writestr("manifest.jsonl", "\n".join(lines) + "\n")
+    return archive
+
+
+@pytest.mark.browser
+def test_in_headless_chromium_upload_type_submit_and_see_the_label(app_url, app_clip):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-quic"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page.goto(app_url)
+            page.locator("input[type=file]").first.set_input_files(str(app_clip))
+            page.get_by_label("Transcript", exact=True).fill("You did WHAT?")
+            page.get_by_role("button", name="Analyse").click()
+            page.get_by_text("emotion:").first.wait_for(timeout=600_000)
+            summary = page.get_by_text("emotion:").first.inner_text()
+            assert any(f"emotion: {label}" in summary for label in MELD_EMOTIONS), summary
+            # the probability chart of the first task shows a bar per label
+            chart = page.locator(".gradio-container").inner_text()
+            assert sum(label in chart for label in MELD_EMOTIONS) >= 3
+            page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=True)
+        finally:
+            browser.close()
+    assert (ARTIFACTS / "app.png").stat().st_size > 10_000
+
+
+@pytest.mark.browser
+def test_in_chromium_batch_zip_of_manifest_and_clips_gives_answered_rows_and_a_run_zip(app_url, app_clip, tmp_path):
+    import zipfile
+
+    manager, browser = _browser()
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(app_url)
+        page.get_by_role("tab", name="Batch").click()
+        upload = _zip_of_manifest_and_clips(tmp_path, app_clip)
+        page.locator("input[type=file][accept*='.zip']").set_input_files(str(upload))
+        page.wait_for_timeout(1500)
+        # The Batch run's own mode and modalities (#32): scored, without the audio.
+        page.get_by_role("radio", name="score").check()
+        page.get_by_role("checkbox", name="audio").uncheck()
+        page.get_by_role("button", name="Run").click()
+        page.get_by_text("3 samples, 0 failed").wait_for(timeout=600_000)
+        page.screenshot(path=str(ARTIFACTS / "batch.png"), full_page=True)
+        link = page.locator('a[download="run.zip"]').first
+        link.wait_for(timeout=300_000)
+        with page.expect_download() as download:
+            link.click()
+        saved = tmp_path / "run.zip"
+        download.value.save_as(saved)
+    finally:
+        browser.close()
+        manager.stop()
+    names = set(zipfile.ZipFile(saved).namelist())
+    assert {"predictions.jsonl", "metrics.json", "report.md", "run.json"} <= names
+    lines = zipfile.ZipFile(saved).read("predictions.jsonl").decode().splitlines()
+    assert sorted(json.loads(x)["id"] for x in lines) == ["s0", "s1", "s2"]
+    assert all(json.loads(x)["prediction"]["ok"] for x in lines)
+    run = json.loads(zipfile.ZipFile(saved).read("metrics.json"))["run"]
+    assert run["mode"] == "score" and run["modalities"] == ["text", "video"] and run["adapter"] is None
+
+
+@pytest.mark.browser
+def test_in_chromium_the_headline_is_the_answers_label_and_a_new_analysis_clears_the_chat(app_url, app_clip):
+    transcript, task, written, top = _find_disagreement(app_url)
+    assert written != top
+    manager, browser = _browser()
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(app_url)
+        page.get_by_label("Video", exact=True).locator("..")  # the page is up
+        page.get_by_label("Transcript", exact=True).fill(transcript)
+        page.get_by_label("video", exact=True).uncheck()
+        page.get_by_label("audio", exact=True).uncheck()
+        page.get_by_label("Template").click()
+        page.get_by_role("option", name="label_only").click()
+        page.get_by_role("button", name="Analyse").click()
+        page.get_by_text(f"{task}: {written}").first.wait_for(timeout=600_000)
+        assert f"most probable: {top}" in page.locator(".gradio-container").inner_text()
+        # each panel is titled by its task and headed by the written label, not the arg-max
+        panel_heads = [h.strip() for h in page.locator('[data-testid="label-output-value"]').all_inner_texts()]
+        index = 0 if task == "emotion" else 1
+        assert panel_heads[index] == written, panel_heads
+        assert page.get_by_text(task, exact=True).count() >= 1
+        # chat about it, then analyse again: the chat starts over, about the new analysis
+        page.get_by_role("tab", name="Chat").click()
+        page.get_by_label("Question").fill("Which cue weighed most?")
+        page.get_by_role("button", name="Ask").click()
+        page.get_by_text("Which cue weighed most?").first.wait_for(timeout=600_000)
+        page.get_by_role("button", name="Ask").wait_for(state="visible")
+        page.wait_for_function("() => !document.querySelector('button.primary[disabled]')", timeout=600_000)
+        page.get_by_role("tab", name="Analyse").click()
+        page.get_by_label("Transcript", exact=True).fill("Something else entirely.")
+        page.get_by_role("button", name="Analyse").click()
+        page.wait_for_timeout(500)
+        page.get_by_role("tab", name="Chat").click()
+        page.get_by_text("About:").first.wait_for(timeout=600_000)
+        page.wait_for_function("() => !document.body.innerText.includes('Which cue weighed most?')",
+                               timeout=600_000)
+    finally:
+        browser.close()
+        manager.stop()
+
+
+@pytest.mark.browser
+def test_in_chromium_the_chat_answer_grows_on_screen_before_it_ends(app_url):
+    """Streaming as a person sees it (vLLM engine): the answer's text is read from the page while Ask is
+    still disabled, and several shorter texts appear before the final one."""
+    manager, browser = _browser()
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(app_url)
+        page.get_by_label("Transcript", exact=True).fill("Stream this, please.")
+        page.get_by_label("video", exact=True).uncheck()
+        page.get_by_label("audio", exact=True).uncheck()
+        page.get_by_role("button", name="Analyse").click()
+        page.get_by_text("emotion:").first.wait_for(timeout=600_000)
+        page.get_by_role("tab", name="Chat").click()
+        page.get_by_label("Question").fill("Tell me more about it.")
+        # Every rendering of the last bot message is recorded as it happens (not sampled by polling).
+        page.evaluate("""() => {
+            window.__seen = [];
+            new MutationObserver(() => {
+                const bots = document.querySelectorAll('[data-testid="bot"]');
+                if (bots.length) window.__seen.push([bots.length, bots[bots.length - 1].innerText]);
+            }).observe(document.body, {subtree: true, childList: true, characterData: true});
+        }""")
+        page.get_by_role("button", name="Ask").click()
+        page.wait_for_function("() => !!document.querySelector('button.primary[disabled]')", timeout=600_000)
+        page.wait_for_function("() => !document.querySelector('button.primary[disabled]')", timeout=600_000)
+        page.wait_for_timeout(300)
+        renders = page.evaluate("() => window.__seen")
+    finally:
+        browser.close()
+        manager.stop()
+    answer_count = max(n for n, _ in renders)
+    seen = [text for n, text in renders if n == answer_count and text]
+    final = seen[-1]
+    seen = [t for i, t in enumerate(seen) if i == 0 or t != seen[i - 1]]
+    partial = [t for t in seen if len(t) < len(final)]
+    assert final and len(partial) >= 3, (len(seen), [len(t) for t in seen], len(final))
+
+
+@pytest.mark.browser
+def test_in_chromium_a_conversation_row_shows_its_utterance(app_url, app_talk):
+    video, srt = app_talk
+    manager, browser = _browser()
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        page.goto(app_url)
+        page.get_by_role("tab", name="Conversation").click()
+        page.locator("#conversation-video input[type=file]").set_input_files(str(video))
+        page.wait_for_timeout(1000)
+        page.get_by_role("button", name="Analyse conversation").click()  # no transcript yet: said inline
+        page.get_by_text("Could not analyse the conversation").first.wait_for(timeout=300_000)
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(ARTIFACTS / "conversation-no-transcript.png"), full_page=True)
+        assert page.get_by_text("Error", exact=True).count() == 0  # no red badge on any output
+        page.locator("#conversation-transcript input[type=file]").set_input_files(str(srt))
+        page.wait_for_timeout(1500)
+        page.get_by_role("button", name="Analyse conversation").click()
+        page.get_by_text("**1. Ann**").or_(page.get_by_text("1. Ann")).first.wait_for(timeout=600_000)
+        page.locator("#conversation-table").get_by_text("Did what? I was only joking.").first.click()
+        page.get_by_text("2. Bob").first.wait_for(timeout=300_000)
+        page.screenshot(path=str(ARTIFACTS / "conversation.png"), full_page=True)
+        # Read-only cells (typing into a clicked cell changes nothing), no label box over the timeline's title.
+        page.keyboard.type("zzq")
+        page.keyboard.press("Enter")
+        page.wait_for_timeout(500)
+        assert page.locator("#conversation-table").get_by_text("zzq").count() == 0
+        assert page.locator("#conversation-table").get_by_text("Did what? I was only joking.").count() >= 1
+        assert not page.locator("#conversation-timeline").get_by_text("Timeline: one lane per speaker").first \
+            .is_visible()
+    finally:
+        browser.close()
+        manager.stop()

@@ -1,0 +1,147 @@
+"""Whole conversations: transcript files, predicted context in lockstep, shift metrics, the dialogue verb."""
+import json
+
+import pytest
+from helpers import MELD_DIR, SRT, VTT, requires_meld, run_cli
+from PIL import Image
+
+from mllm_mer.conversation.transcripts import read_transcript, utterance_samples
+from mllm_mer.core.types import PromptSetup, Sample
+from mllm_mer.pipeline.dialogue import classify_dialogues
+from mllm_mer.strategies import RunContext
+from mllm_mer.synthetic.media import write_clip
+
+
+def test_context_holds_exactly_the_predictions_for_earlier_turns_in_lockstep(hf_backend, meld_spec):
+    dialogues = [[Sample(id=f"d{d}t{t}", transcript=f"dialogue {d} turn {t}", speaker="AB"[t % 2])
+                  for t in range(n)] for d, n in enumerate((3, 1, 2))]
+    steps = []
+    results = classify_dialogues(hf_backend, dialogues, RunContext(PromptSetup(meld_spec, template="label_only")),
+                                 "predicted",
+                                 window=-1, on_turn=lambda batch, preds: steps.append((batch, preds)))
+    assert [len(batch) for batch, _ in steps] == [3, 2, 1]  # turn i of every dialogue in one call
+    for batch, _ in steps:
+        for sample in batch:
+            d, t = (int(x) for x in sample.id[1:].split("t"))
+            expected = [results[d][j].label("emotion") for j in range(t)]
+            assert [turn.emotion for turn in sample.context] == expected
+            assert [turn.text for turn in sample.context] == [f"dialogue {d} turn {j}" for j in range(t)]
+    # a resumed run asks only for turns not yet done; done turns still label the context
+    done = {dialogues[0][0].id: results[0][0]}
+    asked = []
+    run = RunContext(PromptSetup(meld_spec, template="label_only"))
+    classify_dialogues(hf_backend, dialogues[:1], run, "predicted", done=done,
+                       on_turn=lambda batch, preds: asked.extend(s.id for s in batch))
+    assert asked == ["d0t1", "d0t2"]
+
+
+@pytest.mark.vllm
+def test_lockstep_dialogues_on_the_vllm_engine(vllm_backend, meld_spec, tmp_path):
+    path = tmp_path / "talk.srt"
+    path.write_text(SRT)
+    samples = utterance_samples(read_transcript(path))
+    run = RunContext(PromptSetup(meld_spec, template="label_only"))
+    [predictions] = classify_dialogues(vllm_backend, [samples], run, "predicted")
+    assert all(p.ok for p in predictions) and len(predictions) == 3
+
+
+@pytest.fixture(scope="module")
+def conversation(tmp_path_factory):
+    root = tmp_path_factory.mktemp("talk")
+    clip = write_clip(root / "talk.mp4", seconds=4.0, fps=8, tone_hz=220)
+    (root / "talk.srt").write_text(SRT)
+    (root / "talk.vtt").write_text(VTT)
+    return root, clip
+
+
+def test_a_cue_beyond_the_recording_is_answered_from_its_words_with_a_note(tiny_model, conversation, tmp_path):
+    root, clip = conversation
+    late = root / "late.srt"
+    late.write_text(SRT + "\n4\n00:00:09,000 --> 00:00:10,500\nBob: Are you still there?\n")
+    out = tmp_path / "late"
+    proc = run_cli("dialogue", "--model", tiny_model, "--video", clip, "--transcript", late, "--out", out, "--template",
+                   "label_only", "--max-frames", "2", check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(x) for x in (out / "timeline.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and all(r["ok"] for r in rows)
+    assert any("no frames in the window 9.0-10.5 s (the video holds 4.0 s)" in note for note in rows[3]["notes"])
+    assert not any("window" in note for r in rows[:3] for note in r["notes"])
+    assert "The recording ends at 4.0 s; 1 utterance starts after it" in (out / "timeline.md").read_text()
+
+
+@pytest.mark.parametrize("suffix, backend", [(".srt", "transformers"), (".vtt", "transformers"),
+                                             pytest.param(".srt", "vllm", marks=pytest.mark.vllm)])
+def test_dialogue_command_writes_the_timeline(tiny_model, conversation, tmp_path, suffix, backend):
+    root, clip = conversation
+    out = tmp_path / "timeline"
+    engine = ["--enforce-eager", "--max-model-len", "4096"] if backend == "vllm" else []
+    proc = run_cli("dialogue", "--model", tiny_model, "--dtype", "float32", "--video", clip, "--transcript",
+                   root / f"talk{suffix}", "--out", out, "--template", "label_only", "--max-frames", "2", "--backend",
+                   backend, *engine, "--context-labels", "predicted", check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(x) for x in (out / "timeline.jsonl").read_text().splitlines()]
+    assert [r["speaker"] for r in rows] == ["Ann", "Bob", "Ann"]
+    assert [(r["start"], r["end"]) for r in rows] == [(0.0, 1.2), (1.2, 2.4), (2.4, 3.8)]
+    assert all(r["ok"] and r["labels"]["emotion"] for r in rows)
+    with Image.open(out / "timeline.png") as image:
+        assert image.size[0] > 300 and image.size[1] > 100
+    report = (out / "timeline.md").read_text()
+    assert "| Ann | 2 |" in report and "| Bob | 1 |" in report and "context labels: predicted" in report
+
+
+def _evaluate_meld(out, tiny_model, *extra):
+    return run_cli("evaluate", "--dataset", "meld", "--data-dir", MELD_DIR, "--split", "test", "--limit", "30",
+                   "--model", tiny_model, "--template", "label_only", "--mode", "score", "--context-labels",
+                   "predicted", "--batch-size", "8", "--out", out, *extra, check=False)
+
+
+@requires_meld
+def test_evaluate_with_predicted_context_on_meld_reports_shifts_and_resumes(tiny_model, tmp_path):
+    reference = tmp_path / "reference"
+    done = _evaluate_meld(reference, tiny_model)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = [json.loads(x) for x in (reference / "predictions.jsonl").read_text().splitlines()]
+    assert len(records) == 30 == len({r["id"] for r in records})
+    label = {r["id"]: r["prediction"]["tasks"]["emotion"]["label"] for r in records}
+    # Each turn saw the labels predicted for the turns before it in its dialogue (window 5).
+    for r in records:
+        dia, utt = (int(x) for x in r["id"][3:].split("_utt"))
+        earlier = [f"dia{dia}_utt{u}" for u in range(utt) if f"dia{dia}_utt{u}" in label][-5:]
+        assert r["inputs"].get("context_emotions", []) == [label[e] for e in earlier]
+    metrics = json.loads((reference / "metrics.json").read_text())
+    assert metrics["dialogue"]["context_labels"] == "predicted" and metrics["dialogue"]["dialogues"] >= 2
+    assert 0 <= metrics["dialogue"]["shift_f1"] <= 1 and metrics["dialogue"]["gold_shifts"] > 0
+    assert "## Dialogue" in (reference / "report.md").read_text()
+    # A crash mid-dialogue: the finished turns stay, the rest is asked again with the same context.
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    (crashed / "run.json").write_text((reference / "run.json").read_text())
+    lines = (reference / "predictions.jsonl").read_text().splitlines(keepends=True)
+    (crashed / "predictions.jsonl").write_text("".join(lines[:13]))
+    done = _evaluate_meld(crashed, tiny_model)
+    assert done.returncode == 0, done.stderr[-3000:]
+    resumed = [json.loads(x) for x in (crashed / "predictions.jsonl").read_text().splitlines()]
+    assert resumed[:13] == [json.loads(x) for x in lines[:13]]
+    assert sorted(r["id"] for r in resumed) == sorted(label)
+    assert {r["id"]: r["prediction"]["tasks"]["emotion"]["label"] for r in resumed} == label
+
+
+@requires_meld
+def test_dialogue_command_takes_a_dataset_dialogue(tiny_model, tmp_path):
+    import csv
+
+    with open(MELD_DIR / "test_sent_emo.csv", encoding="utf-8", newline="") as f:
+        expected = [r for r in csv.DictReader(f) if r["Dialogue_ID"] == "17"]
+    out = tmp_path / "d17"
+    done = run_cli("dialogue", "--dataset", "meld", "--data-dir", MELD_DIR, "--split", "test", "--dialogue", "17",
+                   "--model", tiny_model, "--template", "label_only", "--out", out, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(x) for x in (out / "timeline.jsonl").read_text().splitlines()]
+    assert len(rows) == len(expected) > 1
+    in_order = sorted(expected, key=lambda r: int(r["Utterance_ID"]))
+    assert [r["speaker"] for r in rows] == [r["Speaker"] for r in in_order]
+    assert (out / "timeline.png").stat().st_size > 0
+    assert "context labels: none" in (out / "timeline.md").read_text()  # the one default of every verb
+    missing = run_cli("dialogue", "--dataset", "meld", "--data-dir", MELD_DIR, "--split", "test", "--dialogue", "99999",
+                      "--model", tiny_model, "--out", tmp_path / "none", check=False)
+    assert missing.returncode == 2 and "no dialogue '99999'" in missing.stderr

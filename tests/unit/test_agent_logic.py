@@ -1,0 +1,65 @@
+"""The reasoning agent's pure logic: the action schema, the vote over answers, retrieval over MELD rows."""
+import jsonschema
+import pytest
+from helpers import MELD_DIR, requires_meld
+
+from mllm_mer.core.types import LabelSet, Prediction, Sample, TaskPrediction
+from mllm_mer.strategies.agent import action_schema
+from mllm_mer.strategies.consistency import vote
+
+
+def test_the_action_schema_is_a_choice_of_tools_and_answer_alone_at_the_end():
+    answer = {"type": "object", "properties": {"emotion": {"type": "string", "enum": ["joy", "anger"]}},
+              "required": ["emotion"], "additionalProperties": False}
+    look = {"type": "object", "properties": {"n": {"enum": [1, 2]}}, "required": ["n"], "additionalProperties": False}
+    schema = action_schema({"look": look}, answer)
+    jsonschema.validate({"look": {"n": 2}}, schema)
+    jsonschema.validate({"answer": {"emotion": "joy"}}, schema)
+    for bad in ({"look": {"n": 3}}, {"answer": {"emotion": "calm"}}, {"shout": {}},
+                {"look": {"n": 1}, "answer": {"emotion": "joy"}}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
+    final = action_schema({}, answer)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"look": {"n": 1}}, final)
+
+
+def test_vote_takes_the_majority_averages_probabilities_and_records_agreement():
+    labels = (LabelSet("emotion", ("joy", "anger", "sadness")),)
+
+    def draw(label, p):
+        return Prediction("s", tasks={"emotion": TaskPrediction(label, {"joy": p, "anger": 1 - p, "sadness": 0.0})})
+
+    voted = vote([draw("joy", 0.6), draw("anger", 0.3), draw("joy", 0.9), Prediction.failure("s", "x")], labels, 0.7)
+    assert voted.label("emotion") == "joy"
+    assert voted.extras["consistency"]["agreement"] == {"emotion": pytest.approx(2 / 3)}
+    assert voted.extras["consistency"]["n"] == 4 and voted.extras["consistency"]["labels"][3] is None
+    assert voted.tasks["emotion"].probabilities["joy"] == pytest.approx(0.6)
+    tie = vote([draw("anger", 0.7), draw("joy", 0.6)], labels, 0.7)  # 1:1; joy is the more probable on average
+    assert tie.label("emotion") == "joy"
+
+
+@requires_meld
+def test_retrieval_finds_the_matching_meld_row_and_never_the_sample_itself(tmp_path, monkeypatch):
+    monkeypatch.setattr("mllm_mer.stages.retrieval.USER_CACHE", tmp_path / "cache")
+    from mllm_mer.datasets import load_split
+    from mllm_mer.stages.retrieval import DemonstrationIndex, index_for, split_source
+
+    train = load_split("meld", str(MELD_DIR), "train").samples
+    index = index_for("meld", str(MELD_DIR), "train")
+    assert index.cache_file.is_file()
+    source = split_source("meld", str(MELD_DIR), "train")
+    probe = next(s for s in train if len(s.transcript or "") > 60)
+    # From another split (a paraphrase query), the row itself is the nearest.
+    query = Sample(id="query", transcript=probe.transcript, context=probe.context)
+    assert index.nearest([query], 1, source="elsewhere")[0][0].id == probe.id
+    # From its own split, neither the row nor any row of its dialogue comes back.
+    found = index.nearest(list(train[:200]), 8, source)
+    for sample, demos in zip(train[:200], found, strict=True):
+        assert len(demos) == 8
+        assert all(d.id != sample.id for d in demos)
+        dialogue = sample.metadata["dialogue"]
+        assert all(next(s for s in train if s.id == d.id).metadata["dialogue"] != dialogue for d in demos)
+    again = DemonstrationIndex(train, source)  # read back from the cache: same answers
+    assert [d.id for d in again.nearest([query], 4, "elsewhere")[0]] == [d.id for d in index.nearest([query], 4,
+                                                                                                      "elsewhere")[0]]

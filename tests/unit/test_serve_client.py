@@ -1,0 +1,13 @@
+"""The OpenAI-compatible client without a server: a down server is a clear error naming its URL."""
+import pytest
+
+from mllm_mer.config import BackendConfig, build
+from mllm_mer.serving.vllm_server import free_port
+
+
+def test_down_server_is_a_clear_error_naming_the_url():
+    from mllm_mer.backends.openai_client import OpenAIBackend
+
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(ConnectionError, match=url.replace(".", r"\.")):
+        OpenAIBackend(build(BackendConfig, backend="openai", base_url=url, retries=0, timeout_s=5))
