@@ -86,19 +86,24 @@ def video_fps(times: Sequence[float]) -> float:
     return 2.0
 
 
+# Frames come already sized to the family's pixel budget; the video processor's per-frame cap would shrink
+# them again by clip length, so it is off on every backend (what the library does unasked, stated, so it stays).
+NO_FRAME_CAP = (("cap_pixels_per_frame", False),)
+
 FAMILIES: dict[str, ModelFamily] = {
     f.name: f
     for f in (
-        ModelFamily("qwen2_vl", ("qwen2_vl",), r"qwen2-vl", False, max_frames=8, max_pixels=448 * 448),
-        ModelFamily("qwen2_5_vl", ("qwen2_5_vl",), r"qwen2\.5-vl", True, max_frames=8, max_pixels=448 * 448),
-        # Frames come already sized to the family's pixel budget; the processor's per-frame cap would shrink
-        # them again by clip length, so it is off (what the library does unasked, stated, so it stays).
+        ModelFamily("qwen2_vl", ("qwen2_vl",), r"qwen2-vl", False, max_frames=8, max_pixels=448 * 448,
+                    video_processor_kwargs=NO_FRAME_CAP),
+        ModelFamily("qwen2_5_vl", ("qwen2_5_vl",), r"qwen2\.5-vl", True, max_frames=8, max_pixels=448 * 448,
+                    video_processor_kwargs=NO_FRAME_CAP),
         ModelFamily("qwen3_vl", ("qwen3_vl", "qwen3_vl_moe"), r"qwen3-vl", True, max_frames=8, max_pixels=448 * 448,
-                    patch_multiple=32, video_processor_kwargs=(("cap_pixels_per_frame", False),)),
+                    patch_multiple=32, video_processor_kwargs=NO_FRAME_CAP),
         # Thinkers only: text out; the talker and the speech decoder are never loaded. Their
         # Whisper-style front end takes 30 s per audio item (4 s audio windows of 25 tokens/s).
         ModelFamily("qwen2_5_omni", ("qwen2_5_omni",), r"qwen2\.5-omni", False, max_frames=8, max_pixels=448 * 448,
-                    audio_seconds=30.0, hf_class="Qwen2_5OmniThinkerForConditionalGeneration",
+                    video_processor_kwargs=NO_FRAME_CAP, audio_seconds=30.0,
+                    hf_class="Qwen2_5OmniThinkerForConditionalGeneration",
                     hf_subconfig="thinker_config", checkpoint_prefix="thinker.",
                     language_model_pattern=r"model\.layers\..*"),
         ModelFamily("qwen3_omni", ("qwen3_omni_moe",), r"qwen3-omni", True, max_frames=8, max_pixels=448 * 448,
