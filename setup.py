@@ -11,8 +11,7 @@ from setuptools import find_packages, setup
 
 DATA = {
     "mllm_mer.resources.prompts": "prompts",
-    "mllm_mer.resources.recipes": "finetune/configs",
-    "mllm_mer.resources.accelerate": "finetune/accelerate",
+    "mllm_mer.resources.finetune": "finetune",  # configs/ (recipes), accelerate/ and the train entry
 }
 
 

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from mllm_mer.config import option
+from mllm_mer.config import Section, option
 from mllm_mer.core.labels import load_label_scheme
 from mllm_mer.core.types import MediaSettings, PromptSetup, Sample, Turn
 from mllm_mer.pipeline import predict
@@ -30,7 +30,7 @@ from .bench_inputs import WORDS, bench_samples
 
 
 @dataclass
-class AgentOptions:
+class AgentOptions(Section):
     """Samples and repeats."""
 
     n: int = option(32, "samples")

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from mllm_mer.config import BackendConfig, EngineConfig, ModelConfig, build, option
+from mllm_mer.config import BackendConfig, EngineConfig, ModelConfig, Section, build, option
 
 from .common import machine, parse_config
 
@@ -22,7 +22,7 @@ def _same_help(section: type, name: str, default):
 
 
 @dataclass
-class BenchModel:
+class BenchModel(Section):
     """The checkpoint both backends load."""
 
     model: str | None = option(None, "checkpoint directory (mllm-mer make-tiny DIR --size small)")

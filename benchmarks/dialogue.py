@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mllm_mer.config import option
+from mllm_mer.config import Section, option
 from mllm_mer.conversation.context import dialogues_of
 from mllm_mer.core.labels import load_label_scheme
 from mllm_mer.core.types import PromptSetup
@@ -29,7 +29,7 @@ DEFAULT_MELD = os.environ.get("MLLM_MER_MELD_DIR", str(Path(__file__).resolve().
 
 
 @dataclass
-class DialogueBenchOptions:
+class DialogueBenchOptions(Section):
     """Rows and repeats."""
 
     n: int | None = option(None, "whole dialogues of MELD dev until at least N rows (default: the whole split)")

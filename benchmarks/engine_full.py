@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mllm_mer.backends.base import render
-from mllm_mer.config import EvaluateConfig, build, option
+from mllm_mer.config import EvaluateConfig, Section, build, option
 from mllm_mer.datasets import load_configured
 from mllm_mer.evaluation.runner import run_evaluation
 from mllm_mer.pipeline import prepare
@@ -35,7 +35,7 @@ from .dialogue import DEFAULT_MELD
 
 
 @dataclass
-class EngineFullOptions:
+class EngineFullOptions(Section):
     """Rows, clips and repeats."""
 
     n: int = option(64, "MELD test rows (text only)")

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mllm_mer.config import option
+from mllm_mer.config import Section, option
 from mllm_mer.core.types import MediaSettings, Sample
 from mllm_mer.media import load_media
 from mllm_mer.media.acoustic import egemaps
@@ -28,7 +28,7 @@ SENTENCES = ("I cannot believe you did that again.", "Well, that is wonderful ne
 
 
 @dataclass
-class FrontEndOptions:
+class FrontEndOptions(Section):
     """Clips generated and frames sampled."""
 
     clips: int = option(16, "generated 720p clips")

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mllm_mer.config import option
+from mllm_mer.config import Section, option
 from mllm_mer.core.labels import load_label_scheme
 from mllm_mer.core.types import MediaSettings, PromptSetup
 from mllm_mer.pipeline import predict
@@ -25,7 +25,7 @@ from .backends_for_bench import ModelBenchConfig, script_main
 
 
 @dataclass
-class FusionOptions:
+class FusionOptions(Section):
     """Samples and repeats."""
 
     n: int = option(32, "samples")

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mllm_mer.config import option
+from mllm_mer.config import Section, option
 
 from .common import bench_main
 
@@ -24,7 +24,7 @@ GROUPS = (4, 8)
 
 
 @dataclass
-class GrpoBenchOptions:
+class GrpoBenchOptions(Section):
     model: str | None = option(None, "the tiny checkpoint (mllm-mer make-tiny DIR)")
     small: str | None = option(None, "also the small one (mllm-mer make-tiny DIR --size small)")
     steps: int = option(6, "optimiser steps per run (the first is not counted)", low=2)

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mllm_mer.config import option
+from mllm_mer.config import Section, option
 
 from .common import bench_main
 
@@ -26,7 +26,7 @@ LABELS = ("neutral", "joy", "sadness", "anger", "surprise", "fear", "disgust")
 
 
 @dataclass
-class IntakeOptions:
+class IntakeOptions(Section):
     model: str | None = option(None, "checkpoint for the evaluate runs (e.g. a tiny one from make-tiny)")
     rows: int = option(10_000, "rows of the manifest inspect is timed on")
     big_rows: int = option(200_000, "rows of the big manifest (memory)")

@@ -32,14 +32,14 @@ from pathlib import Path
 
 import numpy as np
 
-from mllm_mer.config import option
+from mllm_mer.config import Section, option
 from mllm_mer.core.types import MediaSettings, Sample
 
 from .common import bench_main
 
 
 @dataclass
-class LongMediaOptions:
+class LongMediaOptions(Section):
     """The recording and its windows."""
 
     minutes: float = option(10.0, "length of the generated recording")

@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mllm_mer.config import option
+from mllm_mer.config import Section, option
 from mllm_mer.media import MediaSettings
 from mllm_mer.media.decode import decode_all
 from mllm_mer.media.video import read_frames
@@ -32,7 +32,7 @@ DEFAULT_SNAP = MediaSettings().keyframe_snap
 
 
 @dataclass
-class MediaOptions:
+class MediaOptions(Section):
     """Clips generated and frames sampled."""
 
     quick: bool = option(False, "one repeat instead of the best of three")

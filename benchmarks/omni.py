@@ -15,7 +15,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mllm_mer.config import BackendConfig, MediaConfig, ModelConfig, PromptConfig, PromptedConfig, build, option
+from mllm_mer.config import (
+    BackendConfig,
+    MediaConfig,
+    ModelConfig,
+    PromptConfig,
+    PromptedConfig,
+    Section,
+    build,
+    option,
+)
 from mllm_mer.core.types import Sample
 from mllm_mer.media.audio import load_audio, shared_tracks
 from mllm_mer.pipeline import predict, prepare
@@ -26,7 +35,7 @@ from .common import bench_main
 
 
 @dataclass
-class OmniOptions:
+class OmniOptions(Section):
     """The two checkpoints, the clips and the long recording."""
 
     omni_model: str | None = option(None, "an Omni checkpoint (mllm-mer make-tiny DIR --arch qwen2_5_omni)")

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 
 from mllm_mer.backends.base import render
-from mllm_mer.config import option
+from mllm_mer.config import Section, option
 from mllm_mer.core.labels import load_label_scheme
 from mllm_mer.core.types import PromptSetup
 from mllm_mer.pipeline import prepare
@@ -19,7 +19,7 @@ from .bench_inputs import bench_samples
 
 
 @dataclass
-class PrefixCacheOptions:
+class PrefixCacheOptions(Section):
     """Samples and answer length."""
 
     n: int = option(32, "samples")

@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from mllm_mer.config import option
+from mllm_mer.config import Section, option
 
 from .common import bench_main
 from .dialogue import DEFAULT_MELD
 
 
 @dataclass
-class RayScaleOptions:
+class RayScaleOptions(Section):
     """Model, rows and backend."""
 
     model: str | None = option(None, "checkpoint directory (mllm-mer make-tiny DIR --size small)")

@@ -11,7 +11,7 @@ import datetime
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mllm_mer.config import option
+from mllm_mer.config import Section, option
 
 from . import agent, dialogue, fusion, media, prefix_cache, scoring, throughput
 from .backends_for_bench import ModelBenchConfig, load_hf, load_vllm
@@ -19,7 +19,7 @@ from .common import BENCH_DIR, machine, parse_config
 
 
 @dataclass
-class RunAllOptions:
+class RunAllOptions(Section):
     """How much to measure, and where the table goes."""
 
     quick: bool = option(False, "fewer samples and repeats (under 10 minutes)")

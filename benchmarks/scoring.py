@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from mllm_mer.config import option
+from mllm_mer.config import Section, option
 from mllm_mer.pipeline import run_prompts
 
 from .backends_for_bench import ModelBenchConfig, script_main
@@ -15,7 +15,7 @@ from .throughput import prompts_for
 
 
 @dataclass
-class ScoringOptions:
+class ScoringOptions(Section):
     """Samples."""
 
     n: int = option(32, "samples")

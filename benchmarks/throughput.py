@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from mllm_mer.config import option
+from mllm_mer.config import Section, option
 from mllm_mer.core.labels import load_label_scheme
 from mllm_mer.core.types import PromptSetup
 from mllm_mer.pipeline import prepare
@@ -20,7 +20,7 @@ from .bench_inputs import bench_samples
 
 
 @dataclass
-class ThroughputOptions:
+class ThroughputOptions(Section):
     """Samples and answer length."""
 
     n: int = option(32, "samples")

@@ -120,7 +120,7 @@ def compare(cfg: C.CompareConfig) -> int:
 
     if not cfg.compare.runs:
         raise ValueError("compare needs at least one run directory")
-    print(compare_runs(cfg.compare.runs))
+    print(compare_runs(cfg.compare.runs, cfg.compare.mixed_judges))
     return 0
 
 

@@ -35,6 +35,7 @@ class MergeOptions(Section):
 @dataclass
 class CompareOptions(Section):
     runs: list[str] = option([], "run directories", positional=True)
+    mixed_judges: bool = option(False, "show numbers made by different judges side by side (refused otherwise)")
 
 
 @dataclass

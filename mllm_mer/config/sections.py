@@ -271,6 +271,9 @@ class RunConfig(Section):
     media_workers: int | None = option(None, "threads decoding media alongside inference (default: min(4, "
                                                  "cores))", low=1)
     probabilities: bool = option(False, "generate mode: also score label probabilities (one extra pass)")
+    abstain_below: float | None = option(None, "answers whose label probability is below this abstain in the "
+                                               "metrics: counted apart from errors, with coverage and selective "
+                                               "accuracy (not part of the run's identity)", low=0.0, high=1.0)
 
 
 @dataclass

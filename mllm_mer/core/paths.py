@@ -5,7 +5,7 @@ from pathlib import Path
 
 
 def bundled(name: str) -> Path:
-    """The folder of a bundled data package (`prompts`, `recipes`, `accelerate`; see mllm_mer.resources).
+    """The folder of a bundled data package (`prompts`, `finetune`; see mllm_mer.resources).
 
     Found through the import system, so it is the same in a wheel and an editable install, from any folder.
     """
@@ -14,7 +14,8 @@ def bundled(name: str) -> Path:
 
 PROMPTS_DIR = Path(os.environ.get("MLLM_MER_PROMPTS") or bundled("prompts"))
 # Fine-tuning recipes (`--config NAME` finds finetune/configs/NAME.yaml from any folder).
-RECIPES_DIR = Path(os.environ.get("MLLM_MER_RECIPES") or bundled("recipes"))
+RECIPES_DIR = Path(os.environ.get("MLLM_MER_RECIPES") or bundled("finetune") / "configs")
+ACCELERATE_DIR = bundled("finetune") / "accelerate"  # `accelerate launch --config_file` configs for several GPUs
 
 
 ADAPTER_PROMPT = "prompt.yaml"  # beside adapter_config.json: the prompt an adapter was trained with

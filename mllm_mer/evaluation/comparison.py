@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from mllm_mer.core.labels import fold
+from mllm_mer.evaluation.judge_identity import same_judge
 from mllm_mer.evaluation.records import read_predictions
 from mllm_mer.evaluation.report import excluded_gold, headline_of, with_interval
 from mllm_mer.evaluation.uncertainty import NOTE, confusion_stat, group_ids, mcnemar, paired_bootstrap
@@ -46,11 +47,13 @@ def headline_rows(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
             keys = headline_of(m)
             if keys != shown:
                 lines += ([""] if lines else []) + [
-                    f"| run | task | modalities | {' | '.join(keys)} | ECE | failed | gold not scored | samples |",
-                    "|---" * (len(keys) + 7) + "|"]
+                    f"| run | task | modalities | {' | '.join(keys)} | ECE | AURC | failed | gold not scored "
+                    "| samples |",
+                    "|---" * (len(keys) + 8) + "|"]
                 shown = keys
             lines.append(f"| {name} | {task} | {modalities} | " + " | ".join(with_interval(m, k) for k in keys)
                          + (f" | {m['ece']:.4f}" if "ece" in m else " | -")
+                         + (f" | {m['aurc']:.4f}" if "aurc" in m else " | -")
                          + f" | {metrics['n_failed']} | {excluded_gold(metrics, task)} | {samples} |")
     return lines
 
@@ -175,10 +178,21 @@ def difference_rows(names: list[str], settings: list[dict[str, Any] | None]) -> 
     return head + [f"| setting | {' | '.join(names)} |", "|---" * (len(names) + 1) + "|", *rows]
 
 
-def compare_runs(run_dirs: list[str | Path]) -> str:
+def check_judges(runs: list[tuple[str, dict[str, Any]]]) -> None:
+    """Judged numbers stand side by side only when one judge made them all."""
+    judged = [(name, m["judge"]) for name, m in runs if m.get("judge")]
+    if not same_judge([j for _, j in judged]):
+        raise ValueError("these runs were judged by different judges (" + ", ".join(
+            f"{name}: {j['model']} {j['id']}" for name, j in judged) + "); their judged numbers are not comparable: "
+            "rescore them under one judge, or add --mixed-judges to show them anyway")
+
+
+def compare_runs(run_dirs: list[str | Path], mixed_judges: bool = False) -> str:
     """Headline metrics of several runs with intervals, how their settings differ, then paired tests
     against the first run."""
     runs = [(Path(d).name, _metrics(d)) for d in run_dirs]
+    if not mixed_judges:
+        check_judges(runs)
     lines = (headline_rows(runs) + ["", f"In brackets: {NOTE}."]
              + difference_rows([name for name, _ in runs], [run_settings(d) for d in run_dirs])
              + paired_rows(runs, list(run_dirs)))

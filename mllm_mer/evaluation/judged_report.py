@@ -15,7 +15,7 @@ def selective_lines(tasks: dict[str, dict[str, Any]]) -> list[str]:
     for task, m in rows.items():
         a = m.get("abstention") or {}
         kept = [f"{a['threshold']:.2f}", f"{a['coverage']:.4f}", str(a["abstained"]),
-                f"{a['selective_accuracy']:.4f}"] if a else ["-", "-", "-", "-"]
+                "-" if a["selective_accuracy"] is None else f"{a['selective_accuracy']:.4f}"] if a else ["-"] * 4
         lines.append(f"| {task} | {m['aurc']:.4f} | " + " | ".join(kept) + " |")
     return lines
 

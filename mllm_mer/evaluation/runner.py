@@ -203,7 +203,7 @@ def write_results(plan: Plan) -> dict[str, Any]:
     records = read_predictions(plan.out / PREDICTIONS)
     wanted = [records[s.id] for s in plan.samples if s.id in records]
     metrics = compute_metrics(wanted, setup.scheme, about["dataset"], requested=setup.modalities,
-                              groups=dialogue_groups(plan.samples))
+                              groups=dialogue_groups(plan.samples), abstain_below=plan.options.abstain_below)
     metrics["run"] = {"dataset": about["dataset"], "split": about["split"], "model": about["model"],
                       "adapter": plan.run.adapter, "template": setup.template, "mode": setup.mode,
                       "modalities": list(setup.modalities), "labels": setup.scheme.name,

@@ -36,7 +36,7 @@ def abstention(confidence: Sequence[float], correct: Sequence[bool], threshold: 
     kept = conf >= threshold
     return {"threshold": float(threshold), "coverage": float(kept.mean()) if conf.size else 0.0,
             "abstained": int((~kept).sum()),
-            "selective_accuracy": float(right[kept].mean()) if kept.any() else float("nan")}
+            "selective_accuracy": float(right[kept].mean()) if kept.any() else None}  # None: every answer abstained
 
 
 def selective_metrics(probs: np.ndarray, gold: np.ndarray, abstain_below: float | None = None) -> dict[str, Any]:

@@ -2,6 +2,6 @@
 
 The files live in the repository's top-level `prompts/` (label sets, templates, judges, wheels, rewards,
 agent tools), `finetune/configs/` (recipes) and `finetune/accelerate/` (launch configs); `setup.py` maps
-them onto `mllm_mer.resources.prompts`, `.recipes` and `.accelerate`, so a wheel carries them and an
+them onto `mllm_mer.resources.prompts` and `.finetune`, so a wheel carries them and an
 editable install reads them in place. `mllm_mer.core.paths` finds them through `importlib.resources`.
 """

@@ -381,6 +381,14 @@ def test_cli_predict_against_a_down_server_prints_no_traceback():
     assert proc.returncode == 2 and url in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("mode", ["generate", "score"])
+def test_over_the_server_the_label_is_the_most_probable_of_its_own_distribution(client, meld_spec, mode):
+    preds = predict(client, random_samples(12, seed=11), PromptSetup(meld_spec, template="label_only", mode=mode))
+    scored = [(tp.label, tp.probabilities) for p in preds if p.ok for tp in p.tasks.values() if tp.probabilities]
+    assert len(scored) >= 12
+    assert all(label == max(probs, key=probs.get) for label, probs in scored), scored
+
+
 def test_stopping_serve_leaves_no_orphan_and_no_leak_warnings(server):
     # Last in this module: the server goes away here (the fixture's own stop is then a no-op).
     assert server.stop() == []

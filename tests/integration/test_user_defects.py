@@ -32,6 +32,20 @@ def test_the_label_is_the_most_probable_label_of_its_own_distribution(request, b
                  if n.startswith(f"{task}: the generated answer wrote")]
         assert all(f"the label is {label!r}" in n for label, n in notes), notes
 
+@pytest.mark.parametrize("strategy", ["agent", "fusion"])
+def test_the_agent_and_fusion_answer_the_most_probable_label_of_their_own_distribution(hf_backend, tiny_model,
+                                                                                      strategy):
+    from mllm_mer.config import MediaConfig, ModelConfig, PromptConfig, StrategyConfig
+    from mllm_mer.pipeline.resolve import resolve_prompt, resolve_strategy
+
+    setup = resolve_prompt(ModelConfig(model=str(tiny_model)), PromptConfig(labels="meld", template="label_only"),
+                           MediaConfig(max_frames=4))
+    chosen = resolve_strategy(StrategyConfig(strategy=strategy, max_steps=2), setup)
+    preds = predict(hf_backend, random_samples(8, seed=5), setup, strategy=chosen)
+    assert sum(bool(tp.probabilities) for p in preds for tp in p.tasks.values()) >= 8
+    _assert_label_is_most_probable_or_says_why(preds)
+
+
 def test_a_vote_of_sampled_answers_keeps_its_label_and_names_the_most_probable(hf_backend, meld_spec):
     strategy = SelfConsistency(Single(), draws=3, temperature=1.5)
     preds = predict(hf_backend, random_samples(12, seed=5), PromptSetup(meld_spec, template="label_only"),

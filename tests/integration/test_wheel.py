@@ -68,7 +68,7 @@ def test_the_wheel_carries_the_data_and_not_the_repository(installed):
     where = _run([venv / "bin" / "python", "-c",
                   "import mllm_mer; from mllm_mer.core import paths; "
                   "print(mllm_mer.__file__); print(paths.PROMPTS_DIR); print(paths.RECIPES_DIR); "
-                  "print(paths.bundled('accelerate'))"], cwd=work, env=env).stdout.split()
+                  "print(paths.ACCELERATE_DIR)"], cwd=work, env=env).stdout.split()
     for path in where:
         assert Path(path).is_relative_to(venv), f"{path} is not inside the fresh venv {venv}"
         assert not Path(path).resolve().is_relative_to(REPO.resolve()), path

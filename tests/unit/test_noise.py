@@ -1,18 +1,18 @@
-"""Settings chosen so that third-party lines stay off our paths: the Qwen3 video setting on every backend,
+"""Settings chosen so that third-party lines stay off our paths: the video processor's setting on every backend,
 vLLM quiet unless asked, no share-link hint from the app."""
+import pytest
 
 
-def test_the_qwen3_video_setting_reaches_every_backend(monkeypatch):
+@pytest.mark.parametrize("model", ["Qwen/Qwen3-VL-2B-Instruct", "Qwen/Qwen2.5-VL-3B-Instruct",
+                                   "Qwen/Qwen2-VL-2B-Instruct", "Qwen/Qwen2.5-Omni-7B"])
+def test_the_video_setting_is_chosen_for_every_family_and_reaches_the_server(model):
     from mllm_mer.config import ServeConfig, build
-    from mllm_mer.core.families import FAMILIES
+    from mllm_mer.core.families import family_for
     from mllm_mer.serving.vllm_server import server_command
 
-    chosen = dict(FAMILIES["qwen3_vl"].video_processor_kwargs)
-    assert chosen == {"cap_pixels_per_frame": False}
-    cmd = server_command(build(ServeConfig, model="Qwen/Qwen3-VL-2B-Instruct", dtype="float32"))
+    assert dict(family_for(model).video_processor_kwargs) == {"cap_pixels_per_frame": False}
+    cmd = server_command(build(ServeConfig, model=model, dtype="float32"))
     assert cmd[cmd.index("--mm-processor-kwargs") + 1] == '{"cap_pixels_per_frame": false}'
-    other = server_command(build(ServeConfig, model="Qwen/Qwen2.5-VL-3B-Instruct", dtype="float32"))
-    assert "--mm-processor-kwargs" not in other
 
 
 def test_vllm_is_quiet_unless_the_engine_log_is_asked_for(monkeypatch):

@@ -102,3 +102,22 @@ def test_abstaining_below_a_threshold_through_score_lowers_coverage_and_raises_s
     assert selective[0] >= rows[0]["accuracy"] and 0 < rows[0]["aurc"] < 1
     report = (tmp_path / "t0.6" / "report.md").read_text()
     assert "## Selective prediction" in report and f"| emotion | {rows[2]['aurc']:.4f} | 0.60 |" in report
+
+
+def test_compare_shows_aurc_and_refuses_numbers_from_different_judges_unless_asked(tmp_path, corpus, capsys):
+    manifest, predictions, groups = corpus
+    runs = []
+    for name, judge in (("a", {"model": "judge-a", "id": "aaaa"}), ("b", {"model": "judge-b", "id": "bbbb"})):
+        out = tmp_path / name
+        assert main(["score", str(predictions), "--dataset", "manifest", "--data-dir", str(manifest), "--labels",
+                     "open", "--pred-text-col", "description", "--synonym-groups", str(groups), "--out",
+                     str(out)]) == 0
+        metrics = json.loads((out / "metrics.json").read_text())
+        (out / "metrics.json").write_text(json.dumps({**metrics, "judge": judge}))  # as a judged scoring writes it
+        runs.append(str(out))
+    capsys.readouterr()
+    assert main(["compare", *runs]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "different judges" in err[0] and "judge-a aaaa" in err[0] and "--mixed-judges" in err[0]
+    assert main(["compare", *runs, "--mixed-judges"]) == 0
+    assert "| AURC |" in capsys.readouterr().out

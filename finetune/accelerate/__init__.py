@@ -1,1 +1,0 @@
-"""Bundled `accelerate launch` configs: installed as `mllm_mer.resources.accelerate`."""

@@ -1,1 +1,0 @@
-"""Bundled fine-tuning recipes: installed as `mllm_mer.resources.recipes` (`--config NAME` finds NAME.yaml)."""
