@@ -9,7 +9,7 @@ Two halves:
   process that inherited this process's `MLLM_MER_GUARDED` mark (one started between two
   polls, orphaned before the watchdog saw it).
 
-    python -m mllm_mer.serving.process_guard PID     (what start_guard runs)
+    python -m mllm_mer.serving.process_guard PID START_TIME     (what start_guard runs)
 """
 from __future__ import annotations
 
@@ -36,27 +36,28 @@ def exit_on_sigterm() -> None:
 def start_guard() -> subprocess.Popen | None:
     """Start the watchdog for this process (once); None where psutil is missing."""
     try:
-        import psutil  # noqa: F401
+        import psutil
     except ImportError:
         return None
     if os.environ.get("MLLM_MER_GUARDED") == str(os.getpid()):
         return None
     os.environ["MLLM_MER_GUARDED"] = str(os.getpid())
-    return subprocess.Popen([sys.executable, "-m", "mllm_mer.serving.process_guard", str(os.getpid())],
+    born = psutil.Process().create_time()  # so a watchdog that starts after this process died still sweeps
+    return subprocess.Popen([sys.executable, "-m", "mllm_mer.serving.process_guard", str(os.getpid()), repr(born)],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
 
 
-def _watch(pid: int) -> None:
+def _watch(pid: int, born: float) -> None:
     import psutil
 
+    me = os.getpid()
+    known: dict[int, psutil.Process] = {}
     try:
         parent = psutil.Process(pid)
-    except psutil.NoSuchProcess:
+    except psutil.NoSuchProcess:  # killed before this watchdog started: sweep what carries its mark
+        _stop(known, pid, born, me)
         return
-    me = os.getpid()
-    born = parent.create_time()
-    known: dict[int, psutil.Process] = {}
     while True:
         try:
             if not parent.is_running() or parent.status() == psutil.STATUS_ZOMBIE:
@@ -68,8 +69,14 @@ def _watch(pid: int) -> None:
             break
         known = {p: proc for p, proc in known.items() if proc.is_running()}
         time.sleep(POLL_S)
-    # The parent is gone: whatever it started and left behind goes too (is_running checks the
-    # start time, so a reused pid is never hit).
+    _stop(known, pid, born, me)
+
+
+def _stop(known: dict, pid: int, born: float, me: int) -> None:
+    """The parent is gone: whatever it started and left behind goes too (is_running checks the
+    start time, so a reused pid is never hit)."""
+    import psutil
+
     known.update({proc.pid: proc for proc in _marked(str(pid), born, me)})
     alive = [proc for proc in known.values() if proc.is_running()]
     for proc in alive:
@@ -97,4 +104,4 @@ def _marked(pid: str, born: float, me: int) -> list:
 
 
 if __name__ == "__main__":
-    _watch(int(sys.argv[1]))
+    _watch(int(sys.argv[1]), float(sys.argv[2]))

@@ -93,3 +93,22 @@ def test_a_benchmark_killed_mid_run_leaves_no_engine(tiny_model):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(lambda: engine_children(proc), proc, what="start its engine")
     assert_tree_gone(proc, signal.SIGKILL)
+
+
+def test_a_watchdog_that_starts_after_its_command_died_still_stops_what_it_left():
+    """kill -9 can land before the watchdog's first look: it then sweeps every process carrying the mark."""
+    from mllm_mer.serving.process_guard import _watch
+
+    parent = subprocess.Popen([sys.executable, "-c", "import os, subprocess, sys, time; "
+                               "os.environ['MLLM_MER_GUARDED'] = str(os.getpid()); "
+                               "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); "
+                               "print(c.pid, flush=True); time.sleep(600)"], stdout=subprocess.PIPE, text=True)
+    child = psutil.Process(int(parent.stdout.readline()))
+    born = psutil.Process(parent.pid).create_time()
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    while psutil.Process(child.pid).ppid() == parent.pid:  # orphaned: reparented away from the dead command
+        time.sleep(0.05)
+    _watch(parent.pid, born)  # the parent is already gone when the watchdog starts
+    child.wait(timeout=30)
+    assert not child.is_running()
