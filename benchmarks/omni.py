@@ -6,7 +6,7 @@ cue text) on the same clips, and decoding a long recording's audio once per file
 Both paths score the same clips with the vLLM engine (score mode, one engine at a time, the prefix
 cache reset before each timed pass); prompt tokens are counted by each model's own processor. The audio
 part times `load_audio` over `windows` utterance windows of a `minutes`-long recording, alone and
-inside `shared_tracks` (one decoded track, sliced).
+inside `shared_tracks` (one open file, each window seeked to).
 """
 from __future__ import annotations
 

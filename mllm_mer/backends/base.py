@@ -10,16 +10,26 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from mllm_mer.core.types import Prompt
+from mllm_mer.core.types import Prompt, Reasoning, Thought
 
 
 def render(processor: Any, prompt: Prompt) -> str:
     """The prompt text through the model's own chat template, ending where the answer starts.
 
     `processor` is the model's processor or tokenizer (anything with the HF
-    `apply_chat_template`); every backend and training render prompts through this one call.
+    `apply_chat_template`); every backend and training render prompts through this one call. A prompt that
+    reasons continues its assistant turn: the reasoning block's opening, then (once reasoned) the thought.
     """
-    return processor.apply_chat_template(prompt.messages, tokenize=False, add_generation_prompt=True)
+    text = processor.apply_chat_template(prompt.messages, tokenize=False, add_generation_prompt=True)
+    opened = prompt.reasoning is not None and text.endswith(prompt.reasoning.open)  # a thinking template's own
+    return text + prompt.written(template_opened=opened)
+
+
+def thought_of(text: str, tokens: int, reasoning: Reasoning) -> Thought:
+    """A reasoning block as generated: its text before the block's end (the end itself and anything after
+    it dropped); cut when it never reached its end within the bound."""
+    head, closed, _ = text.partition(reasoning.close)
+    return Thought(text=head, tokens=tokens, cut=not closed and tokens >= reasoning.max_tokens)
 
 
 @runtime_checkable
@@ -39,7 +49,7 @@ class RequestStream(Protocol):
 
 @runtime_checkable
 class Backend(Protocol):
-    """Required: `generate`, `score`, `chat`, `close`; a backend is a context manager that closes on exit.
+    """Required: `generate`, `score`, `think`, `chat`, `close`; a backend is a context manager that closes on exit.
 
     Optional abilities are declared, not guessed: `can_stream` says whether `stream` exists;
     `adapters`, `max_images`, `max_audios` and `tokenizer` are None/empty where a backend has none."""
@@ -63,6 +73,12 @@ class Backend(Protocol):
               adapter: str | None = None) -> list[list[float]]:
         """Per prompt, the log-probability of each candidate continuation when decoding right
         after the prompt is constrained to its candidates (`mllm_mer.backends.label_scoring`)."""
+        ...
+
+    def think(self, prompts: Sequence[Prompt], adapter: str | None = None, temperature: float = 0.0,
+              seeds: Sequence[int] | None = None) -> list[Thought]:
+        """Each prompt's reasoning block (`prompt.reasoning`), generated after the prompt's lead with no grammar,
+        until the block's end or its `max_tokens` (`thought_of`); greedy, or sampled as in `generate`."""
         ...
 
     def chat(self, prompt: Prompt, adapter: str | None = None, max_new_tokens: int = 256) -> Iterator[str]:

@@ -15,7 +15,7 @@ from mllm_mer.backends.base import BackendBase, render
 from mllm_mer.backends.hf_loading import load_model_and_processor, processor_inputs, with_adapters
 from mllm_mer.backends.label_scoring import constrained_logprobs, reading_paths
 from mllm_mer.config import BackendConfig
-from mllm_mer.core.types import Prompt
+from mllm_mer.core.types import Prompt, Reasoning, Thought
 
 
 class TransformersBackend(BackendBase):
@@ -116,6 +116,42 @@ class TransformersBackend(BackendBase):
             new_tokens = out[:, inputs["input_ids"].shape[1]:]
             answers += self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         return answers
+
+    @torch.inference_mode()
+    def think(self, prompts: Sequence[Prompt], adapter: str | None = None, temperature: float = 0.0,
+              seeds: Sequence[int] | None = None) -> list[Thought]:
+        """Each prompt's reasoning block, unconstrained (no grammar), until its end or its token bound."""
+        from mllm_mer.backends.base import thought_of
+
+        sampling: dict[str, Any] = {"do_sample": False}
+        if temperature > 0:
+            torch.manual_seed(seeds[0] if seeds else self.config.model.seed)
+            sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
+        thoughts: list[Thought] = []
+        size = self.config.model.forward_batch_size
+        for start in range(0, len(prompts), size):
+            batch = prompts[start:start + size]
+            bound = max(p.reasoning.max_tokens for p in batch)
+            inputs = self._fitting(batch, [render(self.processor, p) for p in batch], bound)
+            closes = sorted({p.reasoning.close for p in batch})
+            with self._adapter_context(adapter):
+                out = self.model.generate(**inputs, max_new_tokens=bound, stop_strings=closes,
+                                          tokenizer=self.tokenizer, **sampling)
+            for prompt, row in zip(batch, out[:, inputs["input_ids"].shape[1]:].tolist(), strict=True):
+                ids = self._until_stop(row, prompt.reasoning)
+                thoughts.append(thought_of(self.tokenizer.decode(ids, skip_special_tokens=True), len(ids),
+                                           prompt.reasoning))
+        return thoughts
+
+    def _until_stop(self, row: list[int], reasoning: Reasoning) -> list[int]:
+        """A generated row up to the token that ends the block (or the sequence), at most the bound: a
+        finished row of a batch is padded after its end, and other rows' ends stop it too."""
+        eos, ids = self._eos_ids(), []
+        for token in row[:reasoning.max_tokens]:
+            ids.append(token)
+            if token in eos or reasoning.close in self.tokenizer.decode(ids[-64:], skip_special_tokens=True):
+                break
+        return ids
 
     def _fitting(self, prompts: Sequence[Prompt], texts: Sequence[str], answer_tokens: int):
         """The batch's model inputs; a prompt that cannot fit the model's context with its answer is refused

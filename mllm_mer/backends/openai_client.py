@@ -25,7 +25,7 @@ from mllm_mer.backends.label_scoring import (
 from mllm_mer.config import BackendConfig, ClientConfig
 from mllm_mer.core.families import video_fps
 from mllm_mer.core.paths import ADAPTER_PROMPTS_ROUTE
-from mllm_mer.core.types import Prompt, ServiceError
+from mllm_mer.core.types import Prompt, ServiceError, Thought
 from mllm_mer.media.audio import SAMPLE_RATE
 
 
@@ -84,6 +84,17 @@ def to_openai_messages(prompt: Prompt) -> list[dict[str, Any]]:
             content = parts
         messages.append({"role": message["role"], "content": content})
     return messages
+
+
+def continued(prompt: Prompt, written: str = "") -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The messages and request extras of a prompt whose assistant turn is already begun (`written` after
+    the prompt's own reasoning lead): the server continues that message instead of opening a new one."""
+    messages, extras = to_openai_messages(prompt), request_extras(prompt)
+    text = prompt.written() + written
+    if not text:
+        return messages, extras
+    return (messages + [{"role": "assistant", "content": text}],
+            {**extras, "continue_final_message": True, "add_generation_prompt": False})
 
 
 def served_adapter_prompts(client: ClientConfig) -> dict[str, Any] | None:
@@ -184,10 +195,10 @@ class OpenAIBackend(BackendBase):
         return adapter
 
     def _one(self, prompt: Prompt, model: str, temperature: float = 0.0, seed: int | None = None) -> str:
+        messages, extras = continued(prompt)
         with self._server() as client:
             response = self._call(
-                client.chat.completions.create, model=model, messages=to_openai_messages(prompt),
-                extra_body=request_extras(prompt),
+                client.chat.completions.create, model=model, messages=messages, extra_body=extras,
                 temperature=temperature, seed=seed, max_tokens=self.config.model.max_new_tokens,
                 response_format={"type": "json_schema",
                                  "json_schema": {"name": "answer", "schema": prompt.schema, "strict": True}})
@@ -199,6 +210,27 @@ class OpenAIBackend(BackendBase):
         seeds = list(seeds) if seeds is not None else [None] * len(prompts)
         with ThreadPoolExecutor(self.max_concurrency) as pool:  # the server batches concurrent requests
             return list(pool.map(lambda p, seed: self._one(p, model, temperature, seed), prompts, seeds))
+
+    def think(self, prompts: Sequence[Prompt], adapter: str | None = None, temperature: float = 0.0,
+              seeds: Sequence[int] | None = None) -> list[Thought]:
+        """Each prompt's reasoning block, unconstrained (no response format), until its end or its bound."""
+        model = self._model_for(adapter)
+        seeds = list(seeds) if seeds is not None else [None] * len(prompts)
+        with ThreadPoolExecutor(self.max_concurrency) as pool:
+            return list(pool.map(lambda p, seed: self._think_one(p, model, temperature, seed), prompts, seeds))
+
+    def _think_one(self, prompt: Prompt, model: str, temperature: float, seed: int | None) -> Thought:
+        from mllm_mer.backends.base import thought_of
+
+        messages, extras = continued(prompt)
+        with self._server() as client:
+            response = self._call(client.chat.completions.create, model=model, messages=messages,
+                                  extra_body=extras, temperature=temperature, seed=seed,
+                                  max_tokens=prompt.reasoning.max_tokens, stop=[prompt.reasoning.close])
+        message = response.choices[0].message
+        # A server started with a reasoning parser hands the think block back apart from the content.
+        text = (message.model_extra or {}).get("reasoning_content") or message.content or ""
+        return thought_of(text, response.usage.completion_tokens, prompt.reasoning)
 
     @contextmanager
     def stream(self, adapter: str | None = None) -> Iterator[ConcurrentStream]:
@@ -239,27 +271,28 @@ class OpenAIBackend(BackendBase):
             candidates = [list(pool.map(lambda text: self._tokenize(text, model), texts)) for _, texts in requests]
             messages = list(pool.map(lambda r: to_openai_messages(r[0]), requests))
             extras = [request_extras(prompt) for prompt, _ in requests]
+            leads = [prompt.written() for prompt, _ in requests]  # the reasoning the answer follows
             points = [sorted(branch_points(ids).items(), key=lambda item: len(item[0])) for ids in candidates]
             readings: list[dict | None] = [{} for _ in requests]
             for rank in range(max(map(len, points), default=0)):  # shallow first: later ones hit the cache
                 jobs = [(i, *points[i][rank]) for i in range(len(requests))
                         if rank < len(points[i]) and readings[i] is not None]
                 read = pool.map(lambda job: self._read_branch(messages[job[0]], job[1], job[2], model,
-                                                              extras[job[0]]), jobs)
+                                                              extras[job[0]], leads[job[0]]), jobs)
                 for (i, prefix, _), reading in zip(jobs, read, strict=True):
                     readings[i] = None if reading is None else {**readings[i], prefix: reading}
             fallback = [(i, text) for i, r in enumerate(readings) if r is None for text in requests[i][1]]
             logprobs = list(pool.map(lambda job: self._candidate_logprobs(messages[job[0]], job[1], model,
-                                                                          extras[job[0]]), fallback))
+                                                                          extras[job[0]], leads[job[0]]), fallback))
         for i in {i for i, _ in fallback}:
             readings[i] = readings_from_token_logprobs(
                 candidates[i], [lp for (j, _), lp in zip(fallback, logprobs, strict=False) if j == i])
         return [constrained_logprobs(ids, r) for ids, r in zip(candidates, readings, strict=True)]
 
     def _read_branch(self, messages: list[dict], prefix: tuple[int, ...], tokens: set[int],
-                     model: str, extras: dict[str, Any]) -> dict[int, float] | None:
-        """Next-token log-probabilities of `tokens` after the assistant has written `prefix`."""
-        text = self._detokenize(prefix, model)
+                     model: str, extras: dict[str, Any], lead: str = "") -> dict[int, float] | None:
+        """Next-token log-probabilities of `tokens` after the assistant has written `lead` and `prefix`."""
+        text = lead + self._detokenize(prefix, model)
         with self._server(key=str(id(messages))) as client:  # a prompt's reads meet its cached prefix
             response = self._call(
                 client.chat.completions.create, model=model, max_tokens=1, temperature=0.0, logprobs=True,
@@ -275,12 +308,12 @@ class OpenAIBackend(BackendBase):
         return {t: found[t] for t in tokens}
 
     def _candidate_logprobs(self, messages: list[dict], continuation: str, model: str,
-                            extras: dict[str, Any]) -> list[float]:
+                            extras: dict[str, Any], lead: str = "") -> list[float]:
         ids = self._tokenize(continuation, model)
         with self._server(key=str(id(messages))) as client:
             response = self._call(
                 client.chat.completions.create, model=model, max_tokens=1, temperature=0.0,
-                messages=messages + [{"role": "assistant", "content": continuation}],
+                messages=messages + [{"role": "assistant", "content": lead + continuation}],
                 extra_body={"prompt_logprobs": 0, "continue_final_message": True, "add_generation_prompt": False,
                             **extras})
         tail = response.model_extra["prompt_logprobs"][-len(ids):]

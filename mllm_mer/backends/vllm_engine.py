@@ -18,7 +18,7 @@ from mllm_mer.backends.engine_loop import EngineLoop
 from mllm_mer.config import BackendConfig
 from mllm_mer.core.families import explain_load_error, family_for, resolve_model
 from mllm_mer.core.housekeeping import sweep_engine_leftovers
-from mllm_mer.core.types import Prompt
+from mllm_mer.core.types import Prompt, Thought
 from mllm_mer.media.audio import SAMPLE_RATE
 
 
@@ -127,6 +127,22 @@ class VLLMEngineBackend(BackendBase):
         requests = [self._request(p, render(self.tokenizer, p)) for p in prompts]
         outputs = self._generate(requests, params, lora_request=self._lora(adapter))
         return [out.outputs[0].text for out in outputs]
+
+    def think(self, prompts: Sequence[Prompt], adapter: str | None = None, temperature: float = 0.0,
+              seeds: Sequence[int] | None = None) -> list[Thought]:
+        """Each prompt's reasoning block, unconstrained (no grammar), until its end or its token bound."""
+        from vllm import SamplingParams
+
+        from mllm_mer.backends.base import thought_of
+
+        seeds = list(seeds) if seeds is not None else [None] * len(prompts)
+        params = [SamplingParams(temperature=temperature, seed=seed if temperature > 0 else None,
+                                 max_tokens=p.reasoning.max_tokens, stop=[p.reasoning.close])
+                  for p, seed in zip(prompts, seeds, strict=True)]
+        requests = [self._request(p, render(self.tokenizer, p)) for p in prompts]
+        outputs = self._generate(requests, params, lora_request=self._lora(adapter))
+        return [thought_of(out.outputs[0].text, len(out.outputs[0].token_ids), p.reasoning)
+                for p, out in zip(prompts, outputs, strict=True)]
 
     @contextmanager
     def stream(self, adapter: str | None = None) -> Iterator[EngineStream]:

@@ -43,14 +43,27 @@ def label_lines(samples: Sequence[Sample], scheme: LabelScheme) -> list[str]:
 
 def media_lines(samples: Sequence[Sample]) -> list[str]:
     lines = []
-    for kind in ("video", "audio", "image"):
+    for kind in ("video", "audio", "image", "physio"):
         paths = [getattr(s, kind) for s in samples if isinstance(getattr(s, kind), str)]
         if not paths:
             continue
         missing = [p for p in paths if not os.path.isfile(p)]
         lines.append(f"{kind}: {len(paths) - len(missing)} found, {len(missing)} missing"
                      + (f" (first: {missing[0]})" if missing else ""))
-    return lines or ["media: none named (text only)"]
+    return (lines + physio_lines(samples)) or ["media: none named (text only)"]
+
+
+def physio_lines(samples: Sequence[Sample]) -> list[str]:
+    """Signal windows: how many, how long, over how many subjects (the unit splits keep apart)."""
+    windows = [s for s in samples if s.physio]
+    if not windows:
+        return []
+    lengths = sorted(s.end - s.start for s in windows if isinstance(s.start, float) and isinstance(s.end, float))
+    subjects = {s.metadata.get("subject") or s.speaker for s in windows}
+    based = sum(s.metadata.get("physio_baseline") not in (None, "") for s in windows)
+    span = f"windows {lengths[0]:g}-{lengths[-1]:g} s" if lengths else "whole recordings"
+    return [f"physio: {len(windows)} signal windows ({span}) from {len(subjects)} subjects; {based} with a "
+            "baseline to compare against"]
 
 
 def dialogue_line(samples: Sequence[Sample]) -> str:

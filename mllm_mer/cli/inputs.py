@@ -11,9 +11,10 @@ def check_predict_input(given) -> None:
     """ValueError, one line naming the flag, for an input `predict` cannot classify as given."""
     from mllm_mer.media.video import probe
 
-    if not ((given.transcript or "").strip() or given.video or given.audio or given.image or given.frames_dir):
-        raise ValueError("predict needs an input: --transcript TEXT, --video FILE, --audio FILE, --image FILE or "
-                         "--frames-dir DIR")
+    if not ((given.transcript or "").strip() or given.video or given.audio or given.image or given.frames_dir
+            or given.physio):
+        raise ValueError("predict needs an input: --transcript TEXT, --video FILE, --audio FILE, --image FILE, "
+                         "--frames-dir DIR or --physio FILE")
     if given.video:
         if Path(given.video).suffix.lower() in IMAGE_SUFFIXES:
             raise ValueError(f"--video {given.video}: a still image, not a video; pass it as --image")

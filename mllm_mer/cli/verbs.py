@@ -66,7 +66,7 @@ def input_sample(given: C.PredictInput):
     from mllm_mer.core.types import Sample
 
     for flag, path in (("--video", given.video), ("--audio", given.audio), ("--image", given.image),
-                       ("--context", given.context)):
+                       ("--physio", given.physio), ("--context", given.context)):
         if path and not Path(path).is_file():
             if Path(path).exists():  # a folder, a FIFO or a device: say which
                 from mllm_mer.media.decode import check_regular_file
@@ -88,7 +88,7 @@ def input_sample(given: C.PredictInput):
             raise FileNotFoundError(f"{folder}: no image files")
     return Sample(id=given.id, transcript=given.transcript, speaker=given.speaker,
                   context=read_context(given.context), video=given.video, audio=given.audio, image=given.image,
-                  frames=frames)
+                  physio=given.physio, frames=frames)
 
 
 def evaluate(cfg: C.EvaluateConfig) -> int:
@@ -176,8 +176,8 @@ def make_tiny(cfg: C.MakeTinyConfig) -> int:
     tiny = cfg.tiny
     if not tiny.dir:
         raise ValueError("make-tiny needs the directory to write: mllm-mer make-tiny DIR")
-    out = build_tiny(tiny.dir, arch=tiny.arch, size=tiny.size, seed=tiny.seed)
-    print(f"wrote a random-weight {tiny.size} {tiny.arch} checkpoint to {out}")
+    out = build_tiny(tiny.dir, arch=tiny.arch, size=tiny.size, seed=tiny.seed, thinking=tiny.thinking)
+    print(f"wrote a random-weight {tiny.size} {tiny.arch}{' thinking' if tiny.thinking else ''} checkpoint to {out}")
     if tiny.task:
         from mllm_mer.synthetic.tasks import make_task
 

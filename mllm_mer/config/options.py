@@ -18,6 +18,8 @@ class TinyConfig(Section):
     size: Literal["tiny", "small"] = option("tiny", "tiny: 0.8 M parameters; small: Qwen2-0.5B text dimensions")
     seed: int = option(0, "weight seed")
     whisper: bool = option(False, "also build a tiny Whisper in DIR/whisper")
+    thinking: bool = option(False, "a thinking checkpoint: <think> and </think> tokens and a chat template that "
+                                   "opens the think block (qwen2_vl, qwen2_5_vl)")
     task: str | None = option(None, "also write the synthetic colour x wording task to this folder")
     agent_task: str | None = option(None, "also write the synthetic hidden-window task (with scripted agent "
                                           "traces) to this folder")

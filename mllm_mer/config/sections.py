@@ -85,6 +85,13 @@ class PromptConfig(Section):
                                        "turns kept) and the prediction notes it", low=1)
     label_map: list[str] = option([], "FROM=TO aliases for gold and answers, case and whitespace folded (e.g. "
                                       "anxiety=fear; repeatable or comma-separated)")
+    reasoning: Literal["none", "before", "native"] | None = option(
+        None, "answer order: none (the answer first; fastest), before (the model reasons in a <reasoning> block, "
+              "then answers; any model), native (a thinking checkpoint's own think block); label probabilities are "
+              "read after the reasoning (default none, or the adapter's)")
+    max_reasoning_tokens: int | None = option(None, "bound of the reasoning block in tokens; a block cut there "
+                                                    "still gets an answer, with a note (default 512, or the "
+                                                    "adapter's)", low=1)
 
 
 @dataclass
@@ -153,6 +160,11 @@ class MediaConfig(Section):
     face_margin: float = option(0.25, "context kept around a face box on each side, as a share of the box",
                                 low=0.0, high=2.0)
     asr_model: str | None = option(None, "Whisper id or directory, used when no transcript is given")
+    physio_rate: float | None = option(None, "sampling rate in Hz of signal files that carry none (.npy, a CSV "
+                                             "without a time column); a time column must agree with it", low=0.01)
+    physio_channels: list[str] = option([], "channel types of signal columns not named by type: NAME=TYPE (e.g. "
+                                            "ch1=ecg, GSR=eda), or bare types in column order (e.g. ecg,eda,resp); "
+                                            "types: ecg, ppg (bvp), eda (gsr), resp, temp, acc, eeg")
     media_cache_gb: float = option(2.0, "decoded frames kept on disk ($MLLM_MER_CACHE/media, default ~/.cache/"
                                         "mllm-mer/media) up to this many GiB, so reruns decode nothing; 0 = off",
                                    low=0.0)
@@ -177,6 +189,8 @@ class DataConfig(Section):
     video_col: str = option("video", "manifest: column of the clip path")
     audio_col: str = option("audio", "manifest: column of the audio file path")
     image_col: str = option("image", "manifest: column of the still image path")
+    physio_col: str = option("physio", "manifest: column of the physiological signal file (CSV/TSV, .npy/.npz, "
+                                       "EDF/BDF), windowed by the row's start/end")
     speaker_col: str = option("speaker", "manifest: column of the speaker")
     dialogue_col: str = option("dialogue", "manifest: column of the dialogue id (several: a composite key)")
     order_col: str | None = option(None, "manifest: column of the utterance order within a dialogue")
@@ -247,6 +261,8 @@ class PredictInput(Section):
     frames_dir: str | None = option(None, "directory of frames (sorted by name)")
     video: str | None = option(None, "video file")
     audio: str | None = option(None, "audio file (else the video's sound)")
+    physio: str | None = option(None, "physiological signal file (CSV/TSV with a time column, .npy/.npz, EDF/BDF; "
+                                      "see --physio-rate, --physio-channels)")
     transcript: str | None = option(None, "what is said (else Whisper with --asr-model)")
     speaker: str | None = option(None, "who says it")
     context: str | None = option(None, "JSONL file of earlier turns: {speaker, text, emotion?}")

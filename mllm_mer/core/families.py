@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mllm_mer.core.types import ServiceError
+from mllm_mer.core.types import Reasoning, ServiceError
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
 
@@ -112,6 +112,28 @@ FAMILIES: dict[str, ModelFamily] = {
                     language_model_pattern=r"model\.layers\..*"),
     )
 }
+
+
+# Thinking checkpoints: their own think block, opened by the chat template or by the model. The grammar
+# applies after its end. Known ids are data here; any local checkpoint whose chat template speaks of the
+# block thinks too.
+# `--reasoning before`: a block the prompt asks for, which any model can write.
+PROMPTED_BLOCK = Reasoning(order="before", open="<reasoning>\n", close="</reasoning>", max_tokens=512)
+QWEN_THINK = Reasoning(order="native", open="<think>\n", close="</think>", max_tokens=512, after="\n\n")
+THINKING_IDS = ((r"qwen3-vl-.*thinking", QWEN_THINK), (r"qwen3-omni-.*thinking", QWEN_THINK))
+_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json", "tokenizer_config.json")
+
+
+def think_block(model: str | Path) -> Reasoning | None:
+    """The think block of a thinking checkpoint (its chat template's, or its hub id's); None: it has none."""
+    path = Path(model)
+    if path.is_dir():
+        for name in _TEMPLATE_FILES:
+            file = path / name
+            if file.is_file() and "<think>" in file.read_text(encoding="utf-8", errors="replace"):
+                return QWEN_THINK
+        return None
+    return next((block for pattern, block in THINKING_IDS if re.search(pattern, str(model), re.IGNORECASE)), None)
 
 
 def family_for(model: str | Path) -> ModelFamily:

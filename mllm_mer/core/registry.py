@@ -54,6 +54,8 @@ DATASETS: dict[str, tuple[str, dict[str, Any]]] = {
     "mosei": ("mllm_mer.datasets.mosi", {"classes": 2}),
     "mosi7": ("mllm_mer.datasets.mosi", {"classes": 7}),
     "mosei7": ("mllm_mer.datasets.mosi", {"classes": 7}),
+    "wesad": ("mllm_mer.datasets.wesad", {}),
+    "deap": ("mllm_mer.datasets.deap", {}),
     "manifest": ("mllm_mer.datasets.manifest", {}),
     "distilled": ("mllm_mer.datasets.distilled", {}),
 }

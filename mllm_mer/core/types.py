@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 # The modalities a prompt can show (and an ablation switch off), in the order experts and choices list them.
-MODALITIES = ("text", "video", "audio")
+MODALITIES = ("text", "video", "audio", "physio")
 # Cue keys, one per modality; the answer schema, the parser and the UI share them.
 CUE_MODALITIES = ("visual", "vocal", "lexical", "context")
 # Why a sample has no answer: its media could not be read; nothing was left to classify; the model
@@ -72,6 +72,8 @@ class Sample:
     image: Any = None  # a single still (path or PIL image), e.g. a face crop
     frames: tuple[Any, ...] = ()  # already decoded frames (PIL images or paths), in time order
     vocal_cues: str | None = None  # paralinguistic cues already put into words
+    # Path to a physiological recording (media.physio: CSV/TSV, .npy/.npz, EDF/BDF); start/end window it too.
+    physio: str | None = None
     gold: dict[str, Any] = field(default_factory=dict)  # task name -> gold label (or score)
     metadata: dict[str, Any] = field(default_factory=dict)
 
@@ -166,6 +168,38 @@ class MediaSettings:
     # When set, media files must resolve inside one of these folders (the app's Batch tab); any
     # other path fails with the same message whether or not it exists.
     allowed_roots: tuple[str, ...] = ()
+    # Physiological signals (media.physio): the rate of files that carry none (Hz), and NAME=TYPE channel
+    # declarations for columns or keys not named by their type.
+    physio_rate: float | None = None
+    physio_channels: tuple[str, ...] = ()
+
+
+REASONING_ORDERS = ("none", "before", "native")
+
+
+@dataclass(frozen=True)
+class Reasoning:
+    """How a prompt reasons before its answer: `before` writes a <reasoning> block that the prompt asks for
+    (any model), `native` a thinking checkpoint's own think block. The block is written unconstrained and
+    bounded by `max_tokens`; the answer's grammar applies only after it."""
+
+    order: str  # before | native
+    open: str  # the block's opening, written here unless the chat template already wrote it
+    close: str  # what ends the block (generation of the reasoning stops there)
+    max_tokens: int
+    after: str = "\n"  # between the block's end and the answer object
+
+
+@dataclass(frozen=True)
+class Thought:
+    """What a prompt reasoned: the block's text, its length in tokens, and whether it was cut at the bound."""
+
+    text: str
+    tokens: int
+    cut: bool = False
+
+    def record(self, order: str) -> dict[str, Any]:
+        return {"order": order, "text": self.text, "tokens": self.tokens, "cut": self.cut}
 
 
 @dataclass(frozen=True)
@@ -184,6 +218,7 @@ class PromptSetup:
     # > 0: the model hears (an Omni family): the prompt carries the waveform itself, up to this many
     # seconds (the family's audio window); 0: sound reaches the prompt only as transcript and cue text.
     hear_seconds: float = 0.0
+    reasoning: Reasoning | None = None  # None: the answer comes first (--reasoning none)
 
 
 @dataclass(frozen=True)
@@ -202,6 +237,8 @@ class MediaInputs:
     visual: str = "frames"  # what `frames` hold: whole frames, face crops, or both (media.faces)
     # The waveform itself (16 kHz mono float32) for families that hear it (Omni thinkers).
     audio: Any = None
+    physio_cues: str | None = None  # the physiological signals put into words (media.physio)
+    physio_features: dict[str, float] | None = None  # the NeuroKit2 numbers behind them
 
 
 @dataclass
@@ -226,6 +263,17 @@ class Prompt:
     answer_lead: str = ""
     # The cue fields the answer may fill: the modalities this prompt showed (see prompting.present_cues).
     cue_modalities: tuple[str, ...] = CUE_MODALITIES
+    reasoning: Reasoning | None = None  # the prompt reasons first (its block, then the answer)
+    thought: Thought | None = None  # what it reasoned, once the reasoning stage ran
+
+    def written(self, template_opened: bool = False) -> str:
+        """The assistant text every backend continues: the reasoning block's opening (unless the chat
+        template wrote it) and, once reasoned, the thought and the block's end; "" without reasoning."""
+        r = self.reasoning
+        if r is None:
+            return ""
+        head = "" if template_opened else r.open
+        return head if self.thought is None else head + self.thought.text + r.close + r.after
 
     @property
     def images(self) -> list[Any]:
@@ -277,6 +325,7 @@ class Prediction:
     error: str | None = None
     error_kind: str | None = None  # one of FAILURE_KINDS when ok is False
     notes: list[str] = field(default_factory=list)  # what was done to the input (e.g. a transcript cut to budget)
+    reasoning: dict[str, Any] | None = None  # --reasoning before|native: order, text, tokens, cut (Thought.record)
     # What a strategy adds to its answer, under the strategy's name (the agent's trace, self-consistency's
     # vote, fusion's experts); the strategy's own module writes, reads and reports it.
     extras: dict[str, Any] = field(default_factory=dict)

@@ -89,7 +89,7 @@ def sample_to_row(sample: Sample) -> dict[str, Any]:
         "context": json.dumps([{"speaker": t.speaker, "text": t.text, "emotion": t.emotion} for t in sample.context],
                               ensure_ascii=False),
         "video": sample.video, "start": sample.start, "end": sample.end, "audio": sample.audio,
-        "image": sample.image if isinstance(sample.image, str) else None,
+        "image": sample.image if isinstance(sample.image, str) else None, "physio": sample.physio,
         "vocal_cues": sample.vocal_cues,
         "gold": json.dumps(sample.gold, ensure_ascii=False),
         "metadata": json.dumps(sample.metadata, ensure_ascii=False, default=str),
@@ -101,7 +101,7 @@ def row_to_sample(row: dict[str, Any]) -> Sample:
         id=row["id"], transcript=row.get("transcript"), speaker=row.get("speaker"),
         context=tuple(Turn(**t) for t in json.loads(row.get("context") or "[]")),
         video=row.get("video"), start=row.get("start"), end=row.get("end"), audio=row.get("audio"),
-        image=row.get("image"), vocal_cues=row.get("vocal_cues"),
+        image=row.get("image"), vocal_cues=row.get("vocal_cues"), physio=row.get("physio"),
         gold=json.loads(row.get("gold") or "{}"), metadata=json.loads(row.get("metadata") or "{}"),
     )
 

@@ -34,8 +34,10 @@ def load(data_dir: str | Path, split: str | None = None, **_: object) -> Split:
         samples.append(Sample(
             id=row["id"], transcript=row.get("text"), speaker=row.get("speaker"),
             context=tuple(Turn(**t) for t in row.get("context") or ()), video=row.get("video"),
-            audio=row.get("audio"), start=row.get("start"), end=row.get("end"), gold=dict(row["labels"]),
+            audio=row.get("audio"), physio=row.get("physio"), start=row.get("start"), end=row.get("end"),
+            gold=dict(row["labels"]),
             metadata={"rationale": row.get("rationale") or "", "cues": row.get("cues") or {},
                       "trace": row.get("trace"), "teacher_confidence": row.get("confidence"),
-                      "dialogue": row.get("dialogue"), "source": row.get("source")}))
+                      "dialogue": row.get("dialogue"), "source": row.get("source"),
+                      **{k: row[k] for k in ("physio_part", "physio_baseline") if row.get(k) is not None}}))
     return non_empty(f"distilled/{split or 'all'}", samples, labels=str(path.parent / LABELS))

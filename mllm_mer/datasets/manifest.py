@@ -21,6 +21,9 @@ class Columns:
     video: str = "video"
     audio: str = "audio"
     image: str = "image"
+    physio: str = "physio"  # a physiological signal file (media.physio)
+    start: str = "start"  # optional: the row's window (seconds) in its recordings
+    end: str = "end"
     speaker: str = "speaker"
     dialogue: str = "dialogue"
     order: str = ""  # utterance order within a dialogue, when the rows are not in order
@@ -67,7 +70,7 @@ def _names(column: str) -> tuple[str, ...]:
 def config_options(data, labels: str | None) -> dict:
     """The manifest's own loader keywords from a verb's DataConfig (columns, format, turns, label set, task)."""
     columns = Columns(id=data.id_col, text=data.text_col, label=data.label_col, video=data.video_col,
-                      audio=data.audio_col, image=data.image_col, speaker=data.speaker_col,
+                      audio=data.audio_col, image=data.image_col, physio=data.physio_col, speaker=data.speaker_col,
                       dialogue=data.dialogue_col, order=data.order_col or "")
     fmt = TableFormat(delimiter=data.delimiter.encode().decode("unicode_escape") if data.delimiter else None,
                       header=data.header, columns=_names(data.columns or ""))
@@ -243,10 +246,22 @@ def _sample(row: dict[str, Any], key: str, columns: Columns, context: tuple[Turn
     task, gold_of = gold
     label = row.get(columns.label) if columns.label else None
     used = {*_names(columns.id), columns.text, columns.label, columns.video, columns.audio, columns.image,
-            columns.speaker}
+            columns.speaker, columns.physio, columns.start, columns.end}
     return Sample(id=key, transcript=(repair_text(row.get(columns.text)) or None) if columns.text else None,
                   speaker=_speaker(row.get(columns.speaker)), context=context, video=media(columns.video),
-                  audio=media(columns.audio), image=media(columns.image),
+                  audio=media(columns.audio), image=media(columns.image), physio=media(columns.physio),
+                  start=_seconds(row.get(columns.start)), end=_seconds(row.get(columns.end)),
                   gold={task: gold_of(label)} if label not in (None, "") else {},
                   metadata={**({"dialogue": dialogue} if dialogue is not None else {}),
                             **{k: v for k, v in row.items() if k not in used}})
+
+
+def _seconds(value: Any) -> Any:
+    """A window bound cell as seconds; an empty cell is none, and a cell that is no number stays as it is, so
+    that the sample fails alone (media.decode.check_times) instead of the whole manifest."""
+    if value in (None, ""):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value

@@ -21,6 +21,7 @@ from mllm_mer.strategies import Strategy
 __all__ = ["SCHEMA", "changed_settings", "fingerprint", "identity", "media_fingerprint", "strategy_fingerprint"]
 
 SCHEMA = 2  # 1: run.json before the rule (no "schema" key)
+MODALITIES_BEFORE_PHYSIO = ("text", "video", "audio")  # the default modalities a schema-1 run.json wrote out
 _EMPTY = (None, {}, "", [])
 
 
@@ -32,7 +33,7 @@ def fingerprint(cfg: EvaluateConfig, setup: PromptSetup, strategy: Strategy) -> 
         "dataset": data.dataset, "data_dir": str(Path(data.data_dir).resolve()), "split": cfg.run.split,
         "data": asdict(data), "labels": setup.scheme.name, "tasks": list(setup.scheme.tasks),
         "prompt": {"template": setup.template, "modalities": list(setup.modalities), "mode": setup.mode,
-                   "hear_seconds": setup.hear_seconds},
+                   "hear_seconds": setup.hear_seconds, "reasoning": reasoning_fingerprint(setup)},
         "media": media_fingerprint(setup.media),
         "model": cfg.model.model, "backend": cfg.model.backend,
         "adapters": cfg.model.adapters, "probabilities": cfg.run.probabilities,
@@ -40,6 +41,12 @@ def fingerprint(cfg: EvaluateConfig, setup: PromptSetup, strategy: Strategy) -> 
         "strategy": strategy_fingerprint(cfg, setup, strategy),
     }
     return {"schema": SCHEMA, **identity(_json(settings), _defaults())}
+
+
+def reasoning_fingerprint(setup: PromptSetup) -> dict[str, Any] | None:
+    """The answer order and its bound (None: the answer first, as every run before the option)."""
+    r = setup.reasoning
+    return None if r is None else {"order": r.order, "max_tokens": r.max_tokens}
 
 
 def media_fingerprint(media: MediaSettings) -> dict[str, Any]:
@@ -82,7 +89,11 @@ def changed_settings(saved: dict[str, Any], current: dict[str, Any]) -> list[str
 def _before_schema(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
     """A run.json written before the schema version, read by the rule: it wrote defaults out (dropped
     here), and left out data options that were empty (None, '', {}), which the current run's may be."""
-    found = {"schema": SCHEMA, **identity(_json(saved), _defaults())}
+    saved = _json(saved)
+    prompt = saved.get("prompt")
+    if isinstance(prompt, dict) and prompt.get("modalities") == list(MODALITIES_BEFORE_PHYSIO):
+        prompt.pop("modalities")  # all of them, as then: the default, which now includes the physiological one
+    found = {"schema": SCHEMA, **identity(saved, _defaults())}
     data = dict(found.get("data") or {})
     data.update({k: v for k, v in (current.get("data") or {}).items()
                  if k not in (saved.get("data") or {}) and v in _EMPTY})
@@ -94,7 +105,8 @@ def _before_schema(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, 
 def _default_values() -> str:
     prompt = {f.name: f.default for f in fields(PromptSetup)}
     defaults = {"split": None, "data": asdict(DataConfig()),
-                "prompt": {k: prompt[k] for k in ("template", "modalities", "mode", "hear_seconds")},
+                "prompt": {**{k: prompt[k] for k in ("template", "modalities", "mode", "hear_seconds")},
+                           "reasoning": None},
                 "media": media_fingerprint(MediaSettings()), "model": ModelConfig().model,
                 "backend": ModelConfig().backend, "adapters": {}, "probabilities": False, "temperatures": {},
                 "strategy": {"strategy": "single"}}

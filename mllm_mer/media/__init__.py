@@ -39,7 +39,7 @@ def load_image(source) -> Image.Image:
 def check_allowed(sample: Sample, roots: tuple[str, ...]) -> None:
     """Media paths must lie inside `roots`; the message does not say whether an outside path exists."""
     resolved = [Path(r).resolve() for r in roots]
-    for value in (sample.video, sample.audio, sample.image if isinstance(sample.image, str) else None,
+    for value in (sample.video, sample.audio, sample.physio, sample.image if isinstance(sample.image, str) else None,
                   *(f for f in sample.frames if isinstance(f, str))):
         if value and not any(Path(value).resolve().is_relative_to(r) for r in resolved):
             raise MediaError(Path(value).name, "is outside the folders this app may read")
@@ -81,11 +81,12 @@ def load_media(sample: Sample, settings: MediaSettings, modalities: tuple[str, .
         notes.append(f"{Path(sample.video).name}: no video stream in it (sound only), so no frames from it")
     seen = _read_visual(sample, settings, video_streams[0], notes) if "video" in modalities else _Visual()
     transcript, cues, features = _read_sound(sample, settings, modalities, video_streams[1], audio_streams[1], notes)
+    physio_cues, physio_features = _read_physio(sample, settings, modalities, notes)
     if "video" in modalities and sample.video and not seen.frames and not any(video_streams):
         raise MediaError(sample.video, "no video or audio stream (zero-length or empty media)")
     return MediaInputs(frames=seen.frames, frame_times=seen.times, image=seen.image, vocal_cues=cues,
                        transcript=transcript, fps=seen.fps, duration=seen.duration, notes=tuple(notes),
-                       vocal_features=features,
+                       vocal_features=features, physio_cues=physio_cues, physio_features=physio_features,
                        visual=settings.visual if seen.frames and not sample.frames else "frames")
 
 
@@ -114,6 +115,8 @@ def _read_visual(sample: Sample, settings: MediaSettings, has_video: bool, notes
         if clip.declared and clip.declared - clip.duration > max(0.5, 0.1 * clip.declared):
             notes.append(f"{Path(sample.video).name}: truncated, only {clip.duration:.1f} s of "
                          f"{clip.declared:.1f} s could be read")
+        if (damage := clip.damage_note(Path(sample.video).name)) is not None:
+            notes.append(damage)
     if sample.image:
         seen.image = load_image(sample.image)
     return seen
@@ -134,6 +137,16 @@ def _read_clip(sample: Sample, settings: MediaSettings, notes: list[str]):
     return clip
 
 
+def _read_physio(sample: Sample, settings: MediaSettings, modalities: tuple[str, ...], notes: list[str]
+                 ) -> tuple[str | None, dict | None]:
+    """(cue words, numbers) of the sample's physiological window, where the prompt uses them."""
+    if not sample.physio or "physio" not in modalities:
+        return None, None
+    from mllm_mer.media.physio import physio_for
+
+    return physio_for(sample, settings, notes)
+
+
 def _read_sound(sample: Sample, settings: MediaSettings, modalities: tuple[str, ...], video_sound: bool,
                 file_sound: bool, notes: list[str]) -> tuple[str | None, str | None, dict | None]:
     """(transcript from ASR, vocal cues, their numbers) from the sample's sound, where the prompt uses them."""
@@ -149,7 +162,7 @@ def _read_sound(sample: Sample, settings: MediaSettings, modalities: tuple[str, 
     if not sound or not (need_asr or need_cues):
         return None, None, None
     try:
-        waveform = audio_mod.load_audio(sound, *window, cache_gb=settings.media_cache_gb)
+        waveform = audio_mod.load_audio(sound, *window, cache_gb=settings.media_cache_gb, notes=notes)
     except WindowOutside as outside:  # past the end of the recording: nothing to hear, the words still count
         notes.append(f"{Path(sound).name}: {outside.reason}")
         return None, None, None

@@ -41,6 +41,15 @@ class Frames:
     fps: float
     duration: float  # seconds of the file that can be read
     declared: float | None = None  # seconds the container says it holds (more when the file was cut short)
+    missing: tuple[float, ...] = ()  # sampled times no frame could be decoded for (a damaged stream)
+
+    def damage_note(self, name: str) -> str | None:
+        """What a damaged stream cost this window, for the sample's notes (None when every frame decoded)."""
+        if not self.missing:
+            return None
+        got, wanted = len(self.images), len(self.images) + len(self.missing)
+        return (f"{name}: damaged, read {self.missing[0]:.1f} s of {self.duration:.1f} s, "
+                f"{got} frame{'s' if got != 1 else ''} of {wanted}")
 
 
 def sample_times(duration: float, n: int, fps: float | None = None, start: float | None = None,
@@ -243,7 +252,7 @@ def check_times(sample: Sample) -> None:
     times = [t for t in (sample.start, sample.end) if t is not None]
     bad = any(isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0 for t in times)
     if bad or (sample.start is not None and sample.end is not None and sample.end <= sample.start):
-        raise MediaError(sample.video or sample.audio or sample.id,
+        raise MediaError(sample.video or sample.audio or sample.physio or sample.id,
                          f"start {sample.start!r} and end {sample.end!r} must be seconds, start before end")
 
 

@@ -1,4 +1,4 @@
-"""Faces in sampled frames: detection (OpenCV's bundled Haar cascade, offline), the main face tracked
+"""Faces in sampled frames: detection (OpenCV's bundled Haar cascade, offline), the main face followed
 across frames, square crops at the pixel budget, and how far each face departs from the clip's own
 neutral (for peak-frame selection)."""
 from __future__ import annotations
@@ -16,6 +16,10 @@ DETECTORS = {"haar": "haarcascade_frontalface_default.xml"}
 DETECT_WIDTH = 640  # frames are searched at this width at most (the cascade's cost grows with area)
 CASCADE_LOCK = threading.Lock()  # one CascadeClassifier object is not safe across threads
 MIN_FACE_SHARE = 0.03  # faces narrower than this share of the searched frame are ignored (mostly false hits)
+MATCH_WIDTH = 24  # a face is matched at about the cascade's own window size: enough to tell it apart, cheap
+MATCH_MIN = 0.8  # normalised correlation that counts as the same face (a moved face scores ~0.95)
+REACH = (4.0, 1.0)  # how far a face is looked for in the next frame, in face widths and heights
+FOLLOWED = 4  # faces followed at most (largest first); a two-shot's main face is among them
 
 
 @lru_cache(maxsize=4)
@@ -32,9 +36,13 @@ def _cascade(detector: str):
 
 def detect(image: Image.Image, detector: str = "haar") -> list[Box]:
     """Face boxes in one frame, largest first."""
+    import cv2
+
     scale = min(1.0, DETECT_WIDTH / image.width)
-    gray = np.asarray(image.convert("L").resize((max(1, round(image.width * scale)),
-                                                 max(1, round(image.height * scale)))))
+    gray = np.asarray(image.convert("L"))
+    if scale < 1.0:  # area averaging: as sharp as the cascade needs, and cheaper for it than bicubic detail
+        gray = cv2.resize(gray, (max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                          interpolation=cv2.INTER_AREA)
     side = max(20, int(MIN_FACE_SHARE * gray.shape[1]))  # no histogram equalisation: flat backgrounds swamp it
     with CASCADE_LOCK:
         found = _cascade(detector).detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(side, side))
@@ -42,38 +50,53 @@ def detect(image: Image.Image, detector: str = "haar") -> list[Box]:
     return sorted(boxes, key=lambda b: -b[2] * b[3])
 
 
-def detect_near(image: Image.Image, near: Box, detector: str = "haar") -> list[Box]:
-    """Face boxes within two face sides of `near` (a neighbouring frame's face), at sizes near its own:
-    a search of a small region, far cheaper than the whole frame."""
-    x, y, w, h = near
-    left, top = max(0, x - 2 * w), max(0, y - h)
-    region = image.crop((left, top, min(image.width, x + 3 * w), min(image.height, y + 2 * h))).convert("L")
-    side = max(w, h)
-    scale = min(1.0, 96 / side)  # the cascade's 24 px window needs no more than ~4x that per face
-    gray = np.asarray(region.resize((max(1, round(region.width * scale)), max(1, round(region.height * scale)))))
-    low, high = max(20, int(0.6 * side * scale)), int(1.6 * side * scale) + 1
-    with CASCADE_LOCK:
-        found = _cascade(detector).detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(low, low),
-                                                    maxSize=(high, high))
-    boxes = [(int(round(bx / scale)) + left, int(round(by / scale)) + top, int(round(bw / scale)),
-              int(round(bh / scale))) for bx, by, bw, bh in (found if len(found) else [])]
-    return sorted(boxes, key=lambda b: -b[2] * b[3])
-
-
-def find_main(images: Sequence[Image.Image], detector: str = "haar", stride: int = 1) -> list[Box | None]:
-    """The main face in each frame. Every `stride`-th frame is searched whole; the frames between are
-    searched only near the face of their nearest searched neighbour (peak selection's candidates)."""
-    whole = {i: detect(images[i], detector) for i in range(0, len(images), max(1, stride))}
-    near = fill_gaps(track([whole.get(i, []) for i in range(len(images))]))
+def find_main(images: Sequence[Image.Image], detector: str = "haar", stride: int = 0) -> list[Box | None]:
+    """The main face in each frame. A frame is searched whole (the expensive step) only where the faces of
+    the frame before it cannot all be matched near where they were, by appearance (normalised correlation
+    with the face as the cascade last found it, at a small scale); `stride` > 0 also searches every
+    `stride`-th frame whole, for faces that enter later."""
     found: list[list[Box]] = []
+    models: list[tuple[Box, np.ndarray]] = []  # the faces followed, each with its look when last detected
     for i, image in enumerate(images):
-        if i in whole:
-            found.append(whole[i])
+        moved = [_match(image, box, look) for box, look in models] if models else None
+        if moved is not None and all(moved) and not (stride > 0 and i % stride == 0):
+            models = [(box, look) for box, (_, look) in zip(moved, models, strict=True)]
+            found.append(sorted(moved, key=lambda b: -b[2] * b[3]))
             continue
-        # The previous frame's face, where it was found, is the closest guide (faces move between frames).
-        guide = max(found[-1], key=lambda b, ref=near[i]: iou(b, ref)) if found and found[-1] else near[i]
-        found.append(detect_near(image, guide, detector) if guide else [])
+        boxes = detect(image, detector)
+        models = [(box, _look(image, box)) for box in boxes[:FOLLOWED]]
+        found.append(boxes)
     return track(found)
+
+
+def _look(image: Image.Image, box: Box, size: tuple[int, int] | None = None) -> np.ndarray:
+    """The grey pixels of `box` at the matching scale (or at `size`)."""
+    import cv2
+
+    x, y, w, h = box
+    scale = MATCH_WIDTH / w
+    size = size or (MATCH_WIDTH, max(1, round(h * scale)))
+    return cv2.resize(np.asarray(image.crop((x, y, x + w, y + h)).convert("L")), size, interpolation=cv2.INTER_AREA)
+
+
+def _match(image: Image.Image, box: Box, look: np.ndarray) -> Box | None:
+    """Where the face last seen at `box` with `look` is in `image`, when it is clearly there."""
+    import cv2
+
+    x, y, w, h = box
+    reach_x, reach_y = int(REACH[0] * w), int(REACH[1] * h)
+    left, top = max(0, x - reach_x), max(0, y - reach_y)
+    right, bottom = min(image.width, x + w + reach_x), min(image.height, y + h + reach_y)
+    scale = MATCH_WIDTH / w
+    area = (max(1, round((right - left) * scale)), max(1, round((bottom - top) * scale)))
+    if area[0] < look.shape[1] or area[1] < look.shape[0]:
+        return None  # the face was at the edge and the frame ends there
+    region = _look(image, (left, top, right - left, bottom - top), area)
+    scores = cv2.matchTemplate(region, look, cv2.TM_CCOEFF_NORMED)
+    _, best, _, (bx, by) = cv2.minMaxLoc(scores)
+    if not best >= MATCH_MIN:  # also when the look is flat (no correlation is defined)
+        return None
+    return (left + int(round(bx / scale)), top + int(round(by / scale)), w, h)
 
 
 def fill_gaps(boxes: Sequence[Box | None]) -> list[Box | None]:

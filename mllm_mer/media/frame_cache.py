@@ -57,13 +57,13 @@ class MediaCache:
         os.utime(meta_path)  # recently used
         os.utime(self._path(key, ".npy"))
         return Frames(tuple(Image.fromarray(a) for a in pixels), tuple(meta["times"]), meta["fps"], meta["duration"],
-                      meta["declared"])
+                      meta["declared"], tuple(meta.get("missing", ())))
 
     def put_frames(self, key: tuple, frames) -> None:
         pixels = np.stack([np.asarray(image.convert("RGB")) for image in frames.images])
         self._write(self._path(key, ".npy"), lambda f: np.save(f, pixels, allow_pickle=False))
         meta = {"times": list(frames.times), "fps": frames.fps, "duration": frames.duration,
-                "declared": frames.declared}
+                "declared": frames.declared, "missing": list(frames.missing)}
         self._write(self._path(key, ".json"), lambda f: f.write(json.dumps(meta).encode()))
         self._note(pixels.nbytes)
 

@@ -16,7 +16,8 @@ from mllm_mer.media.frame_cache import media_cache
 
 CANDIDATES = 4  # peak selection scores this many candidates per frame of the budget
 FACE_SOURCE_PIXELS = 1280 * 720  # faces are cropped from frames decoded at up to this size
-FRONT_END_VERSION = 1  # raise when the same settings give other crops or choices
+PEAK_SOURCE_PIXELS = 640 * 360  # peak selection alone needs no more than the face detector searches
+FRONT_END_VERSION = 2  # raise when the same settings give other crops or choices
 FRONT_END_NAMES = ("visual", "frame_selection", "face_detector", "face_margin")
 
 
@@ -52,10 +53,11 @@ def _compute(path: str, window: Window, settings: MediaSettings) -> tuple[Frames
     peak = settings.frame_selection == "peak"
     n = window.n * (CANDIDATES if peak else 1)
     fps = window.fps * CANDIDATES if peak and window.fps else window.fps
-    pixels = max(FACE_SOURCE_PIXELS, settings.max_pixels or 0) if faces_wanted or peak else settings.max_pixels
+    source = FACE_SOURCE_PIXELS if faces_wanted else PEAK_SOURCE_PIXELS if peak else 0
+    pixels = max(source, settings.max_pixels or 0) if source else settings.max_pixels
     clip = read_frames(path, n, fps, window.start, window.end, pixels, window.keyframe_snap, 0.0)
     images = list(clip.images)
-    boxes = faces_mod.find_main(images, settings.face_detector, CANDIDATES if peak else 1)
+    boxes = faces_mod.find_main(images, settings.face_detector)
     order = list(range(len(images)))
     if peak and len(images) > window.n:
         # A frame where the face was missed is scored on its neighbour's box, not as a whole frame
@@ -71,7 +73,8 @@ def _compute(path: str, window: Window, settings: MediaSettings) -> tuple[Frames
     missing = [f"{t:.2f}" for (_, b, t) in picked if b is None]
     if faces_wanted and missing:
         notes.append(f"{name}: no face found at {', '.join(missing)} s; the whole frame is shown there")
-    return Frames(tuple(out), tuple(t for _, _, t in picked), clip.fps, clip.duration, clip.declared), tuple(notes)
+    return (Frames(tuple(out), tuple(t for _, _, t in picked), clip.fps, clip.duration, clip.declared, clip.missing),
+            tuple(notes))
 
 
 def _render(picked, settings: MediaSettings) -> tuple[list, list[str]]:
@@ -80,11 +83,12 @@ def _render(picked, settings: MediaSettings) -> tuple[list, list[str]]:
     margin = settings.face_margin
     out = []
     for image, box, _ in picked:
+        if settings.visual == "faces":  # no whole frame: resizing a 720p frame costs more than its crop
+            out.append(faces_mod.crop(image, box, margin, side) if box else faces_mod.letterbox(image, side))
+            continue
         whole = image.resize(fit_size(image.width, image.height, settings.max_pixels))
         if settings.visual == "frames":
             out.append(whole)
-        elif settings.visual == "faces":
-            out.append(faces_mod.crop(image, box, margin, side) if box else faces_mod.letterbox(image, side))
         else:
             face = faces_mod.crop(image, box, margin, side) if box else faces_mod.letterbox(image, side)
             out.append(faces_mod.beside(whole, face, settings.max_pixels))

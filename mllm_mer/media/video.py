@@ -97,11 +97,12 @@ def decode_window(key, n, fps, start, end, max_pixels, keyframe_snap=0.0) -> Fra
         approximate = keyframe_snap > 0  # the sampling mode allows a nearby frame: skip non-reference frames
         if len(runs) == 1:  # one run: decode here, with the codec's own frame threads
             images, times = decode_at(container, stream, keyframes, targets, rate, out_w, out_h, approximate)
+            missing = targets[len(images):]  # a run stops at its first undecodable frame
     if len(runs) > 1:
-        images, times = decode_runs_in_parallel(path, keyframes, runs, rate, out_w, out_h, approximate)
+        images, times, missing = decode_runs_in_parallel(path, keyframes, runs, rate, out_w, out_h, approximate)
     if not images:
         raise MediaError(path, "no frame could be decoded")
-    return Frames(tuple(images), tuple(times), rate, info.duration, info.declared)
+    return Frames(tuple(images), tuple(times), rate, info.duration, info.declared, tuple(missing))
 
 
 def parallel_runs(keyframes: list[float], targets: list[float], rate: float, workers: int) -> list[list[float]]:
@@ -123,7 +124,8 @@ def parallel_runs(keyframes: list[float], targets: list[float], rate: float, wor
 
 
 def decode_runs_in_parallel(path, keyframes, runs, rate, out_w, out_h, approximate=False):
-    """Each run in its own thread and container (PyAV releases the GIL while decoding)."""
+    """Each run in its own thread and container (PyAV releases the GIL while decoding): (images, times,
+    the sampled times a damaged stream lost)."""
     def decode(run):
         with av.open(path) as container:
             stream = container.streams.video[0]
@@ -131,10 +133,11 @@ def decode_runs_in_parallel(path, keyframes, runs, rate, out_w, out_h, approxima
             return decode_at(container, stream, keyframes, run, rate, out_w, out_h, approximate)
 
     with ThreadPoolExecutor(len(runs)) as pool:
-        decoded = sorted(((t, image) for images, times in pool.map(decode, runs)
-                          for image, t in zip(images, times, strict=True)),
-                         key=lambda pair: pair[0])
-    return [image for _, image in decoded], [t for t, _ in decoded]
+        results = list(pool.map(decode, runs))
+    decoded = sorted(((t, image) for images, times in results for image, t in zip(images, times, strict=True)),
+                     key=lambda pair: pair[0])
+    missing = sorted(t for run, (images, _) in zip(runs, results, strict=True) for t in run[len(images):])
+    return [image for _, image in decoded], [t for t, _ in decoded], missing
 
 
 def decode_at(container, stream, keyframes, targets, rate, out_w, out_h, approximate=False):

@@ -53,6 +53,7 @@ def decode_windows(path: str, windows: Sequence[Window], max_pixels: int | None,
         out_w, out_h = fit_size(info.width, info.height, max_pixels)
         wanted: dict[float, list[tuple[int, int]]] = {}  # time -> (window, slot)
         slots: dict[int, list] = {}
+        sampled: dict[int, list[float]] = {}  # window -> the times it samples
         for i, window in enumerate(windows):
             try:
                 targets = window_targets(path, info, window.n, window.fps, window.start, window.end,
@@ -61,6 +62,7 @@ def decode_windows(path: str, windows: Sequence[Window], max_pixels: int | None,
                 yield i, error
                 continue
             slots[i] = [None] * len(targets)
+            sampled[i] = targets
             for k, t in enumerate(targets):
                 wanted.setdefault(t, []).append((i, k))
         remaining = {i: len(s) for i, s in slots.items()}
@@ -80,12 +82,13 @@ def decode_windows(path: str, windows: Sequence[Window], max_pixels: int | None,
                     yield i, _frames(slots.pop(i), info)
     for i, got in slots.items():  # a damaged tail: each window keeps what decoded before it
         decoded = [x for x in got if x is not None]
-        yield i, _frames(decoded, info) if decoded else MediaError(path, "no frame could be decoded")
+        missing = tuple(t for t, x in zip(sampled[i], got, strict=True) if x is None)
+        yield i, _frames(decoded, info, missing) if decoded else MediaError(path, "no frame could be decoded")
 
 
-def _frames(decoded: list[tuple], info) -> Frames:
+def _frames(decoded: list[tuple], info, missing: tuple[float, ...] = ()) -> Frames:
     return Frames(tuple(image for image, _ in decoded), tuple(t for _, t in decoded), info.rate, info.duration,
-                  info.declared)
+                  info.declared, missing)
 
 
 def _gop_runs(targets: list[float], info) -> list[list[float]]:
@@ -318,7 +321,7 @@ def unplan(path: str, window: Window, max_pixels: int | None) -> None:
 def shared_windows(samples: Sequence[Sample], settings: MediaSettings,
                    modalities: Sequence[str] = MODALITIES):
     """While the block runs, windows of a file that two or more of `samples` read are decoded in one
-    pass per file, on first demand (see the module's doc); their sound comes from one decoded track."""
+    pass per file, on first demand (see the module's doc); their sound from one open file."""
     cache = media_cache(settings.media_cache_gb)
     by_file: dict[str, list[Window]] = {}
     if "video" in modalities and not front_end_active(settings):  # the front end decodes its own candidates
@@ -329,7 +332,7 @@ def shared_windows(samples: Sequence[Sample], settings: MediaSettings,
                 cached = cache is not None and cache.has(frames_key(s.video, window, settings.max_pixels))
                 if window not in windows and not cached:
                     windows.append(window)
-    sounds: dict[str, int] = {}  # sound is sliced from one decoded track per file, as frames come from one pass
+    sounds: dict[str, int] = {}  # sound: one open file per recording, as frames come from one pass
     if "audio" in modalities or "text" in modalities:
         for s in samples:
             sound = s.audio or s.video

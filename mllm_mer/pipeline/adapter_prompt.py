@@ -70,6 +70,8 @@ def save_adapter_prompt(adapter_dir: str | Path, setup: PromptSetup, strategy: A
     adapter_dir = Path(adapter_dir)
     data: dict[str, Any] = {"template": setup.template, "modalities": list(setup.modalities),
                             "media": {"max_frames": setup.media.max_frames, "max_pixels": setup.media.max_pixels}}
+    if setup.reasoning is not None:  # the order it was trained to answer in, served the same way
+        data["reasoning"] = {"order": setup.reasoning.order, "max_tokens": setup.reasoning.max_tokens}
     if strategy is not None:
         data["strategy"] = strategy.fingerprint()
     if setup.scheme.source:

@@ -7,15 +7,17 @@ beside its weights, written by `save_adapter_prompt`), so serving it needs no fl
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 from mllm_mer.config import ClientConfig, MediaConfig, ModelConfig, PromptConfig, RetrievalConfig, StrategyConfig
 from mllm_mer.core.labels import load_label_scheme, with_label_map
-from mllm_mer.core.types import MODALITIES, MediaSettings, PromptSetup
+from mllm_mer.core.types import MODALITIES, MediaSettings, PromptSetup, Reasoning
 from mllm_mer.pipeline.adapter_prompt import adapter_prompt
 from mllm_mer.strategies import Strategy, build_strategy
 
 log = logging.getLogger(__name__)
+DEFAULT_REASONING_TOKENS = 512
 
 
 def split_modalities(values: list[str] | tuple[str, ...] | str | None) -> tuple[str, ...] | None:
@@ -48,7 +50,18 @@ def media_settings(media: MediaConfig, model: str | None, saved: dict[str, Any] 
                          keyframe_snap=media.keyframe_snap, vocal_cues=media.vocal_cues, asr_model=media.asr_model,
                          media_cache_gb=media.media_cache_gb, visual=media.visual,
                          frame_selection=media.frame_selection, face_detector=media.face_detector,
-                         face_margin=media.face_margin)
+                         face_margin=media.face_margin, physio_rate=media.physio_rate,
+                         physio_channels=_channel_items(media.physio_channels))
+
+
+def _channel_items(values: list[str] | str | None) -> tuple[str, ...]:
+    """`["ecg,eda"]`, `["ch1=ecg", "GSR=eda"]` or "ecg,eda" -> one item per channel declaration."""
+    from mllm_mer.media.physio.signals import parse_declarations
+
+    items = [values] if isinstance(values, str) else list(values or ())
+    found = tuple(part.strip() for item in items for part in str(item).split(",") if part.strip())
+    parse_declarations(found)  # an unknown type fails now, on one line, not at every sample
+    return found
 
 
 def resolve_prompt(model: ModelConfig, prompt: PromptConfig, media: MediaConfig,
@@ -83,7 +96,27 @@ def resolve_prompt(model: ModelConfig, prompt: PromptConfig, media: MediaConfig,
     return PromptSetup(scheme=scheme, template=template, modalities=modalities,
                        mode=prompt.mode, media=media_settings(media, model.model, saved.get("media")),
                        max_text_chars=prompt.max_text_chars, temperatures=temperatures,
-                       retrieve_k=(retrieval or RetrievalConfig()).retrieve_k, hear_seconds=hearing(model.model))
+                       retrieve_k=(retrieval or RetrievalConfig()).retrieve_k, hear_seconds=hearing(model.model),
+                       reasoning=reasoning_for(prompt, model.model, saved.get("reasoning")))
+
+
+def reasoning_for(prompt: PromptConfig, model: str | None, saved: dict[str, Any] | None = None) -> Reasoning | None:
+    """The run's reasoning block: the flags, else the adapter's training order, else none (the answer first)."""
+    from mllm_mer.core.families import PROMPTED_BLOCK, think_block
+
+    saved = saved if isinstance(saved, dict) else {}
+    order = prompt.reasoning or saved.get("order") or "none"
+    if order == "none":
+        return None
+    bound = int(prompt.max_reasoning_tokens or saved.get("max_tokens") or DEFAULT_REASONING_TOKENS)
+    if order == "before":
+        return replace(PROMPTED_BLOCK, max_tokens=bound)
+    block = think_block(model) if model else None
+    if block is None:
+        raise ValueError(f"--reasoning native: {model} has no think block (its chat template never opens <think> "
+                         "and it is not a known thinking checkpoint); use --reasoning before (any model) or none, "
+                         "or a thinking checkpoint such as Qwen/Qwen3-VL-8B-Thinking")
+    return replace(block, max_tokens=bound)
 
 
 def hearing(model: str | None) -> float:
@@ -106,7 +139,12 @@ def check_list_answers(scheme, scoring: bool, flag: str = "--mode score") -> Non
 
 def resolve_strategy(strategy: StrategyConfig | None, setup: PromptSetup) -> Strategy:
     """The run's strategy, with its own options (a combination that cannot work: ValueError)."""
-    return build_strategy(strategy or StrategyConfig(), setup.scheme, setup.mode)
+    built = build_strategy(strategy or StrategyConfig(), setup.scheme, setup.mode)
+    if setup.reasoning is not None and not getattr(built, "reasons", False):
+        raise ValueError(f"--reasoning {setup.reasoning.order}: the {built.name} strategy does not reason before "
+                         "its answers yet; use --strategy single (with --samples N for reasoning paths) or "
+                         "--reasoning none")
+    return built
 
 
 def _differs(key: str, given: Any, saved: Any) -> bool:

@@ -15,8 +15,9 @@ from mllm_mer.strategies import RunContext
 
 def streams_answers(backend: Backend, run: RunContext) -> bool:
     """Whether `answer_stream` can submit continuously: a strategy with one request per sample on a
-    backend that takes requests one by one (vLLM engine, OpenAI server)."""
-    return backend.can_stream and run.strategy.can_stream(run.setup.mode)
+    backend that takes requests one by one (vLLM engine, OpenAI server). A run that reasons first has two
+    requests per sample (the reasoning, then the answer after it): it goes in batches."""
+    return backend.can_stream and run.strategy.can_stream(run.setup.mode) and run.setup.reasoning is None
 
 
 def answer_stream(backend: Backend, samples: Sequence[Sample], run: RunContext, batch_size: int = 16,

@@ -21,7 +21,17 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from mllm_mer.core.paths import PROMPTS_DIR
-from mllm_mer.core.types import CUE_MODALITIES, MODALITIES, LabelScheme, LabelSet, MediaInputs, Prompt, Sample, Turn
+from mllm_mer.core.types import (
+    CUE_MODALITIES,
+    MODALITIES,
+    LabelScheme,
+    LabelSet,
+    MediaInputs,
+    Prompt,
+    Reasoning,
+    Sample,
+    Turn,
+)
 from mllm_mer.media.audio import SAMPLE_RATE
 
 TEMPLATES_DIR = PROMPTS_DIR / "templates"
@@ -33,7 +43,7 @@ CUE_MAX_CHARS = 80
 # Delimiters of quoted data and chat-control tokens: removed from data so that a transcript
 # cannot close its own block or inject a turn.
 _USER_MARKER = "=====USER====="  # base.jinja separates the system and user blocks with it
-_DATA_HAZARDS = re.compile(r"</?\s*(transcript|context|vocal_cues|examples|observation)\b[^>]{0,40}>"
+_DATA_HAZARDS = re.compile(r"</?\s*(transcript|context|vocal_cues|physio_cues|examples|observation)\b[^>]{0,40}>"
                            r"|<\|[^|<>]{1,40}\|>|[\x00-\x08\x0b-\x1f\x7f]",
                            re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -184,6 +194,7 @@ def load_template(name_or_path: str) -> jinja2.Template:
 def _evidence_view(sample: Sample, media: MediaInputs, modalities: frozenset[str]) -> dict[str, Any]:
     """What the template sees of a sample: data sanitised, absent or ablated modalities as None."""
     use_text, use_video, use_audio = ("text" in modalities, "video" in modalities, "audio" in modalities)
+    use_physio = "physio" in modalities
     transcript = sample.transcript if sample.transcript else media.transcript
     frames = media.frames if use_video else ()
     return {
@@ -192,6 +203,10 @@ def _evidence_view(sample: Sample, media: MediaInputs, modalities: frozenset[str
         "has_image": use_video and media.image is not None,
         "vocal_cues": as_data(media.vocal_cues or sample.vocal_cues) if use_audio else None,
         "audio_seconds": round(len(media.audio) / SAMPLE_RATE, 2) if use_audio and media.audio is not None else None,
+        # A sample that names a signal file gets the physiological line ("not available" when ablated or
+        # unread); one with none keeps the prompt it had before the modality existed.
+        "physio_line": bool(sample.physio or media.physio_cues),
+        "physio_cues": as_data(media.physio_cues) if use_physio else None,
         "context": [{"speaker": as_data(t.speaker), "text": as_data(t.text), "emotion": as_data(t.emotion)}
                     for t in sample.context] if use_text else [],
         "speaker": as_data(sample.speaker),
@@ -234,8 +249,9 @@ def needs_demonstrations(template: str) -> bool:
 
 def build_prompt(sample: Sample, spec: LabelScheme, template: str = "zero_shot",
                  media: MediaInputs | None = None, modalities: tuple[str, ...] | None = None,
-                 demonstrations: list | None = None) -> Prompt:
-    """`demonstrations`: retrieved labelled utterances (retrieval.Demonstration) for templates that show them."""
+                 demonstrations: list | None = None, reasoning: Reasoning | None = None) -> Prompt:
+    """`demonstrations`: retrieved labelled utterances (retrieval.Demonstration) for templates that show them;
+    `reasoning`: the prompt reasons in that block before its answer (the template asks for a `before` block)."""
     media = media or MediaInputs()
     chosen = frozenset(modalities or MODALITIES)
     unknown = chosen - set(MODALITIES)
@@ -256,6 +272,8 @@ def build_prompt(sample: Sample, spec: LabelScheme, template: str = "zero_shot",
         "examples": [_example_view(e, spec, with_rationale, cues) for e in spec.examples] if with_examples else [],
         "sample": view,
         "demonstrations": [_demonstration_view(d) for d in demonstrations or ()],
+        "reasoning": reasoning.order if reasoning else "none",
+        "max_reasoning_tokens": reasoning.max_tokens if reasoning else 0,
     }
     with _template_errors(template):
         rendered = tmpl.render(variables)
@@ -274,6 +292,8 @@ def build_prompt(sample: Sample, spec: LabelScheme, template: str = "zero_shot",
             visual_parts.append({"type": "image"})
             used = MediaInputs(image=media.image, transcript=media.transcript, vocal_cues=media.vocal_cues,
                                vocal_features=media.vocal_features)
+    if "physio" in chosen and media.physio_cues:
+        used = replace(used, physio_cues=media.physio_cues, physio_features=media.physio_features)
     if "audio" in chosen and media.audio is not None:  # a family that hears: the waveform itself
         visual_parts.append({"type": "audio"})
         used = replace(used, audio=media.audio)
@@ -283,4 +303,4 @@ def build_prompt(sample: Sample, spec: LabelScheme, template: str = "zero_shot",
     ]
     return Prompt(sample_id=sample.id, messages=messages,
                   schema=answer_schema(spec.label_sets, with_rationale, cues), label_sets=spec.label_sets,
-                  with_rationale=with_rationale, media=used, cue_modalities=cues)
+                  with_rationale=with_rationale, media=used, cue_modalities=cues, reasoning=reasoning)

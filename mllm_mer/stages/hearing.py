@@ -1,7 +1,7 @@
 """The waveform for a model that hears (Omni families): the sample's audio file, or its clip's own track
 in the utterance's window, at 16 kHz mono, cut to the family's audio window. The media stage has read
 the same window for the cue text; the disk cache (on by default) serves this read, and runs over a
-recording slice one decoded track (`audio.shared_tracks`).
+recording read its windows from one open file (`audio.shared_tracks`).
 
 A clip without a sound track is answered from its frames and text, with a note; an audio file that
 cannot be read is the sample's media failure, naming the file (`MediaError`)."""
@@ -30,7 +30,7 @@ def hear(sample: Sample, settings: MediaSettings, seconds: float) -> tuple[np.nd
             notes.append(f"{Path(sample.video).name}: no sound track; answered from the frames and text")
         return None, notes
     try:
-        wave = load_audio(source, *window, cache_gb=settings.media_cache_gb)
+        wave = load_audio(source, *window, cache_gb=settings.media_cache_gb, notes=notes)
     except WindowOutside as outside:
         return None, [f"{Path(source).name}: {outside.reason}"]
     if wave.size == 0:

@@ -66,6 +66,8 @@ def present_modalities(sample: Sample, media: MediaInputs, modalities: Sequence[
         present.append("video")
     if "audio" in modalities and (media.vocal_cues or sample.vocal_cues or media.audio is not None):
         present.append("audio")
+    if "physio" in modalities and media.physio_cues:
+        present.append("physio")
     return present
 
 
@@ -95,6 +97,7 @@ def prepare_one(sample: Sample, setup: PromptSetup, demonstrations: list) -> Pre
         inputs = load_media(sample, setup.media, modalities=setup.modalities)
         if setup.hear_seconds and "audio" in setup.modalities:
             wave, heard = hear(sample, setup.media, setup.hear_seconds)
+            heard = [n for n in heard if n not in inputs.notes]  # the cue text read the same window
             inputs = replace(inputs, audio=wave, notes=inputs.notes + tuple(heard))
     except MediaError as error:
         return Prepared(sample, error=str(error), error_kind="media", notes=notes)
@@ -103,7 +106,7 @@ def prepare_one(sample: Sample, setup: PromptSetup, demonstrations: list) -> Pre
                                       f"(modalities {', '.join(setup.modalities)})",
                         error_kind="no_evidence", notes=notes)
     prompt = build_prompt(sample, setup.scheme, setup.template, inputs, setup.modalities,
-                          demonstrations=demonstrations)
+                          demonstrations=demonstrations, reasoning=setup.reasoning)
     return Prepared(sample, prompt, notes=notes + list(inputs.notes), media=inputs)
 
 
@@ -127,7 +130,7 @@ def evidence_of(prepared: Prepared) -> dict:
     return {"sample": prepared.sample.id, "ok": prepared.prompt is not None, "error": prepared.error,
             "transcript": prepared.sample.transcript or media.transcript,
             "transcript_from_asr": bool(media.transcript and not prepared.sample.transcript),
-            "vocal_cues": media.vocal_cues or prepared.sample.vocal_cues,
+            "vocal_cues": media.vocal_cues or prepared.sample.vocal_cues, "physio_cues": media.physio_cues,
             "frame_times": list(media.frame_times), "frames": len(media.frames) + (media.image is not None),
             "heard_seconds": round(len(media.audio) / SAMPLE_RATE, 2) if media.audio is not None else None,
             "context_turns": len(prepared.sample.context), "notes": prepared.notes}

@@ -87,6 +87,7 @@ class BaseStrategy:
     """Defaults for the optional parts of the protocol."""
 
     name: ClassVar[str] = ""
+    reasons: ClassVar[bool] = False  # True: it runs the reasoning stage (--reasoning before|native)
 
     def needs(self) -> frozenset[str]:
         return frozenset()

@@ -29,6 +29,8 @@ def vote(draws: Sequence[Prediction], label_sets: Sequence[LabelSet], temperatur
     answered = [d for d in draws if d.ok]
     record = {"n": len(draws), "temperature": temperature,
               "labels": [{t: tp.label for t, tp in d.tasks.items()} if d.ok else None for d in draws]}
+    if any(d.reasoning for d in draws):  # every reasoning path, beside the label it led to
+        record["reasoning"] = [d.reasoning for d in draws]
     if not answered:
         failed = draws[0]
         failed.extras["consistency"] = record
@@ -54,7 +56,8 @@ def vote(draws: Sequence[Prediction], label_sets: Sequence[LabelSet], temperatur
                                                                "most probable)"))
             record.setdefault("most_probable", {})[task] = top
     return Prediction(sample_id=chosen.sample_id, tasks=tasks, rationale=chosen.rationale, cues=chosen.cues,
-                      raw=chosen.raw, notes=notes, extras={**chosen.extras, "consistency": record})
+                      raw=chosen.raw, notes=notes, extras={**chosen.extras, "consistency": record},
+                      reasoning=chosen.reasoning)
 
 
 class SelfConsistency(BaseStrategy):
@@ -68,6 +71,7 @@ class SelfConsistency(BaseStrategy):
             raise ValueError("--samples above 1 draws different answers only with --temperature above 0")
         self.inner, self.draws, self.temperature = inner, draws, temperature
         self.name = inner.name
+        self.reasons = getattr(inner, "reasons", False)
 
     def needs(self) -> frozenset[str]:
         return self.inner.needs()
@@ -98,6 +102,6 @@ class SelfConsistency(BaseStrategy):
     def answer(self, backend, ready: Sequence[Prepared], run: RunContext) -> list[Prediction]:
         draws = self.inner.draw(backend, ready, run, self.draws, self.temperature)
         voted = [vote(d, p.prompt.label_sets, self.temperature) for d, p in zip(draws, ready, strict=True)]
-        if run.probabilities and not self.inner.scores_draws:
+        if run.probabilities and not self.inner.scores_draws and run.setup.reasoning is None:
             add_probabilities(backend, [p.prompt for p in ready], voted, run.adapter, run.on_stage)
         return voted

@@ -1,17 +1,20 @@
-"""The single strategy: one prompt, one answer (generated and parsed, or scored)."""
+"""The single strategy: one prompt, one answer (generated and parsed, or scored), after its reasoning when
+the run reasons first (`stages.reasoning`)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from mllm_mer.core.types import LabelScheme, Prediction
 from mllm_mer.stages.prepare import Prepared
-from mllm_mer.stages.scoring import generate_predictions, run_prompts
+from mllm_mer.stages.reasoning import answer_reasoned
+from mllm_mer.stages.scoring import add_probabilities, generate_predictions, run_prompts
 from mllm_mer.strategies.base import BaseStrategy, RunContext
 
 
 class Single(BaseStrategy):
     name = "single"
-    scores_draws = False  # the vote's labels are scored once, on the sample's prompt
+    reasons = True
+    scores_draws = False  # the vote's labels are scored once, on the sample's prompt (unless each draw reasons)
 
     @classmethod
     def from_config(cls, config, scheme: LabelScheme) -> Single:
@@ -24,14 +27,28 @@ class Single(BaseStrategy):
         return mode == "generate"  # score mode has one deterministic answer per sample
 
     def answer(self, backend, ready: Sequence[Prepared], run: RunContext) -> list[Prediction]:
-        return run_prompts(backend, [p.prompt for p in ready], run.setup.mode, run.adapter, run.probabilities,
-                           run.on_stage)
+        return answer_reasoned(
+            backend, [p.prompt for p in ready],
+            lambda prompts: run_prompts(backend, prompts, run.setup.mode, run.adapter, run.probabilities,
+                                        run.on_stage), run.adapter, on_stage=run.on_stage)
 
     def draw(self, backend, ready: Sequence[Prepared], run: RunContext, n: int, temperature: float
              ) -> list[list[Prediction]]:
-        """`n` sampled answers per prompt, all in one backend call (draw k is seeded k)."""
+        """`n` sampled answers per prompt, all in one backend call (draw k is seeded k). A run that reasons
+        draws `n` reasonings instead, answers greedily after each and scores its labels there."""
         requests = [(p.prompt, draw) for p in ready for draw in range(n)]
         run.on_stage(f"drawing {len(requests)} answers")
-        answers = generate_predictions(backend, [p for p, _ in requests], run.adapter, temperature,
-                                       seeds=[draw for _, draw in requests])
+        prompts, seeds = [p for p, _ in requests], [draw for _, draw in requests]
+        if run.setup.reasoning is None:
+            answers = generate_predictions(backend, prompts, run.adapter, temperature, seeds=seeds)
+        else:
+            answers = answer_reasoned(backend, prompts, lambda reasoned: self._after_reasoning(backend, reasoned, run),
+                                      run.adapter, temperature, seeds, run.on_stage)
         return [answers[i * n:(i + 1) * n] for i in range(len(ready))]
+
+    @staticmethod
+    def _after_reasoning(backend, prompts, run: RunContext) -> list[Prediction]:
+        answers = generate_predictions(backend, prompts, run.adapter)
+        if run.probabilities:  # each path's own distribution, which the vote averages
+            add_probabilities(backend, prompts, answers, run.adapter, run.on_stage)
+        return answers

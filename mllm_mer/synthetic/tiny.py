@@ -34,6 +34,16 @@ CHAT_TEMPLATE = (
     "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
+# A thinking checkpoint's template (Qwen3-VL Thinking's habit): the assistant turn opens the think block.
+THINK_TOKENS = ["<think>", "</think>"]
+# Qwen2's own pre-tokenizer split: runs of newlines stay one piece whatever follows them (GPT-2's default splits
+# "\n\n{" as "\n" "\n" "{" but a trailing "\n\n" as one), so a prompt that ends in "</think>\n\n" tokenises
+# alike alone and before its answer, as it does in the real checkpoints.
+QWEN_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+              r"\s*[\r\n]+|\s+(?!\S)|\s+")
+THINKING_TEMPLATE = CHAT_TEMPLATE.replace("<|im_start|>assistant\n{% endif %}",
+                                          "<|im_start|>assistant\n<think>\n{% endif %}")
+
 
 @dataclass(frozen=True)
 class TinySize:
@@ -86,7 +96,8 @@ def training_text() -> list[str]:
 
 
 def build_tokenizer(size: TinySize, special_tokens: list[str] = SPECIAL_TOKENS, chat_template: str = CHAT_TEMPLATE,
-                    named: dict[str, str] | None = None):
+                    named: dict[str, str] | None = None, plain_tokens: list[str] | None = None,
+                    qwen_split: bool = False):
     """A byte-level BPE tokenizer trained on local text, with the family's special tokens (and, for
     processors that look tokens up by role, their names: `audio_token` -> `<|AUDIO|>`)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -94,11 +105,21 @@ def build_tokenizer(size: TinySize, special_tokens: list[str] = SPECIAL_TOKENS, 
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if qwen_split:
+        from tokenizers import Regex
+
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(QWEN_SPLIT), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=size.vocab - len(special_tokens), special_tokens=[],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(training_text(), trainer=trainer)
     tok.add_special_tokens(special_tokens)
+    if plain_tokens:  # added but not special, as Qwen3 adds <think>: decoded text keeps them
+        from tokenizers import AddedToken
+
+        tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in plain_tokens])
     extra = {"extra_special_tokens": named} if named else {}
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token=None,
@@ -111,8 +132,15 @@ def mrope_section(head_dim: int) -> list[int]:
     return [half // 4, 3 * half // 8, half - half // 4 - 3 * half // 8]
 
 
-def make_tiny(out_dir: str | Path, arch: str = "qwen2_vl", size: str = "tiny", seed: int = 0) -> Path:
-    """Write a random-weight checkpoint of `arch` at `size` to `out_dir` and return its path."""
+def _tokenizer(dims: TinySize, template: str, thinking: bool):
+    return build_tokenizer(dims, chat_template=template, plain_tokens=THINK_TOKENS if thinking else None,
+                           qwen_split=thinking)
+
+
+def make_tiny(out_dir: str | Path, arch: str = "qwen2_vl", size: str = "tiny", seed: int = 0,
+              thinking: bool = False) -> Path:
+    """Write a random-weight checkpoint of `arch` at `size` to `out_dir` and return its path (`thinking`: with
+    think tokens and a template that opens the think block)."""
     import torch
     import transformers
 
@@ -124,7 +152,8 @@ def make_tiny(out_dir: str | Path, arch: str = "qwen2_vl", size: str = "tiny", s
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    tokenizer = build_tokenizer(dims)
+    template = THINKING_TEMPLATE if thinking else CHAT_TEMPLATE
+    tokenizer = _tokenizer(dims, template, thinking)
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     mrope = mrope_section(dims.hidden // dims.heads)
     text_config = dict(
@@ -164,7 +193,7 @@ def make_tiny(out_dir: str | Path, arch: str = "qwen2_vl", size: str = "tiny", s
     pixels = {"shortest_edge": 56 * 56, "longest_edge": dims.max_pixels}
     processor = proc_cls(
         image_processor=img_cls(size=pixels), video_processor=vid_cls(size=pixels),
-        tokenizer=tokenizer, chat_template=CHAT_TEMPLATE)
+        tokenizer=tokenizer, chat_template=template)
     processor.save_pretrained(out)
-    (out / "mllm_mer_tiny.json").write_text(json.dumps({"arch": arch, "size": size, "seed": seed}) + "\n")
+    (out / "mllm_mer_tiny.json").write_text(json.dumps(dict(arch=arch, size=size, seed=seed, thinking=thinking)))
     return out

@@ -145,7 +145,9 @@ def _row(sample: Sample, prediction: Prediction, split: str, source: str, proven
     confidence = (first.probabilities or {}).get(first.label) if first and first.probabilities else None
     return {"id": sample.id, "split": split, "text": sample.transcript, "speaker": sample.speaker,
             "context": [{"speaker": t.speaker, "text": t.text} for t in sample.context], "video": sample.video,
-            "audio": sample.audio, "start": sample.start, "end": sample.end,
+            "audio": sample.audio, "physio": sample.physio, "start": sample.start, "end": sample.end,
+            **({"physio_part": sample.metadata["physio_part"]} if "physio_part" in sample.metadata else {}),
+            **({"physio_baseline": sample.metadata["physio_baseline"]} if "physio_baseline" in sample.metadata else {}),
             "dialogue": sample.metadata.get("dialogue"), "labels": labels, "rationale": prediction.rationale,
             "cues": prediction.cues, "trace": prediction.extra("agent").get("trace"),
             "probabilities": {t: tp.probabilities for t, tp in prediction.tasks.items()}, "confidence": confidence,

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from helpers import MELD_EMOTIONS
 
+from mllm_mer.core.types import MODALITIES
+
 pytestmark = pytest.mark.vllm
 ARTIFACTS = Path(os.environ.get("MLLM_MER_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
 
@@ -106,7 +108,8 @@ def test_in_chromium_batch_zip_of_manifest_and_clips_gives_answered_rows_and_a_r
     assert sorted(json.loads(x)["id"] for x in lines) == ["s0", "s1", "s2"]
     assert all(json.loads(x)["prediction"]["ok"] for x in lines)
     run = json.loads(zipfile.ZipFile(saved).read("metrics.json"))["run"]
-    assert run["mode"] == "score" and run["modalities"] == ["text", "video"] and run["adapter"] is None
+    assert run["mode"] == "score" and run["modalities"] == [m for m in MODALITIES if m != "audio"]
+    assert run["adapter"] is None
 
 
 @pytest.mark.browser

@@ -4,7 +4,10 @@ import json
 import subprocess
 import sys
 
+import av
+import numpy as np
 import pytest
+from helpers import run_cli
 from PIL import Image
 
 from mllm_mer.core.types import PromptSetup, Sample, Turn
@@ -116,3 +119,47 @@ def test_a_clip_cut_short_is_read_as_far_as_it_goes_and_says_so(hf_backend, meld
                    PromptSetup(meld_spec, template="label_only"))
     assert cut.prediction.ok
     assert any("cut.mkv: truncated, only" in n for n in cut.prediction.notes), cut.prediction.notes
+
+
+# -- media that decodes short, sound given as a video, and window times: a note, or the sample's own failure --
+
+def _damaged_in_the_middle(path):
+    """A 2 s clip with the middle 60% of its bytes overwritten: the index survives, the frames there do not."""
+    clip = write_clip(path, seconds=2.0, fps=8)
+    data = bytearray(clip.read_bytes())
+    first, last = int(len(data) * 0.2), int(len(data) * 0.8)
+    data[first:last] = bytes(last - first)
+    clip.write_bytes(bytes(data))
+    return clip
+
+
+def _sound_only_mp4(path):
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("aac", rate=16_000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 16_000), np.float32), format="fltp", layout="mono")
+        frame.sample_rate = 16_000
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            container.mux(packet)
+    return path
+
+
+def test_damaged_and_sound_only_clips_say_so_and_bad_window_times_fail_alone(tiny_model, tmp_path):
+    good = write_clip(tmp_path / "good.mp4", seconds=2.0, fps=8)
+    rows = [("damaged", _damaged_in_the_middle(tmp_path / "damaged.mp4"), "", ""),
+            ("sound-only", _sound_only_mp4(tmp_path / "talk.mp4"), "", ""),
+            ("nan-start", good, "nan", "1"), ("negative-start", good, "-1", "1"), ("reversed", good, "1.5", "0.5"),
+            ("window", good, "0.2", "1.8")]
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("id,text,label,video,start,end\n"
+                        + "".join(f"{i},hi,neutral,{v.name},{s},{e}\n" for i, v, s, e in rows))
+    run_cli("evaluate", "--model", tiny_model, "--dataset", "manifest", "--data-dir", manifest, "--out",
+            tmp_path / "run", "--mode", "score", "--template", "label_only", "--media-cache-gb", "0")
+    got = {p["sample_id"]: p for p in map(json.loads, (tmp_path / "run" / "predictions.jsonl").open())}
+    assert {k for k, p in got.items() if p["ok"]} == {"damaged", "sound-only", "window"}, got
+    assert "damaged.mp4: damaged, read 0.4 s of 2.0 s, 1 frame of 8" in got["damaged"]["notes"]
+    assert any(n.startswith("damaged.mp4: damaged sound, read 0.") and n.endswith("of 2.0 s")
+               for n in got["damaged"]["notes"]), got["damaged"]["notes"]
+    assert "talk.mp4: no video stream in it (sound only), so no frames from it" in got["sound-only"]["notes"]
+    for bad in ("nan-start", "negative-start", "reversed"):
+        assert got[bad]["error_kind"] == "media" and "good.mp4" in got[bad]["error"], got[bad]
+        assert "must be seconds, start before end" in got[bad]["error"]

@@ -1,11 +1,13 @@
 """No engine outlives its command: SIGTERM and SIGKILL to evaluate, and app and a benchmark (vLLM on the tiny
-model); `serve` killed with -9 is tested on the Omni thinker (test_omni), the same server path."""
+model); `serve` killed with -9 is tested on the Omni thinker (test_omni), the same server path. No engine's shared
+memory outlives SIGTERM, or a kill -9 past the next start."""
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import psutil
@@ -50,19 +52,62 @@ def engine_children(proc) -> list[psutil.Process]:
     return tree if any("VLLM" in " ".join(p.cmdline()) or "spawn" in " ".join(p.cmdline()) for p in tree) else []
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
-def test_evaluate(tiny_model, manifest, tmp_path, sig):
-    out = tmp_path / "run"
-    proc = subprocess.Popen(cli("evaluate", "--model", tiny_model, *ENGINE, "--dataset", "manifest", "--data-dir",
+def evaluate(tiny_model, manifest, out) -> subprocess.Popen:
+    return subprocess.Popen(cli("evaluate", "--model", tiny_model, *ENGINE, "--dataset", "manifest", "--data-dir",
                                 manifest, "--out", out, "--batch-size", "1", "--mode", "score",
                                 "--template", "label_only"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    if sig == signal.SIGTERM:  # the `finally:` path runs once the engine has answered
-        wait_for(lambda: (out / "predictions.jsonl").is_file() and (out / "predictions.jsonl").stat().st_size > 0,
-                 proc, what="answer a sample")
-    else:  # kill -9 as soon as the engine runs: the watchdog's case, also for processes it had no time to see
-        wait_for(lambda: engine_children(proc), proc, what="start its engine")
-    assert_tree_gone(proc, sig)
+
+
+def test_evaluate_killed_with_sigkill(tiny_model, manifest, tmp_path):
+    proc = evaluate(tiny_model, manifest, tmp_path / "run")
+    # kill -9 as soon as the engine runs: the watchdog's case, also for processes it had no time to see
+    wait_for(lambda: engine_children(proc), proc, what="start its engine")
+    assert_tree_gone(proc, signal.SIGKILL)
+
+
+def shared_memory(proc) -> set[str]:
+    """The /dev/shm segments (vLLM's `psm_*` ring buffers) that a command's processes have mapped or open."""
+    held = set()
+    for p in [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]:
+        try:
+            held |= {line.split(maxsplit=5)[5].strip() for line in Path(f"/proc/{p.pid}/maps").read_text().splitlines()
+                     if "/dev/shm/psm_" in line}
+            held |= {target for fd in os.listdir(f"/proc/{p.pid}/fd")
+                     if "/dev/shm/psm_" in (target := os.readlink(f"/proc/{p.pid}/fd/{fd}"))}
+        except OSError:  # exited meanwhile
+            continue
+    return held
+
+
+def answered(out) -> int:
+    path = out / "predictions.jsonl"
+    return path.stat().st_size if path.is_file() else 0
+
+
+def test_a_run_killed_whole_leaves_no_shared_memory_past_a_rerun_and_sigterm_leaves_none(tiny_model, manifest,
+                                                                                          tmp_path):
+    """Every process of a run killed -9 at once (the OOM killer, `kill -9 -- -PGID`, a container stop): nothing
+    is left to clean up, so the engine's /dev/shm segments stay until the same command, rerun at once, sweeps
+    them as its engine starts; that rerun, stopped with SIGTERM, leaves none of its own."""
+    out = tmp_path / "run"
+    proc = evaluate(tiny_model, manifest, out)
+    wait_for(lambda: answered(out) and shared_memory(proc), proc, what="answer a sample")
+    ours, tree = shared_memory(proc), [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    for p in reversed(tree):  # the command last, so that nothing of the run is left to clean up
+        p.kill()
+    psutil.wait_procs(tree, timeout=120)
+    left = {path for path in ours if os.path.exists(path)}
+    assert left, "a run killed whole should leave its engine's shared memory (else this test checks nothing)"
+
+    rerun, before = evaluate(tiny_model, manifest, out), answered(out)
+    wait_for(lambda: answered(out) > before, rerun, what="resume and answer")  # its engine started: the sweep ran
+    assert not [path for path in left if os.path.exists(path)], "the rerun's start should sweep the killed run's"
+    held = shared_memory(rerun)
+    assert_tree_gone(rerun, signal.SIGTERM)
+    assert not [path for path in held if os.path.exists(path)], "SIGTERM should leave no shared memory behind"
+    ids = [json.loads(line)["id"] for line in (out / "predictions.jsonl").read_text().splitlines() if line.strip()]
+    assert len(ids) == len(set(ids)), "the kill and the rerun should duplicate no row"
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM])  # kill -9 goes through the same watchdog as evaluate's

@@ -238,6 +238,20 @@ def test_label_scores_over_the_server_match_the_engine(client, vllm_backend, mel
     assert_server_scores_match_the_engine(client, vllm_backend, meld_spec, "You did WHAT?")
 
 
+def test_reasoning_before_over_the_server_answers_as_the_engine(client, vllm_backend, meld_spec):
+    """The reasoning block and the answer after it continue the assistant turn on the server as in the engine."""
+    from dataclasses import replace
+
+    from mllm_mer.core.families import PROMPTED_BLOCK
+
+    samples = [Sample(id="r", transcript="You did WHAT?")]
+    setup = PromptSetup(meld_spec, reasoning=replace(PROMPTED_BLOCK, max_tokens=12))
+    got, want = predict(client, samples, setup)[0], predict(vllm_backend, samples, setup)[0]
+    assert got.ok and got.reasoning == want.reasoning and got.raw == want.raw
+    for task, tp in want.tasks.items():
+        assert got.tasks[task].probabilities == pytest.approx(tp.probabilities, abs=1e-4)
+
+
 def test_server_scoring_reads_only_branch_points(client, vllm_backend, meld_spec, monkeypatch):
     def whole_candidate(*_):
         raise AssertionError("fell back to whole-candidate prompt log-probabilities")
@@ -399,3 +413,4 @@ def test_stopping_serve_leaves_no_orphan_and_no_leak_warnings(server):
     # no compiler bindings torn down under live objects.
     for noise in ("force killing", "resource_tracker", "leaked", "nanobind"):
         assert noise not in said, said[-3000:]
+

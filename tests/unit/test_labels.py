@@ -11,6 +11,10 @@ EXPECTED = {
     "ravdess": {"emotion": 8},
     "mosi2": {"sentiment": 2},
     "mosi7": {"sentiment": 7},
+    "wesad": {"state": 4},
+    "wesad3": {"state": 3},
+    "deap": {"valence": 2, "arousal": 2},
+    "deap4": {"quadrant": 4},
 }
 
 

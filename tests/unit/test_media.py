@@ -1,5 +1,6 @@
 """Media stage on clips the tests write: the right frames, audio, cues, and clear errors."""
 import os
+import wave
 
 import numpy as np
 import pytest
@@ -222,18 +223,33 @@ def test_load_media_serves_every_window_of_a_file_from_one_open(tmp_path, monkey
                for a, b in zip(g, e, strict=True))
 
 
-def test_utterance_sound_sliced_from_one_decoded_track_matches_per_window_decoding(tmp_path):
-    from mllm_mer.media.audio import SharedTrack, decode_audio
+def test_utterance_sound_of_one_recording_opens_it_once_and_decodes_only_the_windows(tmp_path, monkeypatch):
+    """A long recording's windows (a dialogue's turns): one open file, each window decoded alone, sample for
+    sample what the whole track holds there (AAC too: the window's first frame gets its pre-roll)."""
+    from mllm_mer.media import audio
     from mllm_mer.media.errors import WindowOutside
 
+    pcm = np.random.default_rng(0).integers(-2**15, 2**15, 120 * SAMPLE_RATE, dtype=np.int16)  # each offset differs
+    with wave.open(str(tmp_path / "two-minutes.wav"), "wb") as out:
+        out.setnchannels(1), out.setsampwidth(2), out.setframerate(SAMPLE_RATE)
+        out.writeframes(pcm.tobytes())
+    wav = str(tmp_path / "two-minutes.wav")
     clip = str(write_clip(tmp_path / "talk.mp4", seconds=6.0, fps=10, tone_hz=220.0))
-    track = SharedTrack(clip)
-    for start, end in [(0.5, 1.7), (2.0, 4.0), (5.5, 9.0)]:
-        alone, sliced = decode_audio(clip, start, end), track.window(start, end)
-        assert abs(alone.size - sliced.size) <= SAMPLE_RATE // 50, (start, end, alone.size, sliced.size)
-        assert np.sqrt(np.mean(sliced ** 2)) == pytest.approx(np.sqrt(np.mean(alone ** 2)), rel=0.05)
-    with pytest.raises(WindowOutside):
-        track.window(8.0, 9.0)
+    opened, decoded = [], []
+    real_open, real_decode = audio.open_media, audio._decode_until
+    monkeypatch.setattr(audio, "open_media", lambda path: opened.append(path) or real_open(path))
+    monkeypatch.setattr(audio, "_decode_until", lambda *a: decoded.append(got := real_decode(*a)) or got)
+    with audio.shared_tracks([wav, clip]):
+        for path, windows in ((wav, [(60.0, 62.0), (110.5, 111.0)]), (clip, [(0.5, 1.7), (3.33, 4.0)])):
+            whole = pcm / np.float32(2**15) if path == wav else audio.decode_audio(path, None, None)
+            opened.clear(), decoded.clear()
+            for start, end in windows:
+                window = audio.load_audio(path, start, end)
+                assert np.array_equal(window, whole[round(start * SAMPLE_RATE):round(end * SAMPLE_RATE)])
+            seconds = sum(c.size for chunks, _, _ in decoded for c in chunks) / SAMPLE_RATE
+            assert opened == [path] and seconds < sum(e - s + 2 * audio.PREROLL for s, e in windows) + 0.2
+        with pytest.raises(WindowOutside):
+            audio.load_audio(clip, 8.0, 9.0)
 
 
 def test_windows_read_one_at_a_time_demux_a_recording_once(tmp_path, monkeypatch):

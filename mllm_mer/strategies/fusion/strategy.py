@@ -52,7 +52,8 @@ class Fusion(BaseStrategy):
             if self.every_subset and "audio" in present:
                 jobs += [(i, name, build_prompt(sample, setup.scheme, setup.template, media, ("audio",)))
                          for name, (sample, media) in hearing_experts(p.sample, p.media).items()]
-            missing.append([m for m in setup.modalities if m not in present])
+            # Signals are rare: a sample that names no signal file is not short of them.
+            missing.append([m for m in setup.modalities if m not in present and (m != "physio" or p.sample.physio)])
         run.on_stage(f"scoring {len(jobs)} expert prompts")
         scored = score_labels(backend, [prompt for _, _, prompt in jobs], run.adapter)
         per_sample: list[dict[str, dict[str, dict[str, float]]]] = [{} for _ in ready]
