@@ -149,7 +149,19 @@ def crop(image: Image.Image, box: Box, margin: float, side: int) -> Image.Image:
     cx, cy = x + w / 2, y + h / 2
     left = int(min(max(0, cx - size / 2), image.width - size))
     top = int(min(max(0, cy - size / 2), image.height - size))
-    return image.crop((left, top, left + size, top + size)).resize((side, side), Image.BICUBIC)
+    return resized(image.crop((left, top, left + size, top + size)), (side, side))
+
+
+def resized(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """`image` at `size`: area averaging when shrinking, bicubic when enlarging (OpenCV's, several times
+    cheaper than PIL's on a 720p frame or a 448 px crop)."""
+    import cv2
+
+    if image.size == size:
+        return image
+    shrink = size[0] * size[1] < image.width * image.height
+    return Image.fromarray(cv2.resize(np.asarray(image if image.mode == "RGB" else image.convert("RGB")), size,
+                                      interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC))
 
 
 def letterbox(image: Image.Image, side: int) -> Image.Image:

@@ -86,7 +86,7 @@ def _render(picked, settings: MediaSettings) -> tuple[list, list[str]]:
         if settings.visual == "faces":  # no whole frame: resizing a 720p frame costs more than its crop
             out.append(faces_mod.crop(image, box, margin, side) if box else faces_mod.letterbox(image, side))
             continue
-        whole = image.resize(fit_size(image.width, image.height, settings.max_pixels))
+        whole = faces_mod.resized(image, fit_size(image.width, image.height, settings.max_pixels))
         if settings.visual == "frames":
             out.append(whole)
         else:
