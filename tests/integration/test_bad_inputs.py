@@ -154,7 +154,7 @@ def test_damaged_and_sound_only_clips_say_so_and_bad_window_times_fail_alone(tin
                         + "".join(f"{i},hi,neutral,{v.name},{s},{e}\n" for i, v, s, e in rows))
     run_cli("evaluate", "--model", tiny_model, "--dataset", "manifest", "--data-dir", manifest, "--out",
             tmp_path / "run", "--mode", "score", "--template", "label_only", "--media-cache-gb", "0")
-    got = {p["sample_id"]: p for p in map(json.loads, (tmp_path / "run" / "predictions.jsonl").open())}
+    got = {r["id"]: r["prediction"] for r in map(json.loads, (tmp_path / "run" / "predictions.jsonl").open())}
     assert {k for k, p in got.items() if p["ok"]} == {"damaged", "sound-only", "window"}, got
     assert "damaged.mp4: damaged, read 0.4 s of 2.0 s, 1 frame of 8" in got["damaged"]["notes"]
     assert any(n.startswith("damaged.mp4: damaged sound, read 0.") and n.endswith("of 2.0 s")
