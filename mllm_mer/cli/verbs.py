@@ -264,8 +264,8 @@ def calibrate(cfg: C.CalibrateConfig) -> int:
 def fit_fusion(cfg: C.FitFusionConfig) -> int:
     """Fit the fusion gate on a dev run made with --strategy fusion; print its dev accuracy beside the experts'."""
     from mllm_mer.evaluation.records import finished_run
-    from mllm_mer.evaluation.report import fusion_rows
     from mllm_mer.strategies.fusion import experts_of, fit_gate
+    from mllm_mer.strategies.fusion.ablation import fusion_rows
 
     options = cfg.fit
     _, scheme, records = finished_run(options.run_dir, options.out, "fit-fusion", "fusion.json")
@@ -298,13 +298,16 @@ def ablate(cfg: C.EvaluateConfig) -> int:
     """Every modality subset and every fuser over one split, each clip's media decoded once: ablation.md/.png."""
     from dataclasses import replace
 
-    from mllm_mer.evaluation.report import write_ablation
+    from mllm_mer.evaluation.records import run_records
     from mllm_mer.evaluation.runner import run_evaluation
+    from mllm_mer.strategies.fusion import load_gate
+    from mllm_mer.strategies.fusion.ablation import write_ablation
 
     cfg.strategy = replace(cfg.strategy, strategy="fusion", experts="all")
     with results_stdout() as out:
         run_evaluation(cfg)
-        table = write_ablation(Path(cfg.run.out), cfg.strategy.fusion)
+        gate = load_gate(cfg.strategy.fusion) if cfg.strategy.fusion else None
+        table = write_ablation(Path(cfg.run.out), *run_records(cfg.run.out), gate)
         print(table, file=out)
         print(f"ablation: {Path(cfg.run.out) / 'ablation.md'}", file=out)
     return 0

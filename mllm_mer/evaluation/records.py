@@ -170,16 +170,22 @@ def _git_commit() -> str | None:
 
 def finished_run(run_dir: str | None, out: str | None, verb: str, what: str):
     """(run info, label scheme, records) of a finished evaluate run to fit on."""
-    from mllm_mer.core.labels import load_label_scheme
-
     if not run_dir or not out:
         raise ValueError(f"{verb} needs a run directory and --out: mllm-mer {verb} RUN --out {what}")
+    info, scheme, records = run_records(run_dir)
+    if str(info.get("split", "")).startswith("test"):
+        print(f"warning: fitting on {info['split']!r}; fit on a dev split and report on test", file=sys.stderr)
+    return info, scheme, records
+
+
+def run_records(run_dir: str | Path):
+    """(run info from metrics.json, label scheme, records) of a finished evaluate run."""
+    from mllm_mer.core.labels import load_label_scheme
+
     run = Path(run_dir)
     metrics_file = run / "metrics.json"
     if not metrics_file.is_file():
         raise FileNotFoundError(f"{metrics_file}: not found (has the run finished?)")
     info = json.loads(metrics_file.read_text()).get("run", {})
-    if str(info.get("split", "")).startswith("test"):
-        print(f"warning: fitting on {info['split']!r}; fit on a dev split and report on test", file=sys.stderr)
     scheme = load_label_scheme(info.get("labels_source") or info["labels"])
     return info, scheme, list(read_predictions(run / "predictions.jsonl").values())

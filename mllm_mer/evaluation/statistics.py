@@ -11,13 +11,13 @@ from mllm_mer.core.emotion_wheels import load_wheels
 from mllm_mer.core.labels import aliases_applied
 from mllm_mer.core.types import LabelScheme, LabelSet, Prediction
 from mllm_mer.datasets import DatasetError
-from mllm_mer.evaluation.metrics import classification_metrics, sentiment_regression_metrics
 from mllm_mer.evaluation.selective import selective_metrics
 from mllm_mer.evaluation.set_metrics import multilabel_intervals, multilabel_metrics, open_vocab_metrics
 from mllm_mer.evaluation.uncertainty import NOTE, classification_intervals
 from mllm_mer.prompting import as_list
 from mllm_mer.stages.calibration import arrays as calibration_arrays
 from mllm_mer.stages.calibration import calibration_metrics
+from mllm_mer.stages.metrics import classification_metrics, sentiment_regression_metrics
 
 
 def dialogue_metrics(samples: list, records: dict[str, dict[str, Any]], task: str) -> dict[str, Any] | None:

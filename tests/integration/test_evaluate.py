@@ -11,8 +11,8 @@ from helpers import MELD_DIR, assert_tree_gone, cli_command, requires_meld, run_
 from sklearn.metrics import accuracy_score, f1_score
 
 from mllm_mer.config import EvaluateConfig, build
-from mllm_mer.evaluation.metrics import FAILED
 from mllm_mer.evaluation.runner import read_predictions, run_evaluation
+from mllm_mer.stages.metrics import FAILED
 from mllm_mer.synthetic.media import write_clip
 
 

@@ -90,8 +90,9 @@ def test_learned_gate_on_the_colour_wording_task_with_the_trained_adapter(tiny_m
 def test_ablate_decodes_each_sample_once(tiny_model, hf_backend, tmp_path, monkeypatch):
     import mllm_mer.stages.prepare as pipeline
     from mllm_mer.config import EvaluateConfig, build
-    from mllm_mer.evaluation.report import write_ablation
+    from mllm_mer.evaluation.records import run_records
     from mllm_mer.evaluation.runner import run_evaluation
+    from mllm_mer.strategies.fusion.ablation import write_ablation
 
     loads = []
     real = pipeline.load_media
@@ -102,6 +103,6 @@ def test_ablate_decodes_each_sample_once(tiny_model, hf_backend, tmp_path, monke
                 out=str(tmp_path / "run"))
     run_evaluation(cfg, backend=hf_backend, progress=False)
     assert sorted(loads) == sorted(set(loads)) and len(loads) == 24
-    table = write_ablation(tmp_path / "run")
+    table = write_ablation(tmp_path / "run", *run_records(tmp_path / "run"))
     assert "expert: joint" in table
     assert (tmp_path / "run" / "ablation.md").is_file() and (tmp_path / "run" / "ablation.png").is_file()

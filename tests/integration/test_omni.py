@@ -224,9 +224,10 @@ def test_only_a_model_that_hears_learns_a_label_the_sound_alone_carries(tiny_omn
     serves it (test); the tiny Qwen2-VL, which reads transcript and cue text, gets the same prompt for both
     classes, so the same recipe leaves it at chance. `ablate` shows what hearing adds over the cue text."""
     from mllm_mer.config import EvaluateConfig
-    from mllm_mer.evaluation.report import write_ablation
+    from mllm_mer.evaluation.records import run_records
     from mllm_mer.evaluation.runner import run_evaluation
     from mllm_mer.pipeline.resolve import resolve_prompt
+    from mllm_mer.strategies.fusion.ablation import write_ablation
 
     assert json.loads((tone_adapter.parent / "dev_metrics.json").read_text())["tasks"]["emotion"]["accuracy"] >= 0.9
     rows = [json.loads(line) for line in (tone_task / "manifest.jsonl").read_text().splitlines()]
@@ -244,7 +245,7 @@ def test_only_a_model_that_hears_learns_a_label_the_sound_alone_carries(tiny_omn
     run_evaluation(build(EvaluateConfig, model=str(tiny_omni), adapter=[f"tone={tone_adapter}"], backend="vllm",
                          dataset="manifest", data_dir=str(tone_task / "manifest.jsonl"), split="test",
                          strategy="fusion", experts="all", out=str(out)), backend=omni_engine, progress=False)
-    table = write_ablation(out)
+    table = write_ablation(out, *run_records(out))
     accuracy = {line.split(" | ")[0].removeprefix("| expert: "): float(line.split(" | ")[1])
                 for line in table.splitlines() if line.startswith("| expert: ")}
     assert accuracy["joint"] >= 0.9 and accuracy["audio:heard"] >= 0.9, table

@@ -2,7 +2,7 @@
 import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
-from mllm_mer.evaluation.metrics import FAILED, classification_metrics
+from mllm_mer.stages.metrics import FAILED, classification_metrics
 
 
 def test_metrics_match_scikit_learn_and_count_failures_as_wrong():

@@ -247,8 +247,8 @@ def test_compare_reports_mcnemar_equal_to_scipy_and_cannot_tell_runs_apart(tmp_p
 
 
 def test_weighted_confusion_formulas_equal_the_sklearn_point_estimates():
-    from mllm_mer.evaluation.metrics import classification_metrics
     from mllm_mer.evaluation.uncertainty import confusion_stat
+    from mllm_mer.stages.metrics import classification_metrics
 
     rng = np.random.default_rng(5)
     labels = ["a", "b", "c", "d"]
