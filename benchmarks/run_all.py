@@ -8,12 +8,12 @@ into runs/bench-small first. Each line of RESULTS.md is a ratio measured in this
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mllm_mer.config import Section, option
 
-from . import agent, dialogue, fusion, media, prefix_cache, scoring, throughput
+from . import agent, dialogue, fusion, media, prefix_cache, reasoning, scoring, throughput
 from .backends_for_bench import ModelBenchConfig, load_hf, load_vllm
 from .common import BENCH_DIR, machine, parse_config
 
@@ -27,6 +27,8 @@ class RunAllOptions(Section):
     tokens: int = option(32, "tokens generated per sample (the prefix-cache benchmark uses half, at least 4)")
     media_seconds: float = option(30.0, "length of the media benchmark's generated clips, in seconds")
     out: str | None = option(None, "where the Markdown table is written (default benchmarks/RESULTS.md)")
+    thinking_model: str | None = option(None, "thinking checkpoint of the reasoning-order benchmark (default: the "
+                                              "small random one, built into runs/bench-small-thinking)")
 
 
 @dataclass
@@ -57,6 +59,9 @@ def main(argv: list[str] | None = None) -> Path:
         results["fusion"] = fusion.run(vllm, n, repeats=1 if options.quick else 2)
         if Path(dialogue.DEFAULT_MELD).is_dir():  # MELD's CSVs (set MLLM_MER_MELD_DIR)
             results["dialogue"] = dialogue.run(vllm, 2 * n, repeats=1 if options.quick else 2)
+    thinking = replace(cfg, model=replace(cfg.model, model=reasoning.thinking_checkpoint(options.thinking_model)))
+    with reasoning.load_counting(thinking) as engine:  # native reasoning needs a thinking checkpoint
+        results["reasoning"] = reasoning.run(engine, thinking.model.model, n, 2 * options.tokens)
 
     t, s, p, m, a = (results[k] for k in ("throughput", "scoring", "prefix", "media", "agent"))
     rows = [
@@ -71,6 +76,7 @@ def main(argv: list[str] | None = None) -> Path:
         ("predicted-context lockstep samples/s / independent", f"{results['dialogue']['ratio']:.2f}x"
          if "dialogue" in results else "n/a (no MELD)", ">= 0.7x",
          dialogue.report(results["dialogue"]) if "dialogue" in results else ""),
+        *reasoning.rows(results["reasoning"]),
         ("8 sampled frames vs decode everything, 2 s GOP", f"{m['gop2s']['ratio_snapped']:.1f}x", ">= 5x",
          media.report(m, "gop2s", "2 s GOP")),
         ("same, exact times (--keyframe-snap 0)", f"{m['gop2s']['ratio']:.1f}x", "", ""),

@@ -209,3 +209,16 @@ def call_asgi(app, method, path, **kwargs):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
             return await client.request(method, path, **kwargs)
     return asyncio.run(go())
+
+
+def described_run(folder: Path, rationales: list[tuple[str, str]]) -> Path:
+    """A finished run's predictions.jsonl, as evaluate writes it: one answer per (label, rationale), clip0, clip1..."""
+    import json
+
+    folder.mkdir(parents=True)
+    records = [{"id": f"clip{i}", "gold": {"emotion": "joy"}, "prediction": {
+        "sample_id": f"clip{i}", "tasks": {"emotion": {"label": label}}, "rationale": text,
+        "cues": {"visual": "a smile" if label == "joy" else "", "vocal": ""}, "ok": True}}
+        for i, (label, text) in enumerate(rationales)]
+    (folder / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return folder

@@ -11,7 +11,15 @@ from pathlib import Path
 
 import gradio as gr
 
-from mllm_mer.app.components import BATCH_TYPES, MODALITY_CHOICES, NO_ADAPTER, check_type, user_error
+from mllm_mer.app.components import (
+    BATCH_TYPES,
+    MODALITY_CHOICES,
+    NO_ADAPTER,
+    REASONING_CHOICES,
+    REASONING_INFO,
+    check_type,
+    user_error,
+)
 from mllm_mer.app.service import BatchOptions, Service
 from mllm_mer.core.labels import available as available_label_sets
 from mllm_mer.core.nesting import check_text_depth
@@ -140,14 +148,17 @@ def _batch_handler(service: Service):
     """The Batch button's handler: one evaluate run over the upload, its table, plot, zip and failures."""
 
     def run_batch(upload, labels, template, task, limit, data_folder, adapter=NO_ADAPTER, mode=None, modalities=None,
-                  *columns, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
+                  *rest, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
+        # The column choices, then the reasoning order (last: earlier API callers leave it out).
+        columns, reasoning = rest[:len(ROLES)], (rest[len(ROLES):] or [None])[0]
         if upload is None:
             raise user_error("Upload a .zip of manifest + clips, or a CSV/JSONL manifest (columns: id, text, label, "
                              "and optionally video, audio or image; other names: map them under Columns).")
         check_type(upload, BATCH_TYPES, "upload")
         try:
             options = BatchOptions(None if adapter in (None, NO_ADAPTER) else adapter, mode or None, modalities or None,
-                                   column_options(*columns) if columns else None)
+                                   column_options(*columns) if columns else None,
+                                   None if reasoning in (None, "") else reasoning)
             run = service.run_batch(upload, labels, task or "emotion", _limit(limit), template, data_folder or None,
                                     options)
         except (ValueError, RuntimeError, ConnectionError, OSError) as error:
@@ -199,6 +210,8 @@ def build_batch_tab(service: Service) -> None:
                                                 label="Adapter")
                     batch_mode = gr.Radio(["generate", "score"], value=config.prompt.mode or "generate", label="Mode")
                     batch_modalities = gr.CheckboxGroup(MODALITY_CHOICES, value=MODALITY_CHOICES, label="Modalities")
+                    batch_reasoning = gr.Dropdown(REASONING_CHOICES, value=config.prompt.reasoning or "none",
+                                                  label="Reasoning", info=REASONING_INFO)
         columns = _column_dropdowns()
         run = gr.Button("Run", variant="primary")
         batch_status = gr.Markdown()
@@ -210,6 +223,6 @@ def build_batch_tab(service: Service) -> None:
         upload.change(_on_upload, [upload], [expected, *columns], queue=False, show_progress="hidden")
         # One progress (and error) marker, on the status line, not one per output.
         run.click(run_batch, [upload, batch_labels, batch_template, task, limit, data_folder, batch_adapter, batch_mode,
-                              batch_modalities, *columns],
+                              batch_modalities, *columns, batch_reasoning],
                   [metrics_table, confusion, download, batch_status, failures], api_name="batch",
                   show_progress_on=[batch_status])

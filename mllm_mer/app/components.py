@@ -1,6 +1,7 @@
 """What the tabs share: accepted upload types, upload checks, and the probability panel's value."""
 from __future__ import annotations
 
+import html
 import json
 import uuid
 from pathlib import Path
@@ -15,6 +16,9 @@ BATCH_TYPES = (".csv", ".jsonl", ".zip")
 TRANSCRIPT_TYPES = (".srt", ".vtt", ".jsonl")
 NO_ADAPTER = "(base model)"
 MODALITY_CHOICES = list(MODALITIES)
+REASONING_CHOICES = ["none", "before", "native"]
+REASONING_INFO = ("before: the model reasons in a <reasoning> block first (any model); native: a thinking "
+                  "checkpoint's own <think> block; the answer and its probabilities come after the reasoning")
 
 
 def user_error(message: str) -> gr.Error:
@@ -51,3 +55,18 @@ def label_summary(task: str, label: str, probabilities: dict[str, float] | None)
         text += f" · most probable: {top} ({probs[top]:.0%})"
     return text
 
+
+
+def reasoning_title(record: dict) -> str:
+    cut = ", cut at its bound" if record.get("cut") else ""
+    return f"Reasoning ({record.get('order')}, {record.get('tokens')} tokens{cut})"
+
+
+def reasoning_html(record: dict | None, answering: bool = False) -> str:
+    """The reasoning as a collapsible block, shown above the answer ("" when the answer did not reason);
+    `answering`: the answer is still being written after it."""
+    if not record:
+        return ""
+    after = '<p class="reasoning-wait"><em>Answering after this reasoning…</em></p>' if answering else ""
+    return (f'<details class="reasoning-block" open><summary>{html.escape(reasoning_title(record))}</summary>'
+            f'<pre style="white-space: pre-wrap">{html.escape(record.get("text") or "")}</pre></details>{after}')

@@ -5,11 +5,14 @@ import gradio as gr
 
 from mllm_mer.app.components import (
     AUDIO_TYPES,
+    REASONING_CHOICES,
+    REASONING_INFO,
     TRANSCRIPT_TYPES,
     VIDEO_TYPES,
     check_type,
     label_data,
     label_summary,
+    reasoning_html,
     user_error,
     user_name,
 )
@@ -46,6 +49,9 @@ def utterance_details(run, index: int):
     summary = (f"**{index + 1}. {r['speaker']}** ({r['start']:.1f}-{r['end']:.1f} s): "
                + (label_summary(task, label, probabilities) if r["ok"] and label else f"not analysed: {r['error']}")
                + ("  \n" + "; ".join(r["notes"]) if r.get("notes") else ""))
+    thought = run.reasoning[index] if index < len(run.reasoning) else None
+    if thought:  # the utterance's reasoning first, collapsible, as the Analyse tab shows it
+        summary = reasoning_html(thought) + "\n\n" + summary
     return (summary, run.frames[index], r.get("rationale") or "",
             label_data(label, probabilities, run.out, task) if r["ok"] and label else None)
 
@@ -63,10 +69,32 @@ def _utterance_table() -> gr.Dataframe:
                         static_columns=list(range(len(HEADERS))), max_height=600)
 
 
+def _conversation_inputs(config) -> tuple[list, gr.Button]:
+    """The recording, its transcript and the run's choices, in the order analyse() takes them."""
+    default_labels = config.prompt.labels or "meld"
+    with gr.Column(scale=1):
+        video = gr.Video(label="Recording (video)", sources=["upload"], elem_id="conversation-video")
+        audio = gr.Audio(label="Sound, if separate (optional)", sources=["upload"], type="filepath")
+        transcript = gr.File(label="Transcript with speakers and times (.srt, .vtt, .jsonl)",
+                             file_types=list(TRANSCRIPT_TYPES), elem_id="conversation-transcript")
+        with gr.Row():
+            labels = gr.Dropdown(sorted({*available_label_sets(), default_labels}), value=default_labels,
+                                 label="Label set")
+            template = gr.Dropdown(available_templates(), value=config.prompt.template or "zero_shot",
+                                   label="Template")  # the CLI's default: one set of defaults
+            context_labels = gr.Dropdown(["none", "predicted"], value=DEFAULT_CONTEXT_LABELS,
+                                         label="Earlier turns' emotions in the context")
+            reasoning = gr.Dropdown(REASONING_CHOICES, value=config.prompt.reasoning or "none",
+                                    label="Reasoning", info=REASONING_INFO)
+        go = gr.Button("Analyse conversation", variant="primary")
+    return [video, audio, transcript, labels, template, context_labels, reasoning], go
+
+
 def build_conversation_tab(service: Service) -> None:
     config = service.config
 
-    def analyse(video, audio, transcript, labels, template, context_labels, progress=gr.Progress()):  # noqa: B008
+    def analyse(video, audio, transcript, labels, template, context_labels, reasoning="none",
+                progress=gr.Progress()):  # noqa: B008
         names = {p: user_name(p) for p in (video, audio, transcript) if p}
         progress(0, desc="reading the transcript")
         try:
@@ -75,7 +103,8 @@ def build_conversation_tab(service: Service) -> None:
             check_type(transcript, TRANSCRIPT_TYPES, "transcript")
             run = service.conversation(video, audio, transcript, labels, template, context_labels, names,
                                        on_utterance=lambda done, total: progress(done / total,
-                                                                                 desc=f"utterance {done}/{total}"))
+                                                                                 desc=f"utterance {done}/{total}"),
+                                       reasoning=reasoning or None)
         except gr.Error as error:  # one error display, inline, as the Analyse tab shows it
             return not_analysed(error.message)
         except (ValueError, RuntimeError, ConnectionError, OSError) as error:
@@ -88,23 +117,10 @@ def build_conversation_tab(service: Service) -> None:
             raise user_error("Analyse a conversation first.")
         return utterance_details(run, event.index[0])
 
-    default_labels = config.prompt.labels or "meld"
     with gr.Tab("Conversation"):
         run_state = gr.State(None)
         with gr.Row():
-            with gr.Column(scale=1):
-                video = gr.Video(label="Recording (video)", sources=["upload"], elem_id="conversation-video")
-                audio = gr.Audio(label="Sound, if separate (optional)", sources=["upload"], type="filepath")
-                transcript = gr.File(label="Transcript with speakers and times (.srt, .vtt, .jsonl)",
-                                     file_types=list(TRANSCRIPT_TYPES), elem_id="conversation-transcript")
-                with gr.Row():
-                    labels = gr.Dropdown(sorted({*available_label_sets(), default_labels}), value=default_labels,
-                                         label="Label set")
-                    template = gr.Dropdown(available_templates(), value=config.prompt.template or "zero_shot",
-                                           label="Template")  # the CLI's default: one set of defaults
-                    context_labels = gr.Dropdown(["none", "predicted"], value=DEFAULT_CONTEXT_LABELS,
-                                                 label="Earlier turns' emotions in the context")
-                go = gr.Button("Analyse conversation", variant="primary")
+            inputs, go = _conversation_inputs(config)
             with gr.Column(scale=2):
                 # No label box: it sat over the plot's own title.
                 plot = gr.Image(label="Timeline: one lane per speaker", show_label=False, type="filepath",
@@ -117,6 +133,6 @@ def build_conversation_tab(service: Service) -> None:
             frames = gr.Gallery(label="Frames of the utterance", columns=8, height=140)
             rationale = gr.Textbox(label="Rationale", lines=3)
             probabilities = gr.Label(label="Probabilities", num_top_classes=8)
-        go.click(analyse, [video, audio, transcript, labels, template, context_labels],
+        go.click(analyse, inputs,
                  [plot, table, run_state, report, detail, frames, rationale, probabilities], api_name="conversation")
         table.select(select, [run_state], [detail, frames, rationale, probabilities])

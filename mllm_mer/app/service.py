@@ -13,77 +13,30 @@ import time
 import uuid
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from mllm_mer.app.requests import AnalyseRequest, Analysis, BatchOptions, BatchRun, ConversationRun
+from mllm_mer.app.uploads import unpack_zip, user_paths
 from mllm_mer.config import AppConfig, EvaluateConfig, PromptConfig, RunConfig, build
 from mllm_mer.conversation.context import DEFAULT_CONTEXT_LABELS
 from mllm_mer.conversation.timeline import recording_end, timeline_rows, write_timeline
 from mllm_mer.conversation.transcripts import TranscriptError, asr_utterances, read_transcript, utterance_samples
-from mllm_mer.core.types import Prediction, Prompt, Sample, ServiceError, Turn
+from mllm_mer.core.types import Prompt, Sample, ServiceError, Turn
 from mllm_mer.evaluation.records import for_download
 from mllm_mer.media import MediaError
-from mllm_mer.pipeline.answer import answer_run
+from mllm_mer.pipeline.answer import answer_prepared, answer_run
 from mllm_mer.pipeline.build import Run, build_run, open_backend
 from mllm_mer.pipeline.dialogue import classify_dialogues
+from mllm_mer.stages.prepare import Prepared, prepare
 from mllm_mer.strategies import RunContext
 
 CHAT_SYSTEM_NOTE = ("Answer the user's follow-up question about the clip in plain sentences, "
                     "consistent with the evidence and your earlier answer.")
+CHAT_REASONING_NOTE = " First reason briefly inside <reasoning></reasoning>, then answer."
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
 MAX_QUESTION_CHARS = 2000  # a chat question; the conversation carried along stays under ten of them
-MAX_UNZIPPED_BYTES = 2 * 1024 ** 3
-UNZIP_RATIO, UNZIP_ALLOWANCE = 20, 64 * 1024 ** 2  # a zip may unpack to 20x its size, or to 64 MiB
-
-
-@dataclass
-class AnalyseRequest:
-    video: str | None = None
-    audio: str | None = None
-    transcript: str = ""
-    context: list[tuple[str, str]] = field(default_factory=list)  # (speaker, text)
-    labels: str | None = None  # default: the app's (or the adapter's) label set
-    template: str | None = None
-    adapter: str | None = None
-    modalities: tuple[str, ...] | None = None  # None: the app's
-    mode: str = "generate"  # generate | score
-    strategy: str | None = None  # single | agent (None: the app's)
-    names: dict[str, str] = field(default_factory=dict)  # server path -> the name the user gave it
-
-
-@dataclass
-class Analysis:
-    prediction: Prediction
-    prompt: Prompt | None
-    labels: str
-    adapter: str | None
-    clip: str = "the clip"  # the user's name for what was analysed
-    calibrated: bool = False  # probabilities temperature-scaled (--calibration)
-
-
-@dataclass
-class ConversationRun:
-    rows: list[dict[str, Any]]  # timeline rows (dialogue.timeline_rows), in time order
-    frames: list[list[Any]]  # the frames each utterance's prompt showed
-    out: Path  # timeline.png / .md / .jsonl
-
-
-@dataclass(frozen=True)
-class BatchOptions:
-    """What a Batch run may choose beyond the label set and template; None: the app's own setting."""
-
-    adapter: str | None = None  # None: the base model
-    mode: str | None = None
-    modalities: tuple[str, ...] | list[str] | None = None
-    columns: dict[str, str] | None = None  # manifest column options (id_col, text_col, ...); None: the defaults
-
-
-@dataclass
-class BatchRun:
-    metrics: dict[str, Any]
-    out: Path
-    archive: Path  # the whole run folder as one zip
 
 
 class Service:
@@ -160,15 +113,16 @@ class Service:
 
     def run(self, labels: str | None = None, template: str | None = None,
             modalities: tuple[str, ...] | None = None, mode: str | None = None, strategy: str | None = None,
-            adapter: str | None = None) -> RunContext:
+            adapter: str | None = None, reasoning: str | None = None) -> RunContext:
         """The run for what the UI chose: its prompt, strategy and resources (the demonstration index when the
         app was given a split to retrieve from), resolved and built once per choice."""
         key = (labels or self.config.prompt.labels, template or self.config.prompt.template,
                tuple(modalities) if modalities else None, mode or self.config.prompt.mode,
-               strategy or self.config.strategy.strategy)
+               strategy or self.config.strategy.strategy, reasoning or self.config.prompt.reasoning)
         if key not in self._runs:
             prompt = replace(self.config.prompt, labels=key[0], template=key[1],
-                             modalities=list(key[2]) if key[2] else self.config.prompt.modalities, mode=key[3])
+                             modalities=list(key[2]) if key[2] else self.config.prompt.modalities, mode=key[3],
+                             reasoning=key[5])
             self._runs[key] = build_run(replace(self.config, prompt=prompt,
                                                 strategy=replace(self.config.strategy, strategy=key[4])))
         return self._runs[key].for_adapter(adapter, self._working)
@@ -177,20 +131,57 @@ class Service:
         return list((self._backend.adapters if self._backend is not None else None) or self.config.model.adapters)
 
     # -- analyse ------------------------------------------------------------------------------
-    def analyse_many(self, requests: list[AnalyseRequest]) -> list[Analysis]:
-        """Requests grouped by prompt settings and adapter; each group is one backend batch."""
-        backend = self.backend
-        results: list[Analysis | None] = [None] * len(requests)
+    @staticmethod
+    def _groups(requests: list[AnalyseRequest]) -> dict[tuple, list[int]]:
+        """Request indices by prompt settings and adapter (the arguments of `run`): one backend batch each."""
         groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(requests):
-            groups.setdefault((r.labels, r.template, r.modalities, r.mode, r.strategy, r.adapter), []).append(i)
-        for (labels, template, modalities, mode, strategy, adapter), indices in groups.items():
-            run = self.run(labels, template, modalities, mode, strategy, adapter)
-            setup = run.setup
-            samples = [self._sample(requests[i]) for i in indices]
+            groups.setdefault((r.labels, r.template, r.modalities, r.mode, r.strategy, r.adapter, r.reasoning),
+                              []).append(i)
+        return groups
+
+    def reason_many(self, requests: list[AnalyseRequest]) -> list[Prepared | None]:
+        """The first half of `analyse_many` where the strategy streams and the run reasons first: each sample
+        prepared and its reasoning written (on its prompt), to show before the answer; None elsewhere."""
+        from mllm_mer.stages.reasoning import reason
+
+        backend = self.backend
+        found: list[Prepared | None] = [None] * len(requests)
+        for key, indices in self._groups(requests).items():
+            run = self.run(*key)
+            if run.setup.reasoning is None or not run.strategy.can_stream(run.setup.mode):
+                continue
             with self._lock:
                 try:
-                    answered = answer_run(backend, samples, run)
+                    prepared = prepare([self._sample(requests[i]) for i in indices], run.setup, run.on_stage,
+                                       run.resources)
+                    ready = [p for p in prepared if p.prompt is not None]
+                    run.on_stage(f"reasoning for {len(ready)}")
+                    thought = iter(reason(backend, [p.prompt for p in ready], run.adapter) if ready else [])
+                finally:
+                    self.activity = ""
+            for i, p in zip(indices, prepared, strict=True):
+                if p.prompt is not None and isinstance(done := next(thought), Prompt):  # refused: answered anew
+                    p.prompt = done
+                found[i] = p
+        return found
+
+    def analyse_many(self, requests: list[AnalyseRequest], reasoned: list[Prepared | None] | None = None
+                     ) -> list[Analysis]:
+        """Requests grouped by prompt settings and adapter; each group is one backend batch. `reasoned`:
+        what `reason_many` made of them (those samples are answered after the reasoning they already have)."""
+        backend = self.backend
+        results: list[Analysis | None] = [None] * len(requests)
+        for key, indices in self._groups(requests).items():
+            run = self.run(*key)
+            setup, adapter = run.setup, key[5]
+            ready = [reasoned[i] for i in indices] if reasoned else []
+            with self._lock:
+                try:
+                    if ready and all(p is not None for p in ready):
+                        answered = answer_prepared(backend, ready, run)
+                    else:
+                        answered = answer_run(backend, [self._sample(requests[i]) for i in indices], run)
                 finally:
                     self.activity = ""
             for i, a in zip(indices, answered, strict=True):
@@ -212,33 +203,57 @@ class Service:
                       transcript=request.transcript.strip() or None, context=context)
 
     # -- chat ---------------------------------------------------------------------------------
-    def chat(self, analysis: Analysis, history: list[tuple[str, str]], question: str) -> Iterator[str]:
-        """Stream an answer to a follow-up question, with the clip and the earlier answer in context."""
+    def chat(self, analysis: Analysis, history: list[tuple[str, str]], question: str,
+             reasoning: str | None = None) -> Iterator[str]:
+        """Stream an answer to a follow-up question, with the clip and the earlier answer in context (after its
+        reasoning, with `reasoning` before|native)."""
+        prompt = self.think(self.chat_prompt(analysis, history, question, reasoning), analysis.adapter)
+        yield from self.stream_chat(prompt, analysis.adapter)
+
+    def chat_prompt(self, analysis: Analysis, history: list[tuple[str, str]], question: str,
+                    reasoning: str | None = None) -> Prompt:
+        """The follow-up's prompt; `reasoning` before|native: it reasons first (the run's bound)."""
+        from mllm_mer.pipeline.resolve import reasoning_for
+
         if analysis.prompt is None:
             raise MediaError("the clip", "was not analysed successfully; analyse a clip first")
         if len(question) > MAX_QUESTION_CHARS:
             raise ValueError(f"the question is {len(question)} characters; at most {MAX_QUESTION_CHARS}")
         if sum(len(u) + len(a) for u, a in history) > MAX_QUESTION_CHARS * 10:
             raise ValueError("the conversation is too long to carry on; analyse the clip again to start afresh")
+        block = reasoning_for(replace(self.config.prompt, reasoning=reasoning or "none"), self.config.model.model)
+        note = CHAT_SYSTEM_NOTE + (CHAT_REASONING_NOTE if block is not None and block.order == "before" else "")
         messages = [dict(m) for m in analysis.prompt.messages]
-        messages[0] = {"role": "system", "content": messages[0]["content"] + "\n\n" + CHAT_SYSTEM_NOTE}
+        messages[0] = {"role": "system", "content": messages[0]["content"] + "\n\n" + note}
         messages.append({"role": "assistant", "content": analysis.prediction.raw or answer_text(analysis)})
         for user, assistant in history:
             messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
         messages.append({"role": "user", "content": question})
-        chat_prompt = Prompt(sample_id="chat", messages=messages, schema={}, label_sets=analysis.prompt.label_sets,
-                             with_rationale=False, media=analysis.prompt.media)
+        return Prompt(sample_id="chat", messages=messages, schema={}, label_sets=analysis.prompt.label_sets,
+                      with_rationale=False, media=analysis.prompt.media, reasoning=block)
+
+    def think(self, prompt: Prompt, adapter: str | None = None) -> Prompt:
+        """The prompt with its reasoning written (as it is when it does not reason)."""
+        if prompt.reasoning is None or prompt.thought is not None:
+            return prompt
         backend = self.backend
         with self._lock:
-            yield from backend.chat(chat_prompt, adapter=analysis.adapter,
-                                    max_new_tokens=self.config.ui.chat_max_new_tokens)
+            [thought] = backend.think([prompt], adapter=adapter)
+        return replace(prompt, thought=thought)
+
+    def stream_chat(self, prompt: Prompt, adapter: str | None = None) -> Iterator[str]:
+        """The chat answer as a stream of the text so far (after the prompt's reasoning, when it has one)."""
+        backend = self.backend
+        with self._lock:
+            yield from backend.chat(prompt, adapter=adapter, max_new_tokens=self.config.ui.chat_max_new_tokens)
 
     # -- conversation -------------------------------------------------------------------------
     def conversation(self, video: str | None, audio: str | None, transcript: str | None, labels: str | None = None,
                      template: str | None = None, context_labels: str = DEFAULT_CONTEXT_LABELS,
-                     names: dict[str, str] | None = None, on_utterance=None) -> ConversationRun:
+                     names: dict[str, str] | None = None, on_utterance=None, reasoning: str | None = None
+                     ) -> ConversationRun:
         """A recording + transcript file (or ASR's speech segments) -> its per-speaker emotion timeline.
-        `on_utterance(done, total)` is told after each lockstep chunk."""
+        `on_utterance(done, total)` is told after each lockstep chunk; `reasoning`: the answer order."""
         names = names or {}
         try:
             if transcript:
@@ -251,7 +266,7 @@ class Service:
         except (TranscriptError, MediaError) as error:
             raise ValueError(user_paths(str(error), names)) from None
         samples = utterance_samples(utterances, video or None, audio or None)
-        run = self.run(labels, template)
+        run = self.run(labels, template, reasoning=reasoning)
         task = run.setup.scheme.label_sets[0].task
         prompts: dict[str, Any] = {}
 
@@ -276,16 +291,17 @@ class Service:
         write_timeline(rows, out, task, context_labels, recording_end(samples))
         self.housekeep(keep=(out,))
         frames = [list(prompts[s.id].media.frames) if prompts.get(s.id) else [] for s in samples]
-        return ConversationRun(rows, frames, out)
+        return ConversationRun(rows, frames, out, [p.reasoning for p in predictions])
 
     # -- batch --------------------------------------------------------------------------------
     def run_batch(self, upload: str, labels: str | None, task: str, limit: int | None, template: str | None = None,
-                  data_folder: str | None = None, options: BatchOptions = BatchOptions()) -> BatchRun:
+                  data_folder: str | None = None, options: BatchOptions | None = None) -> BatchRun:
         """Evaluate an uploaded manifest: a zip of manifest + clips, or a CSV/JSONL whose relative media
         paths resolve in one of the data folders the operator allowed at launch. Media may only come
         from inside that folder (or the unpacked zip)."""
         from mllm_mer.evaluation.runner import run_evaluation
 
+        options = options or BatchOptions()
         name = f"batch-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         out = Path(self.config.ui.runs_dir).expanduser().resolve() / name
         out.mkdir(parents=True)
@@ -305,7 +321,9 @@ class Service:
                                             template=template or base.prompt.template,
                                             mode=options.mode or base.prompt.mode,
                                             modalities=list(options.modalities) if options.modalities
-                                            else base.prompt.modalities),
+                                            else base.prompt.modalities,
+                                            reasoning=options.reasoning or base.prompt.reasoning,
+                                            max_reasoning_tokens=base.prompt.max_reasoning_tokens),
                              media=media, data=data, run=RunConfig(out=str(out / "run"), limit=limit))
         backend = self.backend
         try:
@@ -349,34 +367,6 @@ class Service:
         manifest = out / f"manifest{upload.suffix.lower()}"
         manifest.write_bytes(upload.read_bytes())
         return manifest, folder
-
-
-def unpack_zip(archive: Path, root: Path) -> None:
-    """Extract a zip safely: no absolute or `..` member, no link, at most MAX_UNZIPPED_BYTES."""
-    try:
-        with zipfile.ZipFile(archive) as z:
-            members = z.infolist()
-            # Clips barely compress: a zip that unpacks to many times its size is a bomb, not a batch.
-            most = min(MAX_UNZIPPED_BYTES, max(UNZIP_ALLOWANCE, UNZIP_RATIO * archive.stat().st_size))
-            if sum(m.file_size for m in members) > most:
-                raise ValueError(f"{archive.name}: unpacks to more than {most // 1024 ** 2} MiB (at most "
-                                 f"{UNZIP_RATIO}x the upload, or {UNZIP_ALLOWANCE // 1024 ** 2} MiB)")
-            root.mkdir(parents=True)
-            for member in members:
-                target = (root / member.filename).resolve()
-                if not target.is_relative_to(root.resolve()) or (member.external_attr >> 16) & 0o170000 == 0o120000:
-                    raise ValueError(f"{archive.name}: member {member.filename!r} points outside the archive")
-                z.extract(member, root)
-    except zipfile.BadZipFile:
-        raise ValueError(f"{archive.name}: not a readable zip file") from None
-
-
-def user_paths(text: str, names: dict[str, str]) -> str:
-    """An error message with server paths replaced by the names the user gave the files."""
-    for path, name in names.items():
-        if path:
-            text = text.replace(path, name)
-    return text
 
 
 def answer_text(analysis: Analysis) -> str:

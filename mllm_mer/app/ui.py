@@ -13,10 +13,14 @@ from mllm_mer.app.components import (
     AUDIO_TYPES,
     MODALITY_CHOICES,
     NO_ADAPTER,
+    REASONING_CHOICES,
+    REASONING_INFO,
     VIDEO_TYPES,
     check_type,
     label_data,
     label_summary,
+    reasoning_html,
+    reasoning_title,
     user_error,
     user_name,
 )
@@ -44,22 +48,29 @@ def headline(analysis) -> str:
     return "  \n".join(label_summary(task, tp.label, tp.probabilities) for task, tp in pred.tasks.items())
 
 
+def _collapsed(title: str, text: str, status: str = "done") -> dict:
+    return {"role": "assistant", "content": text, "metadata": {"title": title, "status": status}}
+
+
 def trace_messages(prediction) -> list[dict]:
-    """The agent's steps as collapsible tool messages at the top of the chat (empty for a single pass)."""
-    messages = []
+    """The agent's steps as collapsible tool messages at the top of the chat, each after the thought that chose
+    it; a single pass that reasoned: its reasoning; else empty."""
     trace = prediction.extra("agent").get("trace") or []
+    if not trace and prediction.reasoning:
+        return [_collapsed(reasoning_title(prediction.reasoning), prediction.reasoning.get("text") or "")]
+    messages = []
     for step in trace:
+        if step.get("thought"):
+            messages.append(_collapsed(f"step {step['step']}: thought", step["thought"]["text"]))
         if step.get("tool") in (None, "answer"):
             continue
         args = ", ".join(f"{k}={v}" for k, v in (step.get("args") or {}).items())
-        messages.append({"role": "assistant", "content": step.get("observation") or "",
-                         "metadata": {"title": f"step {step['step']}: {step['tool']}({args})", "status": "done"}})
-    if messages:
+        messages.append(_collapsed(f"step {step['step']}: {step['tool']}({args})", step.get("observation") or ""))
+    if any(s.get("tool") not in (None, "answer") for s in trace):
         final = trace[-1]
         labels = ", ".join(f"{k}: {v}" for k, v in (final.get("args") or {}).items() if isinstance(v, str)
                            and k not in ("rationale",))
-        messages.append({"role": "assistant", "content": labels or "(no answer)",
-                         "metadata": {"title": f"step {final['step']}: answer", "status": "done"}})
+        messages.append(_collapsed(f"step {final['step']}: answer", labels or "(no answer)"))
     return messages
 
 
@@ -87,12 +98,12 @@ def _prompt_text(analysis) -> str:
 
 
 def _analyse_requests(videos, audios, transcripts, contexts, labels, templates, adapter_names, modality_sets,
-                      score_only, strategies) -> list[AnalyseRequest]:
+                      score_only, strategies, reasonings=None) -> list[AnalyseRequest]:
     """One request per batched call of the Analyse button (Gradio batches up to 16)."""
     requests = []
-    for video, audio, transcript, context, label_set, template, adapter, modalities, score, strategy in zip(
+    for video, audio, transcript, context, label_set, template, adapter, modalities, score, strategy, order in zip(
             videos, audios, transcripts, contexts, labels, templates, adapter_names, modality_sets, score_only,
-            strategies, strict=True):
+            strategies, reasonings or [None] * len(videos), strict=True):
         check_type(video, VIDEO_TYPES, "video")
         check_type(audio, AUDIO_TYPES, "audio")
         if not modalities:
@@ -102,7 +113,7 @@ def _analyse_requests(videos, audios, transcripts, contexts, labels, templates, 
             video=video, audio=audio, transcript=transcript or "",
             context=[(r[0], r[1]) for r in rows if len(r) >= 2], labels=label_set, template=template,
             adapter=None if adapter in (None, NO_ADAPTER) else adapter, modalities=tuple(modalities),
-            mode="score" if score else "generate", strategy=strategy or None,
+            mode="score" if score else "generate", strategy=strategy or None, reasoning=order or None,
             names={p: user_name(p) for p in (video, audio) if p}))
     return requests
 
@@ -119,23 +130,43 @@ def _analysis_outputs(analysis, outbox: Path) -> tuple:
             pred.rationale or "", [[m, c] for m, c in pred.cues.items()] or [["", ""]],
             list(media.frames) if media and media.frames else [],
             (media.transcript if media else None) or "", (media.vocal_cues if media else None) or "",
-            _prompt_text(analysis), str(download), analysis, trace_messages(pred), about)
+            _prompt_text(analysis), str(download), analysis, trace_messages(pred), about,
+            reasoning_html(pred.reasoning))
+
+
+def _think_handler(service: Service):
+    """The Analyse button's first half (batched): where the strategy streams and the run reasons first, the
+    reasoning, shown before the answer exists; the prepared samples wait in a state for `analyse`."""
+
+    def think(*batched):
+        requests = _analyse_requests(*batched)
+        try:
+            reasoned = service.reason_many(requests)
+        except (ValueError, RuntimeError, ConnectionError, OSError) as error:
+            raise user_error(public_message(str(error))) from None
+        blocks = [reasoning_html(p.prompt.thought.record(p.prompt.reasoning.order), answering=True)
+                  if p is not None and p.prompt is not None and p.prompt.thought is not None else "" for p in reasoned]
+        return [blocks, [""] * len(requests), reasoned]
+
+    return think
 
 
 def _analyse_handler(service: Service):
-    """The Analyse button's batched handler; its downloads go to the runs folder, kept bounded."""
+    """The Analyse button's batched handler (the /analyse endpoint); its downloads go to the runs folder, kept
+    bounded. Its last input: what `think` reasoned (None over the API: it reasons here)."""
     outbox = Path(service.config.ui.runs_dir).expanduser().resolve() / "analyses"
 
     def analyse(*batched):
+        *inputs, pending = batched
         outbox.mkdir(parents=True, exist_ok=True)
-        requests = _analyse_requests(*batched)
+        requests = _analyse_requests(*inputs)
         try:
-            results = service.analyse_many(requests)
+            results = service.analyse_many(requests, pending if any(p is not None for p in pending) else None)
         except (ValueError, RuntimeError, ConnectionError, OSError) as error:
             raise user_error(public_message(str(error))) from None
         outputs = [_analysis_outputs(a, outbox) for a in results]
         service.housekeep()
-        return [list(column) for column in zip(*outputs, strict=True)]
+        return [list(column) for column in zip(*outputs, strict=True)] + [[None] * len(requests)]
 
     return analyse
 
@@ -144,7 +175,7 @@ def build_analyse_tab(service: Service, analysis_state: gr.State, chatbot: gr.Ch
                       chat_header: gr.Markdown) -> None:
     config = service.config
     adapters = [NO_ADAPTER] + list(config.model.adapters)
-    analyse = _analyse_handler(service)
+    analyse, think = _analyse_handler(service), _think_handler(service)
     default_labels = config.prompt.labels or "meld"
     with gr.Tab("Analyse"):
         with gr.Row():
@@ -170,12 +201,16 @@ def build_analyse_tab(service: Service, analysis_state: gr.State, chatbot: gr.Ch
                                            info="agent: the model may look again, listen, recall labelled examples "
                                                 "or read earlier turns before it answers; fusion: one scored "
                                                 "prompt per modality, fused")
+                    reasoning = gr.Dropdown(REASONING_CHOICES, value=config.prompt.reasoning or "none",
+                                            label="Reasoning", info=REASONING_INFO)
                 analyse_button = gr.Button("Analyse", variant="primary")
                 if config.ui.example_video:
                     gr.Examples([[config.ui.example_video, config.ui.example_transcript or ""]], [video, transcript],
                                 label="Example")
             with gr.Column():
-                summary = gr.Markdown()
+                # The reasoning comes first: written (and shown) before the answer it leads to.
+                reasoning_block = gr.HTML(elem_id="reasoning")
+                summary = gr.Markdown(elem_id="headline")
                 first_task = gr.Label(label="first task", num_top_classes=8)
                 second_task = gr.Label(label="second task", num_top_classes=8)
                 rationale = gr.Textbox(label="Rationale", lines=3)
@@ -186,23 +221,38 @@ def build_analyse_tab(service: Service, analysis_state: gr.State, chatbot: gr.Ch
                     vocal = gr.Textbox(label="Vocal cues", lines=2)
                     prompt = gr.Textbox(label="Prompt", lines=8)
                     download = gr.File(label="Prediction (JSON)")
-        analyse_button.click(
-            analyse, [video, audio, transcript, context, labels, template, adapter, modalities, score_only, strategy],
+        inputs = [video, audio, transcript, context, labels, template, adapter, modalities, score_only, strategy,
+                  reasoning]
+        pending = gr.State(None)  # the samples `think` prepared and reasoned, for `analyse` to answer
+        analyse_button.click(think, inputs, [reasoning_block, summary, pending], batch=True, max_batch_size=16,
+                             api_name=False).success(
+            analyse, [*inputs, pending],
             [summary, first_task, second_task, rationale, cues, frames, asr, vocal, prompt, download, analysis_state,
-             chatbot, chat_header], batch=True, max_batch_size=16, api_name="analyse")
+             chatbot, chat_header, reasoning_block, pending], batch=True, max_batch_size=16, api_name="analyse",
+            # The reasoning stays in full view while the answer is written after it.
+            show_progress_on=[summary, first_task, second_task, rationale])
 
 
 def build_chat_tab(service: Service, analysis_state: gr.State, chatbot: gr.Chatbot, chat_header: gr.Markdown) -> None:
-    def chat(question, history, analysis):
+    def chat(question, history, analysis, reasoning="none"):
         if analysis is None:
             raise user_error("Analyse a clip first; the chat is about that clip.")
         if not (question or "").strip():
             raise user_error("Type a question.")
-        spoken = [m for m in history if not (m.get("metadata") or {}).get("title")]  # tool steps are not turns
+        # Tool steps and reasoning are shown collapsed; they are not turns.
+        spoken = [m for m in history if not (m.get("metadata") or {}).get("title")]
         pairs = [(_text(spoken[i]["content"]), _text(spoken[i + 1]["content"])) for i in range(0, len(spoken) - 1, 2)]
-        history = list(history) + [{"role": "user", "content": question}, {"role": "assistant", "content": ""}]
+        history = list(history) + [{"role": "user", "content": question}]
         try:
-            for text in service.chat(analysis, pairs, question):
+            prompt = service.chat_prompt(analysis, pairs, question, reasoning)
+            if prompt.reasoning is not None:  # the reasoning streams first, collapsible, then the answer
+                history.append(_collapsed("Reasoning…", "", "pending"))
+                yield history, ""
+                prompt = service.think(prompt, analysis.adapter)
+                history[-1] = _collapsed(reasoning_title(prompt.thought.record(prompt.reasoning.order)),
+                                         prompt.thought.text)
+            history.append({"role": "assistant", "content": ""})
+            for text in service.stream_chat(prompt, analysis.adapter):
                 history[-1] = {"role": "assistant", "content": text}
                 yield history, ""
         except (ValueError, RuntimeError, ConnectionError) as error:
@@ -213,12 +263,14 @@ def build_chat_tab(service: Service, analysis_state: gr.State, chatbot: gr.Chatb
         chatbot.render()
         question = gr.Textbox(label="Question", placeholder="Which cue weighed most, and why?",
                               max_length=MAX_QUESTION_CHARS)
+        reasoning = gr.Dropdown(REASONING_CHOICES, value=service.config.prompt.reasoning or "none",
+                                label="Reasoning before the answer", info=REASONING_INFO)
         ask = gr.Button("Ask", variant="primary")
         for trigger in (ask.click, question.submit):
             # Ask is off while an answer streams, so a second question cannot overwrite the first exchange.
             trigger(lambda: (gr.Button(interactive=False), gr.Textbox(interactive=False)), None, [ask, question],
                     queue=False).then(
-                chat, [question, chatbot, analysis_state], [chatbot, question],
+                chat, [question, chatbot, analysis_state, reasoning], [chatbot, question],
                 api_name="chat" if trigger == ask.click else False).then(
                 lambda: (gr.Button(interactive=True), gr.Textbox(interactive=True)), None, [ask, question],
                 queue=False)

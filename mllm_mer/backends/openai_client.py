@@ -245,10 +245,12 @@ class OpenAIBackend(BackendBase):
             pool.shutdown(wait=True, cancel_futures=True)
 
     def chat(self, prompt: Prompt, adapter: str | None = None, max_new_tokens: int = 256) -> Iterator[str]:
-        """Free-text answer, streamed token by token from the server (accumulated text so far)."""
+        """Free-text answer, streamed token by token from the server (accumulated text so far); after the
+        prompt's reasoning, when it reasoned first (the assistant message is continued)."""
+        messages, extras = continued(prompt)
         stream = self._call(self.client.chat.completions.create, model=self._model_for(adapter),
-                            messages=to_openai_messages(prompt), temperature=0.0, max_tokens=max_new_tokens,
-                            stream=True, extra_body=request_extras(prompt))
+                            messages=messages, temperature=0.0, max_tokens=max_new_tokens,
+                            stream=True, extra_body=extras)
         text = ""
         for chunk in stream:
             if chunk.choices and chunk.choices[0].delta.content:

@@ -6,6 +6,7 @@ the flags are generated from the config tree (`mllm_mer.cli.args`).
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import sys
@@ -118,6 +119,12 @@ def evaluate(cfg: C.EvaluateConfig) -> int:
 def compare(cfg: C.CompareConfig) -> int:
     from mllm_mer.evaluation.comparison import compare_runs
 
+    if cfg.judge.judge_model or cfg.compare.preference_pairs:  # pairwise preference by a judge
+        from mllm_mer.evaluation.preference_runs import judge_preferences
+
+        with results_stdout() as out:
+            print(judge_preferences(cfg), file=out)
+        return 0
     if not cfg.compare.runs:
         raise ValueError("compare needs at least one run directory")
     print(compare_runs(cfg.compare.runs, cfg.compare.mixed_judges))
@@ -170,6 +177,16 @@ def serve(cfg: C.ServeConfig, vllm_args: list[str]) -> int:
     return serve_forever(cfg, vllm_args)
 
 
+# make-tiny's task options: option -> (module, builder, what it writes)
+TINY_TASKS = {
+    "task": ("mllm_mer.synthetic.tasks", "make_task", "colour x wording task"),
+    "agent_task": ("mllm_mer.synthetic.tasks", "make_window_task", "hidden-window task (agent traces)"),
+    "tone_task": ("mllm_mer.synthetic.tasks", "make_tone_task", "sine-or-square task (heard, not described)"),
+    "parity_task": ("mllm_mer.synthetic.parity", "make_parity_task", "cue-parity task (reasoning targets)"),
+    "physio_task": ("mllm_mer.synthetic.tasks", "make_physio_task", "calm-or-aroused task (signals only)"),
+}
+
+
 def make_tiny(cfg: C.MakeTinyConfig) -> int:
     from mllm_mer.synthetic.checkpoints import build_checkpoint as build_tiny
 
@@ -178,18 +195,10 @@ def make_tiny(cfg: C.MakeTinyConfig) -> int:
         raise ValueError("make-tiny needs the directory to write: mllm-mer make-tiny DIR")
     out = build_tiny(tiny.dir, arch=tiny.arch, size=tiny.size, seed=tiny.seed, thinking=tiny.thinking)
     print(f"wrote a random-weight {tiny.size} {tiny.arch}{' thinking' if tiny.thinking else ''} checkpoint to {out}")
-    if tiny.task:
-        from mllm_mer.synthetic.tasks import make_task
-
-        print(f"wrote the colour x wording task to {make_task(tiny.task).parent}")
-    if tiny.agent_task:
-        from mllm_mer.synthetic.tasks import make_window_task
-
-        print(f"wrote the hidden-window task (agent traces) to {make_window_task(tiny.agent_task).parent}")
-    if tiny.tone_task:
-        from mllm_mer.synthetic.tasks import make_tone_task
-
-        print(f"wrote the sine-or-square task (heard, not described) to {make_tone_task(tiny.tone_task).parent}")
+    for option, (module, builder, what) in TINY_TASKS.items():
+        if getattr(tiny, option):
+            written = getattr(importlib.import_module(module), builder)(getattr(tiny, option))
+            print(f"wrote the {what} to {written.parent}")
     if tiny.whisper:
         from mllm_mer.synthetic.tiny_whisper import make_tiny_whisper
 
@@ -357,7 +366,8 @@ VERBS: dict[str, Verb] = {
                     starts_engines=True),
     "evaluate": Verb(C.EvaluateConfig, evaluate, "batch-prompt a benchmark split; resumable; metrics and report",
                      starts_engines=True),
-    "compare": Verb(C.CompareConfig, compare, "finished runs side by side, with intervals and paired tests"),
+    "compare": Verb(C.CompareConfig, compare, "finished runs side by side, with intervals and paired tests; with "
+                                              "--judge-model, a judge ranks their descriptions pairwise"),
     "score": Verb(C.ScoreConfig, score, "score any system's predictions file (or rescore a run) against a dataset's "
                                         "gold: the metrics, intervals and report of an evaluate run"),
     "finetune": Verb(C.TrainConfig, finetune, "LoRA/QLoRA fine-tuning from a recipe (finetune/configs/*.yaml)"),

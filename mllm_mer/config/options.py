@@ -25,6 +25,10 @@ class TinyConfig(Section):
                                           "traces) to this folder")
     tone_task: str | None = option(None, "also write the synthetic sine-or-square task (its label lives only in "
                                          "the sound's timbre) to this folder")
+    physio_task: str | None = option(None, "also write the synthetic calm-or-aroused task (its label lives only "
+                                           "in the physiological signals) to this folder")
+    parity_task: str | None = option(None, "also write the synthetic cue-parity task (its label needs an "
+                                           "intermediate count; a reasoning column holds it) to this folder")
 
 
 @dataclass
@@ -36,8 +40,15 @@ class MergeOptions(Section):
 
 @dataclass
 class CompareOptions(Section):
+    """Finished runs side by side; with --judge-model, a judge's pairwise preference between their descriptions."""
+
     runs: list[str] = option([], "run directories", positional=True)
     mixed_judges: bool = option(False, "show numbers made by different judges side by side (refused otherwise)")
+    preference_pairs: str | None = option(None, "JSONL/JSON/CSV of human preference pairs (description_a, "
+                                                "description_b, preferred: A|B|tie): the judge's agreement with "
+                                                "people, instead of run directories (needs --judge-model)")
+    out: str | None = option(None, "with --judge-model: folder for preference.json and the verdict cache "
+                                   "(default: verdicts cached in the user cache)")
 
 
 @dataclass

@@ -25,21 +25,18 @@ from mllm_mer.config.sections import (
     ClientConfig,
     DataConfig,
     EngineConfig,
-    LoraConfig,
     MediaConfig,
     ModelConfig,
-    OptimConfig,
     PredictInput,
     PromptConfig,
     RetrievalConfig,
-    RLConfig,
     RunConfig,
     ScaleConfig,
     ServerConfig,
     StrategyConfig,
-    TraceConfig,
     UIConfig,
 )
+from mllm_mer.config.training import LoraConfig, OptimConfig, RLConfig, TraceConfig
 from mllm_mer.config.tree import load_config
 
 
@@ -120,7 +117,7 @@ MergeConfig = _verb("MergeConfig", model=ModelConfig, merge=MergeOptions)
 MakeTinyConfig = _verb("MakeTinyConfig", tiny=TinyConfig)
 InspectConfig = _verb("InspectConfig", PromptedConfig, data=DataConfig, inspect=InspectOptions)
 DemoConfig = _verb("DemoConfig", InferenceConfig, demo=DemoOptions, ui=UIConfig)
-CompareConfig = _verb("CompareConfig", compare=CompareOptions)
+CompareConfig = _verb("CompareConfig", compare=CompareOptions, judge=JudgeConfig)
 CalibrateConfig = _verb("CalibrateConfig", calibrate=CalibrateOptions)
 ListConfig = _verb("ListConfig", list=ListOptions)
 ScoreConfig = _verb("ScoreConfig", data=DataConfig, score=ScoreOptions, judge=JudgeConfig)

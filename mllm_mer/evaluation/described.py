@@ -4,6 +4,7 @@ judge), and the set-level metrics over them, with the judge behind every judged 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,19 +28,27 @@ def judge_for(judge_cfg, options, out: Path) -> Iterator[Judge | None]:
             raise ValueError("--extract judge needs a judge: name it with --judge-model")
         yield None
         return
+    with open_judge(judge_cfg, out / CACHE) as judge:
+        yield judge
+
+
+@contextlib.contextmanager
+def open_judge(judge_cfg, cache: Path) -> Iterator[Judge]:
+    """The judge `--judge-model` names, its verdicts cached in `cache`; a judge that cannot load is one line."""
     from mllm_mer.config import BackendConfig, build
     from mllm_mer.evaluation.judge_identity import judge_identity
     from mllm_mer.pipeline.build import open_backend
 
     config = build(BackendConfig, model=judge_cfg.judge_model, backend=judge_cfg.judge_backend,
-                   base_url=[judge_cfg.judge_base_url] if judge_cfg.judge_base_url else [])
+                   base_url=[judge_cfg.judge_base_url] if judge_cfg.judge_base_url else [],
+                   api_key=os.environ.get("MLLM_MER_API_KEY"))  # a served judge's key, as for every client
     try:
         backend = open_backend(config)
     except (OSError, ValueError, RuntimeError) as error:
         raise ValueError(f"--judge-model {judge_cfg.judge_model}: the judge cannot load ({error})") from None
     with backend:
         identity = judge_identity(judge_cfg.judge_model, judge_cfg.judge_backend, _served_card(backend))
-        yield Judge(backend, identity, out / CACHE)
+        yield Judge(backend, identity, cache)
 
 
 def _served_card(backend) -> dict[str, Any] | None:

@@ -38,7 +38,8 @@ def fingerprint(cfg: EvaluateConfig, setup: PromptSetup, strategy: Strategy) -> 
         "model": cfg.model.model, "backend": cfg.model.backend,
         "adapters": cfg.model.adapters, "probabilities": cfg.run.probabilities,
         "temperatures": setup.temperatures,
-        "strategy": strategy_fingerprint(cfg, setup, strategy),
+        "strategy": strategy_fingerprint(cfg, setup, strategy), "compare_orders": cfg.run.compare_orders,
+        "faithfulness": cfg.run.faithfulness,
     }
     return {"schema": SCHEMA, **identity(_json(settings), _defaults())}
 
@@ -109,7 +110,8 @@ def _default_values() -> str:
                            "reasoning": None},
                 "media": media_fingerprint(MediaSettings()), "model": ModelConfig().model,
                 "backend": ModelConfig().backend, "adapters": {}, "probabilities": False, "temperatures": {},
-                "strategy": {"strategy": "single"}}
+                "strategy": {"strategy": "single"}, "compare_orders": False,
+                "faithfulness": False}
     return json.dumps(defaults)
 
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize
+from scipy.special import expit
 
 SEED = 0
 
@@ -39,20 +39,30 @@ def win_matrix(verdicts: Sequence[Verdict], systems: Sequence[str]) -> np.ndarra
 
 def bradley_terry(wins: np.ndarray, prior: float | None = None) -> np.ndarray:
     """Log-strengths (mean 0) maximising the Bradley-Terry likelihood of `wins`. A tiny ridge `prior`
-    keeps a system that never lost (or never won) finite; without one, the fit is the exact maximum."""
+    keeps a system that never lost (or never won) finite; without one, the fit is the exact maximum.
+    Damped Newton steps: a few milliseconds a fit, so a bootstrap of a thousand fits stays quick."""
     k = wins.shape[0]
     if prior is None:
         prior = 0.0 if np.all(wins.sum(axis=1) > 0) and np.all(wins.sum(axis=0) > 0) else 1e-3
+    games, won = wins + wins.T, wins.sum(axis=1)
 
-    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+    def loss(theta: np.ndarray) -> float:
         diff = theta[:, None] - theta[None, :]
-        p = 1 / (1 + np.exp(-diff))  # P(i beats j)
-        nll = -float(np.sum(wins * np.log(p + 1e-300))) + prior * float(theta @ theta)
-        grad = -(np.sum(wins * (1 - p), axis=1) - np.sum(wins.T * (1 - p.T), axis=1)) + 2 * prior * theta
-        return nll, grad
+        return float(np.sum(wins * np.logaddexp(0, -diff))) + prior * float(theta @ theta)
 
-    result = minimize(loss, np.zeros(k), jac=True, method="L-BFGS-B", options={"gtol": 1e-12, "ftol": 1e-15})
-    theta = result.x
+    theta = np.zeros(k)
+    for _ in range(200):
+        p = expit(theta[:, None] - theta[None, :])  # P(i beats j)
+        grad = (games * p).sum(axis=1) - won + 2 * prior * theta
+        weight = games * p * (1 - p)
+        hessian = np.diag(weight.sum(axis=1)) - weight + 2 * prior * np.eye(k)
+        step = np.linalg.solve(hessian + np.ones((k, k)) / k, grad)  # the shift of all strengths is free
+        size, before = 1.0, loss(theta)
+        while loss(theta - size * step) > before + 1e-15 and size > 1e-8:
+            size /= 2
+        theta = theta - size * step
+        if np.max(np.abs(size * step)) < 1e-12:
+            break
     return theta - theta.mean()
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mllm_mer.evaluation.faithfulness import faithfulness_section, faithfulness_summary
 from mllm_mer.evaluation.judged_report import judged_lines, selective_lines
+from mllm_mer.evaluation.orders import order_section, order_summary
 from mllm_mer.strategies.reporting import strategy_sections, strategy_summary
 
 HEADLINE = ("accuracy", "weighted_f1", "macro_f1", "uar", "failure_rate")
@@ -101,7 +103,7 @@ def summary(metrics: dict[str, Any]) -> list[str]:
             lines.append(f"{task}: gold labels read through aliases: "
                          + ", ".join(f"{k} {n}" for k, n in aliased.items()))
     lines += (metrics.get("scored") or {}).get("summary") or []
-    lines += strategy_summary(metrics)
+    lines += strategy_summary(metrics) + order_summary(metrics) + faithfulness_summary(metrics)
     tasks = metrics.get("tasks") or {}
     if (metrics.get("run") or {}).get("mode") == "generate" and tasks and not any("ece" in m for m in tasks.values()):
         lines.append("no label probabilities were computed (generate mode), so no ECE, Brier or NLL: add "
@@ -182,7 +184,8 @@ def write_report(metrics: dict[str, Any], path: Path) -> None:
         if (path.parent / "reliability.png").is_file():
             lines += ["", "![reliability diagram](reliability.png)"]
     lines += selective_lines(metrics["tasks"]) + judged_lines(metrics)
-    lines += strategy_section(metrics) + dialogue_section(metrics)
+    lines += strategy_section(metrics) + order_section(metrics) + faithfulness_section(metrics)
+    lines += dialogue_section(metrics)
     if reg := metrics.get("regression"):
         lines += ["", "| acc-2 | acc-7 | MAE | corr |", "|---|---|---|---|",
                   "| " + " | ".join("-" if reg.get(k) is None else f"{reg[k]:.4f}"

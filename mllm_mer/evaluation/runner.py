@@ -22,7 +22,9 @@ from mllm_mer.config import EvaluateConfig, RunConfig, ScaleConfig
 from mllm_mer.conversation.context import context_settings, dialogues_of
 from mllm_mer.core.types import Prediction, Sample
 from mllm_mer.datasets import Split, load_configured, loader_options
+from mllm_mer.evaluation.faithfulness import faithfulness_statistics
 from mllm_mer.evaluation.fingerprint import fingerprint, strategy_fingerprint
+from mllm_mer.evaluation.orders import order_statistics
 from mllm_mer.evaluation.records import (
     PREDICTIONS,
     append_records,
@@ -97,6 +99,11 @@ def plan_run(cfg: EvaluateConfig, media_roots: tuple[str, ...] = ()) -> Plan:
                       with_resources=False)
     setup, strategy = built.setup, built.strategy
     check_list_answers(setup.scheme, run.probabilities, "--probabilities")
+    if run.compare_orders and setup.reasoning is None:
+        raise ValueError("--compare-orders sets the label-first answer beside a reasoned one: add --reasoning "
+                         "before or native")
+    built.context.compare_orders = run.compare_orders
+    built.context.faithfulness = run.faithfulness
     context_labels, window = context_settings(data)
     out = Path(run.out)
     check_run_dir(out, fingerprint(cfg, setup, strategy), cfg)
@@ -214,6 +221,10 @@ def write_results(plan: Plan) -> dict[str, Any]:
         conversation["context_labels"] = plan.context_labels
         metrics["dialogue"] = conversation
     metrics.update(strategy_statistics(wanted))  # each strategy's entry, under its name
+    if orders := order_statistics(wanted, setup.scheme):
+        metrics["orders"] = orders
+    if faithful := faithfulness_statistics(wanted, setup.scheme.label_sets[0].task):
+        metrics["faithfulness"] = faithful
     metrics["coverage"] = {"answered": len(wanted), "of": len(plan.split.samples),
                            "partial": len(wanted) < len(plan.split.samples)}
     metrics["sample_set"] = hashlib.sha256("\n".join(sorted(s.id for s in plan.samples)).encode()).hexdigest()[:16]

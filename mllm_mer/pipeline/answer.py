@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from mllm_mer.backends.base import Backend
 from mllm_mer.core.types import Prediction, Prompt, PromptSetup, Sample
 from mllm_mer.stages.calibration import calibrate
+from mllm_mer.stages.faithfulness import add_removals
+from mllm_mer.stages.orders import add_label_first
 from mllm_mer.stages.prepare import Prepared, Stage, prepare, quiet
 from mllm_mer.stages.resources import Resources
 from mllm_mer.strategies import RunContext, Strategy
@@ -39,7 +41,12 @@ def answer_run(backend: Backend, samples: Sequence[Sample], run: RunContext) -> 
 def answer_prepared(backend: Backend, prepared: Sequence[Prepared], run: RunContext) -> list[Answered]:
     """`answer_run` from the media stage on: the strategy over the samples that got a prompt, in input order."""
     ready = [p for p in prepared if p.prompt is not None]
-    answered = iter(run.strategy.answer(backend, ready, run) if ready else [])
+    predictions = run.strategy.answer(backend, ready, run) if ready else []
+    if run.compare_orders:
+        add_label_first(backend, ready, predictions, run.setup, run.adapter, run.on_stage)
+    if run.faithfulness:
+        add_removals(backend, ready, predictions, run.setup, run.adapter, run.on_stage)
+    answered = iter(predictions)
     return [finish(p, next(answered) if p.prompt is not None else None, run.setup) for p in prepared]
 
 

@@ -142,8 +142,8 @@ def resolve_strategy(strategy: StrategyConfig | None, setup: PromptSetup) -> Str
     built = build_strategy(strategy or StrategyConfig(), setup.scheme, setup.mode)
     if setup.reasoning is not None and not getattr(built, "reasons", False):
         raise ValueError(f"--reasoning {setup.reasoning.order}: the {built.name} strategy does not reason before "
-                         "its answers yet; use --strategy single (with --samples N for reasoning paths) or "
-                         "--reasoning none")
+                         "its answers yet; use --strategy single (with --samples N for reasoning paths) or agent, "
+                         "or --reasoning none")
     return built
 
 

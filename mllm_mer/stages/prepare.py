@@ -33,6 +33,7 @@ class Prepared:
     error_kind: str = "media"
     notes: list[str] = field(default_factory=list)
     media: MediaInputs | None = None  # what the media stage produced (the agent's tools start from it)
+    demonstrations: list = field(default_factory=list)  # those the prompt shows (a label-first prompt reuses them)
 
 
 def fit_text_budget(sample: Sample, max_chars: int) -> tuple[Sample, list[str]]:
@@ -107,7 +108,7 @@ def prepare_one(sample: Sample, setup: PromptSetup, demonstrations: list) -> Pre
                         error_kind="no_evidence", notes=notes)
     prompt = build_prompt(sample, setup.scheme, setup.template, inputs, setup.modalities,
                           demonstrations=demonstrations, reasoning=setup.reasoning)
-    return Prepared(sample, prompt, notes=notes + list(inputs.notes), media=inputs)
+    return Prepared(sample, prompt, notes=notes + list(inputs.notes), media=inputs, demonstrations=demonstrations)
 
 
 def prepare(samples: Sequence[Sample], setup: PromptSetup, on_stage: Stage = quiet,

@@ -52,9 +52,9 @@ def answer_reasoned(backend: Backend, prompts: Sequence[Prompt], answer: Callabl
                     adapter: str | None = None, temperature: float = 0.0, seeds: Sequence[int] | None = None,
                     on_stage: Stage = quiet) -> list[Prediction]:
     """`answer` over the prompts once they reasoned, in input order; a prompt whose reasoning the backend
-    refuses fails alone. Prompts that do not reason go straight to `answer`."""
+    refuses fails alone. Prompts that do not reason (or reasoned already) go straight to `answer`."""
     if not any(p.reasoning is not None and p.thought is None for p in prompts):
-        return answer(list(prompts))
+        return [keep_thought(a, p) for a, p in zip(answer(list(prompts)), prompts, strict=True)]
     on_stage(f"reasoning for {len(prompts)}")
     reasoned = reason(backend, prompts, adapter, temperature, seeds)
     ready = [p for p in reasoned if isinstance(p, Prompt)]

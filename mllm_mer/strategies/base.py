@@ -38,6 +38,8 @@ class RunContext:
     probabilities: bool = True  # generate mode: also score label probabilities
     on_stage: Stage = quiet  # progress
     resources: Resources = field(default_factory=Resources)  # demonstration index, dialogue history
+    compare_orders: bool = False  # a reasoned answer also gets the label-first one (evaluate --compare-orders)
+    faithfulness: bool = False  # each answer re-scored without each modality (evaluate --faithfulness)
 
     def __post_init__(self) -> None:
         if self.strategy is None:

@@ -3,6 +3,7 @@
 `make_task`: a task that needs both frames and words.
 `make_window_task`: evidence in a short window that uniform sampling misses.
 `make_tone_task`: a label that lives only in the sound's timbre, which neither words nor cue text carry.
+`make_physio_task`: a label that lives only in physiological signals (calm or aroused); words and frames are the same.
 
 Each clip is red or blue; each transcript says the weather is sunny or rainy. Each of
 the four combinations has its own emotion, so the colour alone or the wording alone
@@ -136,4 +137,65 @@ def make_tone_task(out_dir: str | Path, n_train: int = 64, n_dev: int = 16, n_te
         shapes = balanced(rng, list(TONE_LABELS), count)
         rows += [{"id": f"{split}{i:04d}", "split": split, "text": TONE_TEXT, "audio": f"sounds/{shape}.wav",
                   "label": TONE_LABELS[shape], "shape": shape} for i, shape in enumerate(shapes)]
+    return write_manifest(out, rows)
+
+
+# -- a task whose label lives only in the body's signals -------------------------------------------
+# Every sample has the same transcript and the same grey clip. Its signal file (ECG, EDA, respiration from
+# NeuroKit2's simulators) is one person's recording: 30 s at rest (the baseline), then the 30 s window the
+# label is about, calm (that person's resting values again) or aroused (faster heart and breathing, more
+# skin-conductance responses). Without the signals the prompt is the same for every sample, so a model that
+# does not read them is at chance.
+PHYSIO_TEXT = "I am fine."
+PHYSIO_SECONDS, PHYSIO_RATE = 30, 100  # per part; long enough for NeuroKit2 to count breaths at 12/min
+PHYSIO_LABELS_YAML = """name: calm-or-aroused
+tasks:
+  - task: emotion
+    labels: [neutral, anger]
+    descriptions: {neutral: calm, anger: agitated}
+"""
+
+
+def physio_states(rng: random.Random, label: str):
+    """(resting state, the window's state) of one simulated person."""
+    from mllm_mer.synthetic.physio import State
+
+    rest = State(rng.uniform(58, 72), rng.uniform(12, 15), rng.randint(0, 2))
+    if label == "neutral":
+        return rest, State(rest.heart_rate * rng.uniform(0.98, 1.02), rest.breathing * rng.uniform(0.97, 1.03),
+                           rest.responses)
+    return rest, State(rng.uniform(100, 120), rng.uniform(21, 26), rng.randint(6, 9))
+
+
+def write_physio_recording(path: Path, rng: random.Random, label: str) -> dict:
+    """One person's rest-then-window recording as a CSV; returns its manifest fields."""
+    import numpy as np
+
+    from mllm_mer.synthetic.physio import simulate, write_csv
+
+    parts = [simulate(state, PHYSIO_SECONDS, PHYSIO_RATE, seed=rng.randrange(2**31), ecg_method="simple")
+             for state in physio_states(rng, label)]
+    write_csv(path, {k: np.concatenate([p[k] for p in parts]) for k in ("ECG", "EDA", "RESP")}, PHYSIO_RATE)
+    return {"start": PHYSIO_SECONDS, "end": 2 * PHYSIO_SECONDS, "physio_baseline": f"0:{PHYSIO_SECONDS}"}
+
+
+def make_physio_task(out_dir: str | Path, n_train: int = 64, n_dev: int = 16, n_test: int = 16, seed: int = 0
+                     ) -> Path:
+    """Writes signals/ (one recording per sample), clips/grey.mp4, manifest.jsonl (split column) and
+    labels.yaml; returns the manifest path."""
+    out = Path(out_dir)
+    (out / "signals").mkdir(parents=True, exist_ok=True)
+    (out / "clips").mkdir(parents=True, exist_ok=True)
+    (out / "labels.yaml").write_text(PHYSIO_LABELS_YAML)
+    # The session's video, as long as each recording: the window's frames are grey for every sample.
+    write_clip(out / "clips" / "grey.mp4", seconds=2 * PHYSIO_SECONDS, fps=2, size=(56, 56), audio=False,
+               colour=lambda i: (128, 128, 128))
+    rng = random.Random(seed)
+    rows = []
+    for split, count in (("train", n_train), ("dev", n_dev), ("test", n_test)):
+        for i, label in enumerate(balanced(rng, ["neutral", "anger"], count)):
+            name = f"{split}{i:04d}"
+            window = write_physio_recording(out / "signals" / f"{name}.csv", rng, label)
+            rows.append({"id": name, "split": split, "text": PHYSIO_TEXT, "video": "clips/grey.mp4",
+                         "physio": f"signals/{name}.csv", "label": label, **window})
     return write_manifest(out, rows)

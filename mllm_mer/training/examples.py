@@ -19,11 +19,19 @@ from mllm_mer.strategies.agent import Agent
 IGNORE = -100
 
 
-def target_answer(sample: Sample, prompt: Prompt) -> str:
+def target_answer(sample: Sample, prompt: Prompt, reasoning_col: str | None = None) -> str:
+    """The answer as constrained decoding writes it; a prompt that reasons first is trained on the sample's
+    reasoning (`reasoning_col`) and the block's end before it, as `render` continues the block's opening."""
     answer = {ls.task: sample.gold[ls.task] for ls in prompt.label_sets}
     answer["rationale"] = sample.metadata.get("rationale") or ""
     answer["cues"] = sample.metadata.get("cues") or {}
-    return format_answer(answer, prompt.label_sets, prompt.with_rationale, prompt.cue_modalities)
+    text = format_answer(answer, prompt.label_sets, prompt.with_rationale, prompt.cue_modalities)
+    if prompt.reasoning is None:
+        return text
+    thought = sample.metadata.get(reasoning_col) if reasoning_col else None
+    if not isinstance(thought, str) or not thought.strip():
+        raise ValueError(f"sample {sample.id}: no reasoning text in column {reasoning_col!r}")
+    return thought.strip() + prompt.reasoning.close + prompt.reasoning.after + text
 
 
 def answer_suffix(processor: Any) -> str:
@@ -54,7 +62,8 @@ def scripted_actions(sample: Sample, column: str) -> list[dict[str, Any]]:
 
 
 class Collator:
-    """Samples -> model inputs: prompt + answer + end of turn, loss on the answer only.
+    """Samples -> model inputs: prompt + answer + end of turn, loss on the answer only (and on the reasoning
+    before it, for a prompt that reasons first: `reasoning_col`).
 
     Prompts come from `pipeline.prepare`, exactly as at inference; a sample whose media
     fails or that has nothing to classify is an error naming the sample. With `trace_col`
@@ -63,11 +72,12 @@ class Collator:
     """
 
     def __init__(self, processor: Any, setup: PromptSetup, resources: Resources | None = None,
-                 trace_col: str | None = None, agent: Agent | None = None):
+                 trace_col: str | None = None, agent: Agent | None = None, reasoning_col: str | None = None):
         self.processor, self.setup = processor, setup
         self.suffix = answer_suffix(processor)
         self.tokenizer = processor.tokenizer
         self.resources, self.trace_col, self.agent = resources, trace_col, agent
+        self.reasoning_col = reasoning_col
 
     def _conversation(self, ready: Any, answer: str) -> Conversation:
         from mllm_mer.strategies.agent import start
@@ -94,7 +104,7 @@ class Collator:
         for sample, ready in zip(golds, prepare(golds, self.setup, resources=self.resources), strict=True):
             if ready.prompt is None:
                 raise ValueError(f"training sample {sample.id}: {ready.error}")
-            answer = target_answer(sample, ready.prompt)
+            answer = target_answer(sample, ready.prompt, self.reasoning_col)
             pairs.append(self._conversation(ready, answer) if self.trace_col else (ready.prompt, answer))
         return pairs
 

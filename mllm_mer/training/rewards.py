@@ -15,18 +15,14 @@ showed, the gold labels) and returns a float. A recipe weighs them by name (`REW
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
 
 from mllm_mer.core.emotion_wheels import load_wheels
+from mllm_mer.core.modality_words import modality_patterns
 from mllm_mer.core.parsing import parse_answer
-from mllm_mer.core.paths import PROMPTS_DIR
 from mllm_mer.core.types import CUE_MODALITIES, LabelSet
-from mllm_mer.core.yaml_file import read_yaml
 
-MODALITY_WORDS = PROMPTS_DIR / "rewards" / "modality_words.yaml"
 # Valence of each Ekman sector (surprise has none: it can be either).
 VALENCE = {"joy": "positive", "sadness": "negative", "anger": "negative", "disgust": "negative",
            "fear": "negative", "neutral": "neutral"}
@@ -104,16 +100,6 @@ def well_formed(text: str, asked: Asked, options: RewardOptions) -> float:
     return 1.0 if parse_answer(text, asked.label_sets, "reward", asked.shown).ok else 0.0
 
 
-@cache
-def _modality_patterns() -> dict[str, re.Pattern]:
-    data = read_yaml(MODALITY_WORDS)
-    patterns = {}
-    for modality, words in data.items():
-        alternatives = [re.escape(w[:-1]) + r"\w*" if w.endswith("*") else re.escape(w) for w in words]
-        patterns[modality] = re.compile(r"\b(?:" + "|".join(alternatives) + r")\b", re.IGNORECASE)
-    return patterns
-
-
 def absent_claims(text: str, shown: tuple[str, ...]) -> list[str]:
     """The modalities not shown that the answer's rationale or cues still speak of."""
     # Only a whole answer that is one object is read by its fields; anything else is read whole (a broken
@@ -123,7 +109,7 @@ def absent_claims(text: str, shown: tuple[str, ...]) -> list[str]:
     cues = data.get("cues") if data and isinstance(data.get("cues"), dict) else {}
     said = " ".join([rationale if isinstance(rationale, str) else "", *map(str, cues.values())])
     claimed = []
-    for modality, pattern in _modality_patterns().items():
+    for modality, pattern in modality_patterns().items():
         if modality not in shown and (cues.get(modality) or pattern.search(said)):
             claimed.append(modality)
     return claimed

@@ -139,9 +139,23 @@ def ready_recipe(cfg: TrainConfig, out: Path) -> Recipe:
     # An adapter trained further brings its prompt, as it would to `predict`.
     prompt_model = replace(cfg.model, adapter=[f"init={cfg.lora.init_adapter}"]) if cfg.lora.init_adapter else cfg.model
     setup = prompt_setup(replace(cfg, model=prompt_model), default_labels, default_template="label_only")
+    check_reasoning_targets(cfg, setup)
     dev_samples = _load_samples(cfg, opt.dev_split, opt.limit_dev)[0] if opt.dev_split else []
     (out / "config.yaml").write_text(cfg.to_yaml())
     return Recipe(setup, agent_strategy(cfg), train_samples, dev_samples, cfg.model.model)
+
+
+def check_reasoning_targets(cfg: TrainConfig, setup: PromptSetup) -> None:
+    """A recipe that reasons first needs reasoning text to train on, and reasoning text needs an order."""
+    col, order = cfg.traces.reasoning_col, setup.reasoning.order if setup.reasoning else "none"
+    if col and order == "none":  # the same recipe as an ablation: the answer alone, in one step
+        print(f"reasoning_col {col!r} unused: with reasoning none the answer is trained alone", flush=True)
+    if order != "none" and cfg.optim.method == "sft" and not col:
+        raise ValueError(f"reasoning: {order} trains the reasoning block before each answer: name the manifest "
+                         "column that holds it (reasoning_col, --reasoning-col)")
+    if order != "none" and cfg.traces.trace_col:
+        raise ValueError("the agent does not reason between its steps yet: train traces (trace_col) with reasoning: "
+                         "none")
 
 
 def train(cfg: TrainConfig, callbacks: list | None = None) -> Path:
@@ -161,7 +175,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> Path:
     model, processor = load_trainable_model(cfg)
     resources = training_resources(cfg, setup, agent, cfg.optim.train_split, recipe.train_samples)
     dev_resources = training_resources(cfg, setup, agent, cfg.optim.dev_split, dev_samples) if dev_samples else None
-    collator = Collator(processor, setup, resources, cfg.traces.trace_col, agent)
+    collator = Collator(processor, setup, resources, cfg.traces.trace_col, agent, cfg.traces.reasoning_col)
     args = training_arguments(cfg, out, bool(dev_samples))
     on_dev = dev_evaluation(processor, dev_samples, setup, cfg, agent, dev_resources)
 

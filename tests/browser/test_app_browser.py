@@ -226,3 +226,50 @@ def test_in_chromium_a_conversation_row_shows_its_utterance(app_url, app_talk):
     finally:
         browser.close()
         manager.stop()
+
+
+@pytest.mark.browser
+def test_in_chromium_the_reasoning_shows_before_the_answer_and_the_headline_is_the_top_bar(app_url):
+    """--reasoning before in the Analyse tab: the reasoning block is on screen (collapsible, above the answer)
+    while the answer is still being written; then the headline, whose label heads the bars."""
+    manager, browser = _browser()
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(app_url)
+        page.get_by_label("Transcript", exact=True).fill("You did WHAT? Never again.")
+        page.get_by_label("video", exact=True).uncheck()
+        page.get_by_label("audio", exact=True).uncheck()
+        page.get_by_label("Template").click()
+        page.get_by_role("option", name="label_only").click()
+        page.get_by_label("Reasoning", exact=True).click()
+        page.get_by_role("option", name="before").click()
+        # What the page shows, in the order it shows it (recorded as it happens, not sampled by polling).
+        page.evaluate("""() => {
+            window.__seen = [];
+            const note = (what) => { if (!window.__seen.includes(what)) window.__seen.push(what); };
+            new MutationObserver(() => {
+                const answered = /emotion: /.test(document.querySelector('#headline')?.innerText || '');
+                if (!answered && document.querySelector('#reasoning .reasoning-wait')) note('reasoning alone');
+                if (answered) note('answer');
+            }).observe(document.body, {subtree: true, childList: true, characterData: true});
+        }""")
+        page.get_by_role("button", name="Analyse").click()
+        page.locator("#headline").get_by_text("emotion:").wait_for(timeout=300_000)
+        block = page.locator("#reasoning details.reasoning-block")
+        block.wait_for()
+        assert page.evaluate("window.__seen") == ["reasoning alone", "answer"]
+        assert block.locator("summary").inner_text().startswith("Reasoning (before, ")
+        assert block.bounding_box()["y"] < page.locator("#headline").bounding_box()["y"]  # above the answer
+        headline = page.locator("#headline").inner_text()
+        label = headline.split("emotion: ", 1)[1].split(" ", 1)[0].strip()
+        bars = page.locator('[data-testid="label"]').first
+        top_bar = bars.locator(".confidence-set dt").first.inner_text().strip()
+        assert label == top_bar == bars.locator('[data-testid="label-output-value"]').inner_text().strip(), headline
+        assert "most probable:" not in headline
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "reasoning.png"), full_page=True)
+        page.get_by_role("tab", name="Chat").click()  # the chat opens with the reasoning, collapsed
+        page.locator("text=Reasoning (before, >> visible=true").first.wait_for(timeout=60_000)
+    finally:
+        browser.close()
+        manager.stop()

@@ -220,3 +220,28 @@ def test_trace_training_learns_every_action_and_masks_the_observations(tiny_mode
     broken = [dict(samples[0].metadata, trace=[{"tool": "look", "args": {"start": 1.5, "end": 2, "n": 9}}])]
     with pytest.raises(ValueError, match="not a valid action"):
         collator([replace(samples[0], metadata=broken[0])])
+
+
+def test_cli_predict_agent_with_reasoning_thinks_before_every_action_and_notes_a_cut_thought(tiny_model, app_clip):
+    result = run_cli("predict", "--model", tiny_model, "--backend", "transformers", "--video", app_clip,
+                     "--transcript", "You did WHAT?", "--labels", "meld", "--template", "label_only",
+                     "--max-frames", "4", "--strategy", "agent", "--max-steps", MAX_STEPS,
+                     "--reasoning", "before", "--max-reasoning-tokens", "6")
+    prediction = json.loads(result.stdout)
+    assert prediction["ok"], prediction["error"]
+    trace = prediction["extras"]["agent"]["trace"]
+    assert trace and trace[-1]["tool"] == "answer"
+    for step in trace:  # the thought comes first, then the tool it chose
+        assert list(step).index("thought") < list(step).index("tool"), step
+        assert 1 <= step["thought"]["tokens"] <= 6
+    cut = [s["step"] for s in trace if s["thought"]["cut"]]
+    assert cut, "a random model does not close its block within 6 tokens"
+    notes = [n for n in prediction["notes"] if "the thought was cut" in n]
+    assert [int(n.split(":")[0].removeprefix("step ")) for n in notes] == cut
+    assert all("--max-reasoning-tokens" in n for n in notes)
+    reasoning = prediction["reasoning"]
+    assert reasoning["order"] == "before" and reasoning["cut"]
+    assert reasoning["tokens"] == sum(s["thought"]["tokens"] for s in trace)
+    assert all(f"step {s['step']}: {s['thought']['text']}" in reasoning["text"] for s in trace)
+    probabilities = prediction["tasks"]["emotion"]["probabilities"]
+    assert abs(sum(probabilities.values()) - 1) < 1e-4

@@ -11,18 +11,25 @@ from helpers import REPO
 
 @pytest.mark.vllm
 def test_run_all_writes_every_ratio(tiny_model, tmp_path):
+    from mllm_mer.synthetic.tiny import make_tiny
+
     out = tmp_path / "RESULTS.md"
+    thinking = make_tiny(tmp_path / "tiny-thinking", thinking=True)  # the reasoning orders' engine
     proc = subprocess.run([sys.executable, "-m", "benchmarks.run_all", "--quick", "--model", str(tiny_model),
-                           "--n", "3", "--tokens", "4", "--media-seconds", "2", "--out", str(out)],
+                           "--n", "3", "--tokens", "4", "--media-seconds", "2", "--out", str(out),
+                           "--thinking-model", str(thinking)],
                           capture_output=True, text=True, timeout=900, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = out.read_text()
     for measure in ("vLLM engine vs per-sample transformers loop", "label scoring vs generate-with-rationale",
                     "few-shot cost / zero-shot cost", "8 sampled frames vs decode everything",
                     "agent (max 3 steps) time / single-pass time", "retrieved template (k=4) time",
-                    "predicted-context lockstep samples/s / independent", "fusion (3 experts + joint) time"):
+                    "predicted-context lockstep samples/s / independent", "fusion (3 experts + joint) time",
+                    "`--reasoning before` time / answer-first time", "`--reasoning native` time / answer-first time",
+                    "label scoring after reasoning / generating the reasoning"):
         row = next(line for line in table.splitlines() if line.startswith(f"| {measure}"))
         assert row.split("|")[2].strip().endswith("x")
+    assert "prefix-cache hits" in table and "native:" in table  # the reasoning orders' details, hit rate shown
 
 
 def test_long_recording_benchmark_alone(tmp_path):
@@ -43,7 +50,7 @@ def test_media_benchmark_alone():
 
 @pytest.mark.parametrize("module", ["run_all", "media", "throughput", "scoring", "prefix_cache", "agent",
                                     "dialogue", "fusion", "engine_full", "long_media", "ray_scale", "frontend",
-                                    "omni", "intake", "physio"])
+                                    "omni", "intake", "physio", "reasoning"])
 def test_benchmark_command_lines(module, capsys):
     """Each benchmark's flags come from its config dataclasses (no engine is started); `--help` is read
     in this process (each module's own command line, as `python -m benchmarks.MODULE --help` prints it)."""
@@ -53,7 +60,7 @@ def test_benchmark_command_lines(module, capsys):
         importlib.import_module(f"benchmarks.{module}").main(["--help"])
     assert exited.value.code == 0
     stdout = capsys.readouterr().out
-    expected = {"run_all": ["--quick", "--model", "--n", "--tokens", "--media-seconds", "--out"],
+    expected = {"run_all": ["--quick", "--model", "--n", "--tokens", "--media-seconds", "--out", "--thinking-model"],
                 "media": ["--quick", "--seconds", "--frames"],
                 "throughput": ["--model", "--n", "--tokens", "--forward-batch-size", "--kv-cache-gb"],
                 "scoring": ["--model", "--n"],
@@ -67,6 +74,7 @@ def test_benchmark_command_lines(module, capsys):
                 "frontend": ["--clips", "--seconds", "--frames"],
                 "omni": ["--omni-model", "--vl-model", "--n", "--minutes", "--windows"],
                 "intake": ["--model", "--rows", "--big-rows"],
-                "physio": ["--minutes", "--windows", "--window-s"]}[module]
+                "physio": ["--minutes", "--windows", "--window-s"],
+                "reasoning": ["--model", "--n", "--reasoning-tokens"]}[module]
     for flag in expected:
         assert flag in stdout, f"{module}: {flag} missing from --help"

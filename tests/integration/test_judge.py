@@ -12,6 +12,7 @@ import textwrap
 import time
 
 import pytest
+from helpers import described_run
 
 from mllm_mer.evaluation.judge import Judge
 from mllm_mer.evaluation.judge_identity import judge_identity, same_judge
@@ -131,3 +132,39 @@ def test_descriptions_are_rated_against_reference_descriptions_by_the_named_judg
         assert 0 <= rated[key] <= 10 and rated["intervals"][key][0] <= rated[key] <= rated["intervals"][key][1]
     assert metrics["judge"]["model"] == str(tiny_model)
     assert main([*base, "--reference-col", "nope", "--judge-model", str(tiny_model)]) == 2
+
+
+def test_compare_ranks_runs_by_the_judges_pairwise_preference_and_asks_nothing_twice(tiny_model, tmp_path, capfd):
+    from mllm_mer.cli import main
+
+    runs = [described_run(tmp_path / "smiles", [("joy", "She smiles broadly and laughs."), ("joy", "A bright grin.")]),
+            described_run(tmp_path / "flat", [("sadness", "Nothing is visible."), ("anger", "Loud.")]),
+            described_run(tmp_path / "terse", [("joy", "Happy."), ("surprise", "Eyes wide open.")])]
+    command = ["compare", *map(str, runs), "--judge-model", str(tiny_model), "--out", str(tmp_path / "pref")]
+    asked = []
+    for _ in range(2):
+        assert main(command) == 0
+        out = capfd.readouterr().out
+        result = json.loads((tmp_path / "pref" / "preference.json").read_text())
+        asked.append(result["judge"]["verdicts_asked"])
+    assert asked == [12, 0]  # 3 pairs of runs x 2 clips x 2 orders; the second run is served from the cache
+    assert set(result["ranking"]) == {"smiles", "flat", "terse"}
+    assert result["verdicts"] + result["unjudged"] == 12 and 0 <= result["position_bias"] <= 1
+    assert result["judge"]["model"] == str(tiny_model) and len(result["judge"]["files_sha256"]) == 64
+    for name in ("smiles", "flat", "terse"):
+        assert f"| {name} |" in out
+    assert "position bias:" in out and "verdicts asked of it: 0" in out
+    pairs = tmp_path / "pairs.jsonl"
+    human = [("She smiles.", "Nothing.", "A"), ("Flat voice.", "A warm laugh and a grin.", "B")]
+    pairs.write_text("".join(json.dumps({"description_a": a, "description_b": b, "preferred": p}) + "\n"
+                             for a, b, p in human))
+    assert main(["compare", "--preference-pairs", str(pairs), "--judge-model", str(tiny_model)]) == 0
+    out = capfd.readouterr().out
+    assert "Agreement with human preferences" in out and "| 2 |" in out
+    # one-line refusals: a missing column, a judge that cannot load
+    pairs.write_text(json.dumps({"description_a": "x", "description_b": "y", "winner": "A"}) + "\n")
+    assert main(["compare", "--preference-pairs", str(pairs), "--judge-model", str(tiny_model)]) == 2
+    assert "no column preferred" in capfd.readouterr().err
+    assert main(["compare", *map(str, runs[:2]), "--judge-model", str(tmp_path / "no-model")]) == 2
+    [line] = capfd.readouterr().err.strip().splitlines()
+    assert "the judge cannot load" in line

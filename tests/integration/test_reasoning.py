@@ -108,3 +108,53 @@ def test_evaluate_records_the_order_and_a_new_order_is_a_new_run(thinking_model,
     assert runs["before"]["fingerprint"]["prompt"]["reasoning"] == {"order": "before", "max_tokens": 8}
     again = run_cli(*base, "--reasoning", "native", "--out", str(tmp_path / "before"), check=False)
     assert again.returncode == 2 and "other settings (prompt)" in again.stderr
+
+
+def _records(out) -> list[dict]:
+    return [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+
+
+def test_compare_orders_scores_the_label_first_answer_beside_the_reasoned_one(thinking_model, tmp_path):
+    """One run, both orders: the label-first distribution is what a --reasoning none run scores, and the
+    counts in metrics.json and the summary are those the records give; the option is part of the identity."""
+    gold = ["anger", "joy", "neutral", "sadness", "anger", "surprise"]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps({"id": f"s{i}", "text": f"{SAMPLES[i % 3].transcript} ({i})",
+                                            "label": g}) + "\n" for i, g in enumerate(gold)))
+    base = ["evaluate", "--dataset", "manifest", "--data-dir", str(manifest), "--model", str(thinking_model),
+            "--labels", "meld", "--dtype", "float32", "--mode", "score"]
+    both = [*base, "--reasoning", "before", "--max-reasoning-tokens", "8", "--compare-orders"]
+    result = run_cli(*both, "--out", str(tmp_path / "both"))
+    records = _records(tmp_path / "both")
+    plain = {r["id"]: r["prediction"]["tasks"]["emotion"] for r in _records(_plain_run(base, tmp_path))}
+    changed = right = 0
+    for record in records:
+        first = record["prediction"]["reasoning"]["label_first"]["emotion"]
+        reasoned = record["prediction"]["tasks"]["emotion"]
+        assert first["probabilities"] == pytest.approx(plain[record["id"]]["probabilities"], abs=1e-4)
+        assert first["label"] == plain[record["id"]]["label"]
+        changed += first["label"] != reasoned["label"]
+        right += first["label"] != reasoned["label"] and reasoned["label"] == record["gold"]["emotion"]
+    stats = json.loads((tmp_path / "both" / "metrics.json").read_text())["orders"]
+    m = stats["tasks"]["emotion"]
+    assert stats["order"] == "before" and m["n"] == len(gold) and (m["changed"], m["changed_to_right"]) == (changed,
+                                                                                                            right)
+    assert m["accuracy"]["reasoned"] == json.loads((tmp_path / "both" / "metrics.json").read_text()
+                                                   )["tasks"]["emotion"]["accuracy"]
+    assert m["accuracy"]["label_first"] == sum(plain[r["id"]]["label"] == r["gold"]["emotion"]
+                                               for r in records) / len(gold)
+    assert m["ece"]["n_scored"] == len(gold) and m["ece"]["label_first"] is not None
+    assert f"changed {changed} of {len(gold)} labels" in result.stdout
+    assert "Answer orders on the same samples" in (tmp_path / "both" / "report.md").read_text()
+    run_cli(*both, "--out", str(tmp_path / "both"))  # resumes: nothing left to answer
+    assert _records(tmp_path / "both") == records
+    other = run_cli(*base, "--reasoning", "before", "--max-reasoning-tokens", "8", "--out", str(tmp_path / "both"),
+                    check=False)
+    assert other.returncode == 2 and "other settings (compare_orders)" in other.stderr
+    alone = run_cli(*base, "--compare-orders", "--out", str(tmp_path / "alone"), check=False)
+    assert alone.returncode == 2 and "Traceback" not in alone.stderr and "--reasoning before" in alone.stderr
+
+
+def _plain_run(base: list[str], tmp_path):
+    run_cli(*base, "--reasoning", "none", "--out", str(tmp_path / "none"))
+    return tmp_path / "none"

@@ -8,7 +8,7 @@ import time
 import httpx
 import psutil
 import pytest
-from helpers import cli_command, random_samples, run_cli
+from helpers import cli_command, described_run, random_samples, run_cli
 
 from mllm_mer.config import BackendConfig, build
 from mllm_mer.core.types import PromptSetup, Sample
@@ -401,6 +401,24 @@ def test_over_the_server_the_label_is_the_most_probable_of_its_own_distribution(
     scored = [(tp.label, tp.probabilities) for p in preds if p.ok for tp in p.tasks.values() if tp.probabilities]
     assert len(scored) >= 12
     assert all(label == max(probs, key=probs.get) for label, probs in scored), scored
+
+
+def test_a_served_model_judges_through_the_openai_backend_named_by_its_model_card(server, tiny_model, tmp_path):
+    import json
+
+    runs = [described_run(tmp_path / "warm", [("joy", "She smiles and laughs."), ("joy", "A grin.")]),
+            described_run(tmp_path / "cold", [("sadness", "Nothing shows."), ("anger", "Loud.")])]
+    command = ["compare", *runs, "--judge-model", tiny_model.name, "--judge-backend", "openai", "--judge-base-url",
+               server.url, "--out", tmp_path / "pref"]
+    asked = []
+    for _ in range(2):
+        run_cli(*command, timeout=300, env={**os.environ, "MLLM_MER_API_KEY": KEY})
+        result = json.loads((tmp_path / "pref" / "preference.json").read_text())
+        asked.append(result["judge"]["verdicts_asked"])
+    assert asked == [4, 0]  # 2 clips x 2 orders, then all from the cache
+    judge = result["judge"]
+    assert judge["backend"] == "openai" and judge["server_model_card"]["id"] == tiny_model.name
+    assert result["verdicts"] + result["unjudged"] == 4 and set(result["ranking"]) == {"warm", "cold"}
 
 
 def test_stopping_serve_leaves_no_orphan_and_no_leak_warnings(server):

@@ -63,3 +63,19 @@ def test_retrieval_finds_the_matching_meld_row_and_never_the_sample_itself(tmp_p
     again = DemonstrationIndex(train, source)  # read back from the cache: same answers
     assert [d.id for d in again.nearest([query], 4, "elsewhere")[0]] == [d.id for d in index.nearest([query], 4,
                                                                                                       "elsewhere")[0]]
+
+
+def test_a_thought_between_steps_keeps_the_runs_markers_and_a_small_bound():
+    from dataclasses import replace
+
+    from mllm_mer.core.families import PROMPTED_BLOCK, QWEN_THINK
+    from mllm_mer.strategies.agent.loop import THOUGHT_TOKENS, thought_block, tools_instructions
+
+    assert thought_block(None) is None
+    long = thought_block(replace(QWEN_THINK, max_tokens=1024))
+    assert (long.open, long.close, long.max_tokens) == (QWEN_THINK.open, QWEN_THINK.close, THOUGHT_TOKENS)
+    assert thought_block(replace(PROMPTED_BLOCK, max_tokens=8)).max_tokens == 8  # the run's smaller bound stays
+    plain = tools_instructions(("look",), 3)
+    asked = tools_instructions(("look",), 3, thought_block(PROMPTED_BLOCK))
+    assert "<reasoning>" not in plain and "one JSON action" in plain
+    assert f"a short thought inside <reasoning></reasoning> (at most {THOUGHT_TOKENS} tokens" in asked

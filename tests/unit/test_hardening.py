@@ -351,7 +351,7 @@ def test_a_still_over_the_frame_pixel_budget_is_refused_from_its_header(tmp_path
 def test_a_zip_that_unpacks_to_many_times_its_size_is_refused_before_unpacking(tmp_path):
     import zipfile
 
-    from mllm_mer.app.service import unpack_zip
+    from mllm_mer.app.uploads import unpack_zip
 
     bomb = tmp_path / "b.zip"
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:

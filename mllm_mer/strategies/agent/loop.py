@@ -7,11 +7,17 @@ its observation (text, and frames as images) is the next user turn. At the last 
 `answer` is offered, so every run ends. Step t of every unfinished sample is one backend call
 (vLLM's prefix cache keeps the growing conversations cheap). Label probabilities come from the
 usual constrained scoring, continuing the final prompt after `{"answer":`.
+
+A run that reasons (`--reasoning before|native`) thinks before every action (ReAct): a short block in the
+run's own markers, unconstrained and bounded (`THOUGHT_TOKENS`, or the run's smaller bound), written by
+the reasoning stage, then the action under its grammar as a continuation of the same turn. Each thought
+stays in the conversation and in the trace, and the answer's labels are scored after the last one.
 """
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from functools import cache
 from typing import Any
 
@@ -19,12 +25,14 @@ import jsonschema
 
 from mllm_mer.backends.base import Backend
 from mllm_mer.core.paths import PROMPTS_DIR
-from mllm_mer.core.types import Prediction, Prompt
+from mllm_mer.core.types import Prediction, Prompt, Reasoning
 from mllm_mer.prompting import answer_schema
+from mllm_mer.stages.reasoning import reason
 from mllm_mer.stages.scoring import add_probabilities, call_isolating, refused
 from mllm_mer.strategies.agent.tools import Episode, Toolbox, canonical, describe_tools, offered, run_tool
 
 ANSWER_LEAD = '{"answer":'
+THOUGHT_TOKENS = 96  # a thought between two steps is short: the run's bound, capped here
 
 
 def action_schema(tools: dict[str, dict[str, Any]], answer: dict[str, Any]) -> dict[str, Any]:
@@ -34,13 +42,20 @@ def action_schema(tools: dict[str, dict[str, Any]], answer: dict[str, Any]) -> d
     return options[0] if len(options) == 1 else {"anyOf": options}
 
 
+def thought_block(reasoning: Reasoning | None) -> Reasoning | None:
+    """The block each step thinks in: the run's own markers, with a small bound."""
+    return None if reasoning is None else replace(reasoning, max_tokens=min(reasoning.max_tokens, THOUGHT_TOKENS))
+
+
 @cache
-def tools_instructions(tools: tuple[str, ...], max_steps: int) -> str:
+def tools_instructions(tools: tuple[str, ...], max_steps: int, thought: Reasoning | None = None) -> str:
     """The system prompt's part on tools (the same for every sample: a shared, cached prefix; rendered once)."""
     from jinja2.sandbox import SandboxedEnvironment
 
     template = SandboxedEnvironment().from_string((PROMPTS_DIR / "agent" / "tools.jinja").read_text())
-    return template.render(tools=describe_tools(tools), max_steps=max_steps).strip()
+    return template.render(tools=describe_tools(tools), max_steps=max_steps,
+                           thought=thought.order if thought else "none",
+                           thought_tokens=thought.max_tokens if thought else 0).strip()
 
 
 def start(prompt: Prompt, sample, media, box: Toolbox, draw: int = 0) -> Episode:
@@ -49,7 +64,8 @@ def start(prompt: Prompt, sample, media, box: Toolbox, draw: int = 0) -> Episode
 
     setup = box.setup
     messages = [dict(m) for m in prompt.messages]
-    messages[0]["content"] = messages[0]["content"] + "\n\n" + tools_instructions(tuple(box.tools), box.max_steps)
+    messages[0]["content"] = messages[0]["content"] + "\n\n" + tools_instructions(
+        tuple(box.tools), box.max_steps, thought_block(prompt.reasoning))
     # All looks together add at most the clip's frame budget, and never more images than the backend takes.
     budget = setup.media.max_frames
     if box.image_limit is not None:
@@ -80,7 +96,8 @@ def _prompt(ep: Episode, schema: dict[str, Any]) -> Prompt:
     return Prompt(sample_id=first.sample_id, messages=list(ep.messages), schema=schema, label_sets=first.label_sets,
                   with_rationale=first.with_rationale, media=first.media, observation_images=tuple(ep.images),
                   observation_audios=tuple(ep.audios),
-                  answer_lead=ANSWER_LEAD, cue_modalities=first.cue_modalities)
+                  answer_lead=ANSWER_LEAD, cue_modalities=first.cue_modalities,
+                  reasoning=thought_block(first.reasoning))
 
 
 def step_prompt(ep: Episode, box: Toolbox, step: int) -> Prompt:
@@ -105,25 +122,30 @@ def act(ep: Episode, prompt: Prompt, raw: str, step: int, box: Toolbox, tokens: 
     """Read one action, validate it, run its tool (or finish), and extend the conversation."""
     from mllm_mer.core.parsing import parse_answer
 
+    # The step's thought comes first in its trace entry, as it came first in the turn.
+    head: dict[str, Any] = {"step": step}
+    if prompt.thought is not None:
+        head["thought"] = {"text": prompt.thought.text, "tokens": prompt.thought.tokens, "cut": prompt.thought.cut}
     try:
         action = json.loads(raw)  # strict, as parsing is: what a standard client cannot read fails here too
         jsonschema.validate(action, prompt.schema)
     except (json.JSONDecodeError, jsonschema.ValidationError) as error:
-        reason = error.msg if isinstance(error, json.JSONDecodeError) else error.message
-        ep.trace.append({"step": step, "tool": None, "raw": raw[:500], "error": reason, "tokens": tokens})
-        ep.prediction = Prediction.failure(ep.sample.id, f"step {step}: not a valid action ({reason})", raw=raw)
+        why = error.msg if isinstance(error, json.JSONDecodeError) else error.message
+        ep.trace.append({**head, "tool": None, "raw": raw[:500], "error": why, "tokens": tokens})
+        ep.prediction = Prediction.failure(ep.sample.id, f"step {step}: not a valid action ({why})", raw=raw)
         return
     [(tool, args)] = action.items()
-    ep.messages.append({"role": "assistant", "content": raw})
+    # The turn as written: the thought (when the step reasoned), then the action.
+    ep.messages.append({"role": "assistant", "content": (prompt.written() if prompt.thought else "") + raw})
     if tool == "answer":
-        ep.trace.append({"step": step, "tool": "answer", "args": args, "tokens": tokens})
+        ep.trace.append({**head, "tool": "answer", "args": args, "tokens": tokens})
         ep.prediction = parse_answer(json.dumps(args, ensure_ascii=False), prompt.label_sets, ep.sample.id,
                                      prompt.cue_modalities)
         ep.prediction.raw = raw  # what the model wrote
         ep.last_prompt = prompt
         return
     observation = run_tool(tool, ep, box, args)
-    ep.trace.append({"step": step, "tool": tool, "args": args, "observation": observation.summary,
+    ep.trace.append({**head, "tool": tool, "args": args, "observation": observation.summary,
                      "images": len(observation.images), "audios": len(observation.audios), "tokens": tokens})
     ep.images.extend(observation.images)
     ep.audios.extend(observation.audios)
@@ -144,14 +166,12 @@ def run_episodes(backend: Backend, episodes: Sequence[Episode], box: Toolbox, ad
         on_stage(f"agent step {step}/{box.max_steps}: {len(active)} deciding")
         prompts = [step_prompt(ep, box, step) for ep in active]
         seeds = [1_000 * ep.draw + step for ep in active]
-        raws = call_isolating(
-            lambda batch: backend.generate([p for p, _ in batch], adapter=adapter, temperature=temperature,
-                                           seeds=[s for _, s in batch]), list(zip(prompts, seeds, strict=True)))
-        for ep, prompt, raw in zip(active, prompts, raws, strict=True):
+        thought, raws = decide(backend, prompts, seeds, adapter, temperature)
+        for ep, prompt, ready, raw in zip(active, prompts, thought, raws, strict=True):
             if isinstance(raw, Exception):
-                ep.prediction = refused(prompt, raw, f"step {step}")
+                ep.prediction = refused(prompt, raw, f"step {step}" + (" (its thought)" if ready is raw else ""))
                 continue
-            act(ep, prompt, raw, step, box, _tokens(backend, raw))
+            act(ep, ready, raw, step, box, _tokens(backend, raw))
     if with_probabilities:  # the final answers' labels, scored where they were written
         answered = [ep for ep in episodes if ep.prediction.ok and ep.last_prompt is not None]
         predictions = [ep.prediction for ep in answered]
@@ -160,6 +180,34 @@ def run_episodes(backend: Backend, episodes: Sequence[Episode], box: Toolbox, ad
             ep.prediction = prediction
     for ep in episodes:
         ep.prediction.extras["agent"] = {"trace": ep.trace}
+        keep_thoughts(ep)
+
+
+def decide(backend: Backend, prompts: list[Prompt], seeds: list[int], adapter: str | None, temperature: float
+           ) -> tuple[list[Prompt | Exception], list[str | Exception]]:
+    """Each step prompt after its thought (as it is where the run does not reason), and the action written
+    after it; a prompt the backend refuses gets its error in both lists."""
+    thought = reason(backend, prompts, adapter, temperature, seeds)
+    ready = [(p, s) for p, s in zip(thought, seeds, strict=True) if isinstance(p, Prompt)]
+    written = iter(call_isolating(
+        lambda batch: backend.generate([p for p, _ in batch], adapter=adapter, temperature=temperature,
+                                       seeds=[s for _, s in batch]), ready))
+    return thought, [p if isinstance(p, Exception) else next(written) for p in thought]
+
+
+def keep_thoughts(ep: Episode) -> None:
+    """The answer's reasoning: the episode's thoughts in step order (one note per thought cut at its bound)."""
+    steps = [(s["step"], s["thought"]) for s in ep.trace if s.get("thought")]
+    block = ep.first.reasoning
+    if not steps or block is None:
+        return
+    bound = thought_block(block).max_tokens
+    ep.prediction.reasoning = {"order": block.order, "text": "\n\n".join(f"step {k}: {t['text']}" for k, t in steps),
+                               "tokens": sum(t["tokens"] for _, t in steps), "cut": any(t["cut"] for _, t in steps)}
+    ep.prediction.notes.extend(
+        f"step {k}: the thought was cut at its bound of {bound} tokens (--max-reasoning-tokens, at most "
+        f"{THOUGHT_TOKENS} between agent steps); the action follows it as far as it went"
+        for k, t in steps if t["cut"])
 
 
 def replay(ep: Episode, box: Toolbox, actions: list[dict[str, Any]]) -> Episode:

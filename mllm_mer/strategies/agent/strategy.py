@@ -17,6 +17,7 @@ from mllm_mer.strategies.base import BaseStrategy, RunContext
 @dataclass
 class Agent(BaseStrategy):
     name = "agent"
+    reasons = True  # a short bounded thought before each action (--reasoning before|native)
     scores_draws = True  # each episode's answer is scored where it was written; the vote averages them
 
     max_steps: int = 3
