@@ -161,11 +161,17 @@ def _read_sound(sample: Sample, settings: MediaSettings, modalities: tuple[str, 
     need_cues = settings.vocal_cues and "audio" in modalities and not sample.vocal_cues
     if not sound or not (need_asr or need_cues):
         return None, None, None
+    most = audio_mod.MAX_SOUND_SECONDS
     try:
-        waveform = audio_mod.load_audio(sound, *window, cache_gb=settings.media_cache_gb, notes=notes)
+        waveform, full = audio_mod.load_audio_upto(sound, *window, most, settings.media_cache_gb, notes)
     except WindowOutside as outside:  # past the end of the recording: nothing to hear, the words still count
         notes.append(f"{Path(sound).name}: {outside.reason}")
         return None, None, None
+    if full is not None:  # what was analysed is the source the cues are cached under
+        window = (window[0], (window[0] or 0.0) + most)
+        of = f" of {full:.1f} s" if full != float("inf") else ""  # a header may not give the length
+        notes.append(f"{Path(sound).name}: only the first {most:g} s{of} of sound analysed (at most {most:g} s "
+                     "per sample)")
     transcript = cues = features = None
     if need_asr:
         from mllm_mer.media.asr import transcribe

@@ -20,6 +20,10 @@ SAMPLE_RATE = 16_000
 
 
 PREROLL = 0.2  # s decoded before a window's start and dropped: AAC needs the frame before to decode the first exactly
+# Sound analysed per sample (vocal cues, transcript): an utterance lasts seconds, and 6000 characters of
+# transcript are about 6 minutes of speech. A longer window, or a whole recording given without one, is read
+# only this far, with a note: a 4-hour WAV is never decoded whole for one sample.
+MAX_SOUND_SECONDS = 300.0
 
 
 def load_audio(path: str, start: float | None = None, end: float | None = None, cache_gb: float = 0.0,
@@ -42,6 +46,27 @@ def load_audio(path: str, start: float | None = None, end: float | None = None, 
     if notes is not None:
         notes.extend(found)
     return audio
+
+
+def load_audio_upto(path: str, start: float | None, end: float | None, most: float, cache_gb: float = 0.0,
+                    notes: list[str] | None = None) -> tuple[np.ndarray, float | None]:
+    """The first `most` s of the window start-end, decoding no further: (audio, the window's full length in
+    s when it was cut, else None; inf when the recording's length is not known)."""
+    lo = start or 0.0
+    if end is not None and end - lo <= most:
+        return load_audio(path, start, end, cache_gb, notes), None
+    # Bounded even when the header says the file is short: a header can be wrong, and the bound is one cache key.
+    audio = load_audio(path, start, lo + most, cache_gb, notes)
+    if audio.size < int(round(most * SAMPLE_RATE)):  # the recording ends inside the bound: nothing was cut
+        return audio, None
+    full = min(declared_seconds(path), end if end is not None else math.inf) - lo
+    return audio, (full if full > most + 1.0 / SAMPLE_RATE else None)
+
+
+def declared_seconds(path: str) -> float:
+    """How long the container says it is, from its header (no decoding); inf when it does not say."""
+    with open_media(path) as container:
+        return container.duration / 1_000_000 if container.duration else math.inf  # AV_TIME_BASE units
 
 
 def decode_audio(path: str, start: float | None, end: float | None, notes: list[str] | None = None) -> np.ndarray:

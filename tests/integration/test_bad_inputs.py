@@ -143,19 +143,35 @@ def _sound_only_mp4(path):
     return path
 
 
+def _long_wav(path, seconds):
+    import soundfile
+
+    t = np.arange(int(seconds * 16_000)) / 16_000
+    soundfile.write(str(path), (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16_000, subtype="PCM_16")
+    return path
+
+
 def test_damaged_and_sound_only_clips_say_so_and_bad_window_times_fail_alone(tiny_model, tmp_path):
     good = write_clip(tmp_path / "good.mp4", seconds=2.0, fps=8)
+    Image.new("1", (13_000, 13_000)).save(tmp_path / "big.png")  # 169 M pixels: over the frames' budget
     rows = [("damaged", _damaged_in_the_middle(tmp_path / "damaged.mp4"), "", ""),
             ("sound-only", _sound_only_mp4(tmp_path / "talk.mp4"), "", ""),
             ("nan-start", good, "nan", "1"), ("negative-start", good, "-1", "1"), ("reversed", good, "1.5", "0.5"),
             ("window", good, "0.2", "1.8")]
     manifest = tmp_path / "m.csv"
-    manifest.write_text("id,text,label,video,start,end\n"
-                        + "".join(f"{i},hi,neutral,{v.name},{s},{e}\n" for i, v, s, e in rows))
+    manifest.write_text("id,text,label,video,start,end,image,audio\n"
+                        + "".join(f"{i},hi,neutral,{v.name},{s},{e},,\n" for i, v, s, e in rows)
+                        + "big-still,hi,neutral,,,,big.png,\n"
+                        + f"long-sound,hi,neutral,,,,,{_long_wav(tmp_path / 'long.wav', 310.0).name}\n")
     run_cli("evaluate", "--model", tiny_model, "--dataset", "manifest", "--data-dir", manifest, "--out",
             tmp_path / "run", "--mode", "score", "--template", "label_only", "--media-cache-gb", "0")
     got = {r["id"]: r["prediction"] for r in map(json.loads, (tmp_path / "run" / "predictions.jsonl").open())}
-    assert {k for k, p in got.items() if p["ok"]} == {"damaged", "sound-only", "window"}, got
+    assert {k for k, p in got.items() if p["ok"]} == {"damaged", "sound-only", "window", "long-sound"}, got
+    assert got["big-still"]["error_kind"] == "media"
+    assert "big.png: image of 13000x13000 pixels (at most 8294400" in got["big-still"]["error"]
+    # A recording given without a window is analysed only as far as a sample's sound goes, and says so.
+    assert "long.wav: only the first 300 s of 310.0 s of sound analysed (at most 300 s per sample)" in \
+        got["long-sound"]["notes"]
     assert "damaged.mp4: damaged, read 0.4 s of 2.0 s, 1 frame of 8" in got["damaged"]["notes"]
     assert any(n.startswith("damaged.mp4: damaged sound, read 0.") and n.endswith("of 2.0 s")
                for n in got["damaged"]["notes"]), got["damaged"]["notes"]

@@ -36,6 +36,13 @@ def _meld(tmp_path, text: str):
     return folder
 
 
+def _fifo(path):
+    import os
+
+    os.mkfifo(path)  # reading it would block until a writer comes: it must be refused, not opened
+    return str(path)
+
+
 def _labels(tmp_path, text: str, expected: str):
     return ["predict", "--transcript", "hi", "--labels", str(_manifest(tmp_path, text + "\n", "l.yaml"))], expected
 
@@ -133,6 +140,8 @@ CASES = {
                                       "is a folder, not a media file"),
     "/dev/zero as --video": lambda t: (["predict", "--model", str(t / "never-loaded"), "--video", "/dev/zero"],
                                        "/dev/zero: is a character device, not a media file"),
+    "a FIFO as --video": lambda t: (["predict", "--model", str(t / "never-loaded"), "--video", _fifo(t / "p.mp4")],
+                                    "p.mp4: is a named pipe (FIFO), not a media file"),
     "a template the sandbox refuses": lambda t: (["predict", "--transcript", "hi", "--template",
                                                   str(_manifest(t, '{% extends "base.jinja" %}{% block system %}'
                                                                    "{{ ''.__class__ }}{% endblock %}", "e.jinja"))],

@@ -384,3 +384,63 @@ def test_a_sound_only_file_as_video_is_noted_and_bad_window_times_fail_the_sampl
     for start, end in ((float("nan"), 1.0), (-1.0, 1.0), (2.0, 1.0), (0.0, float("inf"))):
         with pytest.raises(MediaError, match="must be seconds, start before end"):
             load_media(Sample(id="a", video=str(sound), start=start, end=end), MediaSettings(), ("video",))
+
+
+# -- sound: a sample reads only as much of a recording as its prompt uses ----------------------------
+
+
+def _sine_wav(path, seconds, rate=8_000):
+    import soundfile
+
+    t = np.arange(int(seconds * rate)) / rate
+    soundfile.write(str(path), (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), rate, subtype="PCM_16")
+    return path
+
+
+def _decoded_seconds(monkeypatch):
+    """The seconds each decode of a file returned (the real decoder, watched)."""
+    from mllm_mer.media import audio
+
+    seen, real = [], audio.decode_audio
+
+    def watched(*args, **kwargs):
+        out = real(*args, **kwargs)
+        seen.append(out.size / audio.SAMPLE_RATE)
+        return out
+
+    monkeypatch.setattr(audio, "decode_audio", watched)
+    return seen
+
+
+def test_a_window_is_read_only_up_to_the_bound_and_says_how_long_it_was(tmp_path, monkeypatch):
+    from mllm_mer.media.audio import SAMPLE_RATE, load_audio_upto
+
+    wav = str(_sine_wav(tmp_path / "long.wav", 20.0))
+    decoded = _decoded_seconds(monkeypatch)
+    audio, full = load_audio_upto(wav, None, None, 5.0)
+    assert audio.size == 5 * SAMPLE_RATE and full == pytest.approx(20.0) and decoded == [5.0]
+    audio, full = load_audio_upto(wav, 12.0, None, 5.0)  # an open window: from its start to the bound
+    assert audio.size == 5 * SAMPLE_RATE and full == pytest.approx(8.0)
+    audio, full = load_audio_upto(wav, 2.0, 30.0, 5.0)  # a window past the end counts what the file holds
+    assert audio.size == 5 * SAMPLE_RATE and full == pytest.approx(18.0)
+    audio, full = load_audio_upto(wav, 2.0, 4.0, 5.0)
+    assert audio.size == 2 * SAMPLE_RATE and full is None
+    audio, full = load_audio_upto(wav, 17.0, None, 5.0)  # the file ends inside the bound: nothing was cut
+    assert abs(audio.size - 3 * SAMPLE_RATE) < 0.05 * SAMPLE_RATE and full is None
+    assert max(decoded) == 5.0
+
+
+def test_a_long_recording_without_a_window_is_analysed_and_heard_to_the_bound_with_a_note(tmp_path, monkeypatch):
+    from mllm_mer.core.types import MediaSettings, Sample
+    from mllm_mer.media import audio, load_media
+    from mllm_mer.stages.hearing import hear
+
+    wav = _sine_wav(tmp_path / "long.wav", 20.0)
+    monkeypatch.setattr(audio, "MAX_SOUND_SECONDS", 5.0)  # 300 s in use; the CLI test reads past it
+    decoded = _decoded_seconds(monkeypatch)
+    media = load_media(Sample(id="a", audio=str(wav), transcript="hi"), MediaSettings(), ("text", "audio"))
+    assert media.vocal_cues and decoded == [5.0]
+    assert "long.wav: only the first 5 s of 20.0 s of sound analysed (at most 5 s per sample)" in media.notes
+    wave, notes = hear(Sample(id="a", audio=str(wav)), MediaSettings(), 2.0)
+    assert wave.size == 2 * audio.SAMPLE_RATE and decoded == [5.0, 5.0]
+    assert "long.wav: audio cut from 20.0 s to 2 s (the model's audio window)" in notes

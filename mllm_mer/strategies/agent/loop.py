@@ -84,9 +84,9 @@ def start(prompt: Prompt, sample, media, box: Toolbox, draw: int = 0) -> Episode
         except Exception:  # an unreadable file: the single-pass media stage already said why
             ep.sound = None
         if ep.sound and ep.span is None and ep.sound[0] == sample.audio:
-            from mllm_mer.media.audio import SAMPLE_RATE, load_audio
+            from mllm_mer.media.audio import MAX_SOUND_SECONDS, SAMPLE_RATE, load_audio_upto
 
-            ep.waveform = load_audio(sample.audio)
+            ep.waveform = load_audio_upto(sample.audio, None, None, MAX_SOUND_SECONDS)[0]  # as the media stage reads it
             ep.span = (0.0, round(len(ep.waveform) / SAMPLE_RATE, 2)) if len(ep.waveform) else None
     return ep
 

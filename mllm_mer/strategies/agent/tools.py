@@ -180,12 +180,12 @@ class Listen:
 
     def run(self, ep: Episode, box: Toolbox, args: dict[str, Any]) -> Observation:
         from mllm_mer.media.acoustic import baseline
-        from mllm_mer.media.audio import SAMPLE_RATE, load_audio
+        from mllm_mer.media.audio import MAX_SOUND_SECONDS, SAMPLE_RATE, load_audio_upto
         from mllm_mer.media.speech_cues import cues_for
 
         start, end = _window(args, ep.span)
         if ep.waveform is None:
-            ep.waveform = load_audio(*ep.sound)  # the utterance's audio, decoded once per episode
+            ep.waveform = load_audio_upto(*ep.sound, MAX_SOUND_SECONDS)[0]  # decoded once per episode, bounded
         offset = ep.sound[1] or 0.0
         piece = ep.waveform[int((start - offset) * SAMPLE_RATE):int((end - offset) * SAMPLE_RATE)]
         if piece.size == 0:
