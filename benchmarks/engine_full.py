@@ -63,14 +63,33 @@ def _prompts(cfg: EvaluateConfig) -> list:
     return samples, setup
 
 
-def _compare(vllm, make_cfg, repeats: int, media: bool) -> dict:
-    """Best times of: evaluate continuous, evaluate batched, raw LLM.generate (and the media stage)."""
+def _score_requests(vllm, ready: list) -> tuple[list, list]:
+    """Every engine request of score mode over these prompts (each task's reading walks, after the labels
+    chosen for the tasks before it), to replay in one raw call."""
+    from mllm_mer.stages.scoring import score_labels, task_candidates
+
+    chosen = [{t: tp.label for t, tp in tasks.items()} for tasks in score_labels(vllm, ready)]
+    requests, params = [], []
+    for prompt, labels in zip(ready, chosen, strict=True):
+        for k in range(len(prompt.label_sets)):
+            _, walks = vllm._score_walks(prompt, task_candidates(prompt, k, labels))
+            requests += [request for _, request, _ in walks]
+            params += [p for _, _, p in walks]
+    return requests, params
+
+
+def _compare(vllm, make_cfg, repeats: int, media: bool, mode: str = "generate") -> dict:
+    """Best times of: evaluate continuous, evaluate batched, the same engine requests replayed raw in one
+    `LLM.generate` (and the media stage)."""
     samples, setup = _prompts(make_cfg(Path("unused")))
     start = time.perf_counter()
     ready = [p.prompt for p in prepare(samples, setup)]
     media_s = time.perf_counter() - start
-    requests = [vllm._request(p, render(vllm.tokenizer, p)) for p in ready]
-    params = [vllm._answer_params(p) for p in ready]
+    if mode == "score":
+        requests, params = _score_requests(vllm, ready)
+    else:
+        requests = [vllm._request(p, render(vllm.tokenizer, p)) for p in ready]
+        params = [vllm._answer_params(p) for p in ready]
     vllm.llm.generate(requests[:2], params[:2], use_tqdm=False)  # warm-up
     best = {"continuous": float("inf"), "batched": float("inf"), "raw": float("inf"),
             "continuous_wall": float("inf")}
@@ -85,7 +104,7 @@ def _compare(vllm, make_cfg, repeats: int, media: bool) -> dict:
                     continue
                 out = Path(tmp) / f"{name}{r}"
                 start = time.perf_counter()
-                metrics = run_evaluation(make_cfg(out, submission=name), backend=vllm, progress=False)
+                metrics = run_evaluation(make_cfg(out, submission=name, mode=mode), backend=vllm, progress=False)
                 wall = time.perf_counter() - start
                 best[name] = min(best[name], metrics["timing"]["inference_s"])
                 if name == "continuous":
@@ -119,6 +138,9 @@ def run(vllm, n: int = 64, clips: int = 16, meld_dir: str = DEFAULT_MELD, repeat
     text = _compare(vllm, lambda out, **kw: _config(vllm, "meld", meld_dir, out, split="test", limit=n,
                                                      modalities=["text"], **kw), repeats, media=False)
     found = {"text": text}
+    found["score"] = _compare(vllm, lambda out, **kw: _config(vllm, "meld", meld_dir, out, split="test", limit=n,
+                                                              modalities=["text"], **kw), repeats, media=False,
+                              mode="score")
     if clips:
         with tempfile.TemporaryDirectory() as tmp:
             manifest = _clips(Path(tmp), clips)
@@ -132,6 +154,12 @@ def report(r: dict) -> str:
     lines = [f"engine kept full ({t['n']} MELD test rows, text, generate mode): evaluate continuous "
              f"{t['continuous_sps']:.2f}/s, batched {t['batched_sps']:.2f}/s, raw LLM.generate {t['raw_sps']:.2f}/s: "
              f"continuous {t['ratio']:.2f}x, batched {t['batched_ratio']:.2f}x the raw engine's samples/s"]
+    if "score" in r:
+        s = r["score"]
+        lines.append(f"engine kept full ({s['n']} MELD test rows, text, score mode: emotion then sentiment): evaluate "
+                     f"continuous {s['continuous_sps']:.2f}/s, batched {s['batched_sps']:.2f}/s, the same scoring "
+                     f"requests replayed raw {s['raw_sps']:.2f}/s: continuous {s['ratio']:.2f}x, batched "
+                     f"{s['batched_ratio']:.2f}x the raw replay's samples/s")
     if "clips" in r:
         c = r["clips"]
         lines.append(f"engine kept full ({c['n']} generated clips, 8 frames): media stage alone {c['media_s']:.2f} s, "

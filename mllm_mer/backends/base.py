@@ -42,8 +42,13 @@ class RequestStream(Protocol):
     def submit(self, key: Any, prompt: Prompt) -> None:
         ...
 
-    def collect(self) -> list[tuple[Any, str | Exception]]:
-        """At least one finished (key, answer text or the error that request met); waits for one."""
+    def collect(self) -> list[tuple[Any, str | list[float] | Exception]]:
+        """At least one finished (key, answer text, a scoring's log-probabilities, or the error that request
+        met); waits for one."""
+        ...
+
+    def submit_score(self, key: Any, prompt: Prompt, texts: Sequence[str]) -> None:
+        """Only where the backend `can_stream_scores`: queue the scoring of the candidate answer texts."""
         ...
 
 
@@ -51,11 +56,13 @@ class RequestStream(Protocol):
 class Backend(Protocol):
     """Required: `generate`, `score`, `think`, `chat`, `close`; a backend is a context manager that closes on exit.
 
-    Optional abilities are declared, not guessed: `can_stream` says whether `stream` exists;
+    Optional abilities are declared, not guessed: `can_stream` says whether `stream` exists and
+    `can_stream_scores` whether it also takes label scorings;
     `adapters`, `max_images`, `max_audios` and `tokenizer` are None/empty where a backend has none."""
 
     name: str
     can_stream: ClassVar[bool]  # True: `stream(adapter)` takes requests one by one (continuous submission)
+    can_stream_scores: ClassVar[bool]  # True: its stream also takes label scorings (`submit_score`)
     adapters: dict[str, Any]  # the adapters loaded, by name
     max_images: int | None  # images per prompt the backend takes (None: no limit known)
     max_audios: int | None  # waveforms per prompt (None: no limit known)
@@ -105,6 +112,7 @@ class BackendBase:
 
     name: str = ""
     can_stream: ClassVar[bool] = False
+    can_stream_scores: ClassVar[bool] = False
     adapters: dict[str, Any] = {}  # noqa: RUF012 (read-only default; a backend with adapters sets its own)
     max_images: int | None = None
     max_audios: int | None = None

@@ -25,6 +25,7 @@ from mllm_mer.media.audio import SAMPLE_RATE
 class VLLMEngineBackend(BackendBase):
     name = "vllm"
     can_stream = True
+    can_stream_scores = True
 
     def __init__(self, config: BackendConfig):
         from mllm_mer.backends.vllm_env import apply_log_level
@@ -205,38 +206,36 @@ class VLLMEngineBackend(BackendBase):
         prompt. Later paths of a prompt go in a later wave, so its prompt comes from the
         prefix cache. (Prompt log-probabilities would make vLLM bypass the prefix cache.)
         """
+        from mllm_mer.backends.label_scoring import constrained_logprobs
+
+        walks = [self._score_walks(prompt, texts) for prompt, texts in requests]
+        readings: list[dict] = [{} for _ in requests]
+        for wave in range(max((len(w) for _, w in walks), default=0)):
+            owners = [i for i, (_, w) in enumerate(walks) if wave < len(w)]
+            outputs = self._generate([walks[i][1][wave][1] for i in owners], [walks[i][1][wave][2] for i in owners],
+                                     lora_request=self._lora(adapter))
+            for i, out in zip(owners, outputs, strict=True):
+                read_walk(out, walks[i][1][wave][0], readings[i])
+        return [constrained_logprobs(ids, r) for (ids, _), r in zip(walks, readings, strict=True)]
+
+    def _score_walks(self, prompt: Prompt, texts: Sequence[str]) -> tuple[list[list[int]], list[tuple]]:
+        """The candidates' token ids and, per reading path, (walk, engine request, sampling parameters)."""
         from vllm import SamplingParams
 
         from mllm_mer.backends.forced_tokens import FORCED_TOKENS
-        from mllm_mer.backends.label_scoring import constrained_logprobs, reading_paths
+        from mllm_mer.backends.label_scoring import reading_paths
 
-        candidates = [[self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in texts]
-                      for _, texts in requests]
-        paths = [reading_paths(ids) for ids in candidates]
-        readings: list[dict] = [{} for _ in requests]
-        for wave in range(max(map(len, paths), default=0)):
-            owners = [i for i, p in enumerate(paths) if wave < len(p)]
-            batch, params = [], []
-            for i in owners:
-                prompt, walk = requests[i][0], paths[i][wave]
-                request = self._request(prompt, "")
-                request.pop("prompt")
-                prompt_ids = self.tokenizer(render(self.tokenizer, prompt), add_special_tokens=False)["input_ids"]
-                request["prompt_token_ids"] = prompt_ids + list(walk.path[:walk.start])
-                batch.append(request)
-                forced = list(walk.path[walk.start:walk.reads[-1] + 1])
-                params.append(SamplingParams(temperature=0.0, max_tokens=len(forced), ignore_eos=True,
-                                             detokenize=False, logprob_token_ids=list(walk.tokens),
-                                             extra_args={FORCED_TOKENS: forced}))
-            outputs = self._generate(batch, params, lora_request=self._lora(adapter))
-            for i, out in zip(owners, outputs, strict=True):
-                walk, steps = paths[i][wave], out.outputs[0].logprobs
-                if list(out.outputs[0].token_ids) != list(walk.path[walk.start:walk.reads[-1] + 1]):
-                    raise RuntimeError("the engine did not follow the forced continuation; cannot score it")
-                for depth in walk.reads:
-                    step = steps[depth - walk.start]
-                    readings[i][walk.path[:depth]] = {t: step[t].logprob for t in walk.tokens}
-        return [constrained_logprobs(ids, r) for ids, r in zip(candidates, readings, strict=True)]
+        candidates = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in texts]
+        base = self._request(prompt, "")
+        base.pop("prompt")
+        prompt_ids = self.tokenizer(render(self.tokenizer, prompt), add_special_tokens=False)["input_ids"]
+        walks = []
+        for walk in reading_paths(candidates):
+            forced = list(walk.path[walk.start:walk.reads[-1] + 1])
+            params = SamplingParams(temperature=0.0, max_tokens=len(forced), ignore_eos=True, detokenize=False,
+                                    logprob_token_ids=list(walk.tokens), extra_args={FORCED_TOKENS: forced})
+            walks.append((walk, {**base, "prompt_token_ids": prompt_ids + list(walk.path[:walk.start])}, params))
+        return candidates, walks
 
     def close(self) -> None:
         llm, self.llm = getattr(self, "llm", None), None
@@ -245,6 +244,16 @@ class VLLMEngineBackend(BackendBase):
             shutdown = getattr(engine, "engine_core", None)
             if shutdown is not None and hasattr(shutdown, "shutdown"):
                 shutdown.shutdown()
+
+
+def read_walk(out: Any, walk: Any, readings: dict) -> None:
+    """The branch tokens' log-probabilities one forced walk read, into `readings` (prefix -> token -> logprob)."""
+    steps = out.outputs[0].logprobs
+    if list(out.outputs[0].token_ids) != list(walk.path[walk.start:walk.reads[-1] + 1]):
+        raise RuntimeError("the engine did not follow the forced continuation; cannot score it")
+    for depth in walk.reads:
+        step = steps[depth - walk.start]
+        readings[walk.path[:depth]] = {t: step[t].logprob for t in walk.tokens}
 
 
 class EngineStream:
@@ -262,10 +271,25 @@ class EngineStream:
     def __init__(self, backend: VLLMEngineBackend, lora: Any):
         self.backend, self.lora = backend, lora
         self.keys: dict[str, Any] = {}  # request id -> the caller's key
+        self.scoring: dict[Any, tuple[list, dict[str, Any], dict]] = {}  # key -> candidates, walks left, readings
 
     @property
     def pending(self) -> int:
-        return len(self.keys)
+        return len(set(self.keys.values()))
+
+    def submit_score(self, key: Any, prompt: Prompt, texts: Sequence[str]) -> None:
+        """Queue the scoring of one prompt's candidates: every reading walk at once, so no read waits for
+        another; `collect` gives back (key, the candidates' log-probabilities) once all are read."""
+        candidates, walks = self.backend._score_walks(prompt, texts)
+        ids: list[str] = []
+        try:
+            for _, request, params in walks:
+                ids.append(self.backend.loop.add(request, params, self.lora))
+        except BaseException:
+            self.backend.loop.abort(ids)
+            raise
+        self.scoring[key] = (candidates, {i: w for i, (w, _, _) in zip(ids, walks, strict=True)}, {})
+        self.keys.update(dict.fromkeys(ids, key))
 
     def submit(self, key: Any, prompt: Prompt) -> None:
         """Queue one prompt; ValueError if the engine refuses it (nothing is queued then)."""
@@ -273,11 +297,24 @@ class EngineStream:
         request = backend._request(prompt, render(backend.tokenizer, prompt))
         self.keys[backend.loop.add(request, backend._answer_params(prompt), self.lora)] = key
 
-    def collect(self) -> list[tuple[Any, str]]:
-        """One engine step; the answers that finished, as (key, text)."""
+    def collect(self) -> list[tuple[Any, str | list[float]]]:
+        """One engine step; what finished: (key, answer text), or (key, log-probabilities) for a scoring."""
+        from mllm_mer.backends.label_scoring import constrained_logprobs
+
         loop = self.backend.loop
         loop.step()
-        return [(self.keys.pop(i), out.outputs[0].text) for i, out in loop.take(list(self.keys)).items()]
+        done: list[tuple[Any, str | list[float]]] = []
+        for i, out in loop.take(list(self.keys)).items():
+            key = self.keys.pop(i)
+            if key not in self.scoring:
+                done.append((key, out.outputs[0].text))
+                continue
+            candidates, walks, readings = self.scoring[key]
+            read_walk(out, walks.pop(i), readings)
+            if not walks:
+                del self.scoring[key]
+                done.append((key, constrained_logprobs(candidates, readings)))
+        return done
 
 
 def _cpu_only() -> bool:

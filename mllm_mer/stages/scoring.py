@@ -72,11 +72,7 @@ def score_labels(backend: Backend, prompts: Sequence[Prompt], adapter: str | Non
     chosen: list[dict[str, str]] = [{} for _ in prompts]
     for k in range(max((len(p.label_sets) for p in prompts), default=0)):
         owners = [i for i, p in enumerate(prompts) if k < len(p.label_sets) and isinstance(results[i], dict)]
-        requests = []
-        for i in owners:
-            ls = prompts[i].label_sets[k]
-            prefix = answer_prefix(chosen[i], ls.task)
-            requests.append((prompts[i], [prompts[i].answer_lead + prefix + label + '"' for label in ls.labels]))
+        requests = [(prompts[i], task_candidates(prompts[i], k, chosen[i])) for i in owners]
         scored = call_isolating(lambda batch: backend.score(batch, adapter=adapter), requests)
         for i, logps in zip(owners, scored, strict=True):
             if isinstance(logps, Exception):
@@ -88,6 +84,40 @@ def score_labels(backend: Backend, prompts: Sequence[Prompt], adapter: str | Non
             results[i][ls.task] = TaskPrediction(label=label, probabilities=probs)
             chosen[i][ls.task] = label
     return results
+
+
+def task_candidates(prompt: Prompt, k: int, chosen: dict[str, str]) -> list[str]:
+    """The answer texts whose probabilities score task `k`: each label in place, after the labels chosen
+    for the tasks before it."""
+    ls = prompt.label_sets[k]
+    prefix = answer_prefix(chosen, ls.task)
+    return [prompt.answer_lead + prefix + label + '"' for label in ls.labels]
+
+
+class ScoreChain:
+    """One sample's label scoring as a chain of requests, task by task in answer order, each task after the
+    labels chosen before it: `score_labels` for one prompt, one request at a time (continuous submission)."""
+
+    def __init__(self, prompt: Prompt):
+        self.prompt, self.k = prompt, 0
+        self.chosen: dict[str, str] = {}
+        self.tasks: dict[str, TaskPrediction] = {}
+
+    def candidates(self) -> list[str]:
+        return task_candidates(self.prompt, self.k, self.chosen)
+
+    def take(self, logps: Sequence[float]) -> bool:
+        """The current task's candidates' log-probabilities; True once every task is scored."""
+        ls = self.prompt.label_sets[self.k]
+        probs = _distribution(ls.labels, logps)
+        label = max(probs, key=probs.get)
+        self.tasks[ls.task] = TaskPrediction(label=label, probabilities=probs)
+        self.chosen[ls.task] = label
+        self.k += 1
+        return self.k >= len(self.prompt.label_sets)
+
+    def prediction(self) -> Prediction:
+        return Prediction(sample_id=self.prompt.sample_id, tasks=self.tasks)
 
 
 def score_predictions(backend: Backend, prompts: Sequence[Prompt], adapter: str | None = None) -> list[Prediction]:

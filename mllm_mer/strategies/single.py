@@ -21,7 +21,7 @@ class Single(BaseStrategy):
         return cls()
 
     def can_stream(self, mode: str) -> bool:
-        return mode == "generate"
+        return mode in ("generate", "score")  # one answer, or one chain of label scorings, per sample
 
     def can_draw(self, mode: str) -> bool:
         return mode == "generate"  # score mode has one deterministic answer per sample

@@ -65,17 +65,25 @@ def test_evaluate_meld_clips_on_vllm_writes_all_outputs(tmp_path, vllm_backend):
 
 @pytest.mark.vllm
 @requires_meld
-def test_continuous_submission_agrees_with_batched_on_vllm(tmp_path, vllm_backend):
+@pytest.mark.parametrize("mode", ["generate", "score"])
+def test_continuous_submission_agrees_with_batched_on_vllm(tmp_path, vllm_backend, mode):
     """Same answers whether prompts reach the engine one by one as they are ready or 4 at a time; label
-    probabilities are scored while other requests are still running."""
+    probabilities are scored while other requests are still running (generate), or each sample's scorings
+    go out task after task as the one before is read (score: emotion, then sentiment after it)."""
     data_dir, ids = make_meld_split(tmp_path / "meld", n=12)
-    runs = {}
+    runs, streamed = {}, []
     for submission in ("continuous", "batched"):
         cfg = build(EvaluateConfig, dataset="meld", data_dir=str(data_dir), split="dev", probabilities=True,
                     out=str(tmp_path / submission), batch_size=4, max_frames=4, submission=submission,
-                    model=vllm_backend.config.model.model, backend="vllm")
-        run_evaluation(cfg, backend=vllm_backend, progress=False)
+                    model=vllm_backend.config.model.model, backend="vllm", mode=mode)
+        stream = vllm_backend.stream
+        vllm_backend.stream = lambda adapter=None: streamed.append(submission) or stream(adapter)  # noqa: B023
+        try:
+            run_evaluation(cfg, backend=vllm_backend, progress=False)
+        finally:
+            del vllm_backend.stream  # the class's own again
         runs[submission] = read_predictions(tmp_path / submission / "predictions.jsonl")
+    assert streamed == ["continuous"]  # the continuous run went through the engine's stream, the batched not
     assert sorted(runs["continuous"]) == sorted(runs["batched"]) == sorted(ids)
     assert sum(r["prediction"]["ok"] for r in runs["continuous"].values()) == len(ids) - 2
     for i in ids:

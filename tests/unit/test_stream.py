@@ -16,15 +16,22 @@ from mllm_mer.stages.feed import PreparedFeed
 from mllm_mer.strategies import RunContext
 
 
+def scripted_logps(prompt, texts):
+    """A stand-in's log-probabilities: fixed per sample and candidate text, different across candidates."""
+    return [-1.0 - (sum(map(ord, prompt.sample_id + text)) % 7) / 3 for text in texts]
+
+
 class ScriptedStreamStandIn:
     """Stand-in for a streaming backend: answers in reverse order of submission, one per `collect`,
-    refuses prompts whose text says REFUSE, and scores every label alike."""
+    refuses prompts whose text says REFUSE, and scores labels by `scripted_logps`, in batches (`score`) or
+    one scoring at a time through the stream (`submit_score`)."""
 
     name = "scripted"
     can_stream = True
+    can_stream_scores = True
 
     def __init__(self):
-        self.submitted, self.scored = [], []
+        self.submitted, self.scored, self.streamed_scores = [], [], []
 
     @contextmanager
     def stream(self, adapter=None):
@@ -44,16 +51,25 @@ class ScriptedStreamStandIn:
                 outer.submitted.append(prompt.sample_id)
                 self.queue.append((key, prompt))
 
+            def submit_score(self, key, prompt, texts):
+                self.submit(key, prompt)
+                outer.streamed_scores.append((prompt.sample_id, texts[0]))
+                self.queue[-1] = (key, prompt, texts)
+
             def collect(self):
-                key, prompt = self.queue.pop()
+                key, prompt, *texts = self.queue.pop()
+                if texts:
+                    return [(key, scripted_logps(prompt, texts[0]))]
                 answer = {ls.task: ls.labels[len(prompt.sample_id) % len(ls.labels)] for ls in prompt.label_sets}
                 return [(key, json.dumps({**answer, "rationale": "scripted"}))]
 
         yield Stream()
 
     def score(self, requests, adapter=None):
+        if any("REFUSE" in json.dumps(p.messages) for p, _ in requests):
+            raise ValueError("prompt too long for the engine")
         self.scored += [p.sample_id for p, _ in requests]
-        return [[-1.0] * len(candidates) for _, candidates in requests]
+        return [scripted_logps(p, candidates) for p, candidates in requests]
 
 
 def samples(n, tmp_path):
@@ -78,6 +94,30 @@ def test_continuous_answers_every_sample_once_and_fails_only_the_bad_ones(tmp_pa
     assert sorted(backend.scored) == (sorted(ok * 2) if probabilities else [])  # emotion, then sentiment
     if probabilities:
         assert all(abs(sum(got[i].tasks["emotion"].probabilities.values()) - 1) < 1e-9 for i in ok)
+
+
+def test_continuous_score_mode_chains_each_samples_tasks_and_equals_the_batched_path(tmp_path):
+    given = samples(12, tmp_path)
+    setup = PromptSetup(load_label_scheme("meld"), modalities=("text",), mode="score")
+    runs, backends = {}, {}
+    for continuous in (True, False):
+        backend = backends[continuous] = ScriptedStreamStandIn()
+        groups = answer_stream(backend, given, RunContext(setup), prefetch=4, continuous=continuous, batch_size=4)
+        runs[continuous] = {s.id: a.prediction for group in groups for s, a in group}
+    assert runs[True].keys() == runs[False].keys() == {s.id for s in given}
+    assert backends[True].scored == [] and backends[False].streamed_scores == []  # each path used its own way
+    ok = [i for i, p in runs[True].items() if p.ok]
+    assert len(ok) == 10
+    for i, want in runs[False].items():
+        got = runs[True][i]
+        assert (got.ok, got.error_kind) == (want.ok, want.error_kind)
+        if not want.ok:
+            continue
+        assert {t: (tp.label, tp.probabilities) for t, tp in got.tasks.items()} == \
+            {t: (tp.label, tp.probabilities) for t, tp in want.tasks.items()}
+        # Emotion, then sentiment scored after the emotion chosen: the chain's second request carries it.
+        texts = [text for sample, text in backends[True].streamed_scores if sample == i]
+        assert len(texts) == 2 and f'"{got.tasks["emotion"].label}"' in texts[1] and "sentiment" in texts[1]
 
 
 def test_the_feed_prepares_ahead_in_input_order_within_its_bound(tmp_path):
