@@ -52,7 +52,7 @@ class VLLMEngineBackend(BackendBase):
             trust_remote_code=model.trust_remote_code, max_model_len=engine.max_model_len,
             enforce_eager=engine.enforce_eager, enable_prefix_caching=True, seed=model.seed,
             tensor_parallel_size=engine.tensor_parallel_size, gpu_memory_utilization=engine.gpu_memory_utilization,
-            # Images beyond the first are an agent's observations (look); one video per prompt.
+            # Images beyond the first are the drawn signals (--physio-view) or an agent's observations (look).
             limit_mm_per_prompt={"image": engine.max_images, "video": 1,
                                  **({"audio": self.max_audios} if self.max_audios else {})},
             # Per request this flag is ignored; without it a random model emits whitespace until max_tokens.

@@ -165,6 +165,9 @@ class MediaConfig(Section):
     physio_channels: list[str] = option([], "channel types of signal columns not named by type: NAME=TYPE (e.g. "
                                             "ch1=ecg, GSR=eda), or bare types in column order (e.g. ecg,eda,resp); "
                                             "types: ecg, ppg (bvp), eda (gsr), resp, temp, acc, eeg")
+    physio_view: Literal["text", "plot", "both"] = option(
+        "text", "physiological signals in the prompt as words (numbers against the baseline), as one image of "
+                "the window's traces (for models that read images), or both")
     media_cache_gb: float = option(2.0, "decoded frames kept on disk ($MLLM_MER_CACHE/media, default ~/.cache/"
                                         "mllm-mer/media) up to this many GiB, so reruns decode nothing; 0 = off",
                                    low=0.0)

@@ -172,6 +172,7 @@ class MediaSettings:
     # declarations for columns or keys not named by their type.
     physio_rate: float | None = None
     physio_channels: tuple[str, ...] = ()
+    physio_view: str = "text"  # text | plot | both: the signals in words, drawn as one image, or both
 
 
 REASONING_ORDERS = ("none", "before", "native")
@@ -239,6 +240,8 @@ class MediaInputs:
     audio: Any = None
     physio_cues: str | None = None  # the physiological signals put into words (media.physio)
     physio_features: dict[str, float] | None = None  # the NeuroKit2 numbers behind them
+    physio_plot: Any = None  # the window's traces drawn as one image (--physio-view plot|both)
+    physio_view: str = "text"  # what the prompt shows of the signals: text | plot | both
 
 
 @dataclass
@@ -278,7 +281,8 @@ class Prompt:
     @property
     def images(self) -> list[Any]:
         first = [self.media.image] if self.media.image is not None else []
-        return first + list(self.observation_images)
+        drawn = [self.media.physio_plot] if self.media.physio_plot is not None else []  # after it, as in messages
+        return first + drawn + list(self.observation_images)
 
     @property
     def videos(self) -> list[tuple[Any, ...]]:

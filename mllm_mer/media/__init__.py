@@ -81,12 +81,13 @@ def load_media(sample: Sample, settings: MediaSettings, modalities: tuple[str, .
         notes.append(f"{Path(sample.video).name}: no video stream in it (sound only), so no frames from it")
     seen = _read_visual(sample, settings, video_streams[0], notes) if "video" in modalities else _Visual()
     transcript, cues, features = _read_sound(sample, settings, modalities, video_streams[1], audio_streams[1], notes)
-    physio_cues, physio_features = _read_physio(sample, settings, modalities, notes)
+    physio_cues, physio_features, physio_plot = _read_physio(sample, settings, modalities, notes)
     if "video" in modalities and sample.video and not seen.frames and not any(video_streams):
         raise MediaError(sample.video, "no video or audio stream (zero-length or empty media)")
     return MediaInputs(frames=seen.frames, frame_times=seen.times, image=seen.image, vocal_cues=cues,
                        transcript=transcript, fps=seen.fps, duration=seen.duration, notes=tuple(notes),
                        vocal_features=features, physio_cues=physio_cues, physio_features=physio_features,
+                       physio_plot=physio_plot, physio_view=settings.physio_view,
                        visual=settings.visual if seen.frames and not sample.frames else "frames")
 
 
@@ -138,13 +139,14 @@ def _read_clip(sample: Sample, settings: MediaSettings, notes: list[str]):
 
 
 def _read_physio(sample: Sample, settings: MediaSettings, modalities: tuple[str, ...], notes: list[str]
-                 ) -> tuple[str | None, dict | None]:
-    """(cue words, numbers) of the sample's physiological window, where the prompt uses them."""
+                 ) -> tuple[str | None, dict | None, Image.Image | None]:
+    """(cue words, numbers, the traces drawn) of the sample's physiological window, where the prompt uses them."""
     if not sample.physio or "physio" not in modalities:
-        return None, None
-    from mllm_mer.media.physio import physio_for
+        return None, None, None
+    from mllm_mer.media.physio import physio_for, physio_plot
 
-    return physio_for(sample, settings, notes)
+    words, numbers = physio_for(sample, settings, notes)
+    return words, numbers, physio_plot(sample, settings, notes) if settings.physio_view != "text" else None
 
 
 def _read_sound(sample: Sample, settings: MediaSettings, modalities: tuple[str, ...], video_sound: bool,

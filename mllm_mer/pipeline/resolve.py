@@ -51,7 +51,7 @@ def media_settings(media: MediaConfig, model: str | None, saved: dict[str, Any] 
                          media_cache_gb=media.media_cache_gb, visual=media.visual,
                          frame_selection=media.frame_selection, face_detector=media.face_detector,
                          face_margin=media.face_margin, physio_rate=media.physio_rate,
-                         physio_channels=_channel_items(media.physio_channels))
+                         physio_channels=_channel_items(media.physio_channels), physio_view=media.physio_view)
 
 
 def _channel_items(values: list[str] | str | None) -> tuple[str, ...]:

@@ -206,7 +206,10 @@ def _evidence_view(sample: Sample, media: MediaInputs, modalities: frozenset[str
         # A sample that names a signal file gets the physiological line ("not available" when ablated or
         # unread); one with none keeps the prompt it had before the modality existed.
         "physio_line": bool(sample.physio or media.physio_cues),
-        "physio_cues": as_data(media.physio_cues) if use_physio else None,
+        # --physio-view plot shows the traces instead of the words (the words stay where nothing could be drawn)
+        "physio_cues": as_data(media.physio_cues)
+        if use_physio and not (media.physio_view == "plot" and media.physio_plot is not None) else None,
+        "physio_plot": use_physio and media.physio_plot is not None,
         "context": [{"speaker": as_data(t.speaker), "text": as_data(t.text), "emotion": as_data(t.emotion)}
                     for t in sample.context] if use_text else [],
         "speaker": as_data(sample.speaker),
@@ -245,6 +248,17 @@ def needs_demonstrations(template: str) -> bool:
             "label_sets": (), "cue_modalities": CUE_MODALITIES, "examples": [], "demonstrations": [],
             "sample": _evidence_view(Sample(id="probe"), MediaInputs(), frozenset(MODALITIES))})
     return bool(getattr(module, "with_retrieved", False))
+
+
+def _with_physio(used: MediaInputs, media: MediaInputs, parts: list[dict[str, Any]]) -> MediaInputs:
+    """What the prompt uses of the signals: the words, and the traces drawn as one more image after the visual."""
+    if media.physio_cues:
+        used = replace(used, physio_cues=media.physio_cues, physio_features=media.physio_features,
+                       physio_view=media.physio_view)
+    if media.physio_plot is not None:
+        parts.append({"type": "image"})
+        used = replace(used, physio_plot=media.physio_plot)
+    return used
 
 
 def build_prompt(sample: Sample, spec: LabelScheme, template: str = "zero_shot",
@@ -292,8 +306,8 @@ def build_prompt(sample: Sample, spec: LabelScheme, template: str = "zero_shot",
             visual_parts.append({"type": "image"})
             used = MediaInputs(image=media.image, transcript=media.transcript, vocal_cues=media.vocal_cues,
                                vocal_features=media.vocal_features)
-    if "physio" in chosen and media.physio_cues:
-        used = replace(used, physio_cues=media.physio_cues, physio_features=media.physio_features)
+    if "physio" in chosen:
+        used = _with_physio(used, media, visual_parts)
     if "audio" in chosen and media.audio is not None:  # a family that hears: the waveform itself
         visual_parts.append({"type": "audio"})
         used = replace(used, audio=media.audio)

@@ -121,6 +121,12 @@ def test_predict_with_a_signal_file_shows_the_physio_evidence(tiny_model, signal
     answer = json.loads(proc.stdout)
     assert answer["ok"] and "physio" not in answer["cues"]
     assert "Physiological signals: <physio_cues>80 s of signals; heart rate" in proc.stderr
+    # --physio-view both: the traces drawn as one more image beside the words, which the model takes in
+    drawn = run_cli("predict", "--model", tiny_model, "--transcript", "I am fine.", "--physio",
+                    signal_manifest / "session.csv", "--physio-view", "both", "--labels", "meld", "--template",
+                    "label_only", "--mode", "score", "--show-prompt", "--dtype", "float32", timeout=900)
+    assert json.loads(drawn.stdout)["ok"] and "Their traces are drawn in the last image above." in drawn.stderr
+    assert json.loads(drawn.stdout)["tasks"] != answer["tasks"]  # the image reached the model: other numbers
     refused = run_cli("predict", "--model", tiny_model, "--physio", signal_manifest / "nope.csv", check=False)
     assert refused.returncode != 0 and "--physio" in refused.stderr and "Traceback" not in refused.stderr
 

@@ -180,3 +180,40 @@ def test_the_prompt_shows_physio_as_data_or_not_available_and_asks_no_physio_cue
     assert "Physiological" not in plain.messages[1]["content"][-1]["text"]  # no signal file: the prompt as before
     shown = build_prompt(with_file, spec, "zero_shot", media)
     assert "physio" not in shown.schema["properties"]["cues"]["properties"]
+
+
+def test_physio_view_draws_the_traces_as_one_image_in_the_prompt(recordings, tmp_path):
+    """--physio-view: text shows words only, plot the traces as one more image (after the visual) instead of
+    the words, both shows both; what cannot be drawn (EEG alone) stays in words, with a note."""
+    from dataclasses import replace
+
+    from mllm_mer.media import load_media
+    from mllm_mer.media.physio.plot import SIZE
+    from mllm_mer.prompting import build_prompt
+
+    spec, modalities = load_label_scheme("meld"), ("text", "physio")
+    calm = Sample(id="calm", transcript="Fine.", physio=str(recordings[("ecg", 60)]))
+    fast = replace(calm, id="fast", physio=str(recordings[("ecg", 120)]))
+    shown = {}
+    for view in ("text", "plot", "both"):
+        media = load_media(calm, MediaSettings(physio_view=view), modalities)
+        prompt = build_prompt(calm, spec, "zero_shot", media, modalities)
+        text = prompt.messages[1]["content"][-1]["text"]
+        shown[view] = ("heart rate 60 bpm" in text and "<physio_cues>" in text, "drawn in the last image" in text,
+                       [part["type"] for part in prompt.messages[1]["content"][:-1]], len(prompt.images))
+    assert shown == {"text": (True, False, [], 0), "plot": (False, True, ["image"], 1),
+                     "both": (True, True, ["image"], 1)}
+    drawn = {s.id: load_media(s, MediaSettings(physio_view="plot"), modalities).physio_plot for s in (calm, fast)}
+    assert all(image.mode == "RGB" and image.size == SIZE for image in drawn.values())
+    pixels = {k: np.asarray(v.convert("L"), dtype=float) for k, v in drawn.items()}
+    assert (pixels["calm"] < 128).mean() > 0.01  # the traces are drawn, dark on white
+    assert np.abs(pixels["calm"] - pixels["fast"]).mean() > 1  # twice the beats: another picture
+
+    import neurokit2 as nk
+
+    write_csv(tmp_path / "eeg.csv", {"Fp1": nk.signal_simulate(duration=10, sampling_rate=128, frequency=10)}, 128)
+    eeg = Sample(id="eeg", transcript="Fine.", physio=str(tmp_path / "eeg.csv"))
+    media = load_media(eeg, MediaSettings(physio_view="plot"), modalities)
+    prompt = build_prompt(eeg, spec, "zero_shot", media, modalities)
+    assert media.physio_plot is None and any("no heart, skin or breathing channel" in n for n in media.notes)
+    assert "<physio_cues>" in prompt.messages[1]["content"][-1]["text"] and prompt.images == []

@@ -16,7 +16,7 @@ from mllm_mer.media.physio import features as features_mod
 from mllm_mer.media.physio import readers, signals
 from mllm_mer.media.physio.words import describe
 
-__all__ = ["physio_for", "window_features"]
+__all__ = ["physio_for", "physio_plot", "window_features"]
 
 
 def window_features(path: str, start: float | None, end: float | None, settings: MediaSettings,
@@ -53,6 +53,20 @@ def physio_for(sample: Sample, settings: MediaSettings, notes: list[str]) -> tup
     notes.extend(f"{_name(sample.physio)}: {n}" for n in noticed)
     baseline = _baseline(sample, settings, part, notes)
     return describe(found, baseline), found
+
+
+def physio_plot(sample: Sample, settings: MediaSettings, notes: list[str]):
+    """The sample's window drawn as one image (`--physio-view plot|both`); None, with a note, when it holds no
+    channel that is drawn (EEG alone: its band powers are in the words)."""
+    from mllm_mer.media.physio.plot import draw_traces
+
+    part = sample.metadata.get("physio_part")
+    recording = readers.read(sample.physio, settings.physio_rate, settings.physio_channels,
+                             None if part is None else str(part))
+    drawn = draw_traces(signals.clean(signals.window(recording, sample.start, sample.end), []))
+    if drawn is None:
+        notes.append(f"{_name(sample.physio)}: no heart, skin or breathing channel to draw; the signals are in words")
+    return drawn
 
 
 def _baseline(sample: Sample, settings: MediaSettings, part: str | None, notes: list[str]) -> dict | None:
