@@ -57,7 +57,9 @@ def _served_card(backend) -> dict[str, Any] | None:
 
     if not isinstance(backend, OpenAIBackend):
         return None
-    return backend.client.models.retrieve(backend.model_name).model_dump()
+    # The listing, not GET /v1/models/{id}: vLLM serves only the list, and so does `mllm-mer serve`'s guard.
+    cards = [m.model_dump() for m in backend.client.models.list()]
+    return next((c for c in cards if c.get("id") == backend.model_name), {"id": backend.model_name})
 
 
 def words_of(texts: Sequence[Any], how: str, judge: Judge | None) -> list[list[str] | None]:

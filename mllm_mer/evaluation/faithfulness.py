@@ -22,6 +22,10 @@ from mllm_mer.core.types import MODALITIES, extras_of
 MOVE = 0.1  # a probability shift at least this large counts as moved
 # Cue fields and rationale words -> the modality they stand for (context turns are text).
 CUE_SOURCE = {"visual": "video", "vocal": "audio", "lexical": "text", "context": "text"}
+# What the numbers rest on, written beside them: no judge is involved in any of it.
+METHOD = {"label_tested": "the most probable label when the prompt with every modality is scored (label first)",
+          "cited_from": "cue fields and modality words (prompts/rewards/modality_words.yaml), read without a judge",
+          "judge": None}
 
 
 def cited_weights(prediction: dict[str, Any]) -> dict[str, int]:
@@ -43,6 +47,13 @@ def _shift(scored: dict[str, Any], removed: str, task: str) -> tuple[bool, float
     full, without = scored["all"][task], scored[f"-{removed}"][task]
     label = max(full, key=full.get)
     return max(without, key=without.get) != label, float(full[label] - without.get(label, 0.0))
+
+
+def _agreement(rows: Sequence[tuple[dict[str, Any], dict[str, Any]]], task: str) -> float | None:
+    """The share of answers whose label is the full prompt's most probable one (the label the removals test)."""
+    pairs = [(label, found["scored"]["all"][task]) for prediction, found in rows
+             if (label := ((prediction.get("tasks") or {}).get(task) or {}).get("label")) is not None]
+    return float(np.mean([label == max(full, key=full.get) for label, full in pairs])) if pairs else None
 
 
 def _rates(shifts: Sequence[tuple[bool, float]]) -> dict[str, Any]:
@@ -79,7 +90,8 @@ def faithfulness_statistics(records: Sequence[dict[str, Any]], task: str) -> dic
             moved = cited[-1][0] or abs(cited[-1][1]) >= MOVE
         uncited += [_shift(scored, m, task) for m in present if m not in weights]
         unfaithful += cites_absent or moved is False
-    return {"task": task, "samples": len(rows), "move_threshold": MOVE,
+    return {"task": task, "samples": len(rows), "move_threshold": MOVE, **METHOD,
+            "answer_agrees": _agreement(rows, task),
             "by_modality": {m: _rates(s) for m, s in by_modality.items() if s},
             "cited": _rates(cited), "uncited": _rates(uncited), "explained": explained,
             "cites_absent": absent / explained if explained else None,
@@ -98,10 +110,15 @@ def faithfulness_section(metrics: dict[str, Any]) -> list[str]:
     f = metrics.get("faithfulness")
     if not f:
         return []
+    agrees = f.get("answer_agrees")
+    own = f"; it is the answer's own label for {agrees:.1%} of them" if agrees is not None else ""
     lines = ["", "## Faithfulness", "", f"{f['samples']} answered samples re-scored without each modality they "
-             f"bring ({f['task']}); moved: the label changed or its probability moved by at least "
-             f"{f['move_threshold']}.", "", "| removed | samples | label changed | moved | mean drop of the "
-             "label's probability |", "|---|---|---|---|---|"]
+             f"bring ({f['task']}). The label tested is the most probable one when the prompt with every modality "
+             f"is scored (label first){own}. Label changed: removing the modality changes it; moved: it changes "
+             f"or its probability moves by at least {f['move_threshold']}. What a rationale cites is read from its "
+             "cue fields and modality words (prompts/rewards/modality_words.yaml), with no judge.", "",
+             "| removed | samples | label changed | moved | mean drop of the label's probability |",
+             "|---|---|---|---|---|"]
     lines += [_row(m, r) for m, r in f["by_modality"].items()]
     lines += [_row("the modality the rationale cites most", f["cited"]), _row("a modality it does not cite",
                                                                                f["uncited"])]

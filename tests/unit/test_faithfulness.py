@@ -47,6 +47,10 @@ def test_removals_by_modality_cited_against_uncited_and_unfaithful_rationales():
     assert stats["cites_absent"] == pytest.approx(1 / 3) and stats["unfaithful"] == pytest.approx(2 / 3)
     section = "\n".join(faithfulness_section({"faithfulness": stats}))
     assert "| video | 4 | 50.0% | 75.0% |" in section and "66.7% are unfaithful" in section
+    # what the numbers rest on is said beside them: the full prompt's label (here every answer's own), no judge
+    assert stats["answer_agrees"] == 1.0 and stats["judge"] is None and "with no judge" in section
+    assert "modality_words.yaml" in stats["cited_from"]
+    assert "answer's own label for 100.0%" in section
 
 
 def test_a_run_without_re_scored_records_has_no_faithfulness_entry():
