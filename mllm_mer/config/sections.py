@@ -99,7 +99,7 @@ class AgentConfig(Section):
     """The agent's budget and tools: how it runs (`--strategy agent`) and what it is trained for (traces)."""
 
     max_steps: int = option(3, "agent: actions per sample at most; the last one may only answer", low=1)
-    tools: list[str] = option(["look", "listen", "recall", "context"], "agent: tools offered (each where it "
+    tools: list[str] = option(["look", "listen", "recall", "context", "signals"], "agent: tools offered (each where it "
                                                                         "applies)")
     look_frames: int = option(4, "agent: frames one look may ask for (all looks: at most max_frames)", low=1)
 
@@ -109,7 +109,7 @@ class StrategyConfig(AgentConfig):
     """How the model reaches its answer: one pass, or an agent that gathers evidence first; self-consistency."""
 
     strategy: str = option(
-        "single", "single: one prompt, one answer; agent: call tools (look, listen, recall, context), then "
+        "single", "single: one prompt, one answer; agent: call tools (look, listen, recall, context, signals), then "
                   "answer; fusion: score one prompt per modality plus the joint one, then fuse",
         choices=STRATEGIES)  # the live registry: a strategy registered at run time is a valid choice
     samples: int = option(1, "self-consistency: answers drawn per sample and voted (1: greedy, no vote)", low=1)

@@ -79,3 +79,36 @@ def test_a_thought_between_steps_keeps_the_runs_markers_and_a_small_bound():
     asked = tools_instructions(("look",), 3, thought_block(PROMPTED_BLOCK))
     assert "<reasoning>" not in plain and "one JSON action" in plain
     assert f"a short thought inside <reasoning></reasoning> (at most {THOUGHT_TOKENS} tokens" in asked
+
+
+def test_the_signals_tool_reads_a_part_of_the_recording_and_is_listed_only_where_signals_are(tmp_path):
+    """The agent's `signals(start, end)`: offered and described for a sample with a signal file (windows on the
+    recording's grid), its observation the window's words as data; a sample without signals reads as before."""
+    import numpy as np
+
+    from mllm_mer.core.labels import load_label_scheme
+    from mllm_mer.core.types import PromptSetup
+    from mllm_mer.stages.prepare import prepare
+    from mllm_mer.strategies.agent import Toolbox, start
+    from mllm_mer.strategies.agent.tools import offered, run_tool
+    from mllm_mer.synthetic.physio import AROUSED, CALM, simulate, write_csv
+
+    calm, aroused = simulate(CALM, 20, 128, seed=1), simulate(AROUSED, 20, 128, seed=2)
+    write_csv(tmp_path / "s.csv", {k: np.concatenate([calm[k], aroused[k]]) for k in ("ECG", "EDA", "RESP")}, 128)
+    setup = PromptSetup(load_label_scheme("meld"), modalities=("text", "physio"))
+    box = Toolbox(setup)
+    with_signals, plain = prepare([Sample(id="a", transcript="Fine.", physio=str(tmp_path / "s.csv")),
+                                   Sample(id="b", transcript="Fine.")], setup)
+    episodes = [start(p.prompt, p.sample, p.media, box) for p in (with_signals, plain)]
+    schemas = [offered(ep, box) for ep in episodes]
+    assert "signals" in schemas[0] and "signals" not in schemas[1]
+    last = schemas[0]["signals"]["properties"]["end"]["enum"][-1]
+    assert 39.5 < last <= 40  # the recording's end, on the tool's grid
+    assert "signals(start, end)" in episodes[0].messages[0]["content"]
+    assert "signals(start, end)" not in episodes[1].messages[0]["content"]
+    rates = {}
+    for lo, hi in ((0, 20), (20, last)):
+        seen = run_tool("signals", episodes[0], box, {"start": lo, "end": hi})
+        assert seen.text.startswith(f"{lo:.2f}-{hi:.2f} s: <physio_cues>") and "heart rate" in seen.text
+        rates[lo] = float(seen.summary.split("heart rate ")[1].split(" bpm")[0])
+    assert rates[20] > rates[0] + 10  # the aroused half beats faster

@@ -16,7 +16,7 @@ from mllm_mer.media.physio import features as features_mod
 from mllm_mer.media.physio import readers, signals
 from mllm_mer.media.physio.words import describe
 
-__all__ = ["physio_for", "physio_plot", "window_features"]
+__all__ = ["physio_for", "physio_plot", "window_features", "window_words"]
 
 
 def window_features(path: str, start: float | None, end: float | None, settings: MediaSettings,
@@ -53,6 +53,16 @@ def physio_for(sample: Sample, settings: MediaSettings, notes: list[str]) -> tup
     notes.extend(f"{_name(sample.physio)}: {n}" for n in noticed)
     baseline = _baseline(sample, settings, part, notes)
     return describe(found, baseline), found
+
+
+def window_words(sample: Sample, start: float, end: float, settings: MediaSettings, notes: list[str]) -> str:
+    """Cue words of a part of the sample's recording (the agent's `signals` tool), against the same baseline
+    as the sample's own words."""
+    part = sample.metadata.get("physio_part")
+    part = None if part is None else str(part)
+    found, noticed = window_features(sample.physio, start, end, settings, part)
+    notes.extend(noticed)
+    return describe(found, _baseline(sample, settings, part, notes))
 
 
 def physio_plot(sample: Sample, settings: MediaSettings, notes: list[str]):

@@ -29,7 +29,15 @@ from mllm_mer.core.types import Prediction, Prompt, Reasoning
 from mllm_mer.prompting import answer_schema
 from mllm_mer.stages.reasoning import reason
 from mllm_mer.stages.scoring import add_probabilities, call_isolating, refused
-from mllm_mer.strategies.agent.tools import Episode, Toolbox, canonical, describe_tools, offered, run_tool
+from mllm_mer.strategies.agent.tools import (
+    Episode,
+    Toolbox,
+    canonical,
+    describe_tools,
+    described,
+    offered,
+    run_tool,
+)
 
 ANSWER_LEAD = '{"answer":'
 THOUGHT_TOKENS = 96  # a thought between two steps is short: the run's bound, capped here
@@ -65,7 +73,7 @@ def start(prompt: Prompt, sample, media, box: Toolbox, draw: int = 0) -> Episode
     setup = box.setup
     messages = [dict(m) for m in prompt.messages]
     messages[0]["content"] = messages[0]["content"] + "\n\n" + tools_instructions(
-        tuple(box.tools), box.max_steps, thought_block(prompt.reasoning))
+        described(box.tools, prompt.media), box.max_steps, thought_block(prompt.reasoning))
     # All looks together add at most the clip's frame budget, and never more images than the backend takes.
     budget = setup.media.max_frames
     if box.image_limit is not None:

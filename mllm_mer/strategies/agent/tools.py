@@ -6,7 +6,7 @@ Tools never fail a sample: a file that cannot be read becomes an observation say
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +15,7 @@ from mllm_mer.media.errors import MediaError
 from mllm_mer.prompting import as_data
 from mllm_mer.stages.resources import Resources
 
-TOOL_NAMES = ("look", "listen", "recall", "context")  # `answer` is always offered
+TOOL_NAMES = ("look", "listen", "recall", "context", "signals")  # `answer` is always offered
 GRID_POINTS = 9  # time arguments are chosen from this many points across the clip
 MAX_CONTEXT_TURNS = 5  # earlier turns one `context` call may ask for
 
@@ -254,11 +254,47 @@ class Context:
         return Observation(text, f"{len(turns)} earlier turns")
 
 
-TOOLS = {tool.name: tool for tool in (Look(), Listen(), Recall(), Context())}
+class Signals:
+    name = "signals"
+    description = ("signals(start, end): heart rate, skin conductance and breathing in seconds start..end of the "
+                   "body signals, against this person's baseline where there is one")
+    described_only_with = "physio"  # listed in the instructions only where the sample brings the modality
+    MIN_SECONDS = 4.0  # a heart rate needs a few beats: shorter recordings offer no windows
+
+    @staticmethod
+    def _span(ep: Episode) -> tuple[float, float] | None:
+        seconds = (ep.media.physio_features or {}).get("seconds")
+        lo = ep.sample.start or 0.0
+        return (lo, round(lo + seconds, 2)) if seconds else None
+
+    def parameters(self, ep: Episode, box: Toolbox) -> dict[str, Any] | None:
+        span = self._span(ep)
+        if "physio" not in box.setup.modalities or not ep.sample.physio or span is None:
+            return None
+        return _object(_time_args(span)) if span[1] - span[0] >= self.MIN_SECONDS else None
+
+    def run(self, ep: Episode, box: Toolbox, args: dict[str, Any]) -> Observation:
+        from mllm_mer.media.physio import window_words
+
+        start, end = _window(args, self._span(ep))
+        notes: list[str] = []
+        words = window_words(ep.sample, start, end, box.setup.media, notes)
+        text = f"{start:.2f}-{end:.2f} s: <physio_cues>{as_data(words)}</physio_cues>"
+        return Observation(text + (f" ({as_data('; '.join(notes))})" if notes else ""), words)
+
+
+TOOLS = {tool.name: tool for tool in (Look(), Listen(), Recall(), Context(), Signals())}
 
 
 def describe_tools(names: tuple[str, ...]) -> list[str]:
     return [TOOLS[name].description for name in names if name in TOOLS]
+
+
+def described(names: Sequence[str], media: MediaInputs) -> tuple[str, ...]:
+    """The tools the instructions list for a prompt: a tool tied to a modality only where the prompt has it
+    (so prompts without body signals read exactly as before that tool existed)."""
+    present = {"physio": bool(media.physio_features)}
+    return tuple(n for n in names if n in TOOLS and present.get(getattr(TOOLS[n], "described_only_with", None), True))
 
 
 def run_tool(name: str, ep: Episode, box: Toolbox, args: dict[str, Any]) -> Observation:
