@@ -1,33 +1,27 @@
 """Answers for many samples, in groups as they finish: media prepared ahead, the engine kept full."""
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator, Sequence
 
 from mllm_mer.backends.base import Backend
 from mllm_mer.core.types import Prediction, Sample
 from mllm_mer.pipeline.answer import Answered, answer_prepared, finish
+from mllm_mer.pipeline.inflight import InFlight
 from mllm_mer.stages.feed import PreparedFeed
 from mllm_mer.stages.prepare import Prepared
-from mllm_mer.stages.scoring import (
-    INPUT_ERRORS,
-    ScoreChain,
-    add_probabilities,
-    answer_limit,
-    read_answer,
-    refused,
-)
+from mllm_mer.stages.scoring import add_probabilities, answer_limit
 from mllm_mer.strategies import RunContext
 
 
 def streams_answers(backend: Backend, run: RunContext) -> bool:
-    """Whether `answer_stream` can submit continuously: a strategy with one request (or, in score mode, one
-    chain of scorings) per sample on a backend that takes requests one by one (vLLM engine, OpenAI server;
-    scorings on the engine). A run that reasons first has two requests per sample (the reasoning, then the
-    answer after it), and faithfulness re-scores each answer without each modality: they go in batches."""
+    """Whether `answer_stream` can submit continuously: a strategy with one request per sample, or whose
+    requests are all label scorings (score mode, fusion), on a backend that takes requests one by one (vLLM
+    engine, OpenAI server; scorings on the engine). A run that reasons first has two requests per sample (the
+    reasoning, then the answer after it), and faithfulness re-scores each answer without each modality: they
+    go in batches."""
     if not (backend.can_stream and run.strategy.can_stream(run.setup.mode)) or run.setup.reasoning is not None:
         return False
-    return not run.faithfulness and (run.setup.mode == "generate" or backend.can_stream_scores)
+    return not run.faithfulness and (not run.strategy.scores_only(run.setup.mode) or backend.can_stream_scores)
 
 
 def answer_stream(backend: Backend, samples: Sequence[Sample], run: RunContext, batch_size: int = 16,
@@ -50,60 +44,6 @@ def answer_stream(backend: Backend, samples: Sequence[Sample], run: RunContext, 
             yield [(p.sample, a) for p, a in zip(chunk, answered, strict=True)]
 
 
-class InFlight:
-    """The samples a stream is answering, by key: their prepared inputs and, in score mode, each one's chain
-    of scorings (the next task's goes out the moment the one before it is read)."""
-
-    def __init__(self, stream, score: bool, limit: int | None):
-        self.stream, self.score, self.limit = stream, score, limit
-        self.held: dict[int, Prepared] = {}
-        self.chains: dict[int, ScoreChain] = {}
-        self.keys = itertools.count()
-
-    def submit(self, prepared: Prepared) -> Prediction | None:
-        """Queue one prepared sample; its failure when the backend refuses it (nothing is queued then)."""
-        key = next(self.keys)
-        try:
-            if self.score:
-                chain = self.chains[key] = ScoreChain(prepared.prompt)
-                self.stream.submit_score(key, prepared.prompt, chain.candidates())
-            else:
-                self.stream.submit(key, prepared.prompt)
-        except INPUT_ERRORS as error:
-            self.chains.pop(key, None)
-            return refused(prepared.prompt, error)
-        self.held[key] = prepared
-        return None
-
-    def collect(self) -> list[tuple[Prepared, Prediction]]:
-        """One round of the stream: the samples whose answers (or whole chains of scorings) are done."""
-        finished = []
-        for key, raw in self.stream.collect():
-            if isinstance(raw, Exception) and not isinstance(raw, INPUT_ERRORS):
-                raise raw
-            prediction = self._advance(key, raw) if self.score else read_answer(self.held[key].prompt, raw,
-                                                                                 self.limit)
-            if prediction is not None:
-                finished.append((self.held.pop(key), prediction))
-        return finished
-
-    def _advance(self, key: int, logps) -> Prediction | None:
-        """A scoring read: the chain's next task submitted (None), or the sample's prediction once all are."""
-        chain = self.chains[key]
-        if isinstance(logps, Exception):
-            del self.chains[key]
-            return refused(chain.prompt, logps)
-        if chain.take(logps):
-            del self.chains[key]
-            return chain.prediction()
-        try:
-            self.stream.submit_score(key, chain.prompt, chain.candidates())
-        except INPUT_ERRORS as error:
-            del self.chains[key]
-            return refused(chain.prompt, error)
-        return None
-
-
 def _submit_ready(flight: InFlight, feed: PreparedFeed, finished: list) -> None:
     """Submit prepared samples while the backend has room; waits for the feed only when it has nothing to do."""
     stream = flight.stream
@@ -121,9 +61,9 @@ def _submit_ready(flight: InFlight, feed: PreparedFeed, finished: list) -> None:
 
 def _answer_continuously(backend: Backend, feed: PreparedFeed, run: RunContext
                          ) -> Iterator[list[tuple[Sample, Answered]]]:
-    score = run.setup.mode == "score"
+    score = run.strategy.scores_only(run.setup.mode)
     with backend.stream(run.adapter) as stream:
-        flight = InFlight(stream, score, answer_limit(backend))
+        flight = InFlight(stream, run, score, answer_limit(backend))
         while not (feed.exhausted and stream.pending == 0):
             finished: list[tuple[Prepared, Prediction | None]] = []
             _submit_ready(flight, feed, finished)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from mllm_mer.core.registry import STRATEGIES, load_entry, lookup
-from mllm_mer.core.types import Prediction, PromptSetup
+from mllm_mer.core.types import Prediction, Prompt, PromptSetup
 from mllm_mer.stages.prepare import Prepared, Stage, quiet
 from mllm_mer.stages.resources import Resources
 
@@ -59,6 +59,12 @@ class Strategy(Protocol):
         ...
 
     def can_stream(self, mode: str) -> bool:
+        ...
+
+    def scores_only(self, mode: str) -> bool:
+        """True: every request it makes in this mode is a label scoring, named per sample by `scorings`, and
+        the sample's prediction is built from their results by `from_scorings` (so a stream can send each
+        scoring the moment it can go)."""
         ...
 
     def fingerprint(self) -> dict[str, Any]:
@@ -99,6 +105,17 @@ class BaseStrategy:
 
     def can_stream(self, mode: str) -> bool:
         return False
+
+    def scores_only(self, mode: str) -> bool:
+        return False
+
+    def scorings(self, prepared: Prepared, run: RunContext) -> list[tuple[str, Prompt]]:
+        """Where `scores_only`: the sample's label scorings, by name."""
+        raise NotImplementedError(f"the {self.name} strategy does not answer by label scorings alone")
+
+    def from_scorings(self, prepared: Prepared, scored: dict[str, Any], run: RunContext) -> Prediction:
+        """Where `scores_only`: the sample's prediction from each scoring's tasks (or the error it met)."""
+        raise NotImplementedError(f"the {self.name} strategy does not answer by label scorings alone")
 
     def fingerprint(self) -> dict[str, Any]:
         return {"strategy": self.name}

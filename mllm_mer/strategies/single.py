@@ -3,11 +3,12 @@ the run reasons first (`stages.reasoning`)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from mllm_mer.core.types import LabelScheme, Prediction
+from mllm_mer.core.types import LabelScheme, Prediction, Prompt
 from mllm_mer.stages.prepare import Prepared
 from mllm_mer.stages.reasoning import answer_reasoned
-from mllm_mer.stages.scoring import add_probabilities, generate_predictions, run_prompts
+from mllm_mer.stages.scoring import add_probabilities, generate_predictions, refused, run_prompts
 from mllm_mer.strategies.base import BaseStrategy, RunContext
 
 
@@ -25,6 +26,18 @@ class Single(BaseStrategy):
 
     def can_draw(self, mode: str) -> bool:
         return mode == "generate"  # score mode has one deterministic answer per sample
+
+    def scores_only(self, mode: str) -> bool:
+        return mode == "score"
+
+    def scorings(self, prepared: Prepared, run: RunContext) -> list[tuple[str, Prompt]]:
+        return [("answer", prepared.prompt)]
+
+    def from_scorings(self, prepared: Prepared, scored: dict[str, Any], run: RunContext) -> Prediction:
+        tasks = scored["answer"]
+        if isinstance(tasks, Exception):
+            return refused(prepared.prompt, tasks)
+        return Prediction(sample_id=prepared.prompt.sample_id, tasks=tasks)
 
     def answer(self, backend, ready: Sequence[Prepared], run: RunContext) -> list[Prediction]:
         return answer_reasoned(

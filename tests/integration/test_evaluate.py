@@ -65,17 +65,18 @@ def test_evaluate_meld_clips_on_vllm_writes_all_outputs(tmp_path, vllm_backend):
 
 @pytest.mark.vllm
 @requires_meld
-@pytest.mark.parametrize("mode", ["generate", "score"])
-def test_continuous_submission_agrees_with_batched_on_vllm(tmp_path, vllm_backend, mode):
+@pytest.mark.parametrize("mode,strategy", [("generate", "single"), ("score", "single"), ("score", "fusion")])
+def test_continuous_submission_agrees_with_batched_on_vllm(tmp_path, vllm_backend, mode, strategy):
     """Same answers whether prompts reach the engine one by one as they are ready or 4 at a time; label
     probabilities are scored while other requests are still running (generate), or each sample's scorings
-    go out task after task as the one before is read (score: emotion, then sentiment after it)."""
+    go out task after task as the one before is read (score: emotion, then sentiment after it; fusion: every
+    expert's chain at once, fused when all are read)."""
     data_dir, ids = make_meld_split(tmp_path / "meld", n=12)
     runs, streamed = {}, []
     for submission in ("continuous", "batched"):
         cfg = build(EvaluateConfig, dataset="meld", data_dir=str(data_dir), split="dev", probabilities=True,
                     out=str(tmp_path / submission), batch_size=4, max_frames=4, submission=submission,
-                    model=vllm_backend.config.model.model, backend="vllm", mode=mode)
+                    model=vllm_backend.config.model.model, backend="vllm", mode=mode, strategy=strategy)
         stream = vllm_backend.stream
         vllm_backend.stream = lambda adapter=None: streamed.append(submission) or stream(adapter)  # noqa: B023
         try:
@@ -93,6 +94,13 @@ def test_continuous_submission_agrees_with_batched_on_vllm(tmp_path, vllm_backen
             assert got["tasks"][task]["label"] == tp["label"]
             # float32 log-probabilities shift in the 7th digit with the engine's batch composition
             assert got["tasks"][task]["probabilities"] == pytest.approx(tp["probabilities"], abs=1e-5)
+        if strategy == "fusion" and want["ok"]:  # the same experts, each with the same distributions
+            experts = want["extras"]["fusion"]["experts"]
+            assert got["extras"]["fusion"]["experts"].keys() == experts.keys() and len(experts) >= 2
+            for name, tasks in experts.items():
+                for task, probabilities in tasks.items():
+                    assert got["extras"]["fusion"]["experts"][name][task] == pytest.approx(probabilities, abs=1e-5)
+            assert got["notes"] == want["notes"]
 
 
 @pytest.mark.vllm

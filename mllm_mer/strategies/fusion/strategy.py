@@ -39,34 +39,45 @@ class Fusion(BaseStrategy):
         return {"strategy": self.name, "fuser": self.fuser, "every_subset": self.every_subset,
                 "gate": str(Path(self.gate_file).resolve()) if self.gate_file else None}
 
+    def can_stream(self, mode: str) -> bool:
+        return True  # its requests are label scorings, which a stream sends one by one
+
+    def scores_only(self, mode: str) -> bool:
+        return True
+
+    def scorings(self, prepared: Prepared, run: RunContext) -> list[tuple[str, Prompt]]:
+        """The sample's experts, by name: the joint prompt and one per modality it brings (or every subset)."""
+        setup, p = run.setup, prepared
+        present = present_modalities(p.sample, p.media, setup.modalities)
+        jobs = [(name, p.prompt if name == JOINT else build_prompt(p.sample, setup.scheme, setup.template, p.media,
+                                                                    modalities))
+                for name, modalities in expert_subsets(present, every_subset=self.every_subset).items()]
+        if self.every_subset and "audio" in present:
+            jobs += [(name, build_prompt(sample, setup.scheme, setup.template, media, ("audio",)))
+                     for name, (sample, media) in hearing_experts(p.sample, p.media).items()]
+        return jobs
+
+    def from_scorings(self, prepared: Prepared, scored: dict[str, Any], run: RunContext) -> Prediction:
+        setup, p = run.setup, prepared
+        experts = {name: {t: tp.probabilities for t, tp in tasks.items()}
+                   for name, tasks in scored.items() if not isinstance(tasks, Exception)}
+        if not experts:
+            error = next(iter(scored.values()), None)
+            return Prediction.failure(p.sample.id, f"the backend refused every expert: {error}", kind="backend")
+        present = present_modalities(p.sample, p.media, setup.modalities)
+        # Signals are rare: a sample that names no signal file is not short of them.
+        missing = [m for m in setup.modalities if m not in present and (m != "physio" or p.sample.physio)]
+        return self.fused(p.sample.id, experts, setup.scheme, missing)
+
     def answer(self, backend, ready: Sequence[Prepared], run: RunContext) -> list[Prediction]:
-        setup = run.setup
-        jobs: list[tuple[int, str, Prompt]] = []
-        missing: list[list[str]] = []
-        for i, p in enumerate(ready):
-            present = present_modalities(p.sample, p.media, setup.modalities)
-            for name, modalities in expert_subsets(present, every_subset=self.every_subset).items():
-                prompt = p.prompt if name == JOINT else build_prompt(p.sample, setup.scheme, setup.template,
-                                                                     p.media, modalities)
-                jobs.append((i, name, prompt))
-            if self.every_subset and "audio" in present:
-                jobs += [(i, name, build_prompt(sample, setup.scheme, setup.template, media, ("audio",)))
-                         for name, (sample, media) in hearing_experts(p.sample, p.media).items()]
-            # Signals are rare: a sample that names no signal file is not short of them.
-            missing.append([m for m in setup.modalities if m not in present and (m != "physio" or p.sample.physio)])
+        """Every expert of every sample scored in one batched call per task (media decoded once), then fused."""
+        jobs = [(i, name, prompt) for i, p in enumerate(ready) for name, prompt in self.scorings(p, run)]
         run.on_stage(f"scoring {len(jobs)} expert prompts")
         scored = score_labels(backend, [prompt for _, _, prompt in jobs], run.adapter)
-        per_sample: list[dict[str, dict[str, dict[str, float]]]] = [{} for _ in ready]
-        errors: dict[int, Exception] = {}
+        per_sample: list[dict[str, Any]] = [{} for _ in ready]
         for (i, name, _), tasks in zip(jobs, scored, strict=True):
-            if isinstance(tasks, Exception):
-                errors.setdefault(i, tasks)
-                continue
-            per_sample[i][name] = {t: tp.probabilities for t, tp in tasks.items()}
-        return [self.fused(p.sample.id, per_sample[i], setup.scheme, missing[i]) if per_sample[i]
-                else Prediction.failure(p.sample.id, f"the backend refused every expert: {errors.get(i)}",
-                                        kind="backend")
-                for i, p in enumerate(ready)]
+            per_sample[i][name] = tasks
+        return [self.from_scorings(p, per_sample[i], run) for i, p in enumerate(ready)]
 
     def fused(self, sample_id: str, experts: dict[str, dict[str, dict[str, float]]], scheme: LabelScheme,
               missing: Sequence[str] = ()) -> Prediction:
