@@ -63,14 +63,14 @@ def _prompts(cfg: EvaluateConfig) -> list:
     return samples, setup
 
 
-def _score_requests(vllm, ready: list) -> tuple[list, list]:
-    """Every engine request of score mode over these prompts (each task's reading walks, after the labels
+def _score_requests(vllm, prompts: list) -> tuple[list, list]:
+    """Every engine request of label scoring over these prompts (each task's reading walks, after the labels
     chosen for the tasks before it), to replay in one raw call."""
     from mllm_mer.stages.scoring import score_labels, task_candidates
 
-    chosen = [{t: tp.label for t, tp in tasks.items()} for tasks in score_labels(vllm, ready)]
+    chosen = [{t: tp.label for t, tp in tasks.items()} for tasks in score_labels(vllm, prompts)]
     requests, params = [], []
-    for prompt, labels in zip(ready, chosen, strict=True):
+    for prompt, labels in zip(prompts, chosen, strict=True):
         for k in range(len(prompt.label_sets)):
             _, walks = vllm._score_walks(prompt, task_candidates(prompt, k, labels))
             requests += [request for _, request, _ in walks]
@@ -78,15 +78,27 @@ def _score_requests(vllm, ready: list) -> tuple[list, list]:
     return requests, params
 
 
-def _compare(vllm, make_cfg, repeats: int, media: bool, mode: str = "generate") -> dict:
+def _scored_prompts(prepared: list, setup, strategy: str) -> list:
+    """The prompts a strategy scores: each sample's own, or every expert of fusion."""
+    if strategy != "fusion":
+        return [p.prompt for p in prepared]
+    from mllm_mer.strategies import RunContext
+    from mllm_mer.strategies.fusion import Fusion
+
+    run = RunContext(setup)
+    return [prompt for p in prepared for _, prompt in Fusion().scorings(p, run)]
+
+
+def _compare(vllm, make_cfg, repeats: int, media: bool, mode: str = "generate", strategy: str = "single") -> dict:
     """Best times of: evaluate continuous, evaluate batched, the same engine requests replayed raw in one
     `LLM.generate` (and the media stage)."""
     samples, setup = _prompts(make_cfg(Path("unused")))
     start = time.perf_counter()
-    ready = [p.prompt for p in prepare(samples, setup)]
+    prepared = prepare(samples, setup)
+    ready = [p.prompt for p in prepared]
     media_s = time.perf_counter() - start
     if mode == "score":
-        requests, params = _score_requests(vllm, ready)
+        requests, params = _score_requests(vllm, _scored_prompts(prepared, setup, strategy))
     else:
         requests = [vllm._request(p, render(vllm.tokenizer, p)) for p in ready]
         params = [vllm._answer_params(p) for p in ready]
@@ -104,7 +116,8 @@ def _compare(vllm, make_cfg, repeats: int, media: bool, mode: str = "generate") 
                     continue
                 out = Path(tmp) / f"{name}{r}"
                 start = time.perf_counter()
-                metrics = run_evaluation(make_cfg(out, submission=name, mode=mode), backend=vllm, progress=False)
+                metrics = run_evaluation(make_cfg(out, submission=name, mode=mode, strategy=strategy), backend=vllm,
+                                         progress=False)
                 wall = time.perf_counter() - start
                 best[name] = min(best[name], metrics["timing"]["inference_s"])
                 if name == "continuous":
@@ -146,6 +159,9 @@ def run(vllm, n: int = 64, clips: int = 16, meld_dir: str = DEFAULT_MELD, repeat
             manifest = _clips(Path(tmp), clips)
             found["clips"] = _compare(vllm, lambda out, **kw: _config(vllm, "manifest", str(manifest), out,
                                                                        max_frames=8, **kw), repeats, media=True)
+            found["fusion"] = _compare(vllm, lambda out, **kw: _config(vllm, "manifest", str(manifest), out,
+                                                                        max_frames=8, **kw), repeats, media=True,
+                                       mode="score", strategy="fusion")
     return found
 
 
@@ -160,6 +176,13 @@ def report(r: dict) -> str:
                      f"continuous {s['continuous_sps']:.2f}/s, batched {s['batched_sps']:.2f}/s, the same scoring "
                      f"requests replayed raw {s['raw_sps']:.2f}/s: continuous {s['ratio']:.2f}x, batched "
                      f"{s['batched_ratio']:.2f}x the raw replay's samples/s")
+    if "fusion" in r:
+        f = r["fusion"]
+        lines.append(f"fusion kept full ({f['n']} generated clips, 8 frames; experts text, video and the joint prompt, "
+                     f"emotion then sentiment): evaluate continuous {f['continuous_sps']:.2f}/s, batched "
+                     f"{f['batched_sps']:.2f}/s, the same expert scorings replayed raw {f['raw_sps']:.2f}/s "
+                     f"(prompts prepared beforehand): continuous {f['ratio']:.2f}x, batched {f['batched_ratio']:.2f}x "
+                     "the raw replay's samples/s")
     if "clips" in r:
         c = r["clips"]
         lines.append(f"engine kept full ({c['n']} generated clips, 8 frames): media stage alone {c['media_s']:.2f} s, "
