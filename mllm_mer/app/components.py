@@ -14,6 +14,9 @@ VIDEO_TYPES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 AUDIO_TYPES = (".wav", ".mp3", ".flac", ".m4a", ".ogg", ".webm")
 BATCH_TYPES = (".csv", ".jsonl", ".zip")
 TRANSCRIPT_TYPES = (".srt", ".vtt", ".jsonl")
+# Signal files the app reads (media.physio.readers); never the release pickles (.pkl, .dat): an upload is
+# not trusted to unpickle.
+PHYSIO_TYPES = (".csv", ".tsv", ".txt", ".npy", ".npz", ".edf", ".bdf")
 NO_ADAPTER = "(base model)"
 MODALITY_CHOICES = list(MODALITIES)
 REASONING_CHOICES = ["none", "before", "native"]

@@ -1,7 +1,7 @@
 """What the app asks the service for and what it gets back."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ class AnalyseRequest:
     video: str | None = None
     audio: str | None = None
     transcript: str = ""
+    physio: str | None = None  # a signal file beside the clip (media.physio), read where "physio" is a modality
     context: list[tuple[str, str]] = field(default_factory=list)  # (speaker, text)
     labels: str | None = None  # default: the app's (or the adapter's) label set
     template: str | None = None
@@ -32,6 +33,7 @@ class Analysis:
     adapter: str | None
     clip: str = "the clip"  # the user's name for what was analysed
     calibrated: bool = False  # probabilities temperature-scaled (--calibration)
+    traces: Any = None  # the signal window the model read, drawn as one image (PIL), when a signal file was given
 
 
 @dataclass
@@ -58,3 +60,18 @@ class BatchRun:
     metrics: dict[str, Any]
     out: Path
     archive: Path  # the whole run folder as one zip
+
+
+def answer_text(analysis: Analysis) -> str:
+    return ", ".join(f"{task}: {tp.label}" for task, tp in analysis.prediction.tasks.items())
+
+
+def batch_model(model, adapter: str | None):
+    """The model settings of a Batch run: the chosen adapter first (a run answers with its first), or none."""
+    if adapter is None:
+        return replace(model, adapter=[])
+    adapters = model.adapters
+    if adapter not in adapters:
+        raise ValueError(f"unknown adapter {adapter!r}; this app serves: {', '.join(adapters) or 'none'}")
+    return replace(model, adapter=[f"{adapter}={adapters[adapter]}",
+                                   *(f"{n}={p}" for n, p in adapters.items() if n != adapter)])

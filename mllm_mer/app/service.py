@@ -17,13 +17,21 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mllm_mer.app.requests import AnalyseRequest, Analysis, BatchOptions, BatchRun, ConversationRun
+from mllm_mer.app.requests import (
+    AnalyseRequest,
+    Analysis,
+    BatchOptions,
+    BatchRun,
+    ConversationRun,
+    answer_text,
+    batch_model,
+)
 from mllm_mer.app.uploads import unpack_zip, user_paths
 from mllm_mer.config import AppConfig, EvaluateConfig, PromptConfig, RunConfig, build
 from mllm_mer.conversation.context import DEFAULT_CONTEXT_LABELS
 from mllm_mer.conversation.timeline import recording_end, timeline_rows, write_timeline
 from mllm_mer.conversation.transcripts import TranscriptError, asr_utterances, read_transcript, utterance_samples
-from mllm_mer.core.types import Prompt, Sample, ServiceError, Turn
+from mllm_mer.core.types import MediaSettings, Prompt, Sample, ServiceError, Turn
 from mllm_mer.evaluation.records import for_download
 from mllm_mer.media import MediaError
 from mllm_mer.pipeline.answer import answer_prepared, answer_run
@@ -192,7 +200,8 @@ class Service:
                 clip = request.names.get(request.video or "", "") or ("the transcript" if request.transcript
                                                                       else "the clip")
                 results[i] = Analysis(prediction, a.prompt, setup.scheme.name, adapter, clip,
-                                      calibrated=bool(setup.temperatures))
+                                      calibrated=bool(setup.temperatures),
+                                      traces=_traces(request, a.prompt, setup.media))
         return results  # type: ignore[return-value]
 
     @staticmethod
@@ -200,7 +209,8 @@ class Service:
         context = tuple(Turn(speaker=str(s or "").strip() or "Speaker", text=str(t).strip())
                         for s, t in request.context if str(t or "").strip())
         return Sample(id=f"upload-{uuid.uuid4().hex[:8]}", video=request.video or None, audio=request.audio or None,
-                      transcript=request.transcript.strip() or None, context=context)
+                      transcript=request.transcript.strip() or None, context=context,
+                      physio=request.physio or None)
 
     # -- chat ---------------------------------------------------------------------------------
     def chat(self, analysis: Analysis, history: list[tuple[str, str]], question: str,
@@ -369,17 +379,17 @@ class Service:
         return manifest, folder
 
 
-def answer_text(analysis: Analysis) -> str:
-    return ", ".join(f"{task}: {tp.label}" for task, tp in analysis.prediction.tasks.items())
+def _traces(request: AnalyseRequest, prompt: Prompt | None, settings: MediaSettings) -> Any:
+    """The signal window the prompt read, drawn for the page: the prompt's own picture (--physio-view plot|both),
+    else drawn here; None when no signals were read (none given, "physio" not a modality, or the sample failed)."""
+    media = prompt.media if prompt is not None else None
+    if not request.physio or media is None or media.physio_cues is None:
+        return None
+    if media.physio_plot is not None:
+        return media.physio_plot
+    from mllm_mer.media.physio import physio_plot
 
-
-def batch_model(model, adapter: str | None):
-    """The model settings of a Batch run: the chosen adapter first (a run answers with its first), or none."""
-    if adapter is None:
-        return replace(model, adapter=[])
-    adapters = model.adapters
-    if adapter not in adapters:
-        raise ValueError(f"unknown adapter {adapter!r}; this app serves: {', '.join(adapters) or 'none'}")
-    return replace(model, adapter=[f"{adapter}={adapters[adapter]}",
-                                   *(f"{n}={p}" for n, p in adapters.items() if n != adapter)])
-
+    try:  # read once already for the prompt (kept in the reader's recent files): a picture only
+        return physio_plot(Sample(id="traces", physio=request.physio), settings, [])
+    except ValueError:  # MediaError among them: the answer stands without its picture
+        return None

@@ -13,6 +13,7 @@ from mllm_mer.app.components import (
     AUDIO_TYPES,
     MODALITY_CHOICES,
     NO_ADAPTER,
+    PHYSIO_TYPES,
     REASONING_CHOICES,
     REASONING_INFO,
     VIDEO_TYPES,
@@ -98,23 +99,24 @@ def _prompt_text(analysis) -> str:
 
 
 def _analyse_requests(videos, audios, transcripts, contexts, labels, templates, adapter_names, modality_sets,
-                      score_only, strategies, reasonings=None) -> list[AnalyseRequest]:
+                      score_only, strategies, reasonings=None, physios=None) -> list[AnalyseRequest]:
     """One request per batched call of the Analyse button (Gradio batches up to 16)."""
     requests = []
-    for video, audio, transcript, context, label_set, template, adapter, modalities, score, strategy, order in zip(
-            videos, audios, transcripts, contexts, labels, templates, adapter_names, modality_sets, score_only,
-            strategies, reasonings or [None] * len(videos), strict=True):
+    for video, audio, transcript, context, label_set, template, adapter, modalities, score, strategy, order, physio \
+            in zip(videos, audios, transcripts, contexts, labels, templates, adapter_names, modality_sets, score_only,
+                   strategies, reasonings or [None] * len(videos), physios or [None] * len(videos), strict=True):
         check_type(video, VIDEO_TYPES, "video")
         check_type(audio, AUDIO_TYPES, "audio")
+        check_type(physio, PHYSIO_TYPES, "a signal file")
         if not modalities:
             raise user_error("Choose at least one modality.")
         rows = context.values.tolist() if hasattr(context, "values") else (context or [])
         requests.append(AnalyseRequest(
-            video=video, audio=audio, transcript=transcript or "",
+            video=video, audio=audio, transcript=transcript or "", physio=physio or None,
             context=[(r[0], r[1]) for r in rows if len(r) >= 2], labels=label_set, template=template,
             adapter=None if adapter in (None, NO_ADAPTER) else adapter, modalities=tuple(modalities),
             mode="score" if score else "generate", strategy=strategy or None, reasoning=order or None,
-            names={p: user_name(p) for p in (video, audio) if p}))
+            names={p: user_name(p) for p in (video, audio, physio) if p}))
     return requests
 
 
@@ -131,7 +133,8 @@ def _analysis_outputs(analysis, outbox: Path) -> tuple:
             list(media.frames) if media and media.frames else [],
             (media.transcript if media else None) or "", (media.vocal_cues if media else None) or "",
             _prompt_text(analysis), str(download), analysis, trace_messages(pred), about,
-            reasoning_html(pred.reasoning))
+            reasoning_html(pred.reasoning), (media.physio_cues if media else None) or "",
+            gr.Image(value=analysis.traces, visible=analysis.traces is not None))
 
 
 def _think_handler(service: Service):
@@ -156,10 +159,13 @@ def _analyse_handler(service: Service):
     bounded. Its last input: what `think` reasoned (None over the API: it reasons here)."""
     outbox = Path(service.config.ui.runs_dir).expanduser().resolve() / "analyses"
 
-    def analyse(*batched):
-        *inputs, pending = batched
+    # Named parameters, the signal files last with a default: API callers that predate them may leave them out.
+    def analyse(videos, audios, transcripts, contexts, labels, templates, adapter_names, modality_sets, score_only,
+                strategies, reasonings, physios=None, pending=None):
         outbox.mkdir(parents=True, exist_ok=True)
-        requests = _analyse_requests(*inputs)
+        requests = _analyse_requests(videos, audios, transcripts, contexts, labels, templates, adapter_names,
+                                     modality_sets, score_only, strategies, reasonings, physios)
+        pending = pending or [None] * len(requests)
         try:
             results = service.analyse_many(requests, pending if any(p is not None for p in pending) else None)
         except (ValueError, RuntimeError, ConnectionError, OSError) as error:
@@ -171,38 +177,46 @@ def _analyse_handler(service: Service):
     return analyse
 
 
+def _run_choices(config) -> tuple:
+    """The Analyse tab's choices for a run: label set, template, adapter, modalities, mode, strategy, reasoning."""
+    default_labels = config.prompt.labels or "meld"
+    adapters = [NO_ADAPTER] + list(config.model.adapters)
+    with gr.Row():
+        labels = gr.Dropdown(sorted({*available_label_sets(), default_labels}), value=default_labels,
+                             label="Label set", allow_custom_value=False)
+        template = gr.Dropdown(available_templates(), value=config.prompt.template or "zero_shot",
+                               label="Template")
+        adapter = gr.Dropdown(adapters, value=NO_ADAPTER, label="Adapter")
+    with gr.Row():
+        modalities = gr.CheckboxGroup(MODALITY_CHOICES, value=MODALITY_CHOICES, label="Modalities")
+        score_only = gr.Checkbox(False, label="Scores only (no rationale)")
+        strategy = gr.Dropdown(list(STRATEGIES), value=config.strategy.strategy, label="Strategy",
+                               info="agent: the model may look again, listen, recall labelled examples "
+                                    "or read earlier turns before it answers; fusion: one scored "
+                                    "prompt per modality, fused")
+        reasoning = gr.Dropdown(REASONING_CHOICES, value=config.prompt.reasoning or "none",
+                                label="Reasoning", info=REASONING_INFO)
+    return labels, template, adapter, modalities, score_only, strategy, reasoning
+
+
 def build_analyse_tab(service: Service, analysis_state: gr.State, chatbot: gr.Chatbot,
                       chat_header: gr.Markdown) -> None:
     config = service.config
-    adapters = [NO_ADAPTER] + list(config.model.adapters)
     analyse, think = _analyse_handler(service), _think_handler(service)
-    default_labels = config.prompt.labels or "meld"
     with gr.Tab("Analyse"):
         with gr.Row():
             with gr.Column():
                 video = gr.Video(label="Video", sources=["upload", "webcam"])
                 audio = gr.Audio(label="Audio (optional)", sources=["upload", "microphone"], type="filepath")
+                physio = gr.File(label="Body signals (optional)", type="filepath",
+                                 file_types=list(PHYSIO_TYPES), elem_id="physio-upload", height=90)
                 transcript = gr.Textbox(label="Transcript", lines=2,
                                         placeholder="What the speaker says (left empty: transcribed from the audio "
                                                     "when an ASR model is set)")
                 context = gr.Dataframe(headers=["speaker", "text"], datatype=["str", "str"], row_count=2,
                                        column_count=(2, "fixed"), label="Conversation before (optional)",
                                        interactive=True)
-                with gr.Row():
-                    labels = gr.Dropdown(sorted({*available_label_sets(), default_labels}), value=default_labels,
-                                         label="Label set", allow_custom_value=False)
-                    template = gr.Dropdown(available_templates(), value=config.prompt.template or "zero_shot",
-                                           label="Template")
-                    adapter = gr.Dropdown(adapters, value=NO_ADAPTER, label="Adapter")
-                with gr.Row():
-                    modalities = gr.CheckboxGroup(MODALITY_CHOICES, value=MODALITY_CHOICES, label="Modalities")
-                    score_only = gr.Checkbox(False, label="Scores only (no rationale)")
-                    strategy = gr.Dropdown(list(STRATEGIES), value=config.strategy.strategy, label="Strategy",
-                                           info="agent: the model may look again, listen, recall labelled examples "
-                                                "or read earlier turns before it answers; fusion: one scored "
-                                                "prompt per modality, fused")
-                    reasoning = gr.Dropdown(REASONING_CHOICES, value=config.prompt.reasoning or "none",
-                                            label="Reasoning", info=REASONING_INFO)
+                labels, template, adapter, modalities, score_only, strategy, reasoning = _run_choices(config)
                 analyse_button = gr.Button("Analyse", variant="primary")
                 if config.ui.example_video:
                     gr.Examples([[config.ui.example_video, config.ui.example_transcript or ""]], [video, transcript],
@@ -215,20 +229,24 @@ def build_analyse_tab(service: Service, analysis_state: gr.State, chatbot: gr.Ch
                 second_task = gr.Label(label="second task", num_top_classes=8)
                 rationale = gr.Textbox(label="Rationale", lines=3)
                 cues = gr.Dataframe(headers=["modality", "cue"], label="Cues per modality", interactive=False)
+                traces = gr.Image(label="Body signals the model read", type="pil", interactive=False, visible=False,
+                                  elem_id="physio-traces", height=280)
                 frames = gr.Gallery(label="Sampled frames", columns=8, height=140)
                 with gr.Accordion("Details: transcript, vocal cues, the exact prompt", open=False):
                     asr = gr.Textbox(label="Transcript from the audio (ASR)", lines=2)
                     vocal = gr.Textbox(label="Vocal cues", lines=2)
+                    body = gr.Textbox(label="Physiological cues", lines=2, elem_id="physio-cues")
                     prompt = gr.Textbox(label="Prompt", lines=8)
                     download = gr.File(label="Prediction (JSON)")
         inputs = [video, audio, transcript, context, labels, template, adapter, modalities, score_only, strategy,
-                  reasoning]
+                  reasoning, physio]
         pending = gr.State(None)  # the samples `think` prepared and reasoned, for `analyse` to answer
         analyse_button.click(think, inputs, [reasoning_block, summary, pending], batch=True, max_batch_size=16,
                              api_name=False).success(
             analyse, [*inputs, pending],
             [summary, first_task, second_task, rationale, cues, frames, asr, vocal, prompt, download, analysis_state,
-             chatbot, chat_header, reasoning_block, pending], batch=True, max_batch_size=16, api_name="analyse",
+             chatbot, chat_header, reasoning_block, body, traces, pending], batch=True, max_batch_size=16,
+            api_name="analyse",
             # The reasoning stays in full view while the answer is written after it.
             show_progress_on=[summary, first_task, second_task, rationale])
 

@@ -65,12 +65,13 @@ class RLConfig(Section):
     temperature: float = option(1.0, "sampling temperature of the answers", low=0.01)
     max_completion_length: int = option(128, "tokens per answer", low=1)
     rewards: dict[str, float] = option({"correct": 1.0, "format": 0.5}, "reward name -> weight: correct, format, "
-                                                                          "grounded, length")
+                                                                          "grounded, length, reasoning_length")
     similarity: Literal["none", "wheel", "valence"] = option("none", "partial credit for a near label: none, the "
                                                                      "same emotion-wheel sector, the same valence")
     wheel: str = option("plutchik", "the wheel `similarity: wheel` reads")
     partial_credit: float = option(0.5, "reward of a near label", low=0.0, high=1.0)
     max_chars: int = option(400, "answer length before the length penalty starts", low=1)
+    max_reasoning_chars: int = option(400, "reasoning length before the reasoning_length penalty starts", low=1)
     loss_type: str = option("dapo", "TRL loss: dapo | grpo | dr_grpo | bnpo")
     scale_rewards: str = option("group", "advantage scaling: group | batch | none")
     num_iterations: int = option(1, "optimisation passes per generated batch", low=1)

@@ -2,7 +2,8 @@
 
 `data_dir` is the distill output folder (or its distilled.jsonl). Each row's labels are the
 teacher's (rows copied for checkpoint selection carry the gold ones and say so); its rationale,
-cues and agent trace become the target answer; the teacher's confidence is kept for weighting.
+cues and agent trace become the target answer (its reasoning, in `reasoning`, the block before it with
+`reasoning_col: reasoning`); the teacher's confidence is kept for weighting.
 """
 from __future__ import annotations
 
@@ -38,6 +39,6 @@ def load(data_dir: str | Path, split: str | None = None, **_: object) -> Split:
             gold=dict(row["labels"]),
             metadata={"rationale": row.get("rationale") or "", "cues": row.get("cues") or {},
                       "trace": row.get("trace"), "teacher_confidence": row.get("confidence"),
-                      "dialogue": row.get("dialogue"), "source": row.get("source"),
+                      "dialogue": row.get("dialogue"), "source": row.get("source"), "reasoning": row.get("reasoning"),
                       **{k: row[k] for k in ("physio_part", "physio_baseline") if row.get(k) is not None}}))
     return non_empty(f"distilled/{split or 'all'}", samples, labels=str(path.parent / LABELS))

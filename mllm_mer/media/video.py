@@ -87,6 +87,11 @@ def read_frames(path: str, n: int = 8, fps: float | None = None, start: float | 
 
 @lru_cache(maxsize=64)
 def decode_window(key, n, fps, start, end, max_pixels, keyframe_snap=0.0) -> Frames:
+    return decode_uncached(key, n, fps, start, end, max_pixels, keyframe_snap)
+
+
+def decode_uncached(key, n, fps, start, end, max_pixels, keyframe_snap=0.0, convert=None) -> Frames:
+    """The window's frames, each as `convert(frame, width, height)` gives it (default: an RGB image)."""
     path = key[0]
     container, stream, info = open_video(path)
     with container:
@@ -96,10 +101,12 @@ def decode_window(key, n, fps, start, end, max_pixels, keyframe_snap=0.0) -> Fra
         runs = parallel_runs(keyframes, targets, rate, workers=decoders())
         approximate = keyframe_snap > 0  # the sampling mode allows a nearby frame: skip non-reference frames
         if len(runs) == 1:  # one run: decode here, with the codec's own frame threads
-            images, times = decode_at(container, stream, keyframes, targets, rate, out_w, out_h, approximate)
+            images, times = decode_at(container, stream, keyframes, targets, rate, out_w, out_h, approximate,
+                                      convert)
             missing = targets[len(images):]  # a run stops at its first undecodable frame
     if len(runs) > 1:
-        images, times, missing = decode_runs_in_parallel(path, keyframes, runs, rate, out_w, out_h, approximate)
+        images, times, missing = decode_runs_in_parallel(path, keyframes, runs, rate, out_w, out_h, approximate,
+                                                          convert)
     if not images:
         raise MediaError(path, "no frame could be decoded")
     return Frames(tuple(images), tuple(times), rate, info.duration, info.declared, tuple(missing))
@@ -123,14 +130,14 @@ def parallel_runs(keyframes: list[float], targets: list[float], rate: float, wor
     return [sorted(run) for run in runs if run]
 
 
-def decode_runs_in_parallel(path, keyframes, runs, rate, out_w, out_h, approximate=False):
+def decode_runs_in_parallel(path, keyframes, runs, rate, out_w, out_h, approximate=False, convert=None):
     """Each run in its own thread and container (PyAV releases the GIL while decoding): (images, times,
     the sampled times a damaged stream lost)."""
     def decode(run):
         with av.open(path) as container:
             stream = container.streams.video[0]
             stream.thread_type = "NONE"  # the runs are the parallelism (frame threads would only contend)
-            return decode_at(container, stream, keyframes, run, rate, out_w, out_h, approximate)
+            return decode_at(container, stream, keyframes, run, rate, out_w, out_h, approximate, convert)
 
     with ThreadPoolExecutor(len(runs)) as pool:
         results = list(pool.map(decode, runs))
@@ -140,7 +147,7 @@ def decode_runs_in_parallel(path, keyframes, runs, rate, out_w, out_h, approxima
     return [image for _, image in decoded], [t for t, _ in decoded], missing
 
 
-def decode_at(container, stream, keyframes, targets, rate, out_w, out_h, approximate=False):
+def decode_at(container, stream, keyframes, targets, rate, out_w, out_h, approximate=False, convert=None):
     """Decode the frame shown at each target time.
 
     From the governing keyframe up to shortly before a target, frames that no other
@@ -178,7 +185,7 @@ def decode_at(container, stream, keyframes, targets, rate, out_w, out_h, approxi
             break  # keep what decoded; a damaged tail loses only its own frames
         if chosen is None:
             break
-        images.append(chosen.to_image(width=out_w, height=out_h))
+        images.append(convert(chosen, out_w, out_h) if convert else chosen.to_image(width=out_w, height=out_h))
         times.append(round(float(chosen.time), 3))
     codec.skip_frame = "DEFAULT"
     return images, times

@@ -4,8 +4,10 @@ The teacher is any model this project runs (any backend, any strategy: an agent'
 along). Its pass is an `evaluate` run (`OUT/teacher/`: resumable, crash-safe, with metrics against
 gold). With `--filter rationalise` (STaR), each row the teacher got wrong is asked again with the gold
 label given as a hint (`OUT/rationalised.jsonl`, resumable too); the hinted answer is kept only when its
-label is the gold one, and the row is flagged. Then `OUT/distilled.jsonl` (the training manifest, read
-by `dataset: distilled`), `OUT/labels.yaml` and `OUT/distill.md` (the quality report) are written.
+label is the gold one, and the row is flagged. A teacher run with `--reasoning before|native` keeps each
+answer's reasoning text in the manifest's `reasoning` column, the target of SFT's `reasoning_col`. Then
+`OUT/distilled.jsonl` (the training manifest, read by `dataset: distilled`), `OUT/labels.yaml` and
+`OUT/distill.md` (the quality report) are written.
 """
 from __future__ import annotations
 
@@ -150,6 +152,7 @@ def _row(sample: Sample, prediction: Prediction, split: str, source: str, proven
             **({"physio_baseline": sample.metadata["physio_baseline"]} if "physio_baseline" in sample.metadata else {}),
             "dialogue": sample.metadata.get("dialogue"), "labels": labels, "rationale": prediction.rationale,
             "cues": prediction.cues, "trace": prediction.extra("agent").get("trace"),
+            "reasoning": (prediction.reasoning or {}).get("text"),  # the teacher's own thought, when it reasoned
             "probabilities": {t: tp.probabilities for t, tp in prediction.tasks.items()}, "confidence": confidence,
             "source": source, "rationalised": source == "rationalised", "agrees_with_gold": agrees,
             "provenance": provenance}
@@ -171,7 +174,8 @@ def _report(rows, samples, teacher, rationalised, kept, scheme, filter_: str, pa
                "rationalised_kept": sum(bool(r.get("kept")) for r in rationalised.values()),
                "rationale_chars": {"median": statistics.median(lengths) if lengths else 0,
                                    "max": max(lengths, default=0)},
-               "cites": {m: n / len(trained) if trained else 0.0 for m, n in cited.items()}, "filter": filter_}
+               "cites": {m: n / len(trained) if trained else 0.0 for m, n in cited.items()}, "filter": filter_,
+               "with_reasoning": sum(bool(r.get("reasoning")) for r in trained)}
     lines = ["# Distillation", "", f"teacher `{provenance['teacher']}`" +
              (f", adapter `{provenance['adapter']}`" if provenance.get("adapter") else "") +
              f", template `{provenance['template']}`, strategy {provenance['strategy']}, filter {filter_}", "",
@@ -183,6 +187,8 @@ def _report(rows, samples, teacher, rationalised, kept, scheme, filter_: str, pa
              f"- rationale length (characters): median {summary['rationale_chars']['median']}, "
              f"max {summary['rationale_chars']['max']}",
              "- rationales citing each modality: " + ", ".join(f"{m} {v:.0%}" for m, v in summary["cites"].items()),
+             f"- rows with the teacher's reasoning (column `reasoning`, for `reasoning_col: reasoning`): "
+             f"{summary['with_reasoning']}",
              "", "## Examples", ""]
     for r in trained[:5]:
         lines.append(f"- `{r['id']}` ({r['source']}): {r['labels']}; {r['rationale'] or '(no rationale)'}")

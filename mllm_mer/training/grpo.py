@@ -4,7 +4,10 @@ The recipe is an SFT recipe with `method: grpo` and an `rl` section. Each traini
 `pipeline.prepare` builds for inference; the model answers it `num_generations` times, each answer is
 scored by the recipe's weighted rewards (`rewards`: the gold label is read, never shown or trained on as
 text), and TRL's GRPOTrainer moves the LoRA towards the answers better than their group. Dev evaluation,
-checkpoint choice, resuming and the saved adapter (with its prompt) are SFT's.
+checkpoint choice, resuming and the saved adapter (with its prompt) are SFT's. With `reasoning: before|native`
+(the recipe's, else the initial adapter's) each answer is a reasoning block sampled free and bounded, then the
+constrained answer after it, as `predict` decodes it; the loss covers both, the rewards read the answer after
+the block, and the adapter's saved prompt keeps the order.
 """
 from __future__ import annotations
 
@@ -31,7 +34,8 @@ class RewardColumn:
 def reward_options(cfg: TrainConfig) -> RewardOptions:
     rl = cfg.rl
     return RewardOptions(similarity=rl.similarity, wheel=rl.wheel, partial_credit=rl.partial_credit,
-                         max_chars=rl.max_chars, weights=dict(rl.rewards))
+                         max_chars=rl.max_chars, max_reasoning_chars=rl.max_reasoning_chars,
+                         weights=dict(rl.rewards))
 
 
 def blocked_tokens(model, processor) -> list[int]:
@@ -101,6 +105,9 @@ def build_trainer(cfg: TrainConfig, callbacks: list | None = None):
     recipe = ready_recipe(cfg, out)
     if recipe.agent is not None:
         raise ValueError("grpo trains single-pass answers; agent traces (trace_col) train with method: sft")
+    if recipe.setup.reasoning is not None and cfg.rl.use_vllm:
+        raise ValueError(f"reasoning: {recipe.setup.reasoning.order} samples each rollout in two passes (the block, "
+                         "then the answer), which TRL's vLLM path cannot: set use_vllm: false")
     options = reward_options(cfg)
     setup, dev = recipe.setup, recipe.dev_samples
     model, processor = load_trainable_model(cfg)

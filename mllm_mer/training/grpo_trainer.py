@@ -9,6 +9,8 @@ and reference log-probabilities) gets that row's media back through one forward 
 """
 from __future__ import annotations
 
+import contextlib
+import copy
 import functools
 import time
 from collections.abc import Callable
@@ -22,6 +24,7 @@ from trl import GRPOTrainer
 from mllm_mer.backends.base import render
 from mllm_mer.core.types import Prompt, PromptSetup, Sample
 from mllm_mer.stages.prepare import prepare
+from mllm_mer.training.grpo_reasoning import extended_fields, reasoned_lead
 from mllm_mer.training.rewards import Asked
 
 TEXT_KEYS = ("input_ids", "attention_mask")
@@ -44,7 +47,8 @@ class PreparedRows:
                 raise ValueError(f"training sample {sample.id}: {ready.error}")
             self.prompts[sample.id] = ready.prompt
             gold = {ls.task: ls.normalise(str(sample.gold.get(ls.task, ""))) for ls in ready.prompt.label_sets}
-            self.asked[sample.id] = Asked(ready.prompt.label_sets, gold, ready.prompt.cue_modalities)
+            self.asked[sample.id] = Asked(ready.prompt.label_sets, gold, ready.prompt.cue_modalities,
+                                          ready.prompt.reasoning)
         return [self.prompts[i] for i in ids]
 
 
@@ -121,21 +125,53 @@ class MediaGRPOTrainer(GRPOTrainer):
 
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
         """Sampling as `predict` decodes: each answer held to its prompt's schema (transformers generation;
-        TRL calls the model's `generate` with a config that cannot carry a logits processor)."""
-        if self.constraint is None:  # free sampling (and vLLM's, which check_recipe keeps unconstrained)
-            return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
-                                                 has_tool_images)
+        TRL calls the model's `generate` with a config that cannot carry a logits processor). A prompt that
+        reasons first writes its block free and bounded, then the constrained answer after it."""
+        prompts = [row["prompt"] for row in self._batch]
+        turn = functools.partial(super()._generate_single_turn, images=images, num_generations=num_generations,
+                                 has_tool_images=has_tool_images)
+        if prompts and prompts[0].reasoning is not None:
+            return self._think_then_answer(turn, prompts, prompt_ids, multimodal_fields)
+        with self._generating(self._answer_kwargs(prompts)):
+            return turn(prompt_ids, multimodal_fields=multimodal_fields)
+
+    def _answer_kwargs(self, prompts: list[Prompt]) -> dict[str, Any]:
+        return {"logits_processor": [self.constraint(prompts)]} if self.constraint is not None else {}
+
+    def _think_then_answer(self, turn, prompts: list[Prompt], prompt_ids, multimodal_fields):
+        """Two passes, as `Backend.think` then the answer: the reasoning block sampled with no grammar until its
+        end or its bound; then, after the block's end, the answer under the schema. The completion is both (the
+        block as the answer pass read it), so the loss reaches the reasoning."""
+        reasoning = prompts[0].reasoning
+        tokenizer = self.processing_class.tokenizer
+        with self._generating({"tokenizer": tokenizer}, max_new_tokens=reasoning.max_tokens,
+                              stop_strings=[reasoning.close]):
+            thoughts, _ = turn(prompt_ids, multimodal_fields=multimodal_fields)
+        leads = [reasoned_lead(tokenizer, ids, reasoning, self.eos_token_ids) for ids in thoughts]
+        longer = [ids + lead for ids, lead in zip(prompt_ids, leads, strict=True)]
+        with self._generating(self._answer_kwargs(prompts)):
+            answers, _ = turn(longer, multimodal_fields=extended_fields(multimodal_fields, leads))
+        return [lead + answer for lead, answer in zip(leads, answers, strict=True)], None
+
+    @contextlib.contextmanager
+    def _generating(self, kwargs: dict[str, Any], **config: Any):
+        """The model's `generate` with these extra arguments, and TRL's generation config with these settings,
+        for one call (TRL passes only its own config, which holds no logits processor)."""
         model = self.accelerator.unwrap_model(self.model_wrapped)
         own = model.__dict__.get("generate")  # an instance's own generate (a wrapper) stays in the chain
-        model.generate = functools.partial(model.generate,
-                                           logits_processor=[self.constraint([r["prompt"] for r in self._batch])])
+        saved = self.generation_config
+        if config:
+            self.generation_config = copy.deepcopy(saved)
+            self.generation_config.update(**config)
+        if kwargs:
+            model.generate = functools.partial(model.generate, **kwargs)
         try:
-            return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
-                                                 has_tool_images)
+            yield
         finally:
-            if own is None:
+            self.generation_config = saved
+            if kwargs and own is None:
                 del model.generate  # the class's own again
-            else:
+            elif kwargs:
                 model.generate = own
 
     def _tokenize_prompts(self, prompts: list):

@@ -11,6 +11,11 @@ showed, the gold labels) and returns a float. A recipe weighs them by name (`REW
   showed; 0 when they name another (a text-only sample whose rationale says "she frowns") or when the
   answer is broken (else breaking the answer would be the easy way to earn it).
 - `length`: 0 up to `max_chars` of answer, then down to -1 at twice that (against padding).
+- `reasoning_length`: the same over the reasoning block's text, from `max_reasoning_chars` (a block is also
+  bounded in tokens by `max_reasoning_tokens`; this asks for less, graded).
+
+A prompt that reasons first (`Asked.reasoning`) is answered by its reasoning block, the block's end, then the
+answer: every reward reads the answer after the block, and `grounded` reads the reasoning too.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from dataclasses import dataclass, field
 from mllm_mer.core.emotion_wheels import load_wheels
 from mllm_mer.core.modality_words import modality_patterns
 from mllm_mer.core.parsing import parse_answer
-from mllm_mer.core.types import CUE_MODALITIES, LabelSet
+from mllm_mer.core.types import CUE_MODALITIES, LabelSet, Reasoning
 
 # Valence of each Ekman sector (surprise has none: it can be either).
 VALENCE = {"joy": "positive", "sadness": "negative", "anger": "negative", "disgust": "negative",
@@ -36,6 +41,7 @@ class Asked:
     label_sets: tuple[LabelSet, ...]
     gold: dict[str, str]
     shown: tuple[str, ...] = CUE_MODALITIES
+    reasoning: Reasoning | None = None  # the block the answer follows (None: the answer alone)
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,7 @@ class RewardOptions:
     wheel: str = "plutchik"  # the wheel `similarity: wheel` reads
     partial_credit: float = 0.5
     max_chars: int = 400  # answer length before the length penalty starts
+    max_reasoning_chars: int = 400  # reasoning length before the reasoning-length penalty starts
     weights: dict[str, float] = field(default_factory=lambda: {"correct": 1.0, "format": 0.5})
 
     def __post_init__(self) -> None:
@@ -52,8 +59,8 @@ class RewardOptions:
         unknown = sorted(set(self.weights) - set(REWARDS))
         if unknown:
             raise ValueError(f"unknown rewards {unknown}: the rewards are {', '.join(REWARDS)}")
-        if not 0 <= self.partial_credit <= 1 or self.max_chars < 1:
-            raise ValueError("partial_credit must be in [0, 1] and max_chars at least 1")
+        if not 0 <= self.partial_credit <= 1 or min(self.max_chars, self.max_reasoning_chars) < 1:
+            raise ValueError("partial_credit must be in [0, 1] and max_chars, max_reasoning_chars at least 1")
 
 
 def _near(predicted: str, gold: str, options: RewardOptions) -> bool:
@@ -66,7 +73,17 @@ def _near(predicted: str, gold: str, options: RewardOptions) -> bool:
     return valence is not None and valence == VALENCE.get(wheels.sector("ekman", gold))
 
 
+def split_reasoning(text: str, asked: Asked) -> tuple[str | None, str]:
+    """(reasoning, answer): the block's text before its end and the answer after it; (None, text) for a prompt
+    that does not reason, and ("...", "") for a block that never ended (no answer follows it)."""
+    if asked.reasoning is None:
+        return None, text
+    head, closed, answer = (text or "").partition(asked.reasoning.close)
+    return head, answer if closed else ""
+
+
 def correct(text: str, asked: Asked, options: RewardOptions) -> float:
+    text = split_reasoning(text, asked)[1]
     if _whole_object(text) is None:  # an answer cut short earns nothing, though its labels can be read
         return 0.0
     prediction = parse_answer(text, asked.label_sets, "reward", asked.shown)
@@ -95,6 +112,7 @@ def _whole_object(text: str) -> dict | None:
 def well_formed(text: str, asked: Asked, options: RewardOptions) -> float:
     # A bare label parses, and so does an object followed by more text, but a policy rewarded for those
     # learns to pad after its answer.
+    text = split_reasoning(text, asked)[1]
     if _whole_object(text) is None:
         return 0.0
     return 1.0 if parse_answer(text, asked.label_sets, "reward", asked.shown).ok else 0.0
@@ -117,19 +135,29 @@ def absent_claims(text: str, shown: tuple[str, ...]) -> list[str]:
 
 def grounded(text: str, asked: Asked, options: RewardOptions) -> float:
     # A broken answer has no rationale to be grounded: rewarding it would teach a policy to break its
-    # answers rather than to stop naming what it was not shown.
-    if not _whole_object(text):
+    # answers rather than to stop naming what it was not shown. The reasoning is read whole, as free text.
+    reasoning, answer = split_reasoning(text, asked)
+    if not _whole_object(answer):
         return 0.0
-    return 0.0 if absent_claims(text, asked.shown) else 1.0
+    return 0.0 if absent_claims(answer, asked.shown) or absent_claims(reasoning or "", asked.shown) else 1.0
+
+
+def _over(chars: int, bound: int) -> float:
+    return -min(1.0, (chars - bound) / bound) if chars > bound else 0.0
 
 
 def length(text: str, asked: Asked, options: RewardOptions) -> float:
-    over = len(text or "") - options.max_chars
-    return -min(1.0, over / options.max_chars) if over > 0 else 0.0
+    return _over(len(split_reasoning(text, asked)[1] or ""), options.max_chars)
+
+
+def reasoning_length(text: str, asked: Asked, options: RewardOptions) -> float:
+    reasoning = split_reasoning(text, asked)[0]
+    return 0.0 if reasoning is None else _over(len(reasoning), options.max_reasoning_chars)
 
 
 Reward = Callable[[str, Asked, RewardOptions], float]
-REWARDS: dict[str, Reward] = {"correct": correct, "format": well_formed, "grounded": grounded, "length": length}
+REWARDS: dict[str, Reward] = {"correct": correct, "format": well_formed, "grounded": grounded, "length": length,
+                               "reasoning_length": reasoning_length}
 
 
 def score(text: str, asked: Asked, options: RewardOptions) -> dict[str, float]:

@@ -273,3 +273,53 @@ def test_in_chromium_the_reasoning_shows_before_the_answer_and_the_headline_is_t
     finally:
         browser.close()
         manager.stop()
+
+
+@pytest.fixture(scope="module")
+def signal_files(tmp_path_factory) -> tuple[Path, Path]:
+    """(20 s of ECG, skin conductance and breathing at 128 Hz from NeuroKit2's simulators, an unreadable one)."""
+    from mllm_mer.synthetic.physio import State, simulate, write_csv
+
+    root = tmp_path_factory.mktemp("signals")
+    channels = simulate(State(90, 18, 3), 20, 128)
+    good = write_csv(root / "session.csv", {k: channels[k] for k in ("ECG", "EDA", "RESP")}, 128)
+    (root / "broken.csv").write_text("time,ECG\n0,1\nzero,two\n")
+    return good, root / "broken.csv"
+
+
+@pytest.mark.browser
+def test_in_chromium_a_signal_file_beside_the_clip_gives_heart_rate_cues_and_its_traces(app_url, app_clip,
+                                                                                       signal_files):
+    good, broken = signal_files
+    manager, browser = _browser()
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1300})
+        page.goto(app_url)
+        page.locator("input[type=file]").first.set_input_files(str(app_clip))
+        page.get_by_label("Transcript", exact=True).fill("I am fine, really.")
+        signals = page.locator("#physio-upload input[type=file]")
+        signals.set_input_files(str(broken))  # unreadable: said inline, naming the file, no traceback
+        page.wait_for_timeout(1500)
+        page.get_by_role("button", name="Analyse").click()
+        page.locator("#headline").get_by_text("Could not analyse").wait_for(timeout=600_000)
+        said = page.locator("#headline").inner_text()
+        assert "broken.csv" in said and "Traceback" not in said and "/tmp" not in said, said
+        assert not page.locator("#physio-traces").is_visible()
+        page.locator("#physio-upload").get_by_role("button", name="Clear").click()
+        page.locator("#physio-upload input[type=file]").set_input_files(str(good))
+        page.wait_for_timeout(1500)
+        page.get_by_role("button", name="Analyse").click()
+        page.locator("#headline").get_by_text("emotion:").wait_for(timeout=600_000)
+        traces = page.locator("#physio-traces img")
+        traces.wait_for(timeout=60_000)
+        assert traces.evaluate("img => img.naturalWidth") == 448  # the window drawn, shown beside the answer
+        page.get_by_text("Details: transcript, vocal cues, the exact prompt").click()
+        cues = page.locator("#physio-cues textarea").input_value()
+        assert "heart rate 9" in cues and "bpm (ECG)" in cues and "breathing" in cues, cues
+        prompt = page.get_by_label("Prompt", exact=True).input_value()
+        assert "<physio_cues>" in prompt and "heart rate 9" in prompt, prompt
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "app-physio.png"), full_page=True)
+    finally:
+        browser.close()
+        manager.stop()

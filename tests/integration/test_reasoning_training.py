@@ -74,4 +74,43 @@ def test_sft_learns_to_reason_before_answering_where_one_step_stays_at_chance(ti
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["tasks"]["emotion"]["accuracy"] >= 0.9
     records = [json.loads(line) for line in (tmp_path / "eval" / "predictions.jsonl").open()]
-    assert all((r["prediction"].get("reasoning") or {}).get("text", "").startswith("false=") for r in records), records[0]
+    thoughts = [(r["prediction"].get("reasoning") or {}).get("text", "") for r in records]
+    assert all(thought.startswith("false=") for thought in thoughts), records[0]
+
+
+GRPO_RECIPE = "finetune/configs/tiny_reasoning_grpo.yaml"
+
+
+def test_grpo_rollouts_reason_freely_then_answer_under_the_schema_and_the_loss_covers_both(
+        tiny_model, parity_task, tmp_path):
+    """Each rollout decodes as `predict --reasoning before` does: the block (no grammar, bounded), its end, then
+    a schema-valid answer; the completion the loss scores is all of it. The recipe's order reaches the adapter."""
+    from mllm_mer.config import TrainConfig
+    from mllm_mer.core.parsing import parse_answer
+    from mllm_mer.training.grpo import build_trainer
+
+    # A fresh LoRA on the random model: its answers may spend many small tokens, so the answer gets room.
+    fresh = ["init_adapter=null", "dev_split=null", "eval_steps=null", "batch_size=16", "max_steps=1",
+             "max_completion_length=48"]
+    cfg = TrainConfig.from_yaml(GRPO_RECIPE, recipe_overrides(tiny_model, parity_task, tmp_path / "rl", *fresh))
+    trainer, recipe, processor = build_trainer(cfg)
+    batch = next(iter(trainer.get_train_dataloader()))
+    out = trainer._generate_and_score_completions(batch)
+    reasoning = recipe.setup.reasoning
+    assert reasoning.order == "before" and reasoning.max_tokens == 16
+    for ids, mask, row in zip(out["completion_ids"], out["completion_mask"], batch, strict=True):
+        kept = ids[mask.bool()].tolist()
+        text = processor.tokenizer.decode(kept, skip_special_tokens=True)
+        thought, closed, answer = text.partition(reasoning.close + reasoning.after)
+        assert closed and thought, text  # the block comes first and ends as inference ends it
+        end = processor.tokenizer(reasoning.close + reasoning.after, add_special_tokens=False)["input_ids"]
+        starts = [i for i in range(len(kept)) if kept[i:i + len(end)] == end]
+        assert starts and 0 < starts[0] <= reasoning.max_tokens, text  # the sampled block, within its bound
+        prompt = trainer.rows.prompts[row["sample_id"]]
+        assert parse_answer(answer, prompt.label_sets, row["sample_id"]).ok, text  # schema-valid after it
+        assert kept[-1] in trainer.eos_token_ids  # the completion the loss scores runs from the block to the end
+
+    done = run_cli("finetune", "--config", GRPO_RECIPE,
+                   *recipe_overrides(tiny_model, parity_task, tmp_path / "cli", *fresh), check=False, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "order: before" in (tmp_path / "cli" / "adapter" / "prompt.yaml").read_text()

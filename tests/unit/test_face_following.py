@@ -85,3 +85,34 @@ def test_a_face_is_searched_for_whole_only_where_it_cannot_be_followed(clips, mo
     calls.clear()
     find_main(moving, stride=4)
     assert len(calls) == 2  # also every 4th frame, for faces that enter later
+
+
+def _stills(path, frames: int, pixels: int):
+    """The front end's candidates: decoded frames kept in YUV (their luma is what the search reads)."""
+    from mllm_mer.media.decode import file_key
+    from mllm_mer.media.stills import still
+    from mllm_mer.media.video import decode_uncached
+
+    return decode_uncached(file_key(str(path)), frames, None, None, None, pixels, 0.0, still).images
+
+
+@pytest.mark.parametrize(("name", "frames", "pixels"), [("moving", 16, 1280 * 720), ("changed", 32, 640 * 360),
+                                                        ("cut", 8, 1280 * 720), ("late", 8, 640 * 360)])
+def test_faces_followed_on_the_decoded_luma_are_those_a_search_of_every_rgb_frame_finds(clips, name, frames, pixels):
+    reference = track([searched_whole(im) for im in read_frames(str(clips[name]), frames, max_pixels=pixels).images])
+    followed = find_main([s.grey for s in _stills(clips[name], frames, pixels)])
+    assert any(reference)
+    for before, now in zip(reference, followed, strict=True):
+        if before is not None:
+            assert now is not None and iou(before, now) >= 0.5, (before, now)
+
+
+def test_a_crop_converted_alone_is_the_same_square_of_the_whole_frame_in_rgb(clips):
+    frame = _stills(clips["moving"], 4, 1280 * 720)[1]
+    whole = np.asarray(frame.rgb())
+    assert np.array_equal(np.asarray(frame.rgb((300, 200, 402, 402))), whole[200:602, 300:702])
+    odd = np.asarray(frame.rgb((301, 201, 401, 401)))  # widened to even edges, as 4:2:0 chroma needs
+    assert np.array_equal(odd, whole[200:602, 300:702])
+    shrunk = np.asarray(_stills(clips["moving"], 4, 640 * 360)[1].rgb()).astype(int)
+    assert shrunk.shape == (360, 640, 3)
+    assert np.abs(shrunk - np.asarray(Image.fromarray(whole).resize((640, 360), Image.BOX)).astype(int)).mean() < 3

@@ -3,8 +3,18 @@ import json
 
 import pytest
 
-from mllm_mer.core.types import LabelSet
-from mllm_mer.training.rewards import Asked, RewardOptions, absent_claims, correct, grounded, length, score, well_formed
+from mllm_mer.core.types import LabelSet, Reasoning
+from mllm_mer.training.rewards import (
+    Asked,
+    RewardOptions,
+    absent_claims,
+    correct,
+    grounded,
+    length,
+    reasoning_length,
+    score,
+    well_formed,
+)
 
 EMOTION = LabelSet("emotion", ("neutral", "joy", "sadness", "anger", "surprise", "fear", "disgust"),
                    synonyms={"happy": "joy"})
@@ -115,3 +125,38 @@ def test_score_weighs_the_named_rewards():
 def test_bad_reward_options_are_refused(bad, message):
     with pytest.raises(ValueError, match=message):
         RewardOptions(**bad)
+
+
+REASONED = Asked((EMOTION,), {"emotion": "anger"}, shown=("lexical",),
+                 reasoning=Reasoning("before", "<reasoning>", "</reasoning>", 32))
+
+
+def reasoned(thought: str, answer_text: str) -> str:
+    """A think-then-answer completion as a rollout decodes it: the block's text, its end, then the answer."""
+    return thought + "</reasoning>\n" + answer_text
+
+
+def test_a_reasoned_completion_is_scored_on_the_answer_after_its_block():
+    text = reasoned("the words are curt", answer(emotion="anger"))
+    assert (correct(text, REASONED, PLAIN), well_formed(text, REASONED, PLAIN)) == (1.0, 1.0)
+    assert correct(text, TEXT_ONLY, PLAIN) == 0.0  # read as an answer alone, the block breaks it
+    # The block never ended: no answer follows it, whatever the text holds.
+    assert correct("curt " + answer(emotion="anger"), REASONED, PLAIN) == 0.0
+    assert correct(reasoned("curt", answer(emotion="joy")), REASONED, PLAIN) == 0.0
+
+
+def test_grounded_reads_the_reasoning_too():
+    good = reasoned("the words are curt", answer(emotion="anger", rationale="Curt words."))
+    assert grounded(good, REASONED, PLAIN) == 1.0
+    # A text-only sample whose reasoning speaks of a face it was never shown.
+    assert grounded(reasoned("she frowns", answer(emotion="anger", rationale="Curt words.")), REASONED, PLAIN) == 0.0
+
+
+def test_the_reasoning_length_penalty_counts_the_block_alone():
+    options = RewardOptions(max_reasoning_chars=20, max_chars=1000)
+    long_answer = answer(emotion="anger", rationale="x" * 200)
+    assert reasoning_length(reasoned("x" * 20, long_answer), REASONED, options) == 0.0
+    assert reasoning_length(reasoned("x" * 30, answer(emotion="anger")), REASONED, options) == pytest.approx(-0.5)
+    assert reasoning_length(reasoned("x" * 90, answer(emotion="anger")), REASONED, options) == -1.0
+    assert reasoning_length(long_answer, TEXT_ONLY, options) == 0.0  # no block: nothing to penalise
+    assert length(reasoned("x" * 2000, long_answer), REASONED, options) == 0.0  # the answer's own length
