@@ -54,8 +54,8 @@ def engine_children(proc) -> list[psutil.Process]:
 
 def evaluate(tiny_model, manifest, out) -> subprocess.Popen:
     return subprocess.Popen(cli("evaluate", "--model", tiny_model, *ENGINE, "--dataset", "manifest", "--data-dir",
-                                manifest, "--out", out, "--batch-size", "1", "--mode", "score",
-                                "--template", "label_only"),
+                                manifest, "--out", out, "--batch-size", "1", "--submission", "batched", "--mode",
+                                "score", "--template", "label_only"),  # one sample per call: a run long enough to kill
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
