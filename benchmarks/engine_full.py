@@ -16,6 +16,7 @@ prepared prompts. Media time hidden behind inference = (media + raw - end to end
 """
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import tempfile
@@ -148,21 +149,22 @@ def _clips(root: Path, n: int) -> Path:
 
 
 def run(vllm, n: int = 64, clips: int = 16, meld_dir: str = DEFAULT_MELD, repeats: int = 2) -> dict:
-    text = _compare(vllm, lambda out, **kw: _config(vllm, "meld", meld_dir, out, split="test", limit=n,
-                                                     modalities=["text"], **kw), repeats, media=False)
-    found = {"text": text}
-    found["score"] = _compare(vllm, lambda out, **kw: _config(vllm, "meld", meld_dir, out, split="test", limit=n,
-                                                              modalities=["text"], **kw), repeats, media=False,
-                              mode="score")
+    meld = functools.partial(_config, vllm, "meld", meld_dir, split="test", limit=n, modalities=["text"])
+    found = {"text": _compare(vllm, meld, repeats, media=False),
+             "score": _compare(vllm, meld, repeats, media=False, mode="score")}
     if clips:
         with tempfile.TemporaryDirectory() as tmp:
-            manifest = _clips(Path(tmp), clips)
-            found["clips"] = _compare(vllm, lambda out, **kw: _config(vllm, "manifest", str(manifest), out,
-                                                                       max_frames=8, **kw), repeats, media=True)
-            found["fusion"] = _compare(vllm, lambda out, **kw: _config(vllm, "manifest", str(manifest), out,
-                                                                        max_frames=8, **kw), repeats, media=True,
-                                       mode="score", strategy="fusion")
+            made = functools.partial(_config, vllm, "manifest", str(_clips(Path(tmp), clips)), max_frames=8)
+            found["clips"] = _compare(vllm, made, repeats, media=True)
+            found["fusion"] = _compare(vllm, made, repeats, media=True, mode="score", strategy="fusion")
     return found
+
+
+def _replay_line(s: dict, what: str) -> str:
+    """A scoring run against the same requests replayed raw in one `LLM.generate` (prompts prepared beforehand)."""
+    return (f"engine kept full ({s['n']} {what}): evaluate continuous {s['continuous_sps']:.2f}/s, batched "
+            f"{s['batched_sps']:.2f}/s, the same scoring requests replayed raw {s['raw_sps']:.2f}/s: continuous "
+            f"{s['ratio']:.2f}x, batched {s['batched_ratio']:.2f}x the raw replay's samples/s")
 
 
 def report(r: dict) -> str:
@@ -170,19 +172,9 @@ def report(r: dict) -> str:
     lines = [f"engine kept full ({t['n']} MELD test rows, text, generate mode): evaluate continuous "
              f"{t['continuous_sps']:.2f}/s, batched {t['batched_sps']:.2f}/s, raw LLM.generate {t['raw_sps']:.2f}/s: "
              f"continuous {t['ratio']:.2f}x, batched {t['batched_ratio']:.2f}x the raw engine's samples/s"]
-    if "score" in r:
-        s = r["score"]
-        lines.append(f"engine kept full ({s['n']} MELD test rows, text, score mode: emotion then sentiment): evaluate "
-                     f"continuous {s['continuous_sps']:.2f}/s, batched {s['batched_sps']:.2f}/s, the same scoring "
-                     f"requests replayed raw {s['raw_sps']:.2f}/s: continuous {s['ratio']:.2f}x, batched "
-                     f"{s['batched_ratio']:.2f}x the raw replay's samples/s")
-    if "fusion" in r:
-        f = r["fusion"]
-        lines.append(f"fusion kept full ({f['n']} generated clips, 8 frames; experts text, video and the joint prompt, "
-                     f"emotion then sentiment): evaluate continuous {f['continuous_sps']:.2f}/s, batched "
-                     f"{f['batched_sps']:.2f}/s, the same expert scorings replayed raw {f['raw_sps']:.2f}/s "
-                     f"(prompts prepared beforehand): continuous {f['ratio']:.2f}x, batched {f['batched_ratio']:.2f}x "
-                     "the raw replay's samples/s")
+    replayed = {"score": "MELD test rows, text, score mode: emotion then sentiment",
+                "fusion": "generated clips, 8 frames, fusion: experts text, video and the joint prompt"}
+    lines += [_replay_line(r[name], what) for name, what in replayed.items() if name in r]
     if "clips" in r:
         c = r["clips"]
         lines.append(f"engine kept full ({c['n']} generated clips, 8 frames): media stage alone {c['media_s']:.2f} s, "

@@ -105,6 +105,20 @@ def recipe_overrides(model, task, out, *extra) -> list[str]:
             *extra]
 
 
+def cli_finetune(recipe, overrides, timeout=900) -> subprocess.CompletedProcess:
+    """`mllm-mer finetune --config RECIPE key=value ...` from the repository root, as a user types it."""
+    proc = run_cli("finetune", "--config", recipe, *overrides, check=False, timeout=timeout, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def dev_accuracy(run) -> float:
+    """The emotion accuracy a fine-tuning run reached on its dev split."""
+    import json
+
+    return json.loads((Path(run) / "dev_metrics.json").read_text())["tasks"]["emotion"]["accuracy"]
+
+
 def assert_tree_gone(proc, sig) -> None:
     """Send `sig` to a command and assert that nothing it started (engine, watchdog, server) survives."""
     import signal

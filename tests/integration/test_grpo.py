@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from helpers import REPO, recipe_overrides, run_cli
+from helpers import cli_finetune, dev_accuracy, recipe_overrides, run_cli
 
 from mllm_mer.config import TrainConfig
 
@@ -14,16 +14,6 @@ GRPO = "finetune/configs/tiny_grpo.yaml"
 
 def grpo_recipe(model, task, out, init, *extra) -> TrainConfig:
     return TrainConfig.from_yaml(GRPO, [*recipe_overrides(model, task, out, f"init_adapter={init}"), *extra])
-
-
-def cli_finetune(recipe, overrides, timeout=900):
-    proc = run_cli("finetune", "--config", recipe, *overrides, check=False, timeout=timeout, cwd=REPO)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
-
-
-def dev_accuracy(run):
-    return json.loads((run / "dev_metrics.json").read_text())["tasks"]["emotion"]["accuracy"]
 
 
 @pytest.fixture(scope="module")

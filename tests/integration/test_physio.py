@@ -165,14 +165,10 @@ def physio_task(tmp_path_factory):
 
 def physio_finetune(model, task, out, *extra) -> float:
     """`mllm-mer finetune` with the shipped recipe, as a user types it; returns the dev accuracy."""
-    import json
+    from helpers import cli_finetune, dev_accuracy, recipe_overrides
 
-    from helpers import REPO, recipe_overrides
-
-    done = run_cli("finetune", "--config", PHYSIO_RECIPE, *recipe_overrides(model, task, out, *extra), check=False,
-                   timeout=900, cwd=REPO)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads((out / "dev_metrics.json").read_text())["tasks"]["emotion"]["accuracy"]
+    cli_finetune(PHYSIO_RECIPE, recipe_overrides(model, task, out, *extra))
+    return dev_accuracy(out)
 
 
 def prompts_of(model, task, modalities):

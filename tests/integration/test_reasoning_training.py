@@ -4,7 +4,7 @@ one step; the adapter answers in the order it was trained in, with no flag."""
 import json
 
 import pytest
-from helpers import REPO, recipe_overrides, run_cli
+from helpers import REPO, cli_finetune, dev_accuracy, recipe_overrides, run_cli
 
 REASONING_RECIPE = "finetune/configs/tiny_reasoning_lora.yaml"
 
@@ -19,14 +19,7 @@ def parity_task(tmp_path_factory):
 
 
 def reasoning_finetune(model, task, out, *extra):
-    done = run_cli("finetune", "--config", REASONING_RECIPE, *recipe_overrides(model, task, out, *extra),
-                   check=False, timeout=900, cwd=REPO)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done
-
-
-def dev_accuracy(out) -> float:
-    return json.loads((out / "dev_metrics.json").read_text())["tasks"]["emotion"]["accuracy"]
+    return cli_finetune(REASONING_RECIPE, recipe_overrides(model, task, out, *extra))
 
 
 def test_the_training_target_is_the_reasoning_then_the_answer_with_loss_on_both(tiny_model, parity_task):
@@ -110,7 +103,5 @@ def test_grpo_rollouts_reason_freely_then_answer_under_the_schema_and_the_loss_c
         assert parse_answer(answer, prompt.label_sets, row["sample_id"]).ok, text  # schema-valid after it
         assert kept[-1] in trainer.eos_token_ids  # the completion the loss scores runs from the block to the end
 
-    done = run_cli("finetune", "--config", GRPO_RECIPE,
-                   *recipe_overrides(tiny_model, parity_task, tmp_path / "cli", *fresh), check=False, cwd=REPO)
-    assert done.returncode == 0, done.stderr[-3000:]
+    cli_finetune(GRPO_RECIPE, recipe_overrides(tiny_model, parity_task, tmp_path / "cli", *fresh))
     assert "order: before" in (tmp_path / "cli" / "adapter" / "prompt.yaml").read_text()
