@@ -149,7 +149,7 @@ class Service:
         return groups
 
     def reason_many(self, requests: list[AnalyseRequest]) -> list[Prepared | None]:
-        """The first half of `analyse_many` where the strategy streams and the run reasons first: each sample
+        """The first half of `analyse_many` where the run reasons once per sample first (`reasons_once`): each sample
         prepared and its reasoning written (on its prompt), to show before the answer; None elsewhere."""
         from mllm_mer.stages.reasoning import reason
 
@@ -157,7 +157,7 @@ class Service:
         found: list[Prepared | None] = [None] * len(requests)
         for key, indices in self._groups(requests).items():
             run = self.run(*key)
-            if run.setup.reasoning is None or not run.strategy.can_stream(run.setup.mode):
+            if run.setup.reasoning is None or not run.strategy.reasons_once:
                 continue
             with self._lock:
                 try:

@@ -39,12 +39,17 @@ class RequestStream(Protocol):
     room: bool  # another request may be submitted now
     pending: int  # submitted, not yet collected
 
-    def submit(self, key: Any, prompt: Prompt) -> None:
+    def submit(self, key: Any, prompt: Prompt, temperature: float = 0.0, seed: int | None = None) -> None:
+        """Queue one answer under the prompt's schema (greedy, or sampled with its own seed)."""
         ...
 
-    def collect(self) -> list[tuple[Any, str | list[float] | Exception]]:
-        """At least one finished (key, answer text, a scoring's log-probabilities, or the error that request
-        met); waits for one."""
+    def submit_think(self, key: Any, prompt: Prompt, temperature: float = 0.0, seed: int | None = None) -> None:
+        """Queue the prompt's reasoning block, as `Backend.think` writes it; collected as a `Thought`."""
+        ...
+
+    def collect(self) -> list[tuple[Any, str | Thought | list[float] | Exception]]:
+        """At least one finished (key, answer text, a thought, a scoring's log-probabilities, or the error that
+        request met); waits for one."""
         ...
 
     def submit_score(self, key: Any, prompt: Prompt, texts: Sequence[str]) -> None:

@@ -123,6 +123,7 @@ def served_adapter_prompts(client: ClientConfig) -> dict[str, Any] | None:
 class OpenAIBackend(BackendBase):
     name = "openai"
     can_stream = True
+    can_stream_scores = True  # a scoring is one more task of the stream's pool
 
     def __init__(self, config: BackendConfig):
         import openai
@@ -234,11 +235,16 @@ class OpenAIBackend(BackendBase):
 
     @contextmanager
     def stream(self, adapter: str | None = None) -> Iterator[ConcurrentStream]:
-        """Continuous submission: at most `concurrency` requests in flight, each answer collected as it
-        finishes, so the server's continuous batching always has work (see `ConcurrentStream`)."""
+        """Continuous submission: at most `concurrency` requests in flight, each answer (a thought, a label
+        scoring) collected as it finishes, so the server's continuous batching always has work (see
+        `ConcurrentStream`)."""
         model = self._model_for(adapter)
         pool = ThreadPoolExecutor(self.max_concurrency)
-        stream = ConcurrentStream(lambda prompt: self._one(prompt, model), self.max_concurrency, pool)
+        stream = ConcurrentStream(lambda prompt, temperature, seed: self._one(prompt, model, temperature, seed),
+                                  self.max_concurrency, pool,
+                                  think=lambda prompt, temperature, seed: self._think_one(prompt, model, temperature,
+                                                                                          seed),
+                                  score=lambda prompt, texts: self.score([(prompt, texts)], adapter)[0])
         try:
             yield stream
         finally:
@@ -354,8 +360,9 @@ class ConcurrentStream:
     An answer the server refused comes back as its exception (the pipeline fails that
     sample alone, or stops the run for a lost connection)."""
 
-    def __init__(self, call, concurrency: int, pool: ThreadPoolExecutor):
+    def __init__(self, call, concurrency: int, pool: ThreadPoolExecutor, think=None, score=None):
         self.call, self.concurrency, self.pool = call, concurrency, pool
+        self.think, self.score = think, score
         self.keys: dict[Future, Any] = {}
 
     @property
@@ -366,8 +373,14 @@ class ConcurrentStream:
     def room(self) -> bool:
         return len(self.keys) < self.concurrency
 
-    def submit(self, key: Any, prompt: Prompt) -> None:
-        self.keys[self.pool.submit(self.call, prompt)] = key
+    def submit(self, key: Any, prompt: Prompt, temperature: float = 0.0, seed: int | None = None) -> None:
+        self.keys[self.pool.submit(self.call, prompt, temperature, seed)] = key
+
+    def submit_think(self, key: Any, prompt: Prompt, temperature: float = 0.0, seed: int | None = None) -> None:
+        self.keys[self.pool.submit(self.think, prompt, temperature, seed)] = key
+
+    def submit_score(self, key: Any, prompt: Prompt, texts: Sequence[str]) -> None:
+        self.keys[self.pool.submit(self.score, prompt, texts)] = key
 
     def collect(self, timeout: float = 0.05) -> list[tuple[Any, str | Exception]]:
         """The answers that finished within `timeout` seconds (short, so that new prompts keep coming)."""

@@ -129,17 +129,19 @@ class VLLMEngineBackend(BackendBase):
         outputs = self._generate(requests, params, lora_request=self._lora(adapter))
         return [out.outputs[0].text for out in outputs]
 
+    def _think_params(self, prompt: Prompt, temperature: float = 0.0, seed: int | None = None):
+        from vllm import SamplingParams
+
+        return SamplingParams(temperature=temperature, seed=seed if temperature > 0 else None,
+                              max_tokens=prompt.reasoning.max_tokens, stop=[prompt.reasoning.close])
+
     def think(self, prompts: Sequence[Prompt], adapter: str | None = None, temperature: float = 0.0,
               seeds: Sequence[int] | None = None) -> list[Thought]:
         """Each prompt's reasoning block, unconstrained (no grammar), until its end or its token bound."""
-        from vllm import SamplingParams
-
         from mllm_mer.backends.base import thought_of
 
         seeds = list(seeds) if seeds is not None else [None] * len(prompts)
-        params = [SamplingParams(temperature=temperature, seed=seed if temperature > 0 else None,
-                                 max_tokens=p.reasoning.max_tokens, stop=[p.reasoning.close])
-                  for p, seed in zip(prompts, seeds, strict=True)]
+        params = [self._think_params(p, temperature, seed) for p, seed in zip(prompts, seeds, strict=True)]
         requests = [self._request(p, render(self.tokenizer, p)) for p in prompts]
         outputs = self._generate(requests, params, lora_request=self._lora(adapter))
         return [thought_of(out.outputs[0].text, len(out.outputs[0].token_ids), p.reasoning)
@@ -272,6 +274,7 @@ class EngineStream:
         self.backend, self.lora = backend, lora
         self.keys: dict[str, Any] = {}  # request id -> the caller's key
         self.scoring: dict[Any, tuple[list, dict[str, Any], dict]] = {}  # key -> candidates, walks left, readings
+        self.thinking: dict[Any, Any] = {}  # key -> the reasoning block it writes
 
     @property
     def pending(self) -> int:
@@ -291,14 +294,23 @@ class EngineStream:
         self.scoring[key] = (candidates, {i: w for i, (w, _, _) in zip(ids, walks, strict=True)}, {})
         self.keys.update(dict.fromkeys(ids, key))
 
-    def submit(self, key: Any, prompt: Prompt) -> None:
-        """Queue one prompt; ValueError if the engine refuses it (nothing is queued then)."""
+    def submit(self, key: Any, prompt: Prompt, temperature: float = 0.0, seed: int | None = None) -> None:
+        """Queue one prompt's answer under its schema; ValueError if the engine refuses it (nothing is queued then)."""
         backend = self.backend
         request = backend._request(prompt, render(backend.tokenizer, prompt))
-        self.keys[backend.loop.add(request, backend._answer_params(prompt), self.lora)] = key
+        self.keys[backend.loop.add(request, backend._answer_params(prompt, temperature, seed), self.lora)] = key
+
+    def submit_think(self, key: Any, prompt: Prompt, temperature: float = 0.0, seed: int | None = None) -> None:
+        """Queue one prompt's reasoning block (as `think` writes it); collected as a `Thought`."""
+        backend = self.backend
+        request = backend._request(prompt, render(backend.tokenizer, prompt))
+        self.keys[backend.loop.add(request, backend._think_params(prompt, temperature, seed), self.lora)] = key
+        self.thinking[key] = prompt.reasoning
 
     def collect(self) -> list[tuple[Any, str | list[float]]]:
-        """One engine step; what finished: (key, answer text), or (key, log-probabilities) for a scoring."""
+        """One engine step; what finished: (key, answer text), (key, Thought) for a reasoning block, or (key,
+        log-probabilities) for a scoring."""
+        from mllm_mer.backends.base import thought_of
         from mllm_mer.backends.label_scoring import constrained_logprobs
 
         loop = self.backend.loop
@@ -306,6 +318,10 @@ class EngineStream:
         done: list[tuple[Any, str | list[float]]] = []
         for i, out in loop.take(list(self.keys)).items():
             key = self.keys.pop(i)
+            if key in self.thinking:
+                done.append((key, thought_of(out.outputs[0].text, len(out.outputs[0].token_ids),
+                                             self.thinking.pop(key))))
+                continue
             if key not in self.scoring:
                 done.append((key, out.outputs[0].text))
                 continue

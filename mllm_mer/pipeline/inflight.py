@@ -1,88 +1,112 @@
-"""The samples a stream is answering, each request sent the moment it can be.
+"""The samples a stream is answering: each sample's flow (`stages.requests`) driven request by request.
 
-A sample is either one generated answer, or (where its strategy's requests are all label scorings: score
-mode, fusion's experts) a set of named scorings, each a chain of requests task after task (`ScoreChain`):
-a chain's next task goes out the moment the one before it is read, and the strategy builds the sample's
-prediction once every one of its scorings is done (`Strategy.from_scorings`).
+A sample's strategy describes its requests as a flow; the scheduler owns the engine. Each request goes
+out the moment its flow yields it, so a sample's next step (its next agent action, its scoring after its
+reasoning, its next task's labels) waits only for its own last one, never for another sample's. `Together`
+starts its flows side by side (a sample's experts, its draws); the flow that asked resumes once every one
+of them has given its result. A request the backend refuses gives its flow the error (the flow fails that
+sample alone); any other error stops the run, which resumes later.
 """
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from typing import Any
 
-from mllm_mer.core.types import Prediction, TaskPrediction
+from mllm_mer.core.types import Prediction
+from mllm_mer.stages.orders import label_first_flow
 from mllm_mer.stages.prepare import Prepared
-from mllm_mer.stages.scoring import INPUT_ERRORS, ScoreChain, read_answer, refused
+from mllm_mer.stages.requests import Ask, Flow, Request, Score, Think, Together
+from mllm_mer.stages.scoring import INPUT_ERRORS
 from mllm_mer.strategies import RunContext
 
-Scored = dict[str, TaskPrediction] | Exception
+
+@dataclass
+class _Node:
+    """A running flow: a sample's own (no parent), or one of the flows a `Together` started."""
+
+    flow: Flow
+    parent: int | None = None
+    slot: int = 0
+    results: list[Any] | None = None  # a Together's results, by slot, while its flows run
+    waiting: int = 0
 
 
 class InFlight:
-    def __init__(self, stream: Any, run: RunContext, scorings: bool, limit: int | None):
-        self.stream, self.run, self.scorings, self.limit = stream, run, scorings, limit
-        self.held: dict[int, Prepared] = {}
-        self.jobs: dict[int, int] = {}  # sample key -> its number of scorings
-        self.results: dict[int, dict[str, Scored]] = {}  # sample key -> scoring name -> its result
-        self.chains: dict[tuple[int, str], ScoreChain] = {}
-        self.keys = itertools.count()
+    def __init__(self, stream: Any, backend: Any, run: RunContext):
+        self.stream, self.backend, self.run = stream, backend, run
+        self.nodes: dict[int, _Node] = {}
+        self.held: dict[int, Prepared] = {}  # a sample's node -> the sample
+        self.finished: list[tuple[Prepared, Prediction]] = []
+        self.ids = itertools.count()
 
-    def submit(self, prepared: Prepared) -> Prediction | None:
-        """Queue one prepared sample; its prediction at once when the backend refused all of it."""
-        key = next(self.keys)
+    def submit(self, prepared: Prepared) -> list[tuple[Prepared, Prediction]]:
+        """Start one prepared sample's flow; what finished meanwhile (it, when the backend refused all of it)."""
+        key = next(self.ids)
         self.held[key] = prepared
-        if not self.scorings:
-            try:
-                self.stream.submit(key, prepared.prompt)
-            except INPUT_ERRORS as error:
-                del self.held[key]
-                return refused(prepared.prompt, error)
-            return None
-        jobs = self.run.strategy.scorings(prepared, self.run)
-        self.jobs[key], self.results[key] = len(jobs), {}
-        for name, prompt in jobs:
-            chain = self.chains[(key, name)] = ScoreChain(prompt)
-            self._send((key, name), chain)
-        prediction = self._done(key)
-        if prediction is not None:
-            del self.held[key]
-        return prediction
+        self.nodes[key] = _Node(self._sample_flow(prepared))
+        self._advance(key, None)
+        return self._take()
 
     def collect(self) -> list[tuple[Prepared, Prediction]]:
-        """One round of the stream: the samples whose answer (or every scoring) is done."""
-        finished = []
-        for key, raw in self.stream.collect():
-            if isinstance(raw, Exception) and not isinstance(raw, INPUT_ERRORS):
-                raise raw
-            if not self.scorings:
-                prepared = self.held.pop(key)
-                finished.append((prepared, read_answer(prepared.prompt, raw, self.limit)))
-                continue
-            chain = self.chains[key]
-            if isinstance(raw, Exception):
-                self._settle(key, raw)
-            elif chain.take(raw):
-                self._settle(key, chain.tasks)
-            else:
-                self._send(key, chain)
-            prediction = self._done(key[0])
-            if prediction is not None:
-                finished.append((self.held.pop(key[0]), prediction))
-        return finished
+        """One round of the stream: each result goes to its flow; the samples whose flow has finished."""
+        for key, result in self.stream.collect():
+            if isinstance(result, Exception) and not isinstance(result, INPUT_ERRORS):
+                raise result
+            self._advance(key, result)
+        return self._take()
 
-    def _send(self, key: tuple[int, str], chain: ScoreChain) -> None:
+    def _sample_flow(self, prepared: Prepared) -> Flow:
+        prediction = yield from self.run.strategy.flow(self.backend, prepared, self.run)
+        if self.run.compare_orders and prediction.reasoning is not None:
+            yield from label_first_flow(prepared, prediction, self.run.setup)
+        return prediction
+
+    def _advance(self, key: int, result: Any) -> None:
+        """Give a flow its result; send what it asks next, start the flows it asks for, or finish it."""
+        node = self.nodes[key]
         try:
-            self.stream.submit_score(key, chain.prompt, chain.candidates())
-        except INPUT_ERRORS as error:
-            self._settle(key, error)
+            request = node.flow.send(result)
+        except StopIteration as stop:
+            self._finish(key, stop.value)
+            return
+        if isinstance(request, Together):
+            flows = list(request.flows)
+            node.results, node.waiting = [None] * len(flows), len(flows)
+            if not flows:
+                self._advance(key, [])
+            for slot, flow in enumerate(flows):
+                child = next(self.ids)
+                self.nodes[child] = _Node(flow, key, slot)
+                self._advance(child, None)
+            return
+        try:
+            self._send(key, request)
+        except INPUT_ERRORS as error:  # refused before it was queued
+            self._advance(key, error)
 
-    def _settle(self, key: tuple[int, str], result: Scored) -> None:
-        del self.chains[key]
-        self.results[key[0]][key[1]] = result
+    def _send(self, key: int, request: Request) -> None:
+        if isinstance(request, Ask):
+            self.stream.submit(key, request.prompt, request.temperature, request.seed)
+        elif isinstance(request, Think):
+            self.stream.submit_think(key, request.prompt, request.temperature, request.seed)
+        elif isinstance(request, Score):
+            self.stream.submit_score(key, request.prompt, request.texts)
+        else:
+            raise TypeError(f"a flow asked for {request!r}, which is no request")
 
-    def _done(self, key: int) -> Prediction | None:
-        """The sample's prediction once all its scorings are settled (the sample leaves the books); else None."""
-        if len(self.results[key]) < self.jobs[key]:
-            return None
-        del self.jobs[key]
-        return self.run.strategy.from_scorings(self.held[key], self.results.pop(key), self.run)
+    def _finish(self, key: int, value: Any) -> None:
+        node = self.nodes.pop(key)
+        if node.parent is None:
+            self.finished.append((self.held.pop(key), value))
+            return
+        parent = self.nodes[node.parent]
+        parent.results[node.slot] = value
+        parent.waiting -= 1
+        if parent.waiting == 0:
+            results, parent.results = parent.results, None
+            self._advance(node.parent, results)
+
+    def _take(self) -> list[tuple[Prepared, Prediction]]:
+        finished, self.finished = self.finished, []
+        return finished

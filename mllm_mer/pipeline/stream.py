@@ -9,19 +9,16 @@ from mllm_mer.pipeline.answer import Answered, answer_prepared, finish
 from mllm_mer.pipeline.inflight import InFlight
 from mllm_mer.stages.feed import PreparedFeed
 from mllm_mer.stages.prepare import Prepared
-from mllm_mer.stages.scoring import add_probabilities, answer_limit
 from mllm_mer.strategies import RunContext
 
 
 def streams_answers(backend: Backend, run: RunContext) -> bool:
-    """Whether `answer_stream` can submit continuously: a strategy with one request per sample, or whose
-    requests are all label scorings (score mode, fusion), on a backend that takes requests one by one (vLLM
-    engine, OpenAI server; scorings on the engine). A run that reasons first has two requests per sample (the
-    reasoning, then the answer after it), and faithfulness re-scores each answer without each modality: they
-    go in batches."""
-    if not (backend.can_stream and run.strategy.can_stream(run.setup.mode)) or run.setup.reasoning is not None:
-        return False
-    return not run.faithfulness and (not run.strategy.scores_only(run.setup.mode) or backend.can_stream_scores)
+    """Whether `answer_stream` can submit continuously: a strategy that describes each sample's requests as a
+    flow (every strategy: single, agent, fusion, self-consistency; reasoning first or not), on a backend that
+    takes requests one by one, label scorings included (vLLM engine, OpenAI server). Faithfulness re-scores
+    each answer without each modality: it goes in batches."""
+    return (backend.can_stream and backend.can_stream_scores and run.strategy.can_stream(run.setup.mode)
+            and not run.faithfulness)
 
 
 def answer_stream(backend: Backend, samples: Sequence[Sample], run: RunContext, batch_size: int = 16,
@@ -54,27 +51,18 @@ def _submit_ready(flight: InFlight, feed: PreparedFeed, finished: list) -> None:
         if prepared.prompt is None:
             finished.append((prepared, None))
             continue
-        failure = flight.submit(prepared)
-        if failure is not None:
-            finished.append((prepared, failure))
+        finished += flight.submit(prepared)
 
 
 def _answer_continuously(backend: Backend, feed: PreparedFeed, run: RunContext
                          ) -> Iterator[list[tuple[Sample, Answered]]]:
-    score = run.strategy.scores_only(run.setup.mode)
     with backend.stream(run.adapter) as stream:
-        flight = InFlight(stream, run, score, answer_limit(backend))
+        flight = InFlight(stream, backend, run)
         while not (feed.exhausted and stream.pending == 0):
             finished: list[tuple[Prepared, Prediction | None]] = []
             _submit_ready(flight, feed, finished)
             if stream.pending:
-                run.on_stage(f"{'scoring' if score else 'generating'} ({stream.pending} in flight)")
+                run.on_stage(f"answering ({stream.pending} requests in flight)")
                 finished += flight.collect()
-            if run.probabilities and not score:
-                scored = [i for i, (_, pred) in enumerate(finished) if pred is not None]
-                predictions = [finished[i][1] for i in scored]
-                add_probabilities(backend, [finished[i][0].prompt for i in scored], predictions, run.adapter)
-                for i, prediction in zip(scored, predictions, strict=True):
-                    finished[i] = (finished[i][0], prediction)
             if finished:
                 yield [(p.sample, finish(p, pred, run.setup)) for p, pred in finished]

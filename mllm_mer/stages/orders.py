@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mllm_mer.backends.base import Backend
-from mllm_mer.core.types import Prediction, Prompt, PromptSetup
+from mllm_mer.core.types import Prediction, Prompt, PromptSetup, TaskPrediction
 from mllm_mer.prompting import build_prompt
 from mllm_mer.stages.prepare import Prepared, Stage, quiet
-from mllm_mer.stages.scoring import score_labels
+from mllm_mer.stages.requests import Flow
+from mllm_mer.stages.scoring import score_flow, score_labels
 
 
 def label_first_prompt(prepared: Prepared, setup: PromptSetup) -> Prompt:
@@ -33,9 +34,17 @@ def add_label_first(backend: Backend, ready: Sequence[Prepared], predictions: Se
     on_stage(f"scoring the label-first answers of {len(owners)}")
     prompts = [label_first_prompt(ready[i], setup) for i in owners]
     for i, scored in zip(owners, score_labels(backend, prompts, adapter), strict=True):
-        prediction = predictions[i]
-        if isinstance(scored, Exception):
-            prediction.notes.append(f"the label-first answer could not be scored: {scored}")
-            continue
-        prediction.reasoning["label_first"] = {task: {"label": tp.label, "probabilities": tp.probabilities}
-                                               for task, tp in scored.items()}
+        keep_label_first(predictions[i], scored)
+
+
+def label_first_flow(prepared: Prepared, prediction: Prediction, setup: PromptSetup) -> Flow:
+    """`add_label_first` for one reasoned prediction, as a flow."""
+    keep_label_first(prediction, (yield from score_flow(label_first_prompt(prepared, setup))))
+
+
+def keep_label_first(prediction: Prediction, scored: dict[str, TaskPrediction] | Exception) -> None:
+    if isinstance(scored, Exception):
+        prediction.notes.append(f"the label-first answer could not be scored: {scored}")
+        return
+    prediction.reasoning["label_first"] = {task: {"label": tp.label, "probabilities": tp.probabilities}
+                                           for task, tp in scored.items()}

@@ -15,6 +15,7 @@ from dataclasses import replace
 from mllm_mer.backends.base import Backend
 from mllm_mer.core.types import Prediction, Prompt
 from mllm_mer.stages.prepare import Stage, quiet
+from mllm_mer.stages.requests import Flow, Think
 from mllm_mer.stages.scoring import call_isolating, refused
 
 
@@ -35,6 +36,15 @@ def reason(backend: Backend, prompts: Sequence[Prompt], adapter: str | None = No
     for i, thought in zip(todo, call_isolating(think, seeded), strict=True):
         out[i] = thought if isinstance(thought, Exception) else replace(prompts[i], thought=thought)
     return out
+
+
+def thought_flow(prompt: Prompt, temperature: float = 0.0, seed: int | None = None) -> Flow:
+    """`reason` for one prompt, as a flow: the prompt with its thought (as it is when it does not reason, or
+    already did), or the error the backend met."""
+    if prompt.reasoning is None or prompt.thought is not None:
+        return prompt
+    thought = yield Think(prompt, temperature, seed)
+    return thought if isinstance(thought, Exception) else replace(prompt, thought=thought)
 
 
 def keep_thought(prediction: Prediction, prompt: Prompt) -> Prediction:

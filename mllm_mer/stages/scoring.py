@@ -14,6 +14,7 @@ from mllm_mer.core.parsing import parse_answer
 from mllm_mer.core.types import Prediction, Prompt, TaskPrediction
 from mllm_mer.prompting import answer_prefix
 from mllm_mer.stages.prepare import Stage, quiet
+from mllm_mer.stages.requests import Flow, Score
 
 INPUT_ERRORS = (ValueError, RuntimeError, UnicodeError, OverflowError, IndexError)
 
@@ -94,30 +95,33 @@ def task_candidates(prompt: Prompt, k: int, chosen: dict[str, str]) -> list[str]
     return [prompt.answer_lead + prefix + label + '"' for label in ls.labels]
 
 
-class ScoreChain:
-    """One sample's label scoring as a chain of requests, task by task in answer order, each task after the
-    labels chosen before it: `score_labels` for one prompt, one request at a time (continuous submission)."""
-
-    def __init__(self, prompt: Prompt):
-        self.prompt, self.k = prompt, 0
-        self.chosen: dict[str, str] = {}
-        self.tasks: dict[str, TaskPrediction] = {}
-
-    def candidates(self) -> list[str]:
-        return task_candidates(self.prompt, self.k, self.chosen)
-
-    def take(self, logps: Sequence[float]) -> bool:
-        """The current task's candidates' log-probabilities; True once every task is scored."""
-        ls = self.prompt.label_sets[self.k]
+def score_flow(prompt: Prompt, fixed: dict[str, str] | None = None) -> Flow:
+    """`score_labels` for one prompt as a flow: one request per task, in answer order, each after the labels
+    chosen before it (`fixed` ones, else the most probable); gives task -> TaskPrediction, or the error met."""
+    tasks: dict[str, TaskPrediction] = {}
+    chosen: dict[str, str] = {}
+    for k, ls in enumerate(prompt.label_sets):
+        logps = yield Score(prompt, task_candidates(prompt, k, chosen))
+        if isinstance(logps, Exception):
+            return logps
         probs = _distribution(ls.labels, logps)
-        label = max(probs, key=probs.get)
-        self.tasks[ls.task] = TaskPrediction(label=label, probabilities=probs)
-        self.chosen[ls.task] = label
-        self.k += 1
-        return self.k >= len(self.prompt.label_sets)
+        label = (fixed or {}).get(ls.task) or max(probs, key=probs.get)
+        tasks[ls.task] = TaskPrediction(label=label, probabilities=probs)
+        chosen[ls.task] = label
+    return tasks
 
-    def prediction(self) -> Prediction:
-        return Prediction(sample_id=self.prompt.sample_id, tasks=self.tasks)
+
+def probabilities_flow(prompt: Prompt, prediction: Prediction) -> Flow:
+    """`add_probabilities` for one answered prediction, as a flow; gives the prediction (a failure when the
+    backend refused to score it)."""
+    if not prediction.ok:
+        return prediction
+    fixed = {t: tp.label for t, tp in prediction.tasks.items() if _kept(prediction, tp)}
+    tasks = yield from score_flow(prompt, fixed)
+    if isinstance(tasks, Exception):
+        return refused(prompt, tasks)
+    _take_scores(prediction, tasks)
+    return prediction
 
 
 def score_predictions(backend: Backend, prompts: Sequence[Prompt], adapter: str | None = None) -> list[Prediction]:

@@ -6,7 +6,9 @@ run (`needs`: the demonstration index, the dialogue history), refuses a mode it 
 a resumed run cannot silently change them). Optional capabilities:
 
 - `Draws`: it can draw several sampled answers per sample, so self-consistency can vote over them;
-- `can_stream(mode)`: each sample is one request, so answers can be submitted continuously.
+- `can_stream(mode)`: it describes each sample's requests as a flow (`flow`, `stages.requests`), so a
+  continuous scheduler sends each the moment it can go; a strategy whose requests are all label scorings
+  only names them (`scores_only`, `scorings`, `from_scorings`) and gets its flow from here.
 
 A strategy owns what it adds to an answer: `Prediction.extras[name]` (the agent's trace, fusion's experts),
 and how a run reports it (`statistics` over the run's records -> its metrics.json entry, `report_section`
@@ -25,7 +27,9 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 from mllm_mer.core.registry import STRATEGIES, load_entry, lookup
 from mllm_mer.core.types import Prediction, Prompt, PromptSetup
 from mllm_mer.stages.prepare import Prepared, Stage, quiet
+from mllm_mer.stages.requests import Flow, Together
 from mllm_mer.stages.resources import Resources
+from mllm_mer.stages.scoring import score_flow
 
 
 @dataclass
@@ -49,6 +53,7 @@ class RunContext:
 @runtime_checkable
 class Strategy(Protocol):
     name: ClassVar[str]
+    reasons_once: ClassVar[bool]  # one reasoning per sample, then its answer (the app shows it first)
 
     def needs(self) -> frozenset[str]:
         """What it reads from the run's resources (of stages.resources.NEEDS)."""
@@ -59,6 +64,7 @@ class Strategy(Protocol):
         ...
 
     def can_stream(self, mode: str) -> bool:
+        """True: `flow` describes a sample's requests in this mode."""
         ...
 
     def scores_only(self, mode: str) -> bool:
@@ -90,12 +96,17 @@ class Draws(Protocol):
              ) -> list[list[Prediction]]:
         ...
 
+    def draw_flow(self, backend, prepared: Prepared, run: RunContext, k: int, temperature: float) -> Flow:
+        """Draw `k` of one sample (seeded from `k`), as `draw` makes it, as a flow."""
+        ...
+
 
 class BaseStrategy:
     """Defaults for the optional parts of the protocol."""
 
     name: ClassVar[str] = ""
     reasons: ClassVar[bool] = False  # True: it runs the reasoning stage (--reasoning before|native)
+    reasons_once: ClassVar[bool] = False  # True: one reasoning per sample, then its answer (shown first in the app)
 
     def needs(self) -> frozenset[str]:
         return frozenset()
@@ -116,6 +127,15 @@ class BaseStrategy:
     def from_scorings(self, prepared: Prepared, scored: dict[str, Any], run: RunContext) -> Prediction:
         """Where `scores_only`: the sample's prediction from each scoring's tasks (or the error it met)."""
         raise NotImplementedError(f"the {self.name} strategy does not answer by label scorings alone")
+
+    def flow(self, backend, prepared: Prepared, run: RunContext) -> Flow:
+        """Where `can_stream`: one sample's requests and its prediction (here: every scoring side by side,
+        each task after task, for a strategy that `scores_only`)."""
+        if not self.scores_only(run.setup.mode):
+            raise NotImplementedError(f"the {self.name} strategy answers in batches only")
+        names, prompts = zip(*self.scorings(prepared, run), strict=True)
+        results = yield Together([score_flow(prompt) for prompt in prompts])
+        return self.from_scorings(prepared, dict(zip(names, results, strict=True)), run)
 
     def fingerprint(self) -> dict[str, Any]:
         return {"strategy": self.name}

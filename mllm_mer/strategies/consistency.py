@@ -13,7 +13,8 @@ from typing import Any
 
 from mllm_mer.core.types import LabelSet, Prediction, TaskPrediction, extras_of
 from mllm_mer.stages.prepare import Prepared
-from mllm_mer.stages.scoring import add_probabilities, disagreement_note, most_probable
+from mllm_mer.stages.requests import Flow, Together
+from mllm_mer.stages.scoring import add_probabilities, disagreement_note, most_probable, probabilities_flow
 from mllm_mer.strategies.base import BaseStrategy, Draws, RunContext, Strategy
 
 
@@ -98,6 +99,18 @@ class SelfConsistency(BaseStrategy):
     def report_section(cls, stats: dict[str, Any]) -> list[str]:
         return ["", f"self-consistency: {stats['draws_per_sample']} draws per sample; mean agreement "
                 + ", ".join(f"{t} {v:.2%}" for t, v in stats["mean_agreement"].items())]
+
+    def can_stream(self, mode: str) -> bool:
+        return self.inner.can_stream(mode)
+
+    def flow(self, backend, prepared: Prepared, run: RunContext) -> Flow:
+        """A sample's draws side by side (each its own flow), voted as `answer` votes them."""
+        draws = yield Together([self.inner.draw_flow(backend, prepared, run, k, self.temperature)
+                                for k in range(self.draws)])
+        voted = vote(draws, prepared.prompt.label_sets, self.temperature)
+        if run.probabilities and not self.inner.scores_draws and run.setup.reasoning is None:
+            voted = yield from probabilities_flow(prepared.prompt, voted)
+        return voted
 
     def answer(self, backend, ready: Sequence[Prepared], run: RunContext) -> list[Prediction]:
         draws = self.inner.draw(backend, ready, run, self.draws, self.temperature)

@@ -7,14 +7,25 @@ from typing import Any
 
 from mllm_mer.core.types import LabelScheme, Prediction, Prompt
 from mllm_mer.stages.prepare import Prepared
-from mllm_mer.stages.reasoning import answer_reasoned
-from mllm_mer.stages.scoring import add_probabilities, generate_predictions, refused, run_prompts
+from mllm_mer.stages.reasoning import answer_reasoned, keep_thought, thought_flow
+from mllm_mer.stages.requests import Ask, Flow
+from mllm_mer.stages.scoring import (
+    add_probabilities,
+    answer_limit,
+    generate_predictions,
+    probabilities_flow,
+    read_answer,
+    refused,
+    run_prompts,
+    score_flow,
+)
 from mllm_mer.strategies.base import BaseStrategy, RunContext
 
 
 class Single(BaseStrategy):
     name = "single"
     reasons = True
+    reasons_once = True
     scores_draws = False  # the vote's labels are scored once, on the sample's prompt (unless each draw reasons)
 
     @classmethod
@@ -38,6 +49,36 @@ class Single(BaseStrategy):
         if isinstance(tasks, Exception):
             return refused(prepared.prompt, tasks)
         return Prediction(sample_id=prepared.prompt.sample_id, tasks=tasks)
+
+    def flow(self, backend, prepared: Prepared, run: RunContext) -> Flow:
+        """One sample's requests, as `answer` makes them for a batch: its reasoning (when the run reasons
+        first), then its answer generated and its labels scored after it, or its labels scored."""
+        prompt = yield from thought_flow(prepared.prompt)
+        if isinstance(prompt, Exception):
+            return refused(prepared.prompt, prompt, "its reasoning")
+        if run.setup.mode == "score":
+            tasks = yield from score_flow(prompt)
+            prediction = refused(prompt, tasks) if isinstance(tasks, Exception) else \
+                Prediction(sample_id=prompt.sample_id, tasks=tasks)
+        else:
+            prediction = read_answer(prompt, (yield Ask(prompt)), answer_limit(backend))
+            if run.probabilities:
+                prediction = yield from probabilities_flow(prompt, prediction)
+        return keep_thought(prediction, prompt)
+
+    def draw_flow(self, backend, prepared: Prepared, run: RunContext, k: int, temperature: float) -> Flow:
+        """Draw `k` of a sample, as `draw` makes it: sampled (seeded `k`), or, where the run reasons, a sampled
+        reasoning, then the greedy answer after it with its own label scores."""
+        prompt = prepared.prompt
+        if run.setup.reasoning is None:
+            return read_answer(prompt, (yield Ask(prompt, temperature, k)), answer_limit(backend))
+        reasoned = yield from thought_flow(prompt, temperature, k)
+        if isinstance(reasoned, Exception):
+            return refused(prompt, reasoned, "its reasoning")
+        prediction = read_answer(reasoned, (yield Ask(reasoned)), answer_limit(backend))
+        if run.probabilities:
+            prediction = yield from probabilities_flow(reasoned, prediction)
+        return keep_thought(prediction, reasoned)
 
     def answer(self, backend, ready: Sequence[Prepared], run: RunContext) -> list[Prediction]:
         return answer_reasoned(

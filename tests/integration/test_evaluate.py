@@ -65,18 +65,28 @@ def test_evaluate_meld_clips_on_vllm_writes_all_outputs(tmp_path, vllm_backend):
 
 @pytest.mark.vllm
 @requires_meld
-@pytest.mark.parametrize("mode,strategy", [("generate", "single"), ("score", "single"), ("score", "fusion")])
-def test_continuous_submission_agrees_with_batched_on_vllm(tmp_path, vllm_backend, mode, strategy):
-    """Same answers whether prompts reach the engine one by one as they are ready or 4 at a time; label
-    probabilities are scored while other requests are still running (generate), or each sample's scorings
-    go out task after task as the one before is read (score: emotion, then sentiment after it; fusion: every
-    expert's chain at once, fused when all are read)."""
-    data_dir, ids = make_meld_split(tmp_path / "meld", n=12)
+@pytest.mark.parametrize("mode,strategy,options", [
+    ("generate", "single", {}), ("score", "single", {}), ("score", "fusion", {}),
+    ("generate", "agent", {"max_steps": 2, "n": 6}),
+    ("generate", "single", {"reasoning": "before", "max_reasoning_tokens": 8, "compare_orders": True, "n": 6}),
+    ("generate", "single", {"samples": 2, "temperature": 0.9, "max_new_tokens": 48, "n": 6}),
+    ("generate", "agent", {"samples": 2, "temperature": 0.9, "reasoning": "before", "max_reasoning_tokens": 8,
+                           "max_steps": 2, "max_new_tokens": 48, "n": 6}),
+], ids=["generate", "score", "fusion", "agent", "reasoning", "self-consistency", "agent-drawn-reasoning"])
+def test_continuous_submission_agrees_with_batched_on_vllm(tmp_path, vllm_backend, mode, strategy, options):
+    """Same answers whether each sample's requests reach the engine as its flow asks for them or 4 samples at a
+    time in lockstep; label probabilities are scored while other requests are still running (generate), each
+    sample's scorings go out task after task as the one before is read (score: emotion, then sentiment after
+    it; fusion: every expert's chain at once, fused when all are read), an agent's next step goes out when its
+    last one is read, a reasoned answer follows its own reasoning, and a sample's draws run side by side
+    (seeded per draw, so sampling is the same either way)."""
+    options = dict(options)
+    data_dir, ids = make_meld_split(tmp_path / "meld", n=options.pop("n", 12))  # the slower strategies: fewer
     runs, streamed = {}, []
     for submission in ("continuous", "batched"):
         cfg = build(EvaluateConfig, dataset="meld", data_dir=str(data_dir), split="dev", probabilities=True,
                     out=str(tmp_path / submission), batch_size=4, max_frames=4, submission=submission,
-                    model=vllm_backend.config.model.model, backend="vllm", mode=mode, strategy=strategy)
+                    model=vllm_backend.config.model.model, backend="vllm", mode=mode, strategy=strategy, **options)
         stream = vllm_backend.stream
         vllm_backend.stream = lambda adapter=None: streamed.append(submission) or stream(adapter)  # noqa: B023
         try:
@@ -101,6 +111,11 @@ def test_continuous_submission_agrees_with_batched_on_vllm(tmp_path, vllm_backen
                 for task, probabilities in tasks.items():
                     assert got["extras"]["fusion"]["experts"][name][task] == pytest.approx(probabilities, abs=1e-5)
             assert got["notes"] == want["notes"]
+        for name in ("agent", "consistency"):  # the same steps (tools, arguments, thoughts), the same draws
+            assert got["extras"].get(name) == want["extras"].get(name)
+        assert got["reasoning"] == want["reasoning"] and got["notes"] == want["notes"]
+        if options.get("compare_orders") and want["ok"]:
+            assert got["reasoning"]["order"] == "before" and "label_first" in got["reasoning"]
 
 
 @pytest.mark.vllm

@@ -45,7 +45,7 @@ class ScriptedStreamStandIn:
             def pending(self):
                 return len(self.queue)
 
-            def submit(self, key, prompt):
+            def submit(self, key, prompt, temperature=0.0, seed=None):
                 if "REFUSE" in json.dumps(prompt.messages):
                     raise ValueError("prompt too long for the engine")
                 outer.submitted.append(prompt.sample_id)
@@ -91,7 +91,9 @@ def test_continuous_answers_every_sample_once_and_fails_only_the_bad_ones(tmp_pa
     assert not got["s5"].ok and got["s5"].error_kind == "media"
     ok = [i for i, p in got.items() if p.ok]
     assert len(ok) == 10 and all(got[i].label("emotion") for i in ok)
-    assert sorted(backend.scored) == (sorted(ok * 2) if probabilities else [])  # emotion, then sentiment
+    # Each answer's labels scored through the stream as it came back: emotion, then sentiment.
+    assert backend.scored == [] and sorted(s for s, _ in backend.streamed_scores) == (
+        sorted(ok * 2) if probabilities else [])
     if probabilities:
         assert all(abs(sum(got[i].tasks["emotion"].probabilities.values()) - 1) < 1e-9 for i in ok)
 
@@ -139,7 +141,7 @@ def test_the_request_pool_keeps_its_bound_and_returns_every_answer():
     release = {n: threading.Event() for n in range(12)}
     active, peak, lock = [0], [0], threading.Lock()
 
-    def request_stand_in(prompt):  # a server call that answers when the test says so
+    def request_stand_in(prompt, temperature, seed):  # a server call that answers when the test says so
         with lock:
             active[0] += 1
             peak[0] = max(peak[0], active[0])
@@ -156,7 +158,7 @@ def test_the_request_pool_keeps_its_bound_and_returns_every_answer():
         while todo or stream.pending:
             while stream.room and todo:
                 n = todo.pop(0)
-                stream.submit(n, n)
+                stream.submit(n, n)  # a greedy answer (temperature 0, no seed)
             in_flight = [n for n in range(12) if n not in todo and n not in got]
             assert len(in_flight) == stream.pending <= 3
             assert all(started[n].wait(timeout=60) for n in in_flight)  # every one submitted is running

@@ -4,9 +4,11 @@ The conversation starts from the single-pass prompt (same evidence, same label s
 step the model writes one action, `{NAME: {ARGS}}` (the fewest tokens), constrained to a schema that
 is a choice over the tools this sample can use now, so every action is valid; the tool runs and
 its observation (text, and frames as images) is the next user turn. At the last step only
-`answer` is offered, so every run ends. Step t of every unfinished sample is one backend call
-(vLLM's prefix cache keeps the growing conversations cheap). Label probabilities come from the
-usual constrained scoring, continuing the final prompt after `{"answer":`.
+`answer` is offered, so every run ends. On a streaming backend each episode is a flow
+(`episode_flow`): its next step goes out the moment its last one is read, whatever the other
+episodes are doing; in batches, step t of every unfinished sample is one backend call
+(`run_episodes`). vLLM's prefix cache keeps the growing conversations cheap. Label probabilities come
+from the usual constrained scoring, continuing the final prompt after `{"answer":`.
 
 A run that reasons (`--reasoning before|native`) thinks before every action (ReAct): a short block in the
 run's own markers, unconstrained and bounded (`THOUGHT_TOKENS`, or the run's smaller bound), written by
@@ -27,8 +29,9 @@ from mllm_mer.backends.base import Backend
 from mllm_mer.core.paths import PROMPTS_DIR
 from mllm_mer.core.types import Prediction, Prompt, Reasoning
 from mllm_mer.prompting import answer_schema
-from mllm_mer.stages.reasoning import reason
-from mllm_mer.stages.scoring import add_probabilities, call_isolating, refused
+from mllm_mer.stages.reasoning import reason, thought_flow
+from mllm_mer.stages.requests import Ask, Flow
+from mllm_mer.stages.scoring import add_probabilities, call_isolating, probabilities_flow, refused
 from mllm_mer.strategies.agent.tools import (
     Episode,
     Toolbox,
@@ -187,8 +190,37 @@ def run_episodes(backend: Backend, episodes: Sequence[Episode], box: Toolbox, ad
         for ep, prediction in zip(answered, predictions, strict=True):
             ep.prediction = prediction
     for ep in episodes:
-        ep.prediction.extras["agent"] = {"trace": ep.trace}
-        keep_thoughts(ep)
+        close(ep)
+
+
+def episode_flow(backend: Backend, ep: Episode, box: Toolbox, with_probabilities: bool = True,
+                 temperature: float = 0.0) -> Flow:
+    """One episode to its answer (or failure), a step at a time, as `run_episodes` runs it; gives the
+    prediction."""
+    for step in range(1, box.max_steps + 1):
+        prompt = step_prompt(ep, box, step)
+        seed = 1_000 * ep.draw + step
+        ready = yield from thought_flow(prompt, temperature, seed)
+        if isinstance(ready, Exception):
+            ep.prediction = refused(prompt, ready, f"step {step} (its thought)")
+            break
+        raw = yield Ask(ready, temperature, seed)
+        if isinstance(raw, Exception):
+            ep.prediction = refused(prompt, raw, f"step {step}")
+            break
+        act(ep, ready, raw, step, box, _tokens(backend, raw))
+        if ep.prediction is not None:
+            break
+    if with_probabilities and ep.prediction.ok and ep.last_prompt is not None:
+        ep.prediction = yield from probabilities_flow(ep.last_prompt, ep.prediction)
+    close(ep)
+    return ep.prediction
+
+
+def close(ep: Episode) -> None:
+    """The answer's record of its episode: the trace, and the thoughts as its reasoning."""
+    ep.prediction.extras["agent"] = {"trace": ep.trace}
+    keep_thoughts(ep)
 
 
 def decide(backend: Backend, prompts: list[Prompt], seeds: list[int], adapter: str | None, temperature: float

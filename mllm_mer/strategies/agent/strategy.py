@@ -7,8 +7,9 @@ from typing import Any
 
 from mllm_mer.core.types import LabelScheme, Prediction, PromptSetup
 from mllm_mer.stages.prepare import Prepared
+from mllm_mer.stages.requests import Flow
 from mllm_mer.stages.resources import Resources
-from mllm_mer.strategies.agent.loop import run_episodes, start
+from mllm_mer.strategies.agent.loop import episode_flow, run_episodes, start
 from mllm_mer.strategies.agent.report import trace_section, trace_statistics
 from mllm_mer.strategies.agent.tools import TOOL_NAMES, Toolbox
 from mllm_mer.strategies.base import BaseStrategy, RunContext
@@ -61,6 +62,18 @@ class Agent(BaseStrategy):
         return Toolbox(setup, resources or Resources(), self.tools, self.max_steps, self.look_frames,
                        image_limit=backend.max_images if backend is not None else None,
                        audio_limit=backend.max_audios if backend is not None else None)
+
+    def can_stream(self, mode: str) -> bool:
+        return True  # each episode is a flow: its next step goes out when its last one is read
+
+    def flow(self, backend, prepared: Prepared, run: RunContext) -> Flow:
+        return self.draw_flow(backend, prepared, run, 0, 0.0)
+
+    def draw_flow(self, backend, prepared: Prepared, run: RunContext, k: int, temperature: float) -> Flow:
+        """Episode `k` of a sample (its steps seeded from `k`), as `draw` runs it."""
+        box = self.toolbox(run.setup, run.resources, backend)
+        ep = start(prepared.prompt, prepared.sample, prepared.media, box, k)
+        return episode_flow(backend, ep, box, run.probabilities or run.setup.mode == "score", temperature)
 
     def answer(self, backend, ready: Sequence[Prepared], run: RunContext) -> list[Prediction]:
         return [draws[0] for draws in self.draw(backend, ready, run, 1, 0.0)]
