@@ -161,9 +161,13 @@ def test_dialogue_command_over_the_server(server, tiny_model, tmp_path):
     assert (out / "timeline.png").is_file() and (out / "timeline.md").is_file()
 
 
-def test_cli_evaluate_over_the_server_continuous_equals_batched(server, tiny_model, tmp_path):
-    """`evaluate --backend openai --concurrency 4` keeps 4 requests in flight and saves each answer as it comes;
-    the answers are those of 4-at-a-time batches."""
+@pytest.mark.parametrize("strategy", [
+    [], ["--strategy", "agent", "--max-steps", "2"], ["--reasoning", "before", "--max-reasoning-tokens", "8"],
+    ["--mode", "score"]], ids=["single", "agent", "reasoning", "score"])
+def test_cli_evaluate_over_the_server_continuous_equals_batched(server, tiny_model, tmp_path, strategy):
+    """`evaluate --backend openai --concurrency 4` keeps 4 requests in flight and saves each answer as it comes
+    (an agent's next step, the answer after a sample's reasoning, a label scoring: each when its sample's flow
+    asks for it); the answers are those of 4-at-a-time batches."""
     manifest = tmp_path / "rows.jsonl"
     manifest.write_text("".join(json.dumps({"id": f"r{i}", "text": " ".join(["so", "what", "now"][: 1 + i % 3] * i),
                                             "label": "neutral"}) + "\n" for i in range(1, 13)))
@@ -172,7 +176,7 @@ def test_cli_evaluate_over_the_server_continuous_equals_batched(server, tiny_mod
         out = tmp_path / submission
         done = run_cli("evaluate", "--backend", "openai", "--base-url", server.url, "--model", tiny_model, "--dataset",
                        "manifest", "--data-dir", manifest, "--template", "label_only", "--concurrency", "4",
-                       "--batch-size", "4", "--submission", submission, "--out", out, check=False,
+                       "--batch-size", "4", "--submission", submission, "--out", out, *strategy, check=False,
                        env={**os.environ, "MLLM_MER_API_KEY": KEY})
         assert done.returncode == 0, done.stderr[-3000:]
         runs[submission] = {json.loads(x)["id"]: json.loads(x)["prediction"]
