@@ -152,6 +152,14 @@ def family_for(model: str | Path) -> ModelFamily:
                      "pass a local checkpoint directory or a Qwen2-VL / Qwen2.5-VL / Qwen3-VL / Qwen Omni hub id")
 
 
+def known_family(model: str | Path | None) -> ModelFamily | None:
+    """The model's family, or None where the registry cannot tell (no model, or e.g. a served model name)."""
+    try:
+        return family_for(model) if model else None
+    except ValueError:
+        return None
+
+
 def resolve_model(model: str) -> str:
     """`model` if it is a local directory or looks like a hub id; a clear error otherwise.
 

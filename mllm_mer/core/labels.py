@@ -146,6 +146,22 @@ def load_label_scheme(name_or_path: str | Path) -> LabelScheme:
                        examples=tuple(examples), source=str(path.resolve()))
 
 
+def same_scheme(scheme: LabelScheme, name_or_path: str | Path) -> bool:
+    """Whether `name_or_path` names this scheme (a file that cannot be read names another)."""
+    try:
+        return load_label_scheme(name_or_path) == scheme
+    except (OSError, ValueError):
+        return False
+
+
+def check_list_answers(scheme: LabelScheme, scoring: bool, flag: str = "--mode score") -> None:
+    """Label scoring gives one distribution over one label per task; a list answer has none."""
+    listed = [ls.task for ls in scheme.label_sets if ls.list_answer]
+    if scoring and listed:
+        raise ValueError(f"{flag} scores one label per task, and {scheme.name!r} answers {', '.join(listed)} with a "
+                         "list (multi-label or open vocabulary): use --mode generate without --probabilities")
+
+
 def with_label_map(scheme: LabelScheme, pairs: list[str], flag: str = "--label-map",
                    named: bool = False) -> LabelScheme:
     """The scheme with `FROM=TO` aliases added to every task that has the label TO (case and

@@ -15,8 +15,7 @@ from typing import Any
 
 from mllm_mer.config import DataConfig, EvaluateConfig, ModelConfig
 from mllm_mer.core.types import MediaSettings, PromptSetup
-from mllm_mer.pipeline.resources import needed
-from mllm_mer.strategies import Strategy
+from mllm_mer.pipeline.build import Run
 
 __all__ = ["SCHEMA", "changed_settings", "fingerprint", "identity", "media_fingerprint", "strategy_fingerprint"]
 
@@ -25,10 +24,11 @@ MODALITIES_BEFORE_PHYSIO = ("text", "video", "audio")  # the default modalities 
 _EMPTY = (None, {}, "", [])
 
 
-def fingerprint(cfg: EvaluateConfig, setup: PromptSetup, strategy: Strategy) -> dict[str, Any]:
+def fingerprint(cfg: EvaluateConfig, run: Run) -> dict[str, Any]:
     """Settings that must not change between a run and its resumption (JSON-safe), those at their
-    defaults left out, with the schema version."""
-    data = cfg.data
+    defaults left out, with the schema version: the built run's, and the config's data, model and run
+    options."""
+    data, setup = cfg.data, run.setup
     settings = {
         "dataset": data.dataset, "data_dir": str(Path(data.data_dir).resolve()), "split": cfg.run.split,
         "data": asdict(data), "labels": setup.scheme.name, "tasks": list(setup.scheme.tasks),
@@ -38,7 +38,7 @@ def fingerprint(cfg: EvaluateConfig, setup: PromptSetup, strategy: Strategy) -> 
         "model": cfg.model.model, "backend": cfg.model.backend,
         "adapters": cfg.model.adapters, "probabilities": cfg.run.probabilities,
         "temperatures": setup.temperatures,
-        "strategy": strategy_fingerprint(cfg, setup, strategy), "compare_orders": cfg.run.compare_orders,
+        "strategy": strategy_fingerprint(cfg, run), "compare_orders": cfg.run.compare_orders,
         "faithfulness": cfg.run.faithfulness,
     }
     return {"schema": SCHEMA, **identity(_json(settings), _defaults())}
@@ -55,11 +55,11 @@ def media_fingerprint(media: MediaSettings) -> dict[str, Any]:
     return {k: v for k, v in asdict(media).items() if k != "media_cache_gb"}
 
 
-def strategy_fingerprint(cfg: EvaluateConfig, setup: PromptSetup, strategy: Strategy) -> dict[str, Any]:
+def strategy_fingerprint(cfg: EvaluateConfig, run: Run) -> dict[str, Any]:
     """The strategy's settings that change answers (its own), and the retrieval it reads."""
-    found = strategy.fingerprint()
-    if "index" in needed(setup, strategy):
-        r = cfg.retrieval
+    found = run.strategy.fingerprint()
+    if "index" in run.needs:
+        r = run.retrieval
         found["retrieval"] = {"split": r.retrieve_split, "dataset": r.retrieve_dataset or cfg.data.dataset,
                               "data_dir": str(Path(r.retrieve_data_dir or cfg.data.data_dir).resolve()),
                               "k": r.retrieve_k, "embedder": r.retrieve_embedder}

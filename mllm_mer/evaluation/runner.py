@@ -13,13 +13,15 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from mllm_mer.config import EvaluateConfig, RunConfig, ScaleConfig
+from mllm_mer.config import BackendConfig, EvaluateConfig, RunConfig, ScaleConfig
 from mllm_mer.conversation.context import context_settings, dialogues_of
+from mllm_mer.core.labels import check_list_answers
 from mllm_mer.core.types import Prediction, Sample
 from mllm_mer.datasets import Split, load_configured, loader_options
 from mllm_mer.evaluation.faithfulness import faithfulness_statistics
@@ -36,8 +38,6 @@ from mllm_mer.evaluation.records import (
 from mllm_mer.evaluation.statistics import compute_metrics, dialogue_metrics
 from mllm_mer.pipeline.build import Source, build_run, open_backend
 from mllm_mer.pipeline.dialogue import classify_dialogues
-from mllm_mer.pipeline.resolve import check_list_answers
-from mllm_mer.pipeline.resources import needed
 from mllm_mer.pipeline.stream import answer_stream
 from mllm_mer.strategies import RunContext
 from mllm_mer.strategies.reporting import strategy_statistics
@@ -86,38 +86,38 @@ def retry_failed(done: dict[str, dict[str, Any]]) -> tuple[dict[str, dict[str, A
 
 
 def plan_run(cfg: EvaluateConfig, media_roots: tuple[str, ...] = ()) -> Plan:
-    """Check the flags, load the split, resolve the run and compare it with the run directory's."""
+    """Check the flags, load the split, build the run, compare it with the run directory's, then build what
+    the pending samples read. The config is read here and nowhere after: the plan keeps what was resolved."""
     data, run = cfg.data, cfg.run
     for name in ("dataset", "data_dir"):
         if not getattr(data, name):
             raise ValueError(f"evaluate needs --{name.replace('_', '-')}")
     if not run.out:
         raise ValueError("evaluate needs --out (the run directory)")
+    context_labels, window = context_settings(data)
     split = load_configured(data, run.split, cfg.prompt.labels, limit=run.limit)
     samples = list(split.samples[: run.limit] if run.limit else split.samples)
     built = build_run(cfg, default_labels=split.labels, probabilities=run.probabilities, media_roots=media_roots,
                       with_resources=False)
-    setup, strategy = built.setup, built.strategy
-    check_list_answers(setup.scheme, run.probabilities, "--probabilities")
-    if run.compare_orders and setup.reasoning is None:
+    check_list_answers(built.setup.scheme, run.probabilities, "--probabilities")
+    if run.compare_orders and built.setup.reasoning is None:
         raise ValueError("--compare-orders sets the label-first answer beside a reasoned one: add --reasoning "
                          "before or native")
     built.context.compare_orders = run.compare_orders
     built.context.faithfulness = run.faithfulness
-    context_labels, window = context_settings(data)
     out = Path(run.out)
-    check_run_dir(out, fingerprint(cfg, setup, strategy), cfg)
+    check_run_dir(out, fingerprint(cfg, built), cfg)
+    about = {"dataset": data.dataset, "split": run.split, "model": cfg.model.model, "backend": cfg.model.backend,
+             "strategy": strategy_fingerprint(cfg, built)}
     done, retried = retry_failed(read_predictions(out / PREDICTIONS))
     if retried:  # the failed rows leave the file; their new answers are appended as they finish
         rewrite_records(out / PREDICTIONS, list(done.values()))
     pending = [s for s in samples if s.id not in done]
     if cfg.scale.engine == "ray":
-        check_ray_support(context_labels, setup, strategy)
+        check_ray_support(context_labels, built.needs)
     elif pending:
         built.add_resources(split.samples, Source(data.dataset, data.data_dir, run.split,
                                                   loader_options(data, cfg.prompt.labels)))
-    about = {"dataset": data.dataset, "split": run.split, "model": cfg.model.model, "backend": cfg.model.backend,
-             "strategy": strategy_fingerprint(cfg, setup, strategy)}
     return Plan(split, samples, pending, built.context, out, done, run, cfg.scale, about, context_labels, window,
                 retried=retried)
 
@@ -126,39 +126,48 @@ def run_evaluation(cfg: EvaluateConfig, backend=None, progress: bool = True,
                    media_roots: tuple[str, ...] = ()) -> dict[str, Any]:
     """Answer every pending sample of the split, then (re)compute the metrics and reports.
 
+    `backend`: a loaded backend to answer on (None: the one the config names, loaded and closed here);
     `media_roots`: when given, media must lie inside these folders (the app's Batch tab)."""
     plan = plan_run(cfg, media_roots)
-    if plan.pending and plan.scale.engine == "ray":
-        answer_pending(plan, cfg.backend, progress)  # each actor loads its own
-    elif plan.pending and backend is not None:
-        answer_pending(plan, backend, progress)
-    elif plan.pending:
-        loading = time.perf_counter()
-        with open_backend(cfg.backend) as own:
-            plan.timing["engine_start_s"] = time.perf_counter() - loading
-            answer_pending(plan, own, progress)
+    if plan.pending:
+        answer_pending(plan, backend, cfg.backend, progress)
     return write_results(plan)
 
 
-def answer_pending(plan: Plan, backend, progress: bool) -> None:
-    """Answer the plan's pending samples by its run mode, saving as they finish. `backend`: the backend, or on
-    Ray the backend config each actor loads."""
+def answer_pending(plan: Plan, backend, config: BackendConfig, progress: bool) -> None:
+    """Answer the plan's pending samples by its run mode, saving as they finish, on `backend` (None: the
+    backend `config` names; on Ray, each actor loads its own from `config`)."""
     from tqdm import tqdm
-
-    started = time.perf_counter()  # throughput is over inference only, not the engine start
-    bar = tqdm(total=len(plan.samples), initial=len(plan.samples) - len(plan.pending), unit="sample",
-               disable=not progress, desc=f"{plan.split.name}", smoothing=0)  # the average rate: what report.md states
-    plan.run.on_stage = lambda stage: bar.set_postfix_str(stage, refresh=True)
 
     def save(records: list[dict[str, Any]]) -> None:
         append_records(plan.out / PREDICTIONS, records)
         bar.update(len(records))
 
-    mode = _on_ray if plan.scale.engine == "ray" else _streamed if plan.context_labels == "none" \
-        else _in_dialogue_order
-    mode(plan, backend, save, started)
-    bar.close()
-    plan.timing["inference_s"] = time.perf_counter() - started
+    with _answering_on(plan, backend, config) as answering:
+        mode = _on_ray if plan.scale.engine == "ray" else _streamed if plan.context_labels == "none" \
+            else _in_dialogue_order
+        started = time.perf_counter()  # throughput is over inference only, not the engine start
+        bar = tqdm(total=len(plan.samples), initial=len(plan.samples) - len(plan.pending), unit="sample",
+                   disable=not progress, desc=f"{plan.split.name}", smoothing=0)  # the average rate: report.md's
+        plan.run.on_stage = lambda stage: bar.set_postfix_str(stage, refresh=True)
+        mode(plan, answering, save, started)
+        bar.close()
+        plan.timing["inference_s"] = time.perf_counter() - started
+
+
+@contextmanager
+def _answering_on(plan: Plan, backend, config: BackendConfig) -> Iterator[Any]:
+    """What the run mode answers on: on Ray the backend config (each actor loads its own), else the backend
+    given, else the one the config names, loaded now and closed on exit."""
+    if plan.scale.engine == "ray":
+        yield config
+    elif backend is not None:
+        yield backend
+    else:
+        loading = time.perf_counter()
+        with open_backend(config) as own:
+            plan.timing["engine_start_s"] = time.perf_counter() - loading
+            yield own
 
 
 Save = Callable[[list[dict[str, Any]]], None]
@@ -247,10 +256,10 @@ def dialogue_groups(samples: list[Sample]) -> dict[str, Any] | None:
     return groups if any(g is not None for g in groups.values()) else None
 
 
-def check_ray_support(context_labels: str, setup, strategy) -> None:
+def check_ray_support(context_labels: str, needs: frozenset[str]) -> None:
     """What a Ray run cannot carry to its actors yet is refused up front, not mid-run."""
     if context_labels != "none":
         raise ValueError("--engine ray answers samples independently; --context-labels needs the local engine")
-    if needed(setup, strategy):
+    if needs:
         raise ValueError("--engine ray does not carry a retrieval index or dialogue history to its actors yet: "
                          "use the local engine, or an agent without the recall and context tools")

@@ -20,7 +20,7 @@ from mllm_mer.core.types import PromptSetup, Sample
 from mllm_mer.pipeline.resolve import resolve_prompt, resolve_strategy
 from mllm_mer.pipeline.resources import build_resources
 from mllm_mer.stages.prepare import Stage, quiet
-from mllm_mer.stages.resources import Resources
+from mllm_mer.stages.resources import Resources, needed
 from mllm_mer.strategies import RunContext, Strategy
 
 
@@ -36,17 +36,18 @@ class Source:
 
 @dataclass
 class Run:
-    """Everything a run needs beside its backend: the resolved prompt, the strategy and the run context
-    (adapter, probabilities, progress, resources)."""
+    """Everything a run needs beside its backend: the resolved prompt, the strategy, the run context
+    (adapter, probabilities, progress, resources), and what it reads beyond its samples."""
 
     setup: PromptSetup
     strategy: Strategy
     context: RunContext
     retrieval: RetrievalConfig
+    needs: frozenset[str] = frozenset()  # "index", "history": see stages.resources.needed
 
     def add_resources(self, samples: Sequence[Sample] = (), source: Source | None = None) -> Resources:
         """Build what the template and strategy read over `samples` (the index only when something reads it)."""
-        self.context.resources = run_resources(self.setup, self.strategy, self.retrieval, samples, source)
+        self.context.resources = _resources(self.setup, self.needs, self.retrieval, samples, source)
         return self.context.resources
 
     def for_adapter(self, adapter: str | None, on_stage: Stage = quiet) -> RunContext:
@@ -71,8 +72,14 @@ def prompt_setup(cfg: PromptedConfig, default_labels: str | None = None,
 def run_resources(setup: PromptSetup, strategy: Strategy | None, retrieval: RetrievalConfig,
                   samples: Sequence[Sample] = (), source: Source | None = None) -> Resources:
     """The resources of a run over `samples` (training builds its agent's here too)."""
+    return _resources(setup, needed(setup.template, strategy.needs() if strategy else ()), retrieval, samples,
+                      source)
+
+
+def _resources(setup: PromptSetup, needs: frozenset[str], retrieval: RetrievalConfig, samples: Sequence[Sample],
+               source: Source | None) -> Resources:
     source = source or Source()
-    return build_resources(setup, strategy, retrieval, source.dataset, source.data_dir, source.split, samples,
+    return build_resources(setup, needs, retrieval, source.dataset, source.data_dir, source.split, samples,
                            source.loader_options)
 
 
@@ -91,7 +98,7 @@ def build_run(cfg: InferenceConfig, *, samples: Sequence[Sample] = (), source: S
     strategy = strategy or resolve_strategy(cfg.strategy, setup)
     context = RunContext(setup, strategy, chosen_adapter(cfg.model), probabilities or setup.mode == "score",
                          on_stage)
-    run = Run(setup, strategy, context, cfg.retrieval)
+    run = Run(setup, strategy, context, cfg.retrieval, needed(setup.template, strategy.needs()))
     if with_resources:
         run.add_resources(samples, source)
     return run

@@ -11,9 +11,11 @@ from dataclasses import replace
 from typing import Any
 
 from mllm_mer.config import ClientConfig, MediaConfig, ModelConfig, PromptConfig, RetrievalConfig, StrategyConfig
-from mllm_mer.core.labels import load_label_scheme, with_label_map
+from mllm_mer.core.families import PROMPTED_BLOCK, ModelFamily, known_family, think_block
+from mllm_mer.core.labels import check_list_answers, load_label_scheme, same_scheme, with_label_map
 from mllm_mer.core.types import MODALITIES, MediaSettings, PromptSetup, Reasoning
 from mllm_mer.pipeline.adapter_prompt import adapter_prompt
+from mllm_mer.prompting import load_template
 from mllm_mer.strategies import Strategy, build_strategy
 
 log = logging.getLogger(__name__)
@@ -34,24 +36,21 @@ def split_modalities(values: list[str] | tuple[str, ...] | str | None) -> tuple[
     return chosen
 
 
-def media_settings(media: MediaConfig, model: str | None, saved: dict[str, Any] | None = None) -> MediaSettings:
-    """The frame budget: the flags, else the adapter's training budget, else the model family's."""
-    from mllm_mer.core.families import family_for
-
+def media_settings(media: MediaConfig, family: ModelFamily | None,
+                   saved: dict[str, Any] | None = None) -> MediaSettings:
+    """The frame budget: the flags, else the adapter's training budget, else the model family's (None: the
+    registry cannot tell the model, so the general defaults)."""
     saved = saved or {}
-    try:
-        family = family_for(model) if model else None
-    except ValueError:  # e.g. a served model name the registry cannot tell
-        family = None
-    defaults = MediaSettings()
-    max_frames = media.max_frames or saved.get("max_frames") or (family.max_frames if family else defaults.max_frames)
-    max_pixels = media.max_pixels or saved.get("max_pixels") or (family.max_pixels if family else defaults.max_pixels)
+    physio_channels = _channel_items(media.physio_channels)
+    budget = family or MediaSettings()  # the family's frame and pixel budget, else the general one
+    max_frames = media.max_frames or saved.get("max_frames") or budget.max_frames
+    max_pixels = media.max_pixels or saved.get("max_pixels") or budget.max_pixels
     return MediaSettings(max_frames=int(max_frames), max_pixels=max_pixels, fps=media.fps,
                          keyframe_snap=media.keyframe_snap, vocal_cues=media.vocal_cues, asr_model=media.asr_model,
                          media_cache_gb=media.media_cache_gb, visual=media.visual,
                          frame_selection=media.frame_selection, face_detector=media.face_detector,
                          face_margin=media.face_margin, physio_rate=media.physio_rate,
-                         physio_channels=_channel_items(media.physio_channels), physio_view=media.physio_view)
+                         physio_channels=physio_channels, physio_view=media.physio_view)
 
 
 def _channel_items(values: list[str] | str | None) -> tuple[str, ...]:
@@ -67,22 +66,16 @@ def _channel_items(values: list[str] | str | None) -> tuple[str, ...]:
 def resolve_prompt(model: ModelConfig, prompt: PromptConfig, media: MediaConfig,
                    default_labels: str | None = None, default_template: str = "zero_shot",
                    retrieval: RetrievalConfig | None = None, client: ClientConfig | None = None) -> PromptSetup:
-    """The run's label scheme, template, modalities, mode and media settings. `client`: the server an
-    adapter named without its directory is asked for its prompt (backend openai)."""
+    """The run's label scheme, template, modalities, mode and media settings, in one pass down: the flags
+    checked, the adapter's saved prompt read, what the names point to loaded (template, label set,
+    calibration, model family), then the flags, the adapter's prompt and the defaults combined. `client`:
+    the server an adapter named without its directory is asked for its prompt (backend openai)."""
+    given = {"labels": prompt.labels, "template": prompt.template, "modalities": split_modalities(prompt.modalities)}
     saved, adapter_dir = adapter_prompt(model, client, labels_given=prompt.labels is not None)
-    given = {"labels": prompt.labels, "template": prompt.template,
-             "modalities": split_modalities(prompt.modalities)}
-    for key, value in given.items():
-        if value is not None and key in saved and _differs(key, value, saved[key]):
-            log.warning("%s: the adapter at %s was trained with %s=%s; this run uses %s", key, adapter_dir, key,
-                        saved[key], value)
-    labels = prompt.labels or saved.get("labels") or default_labels or "meld"
     template = prompt.template or saved.get("template") or default_template
-    modalities = given["modalities"] or split_modalities(saved.get("modalities")) or MODALITIES
-    from mllm_mer.prompting import load_template
-
     load_template(template)  # fail now, not at the first sample
-    scheme = load_label_scheme(labels)
+    scheme = load_label_scheme(prompt.labels or saved.get("labels") or default_labels or "meld")
+    same_labels = prompt.labels is None or "labels" not in saved or same_scheme(scheme, saved["labels"])
     if prompt.label_map:  # the map is part of the scheme's name, so of the run's identity
         scheme = with_label_map(scheme, prompt.label_map, named=True)
     check_list_answers(scheme, prompt.mode == "score")
@@ -93,17 +86,43 @@ def resolve_prompt(model: ModelConfig, prompt: PromptConfig, media: MediaConfig,
         calibration = load_calibration(prompt.calibration)
         calibration.check(scheme, prompt.calibration)
         temperatures = dict(calibration.temperatures)
-    return PromptSetup(scheme=scheme, template=template, modalities=modalities,
-                       mode=prompt.mode, media=media_settings(media, model.model, saved.get("media")),
+    family = known_family(model.model)  # its frame budget and audio window (None: the registry cannot tell)
+    native = think_block(model.model) if model.model else None  # its own think block, if it thinks
+    _warn_differences(given, saved, adapter_dir, same_labels)
+    return PromptSetup(scheme=scheme, template=template,
+                       modalities=given["modalities"] or split_modalities(saved.get("modalities")) or MODALITIES,
+                       mode=prompt.mode, media=media_settings(media, family, saved.get("media")),
                        max_text_chars=prompt.max_text_chars, temperatures=temperatures,
-                       retrieve_k=(retrieval or RetrievalConfig()).retrieve_k, hear_seconds=hearing(model.model),
-                       reasoning=reasoning_for(prompt, model.model, saved.get("reasoning")))
+                       retrieve_k=(retrieval or RetrievalConfig()).retrieve_k,
+                       hear_seconds=family.audio_seconds if family else 0.0,
+                       reasoning=_reasoning(prompt, saved.get("reasoning"), model.model, native))
+
+
+def _warn_differences(given: dict[str, Any], saved: dict[str, Any], adapter_dir: str | None,
+                      same_labels: bool) -> None:
+    """A flag that differs from what the adapter was trained with wins, with a warning."""
+    for key, value in given.items():
+        if value is None or key not in saved:
+            continue
+        if key == "labels":
+            differs = not same_labels  # two names (a bundled name, a file) may hold the same label set
+        elif key == "modalities":
+            differs = tuple(value) != split_modalities(saved[key])
+        else:
+            differs = str(value) != str(saved[key])
+        if differs:
+            log.warning("%s: the adapter at %s was trained with %s=%s; this run uses %s", key, adapter_dir, key,
+                        saved[key], value)
 
 
 def reasoning_for(prompt: PromptConfig, model: str | None, saved: dict[str, Any] | None = None) -> Reasoning | None:
     """The run's reasoning block: the flags, else the adapter's training order, else none (the answer first)."""
-    from mllm_mer.core.families import PROMPTED_BLOCK, think_block
+    return _reasoning(prompt, saved, model, think_block(model) if model else None)
 
+
+def _reasoning(prompt: PromptConfig, saved: dict[str, Any] | None, model: str | None,
+               native: Reasoning | None) -> Reasoning | None:
+    """`reasoning_for`, the model's own think block (`native`; None: it has none) already looked up."""
     saved = saved if isinstance(saved, dict) else {}
     order = prompt.reasoning or saved.get("order") or "none"
     if order == "none":
@@ -111,30 +130,11 @@ def reasoning_for(prompt: PromptConfig, model: str | None, saved: dict[str, Any]
     bound = int(prompt.max_reasoning_tokens or saved.get("max_tokens") or DEFAULT_REASONING_TOKENS)
     if order == "before":
         return replace(PROMPTED_BLOCK, max_tokens=bound)
-    block = think_block(model) if model else None
-    if block is None:
+    if native is None:
         raise ValueError(f"--reasoning native: {model} has no think block (its chat template never opens <think> "
                          "and it is not a known thinking checkpoint); use --reasoning before (any model) or none, "
                          "or a thinking checkpoint such as Qwen/Qwen3-VL-8B-Thinking")
-    return replace(block, max_tokens=bound)
-
-
-def hearing(model: str | None) -> float:
-    """Seconds of waveform a prompt carries for this model: its family's audio window (0: it does not hear)."""
-    from mllm_mer.core.families import family_for
-
-    try:
-        return family_for(model).audio_seconds if model else 0.0
-    except ValueError:  # e.g. a served model name the registry cannot tell
-        return 0.0
-
-
-def check_list_answers(scheme, scoring: bool, flag: str = "--mode score") -> None:
-    """Label scoring gives one distribution over one label per task; a list answer has none."""
-    listed = [ls.task for ls in scheme.label_sets if ls.list_answer]
-    if scoring and listed:
-        raise ValueError(f"{flag} scores one label per task, and {scheme.name!r} answers {', '.join(listed)} with a "
-                         "list (multi-label or open vocabulary): use --mode generate without --probabilities")
+    return replace(native, max_tokens=bound)
 
 
 def resolve_strategy(strategy: StrategyConfig | None, setup: PromptSetup) -> Strategy:
@@ -145,15 +145,3 @@ def resolve_strategy(strategy: StrategyConfig | None, setup: PromptSetup) -> Str
                          "its answers yet; use --strategy single (with --samples N for reasoning paths) or agent, "
                          "or --reasoning none")
     return built
-
-
-def _differs(key: str, given: Any, saved: Any) -> bool:
-    if key == "modalities":
-        return tuple(given) != split_modalities(saved)
-    if key == "labels":
-        try:
-            return load_label_scheme(given) != load_label_scheme(saved)
-        except (OSError, ValueError):
-            return True
-    return str(given) != str(saved)
-

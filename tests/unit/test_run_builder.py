@@ -80,3 +80,26 @@ def test_build_run_gives_the_context_a_verb_answers_with():
     assert run.context.probabilities is False and run.strategy.name == "single"
     assert run.context.resources.index is None
     assert run.for_adapter(None).adapter is None and run.context.adapter == "tuned"
+
+
+def test_an_adapters_saved_prompt_fills_what_the_flags_leave_and_a_differing_flag_wins_with_a_warning(
+        tmp_path, caplog):
+    from mllm_mer.config import MediaConfig, PromptConfig
+    from mllm_mer.core.labels import LABELS_DIR
+    from mllm_mer.core.paths import ADAPTER_PROMPT
+    from mllm_mer.pipeline.resolve import resolve_prompt
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / ADAPTER_PROMPT).write_text("labels: meld\ntemplate: label_only\nmodalities: [text]\n"
+                                          "media: {max_frames: 4}\nreasoning: {order: before, max_tokens: 64}\n")
+    model = ModelConfig(model="m", adapter=[f"tuned={adapter}"])
+    with caplog.at_level("WARNING", logger="mllm_mer.pipeline.resolve"):
+        setup = resolve_prompt(model, PromptConfig(labels=str(LABELS_DIR / "meld.yaml")), MediaConfig())
+    assert (setup.scheme.name, setup.template, setup.modalities) == ("meld", "label_only", ("text",))
+    assert setup.media.max_frames == 4 and (setup.reasoning.order, setup.reasoning.max_tokens) == ("before", 64)
+    assert not caplog.records  # the bundled set named by its file is the set the adapter was trained with
+    with caplog.at_level("WARNING", logger="mllm_mer.pipeline.resolve"):
+        setup = resolve_prompt(model, PromptConfig(labels="ravdess", modalities=["text,video"]), MediaConfig())
+    assert setup.scheme.name == "ravdess" and setup.modalities == ("text", "video")
+    assert sorted(r.getMessage().split(":")[0] for r in caplog.records) == ["labels", "modalities"]

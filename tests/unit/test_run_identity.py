@@ -10,7 +10,7 @@ from mllm_mer.config import EvaluateConfig, build
 from mllm_mer.datasets import load_configured
 from mllm_mer.evaluation.fingerprint import SCHEMA, changed_settings, fingerprint
 from mllm_mer.evaluation.records import check_run_dir
-from mllm_mer.pipeline.resolve import resolve_prompt, resolve_strategy
+from mllm_mer.pipeline.build import build_run
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MODEL = "Qwen/Qwen2.5-VL-3B-Instruct"
@@ -34,9 +34,8 @@ def _run(manifest: Path, out: Path, **settings):
     cfg = build(EvaluateConfig, dataset="manifest", data_dir=str(manifest), out=str(out), model=MODEL,
                 labels="meld", **settings)
     split = load_configured(cfg.data, cfg.run.split, cfg.prompt.labels, limit=cfg.run.limit)
-    setup = resolve_prompt(cfg.model, cfg.prompt, cfg.media, default_labels=split.labels, retrieval=cfg.retrieval,
-                           client=cfg.client)
-    return cfg, setup, fingerprint(cfg, setup, resolve_strategy(cfg.strategy, setup))
+    built = build_run(cfg, default_labels=split.labels, with_resources=False)
+    return cfg, built, fingerprint(cfg, built)
 
 
 def _old_run_dir(tmp_path: Path, name: str) -> tuple[Path, Path]:
@@ -94,8 +93,8 @@ def test_run_json_never_holds_a_bare_nan(tmp_path):
     from dataclasses import replace
 
     manifest = _manifest(tmp_path)
-    cfg, setup, _ = _run(manifest, tmp_path / "run")
-    bad = replace(setup, temperatures={"emotion": float("nan")})
+    cfg, built, _ = _run(manifest, tmp_path / "run")
+    bad = replace(built, setup=replace(built.setup, temperatures={"emotion": float("nan")}))
     with pytest.raises(ValueError, match="NaN or infinite"):
-        fingerprint(cfg, bad, resolve_strategy(cfg.strategy, bad))
+        fingerprint(cfg, bad)
     assert not (tmp_path / "run").exists()

@@ -186,7 +186,7 @@ def test_open_and_multi_label_answers_parse_as_lists_and_schema_allows_lists():
     p = parse_answer('{"emotion": ["Happy", "surprise", "happy"]}', (ls,), "s")
     assert p.ok and p.tasks["emotion"].labels == ["joy", "surprise"]
     assert not parse_answer('{"emotion": []}', (ls,), "s").ok
-    from mllm_mer.pipeline.resolve import check_list_answers
+    from mllm_mer.core.labels import check_list_answers
 
     with pytest.raises(ValueError, match="--mode score"):
         check_list_answers(load_label_scheme("open"), True)
