@@ -10,9 +10,10 @@ import argparse
 import sys
 
 from mllm_mer.cli.args import add_config_arguments, config_from_namespace, reject_unknown, split_overrides
+from mllm_mer.cli.interrupted import interrupted_line
 from mllm_mer.cli.verbs import VERBS, Verb
 
-__all__ = ["VERBS", "build_parser", "main", "parse"]
+__all__ = ["VERBS", "build_parser", "interrupted_line", "main", "parse"]
 
 
 def build_parser(verbs: dict[str, Verb] = VERBS) -> argparse.ArgumentParser:
@@ -67,21 +68,3 @@ def main(argv: list[str] | None = None) -> int:
     # Only Ctrl-C gets here, once the interrupted frames are gone (a progress bar has closed its line).
     print(interrupted_line(argv, locals().get("cfg")), file=sys.stderr)
     return 130
-
-
-def interrupted_line(argv: list[str], cfg) -> str:
-    """Ctrl-C, in one line: for a verb that writes a run, how many rows it has saved and how to go on."""
-    from pathlib import Path
-
-    name = next((a for a in argv if not a.startswith("-")), "")
-    out = getattr(getattr(cfg, "run", None), "out", None)
-    if not out:
-        return f"mllm-mer {name}: interrupted"
-    saved = sum(_complete_lines(p) for p in Path(out).rglob("predictions.jsonl")) if Path(out).is_dir() else 0
-    return (f"mllm-mer {name}: interrupted; {saved} row{'s' * (saved != 1)} saved in {out}; "
-            "rerun the same command to resume")
-
-
-def _complete_lines(path) -> int:
-    with open(path, "rb") as f:
-        return sum(1 for line in f if line.endswith(b"\n") and line.strip())

@@ -229,6 +229,8 @@ def demo(cfg: C.DemoConfig) -> int:
 
 def dialogue(cfg: C.DialogueConfig) -> int:
     """A conversation -> its per-speaker emotion timeline (timeline.jsonl / .png / .md)."""
+    from tqdm import tqdm
+
     from mllm_mer.conversation.context import context_settings
     from mllm_mer.conversation.sources import conversation_samples
     from mllm_mer.conversation.timeline import recording_end, timeline_rows, write_timeline
@@ -242,8 +244,9 @@ def dialogue(cfg: C.DialogueConfig) -> int:
     task = run.setup.scheme.label_sets[0].task
     context_labels, window = context_settings(cfg.data)
     with results_stdout() as out:
-        with open_backend(cfg.backend) as backend:
-            [predictions] = classify_dialogues(backend, [samples], run, context_labels, window, task)
+        with open_backend(cfg.backend) as backend, tqdm(total=len(samples), unit="utterance", desc="dialogue") as bar:
+            [predictions] = classify_dialogues(backend, [samples], run, context_labels, window, task,
+                                               on_turn=lambda batch, _: bar.update(len(batch)))
         write_timeline(timeline_rows(samples, predictions, task), Path(cfg.dialogue.out), task, context_labels,
                        recording_end(samples))
         failed = sum(not p.ok for p in predictions)

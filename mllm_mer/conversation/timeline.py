@@ -56,6 +56,9 @@ def write_timeline(rows: list[dict[str, Any]], out: Path, task: str = "emotion",
     lines = ["# Emotion timeline", "", f"{len(rows)} utterances, {len(speakers)} speakers; context labels: "
              f"{context_labels}" + (" (gold labels in the context: oracle information)" if context_labels == "gold"
                                     else ""), ""]
+    if gaps := timeline_axis(rows, recording).gaps:  # what the figure drew shorter than it is, in words
+        lines += ["In timeline.png, silences are drawn shorter (marked //): " + ", ".join(
+            f"{g.start:.1f}-{g.end:.1f} s ({g.end - g.start:.0f} s)" for g in gaps) + ".", ""]
     if recording is not None:
         after = sum(r["start"] >= recording for r in rows)
         late = f"; {after} utterance{'s start' if after > 1 else ' starts'} after it (answered from the words alone)"
@@ -140,6 +143,15 @@ def gap_axis(spans: Sequence[tuple[float, float]], threshold: float | None = Non
     return GapAxis(tuple(gaps), kept)
 
 
+def _spans(rows: list[dict[str, Any]]) -> list[tuple[float, float]]:
+    return [(r["start"] or 0.0, r["end"] or (r["start"] or 0.0) + 1.0) for r in rows]
+
+
+def timeline_axis(rows: list[dict[str, Any]], recording: float | None = None) -> GapAxis:
+    """The time axis timeline.png is drawn on: the utterances and the recording's end, long silences compressed."""
+    return gap_axis(_spans(rows) + ([(recording, recording)] if recording is not None else []))
+
+
 def _mark_gaps(ax, axis: GapAxis) -> None:
     """A break symbol on the time axis and the real length of each compressed silence."""
     for gap in axis.gaps:
@@ -162,8 +174,8 @@ def plot_timeline(rows: list[dict[str, Any]], path: Path, task: str = "emotion",
     labels = sorted({r["labels"].get(task) for r in rows if r["ok"] and r["labels"].get(task)})
     colours = {label: plt.get_cmap("tab10")(i % 10) for i, label in enumerate(labels)}
     fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(rows) + 3), 0.8 * len(speakers) + 1.6))
-    spans = [(r["start"] or 0.0, r["end"] or (r["start"] or 0.0) + 1.0) for r in rows]
-    x = gap_axis(spans + ([(recording, recording)] if recording is not None else []))
+    spans = _spans(rows)
+    x = timeline_axis(rows, recording)
     last: dict[str, str | None] = {}
     for r, (real_start, real_end) in zip(rows, spans, strict=True):
         lane = speakers.index(r["speaker"])

@@ -142,6 +142,14 @@ def test_dialogue_command_takes_a_dataset_dialogue(tiny_model, tmp_path):
     assert [r["speaker"] for r in rows] == [r["Speaker"] for r in in_order]
     assert (out / "timeline.png").stat().st_size > 0
     assert "context labels: none" in (out / "timeline.md").read_text()  # the one default of every verb
+    # Dialogue 17's scenes lie 647 s apart: the figure draws that silence shorter, marks it, and says so.
+    spans = sorted((r["start"], r["end"]) for r in rows)
+    start, end = max(((max(e for _, e in spans[:i]), spans[i][0]) for i in range(1, len(spans))),
+                     key=lambda gap: gap[1] - gap[0])
+    assert end - start > 600
+    [said] = [x for x in (out / "timeline.md").read_text().splitlines()
+              if x.startswith("In timeline.png, silences are drawn shorter (marked //): ")]
+    assert f"{start:.1f}-{end:.1f} s ({end - start:.0f} s)" in said, said
     missing = run_cli("dialogue", "--dataset", "meld", "--data-dir", MELD_DIR, "--split", "test", "--dialogue", "99999",
                       "--model", tiny_model, "--out", tmp_path / "none", check=False)
     assert missing.returncode == 2 and "no dialogue '99999'" in missing.stderr

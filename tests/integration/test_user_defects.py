@@ -169,6 +169,70 @@ def test_ctrl_c_during_evaluate_is_one_line_that_says_how_to_resume(tiny_model, 
     assert len({json.loads(line)["id"] for line in predictions.read_text().splitlines()}) == 400
 
 
+def _interrupt_when(command, ready, cwd=None) -> tuple[int, str]:
+    """Start `command`, press Ctrl-C (SIGINT) once `ready(stderr so far)` holds; (exit code, whole stderr)."""
+    import os
+    import signal
+    import subprocess
+    import threading
+    import time
+
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd)
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(proc.stderr.fileno(), 65536), b"")))
+    reader.start()
+    while proc.poll() is None and not ready(b"".join(chunks).decode(errors="replace")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=120)
+    reader.join(timeout=30)
+    return proc.returncode, b"".join(chunks).decode(errors="replace")
+
+
+def test_ctrl_c_during_dialogue_is_one_line_that_says_nothing_is_saved_and_a_rerun_starts_over(tiny_model, tmp_path):
+    import re
+
+    from helpers import cli_command
+
+    talk = tmp_path / "talk.jsonl"
+    talk.write_text("".join(json.dumps({"speaker": "AB"[i % 2], "start": 2.0 * i, "end": 2.0 * i + 1.5,
+                                        "text": f"what did you do {i}"}) + "\n" for i in range(2000)))
+    out = tmp_path / "timeline"
+    code, stderr = _interrupt_when(cli_command("dialogue", "--model", tiny_model, "--transcript", talk, "--out", out,
+                                               "--template", "label_only"),
+                                   lambda err: re.search(r"dialogue: .*\| *[2-9]\d*/2000", err))  # answering
+    assert code == 130 and "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1] == (
+        "mllm-mer dialogue: interrupted; nothing saved: the timeline is written once every utterance is answered; "
+        "rerunning the same command starts over")
+    assert not (out / "timeline.jsonl").exists()  # as the line says
+
+
+def test_ctrl_c_during_finetune_names_the_last_checkpoint_and_how_to_resume_from_it(tiny_model, colour_task,
+                                                                                    tmp_path):
+    import re
+
+    from helpers import REPO, cli_command, recipe_overrides, run_cli
+
+    from mllm_mer.cli.interrupted import last_checkpoint
+
+    out = tmp_path / "lora"
+    # as typed, from the repository root; a checkpoint every 2 steps and no dev split, so one comes soon
+    args = ["finetune", "--config", "finetune/configs/tiny_lora.yaml",
+            *recipe_overrides(tiny_model, colour_task, out, "dev_split=null", "save_steps=2")]
+    code, stderr = _interrupt_when(cli_command(*args, "--max-steps", "1000"),
+                                   lambda _: last_checkpoint(out / "checkpoints") is not None, cwd=REPO)
+    assert code == 130 and "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
+    path, step = last_checkpoint(out / "checkpoints")
+    assert stderr.strip().splitlines()[-1] == (
+        f"mllm-mer finetune: interrupted; last checkpoint {path} (step {step}); add --resume-from-checkpoint {path} "
+        "to resume from it (the same command alone starts over)")
+    resumed = run_cli(*args, "--max-steps", step + 2, "--resume-from-checkpoint", path, cwd=REPO)  # as it says
+    assert "adapter: " in resumed.stdout
+    bar = resumed.stderr.replace("\r", "\n")  # the step bar starts past the saved steps: they are not run again
+    assert f"{step + 2}/{step + 2} [" in bar and not re.search(rf"\| +1/{step + 2} \[", bar), bar[-3000:]
+
+
 # -- misleading messages -----------------------------------------------------------------------------------------
 
 def test_a_mistyped_local_model_path_is_no_such_directory_at_once(tmp_path):

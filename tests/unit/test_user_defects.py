@@ -137,6 +137,32 @@ def test_the_interrupted_line_counts_the_rows_saved(tmp_path):
     assert interrupted_line(["predict"], None) == "mllm-mer predict: interrupted"
 
 
+def test_the_interrupted_line_of_finetune_names_the_last_complete_checkpoint_and_what_a_rerun_does(tmp_path):
+    from types import SimpleNamespace
+
+    from mllm_mer.cli import interrupted_line
+
+    def line(resume=None):
+        return interrupted_line(["finetune"], SimpleNamespace(optim=SimpleNamespace(output_dir=str(tmp_path),
+                                                                                    resume_from_checkpoint=resume)))
+
+    assert line() == f"mllm-mer finetune: interrupted; no checkpoint saved yet in {tmp_path}; rerunning the same " \
+                     "command starts over"
+    for step in (2, 10):
+        (tmp_path / "checkpoints" / f"checkpoint-{step}").mkdir(parents=True)
+        (tmp_path / "checkpoints" / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    last = tmp_path / "checkpoints" / "checkpoint-10"  # by number: checkpoint-2 sorts after it as text
+    assert line("true") == f"mllm-mer finetune: interrupted; last checkpoint {last} (step 10); rerun the same " \
+                           "command to resume from it"
+    (tmp_path / "checkpoints" / "checkpoint-12").mkdir()  # cut mid-save: no trainer_state.json, not resumable
+    assert line("true") == line() == (f"mllm-mer finetune: interrupted; last checkpoint {last} (step 10); add "
+                                      f"--resume-from-checkpoint {last} to resume from it (the same command alone "
+                                      "starts over)")
+    assert interrupted_line(["dialogue"], SimpleNamespace()) == (
+        "mllm-mer dialogue: interrupted; nothing saved: the timeline is written once every utterance is answered; "
+        "rerunning the same command starts over")
+
+
 def test_a_path_under_a_local_folder_is_no_hub_id(tmp_path, monkeypatch):
     from mllm_mer.core.families import resolve_model
 
