@@ -3,7 +3,8 @@ against the same engine requests replayed raw in one call.
 
     python -m benchmarks.strategies_full --model runs/bench-small [--n 32]
 
-Per strategy, on the first N MELD test rows (text only, generate mode, zero-shot, label probabilities on):
+Per strategy, on the first N MELD test rows (generate mode, zero-shot, label probabilities on; text only,
+or for the agent the first N/2 rows each with a generated 2 s clip it can look at, at most 4 frames):
 `evaluate` with continuous submission records every request it gives the engine (the prompt and its
 sampling parameters, label scorings included); that recording is replayed raw in one `LLM.generate`. Ratio =
 the raw replay's time / evaluate's inference time (its own report's figure), prefix cache reset before each;
@@ -49,17 +50,24 @@ class StrategiesFullConfig(ModelBenchConfig):
     bench: StrategiesFullOptions = field(default_factory=StrategiesFullOptions)
 
 
-def _manifest(root: Path, meld_dir: str, n: int, long_one: bool = False) -> Path:
-    """The first n MELD test rows as a manifest; `long_one`: the middle row's transcript 40 times over."""
+def _manifest(root: Path, meld_dir: str, n: int, clips: bool = False, long_one: bool = False) -> Path:
+    """The first n MELD test rows as a manifest; `clips`: each with a generated 2 s clip (so the agent has
+    frames to look at); `long_one`: the middle row's transcript 40 times over."""
     import csv
+
+    from mllm_mer.synthetic.media import write_clip
 
     with open(Path(meld_dir) / "test_sent_emo.csv", encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))[:n]
     lines = []
     for i, row in enumerate(rows):
         text = row["Utterance"] if not (long_one and i == n // 2) else " ".join([row["Utterance"]] * 40)
-        lines.append(json.dumps({"id": f"r{i}", "text": text, "label": row["Emotion"].lower()}))
-    path = root / ("long.jsonl" if long_one else "rows.jsonl")
+        line = {"id": f"r{i}", "text": text, "label": row["Emotion"].lower()}
+        if clips:
+            line["video"] = write_clip(root / f"clip{i}.mp4", seconds=2.0, fps=8, size=(320, 240), audio=False,
+                                       texture=True, colour=lambda k, i=i: (40 * i % 256, 120, 200)).name
+        lines.append(json.dumps(line))
+    path = root / f"rows{'-clips' * clips}{'-long' * long_one}.jsonl"
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -67,7 +75,8 @@ def _manifest(root: Path, meld_dir: str, n: int, long_one: bool = False) -> Path
 def _evaluate(vllm, manifest: Path, out: Path, submission: str, options: dict) -> float:
     cfg = build(EvaluateConfig, dataset="manifest", data_dir=str(manifest), out=str(out),
                 model=vllm.config.model.model, backend="vllm", max_new_tokens=vllm.config.model.max_new_tokens,
-                template="zero_shot", modalities=["text"], submission=submission, batch_size=16, **options)
+                template="zero_shot", submission=submission, batch_size=16, probabilities=True, max_frames=4,
+                **options)
     vllm.llm.reset_prefix_cache()
     seconds = run_evaluation(cfg, backend=vllm, progress=False)["timing"]["inference_s"]
     shutil.rmtree(out)
@@ -112,21 +121,25 @@ def run(vllm, n: int = 32, meld_dir: str = DEFAULT_MELD, repeats: int = 1) -> di
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         rows = _manifest(root, meld_dir, n)
-        for name, options in STRATEGIES.items():
-            found[name] = _compare(vllm, rows, options, repeats, root)
-        found["agent_one_long"] = _compare(vllm, _manifest(root, meld_dir, n, long_one=True),
+        found["agent"] = _compare(vllm, _manifest(root, meld_dir, n // 2, clips=True), STRATEGIES["agent"],
+                                  repeats, root)
+        for name in ("self-consistency", "reasoning"):
+            found[name] = _compare(vllm, rows, {**STRATEGIES[name], "modalities": ["text"]}, repeats, root)
+        found["agent_one_long"] = _compare(vllm, _manifest(root, meld_dir, n // 2, clips=True, long_one=True),
                                            STRATEGIES["agent"], repeats, root)
     return found
 
 
 def report(r: dict) -> str:
-    what = {"agent": "agent, at most 3 steps", "self-consistency": "self-consistency, 5 draws",
-            "reasoning": "--reasoning before, 64-token bound", "agent_one_long": "agent, one long sample among them"}
+    what = {"agent": (r["n"] // 2, "with 2 s clips, agent, at most 3 steps"),
+            "self-consistency": (r["n"], "text, self-consistency, 5 draws"),
+            "reasoning": (r["n"], "text, --reasoning before, 64-token bound"),
+            "agent_one_long": (r["n"] // 2, "with 2 s clips, agent, one transcript 40 times longer")}
     return "\n- ".join(
-        f"engine kept full ({r['n']} MELD test rows, text, {label}): the same {s['requests']} engine requests "
-        f"replayed raw {s['raw_s']:.2f} s, evaluate continuous {s['continuous_s']:.2f} s ({s['ratio']:.2f}x the raw "
-        f"replay's samples/s), batched {s['batched_s']:.2f} s ({s['batched_ratio']:.2f}x); continuous "
-        f"{s['vs_lockstep']:.2f}x lockstep's samples/s" for name, label in what.items() if (s := r.get(name)))
+        f"engine kept full ({n} MELD test rows {label}): the same {s['requests']} engine requests replayed raw "
+        f"{s['raw_s']:.2f} s, evaluate continuous {s['continuous_s']:.2f} s ({s['ratio']:.2f}x the raw replay's "
+        f"samples/s), batched {s['batched_s']:.2f} s ({s['batched_ratio']:.2f}x); continuous {s['vs_lockstep']:.2f}x "
+        f"lockstep's samples/s" for name, (n, label) in what.items() if (s := r.get(name)))
 
 
 def main(argv: list[str] | None = None) -> dict:

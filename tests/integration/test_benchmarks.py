@@ -50,7 +50,7 @@ def test_media_benchmark_alone():
 
 @pytest.mark.parametrize("module", ["run_all", "media", "throughput", "scoring", "prefix_cache", "agent",
                                     "dialogue", "fusion", "engine_full", "long_media", "ray_scale", "frontend",
-                                    "omni", "intake", "physio", "reasoning"])
+                                    "omni", "intake", "physio", "reasoning", "strategies_full"])
 def test_benchmark_command_lines(module, capsys):
     """Each benchmark's flags come from its config dataclasses (no engine is started); `--help` is read
     in this process (each module's own command line, as `python -m benchmarks.MODULE --help` prints it)."""
@@ -75,6 +75,7 @@ def test_benchmark_command_lines(module, capsys):
                 "omni": ["--omni-model", "--vl-model", "--n", "--minutes", "--windows"],
                 "intake": ["--model", "--rows", "--big-rows"],
                 "physio": ["--minutes", "--windows", "--window-s"],
-                "reasoning": ["--model", "--n", "--reasoning-tokens"]}[module]
+                "reasoning": ["--model", "--n", "--reasoning-tokens"],
+                "strategies_full": ["--model", "--n", "--meld-dir", "--repeats"]}[module]
     for flag in expected:
         assert flag in stdout, f"{module}: {flag} missing from --help"
