@@ -3,9 +3,8 @@ the run reasons first (`stages.reasoning`)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-from mllm_mer.core.types import LabelScheme, Prediction, Prompt
+from mllm_mer.core.types import LabelScheme, Prediction
 from mllm_mer.stages.prepare import Prepared
 from mllm_mer.stages.reasoning import answer_reasoned, keep_thought, thought_flow
 from mllm_mer.stages.requests import Ask, Flow
@@ -37,18 +36,6 @@ class Single(BaseStrategy):
 
     def can_draw(self, mode: str) -> bool:
         return mode == "generate"  # score mode has one deterministic answer per sample
-
-    def scores_only(self, mode: str) -> bool:
-        return mode == "score"
-
-    def scorings(self, prepared: Prepared, run: RunContext) -> list[tuple[str, Prompt]]:
-        return [("answer", prepared.prompt)]
-
-    def from_scorings(self, prepared: Prepared, scored: dict[str, Any], run: RunContext) -> Prediction:
-        tasks = scored["answer"]
-        if isinstance(tasks, Exception):
-            return refused(prepared.prompt, tasks)
-        return Prediction(sample_id=prepared.prompt.sample_id, tasks=tasks)
 
     def flow(self, backend, prepared: Prepared, run: RunContext) -> Flow:
         """One sample's requests, as `answer` makes them for a batch: its reasoning (when the run reasons
