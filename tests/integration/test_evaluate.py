@@ -68,7 +68,7 @@ def test_evaluate_meld_clips_on_vllm_writes_all_outputs(tmp_path, vllm_backend):
 @pytest.mark.parametrize("mode,strategy,options", [
     ("generate", "single", {}), ("score", "single", {}), ("score", "fusion", {}),
     ("generate", "agent", {"max_steps": 2, "n": 6}),
-    ("generate", "single", {"reasoning": "before", "max_reasoning_tokens": 8, "compare_orders": True, "n": 6}),
+    ("generate", "single", {"reasoning": "before", "max_reasoning_tokens": 8, "compare_orders": True, "n": 4}),
     ("generate", "single", {"samples": 2, "temperature": 0.9, "max_new_tokens": 48, "n": 6}),
     ("generate", "agent", {"samples": 2, "temperature": 0.9, "reasoning": "before", "max_reasoning_tokens": 8,
                            "max_steps": 2, "max_new_tokens": 48, "n": 6}),
