@@ -26,7 +26,7 @@ from mllm_mer.app.requests import (
     answer_text,
     batch_model,
 )
-from mllm_mer.app.uploads import unpack_zip, user_paths
+from mllm_mer.app.uploads import read_in_child, unpack_zip, user_paths
 from mllm_mer.config import AppConfig, EvaluateConfig, PromptConfig, RunConfig, build
 from mllm_mer.conversation.context import DEFAULT_CONTEXT_LABELS
 from mllm_mer.conversation.timeline import recording_end, timeline_rows, write_timeline
@@ -318,6 +318,7 @@ class Service:
         self.housekeep(keep=(out,))
         try:
             manifest, root = self._batch_input(Path(upload), out, data_folder)
+            read_in_child(manifest)  # untrusted: parsed first where a crashing reader cannot end the app
         except BaseException:  # a refused upload leaves nothing behind
             shutil.rmtree(out, ignore_errors=True)
             raise

@@ -34,3 +34,18 @@ def user_paths(text: str, names: dict[str, str]) -> str:
         if path:
             text = text.replace(path, name)
     return text
+
+
+def manifest_rows(path: str) -> int:
+    """The rows an uploaded manifest holds, read as the run reads it (run in a child: see `read_in_child`)."""
+    from mllm_mer.datasets.tables import read_table
+
+    return len(read_table(path, ragged=[]))
+
+
+def read_in_child(manifest: Path) -> int:
+    """Read an uploaded manifest once in a child process before the app's run reads it: a native reader
+    that crashes on it takes the child down, and the app answers in one line."""
+    from mllm_mer.app.isolated import run_isolated
+
+    return run_isolated(f"{__name__}:manifest_rows", str(manifest), what=manifest.name)

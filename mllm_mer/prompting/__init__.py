@@ -46,7 +46,7 @@ _USER_MARKER = "=====USER====="  # base.jinja separates the system and user bloc
 _DATA_HAZARDS = re.compile(r"</?\s*(transcript|context|vocal_cues|physio_cues|examples|observation)\b[^>]{0,40}>"
                            r"|<\|[^|<>]{1,40}\|>|[\x00-\x08\x0b-\x1f\x7f]",
                            re.IGNORECASE)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u07ff\ud800-\udfff\ufffe\uffff]")  # SAFE_CHAR leaves these out
 
 
 def as_data(text: str | None) -> str | None:
@@ -87,7 +87,13 @@ def _list_cell(text: str) -> list[Any]:
     return text.split(",")
 
 
-_SAFE_CHAR = '[^\\x00-\\x1f"\\\\]'  # JSON string content that needs no escape
+# One character of JSON string content that needs no escape, as well-formed UTF-8 only. xgrammar turns a
+# class into byte ranges exactly only where each range keeps one UTF-8 length: the plain class
+# `[^\x00-\x1f"\\]` admitted byte sequences that are no character (surrogates `ED A0 80`, overlong `E0 80 80`,
+# `F0 80 80 80`), one repeat for the grammar but three or four U+FFFD in the text the client receives, past
+# the bound. Leaving out DEL, U+07FF, the surrogates and U+FFFE/U+FFFF splits the ranges at every length
+# boundary. (An alternation of one class per length is as exact but makes every token mask ~300x slower.)
+SAFE_CHAR = '[^\\x00-\\x1f"\\\\\\x7f\\u07ff\\ud800-\\udfff\\ufffe\\uffff]'
 _MAX_REPEAT = 120  # xgrammar's compiler fails on a bounded repeat over 128
 
 
@@ -99,7 +105,7 @@ def free_text(max_chars: int) -> dict[str, Any]:
     the bound lives in the pattern, as repeats its compiler takes.
     """
     chunks = [_MAX_REPEAT] * (max_chars // _MAX_REPEAT) + ([max_chars % _MAX_REPEAT] if max_chars % _MAX_REPEAT else [])
-    return {"type": "string", "pattern": "^" + "".join(f"{_SAFE_CHAR}{{0,{n}}}" for n in chunks) + "$"}
+    return {"type": "string", "pattern": "^" + "".join(f"{SAFE_CHAR}{{0,{n}}}" for n in chunks) + "$"}
 
 
 def _plain(text: Any, max_chars: int) -> str:

@@ -8,8 +8,8 @@
 - Free strings in a client's JSON schema get the project's own safe-string rule (`free_text`):
   xgrammar lets a bare `{"type": "string"}` (with or without `maxLength`) emit raw control
   characters, which JSON forbids, so such a string is rewritten to the pattern form that admits none
-  and carries its length bound. A string with a pattern of the client's own cannot be kept valid and
-  is refused.
+  and carries its length bound (counted in characters the client receives: the pattern admits only
+  well-formed UTF-8). A string with a pattern of the client's own cannot be kept valid and is refused.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import os
 import re
 from typing import Any
 
-from mllm_mer.prompting import free_text
+from mllm_mer.prompting import SAFE_CHAR, free_text
 
 MAX_SCHEMA_BYTES = int(float(os.environ.get("MLLM_MER_MAX_SCHEMA_KB", "64")) * 1024)
 MAX_ENUM = int(os.environ.get("MLLM_MER_MAX_ENUM", "1000"))
@@ -26,8 +26,11 @@ MAX_PROMPTS = int(os.environ.get("MLLM_MER_MAX_PROMPTS", "8"))
 # Where a request can carry a grammar (vLLM's spellings, old and new).
 GRAMMAR_KEYS = ("response_format", "guided_json", "guided_regex", "guided_grammar", "guided_choice",
                 "structured_outputs")
-_SAFE_PATTERN = re.compile(r'^\^(?:\[\^\\x00-\\x1f"\\\\\]\{0,\d+\})+\$$')  # free_text's own patterns
-_UNBOUNDED = {"type": "string", "pattern": '^[^\\x00-\\x1f"\\\\]*$'}
+# free_text's own patterns, and their earlier form (a negated class, which let malformed UTF-8 through).
+_OLD_CHAR = '[^\\x00-\\x1f"\\\\]'
+_SAFE_PATTERN = re.compile(f"^{re.escape('^')}(?:(?:{re.escape(SAFE_CHAR)}|{re.escape(_OLD_CHAR)})"
+                           + r"\{0,(\d+)\})+\$$")
+_UNBOUNDED = {"type": "string", "pattern": f"^{SAFE_CHAR}*$"}
 
 
 def _enum_values(value: Any) -> int:
@@ -112,7 +115,8 @@ def _safe(schema: Any) -> Any:
         if not _SAFE_PATTERN.match(str(out["pattern"])):
             raise ValueError("a string pattern in the schema that the server cannot keep valid JSON (raw control "
                              "characters, quotes and backslashes must not be allowed); use enum or maxLength")
-        return out
+        # The same bound in the well-formed form: every repeat one character the client receives.
+        return {**out, **free_text(sum(int(n) for n in re.findall(r"\{0,(\d+)\}", out["pattern"])))}
     if kinds != ["string"]:
         raise ValueError("a free string that may also be another type: the server cannot keep it valid JSON")
     bound = out.get("maxLength")

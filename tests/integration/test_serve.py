@@ -122,13 +122,19 @@ def test_video_chat_completion_returns_a_valid_prediction(client, meld_spec, ada
 
 def test_every_schema_constrained_answer_is_json_a_standard_client_reads(client, meld_spec):
     """200 concurrent answers with free-text rationales, sampled: json.loads (strict, as the openai client's
-    users call it) reads every one. A `maxLength` string in the schema let raw control characters through."""
-    from mllm_mer.prompting import build_prompt
+    users call it) reads every one, and every free string holds its bound in the characters received. A
+    `maxLength` string in the schema let raw control characters through; a malformed UTF-8 sequence the grammar
+    took for one character arrived as three or four U+FFFD, past the bound."""
+    from mllm_mer.prompting import CUE_MAX_CHARS, RATIONALE_MAX_CHARS, build_prompt
 
     prompts = [build_prompt(Sample(id=f"j{i}", transcript=s.transcript), meld_spec)
                for i, s in enumerate(random_samples(200, seed=31))]
-    answers = client.generate(prompts, temperature=1.0, seeds=range(200))
-    assert all(isinstance(json.loads(raw), dict) for raw in answers)
+    answers = [json.loads(raw) for raw in client.generate(prompts, temperature=1.0, seeds=range(200))]
+    assert all(isinstance(answer, dict) for answer in answers)
+    assert all("rationale" in a and "cues" in a for a in answers)
+    over = [(a["rationale"], RATIONALE_MAX_CHARS) for a in answers if len(a["rationale"]) > RATIONALE_MAX_CHARS]
+    over += [(cue, CUE_MAX_CHARS) for a in answers for cue in a["cues"].values() if len(cue) > CUE_MAX_CHARS]
+    assert over == [] and not any("\ufffd" in json.dumps(a, ensure_ascii=False) for a in answers), over[:3]
 
 
 def test_agent_over_the_server_ends_every_run_with_a_valid_answer(client, tiny_model, tmp_path):
@@ -382,6 +388,8 @@ def test_a_clients_plain_string_schema_gets_strict_json_in_100_concurrent_answer
         answers = list(pool.map(one, range(100)))
     strict = [a for a in answers if isinstance(_strict(a), str)]
     assert len(strict) == 100, [a for a in answers if a not in strict][:3]
+    # The bound counts what the client receives: no malformed UTF-8 arrives as U+FFFD past it.
+    assert [len(s) for s in map(_strict, answers) if len(s) > 200 or "\ufffd" in s] == []
 
 
 def _strict(text):

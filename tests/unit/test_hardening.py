@@ -288,6 +288,10 @@ def test_a_clients_free_string_gets_the_safe_string_rule_and_its_length_bound(mo
     assert pattern.match("x" * 200) and not pattern.match("x" * 201) and not pattern.match("a\nb")
     reply, _ = _through_guard(monkeypatch, "/v1/chat/completions", _schema({"type": "string", "pattern": ".*"}))
     assert reply.status_code == 400 and "cannot keep valid JSON" in reply.json()["error"]["message"]
+    # The earlier negated-class form (sent by older clients) is served well-formed, with the same bound.
+    earlier = {"type": "string", "pattern": '^[^\\x00-\\x1f"\\\\]{0,120}[^\\x00-\\x1f"\\\\]{0,80}$'}
+    reply, reached = _through_guard(monkeypatch, "/v1/chat/completions", _schema(earlier))
+    assert reply.status_code == 200 and reached[0]["response_format"]["json_schema"]["schema"] == free_text(200)
 
 
 def test_the_projects_own_answer_schema_passes_the_guard_unchanged(monkeypatch):

@@ -76,6 +76,21 @@ def test_schema_enumerates_labels_and_bounds_free_text_in_valid_json(meld_spec):
         assert not _grammar_accepts(schema, answer.replace("RAT", bad)), bad
 
 
+def test_free_text_admits_only_well_formed_utf8_so_the_bound_holds_in_received_characters(meld_spec):
+    """A surrogate (ED A0 80) or overlong (E0 80 80, F0 80 80 80) byte sequence passed the old class as one
+    character and reached the client as three or four U+FFFD, past the bound."""
+    from mllm_mer.prompting import RATIONALE_MAX_CHARS
+
+    schema = answer_schema(meld_spec.label_sets, with_rationale=True)
+    answer = (b'{"emotion":"joy","sentiment":"positive","rationale":"RAT",'
+              b'"cues":{"visual":"","vocal":"","lexical":"","context":""}}')
+    widest = "é中😀~ #[]\ue000\ufffd\U0010ffff\u07fe" * (RATIONALE_MAX_CHARS // 12)
+    assert len(widest) == RATIONALE_MAX_CHARS and _grammar_accepts(schema, answer.replace(b"RAT", widest.encode()))
+    assert not _grammar_accepts(schema, answer.replace(b"RAT", (widest + "é").encode()))
+    for malformed in (b"\xed\xa0\x80", b"\xe0\x80\x80", b"\xf0\x80\x80\x80", b"\xc0\x80", b"\xf4\x90\x80\x80", b"\x80"):
+        assert not _grammar_accepts(schema, answer.replace(b"RAT", b"ok " + malformed)), malformed
+
+
 def test_cue_fields_only_for_the_modalities_the_prompt_shows(meld_spec):
     still = build_prompt(Sample(id="s", transcript="Hi"), meld_spec, media=MediaInputs(image=Image.new("RGB", (8, 8))))
     assert still.cue_modalities == ("visual", "lexical")
