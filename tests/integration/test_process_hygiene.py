@@ -140,20 +140,28 @@ def test_a_benchmark_killed_mid_run_leaves_no_engine(tiny_model):
     assert_tree_gone(proc, signal.SIGKILL)
 
 
-def test_a_watchdog_that_starts_after_its_command_died_still_stops_what_it_left():
-    """kill -9 can land before the watchdog's first look: it then sweeps every process carrying the mark."""
+ORPHANS = {  # a child the dead command left: exec'd (it carries the variable) or forked, as vLLM starts its engine
+    "exec": "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); c = c.pid",
+    "fork": "c = os.fork()\nif c == 0: time.sleep(600); os._exit(0)",
+}
+
+
+@pytest.mark.parametrize("how", sorted(ORPHANS))
+def test_a_watchdog_that_starts_after_its_command_died_still_stops_what_it_left(how):
+    """kill -9 can land before the watchdog's first look: it then sweeps every process carrying a mark (a forked
+    child's /proc environ lacks a variable set after start-up: it holds the guard's pipe instead)."""
     from mllm_mer.serving.process_guard import _watch
 
-    parent = subprocess.Popen([sys.executable, "-c", "import os, subprocess, sys, time; "
-                               "os.environ['MLLM_MER_GUARDED'] = str(os.getpid()); "
-                               "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); "
-                               "print(c.pid, flush=True); time.sleep(600)"], stdout=subprocess.PIPE, text=True)
-    child = psutil.Process(int(parent.stdout.readline()))
-    born = psutil.Process(parent.pid).create_time()
+    code = ("import os, subprocess, sys, time\nfrom mllm_mer.serving import process_guard as g\n"
+            "os.environ['MLLM_MER_GUARDED'] = str(os.getpid()); g._MARK_FDS.extend(os.pipe())\n"
+            f"{ORPHANS[how]}\nprint(c, os.fstat(g._MARK_FDS[1]).st_ino, flush=True); time.sleep(600)")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    pid, inode = map(int, parent.stdout.readline().split())
+    child, born = psutil.Process(pid), psutil.Process(parent.pid).create_time()
     os.kill(parent.pid, signal.SIGKILL)
     parent.wait()
     while psutil.Process(child.pid).ppid() == parent.pid:  # orphaned: reparented away from the dead command
         time.sleep(0.05)
-    _watch(parent.pid, born)  # the parent is already gone when the watchdog starts
+    _watch(parent.pid, born, inode)  # the parent is already gone when the watchdog starts
     child.wait(timeout=30)
     assert not child.is_running()

@@ -139,6 +139,16 @@ def test_an_answer_cut_by_max_new_tokens_says_so_and_keeps_complete_labels(tiny_
 
 # -- Ctrl-C ------------------------------------------------------------------------------------------------------
 
+STOP_S = 300  # a bound on shutting down after Ctrl-C, generous for a loaded machine (it takes seconds alone)
+
+
+def _as_in_a_terminal() -> None:
+    """Ctrl-C's default in the child, as a terminal gives it: a suite started in the background (`pytest &`
+    without job control) passes SIGINT down ignored, and Python keeps an ignored SIGINT ignored."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 def test_ctrl_c_during_evaluate_is_one_line_that_says_how_to_resume(tiny_model, tmp_path):
     import signal
     import subprocess
@@ -151,13 +161,15 @@ def test_ctrl_c_during_evaluate_is_one_line_that_says_how_to_resume(tiny_model, 
                                 for i in range(400)))
     out = tmp_path / "run"
     command = cli_command("evaluate", "--model", tiny_model, "--dataset", "manifest", "--data-dir", manifest,
-                          "--template", "label_only", "--modalities", "text", "--batch-size", "2", "--out", out)
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          "--template", "label_only", "--modalities", "text", "--out", out,
+                          "--submission", "batched", "--batch-size", "1")  # a row a call: slow enough to interrupt
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_as_in_a_terminal)
     predictions = out / "predictions.jsonl"
     while proc.poll() is None and not (predictions.is_file() and predictions.read_text().count("\n") >= 2):
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=120)
+    _, stderr = proc.communicate(timeout=STOP_S)
     saved = predictions.read_text().count("\n")
     assert proc.returncode == 130 and 0 < saved < 400, (proc.returncode, stderr[-2000:])
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
@@ -177,14 +189,22 @@ def _interrupt_when(command, ready, cwd=None) -> tuple[int, str]:
     import threading
     import time
 
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd)
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd,
+                            preexec_fn=_as_in_a_terminal)
     chunks: list[bytes] = []
     reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(proc.stderr.fileno(), 65536), b"")))
     reader.start()
     while proc.poll() is None and not ready(b"".join(chunks).decode(errors="replace")):
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=120)
+    try:
+        proc.wait(timeout=STOP_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        reader.join(timeout=30)
+        said = b"".join(chunks).decode(errors="replace")[-3000:]
+        raise AssertionError(f"still running {STOP_S} s after Ctrl-C: {said}") from None
     reader.join(timeout=30)
     return proc.returncode, b"".join(chunks).decode(errors="replace")
 
@@ -300,14 +320,14 @@ def test_ctrl_c_on_the_app_server_ends_it_without_a_traceback(tiny_model, tmp_pa
 
     proc = subprocess.Popen(cli_command("app", "--model", tiny_model, "--backend", "transformers", "--port",
                                         free_port(), "--runs-dir", tmp_path),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=_as_in_a_terminal)
     lines = []
     for line in proc.stderr:  # until the model is ready (or the app ends, which fails below)
         lines.append(line)
         if line.startswith("model "):
             break
     proc.send_signal(signal.SIGINT)
-    rest = proc.communicate(timeout=120)[1]
+    rest = proc.communicate(timeout=STOP_S)[1]
     stderr = "".join(lines) + rest
     assert any(line.startswith("model ") for line in lines), stderr[-3000:]
     assert proc.returncode in (0, 130) and "Traceback" not in stderr, stderr[-3000:]
