@@ -220,6 +220,9 @@ class PromptSetup:
     # seconds (the family's audio window); 0: sound reaches the prompt only as transcript and cue text.
     hear_seconds: float = 0.0
     reasoning: Reasoning | None = None  # None: the answer comes first (--reasoning none)
+    # What the prompt reads beyond its sample, resolved with its template: {"index"} where the template shows
+    # retrieved demonstrations. A run reads this and its strategy's needs (stages.resources.NEEDS).
+    needs: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from mllm_mer.evaluation.records import (
     rewrite_records,
 )
 from mllm_mer.evaluation.statistics import compute_metrics, dialogue_metrics
-from mllm_mer.pipeline.build import Source, build_run, open_backend
+from mllm_mer.pipeline.build import Run, Source, build_run, open_backend
 from mllm_mer.pipeline.dialogue import classify_dialogues
 from mllm_mer.pipeline.stream import answer_stream
 from mllm_mer.strategies import RunContext
@@ -60,6 +60,8 @@ class Plan:
     options: RunConfig  # batch size, submission, prefetch, media workers
     scale: ScaleConfig  # local engine or Ray, and Ray's replicas
     about: dict[str, Any]  # what metrics.json says of the run (dataset, split, model, backend, strategy)
+    built: Run  # `run`'s builder: answering adds the resources its pending samples read
+    source: Source  # where the split comes from, for the demonstration index and dialogue history
     context_labels: str = "none"  # how earlier turns are labelled in the context ("none": samples stand alone)
     window: int = 0  # earlier turns in the context
     timing: dict[str, float] = field(default_factory=dict)
@@ -86,8 +88,9 @@ def retry_failed(done: dict[str, dict[str, Any]]) -> tuple[dict[str, dict[str, A
 
 
 def plan_run(cfg: EvaluateConfig, media_roots: tuple[str, ...] = ()) -> Plan:
-    """Check the flags, load the split, build the run, compare it with the run directory's, then build what
-    the pending samples read. The config is read here and nowhere after: the plan keeps what was resolved."""
+    """Check the flags, load the split, build the run and compare it with the run directory's; what the
+    pending samples read is built when they are answered (`answer_pending`). The config is read here and
+    nowhere after: the plan keeps what was resolved."""
     data, run = cfg.data, cfg.run
     for name in ("dataset", "data_dir"):
         if not getattr(data, name):
@@ -96,6 +99,7 @@ def plan_run(cfg: EvaluateConfig, media_roots: tuple[str, ...] = ()) -> Plan:
         raise ValueError("evaluate needs --out (the run directory)")
     context_labels, window = context_settings(data)
     split = load_configured(data, run.split, cfg.prompt.labels, limit=run.limit)
+    source = Source(data.dataset, data.data_dir, run.split, loader_options(data, cfg.prompt.labels))
     samples = list(split.samples[: run.limit] if run.limit else split.samples)
     built = build_run(cfg, default_labels=split.labels, probabilities=run.probabilities, media_roots=media_roots,
                       with_resources=False)
@@ -115,11 +119,8 @@ def plan_run(cfg: EvaluateConfig, media_roots: tuple[str, ...] = ()) -> Plan:
     pending = [s for s in samples if s.id not in done]
     if cfg.scale.engine == "ray":
         check_ray_support(context_labels, built.needs)
-    elif pending:
-        built.add_resources(split.samples, Source(data.dataset, data.data_dir, run.split,
-                                                  loader_options(data, cfg.prompt.labels)))
-    return Plan(split, samples, pending, built.context, out, done, run, cfg.scale, about, context_labels, window,
-                retried=retried)
+    return Plan(split, samples, pending, built.context, out, done, run, cfg.scale, about, built, source,
+                context_labels, window, retried=retried)
 
 
 def run_evaluation(cfg: EvaluateConfig, backend=None, progress: bool = True,
@@ -135,14 +136,17 @@ def run_evaluation(cfg: EvaluateConfig, backend=None, progress: bool = True,
 
 
 def answer_pending(plan: Plan, backend, config: BackendConfig, progress: bool) -> None:
-    """Answer the plan's pending samples by its run mode, saving as they finish, on `backend` (None: the
-    backend `config` names; on Ray, each actor loads its own from `config`)."""
+    """Build what the plan's pending samples read (the demonstration index, the dialogue history), then answer
+    them by its run mode, saving as they finish, on `backend` (None: the backend `config` names; on Ray, each
+    actor loads its own from `config`)."""
     from tqdm import tqdm
 
     def save(records: list[dict[str, Any]]) -> None:
         append_records(plan.out / PREDICTIONS, records)
         bar.update(len(records))
 
+    if plan.scale.engine != "ray":  # Ray's actors read no resources (check_ray_support refused any need)
+        plan.built.add_resources(plan.split.samples, plan.source)
     with _answering_on(plan, backend, config) as answering:
         mode = _on_ray if plan.scale.engine == "ray" else _streamed if plan.context_labels == "none" \
             else _in_dialogue_order

@@ -20,7 +20,7 @@ from mllm_mer.core.types import PromptSetup, Sample
 from mllm_mer.pipeline.resolve import resolve_prompt, resolve_strategy
 from mllm_mer.pipeline.resources import build_resources
 from mllm_mer.stages.prepare import Stage, quiet
-from mllm_mer.stages.resources import Resources, needed
+from mllm_mer.stages.resources import Resources
 from mllm_mer.strategies import RunContext, Strategy
 
 
@@ -43,7 +43,7 @@ class Run:
     strategy: Strategy
     context: RunContext
     retrieval: RetrievalConfig
-    needs: frozenset[str] = frozenset()  # "index", "history": see stages.resources.needed
+    needs: frozenset[str] = frozenset()  # "index", "history": its prompt's needs and its strategy's
 
     def add_resources(self, samples: Sequence[Sample] = (), source: Source | None = None) -> Resources:
         """Build what the template and strategy read over `samples` (the index only when something reads it)."""
@@ -72,7 +72,7 @@ def prompt_setup(cfg: PromptedConfig, default_labels: str | None = None,
 def run_resources(setup: PromptSetup, strategy: Strategy | None, retrieval: RetrievalConfig,
                   samples: Sequence[Sample] = (), source: Source | None = None) -> Resources:
     """The resources of a run over `samples` (training builds its agent's here too)."""
-    return _resources(setup, needed(setup.template, strategy.needs() if strategy else ()), retrieval, samples,
+    return _resources(setup, setup.needs | (strategy.needs() if strategy else frozenset()), retrieval, samples,
                       source)
 
 
@@ -98,7 +98,7 @@ def build_run(cfg: InferenceConfig, *, samples: Sequence[Sample] = (), source: S
     strategy = strategy or resolve_strategy(cfg.strategy, setup)
     context = RunContext(setup, strategy, chosen_adapter(cfg.model), probabilities or setup.mode == "score",
                          on_stage)
-    run = Run(setup, strategy, context, cfg.retrieval, needed(setup.template, strategy.needs()))
+    run = Run(setup, strategy, context, cfg.retrieval, setup.needs | strategy.needs())
     if with_resources:
         run.add_resources(samples, source)
     return run

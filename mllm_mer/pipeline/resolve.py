@@ -15,7 +15,7 @@ from mllm_mer.core.families import PROMPTED_BLOCK, ModelFamily, known_family, th
 from mllm_mer.core.labels import check_list_answers, load_label_scheme, same_scheme, with_label_map
 from mllm_mer.core.types import MODALITIES, MediaSettings, PromptSetup, Reasoning
 from mllm_mer.pipeline.adapter_prompt import adapter_prompt
-from mllm_mer.prompting import load_template
+from mllm_mer.prompting import load_template, needs_demonstrations
 from mllm_mer.strategies import Strategy, build_strategy
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,7 @@ def resolve_prompt(model: ModelConfig, prompt: PromptConfig, media: MediaConfig,
     saved, adapter_dir = adapter_prompt(model, client, labels_given=prompt.labels is not None)
     template = prompt.template or saved.get("template") or default_template
     load_template(template)  # fail now, not at the first sample
+    needs = frozenset({"index"}) if needs_demonstrations(template) else frozenset()  # read once, with the template
     scheme = load_label_scheme(prompt.labels or saved.get("labels") or default_labels or "meld")
     same_labels = prompt.labels is None or "labels" not in saved or same_scheme(scheme, saved["labels"])
     if prompt.label_map:  # the map is part of the scheme's name, so of the run's identity
@@ -95,7 +96,7 @@ def resolve_prompt(model: ModelConfig, prompt: PromptConfig, media: MediaConfig,
                        max_text_chars=prompt.max_text_chars, temperatures=temperatures,
                        retrieve_k=(retrieval or RetrievalConfig()).retrieve_k,
                        hear_seconds=family.audio_seconds if family else 0.0,
-                       reasoning=_reasoning(prompt, saved.get("reasoning"), model.model, native))
+                       reasoning=_reasoning(prompt, saved.get("reasoning"), model.model, native), needs=needs)
 
 
 def _warn_differences(given: dict[str, Any], saved: dict[str, Any], adapter_dir: str | None,

@@ -22,7 +22,7 @@ def build_resources(setup: PromptSetup, needs: frozenset[str], retrieval: Retrie
                     samples: Sequence[Sample] = (), loader_options: dict[str, Any] | None = None) -> Resources:
     """The resources of a run over `samples` (of `dataset`/`split`, when they come from one).
 
-    The index is built only when something reads it (`needs`, see stages.resources.needed): the
+    The index is built only when something reads it (`needs`: the prompt's and the strategy's): the
     `retrieved` template (which then requires it) or the agent's `recall` tool (which is left out, with a
     warning, without it)."""
     source = split_source(dataset, data_dir, split) if dataset and data_dir else None

@@ -270,7 +270,7 @@ def _with_physio(used: MediaInputs, media: MediaInputs, parts: list[dict[str, An
 def build_prompt(sample: Sample, spec: LabelScheme, template: str = "zero_shot",
                  media: MediaInputs | None = None, modalities: tuple[str, ...] | None = None,
                  demonstrations: list | None = None, reasoning: Reasoning | None = None) -> Prompt:
-    """`demonstrations`: retrieved labelled utterances (retrieval.Demonstration) for templates that show them;
+    """`demonstrations`: retrieved labelled utterances (demonstrations.Demonstration) for templates that show them;
     `reasoning`: the prompt reasons in that block before its answer (the template asks for a `before` block)."""
     media = media or MediaInputs()
     chosen = frozenset(modalities or MODALITIES)

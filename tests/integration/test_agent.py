@@ -138,13 +138,12 @@ def test_cli_evaluate_with_the_agent_writes_traces_and_tool_statistics(tmp_path,
 @requires_meld
 def test_cli_predict_with_the_retrieved_template_shows_meld_demonstrations(tmp_path, tiny_model, hf_backend):
     from mllm_mer.pipeline.resources import build_resources
-    from mllm_mer.stages.resources import needed
 
     setup = resolve_prompt(ModelConfig(model=str(tiny_model)), PromptConfig(labels="meld", template="retrieved"),
                            MediaConfig())
     retrieval = RetrievalConfig(retrieve_dataset="meld", retrieve_data_dir=str(MELD_DIR), retrieve_split="train",
                                 retrieve_k=4)
-    resources = build_resources(setup, needed(setup.template), retrieval)
+    resources = build_resources(setup, setup.needs, retrieval)
     [ready] = prepare([Sample(id="q", transcript="Oh my God! I can't believe it!")], setup, resources=resources)
     text = ready.prompt.messages[1]["content"][-1]["text"]
     assert text.count(" -> emotion: ") == 4 and "<examples>" in text

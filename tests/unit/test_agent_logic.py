@@ -41,7 +41,7 @@ def test_vote_takes_the_majority_averages_probabilities_and_records_agreement():
 
 @requires_meld
 def test_retrieval_finds_the_matching_meld_row_and_never_the_sample_itself(tmp_path, monkeypatch):
-    monkeypatch.setattr("mllm_mer.stages.retrieval.USER_CACHE", tmp_path / "cache")
+    monkeypatch.setattr("mllm_mer.prompting.demonstrations.USER_CACHE", tmp_path / "cache")
     from mllm_mer.datasets import load_split
     from mllm_mer.stages.retrieval import DemonstrationIndex, index_for, split_source
 
