@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> Path:
         ("retrieved template (k=4) time / zero-shot time", f"{a['retrieved_cost']:.2f}x", "<= 1.5x", ""),
         ("fusion (3 experts + joint) time / single-pass scoring time", f"{results['fusion']['cost']:.2f}x", "<= 2x",
          fusion.report(results["fusion"])),
-        ("predicted-context lockstep samples/s / independent", f"{results['dialogue']['ratio']:.2f}x"
+        ("predicted-context samples/s (each dialogue on its own) / independent", f"{results['dialogue']['ratio']:.2f}x"
          if "dialogue" in results else "n/a (no MELD)", ">= 0.7x",
          dialogue.report(results["dialogue"]) if "dialogue" in results else ""),
         *reasoning.rows(results["reasoning"]),

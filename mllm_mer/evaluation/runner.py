@@ -197,7 +197,8 @@ def _in_dialogue_order(plan: Plan, backend, save: Save, started: float) -> None:
                        plan.run.setup.scheme.label_sets[0].task,
                        done={i: Prediction.from_dict(r["prediction"]) for i, r in plan.done.items()},
                        on_turn=lambda batch, answered: save(_records(plan, batch, answered)),
-                       batch_size=plan.options.batch_size)
+                       batch_size=plan.options.batch_size, continuous=plan.options.submission == "continuous",
+                       prefetch=plan.options.prefetch)
 
 
 def _on_ray(plan: Plan, backend_config, save: Save, started: float) -> None:

@@ -1,27 +1,38 @@
-"""Dialogues in lockstep: turn i of every dialogue in one backend call, each turn with the earlier turns
-as context, labelled with the emotions predicted for them (or none, or gold: oracle information)."""
+"""Dialogues, each turn with the earlier turns as context, labelled with the emotions predicted for them (or
+none, or gold: oracle information).
+
+On a backend that takes requests one by one (the vLLM engine, an OpenAI server) every dialogue runs on its
+own: a turn goes out the moment its context is known (under predicted labels, the moment the dialogue's
+previous turn is answered), so a long dialogue never holds a short one back. Elsewhere (transformers,
+`--submission batched`) they run in lockstep: turn i of every dialogue in one backend call.
+"""
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from mllm_mer.conversation.context import CONTEXT_LABELS, DEFAULT_CONTEXT_WINDOW, context_for
 from mllm_mer.core.types import Prediction, Sample
 from mllm_mer.media.windows import shared_windows
-from mllm_mer.pipeline.answer import Answered, answer_run
+from mllm_mer.pipeline.answer import Answered, answer_run, finish
+from mllm_mer.pipeline.inflight import InFlight
+from mllm_mer.pipeline.stream import answer_stream, streams_answers
+from mllm_mer.stages.prepare import prepare
 from mllm_mer.strategies import RunContext
 
+OnTurn = Callable[[list[Sample], list[Answered]], None]
 
-def _turns_at(step: int, dialogues: Sequence[Sequence[Sample]], given: list[list[str | None]], window: int,
-              done: dict[str, Prediction], results: list[list[Prediction | None]]) -> tuple[list[Sample], list[int]]:
+
+def _turns_at(step: int, talk: _Dialogues) -> tuple[list[Sample], list[int]]:
     """The samples of turn `step` still to answer (with their context), and the dialogue each is from."""
     batch, owners = [], []
-    for k, turns in enumerate(dialogues):
+    for k, turns in enumerate(talk.dialogues):
         if step >= len(turns):
             continue
-        sample = replace(turns[step], context=context_for(turns, step, given[k], window))
-        if sample.id in done:
-            results[k][step] = done[sample.id]
+        sample = talk.turn(k, step)
+        if sample.id in talk.done:
+            talk.results[k][step] = talk.done[sample.id]
         else:
             batch.append(sample)
             owners.append(k)
@@ -31,34 +42,124 @@ def _turns_at(step: int, dialogues: Sequence[Sequence[Sample]], given: list[list
 def classify_dialogues(backend, dialogues: Sequence[Sequence[Sample]], run: RunContext, context_labels: str,
                        window: int = DEFAULT_CONTEXT_WINDOW, task: str = "emotion",
                        done: dict[str, Prediction] | None = None,
-                       on_turn: Callable[[list[Sample], list[Answered]], None] | None = None,
-                       batch_size: int | None = None) -> list[list[Prediction]]:
-    """Predictions for every turn, turn i of every dialogue in one backend call (in chunks of `batch_size`).
+                       on_turn: OnTurn | None = None, batch_size: int | None = None,
+                       continuous: bool = True, prefetch: int = 32) -> list[list[Prediction]]:
+    """Predictions for every turn: each dialogue on its own where the backend streams (and `continuous`),
+    else turn i of every dialogue in one backend call (in chunks of `batch_size`).
 
     `done` holds predictions already made (a resumed run): those turns are not asked again, and
     their labels still feed the context of later turns. `on_turn(samples, answered)` sees each
-    chunk as it finishes (prediction and prompt), to write it down at once.
+    turn (or chunk) as it finishes (prediction and prompt), to write it down at once. At most `prefetch`
+    turns are in flight at a time.
     """
     if context_labels not in CONTEXT_LABELS:
         raise ValueError(f"context labels must be one of {', '.join(CONTEXT_LABELS)}, not {context_labels!r}")
-    done = dict(done or {})
-    results: list[list[Prediction | None]] = [[None] * len(d) for d in dialogues]
-    given: list[list[str | None]] = [[None] * len(d) for d in dialogues]
-    setup = run.setup
+    talk = _Dialogues(dialogues, context_labels, window, task, dict(done or {}))
+    setup, streams = run.setup, continuous and streams_answers(backend, run)
+    if streams and context_labels != "predicted":  # no turn waits for another's answer
+        _all_at_once(backend, talk, run, on_turn, prefetch)
+        return talk.results  # type: ignore[return-value]
     # The turns of a recording are windows of one file: one decoding pass serves them all.
-    with shared_windows([s for d in dialogues for s in d if s.id not in done], setup.media, setup.modalities):
-        for step in range(max((len(d) for d in dialogues), default=0)):
-            batch, owners = _turns_at(step, dialogues, given, window, done, results)
-            size = batch_size or max(1, len(batch))
-            for start in range(0, len(batch), size):
-                chunk = batch[start:start + size]
-                answered = answer_run(backend, chunk, run)
-                for k, a in zip(owners[start:start + size], answered, strict=True):
-                    results[k][step] = a.prediction
-                if on_turn:
-                    on_turn(chunk, answered)
-            for k, turns in enumerate(dialogues):
-                if step < len(turns) and context_labels != "none":
-                    given[k][step] = (results[k][step].label(task) if context_labels == "predicted"
-                                      else turns[step].gold.get(task))
-    return results  # type: ignore[return-value]
+    with shared_windows([s for d in dialogues for s in d if s.id not in talk.done], setup.media, setup.modalities):
+        if streams:
+            _each_on_its_own(backend, talk, run, on_turn, prefetch)
+        else:
+            _in_lockstep(backend, talk, run, on_turn, batch_size)
+    return talk.results  # type: ignore[return-value]
+
+
+@dataclass
+class _Dialogues:
+    """The dialogues being answered: each turn's prediction, and the label its later turns see for it."""
+
+    dialogues: Sequence[Sequence[Sample]]
+    context_labels: str
+    window: int
+    task: str
+    done: dict[str, Prediction]
+
+    def __post_init__(self):
+        self.results: list[list[Prediction | None]] = [[None] * len(d) for d in self.dialogues]
+        self.given: list[list[str | None]] = [  # gold labels are known before any turn is answered
+            [s.gold.get(self.task) if self.context_labels == "gold" else None for s in d] for d in self.dialogues]
+
+    def turn(self, k: int, step: int) -> Sample:
+        """Turn `step` of dialogue `k`, with its context (the labels given for the turns before it)."""
+        turns = self.dialogues[k]
+        return replace(turns[step], context=context_for(turns, step, self.given[k], self.window))
+
+    def answered(self, k: int, step: int, prediction: Prediction) -> None:
+        self.results[k][step] = prediction
+        if self.context_labels == "predicted":
+            self.given[k][step] = prediction.label(self.task)
+
+
+def _all_at_once(backend, talk: _Dialogues, run: RunContext, on_turn: OnTurn | None, prefetch: int) -> None:
+    """Gold or no context labels: every turn's context is known at the start, so all stream together."""
+    owners = {}
+    for k, turns in enumerate(talk.dialogues):
+        for step in range(len(turns)):
+            owners[turns[step].id] = (k, step)
+            if turns[step].id in talk.done:
+                talk.answered(k, step, talk.done[turns[step].id])
+    pending = [talk.turn(k, step) for k, step in owners.values() if talk.results[k][step] is None]
+    for group in answer_stream(backend, pending, run, prefetch=prefetch):
+        for sample, answered in group:
+            talk.answered(*owners[sample.id], answered.prediction)
+        if on_turn:
+            on_turn([s for s, _ in group], [a for _, a in group])
+
+
+def _each_on_its_own(backend, talk: _Dialogues, run: RunContext, on_turn: OnTurn | None, prefetch: int) -> None:
+    """Predicted context labels: a dialogue's turn is submitted the moment its previous turn is answered, each
+    dialogue on its own; at most `prefetch` turns in flight."""
+    ready = deque((k, 0) for k, turns in enumerate(talk.dialogues) if turns)
+    owners: dict[str, tuple[int, int]] = {}
+
+    def finished(pairs) -> None:
+        for prepared, prediction in pairs:
+            k, step = owners.pop(prepared.sample.id)
+            answered = finish(prepared, prediction, run.setup)
+            _advance(talk, ready, k, step, answered.prediction)
+            if on_turn:
+                on_turn([prepared.sample], [answered])
+
+    with backend.stream(run.adapter) as stream:
+        flight = InFlight(stream, backend, run)
+        while ready or owners:
+            while ready and stream.room and len(owners) < max(prefetch, 1):
+                k, step = ready.popleft()
+                sample = talk.turn(k, step)
+                if sample.id in talk.done:  # a resumed run: its label still feeds the context
+                    _advance(talk, ready, k, step, talk.done[sample.id])
+                    continue
+                [prepared] = prepare([sample], run.setup, run.on_stage, run.resources)
+                owners[sample.id] = (k, step)
+                finished(flight.submit(prepared) if prepared.prompt is not None else [(prepared, None)])
+            if stream.pending:
+                run.on_stage(f"answering ({stream.pending} requests in flight)")
+                finished(flight.collect())
+
+
+def _advance(talk: _Dialogues, ready: deque, k: int, step: int, prediction: Prediction) -> None:
+    talk.answered(k, step, prediction)
+    if talk.context_labels == "predicted" and step + 1 < len(talk.dialogues[k]):
+        ready.append((k, step + 1))
+
+
+def _in_lockstep(backend, talk: _Dialogues, run: RunContext, on_turn: OnTurn | None, batch_size: int | None) -> None:
+    """Turn i of every dialogue in one backend call (in chunks of `batch_size`)."""
+    dialogues, results = talk.dialogues, talk.results
+    for step in range(max((len(d) for d in dialogues), default=0)):
+        batch, owners = _turns_at(step, talk)
+        size = batch_size or max(1, len(batch))
+        for start in range(0, len(batch), size):
+            chunk = batch[start:start + size]
+            answered = answer_run(backend, chunk, run)
+            for k, a in zip(owners[start:start + size], answered, strict=True):
+                results[k][step] = a.prediction
+            if on_turn:
+                on_turn(chunk, answered)
+        for k, turns in enumerate(dialogues):
+            if step < len(turns):
+                talk.answered(k, step, results[k][step])

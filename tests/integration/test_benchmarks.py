@@ -24,7 +24,8 @@ def test_run_all_writes_every_ratio(tiny_model, tmp_path):
     for measure in ("vLLM engine vs per-sample transformers loop", "label scoring vs generate-with-rationale",
                     "few-shot cost / zero-shot cost", "8 sampled frames vs decode everything",
                     "agent (max 3 steps) time / single-pass time", "retrieved template (k=4) time",
-                    "predicted-context lockstep samples/s / independent", "fusion (3 experts + joint) time",
+                    "predicted-context samples/s (each dialogue on its own) / independent",
+                    "fusion (3 experts + joint) time",
                     "`--reasoning before` time / answer-first time", "`--reasoning native` time / answer-first time",
                     "label scoring after reasoning / generating the reasoning"):
         row = next(line for line in table.splitlines() if line.startswith(f"| {measure}"))
@@ -66,7 +67,7 @@ def test_benchmark_command_lines(module, capsys):
                 "scoring": ["--model", "--n"],
                 "prefix_cache": ["--model", "--n", "--tokens"],
                 "agent": ["--model", "--n", "--repeats"],
-                "dialogue": ["--model", "--n", "--meld-dir", "--repeats"],
+                "dialogue": ["--model", "--n", "--meld-dir", "--repeats", "--no-lockstep"],
                 "fusion": ["--model", "--n", "--repeats"],
                 "engine_full": ["--model", "--n", "--clips", "--meld-dir", "--repeats"],
                 "long_media": ["--minutes", "--windows", "--frames", "--folder"],

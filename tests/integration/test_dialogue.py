@@ -1,11 +1,11 @@
-"""Whole conversations: transcript files, predicted context in lockstep, shift metrics, the dialogue verb."""
+"""Whole conversations: transcript files, predicted context (each dialogue on its own, or in lockstep), shift
+metrics, the dialogue verb."""
 import json
 
 import pytest
 from helpers import MELD_DIR, SRT, VTT, requires_meld, run_cli
 from PIL import Image
 
-from mllm_mer.conversation.transcripts import read_transcript, utterance_samples
 from mllm_mer.core.types import PromptSetup, Sample
 from mllm_mer.pipeline.dialogue import classify_dialogues
 from mllm_mer.strategies import RunContext
@@ -36,13 +36,48 @@ def test_context_holds_exactly_the_predictions_for_earlier_turns_in_lockstep(hf_
 
 
 @pytest.mark.vllm
-def test_lockstep_dialogues_on_the_vllm_engine(vllm_backend, meld_spec, tmp_path):
-    path = tmp_path / "talk.srt"
-    path.write_text(SRT)
-    samples = utterance_samples(read_transcript(path))
-    run = RunContext(PromptSetup(meld_spec, template="label_only"))
-    [predictions] = classify_dialogues(vllm_backend, [samples], run, "predicted")
-    assert all(p.ok for p in predictions) and len(predictions) == 3
+@requires_meld
+@pytest.mark.parametrize("context_labels", ["predicted", "gold"])
+def test_dialogues_each_on_their_own_on_the_vllm_engine_equal_lockstep(vllm_backend, meld_spec, context_labels):
+    """Continuous (each dialogue's next turn goes out when its last is answered) and lockstep give the same
+    labels and probabilities, each turn's context holds the labels given for its dialogue's earlier turns, and a
+    resumed run asks only the turns not yet answered."""
+    from mllm_mer.conversation.context import dialogues_of
+    from mllm_mer.datasets import load_split
+
+    dialogues = [d for d in dialogues_of(load_split("meld", MELD_DIR, "dev").samples) if len(d) >= 5][:3]
+    dialogues = [d[:n] for d, n in zip(dialogues, (5, 1, 3), strict=True)]  # a long, a one-turn, a middle one
+    run = RunContext(PromptSetup(meld_spec, template="label_only", modalities=("text",)))
+    seen = {True: [], False: []}
+    answers = {continuous: classify_dialogues(vllm_backend, dialogues, run, context_labels, window=-1,
+                                              continuous=continuous,
+                                              on_turn=lambda batch, _, c=continuous: seen[c].append(batch))
+               for continuous in (True, False)}
+    if context_labels == "predicted":  # each turn on its own as it finishes, or turn i of all three at once
+        assert [len(batch) for batch in seen[True]] == [1] * 9 and len(seen[False][0]) == 3
+    seen = {c: [s for batch in batches for s in batch] for c, batches in seen.items()}
+    for continuous, results in answers.items():
+        assert all(p.ok for d in results for p in d)
+        for sample in seen[continuous]:
+            k, step = next((k, d.index(s)) for k, d in enumerate(dialogues) for s in d if s.id == sample.id)
+            expected = [results[k][j].label("emotion") if context_labels == "predicted"
+                        else dialogues[k][j].gold["emotion"] for j in range(step)]
+            assert [turn.emotion for turn in sample.context] == expected
+    for streamed, stepped in zip(answers[True], answers[False], strict=True):
+        assert [p.label("emotion") for p in streamed] == [p.label("emotion") for p in stepped]
+        for a, b in zip(streamed, stepped, strict=True):
+            probs_a, probs_b = a.tasks["emotion"].probabilities, b.tasks["emotion"].probabilities
+            assert max(abs(probs_a[label] - probs_b[label]) for label in probs_a) < 1e-6
+    assert sorted(s.id for s in seen[True]) == sorted(s.id for d in dialogues for s in d)
+    # resumed: turns already answered are not asked again, and their labels still feed the later turns' context
+    done = {dialogues[0][0].id: answers[False][0][0], dialogues[0][1].id: answers[False][0][1],
+            dialogues[2][0].id: answers[False][2][0]}
+    asked = []
+    resumed = classify_dialogues(vllm_backend, dialogues, run, context_labels, window=-1, done=done,
+                                 on_turn=lambda batch, _: asked.extend(s.id for s in batch))
+    assert sorted(asked) == sorted(s.id for d in dialogues for s in d if s.id not in done)
+    assert [[p.label("emotion") for p in d] for d in resumed] == [[p.label("emotion") for p in d]
+                                                                  for d in answers[False]]
 
 
 @pytest.fixture(scope="module")
