@@ -65,7 +65,8 @@ class RLConfig(Section):
     temperature: float = option(1.0, "sampling temperature of the answers", low=0.01)
     max_completion_length: int = option(128, "tokens per answer", low=1)
     rewards: dict[str, float] = option({"correct": 1.0, "format": 0.5}, "reward name -> weight: correct, format, "
-                                                                          "grounded, length, reasoning_length")
+                                                                          "grounded, length, reasoning_length, "
+                                                                          "reasoning_match (needs reasoning_col)")
     similarity: Literal["none", "wheel", "valence"] = option("none", "partial credit for a near label: none, the "
                                                                      "same emotion-wheel sector, the same valence")
     wheel: str = option("plutchik", "the wheel `similarity: wheel` reads")

@@ -69,6 +69,9 @@ def check_recipe(cfg: TrainConfig) -> None:
         raise ValueError("use_vllm samples through TRL's vLLM path, which takes no JSON schema: set "
                          "constrained: false (the format reward then shapes the answer)")
     reward_options(cfg)  # unknown reward names, bad ranges
+    if rl.rewards.get("reasoning_match") and not cfg.traces.reasoning_col:
+        raise ValueError("the reasoning_match reward reads each sample's reference reasoning: name its manifest "
+                         "column (reasoning_col, --reasoning-col)")
 
 
 def grpo_arguments(cfg: TrainConfig, out: Path, with_dev: bool, blocked: list[int]):
@@ -111,7 +114,7 @@ def build_trainer(cfg: TrainConfig, callbacks: list | None = None):
     options = reward_options(cfg)
     setup, dev = recipe.setup, recipe.dev_samples
     model, processor = load_trainable_model(cfg)
-    rows = with_ids(setup, recipe.train_samples)
+    rows = with_ids(setup, recipe.train_samples, cfg.traces.reasoning_col)
     trainer = MediaGRPOTrainer(
         model=model, reward_funcs=[RewardColumn(name, rows, options) for name in options.weights],
         args=grpo_arguments(cfg, out, bool(dev), blocked_tokens(model, processor)),

@@ -38,6 +38,7 @@ class PreparedRows:
     samples: dict[str, Sample]
     asked: dict[str, Asked] = field(default_factory=dict)
     prompts: dict[str, Prompt] = field(default_factory=dict)
+    reasoning_col: str | None = None  # the metadata column with each sample's reference reasoning
 
     def prepare(self, ids: list[str]) -> list[Prompt]:
         """The prompts of these ids (each unique sample prepared once per batch: media decoded once)."""
@@ -47,8 +48,9 @@ class PreparedRows:
                 raise ValueError(f"training sample {sample.id}: {ready.error}")
             self.prompts[sample.id] = ready.prompt
             gold = {ls.task: ls.normalise(str(sample.gold.get(ls.task, ""))) for ls in ready.prompt.label_sets}
+            reference = sample.metadata.get(self.reasoning_col) if self.reasoning_col else None
             self.asked[sample.id] = Asked(ready.prompt.label_sets, gold, ready.prompt.cue_modalities,
-                                          ready.prompt.reasoning)
+                                          ready.prompt.reasoning, reference if isinstance(reference, str) else None)
         return [self.prompts[i] for i in ids]
 
 
@@ -219,8 +221,8 @@ class MediaGRPOTrainer(GRPOTrainer):
             super().log(logs, start_time)
 
 
-def with_ids(setup: PromptSetup, samples: list[Sample]) -> PreparedRows:
+def with_ids(setup: PromptSetup, samples: list[Sample], reasoning_col: str | None = None) -> PreparedRows:
     duplicated = len({s.id for s in samples}) != len(samples)
     if duplicated:
         raise ValueError("GRPO needs unique sample ids in the training split")
-    return PreparedRows(replace(setup, mode="generate"), {s.id: s for s in samples})
+    return PreparedRows(replace(setup, mode="generate"), {s.id: s for s in samples}, reasoning_col=reasoning_col)

@@ -13,12 +13,16 @@ showed, the gold labels) and returns a float. A recipe weighs them by name (`REW
 - `length`: 0 up to `max_chars` of answer, then down to -1 at twice that (against padding).
 - `reasoning_length`: the same over the reasoning block's text, from `max_reasoning_chars` (a block is also
   bounded in tokens by `max_reasoning_tokens`; this asks for less, graded).
+- `reasoning_match`: how close the reasoning block is to the sample's reference reasoning (the recipe's
+  `reasoning_col`), difflib's similarity ratio in [0, 1]: a dense signal where the label alone rewards a
+  policy only when a whole chain comes out right. 0 without a reference or without a block.
 
 A prompt that reasons first (`Asked.reasoning`) is answered by its reasoning block, the block's end, then the
 answer: every reward reads the answer after the block, and `grounded` reads the reasoning too.
 """
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +46,7 @@ class Asked:
     gold: dict[str, str]
     shown: tuple[str, ...] = CUE_MODALITIES
     reasoning: Reasoning | None = None  # the block the answer follows (None: the answer alone)
+    reference: str | None = None  # the sample's reference reasoning (`reasoning_col`), for `reasoning_match`
 
 
 @dataclass(frozen=True)
@@ -155,9 +160,16 @@ def reasoning_length(text: str, asked: Asked, options: RewardOptions) -> float:
     return 0.0 if reasoning is None else _over(len(reasoning), options.max_reasoning_chars)
 
 
+def reasoning_match(text: str, asked: Asked, options: RewardOptions) -> float:
+    reasoning = split_reasoning(text, asked)[0]
+    if reasoning is None or not asked.reference:
+        return 0.0
+    return difflib.SequenceMatcher(None, reasoning.strip(), asked.reference.strip(), autojunk=False).ratio()
+
+
 Reward = Callable[[str, Asked, RewardOptions], float]
 REWARDS: dict[str, Reward] = {"correct": correct, "format": well_formed, "grounded": grounded, "length": length,
-                               "reasoning_length": reasoning_length}
+                               "reasoning_length": reasoning_length, "reasoning_match": reasoning_match}
 
 
 def score(text: str, asked: Asked, options: RewardOptions) -> dict[str, float]:

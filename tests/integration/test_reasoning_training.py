@@ -85,7 +85,9 @@ def test_grpo_rollouts_reason_freely_then_answer_under_the_schema_and_the_loss_c
     # A fresh LoRA on the random model: its answers may spend many small tokens, so the answer gets room.
     fresh = ["init_adapter=null", "dev_split=null", "eval_steps=null", "batch_size=16", "max_steps=1",
              "max_completion_length=48"]
-    cfg = TrainConfig.from_yaml(GRPO_RECIPE, recipe_overrides(tiny_model, parity_task, tmp_path / "rl", *fresh))
+    graded = ["reasoning_col=reasoning", "rewards={correct: 1.0, format: 0.25, reasoning_match: 1.0}"]
+    cfg = TrainConfig.from_yaml(GRPO_RECIPE, recipe_overrides(tiny_model, parity_task, tmp_path / "rl", *fresh,
+                                                              *graded))
     trainer, recipe, processor = build_trainer(cfg)
     batch = next(iter(trainer.get_train_dataloader()))
     out = trainer._generate_and_score_completions(batch)
@@ -102,6 +104,9 @@ def test_grpo_rollouts_reason_freely_then_answer_under_the_schema_and_the_loss_c
         prompt = trainer.rows.prompts[row["sample_id"]]
         assert parse_answer(answer, prompt.label_sets, row["sample_id"]).ok, text  # schema-valid after it
         assert kept[-1] in trainer.eos_token_ids  # the completion the loss scores runs from the block to the end
+        sample = trainer.rows.samples[row["sample_id"]]  # reasoning_match reads the row's reference reasoning
+        assert trainer.rows.asked[row["sample_id"]].reference == sample.metadata["reasoning"]
+    assert 0 < trainer._metrics["train"]["rewards/reasoning_match/mean"][-1] <= 1
 
     cli_finetune(GRPO_RECIPE, recipe_overrides(tiny_model, parity_task, tmp_path / "cli", *fresh))
     assert "order: before" in (tmp_path / "cli" / "adapter" / "prompt.yaml").read_text()

@@ -1,5 +1,6 @@
 """GRPO's rewards on hand-made completions (pure functions: no model)."""
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -12,6 +13,7 @@ from mllm_mer.training.rewards import (
     grounded,
     length,
     reasoning_length,
+    reasoning_match,
     score,
     well_formed,
 )
@@ -160,3 +162,13 @@ def test_the_reasoning_length_penalty_counts_the_block_alone():
     assert reasoning_length(reasoned("x" * 90, answer(emotion="anger")), REASONED, options) == -1.0
     assert reasoning_length(long_answer, TEXT_ONLY, options) == 0.0  # no block: nothing to penalise
     assert length(reasoned("x" * 2000, long_answer), REASONED, options) == 0.0  # the answer's own length
+
+
+def test_reasoning_match_grades_the_block_against_the_reference_reasoning():
+    asked = replace(REASONED, reference="false=3 odd")
+    exact, near, far = (reasoning_match(reasoned(t, answer(emotion="anger")), asked, PLAIN)
+                        for t in ("false=3 odd", "false=2 even", "the words are curt"))
+    assert exact == 1.0 and 0.3 < near < 1.0 and far < near  # a wrong count still beats unrelated words
+    assert reasoning_match(reasoned("false=3 odd", "broken"), asked, PLAIN) == 1.0  # it reads the block alone
+    assert reasoning_match(reasoned("false=3 odd", answer(emotion="anger")), REASONED, PLAIN) == 0.0  # no reference
+    assert reasoning_match(answer(emotion="anger"), replace(TEXT_ONLY, reference="x"), PLAIN) == 0.0  # no block
