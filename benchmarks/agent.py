@@ -20,8 +20,8 @@ from mllm_mer.config import Section, option
 from mllm_mer.core.labels import load_label_scheme
 from mllm_mer.core.types import MediaSettings, PromptSetup, Sample, Turn
 from mllm_mer.pipeline import predict
+from mllm_mer.prompting.demonstrations import DemonstrationIndex
 from mllm_mer.stages.resources import Resources
-from mllm_mer.stages.retrieval import DemonstrationIndex
 from mllm_mer.strategies.agent import Agent
 from mllm_mer.synthetic.media import write_clip
 

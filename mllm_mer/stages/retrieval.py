@@ -7,9 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mllm_mer.prompting.demonstrations import Demonstration, DemonstrationIndex
-
-__all__ = ["Demonstration", "DemonstrationIndex", "index_for", "split_source"]
+from mllm_mer.prompting.demonstrations import DemonstrationIndex
 
 
 def split_source(dataset: str, data_dir: str, split: str | None) -> str:

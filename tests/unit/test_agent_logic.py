@@ -43,7 +43,8 @@ def test_vote_takes_the_majority_averages_probabilities_and_records_agreement():
 def test_retrieval_finds_the_matching_meld_row_and_never_the_sample_itself(tmp_path, monkeypatch):
     monkeypatch.setattr("mllm_mer.prompting.demonstrations.USER_CACHE", tmp_path / "cache")
     from mllm_mer.datasets import load_split
-    from mllm_mer.stages.retrieval import DemonstrationIndex, index_for, split_source
+    from mllm_mer.prompting.demonstrations import DemonstrationIndex
+    from mllm_mer.stages.retrieval import index_for, split_source
 
     train = load_split("meld", str(MELD_DIR), "train").samples
     index = index_for("meld", str(MELD_DIR), "train")
