@@ -37,11 +37,26 @@ import pytest  # noqa: E402
 from helpers import REPO, recipe_overrides, run_cli  # noqa: E402
 
 
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """`build(folder)` run once per test run, not once per xdist worker: the workers share the folder (read only
+    after it is built); the first to ask builds it under a lock, the others wait and reuse it."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    root = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root  # the workers' common folder
+    folder, done = root / f"shared-{name}", root / f"shared-{name}.done"
+    with FileLock(str(root / f"shared-{name}.lock")):
+        if not done.is_file():
+            build(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     from mllm_mer.synthetic.tiny import make_tiny
 
-    return make_tiny(tmp_path_factory.mktemp("models") / "tiny-qwen2-vl")
+    return built_once(tmp_path_factory, "tiny-qwen2-vl", make_tiny)
 
 
 @pytest.fixture(scope="session")
@@ -107,17 +122,19 @@ def colour_task(tmp_path_factory) -> Path:
     """The synthetic colour x wording task (each modality alone is worth 50%)."""
     from mllm_mer.synthetic.tasks import make_task
 
-    return make_task(tmp_path_factory.mktemp("task") / "colour-weather").parent
+    return built_once(tmp_path_factory, "colour-task", lambda root: make_task(root / "colour-weather")) / \
+        "colour-weather"
 
 
 @pytest.fixture(scope="session")
 def colour_adapter(tiny_model, colour_task, tmp_path_factory) -> Path:
-    """One LoRA trained on the colour x wording task through the CLI, shared by the session; returns its run dir
+    """One LoRA trained on the colour x wording task through the CLI, shared by the whole run; returns its run dir
     (adapter/, config.yaml, dev_metrics.json, checkpoints/)."""
-    out = tmp_path_factory.mktemp("colour-lora") / "run"
-    run_cli("finetune", "--config", "finetune/configs/tiny_lora.yaml", *recipe_overrides(tiny_model, colour_task, out),
-            timeout=900, cwd=REPO)
-    return out
+    def train(out):
+        run_cli("finetune", "--config", "finetune/configs/tiny_lora.yaml",
+                *recipe_overrides(tiny_model, colour_task, out), timeout=900, cwd=REPO)
+
+    return built_once(tmp_path_factory, "colour-lora", train)
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ def reasoning_finetune(model, task, out, *extra):
     return cli_finetune(REASONING_RECIPE, recipe_overrides(model, task, out, *extra))
 
 
-def test_the_training_target_is_the_reasoning_then_the_answer_with_loss_on_both(tiny_model, parity_task):
+def test_the_training_target_is_the_reasoning_then_the_answer_with_loss_on_both(tiny_model, parity_task, tmp_path):
     from transformers import AutoProcessor
 
     from mllm_mer.config import MediaConfig, ModelConfig, PromptConfig
@@ -44,7 +44,8 @@ def test_the_training_target_is_the_reasoning_then_the_answer_with_loss_on_both(
         assert learnt.index(thought) < learnt.index(f'"{sample.gold["emotion"]}"'), learnt  # reasoning first
         assert sample.transcript not in learnt  # the prompt is not a target
 
-    without = run_cli("finetune", "--config", REASONING_RECIPE, *recipe_overrides(tiny_model, parity_task, "unused"),
+    without = run_cli("finetune", "--config", REASONING_RECIPE,
+                      *recipe_overrides(tiny_model, parity_task, tmp_path / "unused"),
                       "reasoning_col=null", check=False, cwd=REPO)
     assert without.returncode != 0 and "reasoning_col" in without.stderr.strip().splitlines()[-1], without.stderr
 
