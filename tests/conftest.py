@@ -36,6 +36,24 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 from helpers import REPO, recipe_overrides, run_cli  # noqa: E402
 
+# The heaviest test files (minutes each, as `--durations` shows), started first: with `--dist loadfile` the two
+# workers then end together on the stream of small files, where a long file picked last kept one worker busy
+# minutes after the other was done. A stale list only costs balance, never a result.
+HEAVY_FIRST = ("test_grpo.py", "test_distill.py", "test_reasoning_training.py", "test_finetune.py",
+               "test_process_hygiene.py", "test_omni.py", "test_ray.py", "test_benchmarks.py", "test_serve.py",
+               "test_evaluate.py", "test_physio.py", "test_dialogue.py", "test_agent.py", "test_fusion.py",
+               "test_faithfulness.py", "test_user_defects.py", "test_app.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        tier = item.path.parent.name  # integration, browser, unit
+        if item.path.name in HEAVY_FIRST and tier == "integration":
+            return HEAVY_FIRST.index(item.path.name)
+        return len(HEAVY_FIRST) + (tier == "unit")
+
+    items.sort(key=rank)  # stable: tests keep their order within a file, and files theirs within a rank
+
 
 def built_once(tmp_path_factory, name: str, build) -> Path:
     """`build(folder)` run once per test run, not once per xdist worker: the workers share the folder (read only
