@@ -5,10 +5,11 @@ engine, same MELD rows.
 
 Text only (MELD's CSVs), label-only answers, generate mode (no probabilities), five earlier turns of context.
 Independent: every utterance with the dataset's context (no labels), all streamed at once. Predicted context,
-each dialogue on its own: a dialogue's next turn goes out the moment its previous one is answered, labelled with
-that prediction. Lockstep: turn i of every dialogue in one call. The longest dialogue alone, with predicted
-context, is the chain no scheduler can shorten: it bounds the predicted-context figure. Prefix cache reset
-before each; best of `repeats`, alternated.
+each dialogue on its own: a dialogue's next turn goes out the moment its previous answer has written its label
+(while the rest of that answer is written), labelled with it; "waiting for whole answers": the same, sending
+the next turn only once the previous answer has ended. Lockstep: turn i of every dialogue in one call. The
+longest dialogue alone, with predicted context, is the chain no scheduler can shorten: it bounds the
+predicted-context figure. Prefix cache reset before each; best of `repeats`, alternated.
 """
 from __future__ import annotations
 
@@ -57,23 +58,26 @@ def run(vllm, n: int | None = None, meld_dir: str = DEFAULT_MELD, repeats: int =
 
     dialogues = dialogues_of(samples)
     longest = max(dialogues, key=len)
-    # (dialogues, context labels, continuous); "longest alone": the chain no scheduler can shorten
-    modes = {"independent": (dialogues, "none", True), "continuous": (dialogues, "predicted", True),
-             "lockstep": (dialogues, "predicted", False), "longest alone": ([longest], "predicted", True)}
+    # (dialogues, context labels, continuous, bets); "longest alone": the chain no scheduler can shorten
+    modes = {"independent": (dialogues, "none", True, True), "continuous": (dialogues, "predicted", True, True),
+             "waiting": (dialogues, "predicted", True, False), "lockstep": (dialogues, "predicted", False, False),
+             "longest alone": ([longest], "predicted", True, True)}
     if not lockstep:
         del modes["lockstep"]
     best = dict.fromkeys(modes, float("inf"))
     for _ in range(repeats):
-        for name, (talks, labels, continuous) in modes.items():
+        for name, (talks, labels, continuous, bets) in modes.items():
             vllm.llm.reset_prefix_cache()
             start = time.perf_counter()
-            classify_dialogues(vllm, talks, run_context, labels, window=5, continuous=continuous, prefetch=64)
+            classify_dialogues(vllm, talks, run_context, labels, window=5, continuous=continuous, prefetch=64,
+                               bets=bets)
             best[name] = min(best[name], time.perf_counter() - start)
     sps = {name: len(samples) / seconds for name, seconds in best.items()}  # "longest alone": the bound
     return {"n": len(samples), "dialogues": len(dialogues), "longest": len(longest),
             "longest_alone_s": best["longest alone"], **{f"{name}_sps": sps[name] for name in modes if name in sps
                                                          and name != "longest alone"},
             "ratio": sps["continuous"] / sps["independent"], "bound": sps["longest alone"] / sps["independent"],
+            "waiting_ratio": sps["waiting"] / sps["independent"],
             **({"lockstep_ratio": sps["lockstep"] / sps["independent"]} if lockstep else {})}
 
 
@@ -82,7 +86,8 @@ def report(r: dict) -> str:
                 else "")
     return (f"dialogue ({r['n']} MELD dev rows, {r['dialogues']} dialogues, longest {r['longest']} turns): "
             f"independent {r['independent_sps']:.2f}/s; predicted context, each dialogue on its own "
-            f"{r['continuous_sps']:.2f}/s ({r['ratio']:.2f}x){lockstep}; the longest dialogue alone takes "
+            f"{r['continuous_sps']:.2f}/s ({r['ratio']:.2f}x), waiting for whole answers {r['waiting_sps']:.2f}/s "
+            f"({r['waiting_ratio']:.2f}x){lockstep}; the longest dialogue alone takes "
             f"{r['longest_alone_s']:.1f} s, which bounds predicted context at {r['bound']:.2f}x")
 
 

@@ -58,16 +58,34 @@ class RequestStream(Protocol):
 
 
 @runtime_checkable
+class PeekingStream(RequestStream, Protocol):
+    """A stream that shows answers while they are written (where the backend `can_peek`): set `watching`, and
+    each answer submitted after that shows its text so far."""
+
+    watching: bool
+
+    def peek(self) -> list[tuple[Any, str]]:
+        """(key, the answer's text so far) for each watched answer that wrote more since the last look."""
+        ...
+
+    def drop(self, key: Any) -> None:
+        """Abort every request of `key`: nothing of it is collected."""
+        ...
+
+
+@runtime_checkable
 class Backend(Protocol):
     """Required: `generate`, `score`, `think`, `chat`, `close`; a backend is a context manager that closes on exit.
 
     Optional abilities are declared, not guessed: `can_stream` says whether `stream` exists and
-    `can_stream_scores` whether it also takes label scorings;
+    `can_stream_scores` whether it also takes label scorings, `can_peek` whether it shows answers while they are
+    written (a `PeekingStream`);
     `adapters`, `max_images`, `max_audios` and `tokenizer` are None/empty where a backend has none."""
 
     name: str
     can_stream: ClassVar[bool]  # True: `stream(adapter)` takes requests one by one (continuous submission)
     can_stream_scores: ClassVar[bool]  # True: its stream also takes label scorings (`submit_score`)
+    can_peek: ClassVar[bool]  # True: its stream is a `PeekingStream` (answers' text so far, requests dropped)
     adapters: dict[str, Any]  # the adapters loaded, by name
     max_images: int | None  # images per prompt the backend takes (None: no limit known)
     max_audios: int | None  # waveforms per prompt (None: no limit known)
@@ -118,6 +136,7 @@ class BackendBase:
     name: str = ""
     can_stream: ClassVar[bool] = False
     can_stream_scores: ClassVar[bool] = False
+    can_peek: ClassVar[bool] = False
     adapters: dict[str, Any] = {}  # noqa: RUF012 (read-only default; a backend with adapters sets its own)
     max_images: int | None = None
     max_audios: int | None = None

@@ -4,7 +4,9 @@
 adding work while the engine runs (evaluate's continuous submission) and one that waits
 for its own answers in between (label scoring of a finished answer) would then take each
 other's outputs. Here every caller adds requests under ids of its own and takes back only
-those; outputs that finish while another caller waits are kept for their owner.
+those; outputs that finish while another caller waits are kept for their owner. A watched
+request also leaves its text so far after each step (`partial`), for a caller that acts on
+an answer's first field before the rest is written.
 """
 from __future__ import annotations
 
@@ -28,13 +30,17 @@ class EngineLoop:
         self._ids = itertools.count()
         self._open: set[str] = set()
         self._finished: dict[str, Any] = {}
+        self._watched: set[str] = set()
+        self._partial: dict[str, str] = {}  # watched request id -> its text so far (since last taken)
 
-    def add(self, request: dict[str, Any], params: Any, lora: Any = None) -> str:
-        """Queue one request; an input the engine refuses raises ValueError and queues nothing."""
+    def add(self, request: dict[str, Any], params: Any, lora: Any = None, watch: bool = False) -> str:
+        """Queue one request; an input the engine refuses raises ValueError and queues nothing. A watched one
+        leaves its text so far after every step (`partial`)."""
         from vllm.sampling_params import RequestOutputKind
 
         request_id = f"mer-{next(self._ids)}"
-        params.output_kind = RequestOutputKind.FINAL_ONLY  # one output per request, when it is done
+        # One output per request, when it is done; a watched one also gives its text so far at each step.
+        params.output_kind = RequestOutputKind.CUMULATIVE if watch else RequestOutputKind.FINAL_ONLY
         try:
             self.engine.add_request(request_id, request, params, lora_request=lora)
         except Exception as error:
@@ -43,6 +49,8 @@ class EngineLoop:
                 raise
             raise mapped from None
         self._open.add(request_id)
+        if watch:
+            self._watched.add(request_id)
         return request_id
 
     def step(self) -> None:
@@ -52,9 +60,19 @@ class EngineLoop:
         if not self._open:
             return
         for output in self.engine.step():
-            if output.finished and output.request_id in self._open:
+            if output.request_id not in self._open:
+                continue
+            if output.finished:
                 self._open.discard(output.request_id)
+                self._watched.discard(output.request_id)
+                self._partial.pop(output.request_id, None)
                 self._finished[output.request_id] = output
+            elif output.request_id in self._watched:
+                self._partial[output.request_id] = output.outputs[0].text
+
+    def partial(self, ids: Sequence[str]) -> dict[str, str]:
+        """The text so far of the watched requests among `ids` that wrote more since the last call."""
+        return {i: self._partial.pop(i) for i in ids if i in self._partial}
 
     def take(self, ids: Sequence[str]) -> dict[str, Any]:
         """The finished outputs among `ids` (removed from the loop)."""
@@ -86,3 +104,5 @@ class EngineLoop:
             self._open.difference_update(live)
         for i in ids:
             self._finished.pop(i, None)
+            self._partial.pop(i, None)
+            self._watched.discard(i)

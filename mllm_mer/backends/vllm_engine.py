@@ -26,6 +26,7 @@ class VLLMEngineBackend(BackendBase):
     name = "vllm"
     can_stream = True
     can_stream_scores = True
+    can_peek = True
 
     def __init__(self, config: BackendConfig):
         from mllm_mer.backends.vllm_env import apply_log_level
@@ -272,6 +273,7 @@ class EngineStream:
 
     def __init__(self, backend: VLLMEngineBackend, lora: Any):
         self.backend, self.lora = backend, lora
+        self.watching = False  # True: answers submitted from now on show their text so far (`peek`)
         self.keys: dict[str, Any] = {}  # request id -> the caller's key
         self.scoring: dict[Any, tuple[list, dict[str, Any], dict]] = {}  # key -> candidates, walks left, readings
         self.thinking: dict[Any, Any] = {}  # key -> the reasoning block it writes
@@ -298,7 +300,21 @@ class EngineStream:
         """Queue one prompt's answer under its schema; ValueError if the engine refuses it (nothing is queued then)."""
         backend = self.backend
         request = backend._request(prompt, render(backend.tokenizer, prompt))
-        self.keys[backend.loop.add(request, backend._answer_params(prompt, temperature, seed), self.lora)] = key
+        params = backend._answer_params(prompt, temperature, seed)
+        self.keys[backend.loop.add(request, params, self.lora, watch=self.watching)] = key
+
+    def peek(self) -> list[tuple[Any, str]]:
+        """(key, the answer's text so far) for each watched answer that wrote more since the last look."""
+        return [(self.keys[i], text) for i, text in self.backend.loop.partial(list(self.keys)).items()]
+
+    def drop(self, key: Any) -> None:
+        """Abort every request of `key`; nothing of it is collected."""
+        ids = [i for i, k in self.keys.items() if k == key]
+        self.backend.loop.abort(ids)
+        for i in ids:
+            del self.keys[i]
+        self.scoring.pop(key, None)
+        self.thinking.pop(key, None)
 
     def submit_think(self, key: Any, prompt: Prompt, temperature: float = 0.0, seed: int | None = None) -> None:
         """Queue one prompt's reasoning block (as `think` writes it); collected as a `Thought`."""

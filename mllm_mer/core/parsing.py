@@ -67,6 +67,13 @@ def _complete_labels(text: str, ls: LabelSet) -> TaskPrediction | None:
     return TaskPrediction(labels[0], labels=labels) if labels and not outside else None
 
 
+def label_so_far(text: str, ls: LabelSet) -> str | None:
+    """The task's label once an answer still being written has completed it (a closed string naming a label);
+    None until then, and for a list answer."""
+    found = None if ls.list_answer else _complete_labels(text, ls)
+    return found.label if found else None
+
+
 def _cut_answer(raw: str, text: str, label_sets: tuple[LabelSet, ...], sample_id: str,
                 max_new_tokens: int | None) -> Prediction:
     """A cut answer: the labels it completed are taken, with a note; without every label it is a `cut` failure."""

@@ -3,7 +3,8 @@ none, or gold: oracle information).
 
 On a backend that takes requests one by one (the vLLM engine, an OpenAI server) every dialogue runs on its
 own: a turn goes out the moment its context is known (under predicted labels, the moment the dialogue's
-previous turn is answered), so a long dialogue never holds a short one back. Elsewhere (transformers,
+previous turn is answered; on the vLLM engine, the moment that answer has written its label), so a long
+dialogue never holds a short one back. Elsewhere (transformers,
 `--submission batched`) they run in lockstep: turn i of every dialogue in one backend call.
 """
 from __future__ import annotations
@@ -13,12 +14,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from mllm_mer.conversation.context import CONTEXT_LABELS, DEFAULT_CONTEXT_WINDOW, context_for
+from mllm_mer.core.parsing import label_so_far
 from mllm_mer.core.types import Prediction, Sample
 from mllm_mer.media.windows import shared_windows
 from mllm_mer.pipeline.answer import Answered, answer_run, finish
 from mllm_mer.pipeline.inflight import InFlight
 from mllm_mer.pipeline.stream import answer_stream, streams_answers
-from mllm_mer.stages.prepare import prepare
+from mllm_mer.stages.prepare import Prepared, prepare
 from mllm_mer.strategies import RunContext
 
 OnTurn = Callable[[list[Sample], list[Answered]], None]
@@ -43,9 +45,10 @@ def classify_dialogues(backend, dialogues: Sequence[Sequence[Sample]], run: RunC
                        window: int = DEFAULT_CONTEXT_WINDOW, task: str = "emotion",
                        done: dict[str, Prediction] | None = None,
                        on_turn: OnTurn | None = None, batch_size: int | None = None,
-                       continuous: bool = True, prefetch: int = 32) -> list[list[Prediction]]:
+                       continuous: bool = True, prefetch: int = 32, bets: bool = True) -> list[list[Prediction]]:
     """Predictions for every turn: each dialogue on its own where the backend streams (and `continuous`),
-    else turn i of every dialogue in one backend call (in chunks of `batch_size`).
+    else turn i of every dialogue in one backend call (in chunks of `batch_size`). With `bets` (where the
+    backend `can_peek`) a turn goes out once its previous answer has written its label (`_Chains`).
 
     `done` holds predictions already made (a resumed run): those turns are not asked again, and
     their labels still feed the context of later turns. `on_turn(samples, answered)` sees each
@@ -62,7 +65,7 @@ def classify_dialogues(backend, dialogues: Sequence[Sequence[Sample]], run: RunC
     # The turns of a recording are windows of one file: one decoding pass serves them all.
     with shared_windows([s for d in dialogues for s in d if s.id not in talk.done], setup.media, setup.modalities):
         if streams:
-            _each_on_its_own(backend, talk, run, on_turn, prefetch)
+            _each_on_its_own(backend, talk, run, on_turn, prefetch, bets and backend.can_peek)
         else:
             _in_lockstep(backend, talk, run, on_turn, batch_size)
     return talk.results  # type: ignore[return-value]
@@ -110,41 +113,100 @@ def _all_at_once(backend, talk: _Dialogues, run: RunContext, on_turn: OnTurn | N
             on_turn([s for s, _ in group], [a for _, a in group])
 
 
-def _each_on_its_own(backend, talk: _Dialogues, run: RunContext, on_turn: OnTurn | None, prefetch: int) -> None:
+def _each_on_its_own(backend, talk: _Dialogues, run: RunContext, on_turn: OnTurn | None, prefetch: int,
+                     peeking: bool) -> None:
     """Predicted context labels: a dialogue's turn is submitted the moment its previous turn is answered, each
-    dialogue on its own; at most `prefetch` turns in flight."""
-    ready = deque((k, 0) for k, turns in enumerate(talk.dialogues) if turns)
-    owners: dict[str, tuple[int, int]] = {}
-
-    def finished(pairs) -> None:
-        for prepared, prediction in pairs:
-            k, step = owners.pop(prepared.sample.id)
-            answered = finish(prepared, prediction, run.setup)
-            _advance(talk, ready, k, step, answered.prediction)
-            if on_turn:
-                on_turn([prepared.sample], [answered])
-
+    dialogue on its own; at most `prefetch` turns in flight. `peeking` (the backend shows answers as they are
+    written): the next turn goes out once the answer's label is complete, while the rest is still written."""
     with backend.stream(run.adapter) as stream:
         flight = InFlight(stream, backend, run)
-        while ready or owners:
-            while ready and stream.room and len(owners) < max(prefetch, 1):
-                k, step = ready.popleft()
-                sample = talk.turn(k, step)
-                if sample.id in talk.done:  # a resumed run: its label still feeds the context
-                    _advance(talk, ready, k, step, talk.done[sample.id])
-                    continue
-                [prepared] = prepare([sample], run.setup, run.on_stage, run.resources)
-                owners[sample.id] = (k, step)
-                finished(flight.submit(prepared) if prepared.prompt is not None else [(prepared, None)])
+        chains = _Chains(talk, run, on_turn, flight)
+        if peeking:
+            stream.watching = True
+        while chains.ready or chains.owners:
+            while chains.ready and stream.room and len(chains.owners) < max(prefetch, 1):
+                chains.submit(*chains.ready.popleft())
             if stream.pending:
                 run.on_stage(f"answering ({stream.pending} requests in flight)")
-                finished(flight.collect())
+                chains.finished(flight.collect())
+                if peeking:
+                    chains.peeked(flight.peek())
 
 
-def _advance(talk: _Dialogues, ready: deque, k: int, step: int, prediction: Prediction) -> None:
-    talk.answered(k, step, prediction)
-    if talk.context_labels == "predicted" and step + 1 < len(talk.dialogues[k]):
-        ready.append((k, step + 1))
+class _Chains:
+    """The turns of predicted-context dialogues in flight. A turn may go out on a label its previous turn has
+    written but not yet finished (a bet, one per dialogue): when that turn finishes with the same label the bet
+    holds (a next turn that finished first is given out then); with another label, the next turn is dropped and
+    asked again with the label kept, so the answers are those of waiting for every turn."""
+
+    def __init__(self, talk: _Dialogues, run: RunContext, on_turn: OnTurn | None, flight: InFlight):
+        self.talk, self.run, self.on_turn, self.flight = talk, run, on_turn, flight
+        self.ready = deque((k, 0) for k, turns in enumerate(talk.dialogues) if turns)
+        self.owners: dict[str, tuple[int, int]] = {}  # sample in flight -> (dialogue, turn)
+        self.bets: dict[int, tuple[int, str]] = {}  # dialogue -> (turn, label) its next turn went out on
+        self.held: dict[int, tuple[Prepared, Answered]] = {}  # dialogue -> next turn, finished before the bet
+
+    def submit(self, k: int, step: int) -> None:
+        sample = self.talk.turn(k, step)
+        if sample.id in self.talk.done:  # a resumed run: its label still feeds the context
+            self._next(k, step, self.talk.done[sample.id])
+            return
+        [prepared] = prepare([sample], self.run.setup, self.run.on_stage, self.run.resources)
+        self.owners[sample.id] = (k, step)
+        self.finished(self.flight.submit(prepared) if prepared.prompt is not None else [(prepared, None)])
+
+    def peeked(self, looks: list[tuple[Prepared, str]]) -> None:
+        """Bet on the labels that answers still being written have completed."""
+        for prepared, text in looks:
+            k, step = self.owners[prepared.sample.id]
+            turns = self.talk.dialogues[k]
+            if k in self.bets or step + 1 >= len(turns) or turns[step + 1].id in self.talk.done:
+                continue  # one bet per dialogue: a turn asked on a bet places none of its own
+            task = [ls for ls in prepared.prompt.label_sets if ls.task == self.talk.task]
+            if task and (label := label_so_far(text, task[0])) is not None:
+                self.bets[k] = (step, label)
+                self.talk.given[k][step] = label
+                self.ready.append((k, step + 1))
+
+    def finished(self, pairs) -> None:
+        for prepared, prediction in pairs:
+            k, step = self.owners.pop(prepared.sample.id)
+            answered = finish(prepared, prediction, self.run.setup)
+            if self.bets.get(k, (None,))[0] == step - 1:  # asked on a bet its previous turn has not settled
+                self.held[k] = (prepared, answered)
+            else:
+                self._settle(k, step, prepared, answered)
+
+    def _settle(self, k: int, step: int, prepared: Prepared, answered: Answered) -> None:
+        bet = self.bets.pop(k, None)
+        if self.on_turn:
+            self.on_turn([prepared.sample], [answered])
+        if bet is None:
+            self._next(k, step, answered.prediction)
+            return
+        self.talk.answered(k, step, answered.prediction)
+        if bet[1] == answered.prediction.label(self.talk.task):
+            if (held := self.held.pop(k, None)) is not None:
+                self._settle(k, step + 1, *held)
+            return
+        self._call_off(k, step + 1)  # another label than the one bet on: ask the next turn again
+        self.ready.append((k, step + 1))
+
+    def _next(self, k: int, step: int, prediction: Prediction) -> None:
+        self.talk.answered(k, step, prediction)
+        if self.talk.context_labels == "predicted" and step + 1 < len(self.talk.dialogues[k]):
+            self.ready.append((k, step + 1))
+
+    def _call_off(self, k: int, step: int) -> None:
+        """Forget turn `step` of dialogue `k`, asked on a label its previous turn did not keep."""
+        sample_id = self.talk.dialogues[k][step].id
+        if self.held.pop(k, None) is not None:
+            return
+        if sample_id in self.owners:
+            self.flight.drop(sample_id)
+            del self.owners[sample_id]
+        else:
+            self.ready.remove((k, step))
 
 
 def _in_lockstep(backend, talk: _Dialogues, run: RunContext, on_turn: OnTurn | None, batch_size: int | None) -> None:

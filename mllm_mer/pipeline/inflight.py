@@ -56,6 +56,25 @@ class InFlight:
             self._advance(key, result)
         return self._take()
 
+    def peek(self) -> list[tuple[Prepared, str]]:
+        """(sample, its answer's text so far) for the samples whose own answer (not a step a strategy took on
+        the way) wrote more since the last look; only on a `PeekingStream` that is `watching`."""
+        return [(self.held[key], text) for key, text in self.stream.peek()
+                if key in self.nodes and self.nodes[key].parent is None]
+
+    def drop(self, sample_id: str) -> None:
+        """Stop a sample: its requests are aborted and nothing of it is collected."""
+        [root] = [key for key, prepared in self.held.items() if prepared.sample.id == sample_id]
+        for key in [k for k in self.nodes if self._root(k) == root]:
+            self.stream.drop(key)
+            del self.nodes[key]
+        del self.held[root]
+
+    def _root(self, key: int) -> int:
+        while (parent := self.nodes[key].parent) is not None:
+            key = parent
+        return key
+
     def _sample_flow(self, prepared: Prepared) -> Flow:
         prediction = yield from self.run.strategy.flow(self.backend, prepared, self.run)
         if self.run.compare_orders and prediction.reasoning is not None:

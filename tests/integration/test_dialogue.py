@@ -38,23 +38,42 @@ def test_context_holds_exactly_the_predictions_for_earlier_turns_in_lockstep(hf_
 @pytest.mark.vllm
 @requires_meld
 @pytest.mark.parametrize("context_labels", ["predicted", "gold"])
-def test_dialogues_each_on_their_own_on_the_vllm_engine_equal_lockstep(vllm_backend, meld_spec, context_labels):
-    """Continuous (each dialogue's next turn goes out when its last is answered) and lockstep give the same
-    labels and probabilities, each turn's context holds the labels given for its dialogue's earlier turns, and a
-    resumed run asks only the turns not yet answered."""
+def test_dialogues_each_on_their_own_on_the_vllm_engine_equal_lockstep(vllm_backend, meld_spec, context_labels,
+                                                                        monkeypatch):
+    """Continuous (each dialogue's next turn goes out once its last answer has written its label) and lockstep
+    give the same labels and probabilities, each turn's context holds the labels given for its dialogue's earlier
+    turns, and a resumed run asks only the turns not yet answered."""
+    from mllm_mer.backends.vllm_engine import EngineStream
     from mllm_mer.conversation.context import dialogues_of
     from mllm_mer.datasets import load_split
+
+    events, submit = [], EngineStream.submit
+
+    def logged_submit(self, key, prompt, *args, **kwargs):  # test instrumentation: when each answer went out
+        events.append(("asked", prompt.sample_id))
+        return submit(self, key, prompt, *args, **kwargs)
+
+    monkeypatch.setattr(EngineStream, "submit", logged_submit)
 
     dialogues = [d for d in dialogues_of(load_split("meld", MELD_DIR, "dev").samples) if len(d) >= 5][:3]
     dialogues = [d[:n] for d, n in zip(dialogues, (5, 1, 3), strict=True)]  # a long, a one-turn, a middle one
     run = RunContext(PromptSetup(meld_spec, template="label_only", modalities=("text",)))
     seen = {True: [], False: []}
+
+    def given_out(continuous, batch):
+        seen[continuous].append(batch)
+        events.extend(("answered", s.id) for s in batch if continuous)
+
     answers = {continuous: classify_dialogues(vllm_backend, dialogues, run, context_labels, window=-1,
                                               continuous=continuous,
-                                              on_turn=lambda batch, _, c=continuous: seen[c].append(batch))
+                                              on_turn=lambda batch, _, c=continuous: given_out(c, batch))
                for continuous in (True, False)}
     if context_labels == "predicted":  # each turn on its own as it finishes, or turn i of all three at once
         assert [len(batch) for batch in seen[True]] == [1] * 9 and len(seen[False][0]) == 3
+        # a next turn went out once its previous answer had written its label, before that turn was answered
+        long = [s.id for s in dialogues[0]]
+        assert any(events.index(("asked", later)) < events.index(("answered", earlier))
+                   for earlier, later in zip(long, long[1:], strict=False))
     seen = {c: [s for batch in batches for s in batch] for c, batches in seen.items()}
     for continuous, results in answers.items():
         assert all(p.ok for d in results for p in d)
