@@ -127,10 +127,26 @@ def assert_tree_gone(proc, sig) -> None:
 
     tree = psutil.Process(proc.pid).children(recursive=True)
     assert tree, "the command should have started processes (engine, watchdog)"
+    seen = {p.pid: _marks(p) for p in tree}  # what the watchdog can recognise each by, before the signal
     proc.send_signal(sig)
     proc.wait(timeout=60)
     _, alive = psutil.wait_procs(tree, timeout=120)  # a condition: a loaded machine may take a while
-    assert [p.pid for p in alive] == [], f"left running after {signal.Signals(sig).name}: {alive}"
+    assert [p.pid for p in alive] == [], (f"left running after {signal.Signals(sig).name}: {alive}; marks "
+                                          f"before the signal: {seen}; now: {[_marks(p) for p in alive]}")
+
+
+def _marks(proc) -> str:
+    """A process's command line, guard variable and open pipes (the watchdog's marks), for a failure message."""
+    import contextlib
+    import os
+
+    import psutil
+
+    with contextlib.suppress(psutil.Error, OSError):
+        pipes = [os.readlink(f"/proc/{proc.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{proc.pid}/fd")]
+        return (f"{' '.join(proc.cmdline())[:80]!r} guarded={proc.environ().get('MLLM_MER_GUARDED')} "
+                f"pipes={[p for p in pipes if p.startswith('pipe:')]}")
+    return "gone"
 
 
 MAX_STEPS = 3
