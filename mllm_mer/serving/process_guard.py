@@ -8,8 +8,9 @@ Two halves:
   process is gone for any reason, kill -9 included, stops every one of them, and every
   process that inherited one of this process's two marks (one started between two polls,
   orphaned before the watchdog saw it): the `MLLM_MER_GUARDED` variable, which children
-  started by exec carry, and the write end of a pipe, which forked children (vLLM's engine
-  core) carry: a variable set after start-up is not in a forked child's /proc environ.
+  started by exec carry (kept visible when they rename themselves: SPT_NOENV), and the write end of
+  a pipe, which forked children carry: a variable set after start-up is not in a forked child's
+  /proc environ.
 
     python -m mllm_mer.serving.process_guard PID START_TIME [PIPE_INODE]   (what start_guard runs)
 """
@@ -44,14 +45,22 @@ def start_guard() -> subprocess.Popen | None:
         return None
     if os.environ.get("MLLM_MER_GUARDED") == str(os.getpid()):
         return None
-    os.environ["MLLM_MER_GUARDED"] = str(os.getpid())
-    _MARK_FDS.extend(os.pipe())  # close-on-exec: forked children keep it, exec'd ones carry the variable
-    inode = os.fstat(_MARK_FDS[1]).st_ino
+    inode = mark_this_process()
     born = psutil.Process().create_time()  # so a watchdog that starts after this process died still sweeps
     return subprocess.Popen([sys.executable, "-m", "mllm_mer.serving.process_guard", str(os.getpid()), repr(born),
                              str(inode)],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
+
+
+def mark_this_process() -> int:
+    """Give this process's descendants the two marks the watchdog knows them by; returns the pipe's inode."""
+    os.environ["MLLM_MER_GUARDED"] = str(os.getpid())
+    # A process title set with setproctitle (vLLM names its engine core so) overwrites the memory that
+    # /proc/PID/environ shows, and the variable with it, unless SPT_NOENV keeps the title to argv's length.
+    os.environ.setdefault("SPT_NOENV", "1")
+    _MARK_FDS.extend(os.pipe())  # close-on-exec: forked children keep it, exec'd ones carry the variable
+    return os.fstat(_MARK_FDS[1]).st_ino
 
 
 def _watch(pid: int, born: float, pipe: int | None = None) -> None:

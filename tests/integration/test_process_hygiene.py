@@ -143,18 +143,25 @@ def test_a_benchmark_killed_mid_run_leaves_no_engine(tiny_model):
 ORPHANS = {  # a child the dead command left: exec'd (it carries the variable) or forked, as vLLM starts its engine
     "exec": "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); c = c.pid",
     "fork": "c = os.fork()\nif c == 0: time.sleep(600); os._exit(0)",
+    # exec'd, then renamed as vLLM names its engine core (setproctitle writes over what /proc environ shows)
+    "renamed": "import tempfile; ready = tempfile.mktemp()\n"
+               "c = subprocess.Popen([sys.executable, '-c', 'import setproctitle, sys, time; "
+               "setproctitle.setproctitle(\"VLLM::EngineCore\"); open(sys.argv[1], \"w\").close(); "
+               "time.sleep(600)', ready]).pid\n"
+               "while not os.path.exists(ready): time.sleep(0.05)",
 }
 
 
 @pytest.mark.parametrize("how", sorted(ORPHANS))
 def test_a_watchdog_that_starts_after_its_command_died_still_stops_what_it_left(how):
     """kill -9 can land before the watchdog's first look: it then sweeps every process carrying a mark (a forked
-    child's /proc environ lacks a variable set after start-up: it holds the guard's pipe instead)."""
+    child's /proc environ lacks a variable set after start-up: it holds the guard's pipe instead; a renamed one
+    keeps the variable visible)."""
     from mllm_mer.serving.process_guard import _watch
 
     code = ("import os, subprocess, sys, time\nfrom mllm_mer.serving import process_guard as g\n"
-            "os.environ['MLLM_MER_GUARDED'] = str(os.getpid()); g._MARK_FDS.extend(os.pipe())\n"
-            f"{ORPHANS[how]}\nprint(c, os.fstat(g._MARK_FDS[1]).st_ino, flush=True); time.sleep(600)")
+            "inode = g.mark_this_process()\n"
+            f"{ORPHANS[how]}\nprint(c, inode, flush=True); time.sleep(600)")
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     pid, inode = map(int, parent.stdout.readline().split())
     child, born = psutil.Process(pid), psutil.Process(parent.pid).create_time()
