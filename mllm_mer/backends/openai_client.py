@@ -16,6 +16,10 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any
 
+# Loaded here, on the importing thread: the openai package checks sys.modules for httpx on every reply, and a
+# first `import httpx` on a request thread left it half-initialised there (AttributeError: httpx.Response).
+import httpx
+
 from mllm_mer.backends.base import BackendBase
 from mllm_mer.backends.label_scoring import (
     branch_points,
@@ -100,8 +104,6 @@ def continued(prompt: Prompt, written: str = "") -> tuple[list[dict[str, Any]], 
 def served_adapter_prompts(client: ClientConfig) -> dict[str, Any] | None:
     """What the server at the first --base-url says of its adapters' prompts (`mllm-mer serve` does);
     None when it says nothing (another server)."""
-    import httpx
-
     root = client.base_url[0].rstrip("/").removesuffix("/v1")
     key = client.api_key or os.environ.get("MLLM_MER_API_KEY")
     try:
@@ -342,8 +344,6 @@ class OpenAIBackend(BackendBase):
         return self._token_cache[key]
 
     def _post(self, route: str, body: dict) -> dict:
-        import httpx
-
         headers = {"Authorization": f"Bearer {self.config.client.api_key}"} if self.config.client.api_key else {}
         root = self.base_url[: -len("/v1")]
         return self._call(lambda: httpx.post(f"{root}/{route}", json=body, headers=headers,
