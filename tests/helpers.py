@@ -51,6 +51,23 @@ VTT = """WEBVTT
 """
 
 
+def assert_same_answers(got, want, tol: float = 1e-6, where: str = "") -> None:
+    """Saved predictions equal, floats to `tol`: an engine's float sums change in the last digits with how
+    requests were batched together, so two runs that batched differently differ there and nowhere else."""
+    if isinstance(got, dict) and isinstance(want, dict):
+        assert got.keys() == want.keys(), where
+        for k in got:
+            assert_same_answers(got[k], want[k], tol, f"{where}.{k}")
+    elif isinstance(got, list) and isinstance(want, list):
+        assert len(got) == len(want), where
+        for i, (a, b) in enumerate(zip(got, want, strict=True)):
+            assert_same_answers(a, b, tol, f"{where}[{i}]")
+    elif isinstance(got, float) and isinstance(want, float):
+        assert abs(got - want) <= tol, f"{where}: {got} != {want}"
+    else:
+        assert got == want, f"{where}: {got!r} != {want!r}"
+
+
 def random_samples(n: int, seed: int = 0) -> list[Sample]:
     """Random text and context; even samples carry one still, odd ones 2 or 4 frames of a clip."""
     rng = random.Random(seed)
