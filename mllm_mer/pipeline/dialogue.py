@@ -9,7 +9,7 @@ dialogue never holds a short one back. Elsewhere (transformers,
 """
 from __future__ import annotations
 
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -134,17 +134,20 @@ def _each_on_its_own(backend, talk: _Dialogues, run: RunContext, on_turn: OnTurn
 
 
 class _Chains:
-    """The turns of predicted-context dialogues in flight. A turn may go out on a label its previous turn has
-    written but not yet finished (a bet, one per dialogue): when that turn finishes with the same label the bet
-    holds (a next turn that finished first is given out then); with another label, the next turn is dropped and
-    asked again with the label kept, so the answers are those of waiting for every turn."""
+    """The turns of predicted-context dialogues in flight. A turn goes out on the label its previous answer has
+    written while the rest of that answer is still written (a bet), and a turn asked on a bet is bet on in
+    turn, so a dialogue advances at the pace its labels are written, not its whole answers. When a turn
+    settles with the label bet on, the turn after it stands (if it finished first it was held, and is given out
+    then); with another label (an answer that fails after its label), every later turn of the dialogue is
+    dropped and asked again, so the answers are those of waiting for every turn."""
 
     def __init__(self, talk: _Dialogues, run: RunContext, on_turn: OnTurn | None, flight: InFlight):
         self.talk, self.run, self.on_turn, self.flight = talk, run, on_turn, flight
         self.ready = deque((k, 0) for k, turns in enumerate(talk.dialogues) if turns)
         self.owners: dict[str, tuple[int, int]] = {}  # sample in flight -> (dialogue, turn)
-        self.bets: dict[int, tuple[int, str]] = {}  # dialogue -> (turn, label) its next turn went out on
-        self.held: dict[int, tuple[Prepared, Answered]] = {}  # dialogue -> next turn, finished before the bet
+        self.bets: dict[int, dict[int, str]] = defaultdict(dict)  # dialogue -> turn -> label its next went on
+        self.held: dict[int, dict[int, tuple[Prepared, Answered]]] = defaultdict(dict)  # finished before the
+        # turn before them settled
 
     def submit(self, k: int, step: int) -> None:
         sample = self.talk.turn(k, step)
@@ -158,35 +161,38 @@ class _Chains:
     def peeked(self, looks: list[tuple[Prepared, str]]) -> None:
         """Bet on the labels that answers still being written have completed."""
         for prepared, text in looks:
+            if prepared.sample.id not in self.owners:
+                continue
             k, step = self.owners[prepared.sample.id]
             turns = self.talk.dialogues[k]
-            if k in self.bets or step + 1 >= len(turns) or turns[step + 1].id in self.talk.done:
-                continue  # one bet per dialogue: a turn asked on a bet places none of its own
             task = [ls for ls in prepared.prompt.label_sets if ls.task == self.talk.task]
-            if task and (label := label_so_far(text, task[0])) is not None:
-                self.bets[k] = (step, label)
-                self.talk.given[k][step] = label
-                self.ready.append((k, step + 1))
+            if step + 1 >= len(turns) or turns[step + 1].id in self.talk.done or not task:
+                continue
+            if step in self.bets[k] or (label := label_so_far(text, task[0])) is None:
+                continue
+            self.bets[k][step] = label
+            self.talk.given[k][step] = label
+            self.ready.append((k, step + 1))
 
     def finished(self, pairs) -> None:
         for prepared, prediction in pairs:
             k, step = self.owners.pop(prepared.sample.id)
             answered = finish(prepared, prediction, self.run.setup)
-            if self.bets.get(k, (None,))[0] == step - 1:  # asked on a bet its previous turn has not settled
-                self.held[k] = (prepared, answered)
+            if step - 1 in self.bets[k]:  # asked on a bet its previous turn has not settled
+                self.held[k][step] = (prepared, answered)
             else:
                 self._settle(k, step, prepared, answered)
 
     def _settle(self, k: int, step: int, prepared: Prepared, answered: Answered) -> None:
-        bet = self.bets.pop(k, None)
+        bet = self.bets[k].pop(step, None)
         if self.on_turn:
             self.on_turn([prepared.sample], [answered])
         if bet is None:
             self._next(k, step, answered.prediction)
             return
         self.talk.answered(k, step, answered.prediction)
-        if bet[1] == answered.prediction.label(self.talk.task):
-            if (held := self.held.pop(k, None)) is not None:
+        if bet == answered.prediction.label(self.talk.task):
+            if (held := self.held[k].pop(step + 1, None)) is not None:
                 self._settle(k, step + 1, *held)
             return
         self._call_off(k, step + 1)  # another label than the one bet on: ask the next turn again
@@ -198,15 +204,14 @@ class _Chains:
             self.ready.append((k, step + 1))
 
     def _call_off(self, k: int, step: int) -> None:
-        """Forget turn `step` of dialogue `k`, asked on a label its previous turn did not keep."""
-        sample_id = self.talk.dialogues[k][step].id
-        if self.held.pop(k, None) is not None:
-            return
-        if sample_id in self.owners:
-            self.flight.drop(sample_id)
-            del self.owners[sample_id]
-        else:
-            self.ready.remove((k, step))
+        """Forget turn `step` of dialogue `k` and every later one: each was asked on a label not kept."""
+        for later in range(step, len(self.talk.dialogues[k])):
+            self.bets[k].pop(later, None)
+            self.held[k].pop(later, None)
+            if (sample_id := self.talk.dialogues[k][later].id) in self.owners:
+                self.flight.drop(sample_id)
+                del self.owners[sample_id]
+        self.ready = deque((d, t) for d, t in self.ready if d != k or t < step)
 
 
 def _in_lockstep(backend, talk: _Dialogues, run: RunContext, on_turn: OnTurn | None, batch_size: int | None) -> None:

@@ -136,3 +136,26 @@ def test_a_turn_asked_on_a_label_its_previous_answer_did_not_keep_is_asked_again
     assert [s.id for s in seen].count("d0t1") == 1  # the turn asked on the wrong label is never given out
     d0t1 = next(s for s in seen if s.id == "d0t1")
     assert [turn.emotion for turn in d0t1.context] == labels(betting)[0][:1]
+
+
+LONG_TAILS = {"d0t0": 120, "d0t1": 120, "d0t2": 120}  # each label written long before its answer ends
+
+
+def test_a_turn_asked_on_a_bet_is_bet_on_in_turn_so_a_dialogue_moves_at_the_pace_its_labels_are_written():
+    backend, seen, betting, waiting = run_both(pad=LONG_TAILS)
+    assert labels(betting) == labels(waiting) and not backend.dropped
+    log = backend.log
+    assert log.index(("submit", "d0t3")) < log.index(("done", "d0t0"))  # three turns out on unsettled labels
+    assert [s.id for s in seen if s.id.startswith("d0")] == ["d0t0", "d0t1", "d0t2", "d0t3"]
+
+
+def test_a_label_not_kept_calls_off_every_turn_asked_after_it():
+    backend, seen, betting, waiting = run_both(flip=("d0t0",), pad=LONG_TAILS)
+    assert labels(betting) == labels(waiting)
+    asked = [s for e, s in backend.log if e == "submit"]
+    assert all(asked.count(t) == 2 for t in ("d0t1", "d0t2", "d0t3"))
+    assert len(backend.dropped) == 2  # d0t1, d0t2 dropped while written; d0t3 (short) had finished: held, forgotten
+    assert [s.id for s in seen if s.id.startswith("d0")] == ["d0t0", "d0t1", "d0t2", "d0t3"]
+    for sample in seen:
+        d, t = (int(x) for x in sample.id[1:].split("t"))
+        assert [turn.emotion for turn in sample.context] == labels(betting)[d][:t]
