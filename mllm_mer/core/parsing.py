@@ -68,10 +68,17 @@ def _complete_labels(text: str, ls: LabelSet) -> TaskPrediction | None:
 
 
 def label_so_far(text: str, ls: LabelSet) -> str | None:
-    """The task's label once an answer still being written has completed it (a closed string naming a label);
-    None until then, and for a list answer."""
-    found = None if ls.list_answer else _complete_labels(text, ls)
-    return found.label if found else None
+    """The task's label once an answer still being written under its schema has decided it: a closed string
+    naming a label, or an open one that only one label of the set begins with (the schema's enum lets nothing
+    else follow: `"d` can only become "disgust", `"s` is "sadness" or "surprise"); None until then, and for a
+    list answer."""
+    if ls.list_answer:
+        return None
+    if (found := _complete_labels(text, ls)) is not None:
+        return found.label
+    opened = re.search(re.escape(json.dumps(ls.task)) + r'\s*:\s*"([^"\\]*)$', text)
+    could = [label for label in ls.labels if label.startswith(opened.group(1))] if opened else []
+    return could[0] if len(could) == 1 else None
 
 
 def _cut_answer(raw: str, text: str, label_sets: tuple[LabelSet, ...], sample_id: str,

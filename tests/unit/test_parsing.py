@@ -55,3 +55,17 @@ def test_a_cue_for_a_modality_the_prompt_did_not_show_is_dropped_with_a_note(mel
     pred = parse_answer(raw, meld_spec.label_sets, "s1", cue_modalities=("visual", "lexical"))
     assert pred.ok and pred.cues == {"visual": "smile"}
     assert pred.notes == ["dropped the answer's vocal cue: the prompt did not show that modality"]
+
+
+def test_a_label_is_known_while_written_once_the_schema_lets_only_one_label_follow(meld_spec):
+    from mllm_mer.core.parsing import label_so_far
+
+    emotion, sentiment = meld_spec.label_sets
+    seen = {text: label_so_far(text, emotion) for text in (
+        '{"emo', '{"emotion":"', '{"emotion":"s', '{"emotion":"sa', '{"emotion":"d', '{"emotion":"x',
+        '{"emotion":"surprise"', '{"emotion":"surprise","sentiment":"n')}
+    assert seen == {'{"emo': None, '{"emotion":"': None, '{"emotion":"s': None,  # sadness or surprise
+                    '{"emotion":"sa': "sadness", '{"emotion":"d': "disgust", '{"emotion":"x': None,
+                    '{"emotion":"surprise"': "surprise", '{"emotion":"surprise","sentiment":"n': "surprise"}
+    assert label_so_far('{"emotion":"joy","sentiment":"n', sentiment) is None  # neutral or negative
+    assert label_so_far('{"emotion":"joy","sentiment":"p', sentiment) == "positive"
