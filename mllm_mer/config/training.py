@@ -63,6 +63,9 @@ class RLConfig(Section):
     num_generations: int = option(8, "answers sampled per prompt (the group)", low=2)
     beta: float = option(0.0, "KL coefficient against the starting policy (0: no reference pass)", low=0.0)
     temperature: float = option(1.0, "sampling temperature of the answers", low=0.01)
+    top_p: float = option(1.0, "nucleus sampling of the rollouts (reasoning and answer): the fewest tokens holding "
+                               "this much probability; below 1 keeps a small model's long tail out of them",
+                          low=0.01, high=1.0)
     max_completion_length: int = option(128, "tokens per answer", low=1)
     rewards: dict[str, float] = option({"correct": 1.0, "format": 0.5}, "reward name -> weight: correct, format, "
                                                                           "grounded, length, reasoning_length, "

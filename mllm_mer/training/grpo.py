@@ -82,7 +82,7 @@ def grpo_arguments(cfg: TrainConfig, out: Path, with_dev: bool, blocked: list[in
     rl = cfg.rl
     return training_arguments(
         cfg, out, with_dev, GRPOConfig, num_generations=rl.num_generations, beta=rl.beta,
-        temperature=rl.temperature, max_completion_length=rl.max_completion_length,
+        temperature=rl.temperature, top_p=rl.top_p, max_completion_length=rl.max_completion_length,
         reward_weights=list(rl.rewards.values()), loss_type=rl.loss_type, scale_rewards=rl.scale_rewards,
         num_iterations=rl.num_iterations, use_vllm=rl.use_vllm, vllm_mode="colocate", log_completions=False,
         # transformers' generate suppresses tokens; vLLM's sampling takes a bias

@@ -61,7 +61,8 @@ def write_report(out: Path, history: list[dict[str, Any]], cfg) -> Path:
     headers = ["step", *[label for _, label in COLUMNS], *rewards]
     rl = cfg.rl
     lines = ["# GRPO run", "",
-             f"Group of {rl.num_generations} answers per prompt at temperature {rl.temperature}, KL coefficient "
+             f"Group of {rl.num_generations} answers per prompt at temperature {rl.temperature}"
+             + (f", top_p {rl.top_p}" if rl.top_p < 1 else "") + ", KL coefficient "
              f"{rl.beta}, loss {rl.loss_type}; rewards (weight): "
              + ", ".join(f"{name} ({weight})" for name, weight in rl.rewards.items()) + ".",
              f"Started from {cfg.lora.init_adapter or 'a fresh LoRA on the base model'} ({cfg.model.model}).", ""]
