@@ -24,7 +24,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mllm_mer.backends.base import render
 from mllm_mer.config import EvaluateConfig, Section, build, option
 from mllm_mer.datasets import load_configured
 from mllm_mer.evaluation.runner import run_evaluation
@@ -101,8 +100,8 @@ def _compare(vllm, make_cfg, repeats: int, media: bool, mode: str = "generate", 
     if mode == "score":
         requests, params = _score_requests(vllm, _scored_prompts(prepared, setup, strategy))
     else:
-        requests = [vllm._request(p, render(vllm.tokenizer, p)) for p in ready]
-        params = [vllm._answer_params(p) for p in ready]
+        answers = [vllm._answer(p) for p in ready]
+        requests, params = [r for r, _, _ in answers], [p for _, p, _ in answers]
     vllm.llm.generate(requests[:2], params[:2], use_tqdm=False)  # warm-up
     best = {"continuous": float("inf"), "batched": float("inf"), "raw": float("inf"),
             "continuous_wall": float("inf")}

@@ -11,6 +11,7 @@ from contextlib import AbstractContextManager
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from mllm_mer.core.types import Prompt, Reasoning, Thought
+from mllm_mer.prompting.opening import Opening, answer_opening
 
 
 def render(processor: Any, prompt: Prompt) -> str:
@@ -23,6 +24,14 @@ def render(processor: Any, prompt: Prompt) -> str:
     text = processor.apply_chat_template(prompt.messages, tokenize=False, add_generation_prompt=True)
     opened = prompt.reasoning is not None and text.endswith(prompt.reasoning.open)  # a thinking template's own
     return text + prompt.written(template_opened=opened)
+
+
+def answer_start(processor: Any, prompt: Prompt) -> tuple[str, Opening | None]:
+    """The text an answer is generated after: the rendered prompt and the answer's forced opening where it
+    has one (`prompting.opening`: the backend then constrains with its grammar and puts the opening back
+    before the generated text)."""
+    opening = answer_opening(prompt)
+    return render(processor, prompt) + (opening.text if opening else ""), opening
 
 
 def thought_of(text: str, tokens: int, reasoning: Reasoning) -> Thought:

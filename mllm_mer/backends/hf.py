@@ -11,11 +11,12 @@ from typing import Any
 
 import torch
 
-from mllm_mer.backends.base import BackendBase, render
+from mllm_mer.backends.base import BackendBase, answer_start, render
 from mllm_mer.backends.hf_loading import load_model_and_processor, processor_inputs, with_adapters
 from mllm_mer.backends.label_scoring import constrained_logprobs, reading_paths
 from mllm_mer.config import BackendConfig
 from mllm_mer.core.types import Prompt, Reasoning, Thought
+from mllm_mer.prompting.opening import answer_opening
 
 
 class TransformersBackend(BackendBase):
@@ -68,12 +69,16 @@ class TransformersBackend(BackendBase):
         return ids | ({self.tokenizer.eos_token_id} if self.tokenizer.eos_token_id is not None else set())
 
     # -- constrained generation -------------------------------------------------------------
-    def _compiled_grammar(self, schema: dict[str, Any]):
-        key = json.dumps(schema)  # key order is the answer order: never sort
+    def _compiled_grammar(self, prompt: Prompt, opened: bool = True):
+        """The compiled constraint of one answer: its schema, or (`opened`: its prompt ends with the answer's
+        opening, as `answer_start` writes it) the grammar of the rest after its opening."""
+        opening = answer_opening(prompt) if opened else None
+        key = opening.grammar if opening else json.dumps(prompt.schema)  # key order is the answer order
         if key not in self._grammars:
+            compiler = self._compiler()
             # Compact separators: the same answer form vLLM produces with disable_any_whitespace.
-            self._grammars[key] = self._compiler().compile_json_schema(key, any_whitespace=False,
-                                                                       separators=(",", ":"))
+            self._grammars[key] = compiler.compile_grammar(key) if opening else \
+                compiler.compile_json_schema(key, any_whitespace=False, separators=(",", ":"))
         return self._grammars[key]
 
     def _compiler(self):
@@ -88,12 +93,13 @@ class TransformersBackend(BackendBase):
             self._grammar_compiler = xgr.GrammarCompiler(info)
         return self._grammar_compiler
 
-    def constraint(self, prompts: Sequence[Prompt]):
+    def constraint(self, prompts: Sequence[Prompt], opened: bool = True):
         """A logits processor that holds each row of one `generate` call to its prompt's answer schema (one
-        row per prompt, in order; a new one per call: it keeps each row's place in its grammar)."""
+        row per prompt, in order; a new one per call: it keeps each row's place in its grammar); `opened`: the
+        rows continue `answer_start` (after the answer's opening), else the plain rendered prompt."""
         from xgrammar.contrib.hf import LogitsProcessor
 
-        return LogitsProcessor([self._compiled_grammar(p.schema) for p in prompts])
+        return LogitsProcessor([self._compiled_grammar(p, opened) for p in prompts])
 
     @torch.inference_mode()
     def generate(self, prompts: Sequence[Prompt], adapter: str | None = None, temperature: float = 0.0,
@@ -108,13 +114,14 @@ class TransformersBackend(BackendBase):
         answers: list[str] = []
         for start in range(0, len(prompts), self.config.model.forward_batch_size):
             batch = prompts[start:start + self.config.model.forward_batch_size]
-            inputs = self._fitting(batch, [render(self.processor, p) for p in batch],
-                                   self.config.model.max_new_tokens)
+            starts = [answer_start(self.processor, p) for p in batch]
+            inputs = self._fitting(batch, [text for text, _ in starts], self.config.model.max_new_tokens)
             with self._adapter_context(adapter):
                 out = self.model.generate(**inputs, max_new_tokens=self.config.model.max_new_tokens,
                                           logits_processor=[self.constraint(batch)], **sampling)
             new_tokens = out[:, inputs["input_ids"].shape[1]:]
-            answers += self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+            answers += [(opening.text if opening else "") + text for (_, opening), text
+                        in zip(starts, self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True), strict=True)]
         return answers
 
     @torch.inference_mode()

@@ -2,7 +2,8 @@
 
 The prompt's messages go out as they are, with media parts turned into data URLs
 (an image as PNG, sampled frames as a small mp4), the answer schema as
-`response_format`, and the adapter chosen by model name.
+`response_format` (or, after the answer's forced opening, the grammar of the rest: `prompting.opening`),
+and the adapter chosen by model name.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from mllm_mer.core.families import video_fps
 from mllm_mer.core.paths import ADAPTER_PROMPTS_ROUTE
 from mllm_mer.core.types import Prompt, ServiceError, Thought
 from mllm_mer.media.audio import SAMPLE_RATE
+from mllm_mer.prompting.opening import answer_opening
 
 
 def image_data_url(image) -> str:
@@ -198,14 +200,18 @@ class OpenAIBackend(BackendBase):
         return adapter
 
     def _one(self, prompt: Prompt, model: str, temperature: float = 0.0, seed: int | None = None) -> str:
-        messages, extras = continued(prompt)
+        opening = answer_opening(prompt)
+        messages, extras = continued(prompt, opening.text if opening else "")
+        if opening:  # the server continues the opened answer under the grammar of the rest
+            constraint = {"extra_body": {**extras, "structured_outputs": {"grammar": opening.grammar}}}
+        else:
+            constraint = {"extra_body": extras, "response_format": {
+                "type": "json_schema", "json_schema": {"name": "answer", "schema": prompt.schema, "strict": True}}}
         with self._server() as client:
             response = self._call(
-                client.chat.completions.create, model=model, messages=messages, extra_body=extras,
-                temperature=temperature, seed=seed, max_tokens=self.config.model.max_new_tokens,
-                response_format={"type": "json_schema",
-                                 "json_schema": {"name": "answer", "schema": prompt.schema, "strict": True}})
-        return response.choices[0].message.content or ""
+                client.chat.completions.create, model=model, messages=messages, temperature=temperature, seed=seed,
+                max_tokens=self.config.model.max_new_tokens, **constraint)
+        return (opening.text if opening else "") + (response.choices[0].message.content or "")
 
     def generate(self, prompts: Sequence[Prompt], adapter: str | None = None, temperature: float = 0.0,
                  seeds: Sequence[int] | None = None) -> list[str]:

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from mllm_mer.backends.base import BackendBase, render
+from mllm_mer.backends.base import BackendBase, answer_start, render
 from mllm_mer.backends.engine_loop import EngineLoop
 from mllm_mer.config import BackendConfig
 from mllm_mer.core.families import explain_load_error, family_for, resolve_model
@@ -114,21 +114,26 @@ class VLLMEngineBackend(BackendBase):
             request["multi_modal_data"] = data
         return request
 
-    def _answer_params(self, prompt: Prompt, temperature: float = 0.0, seed: int | None = None):
+    def _answer(self, prompt: Prompt, temperature: float = 0.0, seed: int | None = None) -> tuple[dict, Any, str]:
+        """(engine request, sampling parameters, the answer's opening written into the prompt) of one answer
+        under its schema, or under the grammar of the rest of it after its opening (`prompting.opening`)."""
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
-        return SamplingParams(temperature=temperature, seed=seed if temperature > 0 else None,
-                              max_tokens=self.config.model.max_new_tokens,
-                              structured_outputs=StructuredOutputsParams(json=prompt.schema))
+        text, opening = answer_start(self.tokenizer, prompt)
+        constraint = StructuredOutputsParams(grammar=opening.grammar) if opening else \
+            StructuredOutputsParams(json=prompt.schema)
+        params = SamplingParams(temperature=temperature, seed=seed if temperature > 0 else None,
+                                max_tokens=self.config.model.max_new_tokens, structured_outputs=constraint)
+        return self._request(prompt, text), params, opening.text if opening else ""
 
     def generate(self, prompts: Sequence[Prompt], adapter: str | None = None, temperature: float = 0.0,
                  seeds: Sequence[int] | None = None) -> list[str]:
         seeds = list(seeds) if seeds is not None else [None] * len(prompts)
-        params = [self._answer_params(p, temperature, seed) for p, seed in zip(prompts, seeds, strict=True)]
-        requests = [self._request(p, render(self.tokenizer, p)) for p in prompts]
-        outputs = self._generate(requests, params, lora_request=self._lora(adapter))
-        return [out.outputs[0].text for out in outputs]
+        answers = [self._answer(p, temperature, seed) for p, seed in zip(prompts, seeds, strict=True)]
+        outputs = self._generate([r for r, _, _ in answers], [p for _, p, _ in answers],
+                                 lora_request=self._lora(adapter))
+        return [opening + out.outputs[0].text for (_, _, opening), out in zip(answers, outputs, strict=True)]
 
     def _think_params(self, prompt: Prompt, temperature: float = 0.0, seed: int | None = None):
         from vllm import SamplingParams
@@ -277,6 +282,7 @@ class EngineStream:
         self.keys: dict[str, Any] = {}  # request id -> the caller's key
         self.scoring: dict[Any, tuple[list, dict[str, Any], dict]] = {}  # key -> candidates, walks left, readings
         self.thinking: dict[Any, Any] = {}  # key -> the reasoning block it writes
+        self.openings: dict[str, str] = {}  # answer request id -> the opening its prompt ends with
 
     @property
     def pending(self) -> int:
@@ -298,14 +304,15 @@ class EngineStream:
 
     def submit(self, key: Any, prompt: Prompt, temperature: float = 0.0, seed: int | None = None) -> None:
         """Queue one prompt's answer under its schema; ValueError if the engine refuses it (nothing is queued then)."""
-        backend = self.backend
-        request = backend._request(prompt, render(backend.tokenizer, prompt))
-        params = backend._answer_params(prompt, temperature, seed)
-        self.keys[backend.loop.add(request, params, self.lora, watch=self.watching)] = key
+        request, params, opening = self.backend._answer(prompt, temperature, seed)
+        request_id = self.backend.loop.add(request, params, self.lora, watch=self.watching)
+        self.keys[request_id] = key
+        self.openings[request_id] = opening
 
     def peek(self) -> list[tuple[Any, str]]:
         """(key, the answer's text so far) for each watched answer that wrote more since the last look."""
-        return [(self.keys[i], text) for i, text in self.backend.loop.partial(list(self.keys)).items()]
+        return [(self.keys[i], self.openings.get(i, "") + text)
+                for i, text in self.backend.loop.partial(list(self.keys)).items()]
 
     def drop(self, key: Any) -> None:
         """Abort every request of `key`; nothing of it is collected."""
@@ -313,6 +320,7 @@ class EngineStream:
         self.backend.loop.abort(ids)
         for i in ids:
             del self.keys[i]
+            self.openings.pop(i, None)
         self.scoring.pop(key, None)
         self.thinking.pop(key, None)
 
@@ -339,7 +347,7 @@ class EngineStream:
                                              self.thinking.pop(key))))
                 continue
             if key not in self.scoring:
-                done.append((key, out.outputs[0].text))
+                done.append((key, self.openings.pop(i, "") + out.outputs[0].text))
                 continue
             candidates, walks, readings = self.scoring[key]
             read_walk(out, walks.pop(i), readings)

@@ -11,6 +11,7 @@ the block, and the adapter's saved prompt keeps the order.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +49,13 @@ def blocked_tokens(model, processor) -> list[int]:
 
 
 def answer_constraint(model, processor, cfg: TrainConfig):
-    """The transformers backend's schema constraint over the model being trained."""
+    """The transformers backend's schema constraint over the model being trained (rollouts continue TRL's
+    own prompt ids, which end where the answer starts: the whole answer is decoded, its opening too)."""
     from mllm_mer.backends.hf import TransformersBackend
     from mllm_mer.config import BackendConfig
 
-    return TransformersBackend.wrap(model, processor, BackendConfig(model=cfg.model)).constraint
+    backend = TransformersBackend.wrap(model, processor, BackendConfig(model=cfg.model))
+    return functools.partial(backend.constraint, opened=False)
 
 
 def check_recipe(cfg: TrainConfig) -> None:

@@ -1,4 +1,5 @@
 """vLLM engine backend on the tiny checkpoint (one engine per session): parity, schema, batching, LoRA."""
+import json
 import math
 
 import pytest
@@ -33,6 +34,21 @@ def test_greedy_tokens_match_transformers_for_images_and_frames(vllm_backend, hf
     expected = hf_lora_backend.generate_token_ids(prompts, adapter=adapter, max_new_tokens=24)
     got = vllm_backend.generate_token_ids(prompts, adapter=adapter, max_new_tokens=24)
     assert got == expected
+
+
+def test_answers_open_in_the_prompt_and_match_transformers(vllm_backend, hf_lora_backend, meld_spec):
+    """The answer's forced opening is prefilled, not decoded: the engine writes only the rest, under its grammar,
+    and the answer handed back is whole; transformers does the same and answers alike."""
+    prompts = _prompts(random_samples(4, seed=12), meld_spec, template="label_only")
+    request, params, opening = vllm_backend._answer(prompts[0])
+    assert opening == '{"emotion":"' and request["prompt"].endswith(opening) and params.structured_outputs.grammar
+    written = vllm_backend._generate([request], [params])[0].outputs[0].text
+    answers = vllm_backend.generate(prompts)
+    assert not written.startswith("{") and answers[0] == opening + written
+    assert answers == hf_lora_backend.generate(prompts)
+    for answer in answers:
+        labels = json.loads(answer)
+        assert labels["emotion"] in meld_spec.label_sets[0].labels and set(labels) == {"emotion", "sentiment"}
 
 
 def test_adapter_changes_the_output(vllm_backend, meld_spec):
