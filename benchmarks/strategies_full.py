@@ -87,9 +87,9 @@ def _recorded(vllm, run) -> list:
     """Every (engine request, sampling parameters) that `run()` gives the engine."""
     recorded, add = [], vllm.loop.add
 
-    def record(request, params, lora=None):
+    def record(request, params, lora=None, watch=False):
         recorded.append((request, params.clone()))
-        return add(request, params, lora)
+        return add(request, params, lora, watch=watch)
 
     vllm.loop.add = record
     try:

@@ -102,7 +102,8 @@ class Backend(Protocol):
 
     def generate(self, prompts: Sequence[Prompt], adapter: str | None = None, temperature: float = 0.0,
                  seeds: Sequence[int] | None = None) -> list[str]:
-        """Answer text per prompt, constrained to each prompt's JSON schema, in input order.
+        """Answer text per prompt, constrained to each prompt's JSON schema, in input order (the answer's forced
+        opening prefilled, not decoded: `answer_start`).
 
         Greedy by default; with a temperature each prompt is sampled, seeded by `seeds` (one per
         prompt) where the backend can seed per request, so repeated prompts give different draws."""
