@@ -7,12 +7,13 @@ concurrent analyse requests arrive batched, so they reach vLLM as one batch.
 from __future__ import annotations
 
 import json
+import queue
 import shutil
 import threading
 import time
 import uuid
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,48 @@ CHAT_SYSTEM_NOTE = ("Answer the user's follow-up question about the clip in plai
 CHAT_REASONING_NOTE = " First reason briefly inside <reasoning></reasoning>, then answer."
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
 MAX_QUESTION_CHARS = 2000  # a chat question; the conversation carried along stays under ten of them
+
+
+_END = object()
+
+
+def locked_stream(lock: threading.Lock, stream: Callable[[], Iterator[str]]) -> Iterator[str]:
+    """The texts of `stream()`, produced under `lock` by a worker thread, handed to the reader in order.
+
+    A generator that held the lock across its yields would keep it for as long as a reader that stopped
+    without closing it (a browser tab closed mid-answer) keeps the generator alive, and every later call
+    would wait for ever. The worker instead runs the stream to its end (it is bounded) or until the reader
+    closes this one, and then lets the lock go.
+    """
+    texts: queue.SimpleQueue = queue.SimpleQueue()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            with lock:
+                produced = stream()
+                try:
+                    for text in produced:
+                        texts.put(text)
+                        if stop.is_set():
+                            break
+                finally:
+                    close = getattr(produced, "close", None)
+                    if close is not None:
+                        close()  # the backend aborts its request
+        except BaseException as error:  # noqa: BLE001 (handed to the reader, raised there)
+            texts.put(error)
+        finally:
+            texts.put(_END)
+
+    threading.Thread(target=produce, name="chat-stream", daemon=True).start()
+    try:
+        while (item := texts.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
 
 
 class Service:
@@ -254,8 +297,8 @@ class Service:
     def stream_chat(self, prompt: Prompt, adapter: str | None = None) -> Iterator[str]:
         """The chat answer as a stream of the text so far (after the prompt's reasoning, when it has one)."""
         backend = self.backend
-        with self._lock:
-            yield from backend.chat(prompt, adapter=adapter, max_new_tokens=self.config.ui.chat_max_new_tokens)
+        yield from locked_stream(self._lock, lambda: backend.chat(prompt, adapter=adapter,
+                                                                  max_new_tokens=self.config.ui.chat_max_new_tokens))
 
     # -- conversation -------------------------------------------------------------------------
     def conversation(self, video: str | None, audio: str | None, transcript: str | None, labels: str | None = None,

@@ -1,5 +1,10 @@
-"""The app's pure logic: the adapter a batch run answers with (login throttling: test_hardening)."""
+"""The app's pure logic: the adapter a batch run answers with, the chat stream's hold on the engine lock (login
+throttling: test_hardening)."""
+import threading
+
 import pytest
+
+from mllm_mer.app.service import locked_stream
 
 
 def test_a_batch_run_answers_with_the_adapter_chosen_or_the_base_model():
@@ -66,3 +71,45 @@ def test_the_traces_shown_are_the_window_the_prompt_read_and_none_without_signal
                     media=load_media(Sample(id="s", physio=str(signal_csv)), settings, ("text",)))
     assert _traces(AnalyseRequest(physio=str(signal_csv)), unread, settings) is None  # "physio" not chosen
     assert _traces(AnalyseRequest(physio=str(signal_csv)), None, settings) is None  # the sample failed
+
+
+def _counting(n: int, seen: list, fail: bool = False):
+    """A stand-in for a backend's chat stream (pure lock logic): n cumulative texts, recording how far it got."""
+    try:
+        for i in range(n):
+            seen.append(i)
+            yield "x" * (i + 1)
+        if fail:
+            raise RuntimeError("the engine refused")
+    finally:
+        seen.append("closed")
+
+
+def test_a_chat_reader_that_walks_away_does_not_keep_the_engine_lock():
+    lock, seen = threading.Lock(), []
+    abandoned = locked_stream(lock, lambda: _counting(50, seen))
+    assert next(abandoned) == "x"  # a browser tab read the first words, then closed without closing the stream
+    assert lock.acquire(timeout=10), "the lock stayed held by a stream nobody reads"
+    lock.release()
+    assert seen[-1] == "closed" and 49 in seen  # the stream ran to its end and let the lock go
+    assert list(locked_stream(lock, lambda: _counting(3, []))) == ["x", "xx", "xxx"]
+
+
+def test_a_chat_reader_that_closes_the_stream_stops_it_and_an_error_reaches_the_reader():
+    lock, seen = threading.Lock(), []
+    release = threading.Event()
+
+    def slow():
+        for text in _counting(1000, seen):
+            yield text
+            release.wait(0.01)
+
+    reader = locked_stream(lock, slow)
+    next(reader)
+    reader.close()
+    assert lock.acquire(timeout=10)
+    lock.release()
+    assert seen[-1] == "closed" and len(seen) < 1000  # stopped early, its request aborted by its close
+    with pytest.raises(RuntimeError, match="refused"):
+        list(locked_stream(lock, lambda: _counting(2, [], fail=True)))
+    assert not lock.locked()
