@@ -7,17 +7,17 @@ concurrent analyse requests arrive batched, so they reach vLLM as one batch.
 from __future__ import annotations
 
 import json
-import queue
 import shutil
 import threading
 import time
 import uuid
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from mllm_mer.app.locked_stream import locked_stream
 from mllm_mer.app.requests import (
     AnalyseRequest,
     Analysis,
@@ -46,48 +46,6 @@ CHAT_SYSTEM_NOTE = ("Answer the user's follow-up question about the clip in plai
 CHAT_REASONING_NOTE = " First reason briefly inside <reasoning></reasoning>, then answer."
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
 MAX_QUESTION_CHARS = 2000  # a chat question; the conversation carried along stays under ten of them
-
-
-_END = object()
-
-
-def locked_stream(lock: threading.Lock, stream: Callable[[], Iterator[str]]) -> Iterator[str]:
-    """The texts of `stream()`, produced under `lock` by a worker thread, handed to the reader in order.
-
-    A generator that held the lock across its yields would keep it for as long as a reader that stopped
-    without closing it (a browser tab closed mid-answer) keeps the generator alive, and every later call
-    would wait for ever. The worker instead runs the stream to its end (it is bounded) or until the reader
-    closes this one, and then lets the lock go.
-    """
-    texts: queue.SimpleQueue = queue.SimpleQueue()
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            with lock:
-                produced = stream()
-                try:
-                    for text in produced:
-                        texts.put(text)
-                        if stop.is_set():
-                            break
-                finally:
-                    close = getattr(produced, "close", None)
-                    if close is not None:
-                        close()  # the backend aborts its request
-        except BaseException as error:  # noqa: BLE001 (handed to the reader, raised there)
-            texts.put(error)
-        finally:
-            texts.put(_END)
-
-    threading.Thread(target=produce, name="chat-stream", daemon=True).start()
-    try:
-        while (item := texts.get()) is not _END:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
 
 
 class Service:

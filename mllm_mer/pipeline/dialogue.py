@@ -176,6 +176,8 @@ class _Chains:
 
     def finished(self, pairs) -> None:
         for prepared, prediction in pairs:
+            if prepared.sample.id not in self.owners:  # called off by a turn before it, collected beside it
+                continue
             k, step = self.owners.pop(prepared.sample.id)
             answered = finish(prepared, prediction, self.run.setup)
             if step - 1 in self.bets[k]:  # asked on a bet its previous turn has not settled

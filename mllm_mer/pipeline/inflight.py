@@ -63,8 +63,12 @@ class InFlight:
                 if key in self.nodes and self.nodes[key].parent is None]
 
     def drop(self, sample_id: str) -> None:
-        """Stop a sample: its requests are aborted and nothing of it is collected."""
-        [root] = [key for key, prepared in self.held.items() if prepared.sample.id == sample_id]
+        """Stop a sample: its requests are aborted and nothing of it is collected (nothing to do once it has
+        been collected)."""
+        roots = [key for key, prepared in self.held.items() if prepared.sample.id == sample_id]
+        if not roots:
+            return
+        [root] = roots
         for key in [k for k in self.nodes if self._root(k) == root]:
             self.stream.drop(key)
             del self.nodes[key]

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from mllm_mer.app.service import locked_stream
+from mllm_mer.app.locked_stream import locked_stream
 
 
 def test_a_batch_run_answers_with_the_adapter_chosen_or_the_base_model():

@@ -159,3 +159,16 @@ def test_a_label_not_kept_calls_off_every_turn_asked_after_it():
     for sample in seen:
         d, t = (int(x) for x in sample.id[1:].split("t"))
         assert [turn.emotion for turn in sample.context] == labels(betting)[d][:t]
+
+
+@pytest.mark.parametrize("pad", [34, 46, 70])
+def test_a_turn_called_off_by_the_turn_before_it_in_the_same_collect_is_forgotten_and_asked_again(pad):
+    """With these tails d0t0 (which keeps another label than it first wrote) and d0t1, asked on that label, finish
+    in the same engine step: d0t1 is called off although the engine has already handed it back."""
+    backend, seen, betting, waiting = run_both(flip=("d0t0",), pad={"d0t0": pad})
+    assert labels(betting) == labels(waiting)
+    assert [s for e, s in backend.log if e == "submit"].count("d0t1") == 2
+    assert [s.id for s in seen].count("d0t1") == 1
+    for sample in seen:
+        d, t = (int(x) for x in sample.id[1:].split("t"))
+        assert [turn.emotion for turn in sample.context] == labels(betting)[d][:t]
