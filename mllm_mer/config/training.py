@@ -79,6 +79,10 @@ class RLConfig(Section):
     loss_type: str = option("dapo", "TRL loss: dapo | grpo | dr_grpo | bnpo")
     scale_rewards: str = option("group", "advantage scaling: group | batch | none")
     num_iterations: int = option(1, "optimisation passes per generated batch", low=1)
+    credit: Literal["all", "reasoning"] = option(
+        "all", "the rollout tokens the policy gradient reaches under a reasoning order: all (the reasoning block "
+               "and the answer) or reasoning (the block only; the answer keeps the mapping from reasoning to label "
+               "that SFT taught, so a label reward cannot teach it to contradict its own reasoning)")
     use_vllm: bool = option(False, "generate with vLLM inside the trainer (GPU, colocate mode)")
     constrained: bool = option(True, "sample answers under the answer's JSON schema, as predict decodes them "
                                      "(false: free sampling, which the format reward then shapes)")

@@ -88,6 +88,7 @@ def grpo_arguments(cfg: TrainConfig, out: Path, with_dev: bool, blocked: list[in
         temperature=rl.temperature, top_p=rl.top_p, max_completion_length=rl.max_completion_length,
         reward_weights=list(rl.rewards.values()), loss_type=rl.loss_type, scale_rewards=rl.scale_rewards,
         num_iterations=rl.num_iterations, use_vllm=rl.use_vllm, vllm_mode="colocate", log_completions=False,
+        eval_on_start=with_dev,  # the starting policy's dev score: the baseline every later one is read against
         # transformers' generate suppresses tokens; vLLM's sampling takes a bias
         generation_kwargs={"logit_bias": {i: -100.0 for i in blocked}} if rl.use_vllm else {"suppress_tokens": blocked})
 
@@ -114,6 +115,9 @@ def build_trainer(cfg: TrainConfig, callbacks: list | None = None):
     if recipe.setup.reasoning is not None and cfg.rl.use_vllm:
         raise ValueError(f"reasoning: {recipe.setup.reasoning.order} samples each rollout in two passes (the block, "
                          "then the answer), which TRL's vLLM path cannot: set use_vllm: false")
+    if recipe.setup.reasoning is None and cfg.rl.credit == "reasoning":
+        raise ValueError("credit: reasoning credits the reasoning block only, and this recipe answers without one: "
+                         "set reasoning: before|native (or credit: all)")
     options = reward_options(cfg)
     setup, dev = recipe.setup, recipe.dev_samples
     model, processor = load_trainable_model(cfg)
@@ -124,7 +128,7 @@ def build_trainer(cfg: TrainConfig, callbacks: list | None = None):
         train_dataset=rows_dataset(recipe.train_samples), eval_dataset=rows_dataset(dev) if dev else None,
         processing_class=processor, callbacks=callbacks, rows=rows,
         dev_evaluation=dev_evaluation(processor, dev, setup, cfg) if dev else None,
-        constraint=answer_constraint(model, processor, cfg) if cfg.rl.constrained else None)
+        constraint=answer_constraint(model, processor, cfg) if cfg.rl.constrained else None, credit=cfg.rl.credit)
     return trainer, recipe, processor
 
 

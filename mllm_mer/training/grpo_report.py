@@ -34,6 +34,21 @@ def dev_rows(history: list[dict[str, Any]], metric: str) -> list[tuple[int, floa
     return [(e["step"], e[f"eval_{metric}"]) for e in history if f"eval_{metric}" in e]
 
 
+def dev_line(dev: list[tuple[int, float]], metric: str) -> str:
+    """The dev headline: the starting adapter's score (step 0, evaluated before any update), the last, the best
+    trained step (the adapter kept) and its lift over the start; said plainly when no step beat the start."""
+    start = dev[0][1] if dev[0][0] == 0 else None
+    trained = [d for d in dev if d[0] > 0] or dev
+    best = max(trained, key=lambda d: d[1])
+    line = (f"Dev {metric}: " + (f"{start:.3f} before training -> " if start is not None else "")
+            + f"{trained[-1][1]:.3f} at step {trained[-1][0]}; best {best[1]:.3f} at step {best[0]} (the adapter kept)")
+    if start is None:
+        return line + "."
+    if best[1] <= start:
+        return line + f": no trained step beat the start ({start:.3f}); the starting adapter is the better one."
+    return line + f", {best[1] - start:+.3f} over the start."
+
+
 def plot(path: Path, steps: list[dict[str, Any]], dev: list[tuple[int, float]], rewards: list[str], metric: str):
     import matplotlib
 
@@ -63,13 +78,12 @@ def write_report(out: Path, history: list[dict[str, Any]], cfg) -> Path:
     lines = ["# GRPO run", "",
              f"Group of {rl.num_generations} answers per prompt at temperature {rl.temperature}"
              + (f", top_p {rl.top_p}" if rl.top_p < 1 else "") + ", KL coefficient "
-             f"{rl.beta}, loss {rl.loss_type}; rewards (weight): "
+             f"{rl.beta}, loss {rl.loss_type}" + (", the reasoning blocks credited (not the answers)"
+                                                  if rl.credit == "reasoning" else "") + "; rewards (weight): "
              + ", ".join(f"{name} ({weight})" for name, weight in rl.rewards.items()) + ".",
              f"Started from {cfg.lora.init_adapter or 'a fresh LoRA on the base model'} ({cfg.model.model}).", ""]
     if dev:
-        best = max(dev, key=lambda d: d[1])
-        lines += [f"Dev {metric}: {dev[0][1]:.3f} at step {dev[0][0]} -> {dev[-1][1]:.3f} at step {dev[-1][0]}; "
-                  f"best {best[1]:.3f} at step {best[0]} (the adapter kept).", ""]
+        lines += [dev_line(dev, metric), ""]
     if steps:
         lines += ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
         lines += ["| " + " | ".join(_fmt(row[h]) for h in headers) + " |" for row in steps]

@@ -94,9 +94,10 @@ class MediaGRPOTrainer(GRPOTrainer):
     """GRPOTrainer whose rows carry `sample_id`; prompts come from `rows` (our prepare), not from messages."""
 
     def __init__(self, *args: Any, rows: PreparedRows, dev_evaluation=None,
-                 constraint: Callable[[list[Prompt]], Any] | None = None, **kwargs: Any):
+                 constraint: Callable[[list[Prompt]], Any] | None = None, credit: str = "all", **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.rows, self.dev_evaluation, self.constraint = rows, dev_evaluation, constraint
+        self.rows, self.dev_evaluation, self.constraint, self.credit = rows, dev_evaluation, constraint, credit
+        self._leads: list[int] = []  # per completion of this batch: its reasoning lead's token count
         self._batch: list[dict[str, Any]] = []  # this generation batch, row by row
         self._active: list[dict[str, Any]] | None = None  # the rows of the forward pass being scored
         self._pending: dict[str, Any] | None = None
@@ -123,6 +124,8 @@ class MediaGRPOTrainer(GRPOTrainer):
         # Where a step's time goes: sampling and scoring the group vs the loss's forward and backward.
         self._metrics["train"]["generation_time"].append(time.perf_counter() - started)
         output["media_rows"] = list(self._batch)  # shuffled and split with the batch, row for row
+        if self.credit == "reasoning":
+            output["tool_mask"] = lead_mask(output["completion_mask"], self._leads)
         return output
 
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
@@ -150,6 +153,7 @@ class MediaGRPOTrainer(GRPOTrainer):
                               stop_strings=[reasoning.close]):
             thoughts, _ = turn(prompt_ids, multimodal_fields=multimodal_fields)
         leads = [reasoned_lead(tokenizer, ids, reasoning, self.eos_token_ids) for ids in thoughts]
+        self._leads = [len(lead) for lead in leads]
         longer = [ids + lead for ids, lead in zip(prompt_ids, leads, strict=True)]
         with self._generating(self._answer_kwargs(prompts)):
             answers, _ = turn(longer, multimodal_fields=extended_fields(multimodal_fields, leads))
@@ -219,6 +223,15 @@ class MediaGRPOTrainer(GRPOTrainer):
             Trainer.log(self, logs, start_time)
         else:
             super().log(logs, start_time)
+
+
+def lead_mask(completion_mask: torch.Tensor, leads: list[int]) -> torch.Tensor:
+    """The loss mask (TRL's `tool_mask`) that keeps each completion's reasoning lead and drops its answer; the
+    attention mask stays whole, so the answer is still read, only not credited."""
+    if len(leads) != completion_mask.size(0):
+        raise RuntimeError(f"{completion_mask.size(0)} completions but {len(leads)} reasoning leads")
+    positions = torch.arange(completion_mask.size(1), device=completion_mask.device)
+    return (positions.unsqueeze(0) < torch.tensor(leads, device=completion_mask.device).unsqueeze(1)).int()
 
 
 def with_ids(setup: PromptSetup, samples: list[Sample], reasoning_col: str | None = None) -> PreparedRows:
