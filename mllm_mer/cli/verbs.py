@@ -145,9 +145,12 @@ def score(cfg: C.ScoreConfig) -> int:
 
 
 def finetune(cfg: C.TrainConfig) -> int:
-    from mllm_mer.core.registry import TRAINING_METHODS, load_entry, lookup
+    from mllm_mer.core.registry import TRAINING_CHECKS, TRAINING_METHODS, load_entry, lookup
 
-    print(f"adapter: {load_entry(lookup(TRAINING_METHODS, cfg.optim.method, 'training method'))(cfg)}")
+    method = lookup(TRAINING_METHODS, cfg.optim.method, "training method")
+    if cfg.optim.method in TRAINING_CHECKS:
+        load_entry(TRAINING_CHECKS[cfg.optim.method])(cfg)
+    print(f"adapter: {load_entry(method)(cfg)}")
     return 0
 
 

@@ -42,6 +42,10 @@ TRAINING_METHODS: dict[str, str] = {
     "sft": "mllm_mer.training.sft:train",
     "grpo": "mllm_mer.training.grpo:train",
 }
+# A method's checks of its recipe, light to import: run before the method's (heavy) module is imported.
+TRAINING_CHECKS: dict[str, str] = {
+    "grpo": "mllm_mer.training.grpo_recipe:check_recipe",
+}
 
 # Benchmark loaders (mllm_mer.datasets): name -> (loader module, fixed keywords of its `load`).
 DATASETS: dict[str, tuple[str, dict[str, Any]]] = {

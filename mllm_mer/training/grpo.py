@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mllm_mer.config import TrainConfig
+from mllm_mer.training.grpo_recipe import check_recipe, reward_options
 from mllm_mer.training.grpo_trainer import PreparedRows, with_ids
 from mllm_mer.training.rewards import REWARDS, RewardOptions
 
@@ -30,13 +31,6 @@ class RewardColumn:
         texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
         reward = REWARDS[self.__name__]
         return [reward(text, self.rows.asked[i], self.options) for text, i in zip(texts, sample_id, strict=True)]
-
-
-def reward_options(cfg: TrainConfig) -> RewardOptions:
-    rl = cfg.rl
-    return RewardOptions(similarity=rl.similarity, wheel=rl.wheel, partial_credit=rl.partial_credit,
-                         max_chars=rl.max_chars, max_reasoning_chars=rl.max_reasoning_chars,
-                         weights=dict(rl.rewards))
 
 
 def blocked_tokens(model, processor) -> list[int]:
@@ -56,25 +50,6 @@ def answer_constraint(model, processor, cfg: TrainConfig):
 
     backend = TransformersBackend.wrap(model, processor, BackendConfig(model=cfg.model))
     return functools.partial(backend.constraint, opened=False)
-
-
-def check_recipe(cfg: TrainConfig) -> None:
-    """The GRPO settings that cannot work, refused before any model loads."""
-    rl = cfg.rl
-    if not cfg.optim.output_dir:
-        raise ValueError("the recipe needs output_dir")
-    if cfg.optim.batch_size % rl.num_generations:
-        raise ValueError(f"batch_size ({cfg.optim.batch_size}) counts completions: it must be a multiple of "
-                         f"num_generations ({rl.num_generations})")
-    if not rl.rewards:
-        raise ValueError("the rl section needs at least one reward")
-    if rl.use_vllm and rl.constrained:
-        raise ValueError("use_vllm samples through TRL's vLLM path, which takes no JSON schema: set "
-                         "constrained: false (the format reward then shapes the answer)")
-    reward_options(cfg)  # unknown reward names, bad ranges
-    if rl.rewards.get("reasoning_match") and not cfg.traces.reasoning_col:
-        raise ValueError("the reasoning_match reward reads each sample's reference reasoning: name its manifest "
-                         "column (reasoning_col, --reasoning-col)")
 
 
 def grpo_arguments(cfg: TrainConfig, out: Path, with_dev: bool, blocked: list[int]):

@@ -77,3 +77,13 @@ def test_a_grpo_recipe_that_cannot_sample_as_asked_is_refused_before_any_model_l
     ours = [line for line in proc.stderr.splitlines() if line.startswith("mllm-mer finetune: error:")]
     assert len(ours) == 1 and "use_vllm" in ours[0] and "constrained: false" in ours[0], proc.stderr
     assert (BNB_KERNEL_LINE in proc.stderr) == third_party_line, proc.stderr
+
+
+def test_finetune_refuses_a_grpo_recipe_that_cannot_work_before_importing_the_trainer():
+    """The recipe's checks are light: the refusal comes before TRL, transformers or torch is imported."""
+    probe = ("import sys\nfrom mllm_mer.cli import main\n"
+             "code = main(['finetune', '--config', 'tiny_grpo', 'use_vllm=true', 'output_dir=unused', 'model=m'])\n"
+             "print(code, sorted(m for m in ('trl', 'transformers', 'torch') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.stdout.split() == ["2", "[]"], proc.stdout + proc.stderr
+    assert "use_vllm" in proc.stderr and "constrained: false" in proc.stderr

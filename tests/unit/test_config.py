@@ -126,13 +126,13 @@ def test_every_shipped_recipe_is_a_valid_config(recipe):
     cfg = TrainConfig.from_yaml(REPO / "finetune" / "configs" / recipe)
     assert cfg.optim.output_dir and cfg.data.dataset and cfg.model.model
     if cfg.optim.method == "grpo":
-        from mllm_mer.training.grpo import check_recipe
+        from mllm_mer.training.grpo_recipe import check_recipe
 
         check_recipe(cfg)  # group size divides the batch, rewards known
 
 
 def test_the_reasoning_match_reward_needs_the_column_of_its_reference():
-    from mllm_mer.training.grpo import check_recipe
+    from mllm_mer.training.grpo_recipe import check_recipe
 
     recipe = dict(method="grpo", model="m", output_dir="o", dataset="manifest", batch_size=8, num_generations=8,
                   rewards={"correct": 1.0, "reasoning_match": 0.5})
