@@ -146,11 +146,9 @@ def score(cfg: C.ScoreConfig) -> int:
 
 def finetune(cfg: C.TrainConfig) -> int:
     from mllm_mer.core.registry import TRAINING_CHECKS, TRAINING_METHODS, load_entry, lookup
-
-    method = lookup(TRAINING_METHODS, cfg.optim.method, "training method")
-    if cfg.optim.method in TRAINING_CHECKS:
-        load_entry(TRAINING_CHECKS[cfg.optim.method])(cfg)
-    print(f"adapter: {load_entry(method)(cfg)}")
+    if check := TRAINING_CHECKS.get(cfg.optim.method):
+        load_entry(check)(cfg)  # light: a recipe that cannot work is refused before the trainer's imports
+    print(f"adapter: {load_entry(lookup(TRAINING_METHODS, cfg.optim.method, 'training method'))(cfg)}")
     return 0
 
 
