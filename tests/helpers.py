@@ -136,6 +136,24 @@ def dev_accuracy(run) -> float:
     return json.loads((Path(run) / "dev_metrics.json").read_text())["tasks"]["emotion"]["accuracy"]
 
 
+def served_alike(tiny_model, vllm_backend, task, adapter, setup, name: str) -> list:
+    """A trained adapter's answers on the task's test split: transformers' (returned) and the shared vLLM
+    engine's, which must give the same labels."""
+    from mllm_mer.backends.hf import TransformersBackend
+    from mllm_mer.config import BackendConfig, ModelConfig
+    from mllm_mer.datasets import load_split
+    from mllm_mer.pipeline import predict
+
+    test = list(load_split("manifest", task / "manifest.jsonl", "test", labels=str(task / "labels.yaml")).samples)
+    tuned = TransformersBackend(BackendConfig(model=ModelConfig(model=str(tiny_model), dtype="float32",
+                                                                adapter=[f"{name}={adapter}"])))
+    hf_preds = predict(tuned, test, setup, adapter=name, with_probabilities=False)
+    vllm_backend.register_adapter(name, str(adapter))
+    vllm_preds = predict(vllm_backend, test, setup, adapter=name, with_probabilities=False)
+    assert [p.label("emotion") for p in vllm_preds] == [p.label("emotion") for p in hf_preds]
+    return hf_preds
+
+
 def assert_tree_gone(proc, sig) -> None:
     """Send `sig` to a command and assert that nothing it started (engine, watchdog, server) survives."""
     import signal

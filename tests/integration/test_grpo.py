@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from helpers import cli_finetune, dev_accuracy, recipe_overrides, run_cli
+from helpers import cli_finetune, dev_accuracy, recipe_overrides, run_cli, served_alike
 
 from mllm_mer.config import TrainConfig
 
@@ -126,10 +126,7 @@ def _history(run):
 @pytest.mark.vllm
 def test_grpo_learns_from_rewards_alone_and_vllm_serves_its_adapter(tiny_model, colour_task, undertrained, grpo_run,
                                                                     vllm_backend):
-    from mllm_mer.backends.hf import TransformersBackend
-    from mllm_mer.config import BackendConfig, MediaConfig, ModelConfig, PromptConfig
-    from mllm_mer.datasets import load_split
-    from mllm_mer.pipeline import predict
+    from mllm_mer.config import MediaConfig, ModelConfig, PromptConfig
     from mllm_mer.pipeline.resolve import resolve_prompt
 
     start = dev_accuracy(undertrained)
@@ -158,14 +155,7 @@ def test_grpo_learns_from_rewards_alone_and_vllm_serves_its_adapter(tiny_model, 
                            MediaConfig())
     assert saved == resolve_prompt(ModelConfig(model=str(tiny_model), adapter=[f"sft={undertrained / 'adapter'}"]),
                                    PromptConfig(), MediaConfig())
-    test = list(load_split("manifest", colour_task / "manifest.jsonl", "test",
-                           labels=str(colour_task / "labels.yaml")).samples)
-    tuned = TransformersBackend(BackendConfig(model=ModelConfig(model=str(tiny_model), dtype="float32",
-                                                                adapter=[f"rl={adapter}"])))
-    hf_preds = predict(tuned, test, saved, adapter="rl", with_probabilities=False)
-    vllm_backend.register_adapter("rl", str(adapter))
-    vllm_preds = predict(vllm_backend, test, saved, adapter="rl", with_probabilities=False)
-    assert [p.label("emotion") for p in vllm_preds] == [p.label("emotion") for p in hf_preds]
+    hf_preds = served_alike(tiny_model, vllm_backend, colour_task, adapter, saved, "rl")
     assert all(p.ok for p in hf_preds)
 
 

@@ -4,7 +4,7 @@ one step; the adapter answers in the order it was trained in, with no flag."""
 import json
 
 import pytest
-from helpers import REPO, cli_finetune, dev_accuracy, recipe_overrides, run_cli
+from helpers import REPO, cli_finetune, dev_accuracy, recipe_overrides, run_cli, served_alike
 
 REASONING_RECIPE = "finetune/configs/tiny_reasoning_lora.yaml"
 
@@ -119,10 +119,7 @@ def test_grpo_think_then_answer_lifts_an_undertrained_reasoning_adapter_and_vllm
     """From an SFT adapter stopped early (it counts two or three cues whatever it reads), the recipe as shipped,
     rewarded on the label alone, teaches the count: dev accuracy rises by at least 0.2. The adapter reasons
     before answering with no flag, and the vLLM engine gives the labels transformers gives."""
-    from mllm_mer.backends.hf import TransformersBackend
-    from mllm_mer.config import BackendConfig, MediaConfig, ModelConfig, PromptConfig
-    from mllm_mer.datasets import load_split
-    from mllm_mer.pipeline import predict
+    from mllm_mer.config import MediaConfig, ModelConfig, PromptConfig
     from mllm_mer.pipeline.resolve import resolve_prompt
 
     sft, rl = tmp_path / "sft", tmp_path / "rl"
@@ -139,12 +136,5 @@ def test_grpo_think_then_answer_lifts_an_undertrained_reasoning_adapter_and_vllm
     saved = resolve_prompt(ModelConfig(model=str(tiny_model), adapter=[f"rl={adapter}"]), PromptConfig(),
                            MediaConfig())
     assert saved.reasoning is not None and saved.reasoning.order == "before"
-    test = list(load_split("manifest", parity_task / "manifest.jsonl", "test",
-                           labels=str(parity_task / "labels.yaml")).samples)
-    tuned = TransformersBackend(BackendConfig(model=ModelConfig(model=str(tiny_model), dtype="float32",
-                                                                adapter=[f"rl={adapter}"])))
-    hf_preds = predict(tuned, test, saved, adapter="rl", with_probabilities=False)
-    vllm_backend.register_adapter("parity-rl", str(adapter))
-    vllm_preds = predict(vllm_backend, test, saved, adapter="parity-rl", with_probabilities=False)
-    assert [p.label("emotion") for p in vllm_preds] == [p.label("emotion") for p in hf_preds]
+    hf_preds = served_alike(tiny_model, vllm_backend, parity_task, adapter, saved, "parity-rl")
     assert all(p.ok and p.reasoning["text"].startswith("false=") for p in hf_preds)
